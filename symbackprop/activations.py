@@ -1,0 +1,185 @@
+"""The registry of activations: each defined once by its forward expression in ``x``.
+
+Derivatives are never tabulated: :func:`derive_activation` differentiates the forward expression
+with SymPy and, where the derivative can be written in the activation's own output ``a`` as a
+rational function (sigmoid' = a(1 - a), tanh' = 1 - a^2), rewrites it so, keeping every step
+(with the proof obligation discharged by SymPy) for the derivation document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import sympy as sp
+
+from .symbols import A, X
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation (or softmax). Its derivative is derived, never written by hand.
+
+    Attributes:
+        name: registry name ('sigmoid') or 'custom'.
+        expr: forward expression in the symbol ``x`` (for softmax: exp(x), normalised by the sum).
+        latex: LaTeX name of the function applied to an argument, with ``{}`` for the argument.
+        params: hyperparameters shown in the derivation, e.g. (('alpha', 1/100),).
+        source: the user's text for custom expressions ('' otherwise).
+    """
+
+    name: str
+    expr: sp.Expr
+    latex: str
+    params: tuple[tuple[str, sp.Expr], ...] = ()
+    source: str = ""
+
+    @property
+    def is_softmax(self) -> bool:
+        return self.name == "softmax"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.expr == X and not self.is_softmax
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a derivation: ``lhs = rhs`` with a short justification."""
+
+    lhs: str
+    rhs: sp.Expr
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class ActivationDerivative:
+    """f'(x), derived. ``expr`` is in x and/or a (a = f(x)); ``in_output`` says it uses only a."""
+
+    expr: sp.Expr
+    raw: sp.Expr
+    in_output: bool
+    steps: tuple[Step, ...] = field(default=())
+
+
+def make(name: str, alpha: sp.Expr | None = None) -> Activation:
+    """The registry entry ``name`` (with ``alpha`` for leaky_relu and elu)."""
+    if name == "identity":
+        return Activation("identity", X, "{}")
+    if name == "sigmoid":
+        return Activation("sigmoid", 1 / (1 + sp.exp(-X)), r"\sigma\left({}\right)")
+    if name == "tanh":
+        return Activation("tanh", sp.tanh(X), r"\tanh\left({}\right)")
+    if name == "relu":
+        return Activation("relu", sp.Max(X, 0), r"\operatorname{{relu}}\left({}\right)")
+    if name == "leaky_relu":
+        al = sp.Rational(1, 100) if alpha is None else alpha
+        expr = sp.Piecewise((X, X > 0), (al * X, True))
+        return Activation(
+            "leaky_relu", expr, r"\operatorname{{lrelu}}\left({}\right)", (("alpha", al),)
+        )
+    if name == "elu":
+        al = sp.Integer(1) if alpha is None else alpha
+        expr = sp.Piecewise((X, X > 0), (al * (sp.exp(X) - 1), True))
+        return Activation("elu", expr, r"\operatorname{{elu}}\left({}\right)", (("alpha", al),))
+    if name == "softplus":
+        return Activation(
+            "softplus", sp.log(1 + sp.exp(X)), r"\operatorname{{softplus}}\left({}\right)"
+        )
+    if name == "silu":
+        return Activation("silu", X / (1 + sp.exp(-X)), r"\operatorname{{silu}}\left({}\right)")
+    if name == "gelu":
+        expr = X / 2 * (1 + sp.erf(X / sp.sqrt(2)))
+        return Activation("gelu", expr, r"\operatorname{{gelu}}\left({}\right)")
+    if name == "softmax":
+        return Activation("softmax", sp.exp(X), r"\operatorname{{softmax}}\left({}\right)")
+    raise KeyError(name)
+
+
+NAMES: tuple[str, ...] = (
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "silu",
+    "gelu",
+    "softmax",
+)
+ALIASES: dict[str, str] = {"linear": "identity"}
+WITH_ALPHA: tuple[str, ...] = ("leaky_relu", "elu")
+
+
+def custom(expr: sp.Expr, source: str) -> Activation:
+    """An activation from a user's ``{expr: ...}`` (already parsed by the safe parser)."""
+    return Activation("custom", expr, r"f\left({}\right)", source=source)
+
+
+def _kink_convention(expr: sp.Expr) -> sp.Expr:
+    """Heaviside(0) = 0, as PyTorch's relu'(0) = 0."""
+    return expr.replace(sp.Heaviside, lambda arg, *rest: sp.Heaviside(arg, 0))
+
+
+def _tidy(expr: sp.Expr) -> sp.Expr:
+    """The shortest of the factored and expanded forms; a(1 - a) rather than -a(a - 1)."""
+    factored = sp.factor(expr)
+    if factored.is_Mul and factored.could_extract_minus_sign():
+        factors = list(factored.args)
+        for i, f in enumerate(factors):
+            if f.is_Add:
+                factors[i] = -f
+                factored = -sp.Mul(*factors)
+                break
+    return min((factored, sp.expand(expr)), key=sp.count_ops)
+
+
+def _proved_equal(a: sp.Expr, b: sp.Expr) -> bool:
+    return sp.simplify(a - b) == 0
+
+
+@lru_cache(maxsize=256)
+def derive_activation(act: Activation) -> ActivationDerivative:
+    """Differentiate ``act`` with SymPy and rewrite f'(x) in terms of a = f(x) where possible."""
+    if act.is_softmax:
+        raise ValueError("softmax has a Jacobian, not an elementwise derivative")
+    raw = _kink_convention(sp.diff(act.expr, X))
+    steps = [Step("f(x)", act.expr, "definition"), Step("f'(x)", raw, "differentiate")]
+    rewritten = _rewrite_in_output(act.expr, raw)
+    if rewritten is None:
+        return ActivationDerivative(raw, raw, False, tuple(steps))
+    kernel, solved, expr = rewritten
+    steps.append(Step(sp.latex(kernel), solved, "solve a = f(x) for it"))
+    steps.append(Step("f'(x)", expr, "substitute; a = f(x)"))
+    return ActivationDerivative(expr, raw, True, tuple(steps))
+
+
+def _rewrite_in_output(f: sp.Expr, d: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr] | None:
+    """Find a kernel u(x) of f with f = g(u), solve a = g(u) for u and substitute into f'.
+
+    Accepted only when the result is a rational function of a alone and SymPy proves it equal
+    to f'(x) after substituting a = f(x).
+    """
+    if f.has(sp.Piecewise, sp.Max, sp.Min, sp.Abs) or f == X:
+        return None
+    kernels = sorted(f.atoms(sp.Function), key=sp.default_sort_key)
+    u = sp.Dummy("u")
+    for kernel in kernels:
+        g = f.subs(kernel, u)
+        if X in g.free_symbols:
+            continue
+        if not d.subs(kernel, u).free_symbols <= {u, *d.free_symbols - {X}}:
+            continue
+        try:
+            sols = sp.solve(sp.Eq(A, g), u)
+        except (NotImplementedError, ValueError):
+            continue
+        if len(sols) != 1:
+            continue
+        out = _tidy(sp.simplify(d.subs(kernel, sols[0])))
+        if X in out.free_symbols or not out.is_rational_function(A):
+            continue
+        if _proved_equal(out.subs(A, f), d):
+            return kernel, sols[0], out
+    return None

@@ -1,0 +1,262 @@
+"""Portable, bit-reproducible random initial weights (self-contained: numpy + stdlib only).
+
+The same numbers must come out of this module, a generated NumPy module and generated C99
+(libc/libm only, ``-ffp-contract=off``).  Only IEEE 754 exactly-rounded operations are used:
+wrapping uint64 arithmetic, and double ``+ - * /`` and ``sqrt``; never libm's log/exp/cos.
+All integer arithmetic below is modulo 2**64; all floating point is float64 (C ``double``).
+
+Generator (splitmix64 output function)::
+
+    GAMMA = 0x9E3779B97F4A7C15
+    mix64(z):  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+               z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+               return z ^ (z >> 31)
+    key(seed, k) = mix64(seed + (k + 1) * GAMMA)      # k-th parameter tensor: W1=0, b1=1, W2=2..
+    u(key, i)    = (double)(mix64(key + (i + 1) * GAMMA) >> 11) * 0x1p-53   # in [0, 1)
+
+(The i-th output of splitmix64 seeded with s is ``mix64(s + (i + 1) * GAMMA)``.)
+Every parameter tensor is counted in k, whether its scheme is random or not.
+
+Uniform element j in [low, high):  ``low + (high - low) * u(key, j)``.
+
+Normal element j of an n-element tensor (Marsaglia polar), attempts r = 0, 1, 2, ...::
+
+    c = 2 * (j + r * n)                 # uint64
+    a = 2.0 * u(key, c) - 1.0
+    b = 2.0 * u(key, c + 1) - 1.0
+    s = a * a + b * b                   # (a*a) + (b*b), no fma
+    first r with 0.0 < s && s < 1.0:  z = a * sqrt((-2.0 * plog(s)) / s)
+
+The element is then ``std * z`` (mean 0).
+
+``plog(s)`` for 0 < s < 1 (portable natural log)::
+
+    m = s; k = 0
+    while (m < 1.0) { m = m * 2.0; k = k - 1; }         # exact: doublings never round
+    if (m > 1.4142135623730951) { m = m / 2.0; k = k + 1; }   # m in [0.7071, 1.4142]
+    f = (m - 1.0) / (m + 1.0);  f2 = f * f
+    p = 1.0/23.0
+    p = 1.0/21.0 + f2 * p;  p = 1.0/19.0 + f2 * p;  ...  p = 1.0/3.0 + f2 * p
+    p = 1.0 + f2 * p
+    return (double)k * 0.6931471805599453 + (2.0 * f) * p
+
+(``1.0/21.0`` etc. denote the doubles so computed; the odd denominators run 23, 21, ..., 3.)
+
+Initialisation schemes (``fan_in + fan_out`` is an integer sum, then converted to double):
+
+==================  =======================================================================
+scheme              values
+==================  =======================================================================
+``zeros``           0.0
+``values``          given number (fill) or nested list of exactly ``shape``
+``uniform``         uniform in [low, high)
+``normal``          std * z
+``xavier_uniform``  bound = gain * sqrt(6.0 / (double)(fan_in + fan_out)); uniform [-bound, bound)
+``xavier_normal``   std = gain * sqrt(2.0 / (double)(fan_in + fan_out)); std * z
+``he_uniform``      bound = sqrt(6.0 / (double)fan_in); uniform [-bound, bound)
+``he_normal``       std = sqrt(2.0 / (double)fan_in); std * z
+``pytorch``         bound = 1.0 / sqrt((double)fan_in); uniform [-bound, bound)
+==================  =======================================================================
+
+For uniform [-bound, bound) the element is ``-bound + (bound - -bound) * u``.  Elements are
+generated in row-major order of ``shape``; float32 tensors are the float64 values rounded once.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+GAMMA = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+SQRT2 = 1.4142135623730951
+LN2 = 0.6931471805599453
+_INV_ODD = [1.0 / d for d in range(23, 2, -2)]  # 1/23, 1/21, ..., 1/3 (innermost first)
+_TWO_M53 = 2.0**-53
+
+
+def _mix64_int(z: int) -> int:
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def mix64(z):
+    """splitmix64 output function on a Python int or a numpy uint64 array (wrapping)."""
+    if isinstance(z, int):
+        return _mix64_int(z)
+    z = np.asarray(z, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def stream_key(seed: int, k: int) -> int:
+    """Key of parameter tensor number k (seed is taken modulo 2**64)."""
+    return _mix64_int(seed + (k + 1) * GAMMA)
+
+
+def _u(key: int, idx: np.ndarray) -> np.ndarray:
+    """u(key, i) for a uint64 index array."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key & MASK64) + (idx + np.uint64(1)) * np.uint64(GAMMA)
+    return (mix64(z) >> np.uint64(11)).astype(np.float64) * _TWO_M53
+
+
+def uniforms(key: int, n: int) -> np.ndarray:
+    """u(key, 0), ..., u(key, n-1) as float64 in [0, 1)."""
+    return _u(key, np.arange(n, dtype=np.uint64))
+
+
+def plog(s: np.ndarray) -> np.ndarray:
+    """Portable natural log for 0 < s < 1 (see module docstring).
+
+    ``np.frexp`` gives s = fm * 2**e exactly with fm in [0.5, 1).  The doubling loop never
+    rounds (it only doubles values below 1), so it ends with the unique m in [1, 2) and k with
+    s = m * 2**k; that is m = 2 * fm (exact) and k = e - 1: identical to the loop.
+    """
+    fm, e = np.frexp(np.asarray(s, dtype=np.float64))
+    m = fm * 2.0
+    k = e.astype(np.int64) - 1
+    big = m > SQRT2
+    m = np.where(big, m / 2.0, m)
+    k = k + big
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = np.full_like(f, _INV_ODD[0])
+    for c in _INV_ODD[1:]:
+        p = c + f2 * p
+    p = 1.0 + f2 * p
+    return k.astype(np.float64) * LN2 + (2.0 * f) * p
+
+
+def normals(key: int, n: int) -> np.ndarray:
+    """n standard normals (polar method; rejected elements retried with r = 1, 2, ...)."""
+    out = np.empty(n, dtype=np.float64)
+    todo = np.arange(n, dtype=np.uint64)
+    r = 0
+    while todo.size:
+        with np.errstate(over="ignore"):
+            c = np.uint64(2) * (todo + np.uint64((r * n) & MASK64))
+        a = 2.0 * _u(key, c) - 1.0
+        b = 2.0 * _u(key, c + np.uint64(1)) - 1.0
+        s = a * a + b * b
+        ok = (s > 0.0) & (s < 1.0)
+        sa = s[ok]
+        out[todo[ok]] = a[ok] * np.sqrt(-2.0 * plog(sa) / sa)
+        todo = todo[~ok]
+        r += 1
+    return out
+
+
+def scalar_reference_log(s: float) -> float:
+    """plog for one Python float, with the literal doubling loop."""
+    m, k = s, 0
+    while m < 1.0:
+        m *= 2.0
+        k -= 1
+    if m > SQRT2:
+        m /= 2.0
+        k += 1
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = 1.0 / 23.0
+    for d in range(21, 2, -2):
+        p = 1.0 / d + f2 * p
+    p = 1.0 + f2 * p
+    return k * LN2 + (2.0 * f) * p
+
+
+def scalar_reference_uniform(key: int, i: int) -> float:
+    """u(key, i) with plain Python ints and floats."""
+    return (_mix64_int(key + (i + 1) * GAMMA) >> 11) * _TWO_M53
+
+
+def scalar_reference_normal(key: int, j: int, n: int) -> float:
+    """Normal element j of an n-element stream, one attempt at a time."""
+    r = 0
+    while True:
+        c = 2 * (j + r * n)
+        a = 2.0 * scalar_reference_uniform(key, c) - 1.0
+        b = 2.0 * scalar_reference_uniform(key, c + 1) - 1.0
+        s = a * a + b * b
+        if 0.0 < s < 1.0:
+            return a * math.sqrt(-2.0 * scalar_reference_log(s) / s)
+        r += 1
+
+
+_SCHEMES = (
+    "values",
+    "zeros",
+    "uniform",
+    "normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "he_uniform",
+    "he_normal",
+    "pytorch",
+)
+
+
+def init_tensor(
+    scheme: str,
+    shape: tuple[int, ...],
+    *,
+    seed: int,
+    k: int,
+    fan_in: int,
+    fan_out: int,
+    low: float = -1.0,
+    high: float = 1.0,
+    std: float = 1.0,
+    gain: float = 1.0,
+    value=None,
+    dtype: str = "float64",
+) -> np.ndarray:
+    """Initial values of parameter tensor number k (see the scheme table in the docstring)."""
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if scheme not in _SCHEMES:
+        raise ValueError(f"unknown init scheme {scheme!r}; expected one of {_SCHEMES}")
+    shape = tuple(int(d) for d in shape)
+    n = math.prod(shape)
+    if scheme in ("he_uniform", "he_normal", "pytorch") and fan_in <= 0:
+        raise ValueError(f"scheme {scheme!r} needs fan_in > 0, got {fan_in}")
+    if scheme in ("xavier_uniform", "xavier_normal") and fan_in + fan_out <= 0:
+        raise ValueError(f"scheme {scheme!r} needs fan_in + fan_out > 0")
+    if scheme == "values":
+        if value is None:
+            raise ValueError("scheme 'values' needs a value")
+        if isinstance(value, numbers.Real):
+            out = np.full(shape, float(value), dtype=np.float64)
+        else:
+            out = np.array(value, dtype=np.float64)
+            if out.shape != shape:
+                raise ValueError(f"value has shape {out.shape}, expected {shape}")
+    elif scheme == "zeros":
+        out = np.zeros(shape, dtype=np.float64)
+    else:
+        key = stream_key(seed, k)
+        if scheme in ("normal", "xavier_normal", "he_normal"):
+            if scheme == "xavier_normal":
+                std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+            elif scheme == "he_normal":
+                std = math.sqrt(2.0 / float(fan_in))
+            out = float(std) * normals(key, n)
+        else:
+            if scheme != "uniform":
+                if scheme == "xavier_uniform":
+                    bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
+                elif scheme == "he_uniform":
+                    bound = math.sqrt(6.0 / float(fan_in))
+                else:  # pytorch
+                    bound = 1.0 / math.sqrt(float(fan_in))
+                low, high = -bound, bound
+            low, high = float(low), float(high)
+            out = low + (high - low) * uniforms(key, n)
+        out = out.reshape(shape)
+    return out.astype(np.float32) if dtype == "float32" else out

@@ -1,0 +1,371 @@
+"""Render a Derivation as text, Markdown, LaTeX or JSON (stage: printers; nothing is written).
+
+All formats are built from one list of sections of equations, so they say the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from . import latex as lx
+from .chain_rule import Derivation, Layer, vec
+from .scalar import Gradient, values_at
+
+
+@dataclass(frozen=True)
+class Eq:
+    """``lhs = rhs`` in LaTeX and text; ``value`` is the number at the sample, if any."""
+
+    tex: str
+    txt: str
+    value: str = ""
+    note: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    intro: str = ""
+    eqs: list[Eq] = field(default_factory=list)
+
+
+def _eq(lhs_tex: str, lhs_txt: str, rhs: sp.Expr | str, *, hadamard=False, note="", value=""):
+    if isinstance(rhs, str):
+        return Eq(f"{lhs_tex} = {rhs}", f"{lhs_txt} = {rhs}", value, note)
+    return Eq(f"{lhs_tex} = {lx.latex(rhs, hadamard)}", f"{lhs_txt} = {lx.text(rhs)}", value, note)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.9g}"
+
+
+def _act_name(layer: Layer) -> str:
+    act = layer.activation
+    if act.source:
+        return f"custom: {act.source}"
+    params = ", ".join(f"{k}={v}" for k, v in act.params)
+    return act.name + (f" ({params})" if params else "")
+
+
+def network_section(d: Derivation) -> Section:
+    s = Section("Network and notation")
+    spec = d.spec
+    s.intro = (
+        f"Network '{spec.name}': {spec.inputs} inputs, "
+        + ", ".join(f"{ly.units} {_act_name(ly)}" for ly in d.layers)
+        + f"; loss {d.loss.name} ({d.loss.reduction}); optimizer {d.optimizer.name}; "
+        f"{d.num_params} parameters. Samples are column vectors x (inputs) and t (targets); "
+        "a batch has N samples."
+    )
+    for p in d.params:
+        shape = "x".join(map(str, p.shape)) or "scalar (shared)"
+        frozen = "" if p.trainable else ", not trained"
+        s.eqs.append(
+            Eq(lx.latex_name(p.name), p.name, note=f"{p.role} of layer {p.layer}: {shape}{frozen}")
+        )
+    return s
+
+
+def forward_section(d: Derivation) -> Section:
+    s = Section("Forward pass")
+    for ly in d.layers:
+        z, a, inp = (lx.latex_name(n) for n in (ly.z, ly.a, ly.inp))
+        b = ""
+        if ly.bias is not None:
+            b = " + " + (
+                lx.latex_name(ly.bias.name) + (r" \mathbf{1}" if ly.bias.kind == "shared" else "")
+            )
+        bt = f" + {ly.bias.name}" if ly.bias is not None else ""
+        s.eqs.append(
+            Eq(
+                f"{z} = {lx.latex_name(ly.weight.name)} {inp}{b}",
+                f"{ly.z} = {ly.weight.name} @ {ly.inp}{bt}",
+            )
+        )
+        if ly.activation.is_softmax:
+            s.eqs.append(
+                Eq(
+                    rf"{a}_i = \frac{{e^{{{z}_i}}}}{{\sum_j e^{{{z}_j}}}}",
+                    f"{ly.a} = softmax({ly.z})",
+                )
+            )
+        else:
+            expr = ly.activation.expr.xreplace({sp.Symbol("x", real=True): vec(ly.z)})
+            s.eqs.append(_eq(a, ly.a, expr, note=_act_name(ly)))
+    return s
+
+
+def loss_section(d: Derivation) -> Section:
+    s = Section("Loss")
+    last = d.layers[-1]
+    c = d.scale
+    ell = d.loss.expr.xreplace({sp.Symbol("y", real=True): sp.Symbol("a", real=True)})
+    s.intro = (
+        f"E = c Σ_n Σ_k ℓ(a{last.index}_k, t_k) with c = {lx.text(c)} "
+        f"(reduction '{d.loss.reduction}'). "
+        + (
+            "PyTorch computes this loss from the logits z; the stable form is used."
+            if d.loss.on_logits
+            else ""
+        )
+    )
+    s.eqs.append(_eq(r"\ell(a, t)", "l(a, t)", ell, note="per output element"))
+    s.eqs.append(_eq("c", "c", c))
+    for step in d.loss_value.steps[1:]:
+        s.eqs.append(_eq(r"\ell", "l", step.rhs, note=step.why))
+    return s
+
+
+def local_section(d: Derivation) -> Section:
+    s = Section("Local derivatives", "Each activation's derivative, derived by SymPy; a = f(x).")
+    seen = set()
+    for ly in d.layers:
+        key = (ly.activation.name, ly.activation.expr)
+        if ly.derivative is None or key in seen:
+            continue
+        seen.add(key)
+        for step in ly.derivative.steps:
+            tex = r"f'(x)" if step.lhs == "f'(x)" else ("f(x)" if step.lhs == "f(x)" else step.lhs)
+            s.eqs.append(_eq(tex, step.lhs, step.rhs, note=f"{_act_name(ly)}: {step.why}"))
+    for step in d.output_delta.steps:
+        s.eqs.append(
+            _eq(_tex_label(step.lhs), step.lhs, step.rhs, note=f"output layer: {step.why}")
+        )
+    return s
+
+
+def _tex_label(label: str) -> str:
+    table = {
+        "∂": r"\partial ",
+        "ℓ": r"\ell",
+        "δ": r"\delta",
+        "Σ": r"\sum",
+        "ᵀ": "^T",
+        "⊙": r"\odot",
+        "−": "-",
+        "_j": "_j",
+        "_k": "_k",
+    }
+    for k, v in table.items():
+        label = label.replace(k, v)
+    if label.startswith(r"\partial "):
+        num, den = label.split("/")
+        label = rf"\frac{{{num}}}{{{den.replace(chr(92) + 'partial', chr(92) + 'partial ')}}}"
+    return label
+
+
+def backward_section(d: Derivation) -> Section:
+    s = Section("Backward pass (tensor form, one sample)")
+    for op in d.backward:
+        out = lx.latex_name(op.out)
+        if op.kind == "map":
+            s.eqs.append(_eq(out, op.out, op.expr, hadamard=True, note=op.why))
+        elif op.kind == "softmax_backward":
+            a, g = (lx.latex_name(n) for n in op.args)
+            s.eqs.append(
+                Eq(
+                    rf"{out} = {a} \odot \left({g} - ({a}^T {g}) \mathbf{{1}}\right)",
+                    f"{op.out} = {op.args[0]} * ({op.args[1]} - {op.args[0]}.T @ {op.args[1]})",
+                    note="softmax Jacobian",
+                )
+            )
+        elif op.kind == "matvec_t":
+            w, dl = (lx.latex_name(n) for n in op.args)
+            s.eqs.append(Eq(f"{out} = ({w})^T {dl}", f"{op.out} = {op.args[0]}.T @ {op.args[1]}"))
+    return s
+
+
+def gradient_section(d: Derivation) -> Section:
+    s = Section("Parameter gradients", "Summed over the N samples of a batch, scaled by c.")
+    ct = "" if d.scale == 1 else lx.latex(d.scale) + " "
+    cx = "" if d.scale == 1 else lx.text(d.scale) + " * "
+    for op in d.backward:
+        if op.kind == "grad_weight":
+            dl, inp, w = op.args
+            s.eqs.append(
+                Eq(
+                    rf"{lx.latex_name('d' + w)} = {ct}\sum_n {lx.latex_name(dl)}_n "
+                    rf"\left({lx.latex_name(inp)}_n\right)^T",
+                    f"d{w} = {cx}sum_n {dl}_n @ {inp}_n.T",
+                )
+            )
+        elif op.kind == "grad_bias":
+            dl, b = op.args
+            shared = d.param(b).kind == "shared"
+            inner = rf"\sum_i {lx.latex_name(dl)}_{{n,i}}" if shared else f"{lx.latex_name(dl)}_n"
+            s.eqs.append(
+                Eq(
+                    rf"{lx.latex_name('d' + b)} = {ct}\sum_n {inner}",
+                    f"d{b} = {cx}sum_n " + (f"sum_i {dl}_n,i" if shared else f"{dl}_n"),
+                )
+            )
+    return s
+
+
+def scalar_sections(d: Derivation, vals: dict | None) -> list[Section]:
+    sd = d.scalar()
+    forward = Section("Forward pass, element by element")
+    back = Section("Backward pass, element by element")
+    for name, expr in sd.definitions:
+        sec = forward if name[0] in "za" or name.startswith("p") else back
+        value = _fmt(float(sp.Symbol(name, real=True).xreplace(vals))) if vals else ""
+        sec.eqs.append(_eq(lx.latex_name(name), name, expr, value=value))
+    grads = Section(
+        "Parameter gradients, element by element",
+        "Each is the product of its chain-rule factors"
+        + ("" if d.scale == 1 else f", times c = {lx.text(d.scale)}, summed over the batch")
+        + ".",
+    )
+    for g in sd.gradients:
+        grads.eqs.append(_scalar_gradient(g, vals, d.scale))
+    return [forward, back, grads, sd]
+
+
+def _partial(num: str, den: str, tex: bool) -> str:
+    if tex:
+        return rf"\frac{{\partial {lx.latex_name(num)}}}{{\partial {lx.latex_name(den)}}}"
+    return f"dE/d{den}" if num == "E" else f"d{num}/d{den}"
+
+
+def _scalar_gradient(g: Gradient, vals: dict | None, c: sp.Expr) -> Eq:
+    lhs_t, lhs_x = _partial("E", g.element, True), _partial("E", g.element, False)
+    chain_t = r" \cdot ".join(_partial(f.num, f.den, True) for f in g.factors)
+    chain_x = " * ".join(_partial(f.num, f.den, False) for f in g.factors)
+    cpre_t = "" if c == 1 else lx.latex(c) + r" \cdot "
+    cpre_x = "" if c == 1 else lx.text(c) + " * "
+    tex = f"{lhs_t} = {cpre_t}{chain_t}"
+    txt = f"{lhs_x} = {cpre_x}{chain_x}"
+    if len(g.factors) > 1:
+        tex += (
+            " = "
+            + cpre_t
+            + r" \cdot ".join(
+                lx.latex(f.expr) if not f.expr.is_Add else rf"\left({lx.latex(f.expr)}\right)"
+                for f in g.factors
+            )
+        )
+        txt += " = " + cpre_x + " * ".join(f"({lx.text(f.expr)})" for f in g.factors)
+    value = ""
+    if vals is not None:
+        nums = [float(f.expr.xreplace(vals)) for f in g.factors]
+        total = float(g.expr.xreplace(vals))
+        value = " × ".join(_fmt(v) for v in nums) + f" = {_fmt(total)}"
+        if c != 1:
+            value = f"{_fmt(float(c.xreplace(vals)))} × {value}"
+    return Eq(tex, txt, value)
+
+
+def _scalar_updates(d: Derivation, sd, ev) -> Section:
+    """Each element after one optimizer step, with the rule written in its own names."""
+    from .optimizers import G, P
+    from .scalar import sym
+
+    rule = d.optimizer
+    s = Section("Updated parameters, element by element")
+    final = rule.assignments[-1].expr
+    for g in sd.gradients:
+        with sp.evaluate(False):
+            expr = final.xreplace({P: sym(g.element), G: sym("dE_" + g.element)})
+        value = ""
+        if ev is not None:
+            arr = ev.updated[g.param]
+            value = _fmt(float(arr[g.index] if g.index else arr))
+        s.eqs.append(_eq(lx.latex_name(g.element) + "^{+}", g.element + "+", expr, value=value))
+    return s
+
+
+def optimizer_section(d: Derivation) -> Section:
+    rule = d.optimizer
+    hyper = ", ".join(f"{lx.text(s)} = {lx.text(v)}" for s, v in rule.hyper)
+    s = Section(
+        "Optimizer update",
+        f"torch.optim.{rule.name}: {hyper}; for every trainable "
+        "parameter element p with gradient g; k counts steps from 1; state starts at 0.",
+    )
+    for a in rule.assignments:
+        s.eqs.append(_eq(lx.latex(a.target), lx.text(a.target), a.expr, note=a.why))
+    return s
+
+
+def numbers_section(d: Derivation, ev) -> Section:
+    s = Section("Worked example", f"At the initial parameters, for a batch of {ev.batch}.")
+    s.eqs.append(Eq("E", "E", _fmt(ev.loss)))
+    for name, g in sorted(ev.gradients.items(), key=lambda kv: _order(d, kv[0])):
+        s.eqs.append(Eq(lx.latex_name("d" + name), "d" + name, _array_text(g)))
+    for name, p in ev.updated.items():
+        s.eqs.append(Eq(lx.latex_name(name) + "^{+}", name + "+", _array_text(p)))
+    return s
+
+
+def _order(d: Derivation, name: str) -> int:
+    return [p.name for p in d.params].index(name)
+
+
+def _array_text(a: np.ndarray) -> str:
+    return np.array2string(np.asarray(a, dtype=float), precision=9, separator=", ")
+
+
+def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
+    mode = d.mode(mode)
+    out = [network_section(d), forward_section(d), loss_section(d), local_section(d)]
+    out += [backward_section(d), gradient_section(d)]
+    if mode == "scalar":
+        vals = values_at(d, ev) if ev is not None and ev.batch == 1 else None
+        *secs, sd = scalar_sections(d, vals)
+        out += secs
+    out.append(optimizer_section(d))
+    if mode == "scalar":
+        out.append(_scalar_updates(d, sd, ev))
+    if ev is not None:
+        out.append(numbers_section(d, ev))
+    return out
+
+
+def to_json(d: Derivation, mode: str, ev=None) -> str:
+    """With an evaluation: the contract's {loss, forward, gradients, updated}; else formulas."""
+    if ev is not None:
+        one = ev.batch == 1
+        fwd = {}
+        for op in d.forward:
+            if op.kind in ("affine", "map", "softmax"):
+                arr = ev.values[op.out]
+                fwd[op.out] = (arr[0] if one else arr).tolist()
+        doc = {
+            "loss": ev.loss,
+            "forward": fwd,
+            "gradients": {p.name: _plain(ev.gradients[p.name]) for p in d.trainable},
+            "updated": {k: _plain(v) for k, v in ev.updated.items()},
+        }
+        return json.dumps(doc, indent=2)
+    doc = {
+        "name": d.spec.name,
+        "mode": d.mode(mode),
+        "sections": [
+            {
+                "title": s.title,
+                "intro": s.intro,
+                "equations": [{"text": e.txt, "latex": e.tex, "note": e.note} for e in s.eqs],
+            }
+            for s in sections(d, mode)
+        ],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _plain(a: np.ndarray):
+    a = np.asarray(a, dtype=float)
+    return float(a) if a.ndim == 0 else a.tolist()
+
+
+def render(d: Derivation, fmt: str = "text", mode: str = "auto", ev=None) -> str:
+    """The derivation of ``d`` in ``fmt`` (text, markdown, latex or json)."""
+    if fmt == "json":
+        return to_json(d, mode, ev)
+    secs = sections(d, mode, ev)
+    from .documents import FORMATS
+
+    return FORMATS[fmt](d, secs)
