@@ -25,20 +25,33 @@ def _matrix(value: Any, field: str, width: int, what: str) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
-def _targets(value: Any, field: str, spec: Spec) -> np.ndarray:
-    """Targets; for cross_entropy an integer class label (0-based) is accepted as well."""
+def _targets(value: Any, field: str, spec: Spec, rows: int) -> np.ndarray:
+    """Targets; for cross_entropy also integer class labels (0-based): one per row of x."""
     k = spec.outputs
-    if spec.loss.type == "cross_entropy":
-        labels = value if isinstance(value, list) and all(_is_int(v) for v in value) else None
-        if _is_int(value) or (labels is not None and len(labels) != k):
-            labels = [value] if _is_int(value) else labels
-            onehot = np.zeros((len(labels), k))
-            for i, lab in enumerate(labels):
-                if not 0 <= lab < k:
-                    raise SpecError(field, f"class label {lab} out of range 0..{k - 1}")
-                onehot[i, lab] = 1.0
-            return onehot
-    return _matrix(value, field, k, "targets")
+    if spec.loss.type != "cross_entropy":
+        return _matrix(value, field, k, "targets")
+    labels = None
+    if _is_int(value) and rows == 1:
+        labels = [value]
+    elif rows > 1 and isinstance(value, list) and len(value) == rows and all(map(_is_int, value)):
+        labels = value
+    if labels is not None:
+        onehot = np.zeros((len(labels), k))
+        for i, lab in enumerate(labels):
+            if not 0 <= lab < k:
+                raise SpecError(field, f"class label {lab} out of range 0..{k - 1}")
+            onehot[i, lab] = 1.0
+        return onehot
+    t = _matrix(value, field, k, "targets")
+    for r, row in enumerate(t):
+        where = field if len(t) == 1 else f"{field}[{r}]"
+        if (row < 0).any() or abs(row.sum() - 1) > 1e-9:
+            raise SpecError(
+                where,
+                "cross_entropy targets are class probabilities: non-negative, summing to 1 "
+                "(or give a class label)",
+            )
+    return t
 
 
 def _is_int(v: Any) -> bool:
@@ -68,7 +81,7 @@ def parse_samples(data: Any, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
         if key not in data:
             raise SpecError(key, "required field is missing")
     x = _matrix(data["x"], "x", spec.inputs, "inputs")
-    t = _targets(data["t"], "t", spec)
+    t = _targets(data["t"], "t", spec, x.shape[0])
     if x.shape[0] != t.shape[0]:
         raise SpecError("t", f"{x.shape[0]} inputs but {t.shape[0]} targets")
     return x, t

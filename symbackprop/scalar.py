@@ -188,8 +188,9 @@ def instantiate(d: Derivation) -> ScalarDerivation:
 def values_at(d: Derivation, ev, sample: int = 0) -> dict[sp.Symbol, float]:
     """The numbers of every scalar name at one sample of an Evaluation (for the worked example)."""
     out: dict[sp.Symbol, float] = {N: float(ev.batch)}
+    grads = {op.out for op in d.gradients.values()}
     for name, arr in ev.values.items():
-        if name in ("E", N.name) or arr.ndim != 2:
+        if name in ("E", N.name) or name in grads or arr.ndim != 2:
             continue
         for i in range(arr.shape[1]):
             out[sym(element(name, i + 1))] = float(arr[sample, i])

@@ -343,3 +343,23 @@ def test_usage_error_is_one_line(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cross_entropy_targets_must_be_probabilities(tmp_path, capsys):
+    # The fused gradient softmax(z) - t holds when sum(t) = 1; other targets are refused.
+    spec = tmp_path / "ce.json"
+    data = copy.deepcopy(BASE)
+    data["layers"][1]["activation"] = "softmax"
+    data["loss"] = {"type": "cross_entropy"}
+    spec.write_text(json.dumps(data))
+    at = tmp_path / "at.json"
+    at.write_text(json.dumps({"x": [1, 2], "t": [0.5, 0.6]}))
+    assert main(["derive", str(spec), "--at", str(at)]) == 2
+    assert "summing to 1" in capsys.readouterr().err
+    at.write_text(json.dumps({"x": [[1, 2], [3, 4]], "t": [1, 2]}))
+    assert main(["derive", str(spec), "--at", str(at), "--format", "json"]) == 2
+    assert "class label 2 out of range 0..1" in capsys.readouterr().err
+    at.write_text(json.dumps({"x": [[1, 2], [3, 4]], "t": [1, 0]}))  # labels -> one-hot
+    assert main(["derive", str(spec), "--at", str(at), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["forward"]["a2"]) == 2 and abs(sum(out["forward"]["a2"][0]) - 1) < 1e-12
