@@ -6,7 +6,6 @@ from .report import Section
 
 _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[utf8]{inputenc}
-\usepackage[T1]{fontenc}
 \usepackage{amsmath,amssymb}
 \usepackage[margin=2cm]{geometry}
 \DeclareUnicodeCharacter{2202}{\ensuremath{\partial}}
@@ -89,7 +88,7 @@ def latex(d, secs: list[Section]) -> str:
             out.append(_tex_escape(s.intro))
         for e in s.eqs:
             tex = e.tex + (rf" = {_num_tex(e.value)}" if e.value else "")
-            out.append(r"\begin{multline*}" + "\n" + tex + "\n" + r"\end{multline*}")
+            out.append(r"\[" + "\n" + tex + "\n" + r"\]")
             if e.note:
                 out.append(r"\noindent{\small\emph{" + _tex_escape(e.note) + "}}\n")
     out.append(r"\end{document}")

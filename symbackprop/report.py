@@ -274,7 +274,8 @@ def _scalar_updates(d: Derivation, sd, ev) -> Section:
         if ev is not None:
             arr = ev.updated[g.param]
             value = _fmt(float(arr[g.index] if g.index else arr))
-        s.eqs.append(_eq(lx.latex_name(g.element) + "^{+}", g.element + "+", expr, value=value))
+        lhs = "{" + lx.latex_name(g.element) + "}^{+}"
+        s.eqs.append(_eq(lhs, g.element + "+", expr, value=value))
     return s
 
 
@@ -297,7 +298,7 @@ def numbers_section(d: Derivation, ev) -> Section:
     for name, g in sorted(ev.gradients.items(), key=lambda kv: _order(d, kv[0])):
         s.eqs.append(Eq(lx.latex_name("d" + name), "d" + name, _array_text(g)))
     for name, p in ev.updated.items():
-        s.eqs.append(Eq(lx.latex_name(name) + "^{+}", name + "+", _array_text(p)))
+        s.eqs.append(Eq("{" + lx.latex_name(name) + "}^{+}", name + "+", _array_text(p)))
     return s
 
 
