@@ -281,7 +281,7 @@ def _scalar_updates(d: Derivation, sd, ev) -> Section:
 
 def optimizer_section(d: Derivation) -> Section:
     rule = d.optimizer
-    hyper = ", ".join(f"{lx.text(s)} = {lx.text(v)}" for s, v in rule.hyper)
+    hyper = ", ".join(f"{lx.text(s)} = {float(v):g}" for s, v in rule.hyper)
     s = Section(
         "Optimizer update",
         f"torch.optim.{rule.name}: {hyper}; for every trainable "
