@@ -23,34 +23,26 @@ MAX_EXPONENT = 100
 MAX_LITERAL = 1e15
 _MAX_VALUE = 1e300  # largest |value| of any constant (sub)expression
 _MAX_INT = 10**300  # largest numerator / denominator of any rational number
+_MAX_CONST_DEPTH = 16  # SymPy's evalf (run by its assumptions) is exponential in this depth
 _MAX_MINMAX_ARGS = 16  # SymPy's Min/Max compare their arguments pairwise, so keep them few
 
-_UNARY: dict[str, Callable[[sp.Expr], sp.Expr]] = {
-    "abs": sp.Abs,
-    "cos": sp.cos,
-    "cosh": sp.cosh,
-    "erf": sp.erf,
-    "exp": sp.exp,
-    "log": sp.log,
-    "sin": sp.sin,
-    "sinh": sp.sinh,
-    "sqrt": sp.sqrt,
-    "tanh": sp.tanh,
+# name -> (SymPy function, math-module function used to bound constants)
+_UNARY: dict[str, tuple[Callable[[sp.Expr], sp.Expr], Callable[[float], float]]] = {
+    "abs": (sp.Abs, abs),
+    "cos": (sp.cos, math.cos),
+    "cosh": (sp.cosh, math.cosh),
+    "erf": (sp.erf, math.erf),
+    "exp": (sp.exp, math.exp),
+    "log": (sp.log, math.log),
+    "sin": (sp.sin, math.sin),
+    "sinh": (sp.sinh, math.sinh),
+    "sqrt": (sp.sqrt, math.sqrt),
+    "tanh": (sp.tanh, math.tanh),
 }
-_DERIVED = ("sigmoid", "softplus")
 _VARIADIC = {"max": sp.Max, "min": sp.Min}
-FUNCTIONS: tuple[str, ...] = tuple(sorted([*_UNARY, *_DERIVED, *_VARIADIC]))
-
-_FLOAT_FUNCS: dict[type, Callable[..., float]] = {
-    sp.exp: math.exp,
-    sp.log: math.log,
-    sp.sin: math.sin,
-    sp.cos: math.cos,
-    sp.tanh: math.tanh,
-    sp.sinh: math.sinh,
-    sp.cosh: math.cosh,
-    sp.erf: math.erf,
-    sp.Abs: abs,
+FUNCTIONS: tuple[str, ...] = tuple(sorted([*_UNARY, *_VARIADIC, "sigmoid", "softplus"]))
+_FLOAT_FUNCS: dict[object, Callable[..., float]] = {
+    **dict(_UNARY.values()),
     sp.Max: max,
     sp.Min: min,
 }
@@ -71,22 +63,16 @@ _BAD_NODES: dict[type, str] = {
     ast.IfExp: "if-expressions are not allowed",
     ast.Compare: "comparisons are not allowed",
     ast.BoolOp: "boolean operators (and/or) are not allowed",
-    ast.ListComp: "comprehensions are not allowed",
-    ast.SetComp: "comprehensions are not allowed",
-    ast.DictComp: "comprehensions are not allowed",
-    ast.GeneratorExp: "comprehensions are not allowed",
+    **dict.fromkeys(
+        (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp),
+        "comprehensions are not allowed",
+    ),
     ast.JoinedStr: "f-strings are not allowed",
     ast.Starred: "starred expressions are not allowed",
     ast.NamedExpr: "assignment expressions (:=) are not allowed",
     ast.Tuple: "tuples are not allowed (write a single expression)",
 }
-_KINDS = {
-    bool: "booleans",
-    str: "strings",
-    bytes: "bytes",
-    complex: "complex numbers",
-    type(None): "None",
-}
+_KINDS = {bool: "booleans", str: "strings", bytes: "bytes", complex: "complex numbers"}
 
 
 def _approx(expr: sp.Basic) -> float:
@@ -111,6 +97,14 @@ def _approx(expr: sp.Basic) -> float:
     if expr.func not in _FLOAT_FUNCS:
         raise NotImplementedError(expr.func)
     return _FLOAT_FUNCS[expr.func](*args)
+
+
+def _const_depth(expr: sp.Basic) -> int:
+    """Deepest nesting of any symbol-free part of ``expr``."""
+    if expr.is_Atom:
+        return 0
+    inner = max(_const_depth(arg) for arg in expr.args)
+    return inner + 1 if expr.is_number else inner
 
 
 def _depth(tree: ast.AST) -> int:
@@ -144,7 +138,7 @@ class _Builder:
         try:
             expr = make()
         except (ArithmeticError, ValueError, TypeError, RecursionError, MemoryError) as exc:
-            raise self.fail(f"cannot evaluate: {type(exc).__name__}") from None
+            raise self.fail(f"cannot build this expression ({type(exc).__name__})") from None
         atoms = expr.atoms()
         if atoms & _UNDEFINED:
             raise self.fail("value is undefined or infinite (e.g. log(0))")
@@ -152,6 +146,8 @@ class _Builder:
             raise self.fail("value is not a real number")
         if any(a.is_Rational and max(abs(a.p), a.q) > _MAX_INT for a in atoms):
             raise self.fail("value out of range (a number beyond 1e300)")
+        if _const_depth(expr) > _MAX_CONST_DEPTH:
+            raise self.fail("constant part nested too deeply")
         if expr.is_number:
             try:
                 value = _approx(expr)
@@ -183,7 +179,7 @@ class _Builder:
 
     def constant(self, value: object) -> sp.Expr:
         if type(value) not in (int, float):
-            kind = _KINDS.get(type(value), f"{type(value).__name__} values")
+            kind = _KINDS.get(type(value), repr(value))
             raise self.fail(f"only int and float numbers are allowed, not {kind}")
         if not math.isfinite(value) or abs(value) > MAX_LITERAL:
             raise self.fail("number literal too large (at most 1e15 in absolute value)")
@@ -198,11 +194,9 @@ class _Builder:
             return sp.pi
         if ident in FUNCTIONS:
             raise self.fail(f"'{ident}' is a function; call it as {ident}(...)")
-        hint = (
-            " (Euler's number is written exp(1))"
-            if ident == "e"
-            else did_you_mean(ident, [*self.names, "pi"])
-        )
+        hint = did_you_mean(ident, [*self.names, "pi"])
+        if ident == "e":
+            hint = " (Euler's number is written exp(1))"
         allowed = ", ".join(sorted(self.names)) or "(none)"
         raise self.fail(f"unknown name '{ident}'{hint}; allowed names: {allowed}")
 
@@ -231,10 +225,10 @@ class _Builder:
 
     def power(self, base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
         if exponent.is_number:
-            size = abs(exponent) if exponent.is_Rational else abs(_approx(exponent))
-            if size > MAX_EXPONENT:
+            value = exponent if exponent.is_Rational else _approx(exponent)
+            if abs(value) > MAX_EXPONENT:
                 raise self.fail(f"exponent too large (at most {MAX_EXPONENT} in absolute value)")
-            if base == 0 and size and _approx(exponent) < 0:
+            if base == 0 and value < 0:
                 raise self.fail("division by zero (0 to a negative power)")
         return self.checked(lambda: sp.Pow(base, exponent))
 
@@ -269,7 +263,7 @@ class _Builder:
         if fname == "softplus":
             pos_exp = self.checked(lambda: sp.exp(arg))
             return self.checked(lambda: sp.log(1 + pos_exp))
-        return self.checked(lambda: _UNARY[fname](arg))
+        return self.checked(lambda: _UNARY[fname][0](arg))
 
 
 def parse_expression(text: str, names: Mapping[str, sp.Symbol], field: str = "expr") -> sp.Expr:
