@@ -16,6 +16,7 @@ from .samples import load_samples
 from .spec import load_spec
 
 FORMATS = ("text", "latex", "markdown", "json")
+TARGETS = ("numpy",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +36,24 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=FORMATS, default="text")
     d.add_argument("--at", metavar="SAMPLE", help="evaluate at one sample or a batch (YAML/JSON)")
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    sub.add_parser("demo", help="derive the built-in Mazur example, with numbers")
+    g = sub.add_parser("generate", help="write standalone training code for a spec")
+    g.add_argument("spec")
+    g.add_argument("--target", choices=TARGETS, default="numpy")
+    g.add_argument("-o", "--output", metavar="DIR", help="default: generated/<name>/")
+    g.add_argument("--force", action="store_true", help="overwrite files symbackprop did not write")
+    c = sub.add_parser("check", help="check generated gradients against finite differences")
+    c.add_argument("spec")
+    t = sub.add_parser("train", help="generate, train on data, save the weights")
+    t.add_argument("spec")
+    t.add_argument("--data", required=True, help=".npz (X, T or y) or .csv (features, targets)")
+    t.add_argument("--target", choices=TARGETS, default="numpy")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
+    t.add_argument("--plot", metavar="PNG", help="plot the loss curve (needs matplotlib)")
+    t.add_argument("--quiet", action="store_true")
+    demo = sub.add_parser("demo", help="derive Mazur's example, generate code, train on iris")
+    demo.add_argument("-o", "--output", metavar="DIR", default="symbackprop-demo")
     return p
 
 
@@ -73,7 +91,89 @@ def cmd_derive(args) -> int:
     return 0
 
 
+def cmd_generate(args) -> int:
+    from .codegen import generate
+
+    spec = load_spec(args.spec)
+    folder = Path(args.output or Path("generated") / spec.name)
+    written = generate(derive(spec), args.target, folder, args.force)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .check import check, table
+
+    rows = check(load_spec(args.spec))
+    print(table(rows))
+    ok = all(r.ok for r in rows)
+    print("all checks passed" if ok else "CHECK FAILED")
+    return 0 if ok else 1
+
+
+def _check_positive(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise SpecError(flag, f"must be at least 1, got {value}")
+
+
+def cmd_train(args) -> int:
+    from .runtime import numpy_module
+
+    spec = load_spec(args.spec)
+    _check_positive(args.epochs, "--epochs")
+    _check_positive(args.batch_size, "--batch-size")
+    if not Path(args.data).is_file():
+        raise SpecError("--data", "no such file", args.data)
+    plt = _pyplot() if args.plot else None
+    module = numpy_module(derive(spec))
+    try:
+        x, t = module.load_data(args.data)  # prints one error line and exits 2 on bad data
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    params = module.init_params()
+    epochs = args.epochs or spec.train.epochs
+    batch = args.batch_size or spec.train.batch_size
+
+    def progress(epoch, total, mean_loss):
+        every = max(1, total // 20)
+        if not args.quiet and (epoch % every == 0 or epoch == total - 1):
+            acc = module.accuracy(params, x, t)
+            extra = "" if acc is None else f"  accuracy {acc:.4f}"
+            print(f"epoch {epoch + 1:>{len(str(total))}}/{total}  loss {mean_loss:.6g}{extra}")
+
+    history = module.train(params, x, t, epochs, batch, spec.train.shuffle, None, None, progress)
+    out = args.out or f"{spec.name}.weights"
+    module.save(params, out)
+    print(f"saved weights to {out}")
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(range(1, len(history) + 1), history)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean loss")
+        ax.set_yscale("log" if min(history) > 0 else "linear")
+        ax.set_title(f"{spec.name}: training loss")
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=100)
+        print(f"saved the loss curve to {args.plot}")
+    return 0
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SpecError("--plot", "needs matplotlib: pip install 'symbackprop[plot]'") from None
+    return plt
+
+
 def cmd_demo(args) -> int:
+    from .codegen import generate
+    from .runtime import load_numpy
+
     data = resources.files("symbackprop") / "data"
     with (
         resources.as_file(data / "mazur.yaml") as spec_path,
@@ -83,15 +183,43 @@ def cmd_demo(args) -> int:
         d = derive(spec)
         ev = d.at(load_samples(sample_path, spec))
         print(d.render("text", "scalar", ev))
-    print("This was Matt Mazur's 'A Step by Step Backpropagation Example', derived symbolically.")
+    print("That was Matt Mazur's 'A Step by Step Backpropagation Example', derived symbolically.")
+    print()
+    folder = Path(args.output)
+    with (
+        resources.as_file(data / "iris_softmax.yaml") as spec_path,
+        resources.as_file(data / "iris.csv") as iris,
+    ):
+        iris_spec = load_spec(spec_path)
+        written = generate(derive(iris_spec), "numpy", folder)
+        module = load_numpy(folder / f"{iris_spec.name}.py")
+        x, t = module.load_data(str(iris))
+    params = module.init_params()
+    tr = iris_spec.train
     print(
-        "Try: symbackprop derive examples/mazur.yaml --at examples/mazur_sample.yaml "
-        "--format latex -o mazur.tex"
+        f"Training {iris_spec.name} (4-8-3, relu, softmax, adam) on Fisher's iris flowers "
+        f"({len(x)} samples, {tr.epochs} epochs, batch {tr.batch_size}) with the generated code:"
     )
+    history = module.train(params, x, t, tr.epochs, tr.batch_size, tr.shuffle)
+    acc = module.accuracy(params, x, t)
+    weights = folder / f"{iris_spec.name}.weights"
+    module.save(params, str(weights))
+    print(f"  loss {history[0]:.4f} -> {history[-1]:.4f}, training accuracy {acc:.1%}")
+    print("Files:")
+    for path in [*written, weights]:
+        print(f"  {path}")
+    module_path = folder / f"{iris_spec.name}.py"
+    print(f"Next: python {module_path} train DATA.csv   (or: symbackprop --help)")
     return 0
 
 
-COMMANDS = {"derive": cmd_derive, "demo": cmd_demo}
+COMMANDS = {
+    "derive": cmd_derive,
+    "generate": cmd_generate,
+    "check": cmd_check,
+    "train": cmd_train,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

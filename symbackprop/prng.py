@@ -260,3 +260,19 @@ def init_tensor(
             out = low + (high - low) * uniforms(key, n)
         out = out.reshape(shape)
     return out.astype(np.float32) if dtype == "float32" else out
+
+
+SHUFFLE_STREAM = 1 << 32  # epoch e shuffles with stream_key(seed, SHUFFLE_STREAM + e)
+
+
+def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The sample order of one epoch: Fisher-Yates driven by the uniforms of its own stream.
+
+    For i = n-1 down to 1 (step s = 0, 1, ...): j = floor(u(key, s) * (i + 1)), swap i and j.
+    """
+    u = uniforms(stream_key(seed, SHUFFLE_STREAM + epoch), max(n - 1, 0))
+    perm = np.arange(n, dtype=np.int64)
+    for s, i in enumerate(range(n - 1, 0, -1)):
+        j = int(u[s] * (i + 1))
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
