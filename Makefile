@@ -3,7 +3,7 @@ PY ?= python3
 EXAMPLES := $(filter-out %_sample.yaml %_samples.yaml,$(wildcard examples/*.yaml))
 TARGETS := numpy
 
-.PHONY: test lint regen bench
+.PHONY: test lint regen bench docs
 test:
 	$(PY) -m pip install -q -e '.[test]' && $(PY) -m pytest -q
 
@@ -11,7 +11,7 @@ lint:
 	ruff check . && ruff format --check .
 
 # Rewrite generated/ from examples/ (golden files), then show what changed.
-regen:
+regen: docs
 	@for spec in $(EXAMPLES); do name=$$(basename $$spec .yaml); \
 	  for target in $(TARGETS); do \
 	    $(PY) -m symbackprop.cli generate $$spec --target $$target -o generated/$$name >/dev/null || exit 1; \
@@ -20,3 +20,9 @@ regen:
 
 bench:
 	$(PY) benchmarks/bench_derive.py
+
+# The Mazur worked example as a PDF and a PNG of its first page, for the README.
+docs:
+	$(PY) -m symbackprop.cli derive examples/mazur.yaml --at examples/mazur_sample.yaml \
+	  --format latex -o docs/mazur.tex --pdf docs/mazur.pdf
+	pdftoppm -png -r 80 -f 1 -l 1 -singlefile docs/mazur.pdf docs/mazur

@@ -144,6 +144,13 @@ class Derivation:
     def _repr_markdown_(self) -> str:
         return self.render("markdown")
 
+    def _repr_latex_(self) -> str:
+        """The backward recurrences and gradients as display math (for notebooks)."""
+        from .report import backward_section, gradient_section
+
+        eqs = backward_section(self).eqs + gradient_section(self).eqs
+        return "\n".join(f"$${e.tex}$$" for e in eqs)
+
 
 def build_layers(spec: Spec) -> tuple[tuple[Param, ...], tuple[Layer, ...]]:
     """Stage 2: the layer nodes, their parameters and each activation's derived derivative."""

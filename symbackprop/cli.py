@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 from . import __version__
 from .chain_rule import derive
+from .codegen.files import write_atomic
 from .errors import SpecError
 from .samples import load_samples
 from .spec import load_spec
@@ -36,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=FORMATS, default="text")
     d.add_argument("--at", metavar="SAMPLE", help="evaluate at one sample or a batch (YAML/JSON)")
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    d.add_argument("--pdf", metavar="PDF", help="also compile the LaTeX document to PDF")
     g = sub.add_parser("generate", help="write standalone training code for a spec")
     g.add_argument("spec")
     g.add_argument("--target", choices=TARGETS, default="numpy")
@@ -57,19 +57,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half a file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _output(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -85,9 +72,18 @@ def _output(text: str, output: str | None) -> None:
 def cmd_derive(args) -> int:
     spec = load_spec(args.spec)
     samples = load_samples(args.at, spec) if args.at else None
+    if args.pdf:
+        from .pdf import check_pdflatex
+
+        check_pdflatex()
     d = derive(spec)
     ev = d.at(samples) if samples is not None else None
     _output(d.render(args.format, args.mode, ev), args.output)
+    if args.pdf:
+        from .pdf import compile_pdf
+
+        compile_pdf(d.render("latex", args.mode, ev), Path(args.pdf))
+        print(f"wrote {args.pdf}", file=sys.stderr)
     return 0
 
 

@@ -24,13 +24,18 @@ class Eq:
     txt: str
     value: str = ""
     note: str = ""
+    value_tex: str = ""  # LaTeX of the value when it is not plain text (a matrix)
 
 
 @dataclass
 class Section:
+    """A titled block: an intro, an optional table of (LaTeX, text) cells, and equations."""
+
     title: str
     intro: str = ""
     eqs: list[Eq] = field(default_factory=list)
+    columns: tuple[str, ...] = ()
+    rows: list[tuple[tuple[str, str], ...]] = field(default_factory=list)
 
 
 def _eq(lhs_tex: str, lhs_txt: str, rhs: sp.Expr | str, *, hadamard=False, note="", value=""):
@@ -52,21 +57,36 @@ def _act_name(layer: Layer) -> str:
 
 
 def network_section(d: Derivation) -> Section:
-    s = Section("Network and notation")
     spec = d.spec
+    s = Section("Network and notation", columns=("symbol", "meaning", "shape"))
     s.intro = (
         f"Network '{spec.name}': {spec.inputs} inputs, "
         + ", ".join(f"{ly.units} {_act_name(ly)}" for ly in d.layers)
         + f"; loss {d.loss.name} ({d.loss.reduction}); optimizer {d.optimizer.name}; "
-        f"{d.num_params} parameters. Samples are column vectors x (inputs) and t (targets); "
-        "a batch has N samples."
+        f"{d.num_params} parameters. Vectors are one sample's columns; a batch has N samples; "
+        "elementwise products are written ⊙ (* in text)."
     )
-    for p in d.params:
-        shape = "x".join(map(str, p.shape)) or "scalar (shared)"
-        frozen = "" if p.trainable else ", not trained"
-        s.eqs.append(
-            Eq(lx.latex_name(p.name), p.name, note=f"{p.role} of layer {p.layer}: {shape}{frozen}")
+
+    def row(name: str, meaning: str, shape: tuple[int, ...] | str) -> None:
+        dims = shape if isinstance(shape, str) else " x ".join(map(str, shape))
+        s.rows.append(((lx.latex_name(name), name), (meaning, meaning), (dims, dims)))
+
+    row("x", "input", (spec.inputs,))
+    for ly in d.layers:
+        i = ly.index
+        row(
+            ly.weight.name,
+            f"weights of layer {i}" + ("" if ly.weight.trainable else " (not trained)"),
+            ly.weight.shape,
         )
+        if ly.bias is not None:
+            frozen = "" if ly.bias.trainable else " (not trained)"
+            row(ly.bias.name, f"bias of layer {i}{frozen}", ly.bias.shape or "scalar (shared)")
+        row(ly.z, f"pre-activation of layer {i}", (ly.units,))
+        row(ly.a, f"output of layer {i} ({_act_name(ly)})", (ly.units,))
+        row(ly.delta, f"∂ℓ/∂z of layer {i} (one sample)", (ly.units,))
+    row("t", "target", (spec.outputs,))
+    s.rows.append((("E", "E"), ("loss of the batch", "loss of the batch"), ("scalar", "scalar")))
     return s
 
 
@@ -296,10 +316,28 @@ def numbers_section(d: Derivation, ev) -> Section:
     s = Section("Worked example", f"At the initial parameters, for a batch of {ev.batch}.")
     s.eqs.append(Eq("E", "E", _fmt(ev.loss)))
     for name, g in sorted(ev.gradients.items(), key=lambda kv: _order(d, kv[0])):
-        s.eqs.append(Eq(lx.latex_name("d" + name), "d" + name, _array_text(g)))
+        lhs = lx.latex_name("d" + name)
+        s.eqs.append(Eq(lhs, "d" + name, _array_text(g), value_tex=_array_tex(g)))
     for name, p in ev.updated.items():
-        s.eqs.append(Eq("{" + lx.latex_name(name) + "}^{+}", name + "+", _array_text(p)))
+        lhs = "{" + lx.latex_name(name) + "}^{+}"
+        s.eqs.append(Eq(lhs, name + "+", _array_text(p), value_tex=_array_tex(p)))
     return s
+
+
+def _array_tex(a: np.ndarray, limit: int = 6) -> str:
+    """A bmatrix of at most ``limit`` rows and columns (\\cdots / \\vdots beyond)."""
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 0:
+        return f"{float(a):.9g}"
+    m = a.reshape(-1, 1) if a.ndim == 1 else a
+    rows = []
+    for i, r in enumerate(m[:limit]):
+        cells = [f"{v:.6g}" for v in r[:limit]] + ([r"\cdots"] if m.shape[1] > limit else [])
+        rows.append(" & ".join(cells))
+        if i == limit - 1 and m.shape[0] > limit:
+            rows.append(r"\vdots")
+    body = r" \\ ".join(rows)
+    return rf"\begin{{bmatrix}} {body} \end{{bmatrix}}"
 
 
 def _order(d: Derivation, name: str) -> int:

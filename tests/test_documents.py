@@ -1,0 +1,66 @@
+"""Markdown renders on GitHub/Jupyter; notebook reprs; --pdf; LaTeX line breaking."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+import symbackprop
+from symbackprop.cli import main
+from symbackprop.documents import WIDTH, _display, split_top
+from symbackprop.report import Eq
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
+AMSMATH_ENVS = {"bmatrix", "aligned", "matrix", "pmatrix", "cases"}
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("mode", ["scalar", "tensor"])
+def test_markdown_is_github_math(spec, mode):
+    md = symbackprop.derive(spec).render("markdown", mode)
+    blocks = md.split("$$")
+    assert len(blocks) % 2 == 1, "unbalanced $$"
+    outside, inside = blocks[0::2], blocks[1::2]
+    for text in outside:  # no LaTeX environments outside math blocks
+        assert r"\begin" not in text and r"\[" not in text
+    for math in inside:
+        for env in re.findall(r"\\begin\{(\w+\*?)\}", math):
+            assert env in AMSMATH_ENVS, env
+        assert "\\\\\n" not in math and "\n\n" not in math.strip("\n")  # one paragraph each
+        assert math.count("{") == math.count("}"), math
+
+
+def test_notebook_reprs():
+    d = symbackprop.derive(ROOT / "examples/mazur.yaml")
+    assert d._repr_markdown_().startswith("# Gradients of `mazur`")
+    latex = d._repr_latex_()
+    assert latex.startswith("$$") and r"\boldsymbol{\delta}^{(1)}" in latex
+
+
+def test_long_equations_break_at_equals_and_terms():
+    long_sum = " + ".join(f"w^{{(1)}}_{{1{i}}} x_{{{i}}}" for i in range(1, 30))
+    out = _display(Eq(f"z^{{(1)}}_{{1}} = {long_sum}", "z1_1 = ...", value="1.5"))
+    lines = out.splitlines()
+    assert lines[0] == r"\begin{align*}" and lines[-1] == r"\end{align*}"
+    body = [ln for ln in lines[1:-1]]
+    assert body[0].startswith("z^{(1)}_{1} &= ") and body[-1] == "&= 1.5"
+    assert all(len(re.sub(r"\\[a-zA-Z]+|[{}^_&]", "", ln)) <= WIDTH + 10 for ln in body)
+    assert split_top(r"\left(a + b\right) + c", (" + ",)) == [r"\left(a + b\right)", "+ c"]
+
+
+def test_pdf_option(tmp_path, capsys, monkeypatch):
+    pdf = tmp_path / "mazur.pdf"
+    spec = str(ROOT / "examples/mazur.yaml")
+    if shutil.which("pdflatex"):
+        assert main(["derive", spec, "--pdf", str(pdf), "-o", str(tmp_path / "m.txt")]) == 0
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pdflatex on PATH: a clear message, exit 2
+    other = tmp_path / "other.pdf"
+    assert main(["derive", spec, "--pdf", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "needs pdflatex" in err and "apt-get install texlive-latex-base" in err
+    assert not other.exists()
