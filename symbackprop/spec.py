@@ -420,6 +420,19 @@ def parse_spec(data: Any, source: str = "") -> Spec:
     return Spec(name, inputs, dtype, seed, layers, loss, optimizer, train, source, digest)
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """SafeLoader without aliases: a spec never needs them, and they make "billion laughs"
+    documents that expand exponentially when walked."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in specs", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def read_data_file(path: str | Path) -> Any:
     """Read a YAML or JSON file into plain data; every failure is a SpecError naming the file."""
     p = Path(path)
@@ -445,7 +458,7 @@ def read_data_file(path: str | Path) -> Any:
     try:
         if p.suffix.lower() == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
     except json.JSONDecodeError as exc:
         raise SpecError(
             "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file

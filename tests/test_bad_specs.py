@@ -1,0 +1,72 @@
+"""The corpus of bad specs in tests/bad_specs/: each refused with exit 2, one line naming the
+file and the field, no traceback, within a second, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from symbackprop.cli import main
+
+CORPUS = Path(__file__).parent / "bad_specs"
+EXPECT = {  # files that cannot carry a '# expect:' comment
+    "bad_syntax.json": ": invalid JSON at line 1",
+    "empty.yaml": ": the file is empty",
+    "binary.yaml": ": not a text file",
+}
+
+
+def expectation(path: Path) -> tuple[str, str]:
+    line = EXPECT.get(path.name) or path.read_text().splitlines()[0].removeprefix("# expect: ")
+    field, _, words = line.partition(": ")
+    return field, words
+
+
+def refuse(tmp_path, capsys, spec: Path) -> str:
+    out = tmp_path / "out.txt"
+    start = time.perf_counter()
+    code = main(["derive", str(spec), "-o", str(out)])
+    elapsed = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert elapsed < 1.0, f"took {elapsed:.2f} s"
+    assert not out.exists()
+    assert err.count("\n") == 1 and err.startswith(f"error: {spec}: "), err
+    return err
+
+
+@pytest.mark.parametrize("spec", sorted(CORPUS.iterdir()), ids=lambda p: p.name)
+def test_corpus(tmp_path, capsys, spec):
+    field, words = expectation(spec)
+    err = refuse(tmp_path, capsys, spec)
+    prefix = f"error: {spec}: {field + ': ' if field else ''}"
+    assert err.startswith(prefix), (err, prefix)
+    assert words.strip() in err, (err, words)
+
+
+LAYER = "name: net\ninputs: 2\nlayers:\n  - {units: 1, activation: {expr: '%s'}}\n"
+
+
+@pytest.mark.parametrize("text", [
+    "name: net\ninputs: " + "[" * 10_000 + "]" * 10_000 + "\n",  # 10,000 deep in YAML
+    LAYER % ("x+" * 500_000 + "x"),  # a 1 MB expression
+    LAYER % ("(" * 10_000 + "x" + ")" * 10_000),  # nested 10,000 deep
+    LAYER % ("-" * 10_000 + "x"),
+])  # fmt: skip
+def test_generated_monsters(tmp_path, capsys, text):
+    spec = tmp_path / "monster.yaml"
+    spec.write_text(text)
+    refuse(tmp_path, capsys, spec)
+
+
+def test_no_traceback_from_the_command_line(tmp_path):
+    """The installed entry point, not just main(): stderr is one line for every corpus file."""
+    for spec in sorted(CORPUS.iterdir()):
+        run = subprocess.run([sys.executable, "-m", "symbackprop.cli", "derive", str(spec)],
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert run.returncode == 2 and "Traceback" not in run.stderr, (spec, run.stderr)
+        assert run.stderr.count("\n") == 1 and run.stdout == "", (spec, run.stderr)
