@@ -156,3 +156,17 @@ def torch_step(
         opt.step()
     after = {name: p.detach().numpy().astype(np_dtype).copy() for name, p in tensors.items()}
     return losses, first, after
+
+
+def torch_forward(data: dict, params: dict[str, np.ndarray], X) -> np.ndarray:
+    """The spec's network output for ``X`` (rows are samples) at ``params``, in PyTorch."""
+    dtype = torch.float32 if data.get("dtype") == "float32" else torch.float64
+    a = torch.tensor(np.asarray(X), dtype=dtype)
+    with torch.no_grad():
+        for i, layer in enumerate(data["layers"], start=1):
+            z = a @ torch.tensor(np.asarray(params[f"W{i}"]), dtype=dtype).T
+            bias = layer.get("bias", {})
+            if bias is not None and bias != "none":
+                z = z + torch.tensor(np.asarray(params[f"b{i}"]), dtype=dtype)
+            a = _activation(layer.get("activation", "identity"))(z)
+    return a.numpy().copy()
