@@ -340,31 +340,30 @@ def loss_and_grad(params, X, T):
     z2 = v["z2"]
     z3 = v["z3"]
     grads = {}
-    # delta3 = -2*t + 2*a3
-    delta3 = -2*t + 2*a3
-    # dW3 = 1/(3*N) * sum_n delta3_n a2_n^T
-    grads["W3"] = ((1/3)/N) * (delta3.T @ a2)
-    # db3 = 1/(3*N) * sum_n delta3_n
-    grads["b3"] = ((1/3)/N) * delta3.sum(axis=0)
+    # delta3 = (-2*t + 2*a3)/(3*N)
+    delta3 = (1/3)*(-2*t + 2*a3)/N
+    # dW3 = sum_n delta3_n a2_n^T
+    grads["W3"] = (delta3.T @ a2)
+    # db3 = sum_n delta3_n
+    grads["b3"] = delta3.sum(axis=0)
     # da2 = W3.T @ delta3
     da2 = delta3 @ W3
-    # delta2 = da2*(1/(1 + exp(-z2)) + z2*exp(-z2)/(1 + exp(-z2))**2)
-    b4_0 = np.exp(-z2)
-    b4_1 = 1 + b4_0
-    delta2 = da2*(1/b4_1 + b4_0*z2/b4_1**2)
-    # dW2 = 1/(3*N) * sum_n delta2_n a1_n^T
-    grads["W2"] = ((1/3)/N) * (delta2.T @ a1)
-    # db2 = 1/(3*N) * sum_n delta2_n
-    grads["b2"] = ((1/3)/N) * delta2.sum(axis=0)
+    # delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2))))
+    b4_0 = 1/(1 + np.exp(-z2))
+    delta2 = da2*(b4_0 + b4_0*z2/(1 + np.exp(z2)))
+    # dW2 = sum_n delta2_n a1_n^T
+    grads["W2"] = (delta2.T @ a1)
+    # db2 = sum_n delta2_n
+    grads["b2"] = delta2.sum(axis=0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
     # delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi)))
     b8_0 = 0.7071067811865476*z1
     delta1 = da1*(1/2 + (1/2)*_erf(b8_0) + 0.5641895835477563*b8_0*np.exp(-1/2*z1**2))
-    # dW1 = 1/(3*N) * sum_n delta1_n x_n^T
-    grads["W1"] = ((1/3)/N) * (delta1.T @ x)
-    # db1 = 1/(3*N) * sum_n delta1_n
-    grads["b1"] = ((1/3)/N) * delta1.sum(axis=0)
+    # dW1 = sum_n delta1_n x_n^T
+    grads["W1"] = (delta1.T @ x)
+    # db1 = sum_n delta1_n
+    grads["b1"] = delta1.sum(axis=0)
     return E, grads
 
 
@@ -400,8 +399,7 @@ def step(params, state, X, T):
         g = g + h_lambda*p
         m = beta1*m + g*s0
         v = beta2*v + s1*g**2
-        p = p - m*s2/(epsilon + s3*np.sqrt(v))
-        params[name][...] = p
+        p -= m*s2/(epsilon + s3*np.sqrt(v))
         st["m"] = m
         st["v"] = v
     return E

@@ -330,20 +330,20 @@ def loss_and_grad(params, X, T):
     z1 = v["z1"]
     z2 = v["z2"]
     grads = {}
-    # delta2 = a2 - t
-    delta2 = a2 - t
-    # dW2 = 1/N * sum_n delta2_n a1_n^T
-    grads["W2"] = (1/N) * (delta2.T @ a1)
-    # db2 = 1/N * sum_n delta2_n
-    grads["b2"] = (1/N) * delta2.sum(axis=0)
+    # delta2 = (a2 - t)/N
+    delta2 = (a2 - t)/N
+    # dW2 = sum_n delta2_n a1_n^T
+    grads["W2"] = (delta2.T @ a1)
+    # db2 = sum_n delta2_n
+    grads["b2"] = delta2.sum(axis=0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
     # delta1 = da1*Heaviside(z1, 0)
     delta1 = da1*_step(z1)
-    # dW1 = 1/N * sum_n delta1_n x_n^T
-    grads["W1"] = (1/N) * (delta1.T @ x)
-    # db1 = 1/N * sum_n delta1_n
-    grads["b1"] = (1/N) * delta1.sum(axis=0)
+    # dW1 = sum_n delta1_n x_n^T
+    grads["W1"] = (delta1.T @ x)
+    # db1 = sum_n delta1_n
+    grads["b1"] = delta1.sum(axis=0)
     return E, grads
 
 
@@ -376,8 +376,7 @@ def step(params, state, X, T):
         # p = p - eta*m/((1 - beta1**k)*(epsilon + sqrt(v)/sqrt(1 - beta2**k)))
         m = beta1*m + g*s0
         v = beta2*v + s1*g**2
-        p = p - m*s2/(epsilon + s3*np.sqrt(v))
-        params[name][...] = p
+        p -= m*s2/(epsilon + s3*np.sqrt(v))
         st["m"] = m
         st["v"] = v
     return E

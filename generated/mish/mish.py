@@ -279,7 +279,7 @@ def _forward(params, X):
     # z1 = W1 @ x + b1
     z1 = x @ W1.T + b1
     # a1 = z1*tanh(log(1 + exp(z1)))
-    a1 = z1*np.tanh(np.log(1 + np.exp(z1)))
+    a1 = z1*np.tanh(np.logaddexp(0, z1))
     # z2 = W2 @ a1 + b2
     z2 = a1 @ W2.T + b2
     # a2 = z2
@@ -321,23 +321,21 @@ def loss_and_grad(params, X, T):
     z1 = v["z1"]
     z2 = v["z2"]
     grads = {}
-    # delta2 = -2*t + 2*a2
-    delta2 = -2*t + 2*a2
-    # dW2 = 1/(2*N) * sum_n delta2_n a1_n^T
-    grads["W2"] = ((1/2)/N) * (delta2.T @ a1)
-    # db2 = 1/(2*N) * sum_n delta2_n
-    grads["b2"] = ((1/2)/N) * delta2.sum(axis=0)
+    # delta2 = (-2*t + 2*a2)/(2*N)
+    delta2 = (1/2)*(-2*t + 2*a2)/N
+    # dW2 = sum_n delta2_n a1_n^T
+    grads["W2"] = (delta2.T @ a1)
+    # db2 = sum_n delta2_n
+    grads["b2"] = delta2.sum(axis=0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*(z1*(1 - tanh(log(1 + exp(z1)))**2)*exp(z1)/(1 + exp(z1)) + tanh(log(1 + exp(z1))))
-    b4_0 = np.exp(z1)
-    b4_1 = 1 + b4_0
-    b4_2 = np.tanh(np.log(b4_1))
-    delta1 = da1*(b4_2 + b4_0*z1*(1 - b4_2**2)/b4_1)
-    # dW1 = 1/(2*N) * sum_n delta1_n x_n^T
-    grads["W1"] = ((1/2)/N) * (delta1.T @ x)
-    # db1 = 1/(2*N) * sum_n delta1_n
-    grads["b1"] = ((1/2)/N) * delta1.sum(axis=0)
+    # delta1 = da1*(z1*(1 - tanh(log(1 + exp(z1)))**2)/(1 + exp(-z1)) + tanh(log(1 + exp(z1))))
+    b4_0 = np.tanh(np.logaddexp(0, z1))
+    delta1 = da1*(b4_0 + z1*(1 - b4_0**2)/(1 + np.exp(-z1)))
+    # dW1 = sum_n delta1_n x_n^T
+    grads["W1"] = (delta1.T @ x)
+    # db1 = sum_n delta1_n
+    grads["b1"] = delta1.sum(axis=0)
     return E, grads
 
 
@@ -357,8 +355,7 @@ def step(params, state, X, T):
         g = grads[name]
         st = state[name]
         # p = p - eta*g
-        p = p - eta*g
-        params[name][...] = p
+        p -= eta*g
     return E
 
 

@@ -283,7 +283,7 @@ def _forward(params, X):
     # z1 = W1 @ x + b1
     z1 = x @ W1.T + b1
     # a1 = log(1 + exp(z1))
-    a1 = np.log(1 + np.exp(z1))
+    a1 = np.logaddexp(0, z1)
     # z2 = W2 @ a1 + b2
     z2 = a1 @ W2.T + b2
     # a2 = z2
@@ -325,22 +325,21 @@ def loss_and_grad(params, X, T):
     z1 = v["z1"]
     z2 = v["z2"]
     grads = {}
-    # delta2 = sinh(a2 - t)/cosh(a2 - t)
+    # delta2 = sinh(a2 - t)/(N*cosh(a2 - t))
     b0_0 = a2 - t
-    delta2 = np.sinh(b0_0)/np.cosh(b0_0)
-    # dW2 = 1/N * sum_n delta2_n a1_n^T
-    grads["W2"] = (1/N) * (delta2.T @ a1)
-    # db2 = 1/N * sum_n delta2_n
-    grads["b2"] = (1/N) * delta2.sum(axis=0)
+    delta2 = np.sinh(b0_0)/(N*np.cosh(b0_0))
+    # dW2 = sum_n delta2_n a1_n^T
+    grads["W2"] = (delta2.T @ a1)
+    # db2 = sum_n delta2_n
+    grads["b2"] = delta2.sum(axis=0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*exp(z1)/(1 + exp(z1))
-    b4_0 = np.exp(z1)
-    delta1 = b4_0*da1/(1 + b4_0)
-    # dW1 = 1/N * sum_n delta1_n x_n^T
-    grads["W1"] = (1/N) * (delta1.T @ x)
-    # db1 = 1/N * sum_n delta1_n
-    grads["b1"] = (1/N) * delta1.sum(axis=0)
+    # delta1 = da1/(1 + exp(-z1))
+    delta1 = da1/(1 + np.exp(-z1))
+    # dW1 = sum_n delta1_n x_n^T
+    grads["W1"] = (delta1.T @ x)
+    # db1 = sum_n delta1_n
+    grads["b1"] = delta1.sum(axis=0)
     return E, grads
 
 
@@ -373,8 +372,7 @@ def step(params, state, X, T):
         g = g + h_lambda*p
         s = alpha*s + s0*g**2
         buf = buf*mu + g/(epsilon + np.sqrt(s))
-        p = p - buf*eta
-        params[name][...] = p
+        p -= buf*eta
         st["s"] = s
         st["buf"] = buf
     return E

@@ -297,7 +297,7 @@ def _loss(v, t, N):
     z2 = v["z2"]
     a2 = v["a2"]
     # E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2)))
-    E = (1/N) * np.sum(-t*z2 + np.maximum(0, z2) + np.log(1 + np.exp(-abs(z2))))
+    E = (1/N) * np.sum(-t*z2 + np.maximum(0, z2) + np.logaddexp(0, -abs(z2)))
     return float(E)
 
 
@@ -323,20 +323,20 @@ def loss_and_grad(params, X, T):
     z1 = v["z1"]
     z2 = v["z2"]
     grads = {}
-    # delta2 = a2 - t
-    delta2 = a2 - t
-    # dW2 = 1/N * sum_n delta2_n a1_n^T
-    grads["W2"] = (1/N) * (delta2.T @ a1)
-    # db2 = 1/N * sum_n delta2_n
-    grads["b2"] = (1/N) * delta2.sum(axis=0)
+    # delta2 = (a2 - t)/N
+    delta2 = (a2 - t)/N
+    # dW2 = sum_n delta2_n a1_n^T
+    grads["W2"] = (delta2.T @ a1)
+    # db2 = sum_n delta2_n
+    grads["b2"] = delta2.sum(axis=0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
     # delta1 = da1*(1 - a1**2)
     delta1 = da1*(1 - a1**2)
-    # dW1 = 1/N * sum_n delta1_n x_n^T
-    grads["W1"] = (1/N) * (delta1.T @ x)
-    # db1 = 1/N * sum_n delta1_n
-    grads["b1"] = (1/N) * delta1.sum(axis=0)
+    # dW1 = sum_n delta1_n x_n^T
+    grads["W1"] = (delta1.T @ x)
+    # db1 = sum_n delta1_n
+    grads["b1"] = delta1.sum(axis=0)
     return E, grads
 
 
@@ -362,8 +362,7 @@ def step(params, state, X, T):
         # p = p - eta*g
         buf = (g if (k == 1) else g + buf*mu)
         g = buf
-        p = p - eta*g
-        params[name][...] = p
+        p -= eta*g
         st["buf"] = buf
     return E
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 from .. import prng
+from ..optimizers import P
 from .printers import NumpyCodePrinter
 from .program import Lowered, Program
 
@@ -36,6 +37,13 @@ def _op(o: Lowered, printer: NumpyCodePrinter, d) -> dict:
         "like": like,
         "shared": op.kind == "grad_bias" and d.param(op.args[1]).kind == "shared",
     }
+
+
+def _assignment(target, expr, printer: NumpyCodePrinter) -> dict:
+    """``p -= step`` in place when the rule is p - step (no new array, no copy back)."""
+    if target == P and expr.is_Add and P in expr.args:
+        return {"target": "p", "op": "-=", "code": printer.doprint(P - expr)}
+    return {"target": target.name, "op": "=", "code": printer.doprint(expr)}
 
 
 def _scale_mul(scale, printer: NumpyCodePrinter) -> str:
@@ -88,7 +96,7 @@ def context(program: Program) -> dict:
         ],  # fmt: skip
         "state": list(upd.state),
         "state_names": ", ".join(upd.state),
-        "update": [{"target": t.name, "code": printer.doprint(e)} for t, e in upd.steps],
+        "update": [_assignment(t, e, printer) for t, e in upd.steps],
         "update_formulas": list(upd.formulas),
         "train": {
             "epochs": spec.train.epochs,

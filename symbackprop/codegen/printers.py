@@ -19,6 +19,13 @@ def numeric_constants(expr: sp.Expr) -> sp.Expr:
     )
 
 
+def log1p_argument(arg: sp.Expr) -> sp.Expr | None:
+    """u when ``arg`` is 1 + u (so log(arg) is better computed as log1p(u)), else None."""
+    if arg.is_Add and sp.S.One in arg.args:
+        return arg - 1
+    return None
+
+
 class NumpyCodePrinter(NumPyPrinter):
     """NumPy printer for the generated module (``import numpy as np``).
 
@@ -55,6 +62,15 @@ class NumpyCodePrinter(NumPyPrinter):
 
     def _print_Heaviside(self, expr):
         return f"_step({self._print(expr.args[0])})"
+
+    def _print_log(self, expr):
+        """log(1 + exp(u)) as np.logaddexp(0, u) (no overflow); log(1 + u) as np.log1p(u)."""
+        rest = log1p_argument(expr.args[0])
+        if rest is None:
+            return f"np.log({self._print(expr.args[0])})"
+        if isinstance(rest, sp.exp):
+            return f"np.logaddexp(0, {self._print(rest.args[0])})"
+        return f"np.log1p({self._print(rest)})"
 
     def _print_erf(self, expr):
         return f"_erf({self._print(expr.args[0])})"

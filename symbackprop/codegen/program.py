@@ -7,6 +7,7 @@ the same spec always lowers to the same Program.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
@@ -80,11 +81,12 @@ def _formula(op: Op) -> str:
         return f"{op.out} = {a} * ({g} - sum_k({a} * {g}))"
     if op.kind == "matvec_t":
         return f"{op.out} = {op.args[0]}.T @ {op.args[1]}"
+    c = "" if op.scale == 1 else f"{text_of(op.scale)} * "
     if op.kind == "grad_weight":
         dl, inp, _ = op.args
-        return f"{op.out} = {text_of(op.scale)} * sum_n {dl}_n {inp}_n^T"
+        return f"{op.out} = {c}sum_n {dl}_n {inp}_n^T"
     if op.kind == "grad_bias":
-        return f"{op.out} = {text_of(op.scale)} * sum_n {op.args[0]}_n"
+        return f"{op.out} = {c}sum_n {op.args[0]}_n"
     raise ValueError(op.kind)
 
 
@@ -128,11 +130,24 @@ def hoist(expr: sp.Expr, scalars: set[sp.Symbol], out: list) -> sp.Expr:
     return expr.func(*(hoist(a, scalars, out) for a in expr.args))
 
 
+def _fold_scale(ops: tuple[Op, ...], c: sp.Expr) -> tuple[Op, ...]:
+    """Multiply the first backward map (the output delta, or dl/da before a softmax Jacobian,
+    which is linear) by c and drop c from every gradient: one scaling of one small array
+    instead of one per parameter. Deltas in the Program then carry c; gradients are equal."""
+    if c == 1:
+        return ops
+    first, rest = ops[0], ops[1:]
+    assert first.kind == "map"
+    scaled = dataclasses.replace(first, expr=c * first.expr, why=f"{first.why}, times c")
+    return (scaled, *(dataclasses.replace(op, scale=sp.Integer(1)) if op.scale is not None
+                      else op for op in rest))  # fmt: skip
+
+
 def lower(d: Derivation) -> Program:
     """Stage 4: the Program of ``d``."""
     forward = _lower_ops(d, tuple(op for op in d.forward if op.kind != "loss"), "f")
     (loss,) = _lower_ops(d, tuple(op for op in d.forward if op.kind == "loss"), "l")
-    backward = _lower_ops(d, d.backward, "b")
+    backward = _lower_ops(d, _fold_scale(d.backward, d.scale), "b")
     rule = d.optimizer
     hyper = tuple((s.name, float(v)) for s, v in rule.hyper)
     scalars = {s for s, _ in rule.hyper} | {K}
