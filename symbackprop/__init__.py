@@ -15,6 +15,7 @@ from .chain_rule import Derivation  # noqa: E402
 from .chain_rule import derive as _derive  # noqa: E402
 from .errors import SpecError  # noqa: E402
 from .spec import Spec, load_spec, parse_spec  # noqa: E402
+from .verify import VerifyResult, verify  # noqa: E402
 
 
 def derive(spec: Spec | str | Path | dict) -> Derivation:
@@ -26,4 +27,14 @@ def derive(spec: Spec | str | Path | dict) -> Derivation:
     return _derive(spec)
 
 
-__all__ = ["Derivation", "Spec", "SpecError", "derive", "load_spec", "parse_spec", "__version__"]
+__all__ = [
+    "Derivation",
+    "Spec",
+    "SpecError",
+    "VerifyResult",
+    "derive",
+    "load_spec",
+    "parse_spec",
+    "verify",
+    "__version__",
+]

@@ -13,6 +13,8 @@ from .codegen.files import write_atomic
 from .errors import SpecError
 from .samples import load_samples
 from .spec import load_spec
+from .verify import add_parser as add_verify_parser
+from .verify import run as run_verify
 
 FORMATS = ("text", "latex", "markdown", "json")
 TARGETS = ("numpy",)
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
     t.add_argument("--plot", metavar="PNG", help="plot the loss curve (needs matplotlib)")
     t.add_argument("--quiet", action="store_true")
+    add_verify_parser(sub)
     demo = sub.add_parser("demo", help="derive Mazur's example, generate code, train on iris")
     demo.add_argument("-o", "--output", metavar="DIR", default="symbackprop-demo")
     return p
@@ -215,6 +218,7 @@ COMMANDS = {
     "check": cmd_check,
     "train": cmd_train,
     "demo": cmd_demo,
+    "verify": run_verify,
 }
 
 
