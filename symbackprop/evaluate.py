@@ -12,39 +12,20 @@ from functools import lru_cache
 
 import numpy as np
 import sympy as sp
-from sympy.printing.numpy import NumPyPrinter
 
 from . import optimizers, prng
 from .chain_rule import Derivation, N, Op, Param
-
-
-class _EvalPrinter(NumPyPrinter):
-    """NumPy printer for elementwise evaluation.
-
-    Customizations: Max/Min as nested numpy.maximum/minimum (elementwise, broadcasting);
-    Heaviside(x, 0) as a 0/1 mask; erf through math.erf, vectorized.
-    """
-
-    def _print_Max(self, expr):
-        return self._nested("numpy.maximum", expr.args)
-
-    def _print_Min(self, expr):
-        return self._nested("numpy.minimum", expr.args)
-
-    def _nested(self, fn, args):
-        out = self._print(args[0])
-        for arg in args[1:]:
-            out = f"{fn}({out}, {self._print(arg)})"
-        return out
-
-    def _print_Heaviside(self, expr):
-        return f"numpy.where({self._print(expr.args[0])} > 0, 1.0, 0.0)"
-
-    def _print_erf(self, expr):
-        return f"_erf({self._print(expr.args[0])})"
-
+from .codegen.printers import NumpyCodePrinter
 
 _ERF = np.vectorize(math.erf, otypes=[float])
+
+
+def _step(x):
+    x = np.asarray(x)
+    return (x > 0).astype(x.dtype)
+
+
+_FUNCTIONS = {"np": np, "_erf": _ERF, "_step": _step}
 
 
 @lru_cache(maxsize=512)
@@ -52,7 +33,7 @@ def _compile(expr: sp.Expr, names: tuple[str, ...]):
     symbols = [sp.Symbol(n, real=True) for n in names]
     mapping = {s: sp.Symbol(n, real=True) for s in expr.free_symbols for n in names if s.name == n}
     expr = expr.xreplace(mapping)
-    return sp.lambdify(symbols, expr, modules=[{"_erf": _ERF}, "numpy"], printer=_EvalPrinter)
+    return sp.lambdify(symbols, expr, modules=[_FUNCTIONS, "numpy"], printer=NumpyCodePrinter())
 
 
 def elementwise(expr: sp.Expr, env: dict[str, np.ndarray], dtype) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import sympy as sp
 import yaml
 
-from . import activations
+from . import activations, prng
 from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
 from .symbols import T, X, Y
@@ -28,16 +28,7 @@ MAX_DIM = 100_000
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000
 NAME_RE = re.compile(r"[a-z_][a-z0-9_]*\Z")
-SCHEMES = (
-    "zeros",
-    "uniform",
-    "normal",
-    "xavier_uniform",
-    "xavier_normal",
-    "he_uniform",
-    "he_normal",
-    "pytorch",
-)
+SCHEMES = tuple(s for s in prng.SCHEMES if s != "values")  # the named schemes a spec may use
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "sse", "custom")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 

@@ -158,7 +158,7 @@ def scalar_reference_normal(key: int, j: int, n: int) -> float:
         r += 1
 
 
-_SCHEMES = (
+SCHEMES = (
     "values",
     "zeros",
     "uniform",
@@ -189,8 +189,8 @@ def init_tensor(
     """Initial values of parameter tensor number k (see the scheme table in the docstring)."""
     if dtype not in ("float64", "float32"):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-    if scheme not in _SCHEMES:
-        raise ValueError(f"unknown init scheme {scheme!r}; expected one of {_SCHEMES}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown init scheme {scheme!r}; expected one of {SCHEMES}")
     shape = tuple(int(d) for d in shape)
     n = math.prod(shape)
     if scheme in ("he_uniform", "he_normal", "pytorch") and fan_in <= 0:
