@@ -11,6 +11,7 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+from .c_runtime import load_c  # noqa: E402
 from .chain_rule import Derivation  # noqa: E402
 from .chain_rule import derive as _derive  # noqa: E402
 from .errors import SpecError  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "SpecError",
     "VerifyResult",
     "derive",
+    "load_c",
     "load_spec",
     "parse_spec",
     "verify",

@@ -67,8 +67,38 @@ def gradient_rows(module, params: dict, x, t, seed: int, label: str) -> list[Row
     return rows
 
 
+def _worst(label: str, name: str, expected, got) -> Row:
+    """The element of ``got`` farthest (relatively) from ``expected``, as one row."""
+    e = np.ravel(np.asarray(expected, dtype=np.float64))
+    g = np.ravel(np.asarray(got, dtype=np.float64))
+    rel = np.abs(e - g) / np.maximum(np.maximum(np.abs(e), np.abs(g)), 1e-8)
+    i = int(np.argmax(rel)) if rel.size else 0
+    return Row(name, label, float(e[i]), float(g[i]), float(rel[i])) if rel.size else None
+
+
+def target_rows(reference, other, params: dict, x, t, label: str, steps: int = 3) -> list[Row]:
+    """``other`` against ``reference``: initial weights, loss, gradients, and every parameter
+    after ``steps`` optimizer steps (the worst element of each)."""
+    rows = [_worst(f"{label} initial weights", n, v, other.init_params()[n])
+            for n, v in reference.init_params().items()]  # fmt: skip
+    e_ref, g_ref = reference.loss_and_grad(params, x, t)
+    e_other, g_other = other.loss_and_grad(params, x, t)
+    rows.append(_worst(f"{label} loss", "E", e_ref, e_other))
+    rows += [_worst(f"{label} gradient", n, g_ref[n], g_other[n]) for n in reference.TRAINABLE]
+    p_ref = {k: np.array(v) for k, v in params.items()}
+    p_other = {k: np.array(v) for k, v in params.items()}
+    s_ref, s_other = reference.init_state(p_ref), other.init_state(p_other)
+    for _ in range(steps):
+        reference.step(p_ref, s_ref, x, t)
+        other.step(p_other, s_other, x, t)
+    rows += [_worst(f"{label} after {steps} steps", n, p_ref[n], p_other[n]) for n in p_ref]
+    return [r for r in rows if r is not None]
+
+
 def check(spec: Spec) -> list[Row]:
-    """Generate every target (in float64) into a temporary folder and check it."""
+    """Generate every target (in float64) into a temporary folder, compile the C, and check
+    both against finite differences and C against NumPy."""
+    from .c_runtime import c_module
     from .runtime import numpy_module
 
     d: Derivation = derive(dataclasses.replace(spec, dtype="float64"))
@@ -76,7 +106,10 @@ def check(spec: Spec) -> list[Row]:
     rng = np.random.default_rng(spec.seed)
     params = {k: v + 0.1 * rng.normal(size=np.shape(v)) for k, v in module.init_params().items()}
     x, t = batch(spec)
-    return gradient_rows(module, params, x, t, spec.seed, "numpy")
+    rows = gradient_rows(module, params, x, t, spec.seed, "numpy")
+    c = c_module(d)
+    rows += gradient_rows(c, params, x, t, spec.seed, "c")
+    return rows + target_rows(module, c, params, x, t, "c vs numpy")
 
 
 def table(rows: list[Row]) -> str:

@@ -17,7 +17,7 @@ from .verify import add_parser as add_verify_parser
 from .verify import run as run_verify
 
 FORMATS = ("text", "latex", "markdown", "json")
-TARGETS = ("numpy",)
+TARGETS = ("numpy", "c")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,15 +117,17 @@ def _check_positive(value: int | None, flag: str) -> None:
 
 
 def cmd_train(args) -> int:
+    from .c_runtime import c_module
     from .runtime import numpy_module
 
+    loaders = {"numpy": numpy_module, "c": c_module}
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
     if not Path(args.data).is_file():
         raise SpecError("--data", "no such file", args.data)
     plt = _pyplot() if args.plot else None
-    module = numpy_module(derive(spec))
+    module = loaders[args.target](derive(spec))
     try:
         x, t = module.load_data(args.data)  # prints one error line and exits 2 on bad data
     except SystemExit as exc:

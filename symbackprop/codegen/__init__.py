@@ -11,11 +11,11 @@ from pathlib import Path
 from ..chain_rule import Derivation
 from ..chain_rule import derive as _derive
 from ..spec import Spec
-from . import numpy_backend
+from . import c_backend, numpy_backend
 from .files import write_files
 from .program import Program, lower
 
-BACKENDS = {"numpy": numpy_backend}
+BACKENDS = {"numpy": numpy_backend, "c": c_backend}
 
 
 def render(d: Derivation | Spec, target: str) -> dict[str, str]:

@@ -1,0 +1,278 @@
+"""One training step, side by side: generated C (loops, -O2 and -O3 -march=native, and cblas),
+generated NumPy, a hand-written NumPy step and PyTorch eager, float64 and float32.
+
+Nets ``inputs-hidden...-classes`` with relu hidden layers, softmax, cross-entropy (mean) and SGD,
+all started from the generated ``init_params()`` and stepped on the same batch (checked to agree
+before timing). C is timed inside its own ``train`` loop (one call runs many steps on the batch
+repeated, so no Python overhead is counted); the others per call from Python. Each number is the
+median over ``--repeat`` samples of at least ``--min-time`` seconds. Also prints the emitted C size
+and compile time, and the machine's GEMM rate (NumPy's BLAS, float64) for the GFLOP/s column.
+
+Run: python benchmarks/bench_train.py [--wide] [--repeat 7] [--min-time 0.05] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import symbackprop
+from symbackprop.c_runtime import build_library, load_c
+from symbackprop.codegen import generate, render
+from symbackprop.runtime import load_numpy
+
+LR = 0.01
+CASES = [((2, 2, 2), 1), ((64, 32, 10), 32), ((784, 256, 128, 10), 128)]
+WIDE = ((1024, 1024, 1024, 10), 256)
+NATIVE = ["-O3", "-march=native"]
+
+
+def spec(widths: tuple[int, ...], dtype: str) -> dict:
+    hidden = [{"units": w, "activation": "relu"} for w in widths[1:-1]]
+    return {
+        "name": f"bench_{'_'.join(map(str, widths))}_{dtype}",
+        "inputs": widths[0],
+        "dtype": dtype,
+        "seed": 1,
+        "layers": [*hidden, {"units": widths[-1], "activation": "softmax"}],
+        "loss": {"type": "cross_entropy"},
+        "optimizer": {"type": "sgd", "lr": LR},
+    }
+
+
+def flops(widths, batch: int) -> float:
+    """Multiply-adds x 2 of forward, weight gradients and back-propagated deltas."""
+    macs = [a * b for a, b in zip(widths, widths[1:], strict=False)]
+    return 2.0 * batch * (2 * sum(macs) + sum(macs[1:]))
+
+
+def hand_step(params: dict, X, T, lr: float) -> float:
+    """Forward, softmax cross-entropy, backward and SGD in place, as one writes it by hand."""
+    depth = len(params) // 2
+    Ws = [params[f"W{i}"] for i in range(1, depth + 1)]
+    bs = [params[f"b{i}"] for i in range(1, depth + 1)]
+    acts = [X]
+    for W, b in zip(Ws[:-1], bs[:-1], strict=True):
+        acts.append(np.maximum(acts[-1] @ W.T + b, 0))
+    z = acts[-1] @ Ws[-1].T + bs[-1]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    s = e.sum(axis=1, keepdims=True)
+    n = X.shape[0]
+    loss = float(np.sum(T * (np.log(s) + z.max(axis=1, keepdims=True) - z)) / n)
+    delta = (e / s - T) / n
+    for i in range(depth - 1, -1, -1):
+        gW, gb = delta.T @ acts[i], delta.sum(axis=0)
+        if i:
+            delta = (delta @ Ws[i]) * (acts[i] > 0)
+        Ws[i] -= lr * gW
+        bs[i] -= lr * gb
+    return loss
+
+
+def torch_step(params: dict, X, T, dtype: str):
+    import torch
+    import torch.nn.functional as F
+
+    tdt = torch.float32 if dtype == "float32" else torch.float64
+    ts = {k: torch.tensor(v, dtype=tdt, requires_grad=True) for k, v in params.items()}
+    opt = torch.optim.SGD(list(ts.values()), lr=LR)
+    x, t = torch.tensor(X, dtype=tdt), torch.tensor(T, dtype=tdt)
+    depth = len(params) // 2
+
+    def step() -> float:
+        opt.zero_grad()
+        a = x
+        for i in range(1, depth):
+            a = torch.relu(F.linear(a, ts[f"W{i}"], ts[f"b{i}"]))
+        loss = F.cross_entropy(F.linear(a, ts[f"W{depth}"], ts[f"b{depth}"]), t)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step, ts
+
+
+def per_call(fn, repeat: int, min_time: float) -> float:
+    """Median seconds per call (timeit-style: enough calls per sample to last min_time)."""
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        if time.perf_counter() - start >= min_time:
+            break
+        number *= 2
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - start) / number)
+    return statistics.median(samples)
+
+
+def c_per_step(module, start: dict, X, T, repeat: int, min_time: float) -> float:
+    """Median seconds per step of the C train loop on the batch repeated."""
+    per = per_call(
+        lambda: module.step(
+            {k: v.copy() for k, v in start.items()}, module.init_state(start), X, T
+        ),
+        3,
+        0.01,
+    )
+    steps = max(2, min(100_000, int(min_time / max(per, 1e-7)) * 4))
+    Xr, Tr = np.tile(X, (steps, 1)), np.tile(T, (steps, 1))
+    params = {k: v.copy() for k, v in start.items()}
+    samples = []
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        module.train(params, Xr, Tr, 1, X.shape[0], shuffle=False)
+        samples.append((time.perf_counter() - begin) / steps)
+    return statistics.median(samples)
+
+
+def gemm_rate() -> float:
+    """float64 GFLOP/s of NumPy's BLAS on a 1024 x 1024 x 256 product."""
+    a, b = np.random.rand(256, 1024), np.random.rand(1024, 1024)
+    return 2 * 256 * 1024 * 1024 / per_call(lambda: a @ b, 5, 0.05) / 1e9
+
+
+def has_cblas() -> bool:
+    return any(
+        Path(p).exists() for p in ("/usr/include/cblas.h", "/usr/include/x86_64-linux-gnu/cblas.h")
+    )
+
+
+def run_case(widths, batch: int, dtype: str, folder: Path, args) -> dict:
+    data = spec(widths, dtype)
+    d = symbackprop.derive(symbackprop.parse_spec(data))
+    out = folder / data["name"]
+    generate(d, "c", out, force=True)
+    generate(d, "numpy", out, force=True)
+    numpy_mod = load_numpy(out / f"{data['name']}.py")
+    builds = {"C -O2": load_c(out), "C native": load_c(out, NATIVE)}
+    if has_cblas():
+        builds["C BLAS"] = load_c(out, NATIVE, blas=True)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(batch, widths[0])).astype(dtype)
+    T = np.eye(widths[-1], dtype=dtype)[rng.integers(0, widths[-1], size=batch)]
+    start = numpy_mod.init_params()
+    # agreement after one step, before timing
+    ref = {k: v.copy() for k, v in start.items()}
+    numpy_mod.step(ref, numpy_mod.init_state(ref), X, T)
+    hand = {k: v.copy() for k, v in start.items()}
+    hand_step(hand, X, T, LR)
+    for c in builds.values():
+        p = {k: v.copy() for k, v in start.items()}
+        c.step(p, c.init_state(p), X, T)
+        for k in ref:
+            np.testing.assert_allclose(p[k], ref[k], rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(hand[k], ref[k], rtol=1e-4, atol=1e-6)
+    times = {
+        name: c_per_step(c, start, X, T, args.repeat, args.min_time) for name, c in builds.items()
+    }
+    params, state = {k: v.copy() for k, v in start.items()}, numpy_mod.init_state(start)
+    times["NumPy gen"] = per_call(
+        lambda: numpy_mod.step(params, state, X, T), args.repeat, args.min_time
+    )
+    hand = {k: v.copy() for k, v in start.items()}
+    times["NumPy hand"] = per_call(lambda: hand_step(hand, X, T, LR), args.repeat, args.min_time)
+    return {
+        "label": f"{'-'.join(map(str, widths))}/b{batch}",
+        "dtype": dtype,
+        "times": times,
+        "flops": flops(widths, batch),
+        "start": start,
+        "X": X,
+        "T": T,
+    }
+
+
+def add_torch(row: dict, args) -> None:
+    step, ts = torch_step(row["start"], row["X"], row["T"], row["dtype"])
+    row["times"]["PyTorch"] = per_call(step, args.repeat, args.min_time)
+
+
+def code_stats(folder: Path) -> list[str]:
+    """Emitted C size and compile time (-O2, cold cache) for 64-32-10 and a 1024-wide net."""
+    lines, saved = [], os.environ.get("SYMBACKPROP_CACHE")
+    for widths in ((64, 32, 10), (1024, 1024, 1024, 10)):
+        data = spec(widths, "float64")
+        files = render(symbackprop.parse_spec(data), "c")
+        size = sum(len(t) for n, t in files.items() if n.endswith((".c", ".h")))
+        out = folder / ("stats_" + data["name"])
+        generate(symbackprop.parse_spec(data), "c", out, force=True)
+        os.environ["SYMBACKPROP_CACHE"] = str(folder / f"cold-{len(lines)}")
+        begin = time.perf_counter()
+        build_library(out)
+        lines.append(
+            f"{'-'.join(map(str, widths))}: emitted C {size / 1024:.1f} KB "
+            f"(.c + .h + main), compiled in {time.perf_counter() - begin:.2f} s"
+        )
+    if saved is None:
+        os.environ.pop("SYMBACKPROP_CACHE", None)
+    else:
+        os.environ["SYMBACKPROP_CACHE"] = saved
+    return lines
+
+
+def table(rows: list[dict], rate: float) -> str:
+    names = list(rows[0]["times"])
+    head = f"| net | dtype | {' | '.join(names)} | PyTorch / C | NumPy gen / C | C GFLOP/s |"
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        t = r["times"]
+        best = min(v for k, v in t.items() if k.startswith("C"))
+        cells = " | ".join(_fmt(t[n]) for n in names)
+        out.append(
+            f"| {r['label']} | {r['dtype']} | {cells} | {t['PyTorch'] / best:.1f}x | "
+            f"{t['NumPy gen'] / best:.1f}x | {r['flops'] / best / 1e9:.1f} |"
+        )
+    out.append(
+        f"\nTimes per SGD step; C = the fastest C build. GEMM rate of this machine "
+        f"(NumPy's BLAS, float64, 1024x1024x256): {rate:.1f} GFLOP/s."
+    )
+    return "\n".join(out)
+
+
+def _fmt(seconds: float) -> str:
+    us = seconds * 1e6
+    return f"{us:.3g} µs" if us < 1000 else f"{us / 1000:.3g} ms"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--wide", action="store_true", help="add 1024-1024-1024-10/b256")
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--min-time", type=float, default=0.05)
+    p.add_argument("--quick", action="store_true", help="small nets only, few repeats")
+    args = p.parse_args(argv)
+    cases = CASES[:2] if args.quick else CASES + ([WIDE] if args.wide else [])
+    if args.quick:
+        args.repeat, args.min_time = 3, 0.01
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        folder = Path(tmp)
+        rows = []
+        for widths, batch in cases:
+            for dtype in ("float64", "float32"):
+                rows.append(run_case(widths, batch, dtype, folder, args))
+                print(f"timed {rows[-1]['label']} {dtype}", file=sys.stderr, flush=True)
+        rate = gemm_rate()
+        for row in rows:  # torch last: its thread pool slows down whatever runs after it
+            add_torch(row, args)
+        stats = code_stats(folder)
+    print("C -O2: load_c's default flags; C native: -O3 -march=native; C BLAS: native + cblas")
+    print(table(rows, rate))
+    print("\n".join(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""The C target: a Program rendered through templates/c into a C99 library, program and Makefile.
+
+Shapes are compile-time constants; elementwise code comes from CCodePrinter on the same CSE'd
+expressions the NumPy target prints; matrix ops are loops (or cblas with ``make BLAS=1``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import sympy as sp
+
+from ..chain_rule import Derivation
+from .c_printer import CCodePrinter
+from .program import Lowered, Program
+
+TEMPLATES = {
+    "{name}.h": "c/header.h.j2",
+    "{name}.c": "c/source.c.j2",
+    "{name}_main.c": "c/main.c.j2",
+    "Makefile": "c/Makefile.j2",
+}
+CHUNK = 256  # default rows per workspace chunk (<NAME>_CHUNK); any batch size works
+CACHE_BLOCK = 1 << 18  # bytes of one matrix operand the loops keep in cache (256 KB)
+_SCALARS = {"lse"}  # per-sample values: one number per row, not per unit
+
+
+def c_string(text: str) -> str:
+    """``text`` as a C string literal (ASCII; quotes and backslashes escaped)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _element_names(symbols) -> dict[str, str]:
+    """How a symbol of an elementwise expression reads inside the row and unit loops."""
+    names = {}
+    for s in symbols:
+        if s.name == "N":
+            names["N"] = "Nr"
+        elif s.name in _SCALARS:
+            names[s.name] = s.name
+        else:
+            names[s.name] = f"{s.name}[i]"
+    return names
+
+
+def _scale(scale, printer: CCodePrinter) -> str:
+    """The scale as double C code in ``Nd`` (the batch size), or '' for 1."""
+    if scale is None or scale == 1:
+        return ""
+    return printer.doprint(scale)
+
+
+def _block(width: int, dtype: str, limit: int) -> int:
+    """Rows of ``width`` reals (a multiple of 4) filling about CACHE_BLOCK bytes, at most limit."""
+    rows = CACHE_BLOCK // (width * (4 if dtype == "float32" else 8)) // 4 * 4
+    return min(max(4, rows), limit)
+
+
+def _op(o: Lowered, d: Derivation, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
+    """The plain context of one op."""
+    op = o.op
+    out = {
+        "kind": op.kind,
+        "out": op.out,
+        "args": list(op.args),
+        "formula": o.formula,
+        "units": o.units,
+        "scale": _scale(op.scale, scalar),
+    }
+    if o.expr is not None:
+        temp_names = {t.name for t, _ in o.temps}
+        symbols = set(o.expr.free_symbols).union(*(e.free_symbols for _, e in o.temps))
+        symbols = {s for s in symbols if s.name not in temp_names}
+        printer = CCodePrinter(dtype, _element_names(symbols))
+        out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in o.temps]
+        out["expr"] = printer.doprint(o.expr)
+        out["reads"] = sorted(
+            s.name for s in symbols if s.name in widths and s.name not in _SCALARS
+        )
+        out["scalars"] = sorted(s.name for s in symbols if s.name in _SCALARS)
+        out["uses_n"] = any(s.name == "N" for s in symbols)
+    if op.kind == "affine":
+        w = d.param(op.args[0])
+        out["fan_in"], out["bias_kind"] = w.shape[1], d.param(op.args[2]).kind if op.args[2] else ""
+        out["block"] = _block(o.units, dtype, w.shape[1])
+    elif op.kind in ("matvec_t", "grad_weight"):
+        w = d.param(op.args[0] if op.kind == "matvec_t" else op.args[2])
+        out["rows"], out["cols"] = w.shape  # units of delta, width of the other vector
+        if op.kind == "matvec_t":
+            out["block"] = _block(w.shape[1], dtype, w.shape[0])
+        else:  # rows of the layer input per pass over the gradient
+            out["block"] = _block(w.shape[1], dtype, CHUNK)
+    elif op.kind == "grad_bias":
+        out["shared"] = d.param(op.args[1]).kind == "shared"
+        out["cols"] = widths[op.args[0]]
+    return out
+
+
+def _param(p, k: int) -> dict:
+    i = p.init
+    values = None
+    if i.scheme == "values":
+        flat = sp.flatten([i.value]) if isinstance(i.value, tuple) else [i.value]
+        values = [repr(float(v)) for v in flat]
+    size = 1
+    for n in p.shape:
+        size *= n
+    dims = "".join(f"[{n}]" for n in p.shape) or "[1]"
+    return {
+        "name": p.name,
+        "shape": list(p.shape),
+        "dims": dims,
+        "size": size,
+        "k": k,
+        "trainable": p.trainable,
+        "kind": p.kind,
+        "scheme": i.scheme,
+        "fan_in": p.fan_in,
+        "fan_out": p.fan_out,
+        "low": repr(float(i.low)),
+        "high": repr(float(i.high)),
+        "std": repr(float(i.std)),
+        "gain": repr(float(i.gain)),
+        "init_values": values,
+        "zero": "[0]" * max(len(p.shape), 1),
+        "header": " ".join([p.name, *map(str, p.shape)]),
+        "dims2": ", ".join(map(str, (*p.shape, 0, 0)[:2])),
+    }
+
+
+def _update(program: Program, dtype: str) -> dict:
+    upd = program.update
+    hyper = [h for h, _ in upd.hyper]
+    scalar = CCodePrinter("float64")
+    element = CCodePrinter(dtype)
+    fixed = {"p", "g", *upd.state}
+    used = set().union(*(e.free_symbols for _, e in upd.steps)) if upd.steps else set()
+    used_names = {s.name for s in used}
+    scalar_used = set().union(*(e.free_symbols for _, e in upd.scalars)) if upd.scalars else set()
+    consts = [{"name": n, "source": f"state->hyper.{n}"} for n in hyper if n in used_names]
+    consts += [{"name": s.name, "source": s.name} for s, _ in upd.scalars if s.name in used_names]
+    return {
+        "hyper": [{"name": h, "value": repr(v)} for h, v in upd.hyper],
+        "state": list(upd.state),
+        "scalars": [{"name": s.name, "code": scalar.doprint(e)} for s, e in upd.scalars],
+        "scalar_hyper": [h for h in hyper if h in {s.name for s in scalar_used}],
+        "scalar_uses_k": any(s.name == "k" for s in scalar_used),
+        "consts": consts,
+        "uses_k": "k" in used_names,
+        "steps": [
+            {"target": t.name, "code": element.doprint(e), "decl": t.name not in fixed}
+            for t, e in upd.steps
+        ],
+        "formulas": list(upd.formulas),
+    }
+
+
+def _metadata(program: Program, params: list[dict]) -> list[str]:
+    """The library's self-description (JSON), as C string literal lines."""
+    spec, upd = program.spec, program.update
+    d = program.derivation
+    meta = {
+        "name": spec.name,
+        "dtype": spec.dtype,
+        "inputs": spec.inputs,
+        "outputs": spec.outputs,
+        "seed": spec.seed,
+        "loss": d.loss.name,
+        "optimizer": upd.name,
+        "digest": spec.digest,
+        "params": [[p["name"], p["shape"], p["trainable"]] for p in params],
+        "hyper": [[h, v] for h, v in upd.hyper],
+        "state": list(upd.state),
+        "train": {
+            "epochs": spec.train.epochs,
+            "batch_size": spec.train.batch_size,
+            "shuffle": spec.train.shuffle,
+        },
+        "logits": d.layers[-1].z,
+        "output": d.layers[-1].a,
+    }
+    lines = []
+    for i, (key, value) in enumerate(meta.items()):
+        sep = "{" if i == 0 else " "
+        end = "}" if i == len(meta) - 1 else ","
+        lines.append(c_string(f"{sep}{json.dumps(key)}: {json.dumps(value)}{end}"))
+    return lines
+
+
+def context(program: Program) -> dict:
+    """The plain context the C templates print (strings, numbers, lists)."""
+    d = program.derivation
+    spec = d.spec
+    dtype = spec.dtype
+    f = "f" if dtype == "float32" else ""
+    scalar = CCodePrinter("float64", {"N": "Nd"})
+    params = [_param(p, k) for k, p in enumerate(d.params)]
+    widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
+    for o in (*program.forward, *program.backward):
+        if o.op.kind not in ("grad_weight", "grad_bias"):
+            widths[o.op.out] = o.units
+    forward = [_op(o, d, dtype, widths, scalar) for o in program.forward]
+    by_name = {p["name"]: p for p in params}
+    loss = _op(program.loss, d, dtype, widths, scalar)
+    backward = [_op(o, d, dtype, widths, scalar) for o in program.backward]
+    for o in backward:
+        if o["kind"] in ("grad_weight", "grad_bias"):
+            o["param"] = by_name[o["args"][-1]]
+            o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
+    arrays = [
+        {"name": n, "units": u, "scalar": n in _SCALARS}
+        for n, u in widths.items()
+        if n not in ("x", "t")
+    ]
+    last = d.layers[-1]
+    return {
+        "name": spec.name,
+        "NAME": spec.name.upper(),
+        "digest": spec.digest,
+        "dtype": dtype,
+        "real": "float" if dtype == "float32" else "double",
+        "f": f,
+        "blas": "cblas_sgemm" if dtype == "float32" else "cblas_dgemm",
+        "inputs": spec.inputs,
+        "outputs": spec.outputs,
+        "seed": spec.seed,
+        "loss": d.loss.name,
+        "optimizer": program.update.name,
+        "chunk": CHUNK,
+        "layers": [
+            {
+                "index": la.index,
+                "units": la.units,
+                "fan_in": la.fan_in,
+                "activation": la.activation.name,
+            }
+            for la in d.layers
+        ],
+        "params": params,
+        "trainable": [p for p in params if p["trainable"]],
+        "arrays": arrays,
+        "transposes": [
+            {"name": op["args"][0], "rows": op["fan_in"], "cols": op["units"]}
+            for op in forward
+            if op["kind"] == "affine"
+        ],
+        "forward": forward,
+        "loss_op": loss,
+        "backward": backward,
+        "backward_uses_n": any(o.get("uses_n") for o in backward),
+        "update": _update(program, dtype),
+        "output": last.a,
+        "logits": last.z,
+        "train": {
+            "epochs": spec.train.epochs,
+            "batch_size": spec.train.batch_size,
+            "shuffle": int(spec.train.shuffle),
+        },
+        "metadata": _metadata(program, params),
+    }
+
+
+def files(program: Program) -> dict[str, str]:
+    """The C target's files: <name>.h, <name>.c, <name>_main.c and a Makefile."""
+    from .templating import render
+
+    ctx = context(program)
+    return {out.format(name=ctx["name"]): render(tpl, **ctx) for out, tpl in TEMPLATES.items()}
+
+
+__all__ = ["CHUNK", "TEMPLATES", "c_string", "context", "files"]

@@ -1,0 +1,107 @@
+"""The C99 code printer of the C target: SymPy's C99CodePrinter, subclassed where C must differ."""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.ast import float32, float64, real
+from sympy.printing.c import C99CodePrinter
+from sympy.printing.precedence import PRECEDENCE
+
+from .printers import log1p_argument, numeric_constants
+
+_SMALL_POWERS = 4  # x**2 .. x**4 as products (exactly what NumPy's x**2 gives; fast)
+
+
+class CCodePrinter(C99CodePrinter):
+    """Strict C99 printer for one element of the generated loops (``-std=c99``, libm only).
+
+    Customizations: ``dtype`` 'float32' prints float functions (``expf``, ``sqrtf``, ...) and
+    ``F`` literals, so float32 code computes in float like NumPy on float32 arrays;
+    Heaviside(x, 0) as ``(x > 0 ? 1 : 0)`` (relu'(0) = 0); log(1 + exp(u)) as
+    ``fmax(u, 0) + log1p(exp(-fabs(u)))`` (NumPy's logaddexp(0, u): no overflow), log(1 + u) as
+    log1p(u); Max/Min as nested ``fmax``/``fmin`` (they differ from np.maximum only for NaN);
+    erf as libm's ``erf``; Piecewise as nested ternaries on one line; Float as its shortest
+    exact repr; Rational as a quotient ``1.0/3.0`` (parenthesized inside products) that the
+    compiler folds exactly; x**2..x**4 as products, x**-n as ``1.0/(...)``, x**(1/2) as sqrt;
+    ``names`` renames symbols (the vector ``z1`` becomes ``z1[i]``). Irrational constants print
+    as 17-digit floats (numeric_constants).
+    """
+
+    _default_settings = {**C99CodePrinter._default_settings, "strict": True, "order": "none"}
+
+    def __init__(self, dtype: str = "float64", names: dict[str, str] | None = None):
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        super().__init__({"type_aliases": {real: float32 if dtype == "float32" else float64}})
+        self.dtype = dtype
+        self.names = names or {}
+        self._suffix = "F" if dtype == "float32" else ""
+
+    def _print_Symbol(self, expr):
+        return self.names.get(expr.name, expr.name)
+
+    def _print_Float(self, expr):
+        text = repr(float(expr))
+        if text in ("inf", "-inf", "nan"):
+            raise ValueError(f"cannot print the non-finite number {text} as C")
+        if "." not in text and "e" not in text:
+            text += ".0"
+        return text + self._suffix
+
+    def _print_Rational(self, expr):
+        s = self._suffix
+        return f"{expr.p}.0{s}/{expr.q}.0{s}"
+
+    def _print_Integer(self, expr):
+        return str(int(expr))
+
+    def _print_Heaviside(self, expr):
+        if len(expr.args) == 2 and expr.args[1] != 0:
+            raise ValueError("only Heaviside(x, 0) is supported (H(0) = 0, as PyTorch's relu')")
+        return f"({self._print(expr.args[0])} > 0 ? 1 : 0)"
+
+    def _print_log(self, expr):
+        f = "f" if self.dtype == "float32" else ""
+        rest = log1p_argument(expr.args[0])
+        if rest is None:
+            return f"log{f}({self._print(expr.args[0])})"
+        if isinstance(rest, sp.exp):  # NumPy's logaddexp(0, u), which cannot overflow
+            u = self._print(rest.args[0])
+            return f"(fmax{f}({u}, 0) + log1p{f}(exp{f}(-fabs{f}({u}))))"
+        return f"log1p{f}({self._print(rest)})"
+
+    def _print_erf(self, expr):
+        f = "erff" if self.dtype == "float32" else "erf"
+        return f"{f}({self._print(expr.args[0])})"
+
+    def _print_Piecewise(self, expr):
+        if expr.args[-1].cond != sp.true:
+            raise ValueError("a Piecewise needs a final (expr, True) branch")
+        out = self._print(expr.args[-1].expr)
+        for value, cond in reversed(expr.args[:-1]):
+            out = f"({self._print(cond)} ? {self._print(value)} : {out})"
+        return out
+
+    def _print_Relational(self, expr):
+        return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
+
+    def _print_Pow(self, expr):
+        base, exp = expr.as_base_exp()
+        f = "f" if self.dtype == "float32" else ""
+        if exp == sp.S.Half:
+            return f"sqrt{f}({self._print(base)})"
+        if exp == -sp.S.Half:
+            return f"1.0{self._suffix}/sqrt{f}({self._print(base)})"
+        if exp.is_Integer and exp < 0:
+            inv = base if exp == -1 else sp.Pow(base, -exp, evaluate=False)
+            return f"1.0{self._suffix}/{self.parenthesize(inv, PRECEDENCE['Mul'], strict=True)}"
+        if exp.is_Integer and 2 <= exp <= _SMALL_POWERS:
+            b = self.parenthesize(base, PRECEDENCE["Atom"], strict=True)
+            return "(" + "*".join([b] * int(exp)) + ")"
+        return f"pow{f}({self._print(base)}, {self._print(exp)})"
+
+    def doprint(self, expr, assign_to=None):
+        return super().doprint(numeric_constants(sp.sympify(expr)), assign_to)
+
+
+__all__ = ["CCodePrinter"]
