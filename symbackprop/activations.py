@@ -135,7 +135,7 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
     return min((factored, sp.expand(expr)), key=sp.count_ops)
 
 
-def stabilize(expr: sp.Expr) -> sp.Expr:
+def stabilize(expr: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> sp.Expr:
     """exp(u)/(1 + exp(u)) -> 1/(1 + exp(-u)) and exp(u)/(1 + exp(u))^2 ->
     1/((1 + exp(u))(1 + exp(-u))): equal, but finite where exp(u) overflows."""
 
@@ -155,16 +155,39 @@ def stabilize(expr: sp.Expr) -> sp.Expr:
         return m
 
     out = expr.replace(lambda e: e.is_Mul, fix)
-    if out != expr and not _probe_equal(out, expr):
+    if out != expr and not _probe_equal(out, expr, symbols):
         raise AssertionError(f"stabilize changed the value of {expr}")
     return out
 
 
-def _probe_equal(a: sp.Expr, b: sp.Expr) -> bool:
-    """Equal at 12 points in [-4, 4] to 25 digits (both sides of every kink)."""
+STABLE_SOFTPLUS_WHY = "computed so: log(1 + e^u) = max(u, 0) + log(1 + e^-|u|), no overflow"
+STABILIZE_WHY = "rewritten so exp cannot overflow to inf/inf"
+
+
+def stable_softplus(expr: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> sp.Expr:
+    """Every log(1 + exp(u)) as max(u, 0) + log(1 + exp(-|u|)): the form both printers emit
+    (NumPy's logaddexp(0, u); C's fmax + log1p(exp(-fabs))), shown as a derivation step."""
+
+    def fix(e: sp.Expr) -> sp.Expr:
+        rest = e.args[0] - 1
+        if not isinstance(rest, sp.exp):
+            return e
+        u = rest.args[0]
+        return sp.Max(u, 0) + sp.log(1 + sp.exp(-sp.Abs(u)))
+
+    out = expr.replace(lambda e: isinstance(e, sp.log) and e.args[0].is_Add, fix)
+    if out != expr and not _probe_equal(out, expr, symbols):
+        raise AssertionError(f"stable_softplus changed the value of {expr}")
+    return out
+
+
+def _probe_equal(a: sp.Expr, b: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> bool:
+    """Equal at 12 points in [-4, 4] to 25 digits (both sides of every kink); with several
+    symbols, the j-th runs through the same points in another order."""
+    points = [sp.Rational(-4) + sp.Rational(8 * i + 3, 12) for i in range(12)]
     for i in range(12):
-        x0 = sp.Rational(-4) + sp.Rational(8 * i + 3, 12)
-        if abs(sp.N((a - b).subs(X, x0), 30)) > 1e-25:
+        at = {s: points[(i + 5 * j) % 12] for j, s in enumerate(symbols)}
+        if abs(sp.N((a - b).subs(at), 30)) > 1e-25:
             return False
     return True
 
@@ -179,12 +202,19 @@ def derive_activation(act: Activation) -> ActivationDerivative:
     if act.is_softmax:
         raise ValueError("softmax has a Jacobian, not an elementwise derivative")
     raw = _kink_convention(sp.diff(act.expr, X))
-    steps = [Step("f(x)", act.expr, "definition"), Step("f'(x)", raw, "differentiate")]
+    steps = [Step("f(x)", act.expr, "definition")]
+    computed = stabilize(act.expr)  # what the code computes for f (chain_rule.forward)
+    if computed != act.expr:
+        steps.append(Step("f(x)", computed, STABILIZE_WHY))
+    printed = stable_softplus(computed)  # the printers' logaddexp, written out
+    if printed != computed:
+        steps.append(Step("f(x)", printed, STABLE_SOFTPLUS_WHY))
+    steps.append(Step("f'(x)", raw, "differentiate"))
     rewritten = _rewrite_in_output(act.expr, raw)
     if rewritten is None:
         stable = stabilize(raw)
         if stable != raw:
-            steps.append(Step("f'(x)", stable, "rewritten so exp cannot overflow to inf/inf"))
+            steps.append(Step("f'(x)", stable, STABILIZE_WHY))
         return ActivationDerivative(stable, raw, False, tuple(steps))
     kernel, solved, expr = rewritten
     steps.append(Step(sp.latex(kernel), solved, "solve a = f(x) for it"))

@@ -209,7 +209,8 @@ def _forward(
         if layer.activation.is_softmax:
             ops.append(Op("softmax", layer.a, (layer.z,), why=f"{layer.a} = softmax({layer.z})"))
         else:
-            expr = layer.activation.expr.subs(activations.X, vec(layer.z))
+            f = activations.stabilize(layer.activation.expr)  # a derivation step when changed
+            expr = f.subs(activations.X, vec(layer.z))
             ops.append(Op("map", layer.a, (layer.z,), expr, why=f"{layer.a} = f({layer.z})"))
     last = layers[-1]
     if delta.needs_softmax:

@@ -14,7 +14,15 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .activations import Activation, ActivationDerivative, Step
+from .activations import (
+    STABILIZE_WHY,
+    STABLE_SOFTPLUS_WHY,
+    Activation,
+    ActivationDerivative,
+    Step,
+    stabilize,
+    stable_softplus,
+)
 from .spec import LossSpec
 from .symbols import A, T, X, Y, number
 
@@ -116,8 +124,12 @@ def output_delta(loss: Loss, act: Activation, deriv: ActivationDerivative | None
         if act.is_softmax:
             return OutputDelta("elementwise", A - T, steps)
         return OutputDelta("elementwise", P - T, steps, needs_softmax=True)
-    g = sp.diff(loss.expr, Y).subs(Y, A)
-    steps = [Step("ℓ(a, t)", loss.expr.subs(Y, A), "definition"), Step("∂ℓ/∂a", g, "differentiate")]
+    raw = sp.diff(loss.expr, Y).subs(Y, A)
+    steps = [Step("ℓ(a, t)", loss.expr.subs(Y, A), "definition")]
+    steps.append(Step("∂ℓ/∂a", raw, "differentiate"))
+    g = stabilize(raw, (A, T))
+    if g != raw:
+        steps.append(Step("∂ℓ/∂a", g, STABILIZE_WHY))
     if act.is_softmax:
         steps.append(Step("δ", sp.Symbol("a ⊙ (g − aᵀg)"), "softmax Jacobian, g = ∂ℓ/∂a"))
         return OutputDelta("softmax", g, tuple(steps))
@@ -178,4 +190,9 @@ def loss_value(loss: Loss, act: Activation) -> LossValue:
             Step("ℓ_k", expr, "log softmax(z)_k = z_k − logsumexp(z)"),
         )
         return LossValue("logsumexp", expr, steps)
-    return LossValue("elementwise", loss.expr.subs(Y, A), (Step("ℓ", loss.expr.subs(Y, A)),))
+    expr = loss.expr.subs(Y, A)
+    steps = [Step("ℓ", expr)]
+    stable = stable_softplus(expr, (A, T))
+    if stable != expr:
+        steps.append(Step("ℓ", stable, STABLE_SOFTPLUS_WHY))
+    return LossValue("elementwise", expr, tuple(steps))

@@ -126,9 +126,8 @@ def _output(d: Derivation, defs: list, factors: dict) -> None:
         elif d.loss.on_logits:
             fs = (Factor("E", z, _elementwise(od.expr, last, i)),)
         else:
-            g = _elementwise(
-                sp.diff(d.loss.expr, losses.Y).xreplace({losses.Y: activations.A}), last, i
-            )
+            dl = sp.diff(d.loss.expr, losses.Y).xreplace({losses.Y: activations.A})
+            g = _elementwise(activations.stabilize(dl, (activations.A, losses.T)), last, i)
             fs = (Factor("E", a, g), Factor(a, z, _elementwise(last.derivative.expr, last, i)))
         factors[element(last.delta, i)] = fs
         defs.append((element(last.delta, i), sp.Mul(*(f.expr for f in fs))))

@@ -258,6 +258,13 @@ def _erf(x):
     return _ERF(x).astype(np.asarray(x).dtype)
 
 
+# Overflow of exp to inf is the IEEE limit these formulas are written for: 1/(1 + exp(-z)) -> 0,
+# the unused branch of np.where(z > 0, z, exp(z) - 1), exp(z)/(1 + exp(z)) rewritten as
+# 1/(1 + exp(-z)). C and PyTorch compute the same inf silently, so NumPy's overflow warning is
+# turned off in _forward, _loss and loss_and_grad (and only it: inf/inf or inf - inf still warns,
+# as "invalid"). One errstate per function: NumPy 1.x's errstate is not reentrant.
+
+
 def init_params(seed=None):
     """The initial parameters: explicit values from the spec, or drawn by the portable PRNG."""
     seed = SEED if seed is None else seed
@@ -269,6 +276,7 @@ def init_params(seed=None):
     }
 
 
+@np.errstate(over="ignore")
 def _forward(params, X):
     """The forward pass; returns every intermediate (rows are samples)."""
     W1 = params["W1"]
@@ -292,6 +300,7 @@ def forward(params, X):
     return _forward(params, X)["a2"]
 
 
+@np.errstate(over="ignore")
 def _loss(v, t, N):
     a2 = v["a2"]
     # E = 1/(2*N) * sum_n sum_k (a2 - t)**2
@@ -305,6 +314,7 @@ def loss(params, X, T):
     return _loss(_forward(params, X), t, t.shape[0])
 
 
+@np.errstate(over="ignore")
 def loss_and_grad(params, X, T):
     """E and dE/dparam for every trainable parameter (same shapes as the parameters)."""
     W1 = params["W1"]
