@@ -123,6 +123,12 @@ int adam_gelu_train(adam_gelu_params *params, adam_gelu_state *state, const adam
                      uint64_t seed, double *history, adam_gelu_progress progress, void *context,
                      adam_gelu_workspace *ws);
 
+/* adam_gelu_train from epoch first_epoch on (to resume) */
+int adam_gelu_train_from(adam_gelu_params *params, adam_gelu_state *state,
+    const adam_gelu_real *X, const adam_gelu_real *T, long n, long first_epoch, long epochs,
+    long batch_size, int shuffle, uint64_t seed, double *history, adam_gelu_progress progress,
+    void *context, adam_gelu_workspace *ws);
+
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double adam_gelu_accuracy(const adam_gelu_params *params, const adam_gelu_real *X,
                            const adam_gelu_real *T, long n, adam_gelu_workspace *ws);
@@ -130,6 +136,12 @@ double adam_gelu_accuracy(const adam_gelu_params *params, const adam_gelu_real *
 /* Weight files (text, the NumPy target's format). Return 0, or -1 with a message in err. */
 int adam_gelu_save(const adam_gelu_params *params, const char *path, char *err, size_t errlen);
 int adam_gelu_load(adam_gelu_params *params, const char *path, char *err, size_t errlen);
+
+/* Checkpoints: epochs done, seed, weights, optimizer state (state NULL: weights) */
+int adam_gelu_save_checkpoint(const adam_gelu_params *params, const adam_gelu_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen);
+int adam_gelu_load_checkpoint(adam_gelu_params *params, adam_gelu_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen);
 
 /* Read a data file (.csv: optional header; or .npy: float64/float32 2-D, C order). Columns are
  * the inputs then the targets or one integer label column (one-hot encoded); with

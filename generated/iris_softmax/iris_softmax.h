@@ -113,6 +113,12 @@ int iris_softmax_train(iris_softmax_params *params, iris_softmax_state *state, c
                      uint64_t seed, double *history, iris_softmax_progress progress, void *context,
                      iris_softmax_workspace *ws);
 
+/* iris_softmax_train from epoch first_epoch on (to resume) */
+int iris_softmax_train_from(iris_softmax_params *params, iris_softmax_state *state,
+    const iris_softmax_real *X, const iris_softmax_real *T, long n, long first_epoch, long epochs,
+    long batch_size, int shuffle, uint64_t seed, double *history, iris_softmax_progress progress,
+    void *context, iris_softmax_workspace *ws);
+
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double iris_softmax_accuracy(const iris_softmax_params *params, const iris_softmax_real *X,
                            const iris_softmax_real *T, long n, iris_softmax_workspace *ws);
@@ -120,6 +126,12 @@ double iris_softmax_accuracy(const iris_softmax_params *params, const iris_softm
 /* Weight files (text, the NumPy target's format). Return 0, or -1 with a message in err. */
 int iris_softmax_save(const iris_softmax_params *params, const char *path, char *err, size_t errlen);
 int iris_softmax_load(iris_softmax_params *params, const char *path, char *err, size_t errlen);
+
+/* Checkpoints: epochs done, seed, weights, optimizer state (state NULL: weights) */
+int iris_softmax_save_checkpoint(const iris_softmax_params *params, const iris_softmax_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen);
+int iris_softmax_load_checkpoint(iris_softmax_params *params, iris_softmax_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen);
 
 /* Read a data file (.csv: optional header; or .npy: float64/float32 2-D, C order). Columns are
  * the inputs then the targets or one integer label column (one-hot encoded); with

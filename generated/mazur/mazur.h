@@ -105,6 +105,12 @@ int mazur_train(mazur_params *params, mazur_state *state, const mazur_real *X,
                      uint64_t seed, double *history, mazur_progress progress, void *context,
                      mazur_workspace *ws);
 
+/* mazur_train from epoch first_epoch on (to resume) */
+int mazur_train_from(mazur_params *params, mazur_state *state,
+    const mazur_real *X, const mazur_real *T, long n, long first_epoch, long epochs,
+    long batch_size, int shuffle, uint64_t seed, double *history, mazur_progress progress,
+    void *context, mazur_workspace *ws);
+
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double mazur_accuracy(const mazur_params *params, const mazur_real *X,
                            const mazur_real *T, long n, mazur_workspace *ws);
@@ -112,6 +118,12 @@ double mazur_accuracy(const mazur_params *params, const mazur_real *X,
 /* Weight files (text, the NumPy target's format). Return 0, or -1 with a message in err. */
 int mazur_save(const mazur_params *params, const char *path, char *err, size_t errlen);
 int mazur_load(mazur_params *params, const char *path, char *err, size_t errlen);
+
+/* Checkpoints: epochs done, seed, weights, optimizer state (state NULL: weights) */
+int mazur_save_checkpoint(const mazur_params *params, const mazur_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen);
+int mazur_load_checkpoint(mazur_params *params, mazur_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen);
 
 /* Read a data file (.csv: optional header; or .npy: float64/float32 2-D, C order). Columns are
  * the inputs then the targets or one integer label column (one-hot encoded); with

@@ -9,6 +9,7 @@
 #include "mish.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,11 +155,12 @@ static const struct {
     long dims[2];
     long size;
     size_t offset;
+    size_t grad_offset; /* -1: frozen */
 } PARAMS[] = {
-    {"W1", "W1 4 3", 2, {4, 3}, 12, offsetof(mish_params, W1)},
-    {"b1", "b1 4", 1, {4, 0}, 4, offsetof(mish_params, b1)},
-    {"W2", "W2 2 4", 2, {2, 4}, 8, offsetof(mish_params, W2)},
-    {"b2", "b2 2", 1, {2, 0}, 2, offsetof(mish_params, b2)},
+    {"W1", "W1 4 3", 2, {4, 3}, 12, offsetof(mish_params, W1), offsetof(mish_grads, W1)},
+    {"b1", "b1 4", 1, {4, 0}, 4, offsetof(mish_params, b1), offsetof(mish_grads, b1)},
+    {"W2", "W2 2 4", 2, {2, 4}, 8, offsetof(mish_params, W2), offsetof(mish_grads, W2)},
+    {"b2", "b2 2", 1, {2, 0}, 2, offsetof(mish_params, b2), offsetof(mish_grads, b2)},
 };
 #define NUM_PARAMS 4
 
@@ -512,11 +514,21 @@ int mish_train(mish_params *params, mish_state *state, const real *X,
                      uint64_t seed, double *history, mish_progress progress, void *context,
                      mish_workspace *ws)
 {
+    return mish_train_from(params, state, X, T, n, 0, epochs, batch_size, shuffle, seed,
+        history, progress, context, ws);
+}
+
+int mish_train_from(mish_params *params, mish_state *state, const real *X,
+    const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
+    uint64_t seed, double *history, mish_progress progress, void *context,
+    mish_workspace *ws)
+{
     long *order;
-    if (n < 1 || epochs < 0 || batch_size < 1) return -1;
+    if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
+        return -1;
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
-    for (long epoch = 0; epoch < epochs; ++epoch) {
+    for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
         if (shuffle)
@@ -527,8 +539,8 @@ int mish_train(mish_params *params, mish_state *state, const real *X,
             const long m = n - first < batch_size ? n - first : batch_size;
             total += step_rows(params, state, X, T, order + first, m, ws);
         }
-        if (history) history[epoch] = total / (double)batches;
-        if (progress && progress(epoch, epochs, total / (double)batches, context)) {
+        if (history) history[epoch - first_epoch] = total / (double)batches;
+        if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
             free(order);
             return 1;
         }
@@ -603,30 +615,49 @@ static int parse_number(const char *s, size_t n, double *out)
     return end == tmp + n;
 }
 
-int mish_save(const mish_params *params, const char *path, char *err, size_t errlen)
+static const struct {
+    const char *name;
+    size_t offset;
+} BUFFERS[] = {
+    {NULL, 0}}, HYPERS[] = {
+    {"eta", offsetof(mish_hyper, eta)},
+    {NULL, 0}};
+
+/* Atomic: via path.tmp */
+int mish_save_checkpoint(const mish_params *params, const mish_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
     FILE *f;
     int bad;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return FAIL("%s: path too long", path);
-    f = fopen(tmp, "w");
-    if (!f) return FAIL("%s: %s", tmp, strerror(errno));
-    fprintf(f, "# symbackprop weights mish float64\n");
-    for (int k = 0; k < NUM_PARAMS; ++k) {
-        const real *v = (const real *)((const char *)params + PARAMS[k].offset);
-        fputs(PARAMS[k].name, f);
-        for (int d = 0; d < PARAMS[k].ndim; ++d) fprintf(f, " %ld", PARAMS[k].dims[d]);
-        fputc('\n', f);
-        for (long e = 0; e < PARAMS[k].size; ++e) {
-            const double x = (double)v[e];
-            if (e) fputc(' ', f);
-            if (x != x)
-                fputs("nan", f);
-            else
-                fprintf(f, "%.17g", x);
-        }
-        fputc('\n', f);
+    if (!(f = fopen(tmp, "w"))) return FAIL("%s: %s", tmp, strerror(errno));
+    fprintf(f, "# symbackprop %s mish float64\n", state ? "checkpoint" : "weights");
+    if (state) {
+        fprintf(f, "epoch %ld\nseed %llu\nstep %lld\n", epoch, (unsigned long long)seed,
+                (long long)state->step);
+        for (int h = 0; HYPERS[h].name; ++h)
+            fprintf(f, "hyper %s %.17g\n", HYPERS[h].name,
+                    *(const double *)((const char *)&state->hyper + HYPERS[h].offset));
     }
+    for (int b = -1; b < 0 || (state && BUFFERS[b].name); ++b)
+        for (int k = 0; k < NUM_PARAMS; ++k) {
+            const real *v;
+            if (b >= 0 && PARAMS[k].grad_offset == (size_t)-1) continue;
+            v = (const real *)(b < 0 ? (const char *)params + PARAMS[k].offset
+                                     : (const char *)state + BUFFERS[b].offset + PARAMS[k].grad_offset);
+            fprintf(f, "%s%s%s", b < 0 ? "" : BUFFERS[b].name, b < 0 ? "" : ".", PARAMS[k].name);
+            for (int d = 0; d < PARAMS[k].ndim; ++d) fprintf(f, " %ld", PARAMS[k].dims[d]);
+            for (long e = 0; e < PARAMS[k].size; ++e) {
+                const double x = (double)v[e];
+                fputs(e ? " " : "\n", f);
+                if (x != x)
+                    fputs("nan", f);
+                else
+                    fprintf(f, "%.17g", x);
+            }
+            fputc('\n', f);
+        }
     bad = ferror(f);
     if (fclose(f) != 0 || bad) {
         remove(tmp);
@@ -637,6 +668,11 @@ int mish_save(const mish_params *params, const char *path, char *err, size_t err
         return FAIL("%s: %s", path, strerror(errno));
     }
     return 0;
+}
+
+int mish_save(const mish_params *params, const char *path, char *err, size_t errlen)
+{
+    return mish_save_checkpoint(params, NULL, 0, 0, path, err, errlen);
 }
 
 /* The next line of [*pos, end) that is neither blank nor a comment, NUL-terminated in place */
@@ -667,52 +703,92 @@ static char *next_token(char **pos)
     return start;
 }
 
+/* The block "[prefix.]NAME dims" and the values of parameter k, into v */
+static int read_block(const char *path, char **pos, char *end, const char *prefix, int k, real *v,
+    char *err, size_t errlen)
+{
+    char *head = next_line(pos, end), *values = head ? next_line(pos, end) : NULL, *word, want[160];
+    const char *dot = *prefix ? "." : "";
+    long count = 0;
+    int ok, d = 0;
+    snprintf(want, sizeof want, "%s%s%s", prefix, dot, PARAMS[k].name);
+    if (!values) return FAIL("%s: missing parameter %s", path, want);
+    word = next_token(&head);
+    ok = word && strcmp(word, want) == 0;
+    while (ok && (word = next_token(&head)) != NULL) {
+        char *stop;
+        const long dim = strtol(word, &stop, 10);
+        ok = *stop == '\0' && d < PARAMS[k].ndim && dim == PARAMS[k].dims[d];
+        ++d;
+    }
+    if (!ok || d != PARAMS[k].ndim)
+        return FAIL("%s: expected the line '%s%s%s'", path, prefix, dot, PARAMS[k].header);
+    while ((word = next_token(&values)) != NULL) {
+        double x;
+        if (!parse_number(word, strlen(word), &x))
+            return FAIL("%s: %s: not a number: '%.40s'", path, want, word);
+        if (count < PARAMS[k].size) v[count] = (real)x;
+        ++count;
+    }
+    if (count != PARAMS[k].size)
+        return FAIL("%s: %s needs %ld numbers, got %ld", path, want, PARAMS[k].size, count);
+    return 0;
+}
+
 int mish_load(mish_params *params, const char *path, char *err, size_t errlen)
 {
     size_t len;
-    char *buf = read_file(path, &len, err, errlen), *pos, *end;
+    char *buf = read_file(path, &len, err, errlen), *pos = buf;
     mish_params tmp;
     int status = 0;
     if (!buf) return -1;
-    pos = buf;
-    end = buf + len;
-    for (int k = 0; k < NUM_PARAMS && status == 0; ++k) {
-        char *head = next_line(&pos, end), *values = head ? next_line(&pos, end) : NULL, *word;
-        real *v = (real *)((char *)&tmp + PARAMS[k].offset);
-        long count = 0;
-        int ok, d = 0;
-        if (!values) {
-            status = FAIL("%s: missing parameter %s", path, PARAMS[k].name);
-            break;
-        }
-        word = next_token(&head);
-        ok = word && strcmp(word, PARAMS[k].name) == 0;
-        while (ok && (word = next_token(&head)) != NULL) {
-            char *stop;
-            const long dim = strtol(word, &stop, 10);
-            ok = *stop == '\0' && d < PARAMS[k].ndim && dim == PARAMS[k].dims[d];
-            ++d;
-        }
-        if (!ok || d != PARAMS[k].ndim) {
-            status = FAIL("%s: expected the line '%s'", path, PARAMS[k].header);
-            break;
-        }
-        while ((word = next_token(&values)) != NULL) {
-            double x;
-            if (!parse_number(word, strlen(word), &x)) {
-                status = FAIL("%s: %s: not a number: '%.40s'", path, PARAMS[k].name, word);
-                break;
-            }
-            if (count < PARAMS[k].size) v[count] = (real)x;
-            ++count;
-        }
-        if (status == 0 && count != PARAMS[k].size)
-            status = FAIL("%s: %s needs %ld numbers, got %ld", path, PARAMS[k].name, PARAMS[k].size,
-                          count);
-    }
+    for (int k = 0; k < NUM_PARAMS && status == 0; ++k)
+        status = read_block(path, &pos, buf + len, "", k, (real *)((char *)&tmp + PARAMS[k].offset),
+                            err, errlen);
     free(buf);
     if (status == 0) *params = tmp;
     return status;
+}
+
+int mish_load_checkpoint(mish_params *params, mish_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen)
+{
+    static mish_params p;
+    static mish_state st;
+    size_t len;
+    char *buf = read_file(path, &len, err, errlen), *pos = buf, *end = buf + len, *l[3], word[64], c;
+    long e = -1;
+    unsigned long long s = 0;
+    long long k = -1;
+    int status = 0;
+    if (!buf) return -1;
+    mish_init_state(&st);
+    for (int i = 0; i < 3; ++i) l[i] = next_line(&pos, end);
+    if (!l[2] || sscanf(l[0], "epoch %ld %c", &e, &c) != 1 || sscanf(l[1], "seed %llu %c", &s, &c) != 1 ||
+        sscanf(l[2], "step %lld %c", &k, &c) != 1 || e < 0 || k < 0)
+        status = FAIL("%s: not a checkpoint of mish", path);
+    for (int h = 0; status == 0 && HYPERS[h].name; ++h) {
+        char *line = next_line(&pos, end);
+        double *x = (double *)((char *)&st.hyper + HYPERS[h].offset);
+        if (!line || sscanf(line, "hyper %63s %lf %c", word, x, &c) != 2 || strcmp(word, HYPERS[h].name))
+            status = FAIL("%s: expected the line 'hyper %s X'", path, HYPERS[h].name);
+    }
+    for (int b = -1; b < 0 || BUFFERS[b].name; ++b)
+        for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
+            if (b < 0 || PARAMS[j].grad_offset != (size_t)-1)
+                status = read_block(path, &pos, end, b < 0 ? "" : BUFFERS[b].name, j,
+                    (real *)(b < 0 ? (char *)&p + PARAMS[j].offset
+                                   : (char *)&st + BUFFERS[b].offset + PARAMS[j].grad_offset),
+                    err, errlen);
+    if (status == 0 && next_line(&pos, end)) status = FAIL("%s: trailing lines", path);
+    free(buf);
+    if (status != 0) return status;
+    st.step = (int64_t)k;
+    *params = p;
+    *state = st;
+    *epoch = e;
+    *seed = (uint64_t)s;
+    return 0;
 }
 
 /* CSV: an optional header line (its first field is not a number), then rows of numbers */

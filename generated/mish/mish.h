@@ -107,6 +107,12 @@ int mish_train(mish_params *params, mish_state *state, const mish_real *X,
                      uint64_t seed, double *history, mish_progress progress, void *context,
                      mish_workspace *ws);
 
+/* mish_train from epoch first_epoch on (to resume) */
+int mish_train_from(mish_params *params, mish_state *state,
+    const mish_real *X, const mish_real *T, long n, long first_epoch, long epochs,
+    long batch_size, int shuffle, uint64_t seed, double *history, mish_progress progress,
+    void *context, mish_workspace *ws);
+
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double mish_accuracy(const mish_params *params, const mish_real *X,
                            const mish_real *T, long n, mish_workspace *ws);
@@ -114,6 +120,12 @@ double mish_accuracy(const mish_params *params, const mish_real *X,
 /* Weight files (text, the NumPy target's format). Return 0, or -1 with a message in err. */
 int mish_save(const mish_params *params, const char *path, char *err, size_t errlen);
 int mish_load(mish_params *params, const char *path, char *err, size_t errlen);
+
+/* Checkpoints: epochs done, seed, weights, optimizer state (state NULL: weights) */
+int mish_save_checkpoint(const mish_params *params, const mish_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen);
+int mish_load_checkpoint(mish_params *params, mish_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen);
 
 /* Read a data file (.csv: optional header; or .npy: float64/float32 2-D, C order). Columns are
  * the inputs then the targets or one integer label column (one-hot encoded); with

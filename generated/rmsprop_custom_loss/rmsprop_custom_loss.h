@@ -113,6 +113,12 @@ int rmsprop_custom_loss_train(rmsprop_custom_loss_params *params, rmsprop_custom
                      uint64_t seed, double *history, rmsprop_custom_loss_progress progress, void *context,
                      rmsprop_custom_loss_workspace *ws);
 
+/* rmsprop_custom_loss_train from epoch first_epoch on (to resume) */
+int rmsprop_custom_loss_train_from(rmsprop_custom_loss_params *params, rmsprop_custom_loss_state *state,
+    const rmsprop_custom_loss_real *X, const rmsprop_custom_loss_real *T, long n, long first_epoch, long epochs,
+    long batch_size, int shuffle, uint64_t seed, double *history, rmsprop_custom_loss_progress progress,
+    void *context, rmsprop_custom_loss_workspace *ws);
+
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double rmsprop_custom_loss_accuracy(const rmsprop_custom_loss_params *params, const rmsprop_custom_loss_real *X,
                            const rmsprop_custom_loss_real *T, long n, rmsprop_custom_loss_workspace *ws);
@@ -120,6 +126,12 @@ double rmsprop_custom_loss_accuracy(const rmsprop_custom_loss_params *params, co
 /* Weight files (text, the NumPy target's format). Return 0, or -1 with a message in err. */
 int rmsprop_custom_loss_save(const rmsprop_custom_loss_params *params, const char *path, char *err, size_t errlen);
 int rmsprop_custom_loss_load(rmsprop_custom_loss_params *params, const char *path, char *err, size_t errlen);
+
+/* Checkpoints: epochs done, seed, weights, optimizer state (state NULL: weights) */
+int rmsprop_custom_loss_save_checkpoint(const rmsprop_custom_loss_params *params, const rmsprop_custom_loss_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen);
+int rmsprop_custom_loss_load_checkpoint(rmsprop_custom_loss_params *params, rmsprop_custom_loss_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen);
 
 /* Read a data file (.csv: optional header; or .npy: float64/float32 2-D, C order). Columns are
  * the inputs then the targets or one integer label column (one-hot encoded); with

@@ -118,6 +118,12 @@ int sgd_nesterov_train(sgd_nesterov_params *params, sgd_nesterov_state *state, c
                      uint64_t seed, double *history, sgd_nesterov_progress progress, void *context,
                      sgd_nesterov_workspace *ws);
 
+/* sgd_nesterov_train from epoch first_epoch on (to resume) */
+int sgd_nesterov_train_from(sgd_nesterov_params *params, sgd_nesterov_state *state,
+    const sgd_nesterov_real *X, const sgd_nesterov_real *T, long n, long first_epoch, long epochs,
+    long batch_size, int shuffle, uint64_t seed, double *history, sgd_nesterov_progress progress,
+    void *context, sgd_nesterov_workspace *ws);
+
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double sgd_nesterov_accuracy(const sgd_nesterov_params *params, const sgd_nesterov_real *X,
                            const sgd_nesterov_real *T, long n, sgd_nesterov_workspace *ws);
@@ -125,6 +131,12 @@ double sgd_nesterov_accuracy(const sgd_nesterov_params *params, const sgd_nester
 /* Weight files (text, the NumPy target's format). Return 0, or -1 with a message in err. */
 int sgd_nesterov_save(const sgd_nesterov_params *params, const char *path, char *err, size_t errlen);
 int sgd_nesterov_load(sgd_nesterov_params *params, const char *path, char *err, size_t errlen);
+
+/* Checkpoints: epochs done, seed, weights, optimizer state (state NULL: weights) */
+int sgd_nesterov_save_checkpoint(const sgd_nesterov_params *params, const sgd_nesterov_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen);
+int sgd_nesterov_load_checkpoint(sgd_nesterov_params *params, sgd_nesterov_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen);
 
 /* Read a data file (.csv: optional header; or .npy: float64/float32 2-D, C order). Columns are
  * the inputs then the targets or one integer label column (one-hot encoded); with

@@ -396,10 +396,15 @@ def step(params, state, X, T):
     return E
 
 
-def train(params, X, T, epochs, batch_size, shuffle=True, seed=None, state=None, progress=None):
+def train(
+    params, X, T, epochs, batch_size, shuffle=True, seed=None, state=None, progress=None,
+    first_epoch=0,
+):
     """Mini-batch training in place; returns the mean of the batch losses of each epoch.
 
-    Epoch e visits the samples in the order permutation(seed, e, n) when shuffling.
+    Epoch e visits the samples in the order permutation(seed, e, n) when shuffling. Runs the
+    epochs first_epoch .. first_epoch + epochs - 1 (a resumed run starts after its checkpoint);
+    progress(e, first_epoch + epochs, mean_loss) is called after each.
     """
     X = np.asarray(X, dtype=DTYPE)
     T = np.asarray(T, dtype=DTYPE)
@@ -407,7 +412,7 @@ def train(params, X, T, epochs, batch_size, shuffle=True, seed=None, state=None,
     state = init_state(params) if state is None else state
     n = X.shape[0]
     history = []
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, first_epoch + epochs):
         order = permutation(seed, epoch, n) if shuffle else np.arange(n)
         total, batches = 0.0, 0
         for start in range(0, n, batch_size):
@@ -416,17 +421,22 @@ def train(params, X, T, epochs, batch_size, shuffle=True, seed=None, state=None,
             batches += 1
         history.append(total / batches)
         if progress is not None:
-            progress(epoch, epochs, history[-1])
+            progress(epoch, first_epoch + epochs, history[-1])
     return history
 
 
-def save(params, path):
-    """Write the weights as text (17 significant digits: exact), atomically; same format as C."""
-    lines = [f"# symbackprop weights {NAME} {DTYPE.__name__}"]
+def _blocks(arrays, prefix=""):
+    lines = []
     for name, shape in PARAM_SHAPES.items():
-        values = np.asarray(params[name], dtype=np.float64).ravel()
-        lines.append(" ".join([name, *map(str, shape)]) if shape else name)
+        if name not in arrays:
+            continue
+        values = np.asarray(arrays[name], dtype=np.float64).ravel()
+        lines.append(" ".join([prefix + name, *map(str, shape)]))
         lines.append(" ".join(f"{v:.17g}" for v in values))
+    return lines
+
+
+def _write_atomic(path, lines):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights.", suffix=".tmp")
     try:
@@ -438,23 +448,73 @@ def save(params, path):
         raise
 
 
-def load(path):
-    """Read weights written by save (or by the C target)."""
+def save(params, path):
+    """Write the weights as text (17 significant digits: exact), atomically; same format as C."""
+    _write_atomic(path, [f"# symbackprop weights {NAME} {DTYPE.__name__}", *_blocks(params)])
+
+
+def _read_lines(path):
     with open(path) as f:
-        lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
-    params, i = {}, 0
-    for name, shape in PARAM_SHAPES.items():
+        return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+
+
+def _read_blocks(path, lines, i, names, prefix=""):
+    arrays = {}
+    for name in names:
+        shape = PARAM_SHAPES[name]
         if i + 1 >= len(lines):
-            raise ValueError(f"{path}: missing parameter {name}")
+            raise ValueError(f"{path}: missing parameter {prefix}{name}")
         head = lines[i].split()
-        if head[0] != name or tuple(int(s) for s in head[1:]) != shape:
-            raise ValueError(f"{path}: expected {name} {shape}, got {lines[i]!r}")
+        if head[0] != prefix + name or tuple(int(s) for s in head[1:]) != shape:
+            raise ValueError(f"{path}: expected {prefix}{name} {shape}, got {lines[i]!r}")
         values = np.array([float(s) for s in lines[i + 1].split()], dtype=np.float64)
         if values.size != math.prod(shape):
             raise ValueError(f"{path}: {name} needs {math.prod(shape)} numbers, got {values.size}")
-        params[name] = values.reshape(shape).astype(DTYPE)
+        arrays[name] = values.reshape(shape).astype(DTYPE)
         i += 2
-    return params
+    return arrays, i
+
+
+def load(path):
+    """Read weights written by save (or by the C target)."""
+    return _read_blocks(path, _read_lines(path), 0, PARAM_SHAPES)[0]
+
+
+STATE_BUFFERS = ("buf", )
+
+
+def save_checkpoint(params, state, epoch, seed, path):
+    """Weights, optimizer state, HYPER, the seed and the epochs done, atomically (text, exact)."""
+    lines = [f"# symbackprop checkpoint {NAME} {DTYPE.__name__}"]
+    lines += [f"epoch {epoch}", f"seed {seed}", f"step {state['step']}"]
+    lines += [f"hyper {name} {float(value):.17g}" for name, value in HYPER.items()]
+    lines += _blocks(params)
+    for s in STATE_BUFFERS:
+        lines += _blocks({name: state[name][s] for name in TRAINABLE}, f"{s}.")
+    _write_atomic(path, lines)
+
+
+def load_checkpoint(path):
+    """(params, state, epoch, seed, hyper) from save_checkpoint's file."""
+    lines = _read_lines(path)
+    fields = {}
+    for i, key in enumerate(["epoch", "seed", "step", *(f"hyper {h}" for h in HYPER)]):
+        words = lines[i].rsplit(" ", 1) if i < len(lines) else []
+        if len(words) != 2 or words[0] != key:
+            raise ValueError(f"{path}: expected the line '{key} ...' (not a checkpoint of {NAME}?)")
+        fields[key] = words[1]
+    epoch, seed, k = (int(fields[key]) for key in ("epoch", "seed", "step"))
+    hyper = {h: float(fields[f"hyper {h}"]) for h in HYPER}
+    params, i = _read_blocks(path, lines, 3 + len(HYPER), PARAM_SHAPES)
+    state = init_state(params)
+    state["step"] = k
+    for s in STATE_BUFFERS:
+        buffers, i = _read_blocks(path, lines, i, TRAINABLE, f"{s}.")
+        for name in TRAINABLE:
+            state[name][s] = buffers[name]
+    if i != len(lines) or epoch < 0 or k < 0:
+        raise ValueError(f"{path}: not a checkpoint of {NAME}")
+    return params, state, epoch, seed, hyper
 
 
 # ---- command line -------------------------------------------------------------------------------
@@ -466,7 +526,7 @@ def _fail(message):
 
 
 def load_data(path):
-    """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels) or .csv."""
+    """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv."""
     try:
         if path.endswith(".npz"):
             with np.load(path, allow_pickle=False) as z:
@@ -474,36 +534,75 @@ def load_data(path):
                 raw = z["T"] if "T" in z.files else z["y"]
                 T = np.asarray(raw, dtype=np.float64)
         else:
-            with open(path) as f:
-                rows = [ln.strip() for ln in f if ln.strip()]
-            if rows and not _numeric(rows[0].split(",")[0]):
-                rows = rows[1:]
-            data = np.array([[float(v) for v in r.split(",")] for r in rows], dtype=np.float64)
-            if data.ndim != 2 or data.shape[0] == 0:
-                _fail(f"{path}: no data rows")
+            data = _read_npy(path) if path.endswith(".npy") else _read_csv(path)
             X, T = data[:, :INPUTS], data[:, INPUTS:]
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         _fail(f"{path}: {exc}")
     if X.ndim != 2 or X.shape[1] != INPUTS:
         _fail(f"{path}: X needs {INPUTS} columns, got shape {X.shape}")
+    if X.shape[0] == 0:
+        _fail(f"{path}: no data rows")
     if T.ndim == 2 and T.shape[1] == 1 and OUTPUTS > 1:
         T = T[:, 0]
+    if T.shape[:1] != X.shape[:1] or T.ndim > 2:
+        _fail(f"{path}: targets need {OUTPUTS} columns for {X.shape[0]} samples, got {T.shape}")
+    if not (np.isfinite(X).all() and np.isfinite(T).all()):
+        _fail(f"{path}: data contains NaN or infinity")
     if T.ndim == 1:
         if LOSS != "cross_entropy" and OUTPUTS == 1:
             T = T[:, None]
         else:
-            labels = T.astype(np.int64)
-            if (labels != T).any() or labels.min() < 0 or labels.max() >= OUTPUTS:
+            if ((T != np.floor(T)) | (T < 0) | (T > OUTPUTS - 1)).any():
                 _fail(f"{path}: labels must be integers 0..{OUTPUTS - 1}")
-            T = np.eye(OUTPUTS)[labels]
+            T = np.eye(OUTPUTS)[T.astype(np.int64)]
     if T.shape != (X.shape[0], OUTPUTS):
         _fail(f"{path}: targets need {OUTPUTS} columns for {X.shape[0]} samples, got {T.shape}")
-    if not (np.isfinite(X).all() and np.isfinite(T).all()):
-        _fail(f"{path}: data contains NaN or infinity")
+    if LOSS == "cross_entropy":
+        bad = np.flatnonzero((T < 0).any(axis=1) | (np.abs(T.sum(axis=1) - 1) > 1e-6))
+        if bad.size:
+            _fail(f"{path}: row {bad[0] + 1}: cross-entropy targets must be >= 0 and sum to 1")
     return X.astype(DTYPE), T.astype(DTYPE)
 
 
+def _read_npy(path):
+    """A 2-D .npy table, laid out like a .csv file (the C program reads these too)."""
+    data = np.load(path, allow_pickle=False)
+    if data.ndim != 2 or data.dtype.kind not in "fiu":
+        _fail(f"{path}: the array must be 2-D and numeric, got {data.dtype} {data.shape}")
+    return data.astype(np.float64)
+
+
+def _read_csv(path):
+    """The numbers of a .csv file [rows, columns]: an optional header, then equally long rows."""
+    with open(path) as f:
+        text = f.read()
+    rows, width, first = [], None, True
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if first:
+            first = False
+            if not _numeric(cells[0]):
+                continue
+        if width is None:
+            width = len(cells)
+        if len(cells) != width:
+            _fail(f"{path}: line {lineno}: expected {width} values like the first row")
+        row = []
+        for k, cell in enumerate(cells, 1):
+            if not _numeric(cell):
+                _fail(f"{path}: line {lineno}, column {k}: not a number: {cell.strip()[:40]!r}")
+            row.append(float(cell))
+        rows.append(row)
+    if not rows:
+        _fail(f"{path}: no data rows")
+    return np.array(rows, dtype=np.float64)
+
+
 def _numeric(s):
+    if "_" in s:
+        return False
     try:
         float(s)
         return True
@@ -527,7 +626,7 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog=f"{NAME}.py", description=f"Train or run '{NAME}'.")
     sub = parser.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train", help="train on DATA (.npz or .csv)")
+    tr = sub.add_parser("train", help="train on DATA (.csv, .npy or .npz)")
     tr.add_argument("data")
     tr.add_argument("--epochs", type=int, default=TRAIN["epochs"])
     tr.add_argument("--batch-size", type=int, default=TRAIN["batch_size"])
@@ -535,6 +634,10 @@ def main(argv=None):
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--init", metavar="WEIGHTS", help="start from saved weights")
     tr.add_argument("--out", metavar="WEIGHTS", default=f"{NAME}.weights")
+    tr.add_argument(
+        "--checkpoint", metavar="FILE", help="save weights, optimizer state and epoch every epoch"
+    )
+    tr.add_argument("--resume", metavar="FILE", help="continue a checkpoint up to --epochs in all")
     tr.add_argument("--quiet", action="store_true")
     pr = sub.add_parser("predict", help="print the outputs for DATA, one row per sample")
     pr.add_argument("weights")
@@ -542,16 +645,28 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "predict":
         X, _ = load_data(args.data) if args.data.endswith(".npz") else (_inputs(args.data), None)
-        Y = forward(load(args.weights), X)
+        Y = forward(_read_weights(args.weights), X)
         for row in Y:
             print(",".join(f"{v:.17g}" for v in row))
         return 0
     if args.epochs < 1 or args.batch_size < 1:
         _fail("--epochs and --batch-size must be at least 1")
+    if args.init and args.resume:
+        _fail("--init or --resume, not both")
+    X, T = load_data(args.data)
+    seed = SEED if args.seed is None else args.seed
+    first = 0
+    if args.resume:
+        try:
+            params, state, first, seed, hyper = load_checkpoint(args.resume)
+        except (OSError, ValueError) as exc:
+            _fail(str(exc) if str(exc).startswith(args.resume) else f"{args.resume}: {exc}")
+        HYPER.update(hyper)
+    else:
+        params = _read_weights(args.init) if args.init else init_params(seed)
+        state = init_state(params)
     if args.lr is not None:
         HYPER["eta"] = args.lr
-    X, T = load_data(args.data)
-    params = load(args.init) if args.init else init_params(args.seed)
 
     def progress(epoch, epochs, mean_loss):
         every = max(1, epochs // 20)
@@ -559,26 +674,40 @@ def main(argv=None):
             acc = accuracy(params, X, T)
             extra = "" if acc is None else f"  accuracy {acc:.4f}"
             print(f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  loss {mean_loss:.6g}{extra}")
+        if args.checkpoint:
+            try:
+                save_checkpoint(params, state, epoch + 1, seed, args.checkpoint)
+            except OSError as exc:
+                _fail(f"{args.checkpoint}: {exc}")
 
-    train(params, X, T, args.epochs, args.batch_size, TRAIN["shuffle"], args.seed, None, progress)
-    save(params, args.out)
+    epochs = max(0, args.epochs - first)
+    train(params, X, T, epochs, args.batch_size, TRAIN["shuffle"], seed, state, progress, first)
+    try:
+        save(params, args.out)
+    except OSError as exc:
+        _fail(f"{args.out}: {exc}")
     if not args.quiet:
         print(f"saved weights to {args.out}")
     return 0
 
 
-def _inputs(path):
-    with open(path) as f:
-        rows = [ln.strip() for ln in f if ln.strip()]
-    if rows and not _numeric(rows[0].split(",")[0]):
-        rows = rows[1:]
+def _read_weights(path):
     try:
-        X = np.array([[float(v) for v in r.split(",")[:INPUTS]] for r in rows], dtype=DTYPE)
-    except ValueError as exc:
+        return load(path)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc) if str(exc).startswith(path) else f"{path}: {exc}")
+
+
+def _inputs(path):
+    try:
+        data = _read_npy(path) if path.endswith(".npy") else _read_csv(path)
+    except (OSError, ValueError) as exc:
         _fail(f"{path}: {exc}")
-    if X.ndim != 2 or X.shape[1] != INPUTS:
+    if data.shape[1] < INPUTS:
         _fail(f"{path}: needs {INPUTS} input columns")
-    return X
+    if not np.isfinite(data[:, :INPUTS]).all():
+        _fail(f"{path}: data contains NaN or infinity")
+    return data[:, :INPUTS].astype(DTYPE)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,12 @@ int xor_train(xor_params *params, xor_state *state, const xor_real *X,
                      uint64_t seed, double *history, xor_progress progress, void *context,
                      xor_workspace *ws);
 
+/* xor_train from epoch first_epoch on (to resume) */
+int xor_train_from(xor_params *params, xor_state *state,
+    const xor_real *X, const xor_real *T, long n, long first_epoch, long epochs,
+    long batch_size, int shuffle, uint64_t seed, double *history, xor_progress progress,
+    void *context, xor_workspace *ws);
+
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double xor_accuracy(const xor_params *params, const xor_real *X,
                            const xor_real *T, long n, xor_workspace *ws);
@@ -116,6 +122,12 @@ double xor_accuracy(const xor_params *params, const xor_real *X,
 /* Weight files (text, the NumPy target's format). Return 0, or -1 with a message in err. */
 int xor_save(const xor_params *params, const char *path, char *err, size_t errlen);
 int xor_load(xor_params *params, const char *path, char *err, size_t errlen);
+
+/* Checkpoints: epochs done, seed, weights, optimizer state (state NULL: weights) */
+int xor_save_checkpoint(const xor_params *params, const xor_state *state,
+    long epoch, uint64_t seed, const char *path, char *err, size_t errlen);
+int xor_load_checkpoint(xor_params *params, xor_state *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen);
 
 /* Read a data file (.csv: optional header; or .npy: float64/float32 2-D, C order). Columns are
  * the inputs then the targets or one integer label column (one-hot encoded); with
