@@ -276,7 +276,9 @@ def _activation(data: Any, field: str) -> activations.Activation:
             raise SpecError(f.at("expr"), f"expected an expression string, got {_kind(text)}")
         expr = parse_expression(text, {"x": X}, f.at("expr"))
         f.done(("expr",))
-        return activations.custom(expr, text)
+        act = activations.custom(expr, text)
+        _real_derivative(activations.derive_activation(act).expr, f.at("expr"))
+        return act
     raw = f.get("name", required=True)
     name = activations.ALIASES.get(raw, raw) if isinstance(raw, str) else raw
     _choice(raw, f.at("name"), names, "activation")
@@ -287,6 +289,17 @@ def _activation(data: Any, field: str) -> activations.Activation:
         alpha = sp.Rational(repr(value))
     f.done(("name", "alpha") if name in activations.WITH_ALPHA else ("name",))
     return activations.make(name, alpha)
+
+
+_COMPLEX = (sp.re, sp.im, sp.arg, sp.conjugate, sp.Derivative, sp.Subs)
+
+
+def _real_derivative(derivative: sp.Expr, field: str) -> None:
+    """Refuse an expression whose derivative SymPy can only write with complex parts (e.g.
+    abs(x**x): x**x is complex for x < 0), which no code target can compute."""
+    if derivative.has(*_COMPLEX) or derivative.has(sp.zoo, sp.nan):
+        raise SpecError(field, "its derivative is not a real function SymPy can write (e.g. a "
+                        "power with x in the exponent of a base that can be negative)")  # fmt: skip
 
 
 def _layers(data: Any, inputs: int) -> tuple[LayerSpec, ...]:
@@ -327,6 +340,7 @@ def _loss(data: Any, last: LayerSpec) -> LossSpec:
         if not isinstance(source, str):
             raise SpecError(f.at("expr"), f"expected an expression string, got {_kind(source)}")
         expr = parse_expression(source, {"y": Y, "t": T}, f.at("expr"))
+        _real_derivative(sp.diff(expr, Y), f.at("expr"))
     f.done(allowed)
     act = last.activation.name
     if kind == "binary_cross_entropy" and act not in ("sigmoid", "identity"):

@@ -315,16 +315,13 @@ def test_accepted_activations_print_and_evaluate(text: str) -> None:
             assert math.isclose(value, want, rel_tol=1e-7, abs_tol=1e-7), (text, code, point)
 
 
-@pytest.mark.xfail(
-    reason="found by this fuzzing, in expressions/activations (not fixed here): abs(u) of a "
-    "u that SymPy cannot prove real (x**x) differentiates to re/im/arg, which neither printer "
-    "can print; the parser should refuse x-dependent exponents of a possibly negative base",
-    raises=Exception,
-    strict=False,
-)
-def test_abs_of_x_to_the_x_prints() -> None:
-    expr = activation_of("abs(x**x)")
-    assert expr is not None
-    d = derive_activation(activations.custom(expr, "abs(x**x)"))
-    CCodePrinter().doprint(d.expr)
-    NumpyCodePrinter().doprint(d.expr)
+def test_abs_of_x_to_the_x_is_refused_at_load() -> None:
+    """Found by this fuzzing: abs(x**x) differentiates to re/im/arg, which no target prints;
+    the spec is refused with a field-named error instead of failing at code generation."""
+    assert activation_of("abs(x**x)") is None
+    assert activation_of("abs(x)**2") is not None
+    spec = copy.deepcopy(VALID_SPECS[1])
+    spec["layers"][0]["activation"] = {"expr": "abs(x**x)"}
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert err.value.field == "layers[0].activation.expr" and "derivative" in err.value.reason
