@@ -225,3 +225,25 @@ def test_train_plot(tmp_path, capsys):
     else:
         assert main(args) == 0
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_generate_leaves_nothing_when_a_write_fails(tmp_path, monkeypatch):
+    """All or nothing: a failure while writing the second file leaves no file and no folder."""
+    from symbackprop.codegen import files as files_mod
+
+    calls = {"n": 0}
+    real_fdopen = files_mod.os.fdopen
+
+    def failing_fdopen(fd, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            files_mod.os.close(fd)
+            raise OSError(28, "No space left on device")
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(files_mod.os, "fdopen", failing_fdopen)
+    out = tmp_path / "new"
+    spec = symbackprop.load_spec(ROOT / "examples/mazur.yaml")
+    with pytest.raises(OSError):
+        files_mod.write_files(out, render(spec, "c"))
+    assert calls["n"] == 2 and not out.exists()

@@ -50,13 +50,25 @@ def write_files(directory: Path, files: dict[str, str], force: bool = False) -> 
         if target.exists() and not force and not ours(target):
             raise SpecError("-o", f"{name} exists and was not written by symbackprop; "
                             "use --force to overwrite it", str(directory))  # fmt: skip
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in sorted(files.items()):
-        target = directory / name
-        if target.exists() and target.read_text(encoding="utf-8", errors="replace") == text:
-            written.append(target)
-            continue
-        write_atomic(target, text)
-        written.append(target)
-    return written
+    staged: list[tuple[str, Path]] = []
+    try:  # every file is written to a temporary first; renames happen only when all succeeded
+        for name, text in sorted(files.items()):
+            target = directory / name
+            if target.exists() and target.read_text(encoding="utf-8", errors="replace") == text:
+                continue
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+            staged.append((tmp, target))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.chmod(tmp, 0o644)
+    except BaseException:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        if created and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
+    for tmp, target in staged:
+        os.replace(tmp, target)
+    return [directory / name for name in sorted(files)]
