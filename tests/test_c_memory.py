@@ -21,18 +21,6 @@ SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointe
             "-fno-sanitize-recover=all"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """Builds go to a private cache, so no other test's library is reused."""
-    old = os.environ.get("SYMBACKPROP_CACHE")
-    os.environ["SYMBACKPROP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("SYMBACKPROP_CACHE", None)
-    else:
-        os.environ["SYMBACKPROP_CACHE"] = old
-
-
 def setup(spec_path: Path, folder: Path) -> tuple[Path, Path, list[Path]]:
     """The C target in ``folder``, a good CSV and bad data files for it."""
     spec = symbackprop.load_spec(spec_path)
@@ -70,7 +58,7 @@ def run(cmd: list, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
-def test_sanitizers(cache, tmp_path, spec):
+def test_sanitizers(tmp_path, spec):
     good, weights, bad = setup(spec, tmp_path)
     program = build_program(tmp_path, SANITIZE)
     out = run([program, "train", good, "--epochs", "2", "--batch-size", "5", "--out", weights],
@@ -86,7 +74,7 @@ def test_sanitizers(cache, tmp_path, spec):
 
 
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
-def test_valgrind(cache, tmp_path, spec):
+def test_valgrind(tmp_path, spec):
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         if os.environ.get("CI"):

@@ -32,18 +32,6 @@ STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no cc")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def build_cache(tmp_path_factory):
-    """A fresh build cache for the session: every network is really compiled, once."""
-    old = os.environ.get("SYMBACKPROP_CACHE")
-    os.environ["SYMBACKPROP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if old is None:
-        os.environ.pop("SYMBACKPROP_CACHE")
-    else:
-        os.environ["SYMBACKPROP_CACHE"] = old
-
-
 _FOLDERS: dict[str, Path] = {}
 
 

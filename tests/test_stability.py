@@ -51,18 +51,6 @@ B2 = [0.0, 0.1]
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no cc")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def build_cache(tmp_path_factory):
-    """A private build cache: every net here is really compiled."""
-    old = os.environ.get("SYMBACKPROP_CACHE")
-    os.environ["SYMBACKPROP_CACHE"] = str(tmp_path_factory.mktemp("stability-cache"))
-    yield
-    if old is None:
-        os.environ.pop("SYMBACKPROP_CACHE")
-    else:
-        os.environ["SYMBACKPROP_CACHE"] = old
-
-
 def hidden_net(activation) -> dict:
     """3 hidden units with the activation at ±1e3, then a small identity layer and MSE."""
     return {

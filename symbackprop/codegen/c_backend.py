@@ -161,14 +161,7 @@ def _metadata(program: Program, params: list[dict]) -> list[str]:
     spec, upd = program.spec, program.update
     d = program.derivation
     meta = {
-        "name": spec.name,
-        "dtype": spec.dtype,
-        "inputs": spec.inputs,
-        "outputs": spec.outputs,
-        "seed": spec.seed,
-        "loss": d.loss.name,
-        "optimizer": upd.name,
-        "digest": spec.digest,
+        **program.summary(),
         "params": [[p["name"], p["shape"], p["trainable"]] for p in params],
         "hyper": [[h, v] for h, v in upd.hyper],
         "state": list(upd.state),

@@ -80,14 +80,7 @@ def context(program: Program) -> dict:
         })  # fmt: skip
     upd = program.update
     return {
-        "name": spec.name,
-        "digest": spec.digest,
-        "dtype": spec.dtype,
-        "inputs": spec.inputs,
-        "outputs": spec.outputs,
-        "seed": spec.seed,
-        "loss": d.loss.name,
-        "optimizer": upd.name,
+        **program.summary(),
         "params": params,
         "hyper": [{"name": h, "value": repr(v), "local": hyper_names[h]} for h, v in upd.hyper],
         # Python floats, so float32 arrays are never promoted by a NumPy float64 scalar:

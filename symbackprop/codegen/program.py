@@ -58,6 +58,20 @@ class Program:
     def params(self) -> tuple[Param, ...]:
         return self.derivation.params
 
+    def summary(self) -> dict:
+        """What every target states about the network (headers, metadata): plain values."""
+        spec, d = self.spec, self.derivation
+        return {
+            "name": spec.name,
+            "dtype": spec.dtype,
+            "inputs": spec.inputs,
+            "outputs": spec.outputs,
+            "seed": spec.seed,
+            "loss": d.loss.name,
+            "optimizer": self.update.name,
+            "digest": spec.digest,
+        }
+
 
 def _cse(expr: sp.Expr, prefix: str) -> tuple[tuple, sp.Expr]:
     temps, (out,) = sp.cse([expr], symbols=sp.numbered_symbols(prefix), order="canonical")
