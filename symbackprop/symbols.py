@@ -17,3 +17,13 @@ def number(value: float | int) -> sp.Rational:
     if isinstance(value, int):
         return sp.Integer(value)
     return sp.Rational(repr(float(value)))
+
+
+def as_expr(value: sp.Basic | int | float) -> sp.Basic:
+    """A SymPy object for the project's own values (never a string: user text goes through
+    expressions.parse_expression only)."""
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a SymPy object or a number: {value!r}")
+    return sp.Integer(value) if isinstance(value, int) else sp.Float(value)

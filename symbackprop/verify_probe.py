@@ -21,6 +21,7 @@ from sympy.polys.polyerrors import BasePolynomialError as PolynomialError
 from .chain_rule import Derivation, N, Param
 from .errors import SpecError
 from .scalar import Factor, Gradient, element, param_element, sym
+from .symbols import as_expr
 
 POINTS = 30  # random probe points
 DIGITS = 40  # mpmath working precision
@@ -110,7 +111,7 @@ class ScalarNet:
         return v if v is not None and mpmath.isfinite(v) else None
 
     def values(self, expr: sp.Expr, envs: list | None = None) -> list:
-        return [self.call(sp.sympify(expr), env) for env in envs or self.envs]
+        return [self.call(as_expr(expr), env) for env in envs or self.envs]
 
     def size(self, expr: sp.Expr) -> int:
         """Tree size of ``expr`` once expanded, computed without expanding it."""

@@ -7,6 +7,7 @@ from sympy.codegen.ast import float32, float64, real
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from ..symbols import as_expr
 from .printers import log1p_argument, numeric_constants
 
 _SMALL_POWERS = 4  # x**2 .. x**4 as products (exactly what NumPy's x**2 gives; fast)
@@ -101,7 +102,7 @@ class CCodePrinter(C99CodePrinter):
         return f"pow{f}({self._print(base)}, {self._print(exp)})"
 
     def doprint(self, expr, assign_to=None):
-        return super().doprint(numeric_constants(sp.sympify(expr)), assign_to)
+        return super().doprint(numeric_constants(as_expr(expr)), assign_to)
 
 
 __all__ = ["CCodePrinter"]

@@ -9,6 +9,8 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from ..symbols import as_expr
+
 
 def numeric_constants(expr: sp.Expr) -> sp.Expr:
     """Irrational constants (sqrt(2), pi, E) as 17-digit floats, so code never promotes float32
@@ -119,4 +121,4 @@ class NumpyCodePrinter(NumPyPrinter):
         return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
 
     def doprint(self, expr, assign_to=None):
-        return super().doprint(numeric_constants(sp.sympify(expr)), assign_to)
+        return super().doprint(numeric_constants(as_expr(expr)), assign_to)
