@@ -4,7 +4,9 @@ against each other), as a table; a pure function returning rows plus a verdict."
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -102,12 +104,13 @@ def check(spec: Spec) -> list[Row]:
     from .runtime import numpy_module
 
     d: Derivation = derive(dataclasses.replace(spec, dtype="float64"))
-    module = numpy_module(d)
+    with tempfile.TemporaryDirectory(prefix="symbackprop-check-") as tmp:
+        module = numpy_module(d, Path(tmp) / "numpy")
+        c = c_module(d, Path(tmp) / "c")  # the library is built into the cache, not tmp
     rng = np.random.default_rng(spec.seed)
     params = {k: v + 0.1 * rng.normal(size=np.shape(v)) for k, v in module.init_params().items()}
     x, t = batch(spec)
     rows = gradient_rows(module, params, x, t, spec.seed, "numpy")
-    c = c_module(d)
     rows += gradient_rows(c, params, x, t, spec.seed, "c")
     return rows + target_rows(module, c, params, x, t, "c vs numpy")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def cmd_train(args) -> int:
     if not Path(args.data).is_file():
         raise SpecError("--data", "no such file", args.data)
     plt = _pyplot() if args.plot else None
-    module = loaders[args.target](derive(spec))
+    with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
+        module = loaders[args.target](derive(spec), tmp)  # imported / built: tmp may go
     try:
         x, t = module.load_data(args.data)  # prints one error line and exits 2 on bad data
     except SystemExit as exc:
