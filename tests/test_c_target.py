@@ -22,6 +22,7 @@ import symbackprop
 from symbackprop.c_runtime import build_program, load_c
 from symbackprop.codegen import render
 from symbackprop.codegen.c_printer import CCodePrinter
+from symbackprop.codegen.program import lower
 from symbackprop.errors import SpecError
 from symbackprop.runtime import load_numpy
 
@@ -91,7 +92,9 @@ X_, Y_, K_ = sp.Symbol("x", real=True), sp.Symbol("y", real=True), sp.Symbol("k"
         (X_**-1, "1.0/x", "1.0F/x"),
         (X_**2, "(x*x)", "(x*x)"),
         (1 / (1 + sp.exp(-X_)), "1.0/(1 + exp(-x))", "1.0F/(1 + expf(-x))"),
-        (sp.Max(0, X_), "fmax(0, x)", "fmaxf(0, x)"),
+        (sp.Max(0, X_), "(x > 0 ? x : 0)", "(x > 0 ? x : 0)"),
+        (sp.Min(X_, 6), "(x < 6 ? x : 6)", "(x < 6 ? x : 6)"),
+        (sp.Max(X_, Y_), "fmax(x, y)", "fmaxf(x, y)"),
         (Y_ * sp.Heaviside(X_, 0), "y*(x > 0 ? 1 : 0)", "y*(x > 0 ? 1 : 0)"),
         (sp.erf(X_ / sp.sqrt(2)), "erf(0.7071067811865476*x)", "erff(0.7071067811865476F*x)"),
         (
@@ -183,11 +186,23 @@ def test_strict_build(spec, root):
 HAVE_CBLAS = bool(glob.glob("/usr/include/cblas.h") + glob.glob("/usr/include/*/cblas.h"))
 
 
+FUSED_SGD = {  # a stateless rule: one-chunk steps are applied by the gradient products
+    "name": "fused",
+    "inputs": 5,
+    "seed": 3,
+    "optimizer": {"type": "sgd", "lr": 0.1, "weight_decay": 0.05},
+    "loss": "cross_entropy",
+    "layers": [{"units": 7, "activation": "relu"}, {"units": 4, "activation": "softmax"}],
+}
+
+
 @pytest.mark.skipif(not HAVE_CBLAS and not os.environ.get("CI"), reason="no cblas.h (CI has it)")
-def test_blas_path_equals_numpy(root):
-    spec = ROOT / "examples/sgd_nesterov.yaml"
+@pytest.mark.parametrize("spec", [ROOT / "examples/sgd_nesterov.yaml", FUSED_SGD], ids=str)
+def test_blas_path_equals_numpy(spec, root):
+    """Steps of one chunk, of more than one (300 rows) and on shuffled rows."""
     folder = folder_of(spec, root)
-    c, m = load_c(folder, STRICT, blas=True), load_numpy(folder / "sgd_nesterov.py")
+    c = load_c(folder, STRICT, blas=True)
+    m = load_numpy(next(folder.glob("*.py")))
     X, T = batch(c, 300)
     pc, pn = c.init_params(), m.init_params()
     sc, sn = c.init_state(pc), m.init_state(pn)
@@ -195,8 +210,24 @@ def test_blas_path_equals_numpy(root):
         assert c.step(pc, sc, X[k * 50 :], T[k * 50 :]) == pytest.approx(
             m.step(pn, sn, X[k * 50 :], T[k * 50 :]), rel=1e-12
         )
+    close(c.train(pc, X, T, 2, 40, seed=5, state=sc), m.train(pn, X, T, 2, 40, seed=5, state=sn),
+          np.float64)  # fmt: skip
     for name in pc:
         close(pc[name], pn[name], np.float64)
+
+
+def test_stateless_rules_are_linear():
+    """p <- beta p + alpha g is found for SGD (with weight decay), not for rules with state."""
+    eta, lam = sp.symbols("eta lambda", real=True)
+
+    def rule(opt):
+        return lower(symbackprop.derive(symbackprop.parse_spec({**FUSED_SGD, "optimizer": opt})))
+
+    assert rule({"type": "sgd", "lr": 0.1}).update.linear == (1, -eta)
+    beta, alpha = rule({"type": "sgd", "lr": 0.1, "weight_decay": 0.5}).update.linear
+    assert sp.simplify(beta - (1 - eta * lam)) == 0 and alpha == -eta
+    for opt in ({"type": "sgd", "lr": 0.1, "momentum": 0.9}, {"type": "adam"}, {"type": "rmsprop"}):
+        assert rule(opt).update.linear is None
 
 
 def test_no_compiler_is_a_clear_error(root, monkeypatch):
@@ -255,6 +286,7 @@ def net(optimizer: dict, dtype: str = "float64", hidden="tanh", last="identity",
 
 OPTIMIZERS = [
     {"type": "sgd", "lr": 0.1},
+    {"type": "sgd", "lr": 0.1, "weight_decay": 0.05},
     {"type": "sgd", "lr": 0.05, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01},
     {"type": "sgd", "lr": 0.05, "momentum": 0.8, "nesterov": True},
     {"type": "adam", "lr": 0.01, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1},
@@ -311,6 +343,7 @@ def test_activations_and_losses(hidden, last, loss, root):
 
 
 TORCH_CASES = [
+    net({"type": "sgd", "lr": 0.2, "weight_decay": 0.1}, hidden="tanh", loss="mse"),
     net(
         {"type": "adam", "lr": 0.01, "weight_decay": 0.01},
         hidden="gelu",
@@ -331,7 +364,9 @@ TORCH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("data", TORCH_CASES, ids=["adam-ce", "nesterov-bce", "rmsprop-sse"])
+@pytest.mark.parametrize(
+    "data", TORCH_CASES, ids=["sgd-decay-mse", "adam-ce", "nesterov-bce", "rmsprop-sse"]
+)
 def test_pytorch_parity(data, root):
     """Five steps on alternating batches equal torch.optim's, float64."""
     c, _ = targets(data, root)

@@ -19,6 +19,11 @@
 #endif
 
 typedef adam_gelu_real real;
+typedef adam_gelu_params Params;
+typedef adam_gelu_grads Grads;
+typedef adam_gelu_state State;
+typedef adam_gelu_workspace Work;
+#define AT(base, offset) ((real *)((char *)(base) + (offset))) /* a tensor in a struct */
 #define CHUNK ADAM_GELU_CHUNK
 #define INPUTS ADAM_GELU_INPUTS
 #define OUTPUTS ADAM_GELU_OUTPUTS
@@ -149,6 +154,7 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
+/* Every parameter: weight file line, shape, where it is, and its init (tensor k, stream k) */
 static const struct {
     const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
     int ndim;
@@ -156,42 +162,27 @@ static const struct {
     long size;
     size_t offset;
     size_t grad_offset; /* -1: frozen */
+    init_spec init;
 } PARAMS[] = {
-    {"W1", "W1 6 4", 2, {6, 4}, 24, offsetof(adam_gelu_params, W1), offsetof(adam_gelu_grads, W1)},
-    {"b1", "b1 6", 1, {6, 0}, 6, offsetof(adam_gelu_params, b1), offsetof(adam_gelu_grads, b1)},
-    {"W2", "W2 6 6", 2, {6, 6}, 36, offsetof(adam_gelu_params, W2), offsetof(adam_gelu_grads, W2)},
-    {"b2", "b2 6", 1, {6, 0}, 6, offsetof(adam_gelu_params, b2), offsetof(adam_gelu_grads, b2)},
-    {"W3", "W3 3 6", 2, {3, 6}, 18, offsetof(adam_gelu_params, W3), offsetof(adam_gelu_grads, W3)},
-    {"b3", "b3 3", 1, {3, 0}, 3, offsetof(adam_gelu_params, b3), offsetof(adam_gelu_grads, b3)},
+    {"W1", "W1 6 4", 2, {6, 4}, 24, offsetof(Params, W1), offsetof(Grads, W1),
+     {XAVIER_NORMAL, 4, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"b1", "b1 6", 1, {6, 0}, 6, offsetof(Params, b1), offsetof(Grads, b1),
+     {PYTORCH, 4, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"W2", "W2 6 6", 2, {6, 6}, 36, offsetof(Params, W2), offsetof(Grads, W2),
+     {HE_NORMAL, 6, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"b2", "b2 6", 1, {6, 0}, 6, offsetof(Params, b2), offsetof(Grads, b2),
+     {PYTORCH, 6, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"W3", "W3 3 6", 2, {3, 6}, 18, offsetof(Params, W3), offsetof(Grads, W3),
+     {PYTORCH, 6, 3, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"b3", "b3 3", 1, {3, 0}, 3, offsetof(Params, b3), offsetof(Grads, b3),
+     {PYTORCH, 6, 3, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
 };
 #define NUM_PARAMS 6
 
-void adam_gelu_init_params(adam_gelu_params *params, uint64_t seed)
+void adam_gelu_init_params(Params *params, uint64_t seed)
 {
-    { /* W1 [6, 4]: xavier_normal (tensor k = 0, fan_in 4, fan_out 6) */
-        const init_spec s = {XAVIER_NORMAL, 4, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->W1[0][0], 24, &s, stream_key(seed, 0));
-    }
-    { /* b1 [6]: pytorch (tensor k = 1, fan_in 4, fan_out 6) */
-        const init_spec s = {PYTORCH, 4, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->b1[0], 6, &s, stream_key(seed, 1));
-    }
-    { /* W2 [6, 6]: he_normal (tensor k = 2, fan_in 6, fan_out 6) */
-        const init_spec s = {HE_NORMAL, 6, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->W2[0][0], 36, &s, stream_key(seed, 2));
-    }
-    { /* b2 [6]: pytorch (tensor k = 3, fan_in 6, fan_out 6) */
-        const init_spec s = {PYTORCH, 6, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->b2[0], 6, &s, stream_key(seed, 3));
-    }
-    { /* W3 [3, 6]: pytorch (tensor k = 4, fan_in 6, fan_out 3) */
-        const init_spec s = {PYTORCH, 6, 3, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->W3[0][0], 18, &s, stream_key(seed, 4));
-    }
-    { /* b3 [3]: pytorch (tensor k = 5, fan_in 6, fan_out 3) */
-        const init_spec s = {PYTORCH, 6, 3, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->b3[0], 3, &s, stream_key(seed, 5));
-    }
+    for (int k = 0; k < NUM_PARAMS; ++k)
+        init_tensor(AT(params, PARAMS[k].offset), PARAMS[k].size, &PARAMS[k].init, stream_key(seed, (uint64_t)k));
 }
 
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
@@ -217,56 +208,72 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
     }
 }
 
-/* The transposed weights the loops read (row j of W^T is contiguous) */
-static void prepare(const adam_gelu_params *params, adam_gelu_workspace *ws)
+/* C[M][N] = beta C + alpha op(A) B, B[K][N] row-major, op(A) = A[M][K] or (ta) A^T of A[K][M].
+ * wt: B is a weight matrix W[N][K] read transposed: by cblas, or the loops' copy W^T from
+ * prepare(). The loops take kb rows of B per pass, which stay in cache. */
+static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
+                 const real *B, real beta, real *C)
 {
 #ifdef ADAM_GELU_BLAS
-    (void)params;
-    (void)ws;
+    (void)kb;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M, N,
+               (int)K, alpha, A, ta ? (int)M : (int)K, B, wt ? (int)K : N, beta, C, N);
 #else
-    for (int i = 0; i < 6; ++i) {
-        for (int j = 0; j < 4; ++j) ws->W1T[j][i] = params->W1[i][j];
-    }
-    for (int i = 0; i < 6; ++i) {
-        for (int j = 0; j < 6; ++j) ws->W2T[j][i] = params->W2[i][j];
-    }
-    for (int i = 0; i < 3; ++i) {
-        for (int j = 0; j < 6; ++j) ws->W3T[j][i] = params->W3[i][j];
+    (void)wt;
+    if (beta != 1)
+        for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
+    for (long k0 = 0; k0 < K; k0 += kb) {
+        const int n = (int)(K - k0 < kb ? K - k0 : kb);
+        for (long i = 0; i < M; ++i)
+            mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
 }
 
-/* Rows first..first+m-1 (or idx[first..]) of X and T into ws->x and ws->t */
-static void gather(adam_gelu_workspace *ws, const real *X, const real *T, const long *idx,
+/* The transposed weights the loops read (row j of W^T is contiguous) */
+#ifdef ADAM_GELU_BLAS
+#define WT(w) (&params->w[0][0])
+#define prepare(params, ws) ((void)0)
+#else
+#define WT(w) (&ws->w##T[0][0])
+static void prepare(const Params *params, Work *ws)
+{
+    for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 4; ++j) ws->W1T[j][i] = params->W1[i][j];
+    for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j) ws->W2T[j][i] = params->W2[i][j];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 6; ++j) ws->W3T[j][i] = params->W3[i][j];
+}
+#endif
+
+/* Point ws->x and ws->t at rows first..first+m-1 (or idx[first..]) of X and T: in place when
+ * they are consecutive, else copied into the workspace */
+static void gather(Work *ws, const real *X, const real *T, const long *idx,
                    long first, long m)
 {
-    for (long r = 0; r < m; ++r) {
-        const long src = idx ? idx[first + r] : first + r;
-        memcpy(ws->x[r], X + src * INPUTS, sizeof ws->x[r]);
-        if (T) memcpy(ws->t[r], T + src * OUTPUTS, sizeof ws->t[r]);
+    const long top = idx ? idx[first] : first;
+    long r = 1;
+    while (idx && r < m && idx[first + r] == top + r) ++r;
+    if (!idx || r >= m) {
+        ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
+        ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
+        return;
     }
+    for (r = 0; r < m; ++r) {
+        memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
+        if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
+    }
+    ws->x = (const real(*)[INPUTS])ws->xbuf;
+    ws->t = (const real(*)[OUTPUTS])ws->tbuf;
 }
 
-static void forward_chunk(const adam_gelu_params *params, adam_gelu_workspace *ws, long m)
+static void forward_chunk(const Params *params, Work *ws, long m)
 {
-    /* z1 = W1 @ x + b1 */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 6, 4, 1, &ws->x[0][0],
-               4, &params->W1[0][0], 4, 0, &ws->z1[0][0], 6);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 6; ++i) ws->z1[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 4; j0 += 4) { /* 4 rows of W1T stay in cache for every row */
-        const int kb = 4 - j0 < 4 ? 4 - j0 : 4;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(6, kb, 1, &ws->x[r][j0], 1, ws->W1T[j0], 6, ws->z1[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 6; ++i) ws->z1[r][i] += params->b1[i];
-    }
+    /* z1 = W1 @ x + b1: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 6; ++i) ws->z1[r][i] = params->b1[i];
+    gemm(0, 1, m, 6, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = z1*(1 + erf(z1*sqrt(2)/2))/2 */
     for (long r = 0; r < m; ++r) {
@@ -278,24 +285,10 @@ static void forward_chunk(const adam_gelu_params *params, adam_gelu_workspace *w
         }
     }
 
-    /* z2 = W2 @ a1 + b2 */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 6, 6, 1, &ws->a1[0][0],
-               6, &params->W2[0][0], 6, 0, &ws->z2[0][0], 6);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 6; ++i) ws->z2[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 6; j0 += 6) { /* 6 rows of W2T stay in cache for every row */
-        const int kb = 6 - j0 < 6 ? 6 - j0 : 6;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(6, kb, 1, &ws->a1[r][j0], 1, ws->W2T[j0], 6, ws->z2[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 6; ++i) ws->z2[r][i] += params->b2[i];
-    }
+    /* z2 = W2 @ a1 + b2: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 6; ++i) ws->z2[r][i] = params->b2[i];
+    gemm(0, 1, m, 6, 6, 6, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = z2/(1 + exp(-z2)) */
     for (long r = 0; r < m; ++r) {
@@ -306,24 +299,10 @@ static void forward_chunk(const adam_gelu_params *params, adam_gelu_workspace *w
         }
     }
 
-    /* z3 = W3 @ a2 + b3 */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 3, 6, 1, &ws->a2[0][0],
-               6, &params->W3[0][0], 6, 0, &ws->z3[0][0], 3);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 3; ++i) ws->z3[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 6; j0 += 6) { /* 6 rows of W3T stay in cache for every row */
-        const int kb = 6 - j0 < 6 ? 6 - j0 : 6;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(3, kb, 1, &ws->a2[r][j0], 1, ws->W3T[j0], 3, ws->z3[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 3; ++i) ws->z3[r][i] += params->b3[i];
-    }
+    /* z3 = W3 @ a2 + b3: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 3; ++i) ws->z3[r][i] = params->b3[i];
+    gemm(0, 1, m, 3, 6, 6, 1, &ws->a2[0][0], WT(W3), 1, &ws->z3[0][0]);
 
     /* a3 = z3 */
     for (long r = 0; r < m; ++r) {
@@ -337,7 +316,7 @@ static void forward_chunk(const adam_gelu_params *params, adam_gelu_workspace *w
 }
 
 /* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in double */
-static double loss_chunk(const adam_gelu_workspace *ws, long m, long n)
+static double loss_chunk(const Work *ws, long m, long n)
 {
     double sum = 0;
     (void)n;
@@ -353,9 +332,15 @@ static double loss_chunk(const adam_gelu_workspace *ws, long m, long n)
     return sum;
 }
 
+/* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
+typedef struct {
+    real alpha, beta;
+    Params *params;
+} fused;
+
 /* The backward pass of one chunk, adding to grads (first: the first chunk of the batch) */
-static void backward_chunk(const adam_gelu_params *params, adam_gelu_grads *grads,
-                           adam_gelu_workspace *ws, long m, long n, int first)
+static void backward_chunk(const Params *params, Grads *grads,
+                           Work *ws, long m, long n, int first, const fused *fz)
 {
     const double Nd = (double)n;
     const real Nr = (real)n;
@@ -363,6 +348,7 @@ static void backward_chunk(const adam_gelu_params *params, adam_gelu_grads *grad
     (void)first;
     (void)params;
     (void)grads;
+    (void)fz;
     /* delta3 = (-2*t + 2*a3)/(3*N) */
     for (long r = 0; r < m; ++r) {
         const real *restrict a3 = ws->a3[r];
@@ -373,40 +359,18 @@ static void backward_chunk(const adam_gelu_params *params, adam_gelu_grads *grad
         }
     }
 
-    /* dW3 = sum_n delta3_n a2_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 3, 6, (int)m, 1, &ws->delta3[0][0],
-               3, &ws->a2[0][0], 6, first ? 0 : 1, &grads->W3[0][0], 6);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of a2 stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 3; ++i) {
-            mac_rows(6, rb, 1, &ws->delta3[r0][i], 3, ws->a2[r0], 6, grads->W3[i]);
-        }
-    }
-#endif
+    /* da2 = W3.T @ delta3 (each row: da2 = sum_i delta3_i W3[i]) */
+    gemm(0, 0, m, 6, 3, 3, 1, &ws->delta3[0][0], &params->W3[0][0], 0, &ws->da2[0][0]);
+
+    /* dW3 = sum_n delta3_n a2_n^T, summed over the chunks; with fz, W3 = beta W3 + alpha dW3 */
+    gemm(1, 0, 3, 6, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta3[0][0], &ws->a2[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
     /* db3 = sum_n delta3_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta3[r];
         for (int i = 0; i < 3; ++i) grads->b3[i] += d[i];
     }
-
-    /* da2 = W3.T @ delta3 (each row: da2 = sum_i delta3_i W3[i]) */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, 6, 3, 1, &ws->delta3[0][0],
-               3, &params->W3[0][0], 6, 0, &ws->da2[0][0], 6);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int j = 0; j < 6; ++j) ws->da2[r][j] = 0;
-    }
-    for (int i0 = 0; i0 < 3; i0 += 3) { /* 3 rows of W3 stay in cache for every row */
-        const int kb = 3 - i0 < 3 ? 3 - i0 : 3;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(6, kb, 1, &ws->delta3[r][i0], 1, params->W3[i0], 6, ws->da2[r]);
-        }
-    }
-#endif
 
     /* delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2)))) */
     for (long r = 0; r < m; ++r) {
@@ -419,40 +383,18 @@ static void backward_chunk(const adam_gelu_params *params, adam_gelu_grads *grad
         }
     }
 
-    /* dW2 = sum_n delta2_n a1_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 6, 6, (int)m, 1, &ws->delta2[0][0],
-               6, &ws->a1[0][0], 6, first ? 0 : 1, &grads->W2[0][0], 6);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of a1 stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 6; ++i) {
-            mac_rows(6, rb, 1, &ws->delta2[r0][i], 6, ws->a1[r0], 6, grads->W2[i]);
-        }
-    }
-#endif
+    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
+    gemm(0, 0, m, 6, 6, 6, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
+
+    /* dW2 = sum_n delta2_n a1_n^T, summed over the chunks; with fz, W2 = beta W2 + alpha dW2 */
+    gemm(1, 0, 6, 6, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta2[r];
         for (int i = 0; i < 6; ++i) grads->b2[i] += d[i];
     }
-
-    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, 6, 6, 1, &ws->delta2[0][0],
-               6, &params->W2[0][0], 6, 0, &ws->da1[0][0], 6);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int j = 0; j < 6; ++j) ws->da1[r][j] = 0;
-    }
-    for (int i0 = 0; i0 < 6; i0 += 6) { /* 6 rows of W2 stay in cache for every row */
-        const int kb = 6 - i0 < 6 ? 6 - i0 : 6;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(6, kb, 1, &ws->delta2[r][i0], 1, params->W2[i0], 6, ws->da1[r]);
-        }
-    }
-#endif
 
     /* delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi))) */
     for (long r = 0; r < m; ++r) {
@@ -465,18 +407,9 @@ static void backward_chunk(const adam_gelu_params *params, adam_gelu_grads *grad
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef ADAM_GELU_BLAS
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 6, 4, (int)m, 1, &ws->delta1[0][0],
-               6, &ws->x[0][0], 4, first ? 0 : 1, &grads->W1[0][0], 4);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of x stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 6; ++i) {
-            mac_rows(4, rb, 1, &ws->delta1[r0][i], 6, ws->x[r0], 4, grads->W1[i]);
-        }
-    }
-#endif
+    /* dW1 = sum_n delta1_n x_n^T, summed over the chunks; with fz, W1 = beta W1 + alpha dW1 */
+    gemm(1, 0, 6, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
@@ -487,36 +420,32 @@ static void backward_chunk(const adam_gelu_params *params, adam_gelu_grads *grad
 }
 
 /* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk */
-static double loss_and_grad_rows(const adam_gelu_params *params, const real *X, const real *T,
-                                 const long *idx, long n, adam_gelu_grads *grads,
-                                 adam_gelu_workspace *ws)
+static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
+                                 const long *idx, long n, Grads *grads,
+                                 Work *ws, const fused *fz)
 {
     double sum = 0;
     const double Nd = (double)n;
-#ifdef ADAM_GELU_BLAS
-    if (grads) { /* the weight gradients are overwritten by the first chunk's gemm */
+    if (grads) { /* the weight gradients are overwritten by the first chunk */
         memset(grads->b1, 0, sizeof grads->b1);
         memset(grads->b2, 0, sizeof grads->b2);
         memset(grads->b3, 0, sizeof grads->b3);
     }
-#else
-    if (grads) memset(grads, 0, sizeof *grads);
-#endif
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, T, idx, first, m);
         forward_chunk(params, ws, m);
         sum += loss_chunk(ws, m, n);
-        if (grads) backward_chunk(params, grads, ws, m, n, first == 0);
+        if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
     /* E = 1/(3*N) * sum_n sum_k (a3 - t)**2 */
     return ((1.0/3.0)/Nd) * sum;
 }
 
-void adam_gelu_forward(const adam_gelu_params *params, const real *X, long n, real *Y,
-                        adam_gelu_workspace *ws)
+void adam_gelu_forward(const Params *params, const real *X, long n, real *Y,
+                        Work *ws)
 {
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
@@ -527,21 +456,21 @@ void adam_gelu_forward(const adam_gelu_params *params, const real *X, long n, re
     }
 }
 
-double adam_gelu_loss(const adam_gelu_params *params, const real *X, const real *T, long n,
-                       adam_gelu_workspace *ws)
+double adam_gelu_loss(const Params *params, const real *X, const real *T, long n,
+                       Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
 }
 
-double adam_gelu_loss_and_grad(const adam_gelu_params *params, const real *X, const real *T,
-                                long n, adam_gelu_grads *grads, adam_gelu_workspace *ws)
+double adam_gelu_loss_and_grad(const Params *params, const real *X, const real *T,
+                                long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
 
-void adam_gelu_init_state(adam_gelu_state *state)
+void adam_gelu_init_state(State *state)
 {
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.001;
@@ -595,8 +524,10 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above */
-static void update(adam_gelu_params *params, adam_gelu_state *state, const adam_gelu_grads *grads)
+/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
+ * only if all: else the gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads,
+                   int all)
 {
     const int64_t k = ++state->step;
     const double eta = state->hyper.eta;
@@ -618,59 +549,43 @@ static void update(adam_gelu_params *params, adam_gelu_state *state, const adam_
     (void)k;
     (void)params;
     (void)grads;
-    update_tensor(&params->W1[0][0], &grads->W1[0][0],
-                  &state->m.W1[0][0],
-                  &state->v.W1[0][0],
-                  24, &cst);
-    update_tensor(&params->b1[0], &grads->b1[0],
-                  &state->m.b1[0],
-                  &state->v.b1[0],
-                  6, &cst);
-    update_tensor(&params->W2[0][0], &grads->W2[0][0],
-                  &state->m.W2[0][0],
-                  &state->v.W2[0][0],
-                  36, &cst);
-    update_tensor(&params->b2[0], &grads->b2[0],
-                  &state->m.b2[0],
-                  &state->v.b2[0],
-                  6, &cst);
-    update_tensor(&params->W3[0][0], &grads->W3[0][0],
-                  &state->m.W3[0][0],
-                  &state->v.W3[0][0],
-                  18, &cst);
-    update_tensor(&params->b3[0], &grads->b3[0],
-                  &state->m.b3[0],
-                  &state->v.b3[0],
-                  3, &cst);
+    (void)all;
+    for (int j = 0; j < NUM_PARAMS; ++j)
+        if (PARAMS[j].grad_offset != (size_t)-1 && (all || PARAMS[j].ndim < 2))
+            update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
+                          AT(&state->m, PARAMS[j].grad_offset),
+                          AT(&state->v, PARAMS[j].grad_offset),
+                          PARAMS[j].size, &cst);
 }
 
-static double step_rows(adam_gelu_params *params, adam_gelu_state *state, const real *X,
-                        const real *T, const long *idx, long n, adam_gelu_workspace *ws)
+static double step_rows(Params *params, State *state, const real *X,
+                        const real *T, const long *idx, long n, Work *ws)
 {
-    const double E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws);
-    update(params, state, &ws->grads);
+    double E;
+    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL);
+    update(params, state, &ws->grads, 1);
     return E;
 }
 
-double adam_gelu_step(adam_gelu_params *params, adam_gelu_state *state, const real *X,
-                       const real *T, long n, adam_gelu_workspace *ws)
+double adam_gelu_step(Params *params, State *state, const real *X,
+                       const real *T, long n, Work *ws)
 {
     return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
-int adam_gelu_train(adam_gelu_params *params, adam_gelu_state *state, const real *X,
+int adam_gelu_train(Params *params, State *state, const real *X,
                      const real *T, long n, long epochs, long batch_size, int shuffle,
                      uint64_t seed, double *history, adam_gelu_progress progress, void *context,
-                     adam_gelu_workspace *ws)
+                     Work *ws)
 {
     return adam_gelu_train_from(params, state, X, T, n, 0, epochs, batch_size, shuffle, seed,
         history, progress, context, ws);
 }
 
-int adam_gelu_train_from(adam_gelu_params *params, adam_gelu_state *state, const real *X,
+int adam_gelu_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, adam_gelu_progress progress, void *context,
-    adam_gelu_workspace *ws)
+    Work *ws)
 {
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
@@ -698,8 +613,8 @@ int adam_gelu_train_from(adam_gelu_params *params, adam_gelu_state *state, const
     return 0;
 }
 
-double adam_gelu_accuracy(const adam_gelu_params *params, const real *X, const real *T, long n,
-                           adam_gelu_workspace *ws)
+double adam_gelu_accuracy(const Params *params, const real *X, const real *T, long n,
+                           Work *ws)
 {
     (void)params;
     (void)X;
@@ -768,8 +683,8 @@ static const struct {
     const char *name;
     size_t offset;
 } BUFFERS[] = {
-    {"m", offsetof(adam_gelu_state, m)},
-    {"v", offsetof(adam_gelu_state, v)},
+    {"m", offsetof(State, m)},
+    {"v", offsetof(State, v)},
     {NULL, 0}}, HYPERS[] = {
     {"eta", offsetof(adam_gelu_hyper, eta)},
     {"lambda", offsetof(adam_gelu_hyper, lambda)},
@@ -779,7 +694,7 @@ static const struct {
     {NULL, 0}};
 
 /* Atomic: via path.tmp */
-int adam_gelu_save_checkpoint(const adam_gelu_params *params, const adam_gelu_state *state,
+int adam_gelu_save_checkpoint(const Params *params, const State *state,
     long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
@@ -825,7 +740,7 @@ int adam_gelu_save_checkpoint(const adam_gelu_params *params, const adam_gelu_st
     return 0;
 }
 
-int adam_gelu_save(const adam_gelu_params *params, const char *path, char *err, size_t errlen)
+int adam_gelu_save(const Params *params, const char *path, char *err, size_t errlen)
 {
     return adam_gelu_save_checkpoint(params, NULL, 0, 0, path, err, errlen);
 }
@@ -890,26 +805,26 @@ static int read_block(const char *path, char **pos, char *end, const char *prefi
     return 0;
 }
 
-int adam_gelu_load(adam_gelu_params *params, const char *path, char *err, size_t errlen)
+int adam_gelu_load(Params *params, const char *path, char *err, size_t errlen)
 {
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf;
-    adam_gelu_params tmp;
+    Params tmp;
     int status = 0;
     if (!buf) return -1;
     for (int k = 0; k < NUM_PARAMS && status == 0; ++k)
-        status = read_block(path, &pos, buf + len, "", k, (real *)((char *)&tmp + PARAMS[k].offset),
+        status = read_block(path, &pos, buf + len, "", k, AT(&tmp, PARAMS[k].offset),
                             err, errlen);
     free(buf);
     if (status == 0) *params = tmp;
     return status;
 }
 
-int adam_gelu_load_checkpoint(adam_gelu_params *params, adam_gelu_state *state, long *epoch,
+int adam_gelu_load_checkpoint(Params *params, State *state, long *epoch,
     uint64_t *seed, const char *path, char *err, size_t errlen)
 {
-    static adam_gelu_params p;
-    static adam_gelu_state st;
+    static Params p;
+    static State st;
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf, *end = buf + len, *l[3], word[64], c;
     long e = -1;
@@ -932,8 +847,7 @@ int adam_gelu_load_checkpoint(adam_gelu_params *params, adam_gelu_state *state, 
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
             if (b < 0 || PARAMS[j].grad_offset != (size_t)-1)
                 status = read_block(path, &pos, end, b < 0 ? "" : BUFFERS[b].name, j,
-                    (real *)(b < 0 ? (char *)&p + PARAMS[j].offset
-                                   : (char *)&st + BUFFERS[b].offset + PARAMS[j].grad_offset),
+                    b < 0 ? AT(&p, PARAMS[j].offset) : AT(&st, BUFFERS[b].offset + PARAMS[j].grad_offset),
                     err, errlen);
     if (status == 0 && next_line(&pos, end)) status = FAIL("%s: trailing lines", path);
     free(buf);
@@ -1157,10 +1071,10 @@ void adam_gelu_free_data(real *X, real *T)
 size_t adam_gelu_layout(int which)
 {
     static const size_t sizes[] = {
-        sizeof(adam_gelu_params), sizeof(adam_gelu_grads), sizeof(adam_gelu_state),
-        sizeof(adam_gelu_workspace), offsetof(adam_gelu_state, step),
-        offsetof(adam_gelu_state, m),
-        offsetof(adam_gelu_state, v),
+        sizeof(Params), sizeof(Grads), sizeof(State),
+        sizeof(Work), offsetof(State, step),
+        offsetof(State, m),
+        offsetof(State, v),
     };
     return which >= 0 && (size_t)which < sizeof sizes / sizeof sizes[0] ? sizes[which] : 0;
 }

@@ -69,8 +69,10 @@ typedef struct {
 /* Scratch for one chunk of rows: inputs, every intermediate vector, transposed weights and the
  * gradients of the last step. Contents are not meaningful between calls. */
 typedef struct {
-    adam_gelu_real x[ADAM_GELU_CHUNK][ADAM_GELU_INPUTS];
-    adam_gelu_real t[ADAM_GELU_CHUNK][ADAM_GELU_OUTPUTS];
+    const adam_gelu_real (*x)[ADAM_GELU_INPUTS]; /* the chunk's rows: in X, or xbuf */
+    const adam_gelu_real (*t)[ADAM_GELU_OUTPUTS];
+    adam_gelu_real xbuf[ADAM_GELU_CHUNK][ADAM_GELU_INPUTS];
+    adam_gelu_real tbuf[ADAM_GELU_CHUNK][ADAM_GELU_OUTPUTS];
     adam_gelu_real z1[ADAM_GELU_CHUNK][6];
     adam_gelu_real a1[ADAM_GELU_CHUNK][6];
     adam_gelu_real z2[ADAM_GELU_CHUNK][6];

@@ -63,8 +63,10 @@ typedef struct {
 /* Scratch for one chunk of rows: inputs, every intermediate vector, transposed weights and the
  * gradients of the last step. Contents are not meaningful between calls. */
 typedef struct {
-    iris_softmax_real x[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_INPUTS];
-    iris_softmax_real t[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_OUTPUTS];
+    const iris_softmax_real (*x)[IRIS_SOFTMAX_INPUTS]; /* the chunk's rows: in X, or xbuf */
+    const iris_softmax_real (*t)[IRIS_SOFTMAX_OUTPUTS];
+    iris_softmax_real xbuf[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_INPUTS];
+    iris_softmax_real tbuf[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_OUTPUTS];
     iris_softmax_real z1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real a1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real z2[IRIS_SOFTMAX_CHUNK][3];

@@ -19,6 +19,11 @@
 #endif
 
 typedef mazur_real real;
+typedef mazur_params Params;
+typedef mazur_grads Grads;
+typedef mazur_state State;
+typedef mazur_workspace Work;
+#define AT(base, offset) ((real *)((char *)(base) + (offset))) /* a tensor in a struct */
 #define CHUNK MAZUR_CHUNK
 #define INPUTS MAZUR_INPUTS
 #define OUTPUTS MAZUR_OUTPUTS
@@ -149,6 +154,11 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
+static const double VALUES_W1[] = {0.15, 0.2, 0.25, 0.3};
+static const double VALUES_b1[] = {0.35};
+static const double VALUES_W2[] = {0.4, 0.45, 0.5, 0.55};
+static const double VALUES_b2[] = {0.6};
+/* Every parameter: weight file line, shape, where it is, and its init (tensor k, stream k) */
 static const struct {
     const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
     int ndim;
@@ -156,36 +166,23 @@ static const struct {
     long size;
     size_t offset;
     size_t grad_offset; /* -1: frozen */
+    init_spec init;
 } PARAMS[] = {
-    {"W1", "W1 2 2", 2, {2, 2}, 4, offsetof(mazur_params, W1), offsetof(mazur_grads, W1)},
-    {"b1", "b1", 0, {0, 0}, 1, offsetof(mazur_params, b1), (size_t)-1},
-    {"W2", "W2 2 2", 2, {2, 2}, 4, offsetof(mazur_params, W2), offsetof(mazur_grads, W2)},
-    {"b2", "b2", 0, {0, 0}, 1, offsetof(mazur_params, b2), (size_t)-1},
+    {"W1", "W1 2 2", 2, {2, 2}, 4, offsetof(Params, W1), offsetof(Grads, W1),
+     {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, VALUES_W1, 4}},
+    {"b1", "b1", 0, {0, 0}, 1, offsetof(Params, b1), (size_t)-1,
+     {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, VALUES_b1, 1}},
+    {"W2", "W2 2 2", 2, {2, 2}, 4, offsetof(Params, W2), offsetof(Grads, W2),
+     {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, VALUES_W2, 4}},
+    {"b2", "b2", 0, {0, 0}, 1, offsetof(Params, b2), (size_t)-1,
+     {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, VALUES_b2, 1}},
 };
 #define NUM_PARAMS 4
 
-void mazur_init_params(mazur_params *params, uint64_t seed)
+void mazur_init_params(Params *params, uint64_t seed)
 {
-    { /* W1 [2, 2]: values (tensor k = 0, fan_in 2, fan_out 2) */
-        static const double values[] = {0.15, 0.2, 0.25, 0.3};
-        const init_spec s = {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, values, 4};
-        init_tensor(&params->W1[0][0], 4, &s, stream_key(seed, 0));
-    }
-    { /* b1 []: values (tensor k = 1, fan_in 2, fan_out 2) */
-        static const double values[] = {0.35};
-        const init_spec s = {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, values, 1};
-        init_tensor(&params->b1[0], 1, &s, stream_key(seed, 1));
-    }
-    { /* W2 [2, 2]: values (tensor k = 2, fan_in 2, fan_out 2) */
-        static const double values[] = {0.4, 0.45, 0.5, 0.55};
-        const init_spec s = {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, values, 4};
-        init_tensor(&params->W2[0][0], 4, &s, stream_key(seed, 2));
-    }
-    { /* b2 []: values (tensor k = 3, fan_in 2, fan_out 2) */
-        static const double values[] = {0.6};
-        const init_spec s = {VALUES, 2, 2, -1.0, 1.0, 1.0, 1.0, values, 1};
-        init_tensor(&params->b2[0], 1, &s, stream_key(seed, 3));
-    }
+    for (int k = 0; k < NUM_PARAMS; ++k)
+        init_tensor(AT(params, PARAMS[k].offset), PARAMS[k].size, &PARAMS[k].init, stream_key(seed, (uint64_t)k));
 }
 
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
@@ -211,53 +208,70 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
     }
 }
 
-/* The transposed weights the loops read (row j of W^T is contiguous) */
-static void prepare(const mazur_params *params, mazur_workspace *ws)
+/* C[M][N] = beta C + alpha op(A) B, B[K][N] row-major, op(A) = A[M][K] or (ta) A^T of A[K][M].
+ * wt: B is a weight matrix W[N][K] read transposed: by cblas, or the loops' copy W^T from
+ * prepare(). The loops take kb rows of B per pass, which stay in cache. */
+static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
+                 const real *B, real beta, real *C)
 {
 #ifdef MAZUR_BLAS
-    (void)params;
-    (void)ws;
+    (void)kb;
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M, N,
+               (int)K, alpha, A, ta ? (int)M : (int)K, B, wt ? (int)K : N, beta, C, N);
 #else
-    for (int i = 0; i < 2; ++i) {
-        for (int j = 0; j < 2; ++j) ws->W1T[j][i] = params->W1[i][j];
-    }
-    for (int i = 0; i < 2; ++i) {
-        for (int j = 0; j < 2; ++j) ws->W2T[j][i] = params->W2[i][j];
+    (void)wt;
+    if (beta != 1)
+        for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
+    for (long k0 = 0; k0 < K; k0 += kb) {
+        const int n = (int)(K - k0 < kb ? K - k0 : kb);
+        for (long i = 0; i < M; ++i)
+            mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
 }
 
-/* Rows first..first+m-1 (or idx[first..]) of X and T into ws->x and ws->t */
-static void gather(mazur_workspace *ws, const real *X, const real *T, const long *idx,
+/* The transposed weights the loops read (row j of W^T is contiguous) */
+#ifdef MAZUR_BLAS
+#define WT(w) (&params->w[0][0])
+#define prepare(params, ws) ((void)0)
+#else
+#define WT(w) (&ws->w##T[0][0])
+static void prepare(const Params *params, Work *ws)
+{
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) ws->W1T[j][i] = params->W1[i][j];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) ws->W2T[j][i] = params->W2[i][j];
+}
+#endif
+
+/* Point ws->x and ws->t at rows first..first+m-1 (or idx[first..]) of X and T: in place when
+ * they are consecutive, else copied into the workspace */
+static void gather(Work *ws, const real *X, const real *T, const long *idx,
                    long first, long m)
 {
-    for (long r = 0; r < m; ++r) {
-        const long src = idx ? idx[first + r] : first + r;
-        memcpy(ws->x[r], X + src * INPUTS, sizeof ws->x[r]);
-        if (T) memcpy(ws->t[r], T + src * OUTPUTS, sizeof ws->t[r]);
+    const long top = idx ? idx[first] : first;
+    long r = 1;
+    while (idx && r < m && idx[first + r] == top + r) ++r;
+    if (!idx || r >= m) {
+        ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
+        ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
+        return;
     }
+    for (r = 0; r < m; ++r) {
+        memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
+        if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
+    }
+    ws->x = (const real(*)[INPUTS])ws->xbuf;
+    ws->t = (const real(*)[OUTPUTS])ws->tbuf;
 }
 
-static void forward_chunk(const mazur_params *params, mazur_workspace *ws, long m)
+static void forward_chunk(const Params *params, Work *ws, long m)
 {
-    /* z1 = W1 @ x + b1 */
-#ifdef MAZUR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 2, 2, 1, &ws->x[0][0],
-               2, &params->W1[0][0], 2, 0, &ws->z1[0][0], 2);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 2; ++i) ws->z1[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 2; j0 += 2) { /* 2 rows of W1T stay in cache for every row */
-        const int kb = 2 - j0 < 2 ? 2 - j0 : 2;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(2, kb, 1, &ws->x[r][j0], 1, ws->W1T[j0], 2, ws->z1[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 2; ++i) ws->z1[r][i] += params->b1[0];
-    }
+    /* z1 = W1 @ x + b1: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 2; ++i) ws->z1[r][i] = params->b1[0];
+    gemm(0, 1, m, 2, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = 1/(1 + exp(-z1)) */
     for (long r = 0; r < m; ++r) {
@@ -268,24 +282,10 @@ static void forward_chunk(const mazur_params *params, mazur_workspace *ws, long 
         }
     }
 
-    /* z2 = W2 @ a1 + b2 */
-#ifdef MAZUR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 2, 2, 1, &ws->a1[0][0],
-               2, &params->W2[0][0], 2, 0, &ws->z2[0][0], 2);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 2; ++i) ws->z2[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 2; j0 += 2) { /* 2 rows of W2T stay in cache for every row */
-        const int kb = 2 - j0 < 2 ? 2 - j0 : 2;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(2, kb, 1, &ws->a1[r][j0], 1, ws->W2T[j0], 2, ws->z2[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 2; ++i) ws->z2[r][i] += params->b2[0];
-    }
+    /* z2 = W2 @ a1 + b2: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 2; ++i) ws->z2[r][i] = params->b2[0];
+    gemm(0, 1, m, 2, 2, 2, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = 1/(1 + exp(-z2)) */
     for (long r = 0; r < m; ++r) {
@@ -299,7 +299,7 @@ static void forward_chunk(const mazur_params *params, mazur_workspace *ws, long 
 }
 
 /* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in double */
-static double loss_chunk(const mazur_workspace *ws, long m, long n)
+static double loss_chunk(const Work *ws, long m, long n)
 {
     double sum = 0;
     (void)n;
@@ -315,15 +315,22 @@ static double loss_chunk(const mazur_workspace *ws, long m, long n)
     return sum;
 }
 
+/* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
+typedef struct {
+    real alpha, beta;
+    Params *params;
+} fused;
+
 /* The backward pass of one chunk, adding to grads (first: the first chunk of the batch) */
-static void backward_chunk(const mazur_params *params, mazur_grads *grads,
-                           mazur_workspace *ws, long m, long n, int first)
+static void backward_chunk(const Params *params, Grads *grads,
+                           Work *ws, long m, long n, int first, const fused *fz)
 {
     const double Nd = (double)n;
     (void)Nd;
     (void)first;
     (void)params;
     (void)grads;
+    (void)fz;
     /* delta2 = a2*(1 - a2)*(a2 - t) */
     for (long r = 0; r < m; ++r) {
         const real *restrict a2 = ws->a2[r];
@@ -334,34 +341,12 @@ static void backward_chunk(const mazur_params *params, mazur_grads *grads,
         }
     }
 
-    /* dW2 = sum_n delta2_n a1_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef MAZUR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 2, 2, (int)m, 1, &ws->delta2[0][0],
-               2, &ws->a1[0][0], 2, first ? 0 : 1, &grads->W2[0][0], 2);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of a1 stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 2; ++i) {
-            mac_rows(2, rb, 1, &ws->delta2[r0][i], 2, ws->a1[r0], 2, grads->W2[i]);
-        }
-    }
-#endif
-
     /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
-#ifdef MAZUR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, 2, 2, 1, &ws->delta2[0][0],
-               2, &params->W2[0][0], 2, 0, &ws->da1[0][0], 2);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int j = 0; j < 2; ++j) ws->da1[r][j] = 0;
-    }
-    for (int i0 = 0; i0 < 2; i0 += 2) { /* 2 rows of W2 stay in cache for every row */
-        const int kb = 2 - i0 < 2 ? 2 - i0 : 2;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(2, kb, 1, &ws->delta2[r][i0], 1, params->W2[i0], 2, ws->da1[r]);
-        }
-    }
-#endif
+    gemm(0, 0, m, 2, 2, 2, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
+
+    /* dW2 = sum_n delta2_n a1_n^T, summed over the chunks; with fz, W2 = beta W2 + alpha dW2 */
+    gemm(1, 0, 2, 2, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* delta1 = a1*da1*(1 - a1) */
     for (long r = 0; r < m; ++r) {
@@ -373,49 +358,36 @@ static void backward_chunk(const mazur_params *params, mazur_grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef MAZUR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 2, 2, (int)m, 1, &ws->delta1[0][0],
-               2, &ws->x[0][0], 2, first ? 0 : 1, &grads->W1[0][0], 2);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of x stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 2; ++i) {
-            mac_rows(2, rb, 1, &ws->delta1[r0][i], 2, ws->x[r0], 2, grads->W1[i]);
-        }
-    }
-#endif
+    /* dW1 = sum_n delta1_n x_n^T, summed over the chunks; with fz, W1 = beta W1 + alpha dW1 */
+    gemm(1, 0, 2, 2, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 
 }
 
 /* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk */
-static double loss_and_grad_rows(const mazur_params *params, const real *X, const real *T,
-                                 const long *idx, long n, mazur_grads *grads,
-                                 mazur_workspace *ws)
+static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
+                                 const long *idx, long n, Grads *grads,
+                                 Work *ws, const fused *fz)
 {
     double sum = 0;
     const double Nd = (double)n;
-#ifdef MAZUR_BLAS
-    if (grads) { /* the weight gradients are overwritten by the first chunk's gemm */
+    if (grads) { /* the weight gradients are overwritten by the first chunk */
     }
-#else
-    if (grads) memset(grads, 0, sizeof *grads);
-#endif
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, T, idx, first, m);
         forward_chunk(params, ws, m);
         sum += loss_chunk(ws, m, n);
-        if (grads) backward_chunk(params, grads, ws, m, n, first == 0);
+        if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
     /* E = 1 * sum_n sum_k (a2 - t)**2/2 */
     return sum;
 }
 
-void mazur_forward(const mazur_params *params, const real *X, long n, real *Y,
-                        mazur_workspace *ws)
+void mazur_forward(const Params *params, const real *X, long n, real *Y,
+                        Work *ws)
 {
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
@@ -426,21 +398,21 @@ void mazur_forward(const mazur_params *params, const real *X, long n, real *Y,
     }
 }
 
-double mazur_loss(const mazur_params *params, const real *X, const real *T, long n,
-                       mazur_workspace *ws)
+double mazur_loss(const Params *params, const real *X, const real *T, long n,
+                       Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
 }
 
-double mazur_loss_and_grad(const mazur_params *params, const real *X, const real *T,
-                                long n, mazur_grads *grads, mazur_workspace *ws)
+double mazur_loss_and_grad(const Params *params, const real *X, const real *T,
+                                long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
 
-void mazur_init_state(mazur_state *state)
+void mazur_init_state(State *state)
 {
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.5;
@@ -464,8 +436,10 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above */
-static void update(mazur_params *params, mazur_state *state, const mazur_grads *grads)
+/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
+ * only if all: else the gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads,
+                   int all)
 {
     const int64_t k = ++state->step;
     step_constants cst;
@@ -473,39 +447,53 @@ static void update(mazur_params *params, mazur_state *state, const mazur_grads *
     (void)k;
     (void)params;
     (void)grads;
-    update_tensor(&params->W1[0][0], &grads->W1[0][0],
-                  4, &cst);
-    update_tensor(&params->W2[0][0], &grads->W2[0][0],
-                  4, &cst);
+    (void)all;
+    for (int j = 0; j < NUM_PARAMS; ++j)
+        if (PARAMS[j].grad_offset != (size_t)-1 && (all || PARAMS[j].ndim < 2))
+            update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
+                          PARAMS[j].size, &cst);
 }
 
-static double step_rows(mazur_params *params, mazur_state *state, const real *X,
-                        const real *T, const long *idx, long n, mazur_workspace *ws)
+static double step_rows(Params *params, State *state, const real *X,
+                        const real *T, const long *idx, long n, Work *ws)
 {
-    const double E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws);
-    update(params, state, &ws->grads);
+    double E;
+    if (n <= CHUNK) { /* one chunk: no gradient buffer and no pass over the weight matrices */
+        const int64_t k = state->step + 1;
+        const double eta = state->hyper.eta;
+        fused fz;
+        (void)k;
+        fz.alpha = (real)(-eta);
+        fz.beta = (real)(1);
+        fz.params = params;
+        E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, &fz);
+        update(params, state, &ws->grads, 0);
+        return E;
+    }
+    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL);
+    update(params, state, &ws->grads, 1);
     return E;
 }
 
-double mazur_step(mazur_params *params, mazur_state *state, const real *X,
-                       const real *T, long n, mazur_workspace *ws)
+double mazur_step(Params *params, State *state, const real *X,
+                       const real *T, long n, Work *ws)
 {
     return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
-int mazur_train(mazur_params *params, mazur_state *state, const real *X,
+int mazur_train(Params *params, State *state, const real *X,
                      const real *T, long n, long epochs, long batch_size, int shuffle,
                      uint64_t seed, double *history, mazur_progress progress, void *context,
-                     mazur_workspace *ws)
+                     Work *ws)
 {
     return mazur_train_from(params, state, X, T, n, 0, epochs, batch_size, shuffle, seed,
         history, progress, context, ws);
 }
 
-int mazur_train_from(mazur_params *params, mazur_state *state, const real *X,
+int mazur_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, mazur_progress progress, void *context,
-    mazur_workspace *ws)
+    Work *ws)
 {
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
@@ -533,8 +521,8 @@ int mazur_train_from(mazur_params *params, mazur_state *state, const real *X,
     return 0;
 }
 
-double mazur_accuracy(const mazur_params *params, const real *X, const real *T, long n,
-                           mazur_workspace *ws)
+double mazur_accuracy(const Params *params, const real *X, const real *T, long n,
+                           Work *ws)
 {
     (void)params;
     (void)X;
@@ -608,7 +596,7 @@ static const struct {
     {NULL, 0}};
 
 /* Atomic: via path.tmp */
-int mazur_save_checkpoint(const mazur_params *params, const mazur_state *state,
+int mazur_save_checkpoint(const Params *params, const State *state,
     long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
@@ -654,7 +642,7 @@ int mazur_save_checkpoint(const mazur_params *params, const mazur_state *state,
     return 0;
 }
 
-int mazur_save(const mazur_params *params, const char *path, char *err, size_t errlen)
+int mazur_save(const Params *params, const char *path, char *err, size_t errlen)
 {
     return mazur_save_checkpoint(params, NULL, 0, 0, path, err, errlen);
 }
@@ -719,26 +707,26 @@ static int read_block(const char *path, char **pos, char *end, const char *prefi
     return 0;
 }
 
-int mazur_load(mazur_params *params, const char *path, char *err, size_t errlen)
+int mazur_load(Params *params, const char *path, char *err, size_t errlen)
 {
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf;
-    mazur_params tmp;
+    Params tmp;
     int status = 0;
     if (!buf) return -1;
     for (int k = 0; k < NUM_PARAMS && status == 0; ++k)
-        status = read_block(path, &pos, buf + len, "", k, (real *)((char *)&tmp + PARAMS[k].offset),
+        status = read_block(path, &pos, buf + len, "", k, AT(&tmp, PARAMS[k].offset),
                             err, errlen);
     free(buf);
     if (status == 0) *params = tmp;
     return status;
 }
 
-int mazur_load_checkpoint(mazur_params *params, mazur_state *state, long *epoch,
+int mazur_load_checkpoint(Params *params, State *state, long *epoch,
     uint64_t *seed, const char *path, char *err, size_t errlen)
 {
-    static mazur_params p;
-    static mazur_state st;
+    static Params p;
+    static State st;
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf, *end = buf + len, *l[3], word[64], c;
     long e = -1;
@@ -761,8 +749,7 @@ int mazur_load_checkpoint(mazur_params *params, mazur_state *state, long *epoch,
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
             if (b < 0 || PARAMS[j].grad_offset != (size_t)-1)
                 status = read_block(path, &pos, end, b < 0 ? "" : BUFFERS[b].name, j,
-                    (real *)(b < 0 ? (char *)&p + PARAMS[j].offset
-                                   : (char *)&st + BUFFERS[b].offset + PARAMS[j].grad_offset),
+                    b < 0 ? AT(&p, PARAMS[j].offset) : AT(&st, BUFFERS[b].offset + PARAMS[j].grad_offset),
                     err, errlen);
     if (status == 0 && next_line(&pos, end)) status = FAIL("%s: trailing lines", path);
     free(buf);
@@ -986,8 +973,8 @@ void mazur_free_data(real *X, real *T)
 size_t mazur_layout(int which)
 {
     static const size_t sizes[] = {
-        sizeof(mazur_params), sizeof(mazur_grads), sizeof(mazur_state),
-        sizeof(mazur_workspace), offsetof(mazur_state, step),
+        sizeof(Params), sizeof(Grads), sizeof(State),
+        sizeof(Work), offsetof(State, step),
     };
     return which >= 0 && (size_t)which < sizeof sizes / sizeof sizes[0] ? sizes[which] : 0;
 }

@@ -56,8 +56,10 @@ typedef struct {
 /* Scratch for one chunk of rows: inputs, every intermediate vector, transposed weights and the
  * gradients of the last step. Contents are not meaningful between calls. */
 typedef struct {
-    mazur_real x[MAZUR_CHUNK][MAZUR_INPUTS];
-    mazur_real t[MAZUR_CHUNK][MAZUR_OUTPUTS];
+    const mazur_real (*x)[MAZUR_INPUTS]; /* the chunk's rows: in X, or xbuf */
+    const mazur_real (*t)[MAZUR_OUTPUTS];
+    mazur_real xbuf[MAZUR_CHUNK][MAZUR_INPUTS];
+    mazur_real tbuf[MAZUR_CHUNK][MAZUR_OUTPUTS];
     mazur_real z1[MAZUR_CHUNK][2];
     mazur_real a1[MAZUR_CHUNK][2];
     mazur_real z2[MAZUR_CHUNK][2];

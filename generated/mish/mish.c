@@ -19,6 +19,11 @@
 #endif
 
 typedef mish_real real;
+typedef mish_params Params;
+typedef mish_grads Grads;
+typedef mish_state State;
+typedef mish_workspace Work;
+#define AT(base, offset) ((real *)((char *)(base) + (offset))) /* a tensor in a struct */
 #define CHUNK MISH_CHUNK
 #define INPUTS MISH_INPUTS
 #define OUTPUTS MISH_OUTPUTS
@@ -149,6 +154,7 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
+/* Every parameter: weight file line, shape, where it is, and its init (tensor k, stream k) */
 static const struct {
     const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
     int ndim;
@@ -156,32 +162,23 @@ static const struct {
     long size;
     size_t offset;
     size_t grad_offset; /* -1: frozen */
+    init_spec init;
 } PARAMS[] = {
-    {"W1", "W1 4 3", 2, {4, 3}, 12, offsetof(mish_params, W1), offsetof(mish_grads, W1)},
-    {"b1", "b1 4", 1, {4, 0}, 4, offsetof(mish_params, b1), offsetof(mish_grads, b1)},
-    {"W2", "W2 2 4", 2, {2, 4}, 8, offsetof(mish_params, W2), offsetof(mish_grads, W2)},
-    {"b2", "b2 2", 1, {2, 0}, 2, offsetof(mish_params, b2), offsetof(mish_grads, b2)},
+    {"W1", "W1 4 3", 2, {4, 3}, 12, offsetof(Params, W1), offsetof(Grads, W1),
+     {NORMAL, 3, 4, -1.0, 1.0, 0.5, 1.0, NULL, 0}},
+    {"b1", "b1 4", 1, {4, 0}, 4, offsetof(Params, b1), offsetof(Grads, b1),
+     {UNIFORM, 3, 4, -0.1, 0.1, 1.0, 1.0, NULL, 0}},
+    {"W2", "W2 2 4", 2, {2, 4}, 8, offsetof(Params, W2), offsetof(Grads, W2),
+     {PYTORCH, 4, 2, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"b2", "b2 2", 1, {2, 0}, 2, offsetof(Params, b2), offsetof(Grads, b2),
+     {PYTORCH, 4, 2, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
 };
 #define NUM_PARAMS 4
 
-void mish_init_params(mish_params *params, uint64_t seed)
+void mish_init_params(Params *params, uint64_t seed)
 {
-    { /* W1 [4, 3]: normal (tensor k = 0, fan_in 3, fan_out 4) */
-        const init_spec s = {NORMAL, 3, 4, -1.0, 1.0, 0.5, 1.0, NULL, 0};
-        init_tensor(&params->W1[0][0], 12, &s, stream_key(seed, 0));
-    }
-    { /* b1 [4]: uniform (tensor k = 1, fan_in 3, fan_out 4) */
-        const init_spec s = {UNIFORM, 3, 4, -0.1, 0.1, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->b1[0], 4, &s, stream_key(seed, 1));
-    }
-    { /* W2 [2, 4]: pytorch (tensor k = 2, fan_in 4, fan_out 2) */
-        const init_spec s = {PYTORCH, 4, 2, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->W2[0][0], 8, &s, stream_key(seed, 2));
-    }
-    { /* b2 [2]: pytorch (tensor k = 3, fan_in 4, fan_out 2) */
-        const init_spec s = {PYTORCH, 4, 2, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->b2[0], 2, &s, stream_key(seed, 3));
-    }
+    for (int k = 0; k < NUM_PARAMS; ++k)
+        init_tensor(AT(params, PARAMS[k].offset), PARAMS[k].size, &PARAMS[k].init, stream_key(seed, (uint64_t)k));
 }
 
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
@@ -207,53 +204,70 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
     }
 }
 
-/* The transposed weights the loops read (row j of W^T is contiguous) */
-static void prepare(const mish_params *params, mish_workspace *ws)
+/* C[M][N] = beta C + alpha op(A) B, B[K][N] row-major, op(A) = A[M][K] or (ta) A^T of A[K][M].
+ * wt: B is a weight matrix W[N][K] read transposed: by cblas, or the loops' copy W^T from
+ * prepare(). The loops take kb rows of B per pass, which stay in cache. */
+static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
+                 const real *B, real beta, real *C)
 {
 #ifdef MISH_BLAS
-    (void)params;
-    (void)ws;
+    (void)kb;
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M, N,
+               (int)K, alpha, A, ta ? (int)M : (int)K, B, wt ? (int)K : N, beta, C, N);
 #else
-    for (int i = 0; i < 4; ++i) {
-        for (int j = 0; j < 3; ++j) ws->W1T[j][i] = params->W1[i][j];
-    }
-    for (int i = 0; i < 2; ++i) {
-        for (int j = 0; j < 4; ++j) ws->W2T[j][i] = params->W2[i][j];
+    (void)wt;
+    if (beta != 1)
+        for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
+    for (long k0 = 0; k0 < K; k0 += kb) {
+        const int n = (int)(K - k0 < kb ? K - k0 : kb);
+        for (long i = 0; i < M; ++i)
+            mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
 }
 
-/* Rows first..first+m-1 (or idx[first..]) of X and T into ws->x and ws->t */
-static void gather(mish_workspace *ws, const real *X, const real *T, const long *idx,
+/* The transposed weights the loops read (row j of W^T is contiguous) */
+#ifdef MISH_BLAS
+#define WT(w) (&params->w[0][0])
+#define prepare(params, ws) ((void)0)
+#else
+#define WT(w) (&ws->w##T[0][0])
+static void prepare(const Params *params, Work *ws)
+{
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 3; ++j) ws->W1T[j][i] = params->W1[i][j];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 4; ++j) ws->W2T[j][i] = params->W2[i][j];
+}
+#endif
+
+/* Point ws->x and ws->t at rows first..first+m-1 (or idx[first..]) of X and T: in place when
+ * they are consecutive, else copied into the workspace */
+static void gather(Work *ws, const real *X, const real *T, const long *idx,
                    long first, long m)
 {
-    for (long r = 0; r < m; ++r) {
-        const long src = idx ? idx[first + r] : first + r;
-        memcpy(ws->x[r], X + src * INPUTS, sizeof ws->x[r]);
-        if (T) memcpy(ws->t[r], T + src * OUTPUTS, sizeof ws->t[r]);
+    const long top = idx ? idx[first] : first;
+    long r = 1;
+    while (idx && r < m && idx[first + r] == top + r) ++r;
+    if (!idx || r >= m) {
+        ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
+        ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
+        return;
     }
+    for (r = 0; r < m; ++r) {
+        memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
+        if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
+    }
+    ws->x = (const real(*)[INPUTS])ws->xbuf;
+    ws->t = (const real(*)[OUTPUTS])ws->tbuf;
 }
 
-static void forward_chunk(const mish_params *params, mish_workspace *ws, long m)
+static void forward_chunk(const Params *params, Work *ws, long m)
 {
-    /* z1 = W1 @ x + b1 */
-#ifdef MISH_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 4, 3, 1, &ws->x[0][0],
-               3, &params->W1[0][0], 3, 0, &ws->z1[0][0], 4);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 4; ++i) ws->z1[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 3; j0 += 3) { /* 3 rows of W1T stay in cache for every row */
-        const int kb = 3 - j0 < 3 ? 3 - j0 : 3;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(4, kb, 1, &ws->x[r][j0], 1, ws->W1T[j0], 4, ws->z1[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 4; ++i) ws->z1[r][i] += params->b1[i];
-    }
+    /* z1 = W1 @ x + b1: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 4; ++i) ws->z1[r][i] = params->b1[i];
+    gemm(0, 1, m, 4, 3, 3, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = z1*tanh(log(1 + exp(z1))) */
     for (long r = 0; r < m; ++r) {
@@ -264,24 +278,10 @@ static void forward_chunk(const mish_params *params, mish_workspace *ws, long m)
         }
     }
 
-    /* z2 = W2 @ a1 + b2 */
-#ifdef MISH_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 2, 4, 1, &ws->a1[0][0],
-               4, &params->W2[0][0], 4, 0, &ws->z2[0][0], 2);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 2; ++i) ws->z2[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 4; j0 += 4) { /* 4 rows of W2T stay in cache for every row */
-        const int kb = 4 - j0 < 4 ? 4 - j0 : 4;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(2, kb, 1, &ws->a1[r][j0], 1, ws->W2T[j0], 2, ws->z2[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 2; ++i) ws->z2[r][i] += params->b2[i];
-    }
+    /* z2 = W2 @ a1 + b2: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 2; ++i) ws->z2[r][i] = params->b2[i];
+    gemm(0, 1, m, 2, 4, 4, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = z2 */
     for (long r = 0; r < m; ++r) {
@@ -295,7 +295,7 @@ static void forward_chunk(const mish_params *params, mish_workspace *ws, long m)
 }
 
 /* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in double */
-static double loss_chunk(const mish_workspace *ws, long m, long n)
+static double loss_chunk(const Work *ws, long m, long n)
 {
     double sum = 0;
     (void)n;
@@ -311,9 +311,15 @@ static double loss_chunk(const mish_workspace *ws, long m, long n)
     return sum;
 }
 
+/* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
+typedef struct {
+    real alpha, beta;
+    Params *params;
+} fused;
+
 /* The backward pass of one chunk, adding to grads (first: the first chunk of the batch) */
-static void backward_chunk(const mish_params *params, mish_grads *grads,
-                           mish_workspace *ws, long m, long n, int first)
+static void backward_chunk(const Params *params, Grads *grads,
+                           Work *ws, long m, long n, int first, const fused *fz)
 {
     const double Nd = (double)n;
     const real Nr = (real)n;
@@ -321,6 +327,7 @@ static void backward_chunk(const mish_params *params, mish_grads *grads,
     (void)first;
     (void)params;
     (void)grads;
+    (void)fz;
     /* delta2 = (-2*t + 2*a2)/(2*N) */
     for (long r = 0; r < m; ++r) {
         const real *restrict a2 = ws->a2[r];
@@ -331,40 +338,18 @@ static void backward_chunk(const mish_params *params, mish_grads *grads,
         }
     }
 
-    /* dW2 = sum_n delta2_n a1_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef MISH_BLAS
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 2, 4, (int)m, 1, &ws->delta2[0][0],
-               2, &ws->a1[0][0], 4, first ? 0 : 1, &grads->W2[0][0], 4);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of a1 stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 2; ++i) {
-            mac_rows(4, rb, 1, &ws->delta2[r0][i], 2, ws->a1[r0], 4, grads->W2[i]);
-        }
-    }
-#endif
+    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
+    gemm(0, 0, m, 4, 2, 2, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
+
+    /* dW2 = sum_n delta2_n a1_n^T, summed over the chunks; with fz, W2 = beta W2 + alpha dW2 */
+    gemm(1, 0, 2, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta2[r];
         for (int i = 0; i < 2; ++i) grads->b2[i] += d[i];
     }
-
-    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
-#ifdef MISH_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, 4, 2, 1, &ws->delta2[0][0],
-               2, &params->W2[0][0], 4, 0, &ws->da1[0][0], 4);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int j = 0; j < 4; ++j) ws->da1[r][j] = 0;
-    }
-    for (int i0 = 0; i0 < 2; i0 += 2) { /* 2 rows of W2 stay in cache for every row */
-        const int kb = 2 - i0 < 2 ? 2 - i0 : 2;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(4, kb, 1, &ws->delta2[r][i0], 1, params->W2[i0], 4, ws->da1[r]);
-        }
-    }
-#endif
 
     /* delta1 = da1*(z1*(1 - tanh(log(1 + exp(z1)))**2)/(1 + exp(-z1)) + tanh(log(1 + exp(z1)))) */
     for (long r = 0; r < m; ++r) {
@@ -377,18 +362,9 @@ static void backward_chunk(const mish_params *params, mish_grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef MISH_BLAS
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4, 3, (int)m, 1, &ws->delta1[0][0],
-               4, &ws->x[0][0], 3, first ? 0 : 1, &grads->W1[0][0], 3);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of x stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 4; ++i) {
-            mac_rows(3, rb, 1, &ws->delta1[r0][i], 4, ws->x[r0], 3, grads->W1[i]);
-        }
-    }
-#endif
+    /* dW1 = sum_n delta1_n x_n^T, summed over the chunks; with fz, W1 = beta W1 + alpha dW1 */
+    gemm(1, 0, 4, 3, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
@@ -399,35 +375,31 @@ static void backward_chunk(const mish_params *params, mish_grads *grads,
 }
 
 /* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk */
-static double loss_and_grad_rows(const mish_params *params, const real *X, const real *T,
-                                 const long *idx, long n, mish_grads *grads,
-                                 mish_workspace *ws)
+static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
+                                 const long *idx, long n, Grads *grads,
+                                 Work *ws, const fused *fz)
 {
     double sum = 0;
     const double Nd = (double)n;
-#ifdef MISH_BLAS
-    if (grads) { /* the weight gradients are overwritten by the first chunk's gemm */
+    if (grads) { /* the weight gradients are overwritten by the first chunk */
         memset(grads->b1, 0, sizeof grads->b1);
         memset(grads->b2, 0, sizeof grads->b2);
     }
-#else
-    if (grads) memset(grads, 0, sizeof *grads);
-#endif
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, T, idx, first, m);
         forward_chunk(params, ws, m);
         sum += loss_chunk(ws, m, n);
-        if (grads) backward_chunk(params, grads, ws, m, n, first == 0);
+        if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
     /* E = 1/(2*N) * sum_n sum_k (a2 - t)**2 */
     return ((1.0/2.0)/Nd) * sum;
 }
 
-void mish_forward(const mish_params *params, const real *X, long n, real *Y,
-                        mish_workspace *ws)
+void mish_forward(const Params *params, const real *X, long n, real *Y,
+                        Work *ws)
 {
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
@@ -438,21 +410,21 @@ void mish_forward(const mish_params *params, const real *X, long n, real *Y,
     }
 }
 
-double mish_loss(const mish_params *params, const real *X, const real *T, long n,
-                       mish_workspace *ws)
+double mish_loss(const Params *params, const real *X, const real *T, long n,
+                       Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
 }
 
-double mish_loss_and_grad(const mish_params *params, const real *X, const real *T,
-                                long n, mish_grads *grads, mish_workspace *ws)
+double mish_loss_and_grad(const Params *params, const real *X, const real *T,
+                                long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
 
-void mish_init_state(mish_state *state)
+void mish_init_state(State *state)
 {
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.05;
@@ -476,8 +448,10 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above */
-static void update(mish_params *params, mish_state *state, const mish_grads *grads)
+/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
+ * only if all: else the gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads,
+                   int all)
 {
     const int64_t k = ++state->step;
     step_constants cst;
@@ -485,43 +459,53 @@ static void update(mish_params *params, mish_state *state, const mish_grads *gra
     (void)k;
     (void)params;
     (void)grads;
-    update_tensor(&params->W1[0][0], &grads->W1[0][0],
-                  12, &cst);
-    update_tensor(&params->b1[0], &grads->b1[0],
-                  4, &cst);
-    update_tensor(&params->W2[0][0], &grads->W2[0][0],
-                  8, &cst);
-    update_tensor(&params->b2[0], &grads->b2[0],
-                  2, &cst);
+    (void)all;
+    for (int j = 0; j < NUM_PARAMS; ++j)
+        if (PARAMS[j].grad_offset != (size_t)-1 && (all || PARAMS[j].ndim < 2))
+            update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
+                          PARAMS[j].size, &cst);
 }
 
-static double step_rows(mish_params *params, mish_state *state, const real *X,
-                        const real *T, const long *idx, long n, mish_workspace *ws)
+static double step_rows(Params *params, State *state, const real *X,
+                        const real *T, const long *idx, long n, Work *ws)
 {
-    const double E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws);
-    update(params, state, &ws->grads);
+    double E;
+    if (n <= CHUNK) { /* one chunk: no gradient buffer and no pass over the weight matrices */
+        const int64_t k = state->step + 1;
+        const double eta = state->hyper.eta;
+        fused fz;
+        (void)k;
+        fz.alpha = (real)(-eta);
+        fz.beta = (real)(1);
+        fz.params = params;
+        E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, &fz);
+        update(params, state, &ws->grads, 0);
+        return E;
+    }
+    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL);
+    update(params, state, &ws->grads, 1);
     return E;
 }
 
-double mish_step(mish_params *params, mish_state *state, const real *X,
-                       const real *T, long n, mish_workspace *ws)
+double mish_step(Params *params, State *state, const real *X,
+                       const real *T, long n, Work *ws)
 {
     return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
-int mish_train(mish_params *params, mish_state *state, const real *X,
+int mish_train(Params *params, State *state, const real *X,
                      const real *T, long n, long epochs, long batch_size, int shuffle,
                      uint64_t seed, double *history, mish_progress progress, void *context,
-                     mish_workspace *ws)
+                     Work *ws)
 {
     return mish_train_from(params, state, X, T, n, 0, epochs, batch_size, shuffle, seed,
         history, progress, context, ws);
 }
 
-int mish_train_from(mish_params *params, mish_state *state, const real *X,
+int mish_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, mish_progress progress, void *context,
-    mish_workspace *ws)
+    Work *ws)
 {
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
@@ -549,8 +533,8 @@ int mish_train_from(mish_params *params, mish_state *state, const real *X,
     return 0;
 }
 
-double mish_accuracy(const mish_params *params, const real *X, const real *T, long n,
-                           mish_workspace *ws)
+double mish_accuracy(const Params *params, const real *X, const real *T, long n,
+                           Work *ws)
 {
     (void)params;
     (void)X;
@@ -624,7 +608,7 @@ static const struct {
     {NULL, 0}};
 
 /* Atomic: via path.tmp */
-int mish_save_checkpoint(const mish_params *params, const mish_state *state,
+int mish_save_checkpoint(const Params *params, const State *state,
     long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
@@ -670,7 +654,7 @@ int mish_save_checkpoint(const mish_params *params, const mish_state *state,
     return 0;
 }
 
-int mish_save(const mish_params *params, const char *path, char *err, size_t errlen)
+int mish_save(const Params *params, const char *path, char *err, size_t errlen)
 {
     return mish_save_checkpoint(params, NULL, 0, 0, path, err, errlen);
 }
@@ -735,26 +719,26 @@ static int read_block(const char *path, char **pos, char *end, const char *prefi
     return 0;
 }
 
-int mish_load(mish_params *params, const char *path, char *err, size_t errlen)
+int mish_load(Params *params, const char *path, char *err, size_t errlen)
 {
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf;
-    mish_params tmp;
+    Params tmp;
     int status = 0;
     if (!buf) return -1;
     for (int k = 0; k < NUM_PARAMS && status == 0; ++k)
-        status = read_block(path, &pos, buf + len, "", k, (real *)((char *)&tmp + PARAMS[k].offset),
+        status = read_block(path, &pos, buf + len, "", k, AT(&tmp, PARAMS[k].offset),
                             err, errlen);
     free(buf);
     if (status == 0) *params = tmp;
     return status;
 }
 
-int mish_load_checkpoint(mish_params *params, mish_state *state, long *epoch,
+int mish_load_checkpoint(Params *params, State *state, long *epoch,
     uint64_t *seed, const char *path, char *err, size_t errlen)
 {
-    static mish_params p;
-    static mish_state st;
+    static Params p;
+    static State st;
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf, *end = buf + len, *l[3], word[64], c;
     long e = -1;
@@ -777,8 +761,7 @@ int mish_load_checkpoint(mish_params *params, mish_state *state, long *epoch,
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
             if (b < 0 || PARAMS[j].grad_offset != (size_t)-1)
                 status = read_block(path, &pos, end, b < 0 ? "" : BUFFERS[b].name, j,
-                    (real *)(b < 0 ? (char *)&p + PARAMS[j].offset
-                                   : (char *)&st + BUFFERS[b].offset + PARAMS[j].grad_offset),
+                    b < 0 ? AT(&p, PARAMS[j].offset) : AT(&st, BUFFERS[b].offset + PARAMS[j].grad_offset),
                     err, errlen);
     if (status == 0 && next_line(&pos, end)) status = FAIL("%s: trailing lines", path);
     free(buf);
@@ -1002,8 +985,8 @@ void mish_free_data(real *X, real *T)
 size_t mish_layout(int which)
 {
     static const size_t sizes[] = {
-        sizeof(mish_params), sizeof(mish_grads), sizeof(mish_state),
-        sizeof(mish_workspace), offsetof(mish_state, step),
+        sizeof(Params), sizeof(Grads), sizeof(State),
+        sizeof(Work), offsetof(State, step),
     };
     return which >= 0 && (size_t)which < sizeof sizes / sizeof sizes[0] ? sizes[which] : 0;
 }

@@ -58,8 +58,10 @@ typedef struct {
 /* Scratch for one chunk of rows: inputs, every intermediate vector, transposed weights and the
  * gradients of the last step. Contents are not meaningful between calls. */
 typedef struct {
-    mish_real x[MISH_CHUNK][MISH_INPUTS];
-    mish_real t[MISH_CHUNK][MISH_OUTPUTS];
+    const mish_real (*x)[MISH_INPUTS]; /* the chunk's rows: in X, or xbuf */
+    const mish_real (*t)[MISH_OUTPUTS];
+    mish_real xbuf[MISH_CHUNK][MISH_INPUTS];
+    mish_real tbuf[MISH_CHUNK][MISH_OUTPUTS];
     mish_real z1[MISH_CHUNK][4];
     mish_real a1[MISH_CHUNK][4];
     mish_real z2[MISH_CHUNK][2];

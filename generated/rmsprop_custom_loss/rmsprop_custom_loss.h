@@ -64,8 +64,10 @@ typedef struct {
 /* Scratch for one chunk of rows: inputs, every intermediate vector, transposed weights and the
  * gradients of the last step. Contents are not meaningful between calls. */
 typedef struct {
-    rmsprop_custom_loss_real x[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_INPUTS];
-    rmsprop_custom_loss_real t[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_OUTPUTS];
+    const rmsprop_custom_loss_real (*x)[RMSPROP_CUSTOM_LOSS_INPUTS]; /* the chunk's rows: in X, or xbuf */
+    const rmsprop_custom_loss_real (*t)[RMSPROP_CUSTOM_LOSS_OUTPUTS];
+    rmsprop_custom_loss_real xbuf[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_INPUTS];
+    rmsprop_custom_loss_real tbuf[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_OUTPUTS];
     rmsprop_custom_loss_real z1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real a1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real z2[RMSPROP_CUSTOM_LOSS_CHUNK][1];

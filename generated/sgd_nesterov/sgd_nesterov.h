@@ -64,8 +64,10 @@ typedef struct {
 /* Scratch for one chunk of rows: inputs, every intermediate vector, transposed weights and the
  * gradients of the last step. Contents are not meaningful between calls. */
 typedef struct {
-    sgd_nesterov_real x[SGD_NESTEROV_CHUNK][SGD_NESTEROV_INPUTS];
-    sgd_nesterov_real t[SGD_NESTEROV_CHUNK][SGD_NESTEROV_OUTPUTS];
+    const sgd_nesterov_real (*x)[SGD_NESTEROV_INPUTS]; /* the chunk's rows: in X, or xbuf */
+    const sgd_nesterov_real (*t)[SGD_NESTEROV_OUTPUTS];
+    sgd_nesterov_real xbuf[SGD_NESTEROV_CHUNK][SGD_NESTEROV_INPUTS];
+    sgd_nesterov_real tbuf[SGD_NESTEROV_CHUNK][SGD_NESTEROV_OUTPUTS];
     sgd_nesterov_real z1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real a1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real z2[SGD_NESTEROV_CHUNK][4];

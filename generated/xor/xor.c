@@ -19,6 +19,11 @@
 #endif
 
 typedef xor_real real;
+typedef xor_params Params;
+typedef xor_grads Grads;
+typedef xor_state State;
+typedef xor_workspace Work;
+#define AT(base, offset) ((real *)((char *)(base) + (offset))) /* a tensor in a struct */
 #define CHUNK XOR_CHUNK
 #define INPUTS XOR_INPUTS
 #define OUTPUTS XOR_OUTPUTS
@@ -149,6 +154,7 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
+/* Every parameter: weight file line, shape, where it is, and its init (tensor k, stream k) */
 static const struct {
     const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
     int ndim;
@@ -156,32 +162,23 @@ static const struct {
     long size;
     size_t offset;
     size_t grad_offset; /* -1: frozen */
+    init_spec init;
 } PARAMS[] = {
-    {"W1", "W1 4 2", 2, {4, 2}, 8, offsetof(xor_params, W1), offsetof(xor_grads, W1)},
-    {"b1", "b1 4", 1, {4, 0}, 4, offsetof(xor_params, b1), offsetof(xor_grads, b1)},
-    {"W2", "W2 1 4", 2, {1, 4}, 4, offsetof(xor_params, W2), offsetof(xor_grads, W2)},
-    {"b2", "b2 1", 1, {1, 0}, 1, offsetof(xor_params, b2), offsetof(xor_grads, b2)},
+    {"W1", "W1 4 2", 2, {4, 2}, 8, offsetof(Params, W1), offsetof(Grads, W1),
+     {XAVIER_UNIFORM, 2, 4, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"b1", "b1 4", 1, {4, 0}, 4, offsetof(Params, b1), offsetof(Grads, b1),
+     {ZEROS, 2, 4, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"W2", "W2 1 4", 2, {1, 4}, 4, offsetof(Params, W2), offsetof(Grads, W2),
+     {XAVIER_UNIFORM, 4, 1, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+    {"b2", "b2 1", 1, {1, 0}, 1, offsetof(Params, b2), offsetof(Grads, b2),
+     {ZEROS, 4, 1, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
 };
 #define NUM_PARAMS 4
 
-void xor_init_params(xor_params *params, uint64_t seed)
+void xor_init_params(Params *params, uint64_t seed)
 {
-    { /* W1 [4, 2]: xavier_uniform (tensor k = 0, fan_in 2, fan_out 4) */
-        const init_spec s = {XAVIER_UNIFORM, 2, 4, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->W1[0][0], 8, &s, stream_key(seed, 0));
-    }
-    { /* b1 [4]: zeros (tensor k = 1, fan_in 2, fan_out 4) */
-        const init_spec s = {ZEROS, 2, 4, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->b1[0], 4, &s, stream_key(seed, 1));
-    }
-    { /* W2 [1, 4]: xavier_uniform (tensor k = 2, fan_in 4, fan_out 1) */
-        const init_spec s = {XAVIER_UNIFORM, 4, 1, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->W2[0][0], 4, &s, stream_key(seed, 2));
-    }
-    { /* b2 [1]: zeros (tensor k = 3, fan_in 4, fan_out 1) */
-        const init_spec s = {ZEROS, 4, 1, -1.0, 1.0, 1.0, 1.0, NULL, 0};
-        init_tensor(&params->b2[0], 1, &s, stream_key(seed, 3));
-    }
+    for (int k = 0; k < NUM_PARAMS; ++k)
+        init_tensor(AT(params, PARAMS[k].offset), PARAMS[k].size, &PARAMS[k].init, stream_key(seed, (uint64_t)k));
 }
 
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
@@ -207,53 +204,70 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
     }
 }
 
-/* The transposed weights the loops read (row j of W^T is contiguous) */
-static void prepare(const xor_params *params, xor_workspace *ws)
+/* C[M][N] = beta C + alpha op(A) B, B[K][N] row-major, op(A) = A[M][K] or (ta) A^T of A[K][M].
+ * wt: B is a weight matrix W[N][K] read transposed: by cblas, or the loops' copy W^T from
+ * prepare(). The loops take kb rows of B per pass, which stay in cache. */
+static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
+                 const real *B, real beta, real *C)
 {
 #ifdef XOR_BLAS
-    (void)params;
-    (void)ws;
+    (void)kb;
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M, N,
+               (int)K, alpha, A, ta ? (int)M : (int)K, B, wt ? (int)K : N, beta, C, N);
 #else
-    for (int i = 0; i < 4; ++i) {
-        for (int j = 0; j < 2; ++j) ws->W1T[j][i] = params->W1[i][j];
-    }
-    for (int i = 0; i < 1; ++i) {
-        for (int j = 0; j < 4; ++j) ws->W2T[j][i] = params->W2[i][j];
+    (void)wt;
+    if (beta != 1)
+        for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
+    for (long k0 = 0; k0 < K; k0 += kb) {
+        const int n = (int)(K - k0 < kb ? K - k0 : kb);
+        for (long i = 0; i < M; ++i)
+            mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
 }
 
-/* Rows first..first+m-1 (or idx[first..]) of X and T into ws->x and ws->t */
-static void gather(xor_workspace *ws, const real *X, const real *T, const long *idx,
+/* The transposed weights the loops read (row j of W^T is contiguous) */
+#ifdef XOR_BLAS
+#define WT(w) (&params->w[0][0])
+#define prepare(params, ws) ((void)0)
+#else
+#define WT(w) (&ws->w##T[0][0])
+static void prepare(const Params *params, Work *ws)
+{
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 2; ++j) ws->W1T[j][i] = params->W1[i][j];
+    for (int i = 0; i < 1; ++i)
+        for (int j = 0; j < 4; ++j) ws->W2T[j][i] = params->W2[i][j];
+}
+#endif
+
+/* Point ws->x and ws->t at rows first..first+m-1 (or idx[first..]) of X and T: in place when
+ * they are consecutive, else copied into the workspace */
+static void gather(Work *ws, const real *X, const real *T, const long *idx,
                    long first, long m)
 {
-    for (long r = 0; r < m; ++r) {
-        const long src = idx ? idx[first + r] : first + r;
-        memcpy(ws->x[r], X + src * INPUTS, sizeof ws->x[r]);
-        if (T) memcpy(ws->t[r], T + src * OUTPUTS, sizeof ws->t[r]);
+    const long top = idx ? idx[first] : first;
+    long r = 1;
+    while (idx && r < m && idx[first + r] == top + r) ++r;
+    if (!idx || r >= m) {
+        ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
+        ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
+        return;
     }
+    for (r = 0; r < m; ++r) {
+        memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
+        if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
+    }
+    ws->x = (const real(*)[INPUTS])ws->xbuf;
+    ws->t = (const real(*)[OUTPUTS])ws->tbuf;
 }
 
-static void forward_chunk(const xor_params *params, xor_workspace *ws, long m)
+static void forward_chunk(const Params *params, Work *ws, long m)
 {
-    /* z1 = W1 @ x + b1 */
-#ifdef XOR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 4, 2, 1, &ws->x[0][0],
-               2, &params->W1[0][0], 2, 0, &ws->z1[0][0], 4);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 4; ++i) ws->z1[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 2; j0 += 2) { /* 2 rows of W1T stay in cache for every row */
-        const int kb = 2 - j0 < 2 ? 2 - j0 : 2;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(4, kb, 1, &ws->x[r][j0], 1, ws->W1T[j0], 4, ws->z1[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 4; ++i) ws->z1[r][i] += params->b1[i];
-    }
+    /* z1 = W1 @ x + b1: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 4; ++i) ws->z1[r][i] = params->b1[i];
+    gemm(0, 1, m, 4, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = tanh(z1) */
     for (long r = 0; r < m; ++r) {
@@ -264,24 +278,10 @@ static void forward_chunk(const xor_params *params, xor_workspace *ws, long m)
         }
     }
 
-    /* z2 = W2 @ a1 + b2 */
-#ifdef XOR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, 1, 4, 1, &ws->a1[0][0],
-               4, &params->W2[0][0], 4, 0, &ws->z2[0][0], 1);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 1; ++i) ws->z2[r][i] = 0;
-    }
-    for (int j0 = 0; j0 < 4; j0 += 4) { /* 4 rows of W2T stay in cache for every row */
-        const int kb = 4 - j0 < 4 ? 4 - j0 : 4;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(1, kb, 1, &ws->a1[r][j0], 1, ws->W2T[j0], 1, ws->z2[r]);
-        }
-    }
-#endif
-    for (long r = 0; r < m; ++r) {
-        for (int i = 0; i < 1; ++i) ws->z2[r][i] += params->b2[i];
-    }
+    /* z2 = W2 @ a1 + b2: rows start as the bias, then the product is added */
+    for (long r = 0; r < m; ++r)
+        for (int i = 0; i < 1; ++i) ws->z2[r][i] = params->b2[i];
+    gemm(0, 1, m, 1, 4, 4, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = 1/(1 + exp(-z2)) */
     for (long r = 0; r < m; ++r) {
@@ -295,7 +295,7 @@ static void forward_chunk(const xor_params *params, xor_workspace *ws, long m)
 }
 
 /* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in double */
-static double loss_chunk(const xor_workspace *ws, long m, long n)
+static double loss_chunk(const Work *ws, long m, long n)
 {
     double sum = 0;
     (void)n;
@@ -304,16 +304,22 @@ static double loss_chunk(const xor_workspace *ws, long m, long n)
         const real *restrict t = ws->t[r];
         const real *restrict z2 = ws->z2[r];
         for (int i = 0; i < 1; ++i) {
-            sum += (double)(-t[i]*z2[i] + fmax(0, z2[i]) + (fmax(-fabs(z2[i]), 0) + log1p(exp(-fabs(-fabs(z2[i]))))));
+            sum += (double)(-t[i]*z2[i] + (z2[i] > 0 ? z2[i] : 0) + (fmax(-fabs(z2[i]), 0) + log1p(exp(-fabs(-fabs(z2[i]))))));
         }
     }
 
     return sum;
 }
 
+/* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
+typedef struct {
+    real alpha, beta;
+    Params *params;
+} fused;
+
 /* The backward pass of one chunk, adding to grads (first: the first chunk of the batch) */
-static void backward_chunk(const xor_params *params, xor_grads *grads,
-                           xor_workspace *ws, long m, long n, int first)
+static void backward_chunk(const Params *params, Grads *grads,
+                           Work *ws, long m, long n, int first, const fused *fz)
 {
     const double Nd = (double)n;
     const real Nr = (real)n;
@@ -321,6 +327,7 @@ static void backward_chunk(const xor_params *params, xor_grads *grads,
     (void)first;
     (void)params;
     (void)grads;
+    (void)fz;
     /* delta2 = (a2 - t)/N */
     for (long r = 0; r < m; ++r) {
         const real *restrict a2 = ws->a2[r];
@@ -331,40 +338,18 @@ static void backward_chunk(const xor_params *params, xor_grads *grads,
         }
     }
 
-    /* dW2 = sum_n delta2_n a1_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef XOR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 1, 4, (int)m, 1, &ws->delta2[0][0],
-               1, &ws->a1[0][0], 4, first ? 0 : 1, &grads->W2[0][0], 4);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of a1 stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 1; ++i) {
-            mac_rows(4, rb, 1, &ws->delta2[r0][i], 1, ws->a1[r0], 4, grads->W2[i]);
-        }
-    }
-#endif
+    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
+    gemm(0, 0, m, 4, 1, 1, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
+
+    /* dW2 = sum_n delta2_n a1_n^T, summed over the chunks; with fz, W2 = beta W2 + alpha dW2 */
+    gemm(1, 0, 1, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta2[r];
         for (int i = 0; i < 1; ++i) grads->b2[i] += d[i];
     }
-
-    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
-#ifdef XOR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, 4, 1, 1, &ws->delta2[0][0],
-               1, &params->W2[0][0], 4, 0, &ws->da1[0][0], 4);
-#else
-    for (long r = 0; r < m; ++r) {
-        for (int j = 0; j < 4; ++j) ws->da1[r][j] = 0;
-    }
-    for (int i0 = 0; i0 < 1; i0 += 1) { /* 1 rows of W2 stay in cache for every row */
-        const int kb = 1 - i0 < 1 ? 1 - i0 : 1;
-        for (long r = 0; r < m; ++r) {
-            mac_rows(4, kb, 1, &ws->delta2[r][i0], 1, params->W2[i0], 4, ws->da1[r]);
-        }
-    }
-#endif
 
     /* delta1 = da1*(1 - a1**2) */
     for (long r = 0; r < m; ++r) {
@@ -376,18 +361,9 @@ static void backward_chunk(const xor_params *params, xor_grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T (summed over the chunks; the first one overwrites with BLAS) */
-#ifdef XOR_BLAS
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4, 2, (int)m, 1, &ws->delta1[0][0],
-               4, &ws->x[0][0], 2, first ? 0 : 1, &grads->W1[0][0], 2);
-#else
-    for (long r0 = 0; r0 < m; r0 += 256) { /* 256 rows of x stay in cache for every i */
-        const int rb = (int)(m - r0 < 256 ? m - r0 : 256);
-        for (int i = 0; i < 4; ++i) {
-            mac_rows(2, rb, 1, &ws->delta1[r0][i], 4, ws->x[r0], 2, grads->W1[i]);
-        }
-    }
-#endif
+    /* dW1 = sum_n delta1_n x_n^T, summed over the chunks; with fz, W1 = beta W1 + alpha dW1 */
+    gemm(1, 0, 4, 2, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
+         fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
@@ -398,35 +374,31 @@ static void backward_chunk(const xor_params *params, xor_grads *grads,
 }
 
 /* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk */
-static double loss_and_grad_rows(const xor_params *params, const real *X, const real *T,
-                                 const long *idx, long n, xor_grads *grads,
-                                 xor_workspace *ws)
+static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
+                                 const long *idx, long n, Grads *grads,
+                                 Work *ws, const fused *fz)
 {
     double sum = 0;
     const double Nd = (double)n;
-#ifdef XOR_BLAS
-    if (grads) { /* the weight gradients are overwritten by the first chunk's gemm */
+    if (grads) { /* the weight gradients are overwritten by the first chunk */
         memset(grads->b1, 0, sizeof grads->b1);
         memset(grads->b2, 0, sizeof grads->b2);
     }
-#else
-    if (grads) memset(grads, 0, sizeof *grads);
-#endif
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, T, idx, first, m);
         forward_chunk(params, ws, m);
         sum += loss_chunk(ws, m, n);
-        if (grads) backward_chunk(params, grads, ws, m, n, first == 0);
+        if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
     /* E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2))) */
     return (1.0/Nd) * sum;
 }
 
-void xor_forward(const xor_params *params, const real *X, long n, real *Y,
-                        xor_workspace *ws)
+void xor_forward(const Params *params, const real *X, long n, real *Y,
+                        Work *ws)
 {
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
@@ -437,21 +409,21 @@ void xor_forward(const xor_params *params, const real *X, long n, real *Y,
     }
 }
 
-double xor_loss(const xor_params *params, const real *X, const real *T, long n,
-                       xor_workspace *ws)
+double xor_loss(const Params *params, const real *X, const real *T, long n,
+                       Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
 }
 
-double xor_loss_and_grad(const xor_params *params, const real *X, const real *T,
-                                long n, xor_grads *grads, xor_workspace *ws)
+double xor_loss_and_grad(const Params *params, const real *X, const real *T,
+                                long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws);
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
 
-void xor_init_state(xor_state *state)
+void xor_init_state(State *state)
 {
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.5;
@@ -487,8 +459,10 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above */
-static void update(xor_params *params, xor_state *state, const xor_grads *grads)
+/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
+ * only if all: else the gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads,
+                   int all)
 {
     const int64_t k = ++state->step;
     step_constants cst;
@@ -498,47 +472,42 @@ static void update(xor_params *params, xor_state *state, const xor_grads *grads)
     (void)k;
     (void)params;
     (void)grads;
-    update_tensor(&params->W1[0][0], &grads->W1[0][0],
-                  &state->buf.W1[0][0],
-                  8, &cst);
-    update_tensor(&params->b1[0], &grads->b1[0],
-                  &state->buf.b1[0],
-                  4, &cst);
-    update_tensor(&params->W2[0][0], &grads->W2[0][0],
-                  &state->buf.W2[0][0],
-                  4, &cst);
-    update_tensor(&params->b2[0], &grads->b2[0],
-                  &state->buf.b2[0],
-                  1, &cst);
+    (void)all;
+    for (int j = 0; j < NUM_PARAMS; ++j)
+        if (PARAMS[j].grad_offset != (size_t)-1 && (all || PARAMS[j].ndim < 2))
+            update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
+                          AT(&state->buf, PARAMS[j].grad_offset),
+                          PARAMS[j].size, &cst);
 }
 
-static double step_rows(xor_params *params, xor_state *state, const real *X,
-                        const real *T, const long *idx, long n, xor_workspace *ws)
+static double step_rows(Params *params, State *state, const real *X,
+                        const real *T, const long *idx, long n, Work *ws)
 {
-    const double E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws);
-    update(params, state, &ws->grads);
+    double E;
+    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL);
+    update(params, state, &ws->grads, 1);
     return E;
 }
 
-double xor_step(xor_params *params, xor_state *state, const real *X,
-                       const real *T, long n, xor_workspace *ws)
+double xor_step(Params *params, State *state, const real *X,
+                       const real *T, long n, Work *ws)
 {
     return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
-int xor_train(xor_params *params, xor_state *state, const real *X,
+int xor_train(Params *params, State *state, const real *X,
                      const real *T, long n, long epochs, long batch_size, int shuffle,
                      uint64_t seed, double *history, xor_progress progress, void *context,
-                     xor_workspace *ws)
+                     Work *ws)
 {
     return xor_train_from(params, state, X, T, n, 0, epochs, batch_size, shuffle, seed,
         history, progress, context, ws);
 }
 
-int xor_train_from(xor_params *params, xor_state *state, const real *X,
+int xor_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, xor_progress progress, void *context,
-    xor_workspace *ws)
+    Work *ws)
 {
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
@@ -566,8 +535,8 @@ int xor_train_from(xor_params *params, xor_state *state, const real *X,
     return 0;
 }
 
-double xor_accuracy(const xor_params *params, const real *X, const real *T, long n,
-                           xor_workspace *ws)
+double xor_accuracy(const Params *params, const real *X, const real *T, long n,
+                           Work *ws)
 {
     long right = 0;
     prepare(params, ws);
@@ -642,14 +611,14 @@ static const struct {
     const char *name;
     size_t offset;
 } BUFFERS[] = {
-    {"buf", offsetof(xor_state, buf)},
+    {"buf", offsetof(State, buf)},
     {NULL, 0}}, HYPERS[] = {
     {"eta", offsetof(xor_hyper, eta)},
     {"mu", offsetof(xor_hyper, mu)},
     {NULL, 0}};
 
 /* Atomic: via path.tmp */
-int xor_save_checkpoint(const xor_params *params, const xor_state *state,
+int xor_save_checkpoint(const Params *params, const State *state,
     long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
     char tmp[4096];
@@ -695,7 +664,7 @@ int xor_save_checkpoint(const xor_params *params, const xor_state *state,
     return 0;
 }
 
-int xor_save(const xor_params *params, const char *path, char *err, size_t errlen)
+int xor_save(const Params *params, const char *path, char *err, size_t errlen)
 {
     return xor_save_checkpoint(params, NULL, 0, 0, path, err, errlen);
 }
@@ -760,26 +729,26 @@ static int read_block(const char *path, char **pos, char *end, const char *prefi
     return 0;
 }
 
-int xor_load(xor_params *params, const char *path, char *err, size_t errlen)
+int xor_load(Params *params, const char *path, char *err, size_t errlen)
 {
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf;
-    xor_params tmp;
+    Params tmp;
     int status = 0;
     if (!buf) return -1;
     for (int k = 0; k < NUM_PARAMS && status == 0; ++k)
-        status = read_block(path, &pos, buf + len, "", k, (real *)((char *)&tmp + PARAMS[k].offset),
+        status = read_block(path, &pos, buf + len, "", k, AT(&tmp, PARAMS[k].offset),
                             err, errlen);
     free(buf);
     if (status == 0) *params = tmp;
     return status;
 }
 
-int xor_load_checkpoint(xor_params *params, xor_state *state, long *epoch,
+int xor_load_checkpoint(Params *params, State *state, long *epoch,
     uint64_t *seed, const char *path, char *err, size_t errlen)
 {
-    static xor_params p;
-    static xor_state st;
+    static Params p;
+    static State st;
     size_t len;
     char *buf = read_file(path, &len, err, errlen), *pos = buf, *end = buf + len, *l[3], word[64], c;
     long e = -1;
@@ -802,8 +771,7 @@ int xor_load_checkpoint(xor_params *params, xor_state *state, long *epoch,
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
             if (b < 0 || PARAMS[j].grad_offset != (size_t)-1)
                 status = read_block(path, &pos, end, b < 0 ? "" : BUFFERS[b].name, j,
-                    (real *)(b < 0 ? (char *)&p + PARAMS[j].offset
-                                   : (char *)&st + BUFFERS[b].offset + PARAMS[j].grad_offset),
+                    b < 0 ? AT(&p, PARAMS[j].offset) : AT(&st, BUFFERS[b].offset + PARAMS[j].grad_offset),
                     err, errlen);
     if (status == 0 && next_line(&pos, end)) status = FAIL("%s: trailing lines", path);
     free(buf);
@@ -1027,9 +995,9 @@ void xor_free_data(real *X, real *T)
 size_t xor_layout(int which)
 {
     static const size_t sizes[] = {
-        sizeof(xor_params), sizeof(xor_grads), sizeof(xor_state),
-        sizeof(xor_workspace), offsetof(xor_state, step),
-        offsetof(xor_state, buf),
+        sizeof(Params), sizeof(Grads), sizeof(State),
+        sizeof(Work), offsetof(State, step),
+        offsetof(State, buf),
     };
     return which >= 0 && (size_t)which < sizeof sizes / sizeof sizes[0] ? sizes[which] : 0;
 }

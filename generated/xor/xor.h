@@ -60,8 +60,10 @@ typedef struct {
 /* Scratch for one chunk of rows: inputs, every intermediate vector, transposed weights and the
  * gradients of the last step. Contents are not meaningful between calls. */
 typedef struct {
-    xor_real x[XOR_CHUNK][XOR_INPUTS];
-    xor_real t[XOR_CHUNK][XOR_OUTPUTS];
+    const xor_real (*x)[XOR_INPUTS]; /* the chunk's rows: in X, or xbuf */
+    const xor_real (*t)[XOR_OUTPUTS];
+    xor_real xbuf[XOR_CHUNK][XOR_INPUTS];
+    xor_real tbuf[XOR_CHUNK][XOR_OUTPUTS];
     xor_real z1[XOR_CHUNK][4];
     xor_real a1[XOR_CHUNK][4];
     xor_real z2[XOR_CHUNK][1];

@@ -153,7 +153,38 @@ def _update(program: Program, dtype: str) -> dict:
             for t, e in upd.steps
         ],
         "formulas": list(upd.formulas),
+        "linear": _linear(upd, scalar),
     }
+
+
+def _linear(upd, printer: CCodePrinter) -> dict | None:
+    """beta and alpha of a stateless p <- beta p + alpha g rule as double C code, or None."""
+    if upd.linear is None:
+        return None
+    beta, alpha = upd.linear
+    names = {s.name for s in beta.free_symbols | alpha.free_symbols}
+    return {
+        "beta": printer.doprint(beta),
+        "alpha": printer.doprint(alpha),
+        "hyper": [h for h, _ in upd.hyper if h in names],
+        "uses_k": "k" in names,
+    }
+
+
+def _weights_last(ops: list[dict]) -> list[dict]:
+    """Each layer's gradient ops after the product that reads its weights (delta W): then a step
+    may overwrite W with its gradient gemm. The values are the same in either order."""
+    out, pending = [], []
+    for o in ops:
+        if o["kind"] in ("grad_weight", "grad_bias"):
+            pending.append(o)
+        elif o["kind"] == "matvec_t":
+            out += [o, *pending]
+            pending = []
+        else:
+            out += [*pending, o]
+            pending = []
+    return out + pending
 
 
 def _metadata(program: Program, params: list[dict]) -> list[str]:
@@ -196,7 +227,7 @@ def context(program: Program) -> dict:
     forward = [_op(o, d, dtype, widths, scalar) for o in program.forward]
     by_name = {p["name"]: p for p in params}
     loss = _op(program.loss, d, dtype, widths, scalar)
-    backward = [_op(o, d, dtype, widths, scalar) for o in program.backward]
+    backward = _weights_last([_op(o, d, dtype, widths, scalar) for o in program.backward])
     for o in backward:
         if o["kind"] in ("grad_weight", "grad_bias"):
             o["param"] = by_name[o["args"][-1]]

@@ -14,7 +14,7 @@ import sympy as sp
 
 from ..chain_rule import Derivation, Op, Param
 from ..latex import text as text_of
-from ..optimizers import K
+from ..optimizers import G, K, P, UpdateRule
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Update:
     scalars: tuple[tuple[sp.Symbol, sp.Expr], ...]  # once per step: in hyperparameters and k
     steps: tuple[tuple[sp.Symbol, sp.Expr], ...]  # targets p, g, state names or temporaries
     formulas: tuple[str, ...]
+    linear: tuple[sp.Expr, sp.Expr] | None = None  # (beta, alpha): p <- beta p + alpha g
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,24 @@ def _fold_scale(ops: tuple[Op, ...], c: sp.Expr) -> tuple[Op, ...]:
                       else op for op in rest))  # fmt: skip
 
 
+def linear(rule: UpdateRule) -> tuple[sp.Expr, sp.Expr] | None:
+    """(beta, alpha) in the hyperparameters and k when ``rule`` is p <- beta p + alpha g with no
+    state (SGD, with or without weight decay): an update a gemm can apply as it sums g."""
+    if rule.state:
+        return None
+    env: dict[sp.Symbol, sp.Expr] = {}
+    for a in rule.assignments:
+        env[a.target] = a.expr.xreplace(env)
+    new = env.get(P, P)
+    beta, alpha = sp.diff(new, P), sp.diff(new, G)
+    scalars = {s for s, _ in rule.hyper} | {K}
+    if not (beta.free_symbols | alpha.free_symbols) <= scalars:
+        return None
+    if sp.expand(new - beta * P - alpha * G) != 0:
+        return None
+    return beta, alpha
+
+
 def lower(d: Derivation) -> Program:
     """Stage 4: the Program of ``d``."""
     forward = _lower_ops(d, tuple(op for op in d.forward if op.kind != "loss"), "f")
@@ -171,5 +190,5 @@ def lower(d: Derivation) -> Program:
         steps += [*temps, (a.target, expr)]
         formulas.append(f"{a.target.name} = {text_of(a.expr)}")
     update = Update(rule.name, hyper, tuple(s.name for s in rule.state), tuple(once),
-                    tuple(steps), tuple(formulas))  # fmt: skip
+                    tuple(steps), tuple(formulas), linear(rule))  # fmt: skip
     return Program(d, forward, loss, backward, update)
