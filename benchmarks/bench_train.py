@@ -6,7 +6,8 @@ all started from the generated ``init_params()`` and stepped on the same batch (
 before timing). C is timed inside its own ``train`` loop (one call runs many steps on the batch
 repeated, so no Python overhead is counted); the others per call from Python. Each number is the
 median over ``--repeat`` samples of at least ``--min-time`` seconds. Also prints the emitted C size
-and compile time, and the machine's GEMM rate (NumPy's BLAS, float64) for the GFLOP/s column.
+and compile time, and the machine's GEMM rates (NumPy's OpenBLAS and PyTorch's MKL) with the
+bound they put on a step: its matrix products alone at that rate.
 
 Run: python benchmarks/bench_train.py [--wide] [--repeat 7] [--min-time 0.05] [--quick]
 """
@@ -138,10 +139,15 @@ def c_per_step(module, start: dict, X, T, repeat: int, min_time: float) -> float
     return statistics.median(samples)
 
 
-def gemm_rate() -> float:
-    """float64 GFLOP/s of NumPy's BLAS on a 1024 x 1024 x 256 product."""
-    a, b = np.random.rand(256, 1024), np.random.rand(1024, 1024)
-    return 2 * 256 * 1024 * 1024 / per_call(lambda: a @ b, 5, 0.05) / 1e9
+def gemm_rate(dtype: str, torch: bool = False) -> float:
+    """GFLOP/s of a 256 x 1024 x 1024 product: NumPy's BLAS (OpenBLAS) or PyTorch's (MKL)."""
+    a = np.random.rand(256, 1024).astype(dtype)
+    b = np.random.rand(1024, 1024).astype(dtype)
+    if torch:
+        import torch as t
+
+        a, b = t.from_numpy(a), t.from_numpy(b)
+    return 2 * 256 * 1024 * 1024 / per_call(lambda: a @ b, 7, 0.05) / 1e9
 
 
 def has_cblas() -> bool:
@@ -223,21 +229,31 @@ def code_stats(folder: Path) -> list[str]:
     return lines
 
 
-def table(rows: list[dict], rate: float) -> str:
+def table(rows: list[dict], rates: dict) -> str:
+    """Medians, ratios, achieved GFLOP/s, and the GEMM bound: the step's products alone at this
+    machine's OpenBLAS rate (what no BLAS build can beat) and at PyTorch's MKL rate."""
     names = list(rows[0]["times"])
-    head = f"| net | dtype | {' | '.join(names)} | PyTorch / C | NumPy gen / C | C GFLOP/s |"
+    head = (
+        f"| net | dtype | {' | '.join(names)} | PyTorch / C | NumPy gen / C | C GFLOP/s "
+        "| GEMM bound OpenBLAS | MKL |"
+    )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        t = r["times"]
+        t, dt = r["times"], r["dtype"]
         best = min(v for k, v in t.items() if k.startswith("C"))
         cells = " | ".join(_fmt(t[n]) for n in names)
+        bound = r["flops"] / (rates["openblas", dt] * 1e9)
+        mkl = r["flops"] / (rates["mkl", dt] * 1e9)
         out.append(
-            f"| {r['label']} | {r['dtype']} | {cells} | {t['PyTorch'] / best:.1f}x | "
-            f"{t['NumPy gen'] / best:.1f}x | {r['flops'] / best / 1e9:.1f} |"
+            f"| {r['label']} | {dt} | {cells} | {t['PyTorch'] / best:.2f}x | "
+            f"{t['NumPy gen'] / best:.1f}x | {r['flops'] / best / 1e9:.1f} | {_fmt(bound)} "
+            f"| {_fmt(mkl)} |"
         )
     out.append(
-        f"\nTimes per SGD step; C = the fastest C build. GEMM rate of this machine "
-        f"(NumPy's BLAS, float64, 1024x1024x256): {rate:.1f} GFLOP/s."
+        "\nTimes per SGD step; C = the fastest C build. GEMM rate of this machine "
+        "(256x1024x1024 product, GFLOP/s): "
+        + ", ".join(f"{lib} {dt} {v:.0f}" for (lib, dt), v in sorted(rates.items()))
+        + "."
     )
     return "\n".join(out)
 
@@ -264,12 +280,13 @@ def main(argv=None) -> int:
             for dtype in ("float64", "float32"):
                 rows.append(run_case(widths, batch, dtype, folder, args))
                 print(f"timed {rows[-1]['label']} {dtype}", file=sys.stderr, flush=True)
-        rate = gemm_rate()
+        rates = {("openblas", dt): gemm_rate(dt) for dt in ("float64", "float32")}
         for row in rows:  # torch last: its thread pool slows down whatever runs after it
             add_torch(row, args)
+        rates.update({("mkl", dt): gemm_rate(dt, torch=True) for dt in ("float64", "float32")})
         stats = code_stats(folder)
     print("C -O2: load_c's default flags; C native: -O3 -march=native; C BLAS: native + cblas")
-    print(table(rows, rate))
+    print(table(rows, rates))
     print("\n".join(stats))
     return 0
 

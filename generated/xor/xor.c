@@ -556,48 +556,51 @@ double xor_accuracy(const Params *params, const real *X, const real *T, long n,
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 
+/* The message in err, after "path: " (the parsers below leave out the file name); -1 */
+static int with_path(const char *path, char *err, size_t errlen)
+{
+    char message[512];
+    if (errlen == 0) return -1;
+    snprintf(message, sizeof message, "%s", err);
+    return FAIL("%s: %s", path, message);
+}
+
 /* The whole file, NUL-terminated (the NUL is not counted in *len); NULL with a message in err */
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     size_t cap = 1 << 16, used = 0, got;
-    char *buf, *grown;
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf = malloc(cap + 1);
-    while (buf && (got = fread(buf + used, 1, cap - used, f)) > 0) {
-        used += got;
-        if (used == cap) {
+    char *buf = f ? malloc(cap + 1) : NULL, *grown;
+    while (buf && (got = fread(buf + used, 1, cap - used, f)) > 0)
+        if ((used += got) == cap) {
             grown = cap > ((size_t)-1) / 4 ? NULL : realloc(buf, 2 * cap + 1);
             if (!grown) free(buf);
             buf = grown;
             cap *= 2;
         }
-    }
-    if (!buf || ferror(f)) {
-        snprintf(err, errlen, "%s: %s", path, buf ? "read error" : "out of memory");
+    if (buf && !ferror(f)) {
+        buf[used] = '\0';
+        *len = used;
+    } else {
+        snprintf(err, errlen, "%s", !f ? strerror(errno) : buf ? "read error" : "out of memory");
         free(buf);
-        fclose(f);
-        return NULL;
+        buf = NULL;
     }
-    fclose(f);
-    buf[used] = '\0';
-    *len = used;
+    if (f) fclose(f);
     return buf;
 }
 
+#define BLANKS " \t\r\v\f"
+
 static int is_blank(char c)
 {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+    return c && strchr(BLANKS, c);
 }
 
 /* A number filling s[0..n) (blanks around it allowed): 1, or 0 if it is not one */
 static int parse_number(const char *s, size_t n, double *out)
 {
-    char tmp[64];
-    char *end;
+    char tmp[64], *end;
     while (n > 0 && is_blank(*s)) ++s, --n;
     while (n > 0 && is_blank(s[n - 1])) --n;
     if (n == 0 || n >= sizeof tmp) return 0;
@@ -607,6 +610,30 @@ static int parse_number(const char *s, size_t n, double *out)
     return end == tmp + n;
 }
 
+/* The next line of [*pos, end) that is neither blank nor a comment, NUL-terminated in place */
+static char *next_line(char **pos, char *end)
+{
+    while (*pos < end) {
+        char *line = *pos, *stop = memchr(line, '\n', (size_t)(end - line));
+        if (!stop) stop = end;
+        *stop = '\0';
+        *pos = stop + (stop < end);
+        if (line + strspn(line, BLANKS) < stop && line[0] != '#') return line;
+    }
+    return NULL;
+}
+
+/* The next blank-separated token of the NUL-terminated *pos, NUL-terminated in place, or NULL */
+static char *next_token(char **pos)
+{
+    char *start = *pos + strspn(*pos, BLANKS), *stop = start + strcspn(start, BLANKS);
+    if (!*start) return NULL;
+    *pos = stop + (*stop != '\0');
+    *stop = '\0';
+    return start;
+}
+
+/* Optimizer buffers (in State) and hyperparameters (in State.hyper), as named in checkpoints */
 static const struct {
     const char *name;
     size_t offset;
@@ -616,6 +643,11 @@ static const struct {
     {"eta", offsetof(xor_hyper, eta)},
     {"mu", offsetof(xor_hyper, mu)},
     {NULL, 0}};
+#define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
+#define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
+/* Tensor k of the parameters (b < 0) or of optimizer buffer b */
+#define TENSOR(params, state, b, k) \
+    ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
 
 /* Atomic: via path.tmp */
 int xor_save_checkpoint(const Params *params, const State *state,
@@ -631,17 +663,14 @@ int xor_save_checkpoint(const Params *params, const State *state,
         fprintf(f, "epoch %ld\nseed %llu\nstep %lld\n", epoch, (unsigned long long)seed,
                 (long long)state->step);
         for (int h = 0; HYPERS[h].name; ++h)
-            fprintf(f, "hyper %s %.17g\n", HYPERS[h].name,
-                    *(const double *)((const char *)&state->hyper + HYPERS[h].offset));
+            fprintf(f, "hyper %s %.17g\n", HYPERS[h].name, *HYPER(state, h));
     }
     for (int b = -1; b < 0 || (state && BUFFERS[b].name); ++b)
         for (int k = 0; k < NUM_PARAMS; ++k) {
             const real *v;
-            if (b >= 0 && PARAMS[k].grad_offset == (size_t)-1) continue;
-            v = (const real *)(b < 0 ? (const char *)params + PARAMS[k].offset
-                                     : (const char *)state + BUFFERS[b].offset + PARAMS[k].grad_offset);
-            fprintf(f, "%s%s%s", b < 0 ? "" : BUFFERS[b].name, b < 0 ? "" : ".", PARAMS[k].name);
-            for (int d = 0; d < PARAMS[k].ndim; ++d) fprintf(f, " %ld", PARAMS[k].dims[d]);
+            if (b >= 0 && FROZEN(k)) continue;
+            v = TENSOR(params, state, b, k);
+            fprintf(f, "%s%s%s", b < 0 ? "" : BUFFERS[b].name, b < 0 ? "" : ".", PARAMS[k].header);
             for (long e = 0; e < PARAMS[k].size; ++e) {
                 const double x = (double)v[e];
                 fputs(e ? " " : "\n", f);
@@ -653,15 +682,10 @@ int xor_save_checkpoint(const Params *params, const State *state,
             fputc('\n', f);
         }
     bad = ferror(f);
-    if (fclose(f) != 0 || bad) {
-        remove(tmp);
-        return FAIL("%s: write error", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return FAIL("%s: %s", path, strerror(errno));
-    }
-    return 0;
+    if (fclose(f) != 0 || bad) bad = FAIL("%s: write error", tmp);
+    else if (rename(tmp, path) != 0) bad = FAIL("%s: %s", path, strerror(errno));
+    if (bad) remove(tmp);
+    return bad;
 }
 
 int xor_save(const Params *params, const char *path, char *err, size_t errlen)
@@ -669,44 +693,16 @@ int xor_save(const Params *params, const char *path, char *err, size_t errlen)
     return xor_save_checkpoint(params, NULL, 0, 0, path, err, errlen);
 }
 
-/* The next line of [*pos, end) that is neither blank nor a comment, NUL-terminated in place */
-static char *next_line(char **pos, char *end)
-{
-    while (*pos < end) {
-        char *line = *pos, *stop = memchr(line, '\n', (size_t)(end - line));
-        char *p = line;
-        if (!stop) stop = end;
-        *stop = '\0';
-        *pos = stop + (stop < end);
-        while (p < stop && (is_blank(*p))) ++p;
-        if (p < stop && line[0] != '#') return line;
-    }
-    return NULL;
-}
-
-/* The next blank-separated token of the NUL-terminated *pos, NUL-terminated in place, or NULL */
-static char *next_token(char **pos)
-{
-    char *p = *pos, *start;
-    while (*p && is_blank(*p)) ++p;
-    if (!*p) return NULL;
-    start = p;
-    while (*p && !is_blank(*p)) ++p;
-    if (*p) *p++ = '\0';
-    *pos = p;
-    return start;
-}
-
 /* The block "[prefix.]NAME dims" and the values of parameter k, into v */
-static int read_block(const char *path, char **pos, char *end, const char *prefix, int k, real *v,
-    char *err, size_t errlen)
+static int read_block(char **pos, char *end, const char *prefix, int k, real *v, char *err,
+    size_t errlen)
 {
     char *head = next_line(pos, end), *values = head ? next_line(pos, end) : NULL, *word, want[160];
     const char *dot = *prefix ? "." : "";
     long count = 0;
     int ok, d = 0;
     snprintf(want, sizeof want, "%s%s%s", prefix, dot, PARAMS[k].name);
-    if (!values) return FAIL("%s: missing parameter %s", path, want);
+    if (!values) return FAIL("missing parameter %s", want);
     word = next_token(&head);
     ok = word && strcmp(word, want) == 0;
     while (ok && (word = next_token(&head)) != NULL) {
@@ -716,93 +712,95 @@ static int read_block(const char *path, char **pos, char *end, const char *prefi
         ++d;
     }
     if (!ok || d != PARAMS[k].ndim)
-        return FAIL("%s: expected the line '%s%s%s'", path, prefix, dot, PARAMS[k].header);
+        return FAIL("expected the line '%s%s%s'", prefix, dot, PARAMS[k].header);
     while ((word = next_token(&values)) != NULL) {
         double x;
         if (!parse_number(word, strlen(word), &x))
-            return FAIL("%s: %s: not a number: '%.40s'", path, want, word);
+            return FAIL("%s: not a number: '%.40s'", want, word);
         if (count < PARAMS[k].size) v[count] = (real)x;
         ++count;
     }
     if (count != PARAMS[k].size)
-        return FAIL("%s: %s needs %ld numbers, got %ld", path, want, PARAMS[k].size, count);
+        return FAIL("%s needs %ld numbers, got %ld", want, PARAMS[k].size, count);
     return 0;
 }
 
-int xor_load(Params *params, const char *path, char *err, size_t errlen)
+/* A weight file (state NULL: trailing lines are ignored) or a checkpoint; nothing changes on
+ * error. Read into the heap, not the stack: Params and State are large for wide networks. */
+static int load_file(Params *params, State *state, long *epoch, uint64_t *seed, const char *path,
+    char *err, size_t errlen)
 {
-    size_t len;
-    char *buf = read_file(path, &len, err, errlen), *pos = buf;
-    Params tmp;
-    int status = 0;
-    if (!buf) return -1;
-    for (int k = 0; k < NUM_PARAMS && status == 0; ++k)
-        status = read_block(path, &pos, buf + len, "", k, AT(&tmp, PARAMS[k].offset),
-                            err, errlen);
-    free(buf);
-    if (status == 0) *params = tmp;
-    return status;
-}
-
-int xor_load_checkpoint(Params *params, State *state, long *epoch,
-    uint64_t *seed, const char *path, char *err, size_t errlen)
-{
-    static Params p;
-    static State st;
-    size_t len;
+    Params *p = malloc(sizeof *p);
+    State *st = malloc(sizeof *st);
+    size_t len = 0;
     char *buf = read_file(path, &len, err, errlen), *pos = buf, *end = buf + len, *l[3], word[64], c;
     long e = -1;
     unsigned long long s = 0;
     long long k = -1;
     int status = 0;
-    if (!buf) return -1;
-    xor_init_state(&st);
-    for (int i = 0; i < 3; ++i) l[i] = next_line(&pos, end);
-    if (!l[2] || sscanf(l[0], "epoch %ld %c", &e, &c) != 1 || sscanf(l[1], "seed %llu %c", &s, &c) != 1 ||
-        sscanf(l[2], "step %lld %c", &k, &c) != 1 || e < 0 || k < 0)
-        status = FAIL("%s: not a checkpoint of xor", path);
-    for (int h = 0; status == 0 && HYPERS[h].name; ++h) {
-        char *line = next_line(&pos, end);
-        double *x = (double *)((char *)&st.hyper + HYPERS[h].offset);
-        if (!line || sscanf(line, "hyper %63s %lf %c", word, x, &c) != 2 || strcmp(word, HYPERS[h].name))
-            status = FAIL("%s: expected the line 'hyper %s X'", path, HYPERS[h].name);
+    if (!buf || !p || !st) {
+        if (buf) snprintf(err, errlen, "out of memory");
+        status = -1;
     }
-    for (int b = -1; b < 0 || BUFFERS[b].name; ++b)
+    if (status == 0 && state) xor_init_state(st);
+    for (int i = 0; status == 0 && state && i < 3; ++i) l[i] = next_line(&pos, end);
+    if (status == 0 && state && (!l[2] || sscanf(l[0], "epoch %ld %c", &e, &c) != 1 || sscanf(l[1], "seed %llu %c", &s, &c) != 1 ||
+        sscanf(l[2], "step %lld %c", &k, &c) != 1 || e < 0 || k < 0))
+        status = FAIL("not a checkpoint of xor");
+    for (int h = 0; state && status == 0 && HYPERS[h].name; ++h) {
+        char *line = next_line(&pos, end);
+        if (!line || sscanf(line, "hyper %63s %lf %c", word, HYPER(st, h), &c) != 2 || strcmp(word, HYPERS[h].name))
+            status = FAIL("expected the line 'hyper %s X'", HYPERS[h].name);
+    }
+    for (int b = -1; status == 0 && (b < 0 || (state && BUFFERS[b].name)); ++b)
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
-            if (b < 0 || PARAMS[j].grad_offset != (size_t)-1)
-                status = read_block(path, &pos, end, b < 0 ? "" : BUFFERS[b].name, j,
-                    b < 0 ? AT(&p, PARAMS[j].offset) : AT(&st, BUFFERS[b].offset + PARAMS[j].grad_offset),
-                    err, errlen);
-    if (status == 0 && next_line(&pos, end)) status = FAIL("%s: trailing lines", path);
+            if (b < 0 || !FROZEN(j))
+                status = read_block(&pos, end, b < 0 ? "" : BUFFERS[b].name, j,
+                                    TENSOR(p, st, b, j), err, errlen);
+    if (state && status == 0 && next_line(&pos, end)) status = FAIL("trailing lines");
     free(buf);
-    if (status != 0) return status;
-    st.step = (int64_t)k;
-    *params = p;
-    *state = st;
-    *epoch = e;
-    *seed = (uint64_t)s;
-    return 0;
+    if (status == 0) {
+        *params = *p;
+        if (state) {
+            st->step = (int64_t)k;
+            *state = *st;
+            *epoch = e;
+            *seed = (uint64_t)s;
+        }
+    }
+    free(p);
+    free(st);
+    return status == 0 ? 0 : with_path(path, err, errlen);
+}
+
+int xor_load(Params *params, const char *path, char *err, size_t errlen)
+{
+    return load_file(params, NULL, NULL, NULL, path, err, errlen);
+}
+
+int xor_load_checkpoint(Params *params, State *state, long *epoch,
+    uint64_t *seed, const char *path, char *err, size_t errlen)
+{
+    return load_file(params, state, epoch, seed, path, err, errlen);
 }
 
 /* CSV: an optional header line (its first field is not a number), then rows of numbers */
-static int parse_csv(const char *path, char *buf, size_t len, double **table, long *rows,
-                     long *cols, char *err, size_t errlen)
+static int parse_csv(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
 {
-    char *pos = buf, *end = buf + len, *line;
-    size_t lines = 1, cap;
+    char *pos = buf, *end = buf + len;
+    size_t lines = 1;
     long n = 0, c = 0, lineno = 0;
     int first = 1;
     for (size_t i = 0; i < len; ++i) lines += buf[i] == '\n';
     *table = NULL;
     while (pos < end) {
-        char *stop = memchr(pos, '\n', (size_t)(end - pos)), *field;
+        char *line = pos, *stop = memchr(pos, '\n', (size_t)(end - pos)), *field;
         long k = 0;
         double x;
-        line = pos;
         if (!stop) stop = end;
         pos = stop + (stop < end);
         ++lineno;
-        while (line < stop && is_blank(*line)) ++line;
+        line += strspn(line, BLANKS); /* stops at '\n' or the final NUL */
         if (line == stop) continue; /* blank line */
         if (first) {
             const char *comma = memchr(line, ',', (size_t)(stop - line));
@@ -812,28 +810,25 @@ static int parse_csv(const char *path, char *buf, size_t len, double **table, lo
         if (c == 0) { /* the first data row fixes the number of columns */
             c = 1;
             for (char *p = line; p < stop; ++p) c += *p == ',';
-            if (c > 0 && lines > ((size_t)-1) / sizeof(double) / (size_t)c)
-                return FAIL("%s: too large", path);
-            cap = lines * (size_t)c;
-            *table = malloc(cap * sizeof(double));
-            if (!*table) return FAIL("%s: out of memory", path);
+            if (lines > ((size_t)-1) / sizeof(double) / (size_t)c) return FAIL("too large");
+            *table = malloc(lines * (size_t)c * sizeof(double));
+            if (!*table) return FAIL("out of memory");
         }
-        for (field = line; field <= stop; ++k) {
+        for (field = line; field <= stop && k < c; ++k) {
             char *comma = memchr(field, ',', (size_t)(stop - field));
             if (!comma) comma = stop;
-            if (k >= c) break;
             if (!parse_number(field, (size_t)(comma - field), &x))
-                return FAIL("%s: line %ld, column %ld: not a number: '%.*s'", path, lineno, k + 1,
+                return FAIL("line %ld, column %ld: not a number: '%.*s'", lineno, k + 1,
                             (int)((comma - field) < 40 ? (comma - field) : 40), field);
             (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
             field = comma + 1;
         }
         if (k != c || field <= stop)
-            return FAIL("%s: line %ld: expected %ld values like the first row", path, lineno, c);
+            return FAIL("line %ld: expected %ld values like the first row", lineno, c);
         ++n;
     }
-    *rows = n;
-    *cols = c;
+    dims[0] = n;
+    dims[1] = c;
     return 0;
 }
 
@@ -848,75 +843,63 @@ static const char *npy_field(const char *header, const char *key)
 }
 
 /* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
-static int parse_npy(const char *path, const char *buf, size_t len, double **table, long *rows,
-                     long *cols, char *err, size_t errlen)
+static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
 {
     const unsigned char *u = (const unsigned char *)buf;
-    char header[4096];
+    char header[4096], *stop;
     const char *descr, *order, *shape;
-    size_t start, hlen, size, count;
-    long dims[2];
-    char *stop;
+    size_t start = 10, hlen, size, count;
     const uint16_t probe = 1;
     *table = NULL;
-    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) return FAIL("%s: not a .npy file", path);
-    if (u[6] == 1) {
-        hlen = (size_t)u[8] | (size_t)u[9] << 8;
-        start = 10;
-    } else if ((u[6] == 2 || u[6] == 3) && len >= 12) {
-        hlen = (size_t)u[8] | (size_t)u[9] << 8 | (size_t)u[10] << 16 | (size_t)u[11] << 24;
+    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) return FAIL("not a .npy file");
+    if (u[6] < 1 || u[6] > 3 || (u[6] > 1 && len < 12))
+        return FAIL("unsupported .npy version %d", u[6]);
+    hlen = (size_t)u[8] | (size_t)u[9] << 8;
+    if (u[6] > 1) { /* versions 2 and 3: a 4-byte length */
+        hlen |= (size_t)u[10] << 16 | (size_t)u[11] << 24;
         start = 12;
-    } else {
-        return FAIL("%s: unsupported .npy version %d", path, u[6]);
     }
-    if (hlen >= sizeof header || hlen > len - start) return FAIL("%s: bad .npy header", path);
+    if (hlen >= sizeof header || hlen > len - start) return FAIL("bad .npy header");
     memcpy(header, buf + start, hlen);
     header[hlen] = '\0';
     start += hlen;
     descr = npy_field(header, "'descr':");
     order = npy_field(header, "'fortran_order':");
     shape = npy_field(header, "'shape':");
-    if (!descr || !order || !shape) return FAIL("%s: bad .npy header", path);
-    if (strncmp(descr, "'<f8'", 5) == 0)
-        size = 8;
-    else if (strncmp(descr, "'<f4'", 5) == 0)
-        size = 4;
-    else
-        return FAIL("%s: the array must be float64 or float32 (little-endian)", path);
-    if (strncmp(order, "False", 5) != 0) return FAIL("%s: the array must be in C order", path);
-    if (*(const unsigned char *)&probe != 1) return FAIL("%s: big-endian machines are not supported", path);
-    if (*shape++ != '(') return FAIL("%s: bad .npy shape", path);
-    for (int d = 0; d < 2; ++d) {
+    if (!descr || !order || !shape) return FAIL("bad .npy header");
+    size = strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
+    if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
+    if (strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
+    if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
+    if (*shape++ != '(') return FAIL("bad .npy shape");
+    for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
         while (*shape == ' ') ++shape;
-        if (*shape < '0' || *shape > '9') return FAIL("%s: the array must be 2-D", path);
+        if (*shape < '0' || *shape > '9') return FAIL("the array must be 2-D");
         errno = 0;
         dims[d] = strtol(shape, &stop, 10);
-        if (errno || dims[d] < 0) return FAIL("%s: bad .npy shape", path);
-        shape = stop;
-        while (*shape == ' ') ++shape;
+        if (errno || dims[d] < 0) return FAIL("bad .npy shape");
+        for (shape = stop; *shape == ' ';) ++shape;
         if (*shape == ',') ++shape;
     }
     while (*shape == ' ') ++shape;
-    if (*shape != ')') return FAIL("%s: the array must be 2-D", path);
+    if (*shape != ')') return FAIL("the array must be 2-D");
     if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1])
-        return FAIL("%s: too large", path);
+        return FAIL("too large");
     count = (size_t)dims[0] * (size_t)dims[1];
     if (len - start != count * size)
-        return FAIL("%s: %zu data bytes for shape (%ld, %ld), expected %zu", path, len - start,
+        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - start,
                     dims[0], dims[1], count * size);
     *table = malloc((count ? count : 1) * sizeof(double));
-    if (!*table) return FAIL("%s: out of memory", path);
+    if (!*table) return FAIL("out of memory");
     for (size_t i = 0; i < count; ++i) {
+        float x;
         if (size == 8) {
             memcpy(&(*table)[i], buf + start + 8 * i, 8);
         } else {
-            float x;
             memcpy(&x, buf + start + 4 * i, 4);
             (*table)[i] = x;
         }
     }
-    *rows = dims[0];
-    *cols = dims[1];
     return 0;
 }
 
@@ -931,8 +914,7 @@ int xor_split_table(const double *table, long n, long cols, int want_targets, re
                     OUTPUTS, n, tcols);
     for (long r = 0; r < n; ++r) {
         const double *row = table + (size_t)r * (size_t)cols;
-        const long used = want_targets ? cols : INPUTS;
-        for (long k = 0; k < used; ++k)
+        for (long k = 0; k < (want_targets ? cols : INPUTS); ++k)
             if (!isfinite(row[k])) return FAIL("data contains NaN or infinity (row %ld)", r + 1);
         for (int k = 0; k < INPUTS; ++k) X[r * INPUTS + k] = (real)row[k];
         if (!want_targets) continue;
@@ -949,40 +931,35 @@ int xor_split_table(const double *table, long n, long cols, int want_targets, re
 }
 
 int xor_read_data(const char *path, int want_targets, real **X, real **T, long *n,
-                         char *err, size_t errlen)
+    char *err, size_t errlen)
 {
-    size_t len, plen = strlen(path);
-    char *buf, message[512];
+    const size_t plen = strlen(path);
+    const char *ext = plen >= 4 ? path + plen - 4 : "";
+    size_t len;
+    char *buf = NULL;
     double *table = NULL;
-    long rows = 0, cols = 0;
-    int status;
+    long dims[2] = {0, 0}; /* rows, columns */
+    int status = -1;
     *X = *T = NULL;
-    if (plen >= 4 && strcmp(path + plen - 4, ".npz") == 0)
-        return FAIL("%s: the C program reads .csv and .npy files (save X and T side by side)", path);
-    buf = read_file(path, &len, err, errlen);
-    if (!buf) return -1;
-    if (plen >= 4 && strcmp(path + plen - 4, ".npy") == 0)
-        status = parse_npy(path, buf, len, &table, &rows, &cols, err, errlen);
-    else
-        status = parse_csv(path, buf, len, &table, &rows, &cols, err, errlen);
+    if (strcmp(ext, ".npz") == 0)
+        status = FAIL("the C program reads .csv and .npy files (save X and T side by side)");
+    else if ((buf = read_file(path, &len, err, errlen)) != NULL)
+        status = (strcmp(ext, ".npy") == 0 ? parse_npy : parse_csv)(buf, len, &table, dims, err, errlen);
     free(buf);
-    if (status == 0 && rows == 0) status = FAIL("%s: no data rows", path);
+    if (status == 0 && dims[0] == 0) status = FAIL("no data rows");
     if (status == 0) {
-        *X = malloc((size_t)rows * INPUTS * sizeof(real));
-        *T = want_targets ? malloc((size_t)rows * OUTPUTS * sizeof(real)) : NULL;
-        if (!*X || (want_targets && !*T)) status = FAIL("%s: out of memory", path);
+        *X = malloc((size_t)dims[0] * INPUTS * sizeof(real));
+        *T = want_targets ? malloc((size_t)dims[0] * OUTPUTS * sizeof(real)) : NULL;
+        if (!*X || (want_targets && !*T)) status = FAIL("out of memory");
     }
-    if (status == 0 &&
-        xor_split_table(table, rows, cols, want_targets, *X, *T, message, sizeof message) != 0)
-        status = FAIL("%s: %s", path, message);
+    if (status == 0) status = xor_split_table(table, dims[0], dims[1], want_targets, *X, *T, err, errlen);
     free(table);
     if (status != 0) {
-        free(*X);
-        free(*T);
+        xor_free_data(*X, *T);
         *X = *T = NULL;
-        return -1;
+        return with_path(path, err, errlen);
     }
-    *n = rows;
+    *n = dims[0];
     return 0;
 }
 
