@@ -69,16 +69,7 @@ static double plog(double s)
     f = (m - 1.0) / (m + 1.0);
     f2 = f * f;
     p = 1.0 / 23.0;
-    p = 1.0 / 21.0 + f2 * p;
-    p = 1.0 / 19.0 + f2 * p;
-    p = 1.0 / 17.0 + f2 * p;
-    p = 1.0 / 15.0 + f2 * p;
-    p = 1.0 / 13.0 + f2 * p;
-    p = 1.0 / 11.0 + f2 * p;
-    p = 1.0 / 9.0 + f2 * p;
-    p = 1.0 / 7.0 + f2 * p;
-    p = 1.0 / 5.0 + f2 * p;
-    p = 1.0 / 3.0 + f2 * p;
+    for (int j = 21; j >= 3; j -= 2) p = 1.0 / j + f2 * p; /* 1/j: correctly rounded, as folded */
     p = 1.0 + f2 * p;
     return (double)k * 0.6931471805599453 + (2.0 * f) * p;
 }
