@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symbackprop.c_runtime import build_program
+from symbackprop.c_build import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "generated/iris_softmax"  # 4 inputs, 3 outputs, cross-entropy
@@ -59,6 +59,8 @@ XOR_BAD = {
     "empty.csv": b"",
     "text.csv": b"0,0,0\n0,1,yes\n",
     "nan_target.csv": b"0,0,0\n0,1,nan\n",
+    "target_high.csv": b"0,0,0\n0,1,1.5\n",  # binary cross-entropy: targets in [0, 1]
+    "target_negative.csv": b"0,0,-0.25\n",
     "too_many.csv": b"0,0,0,1\n",
     "too_few.csv": b"0,0\n",
 }
@@ -78,19 +80,28 @@ def write(folder: Path, files: dict) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def iris_program(tmp_path_factory) -> Path:
+def program(folder: Path, tmp_path_factory) -> Path:
     if not HAS_CC:
         pytest.skip("no cc")
     old = os.environ.get("SYMBACKPROP_CACHE")
     os.environ["SYMBACKPROP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
-        return build_program(IRIS)
+        return build_program(folder)
     finally:
         if old is None:
             os.environ.pop("SYMBACKPROP_CACHE")
         else:
             os.environ["SYMBACKPROP_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def iris_program(tmp_path_factory) -> Path:
+    return program(IRIS, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def xor_program(tmp_path_factory) -> Path:
+    return program(XOR, tmp_path_factory)
 
 
 def numpy_command(folder: Path) -> list[str]:
@@ -129,6 +140,12 @@ def test_c_program_refuses_bad_data(name, iris_program, tmp_path):
 def test_numpy_module_refuses_bad_regression_data(name, tmp_path):
     path = write(tmp_path, XOR_BAD)[list(XOR_BAD).index(name)]
     assert_refused(numpy_command(XOR), path, tmp_path / "w")
+
+
+@pytest.mark.parametrize("name", XOR_BAD)
+def test_c_program_refuses_bad_regression_data(name, xor_program, tmp_path):
+    path = write(tmp_path, XOR_BAD)[list(XOR_BAD).index(name)]
+    assert_refused([xor_program], path, tmp_path / "w")
 
 
 def test_numpy_module_refuses_bad_npz(tmp_path):

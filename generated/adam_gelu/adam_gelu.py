@@ -580,6 +580,10 @@ def load_data(path):
         bad = np.flatnonzero((T < 0).any(axis=1) | (np.abs(T.sum(axis=1) - 1) > 1e-6))
         if bad.size:
             _fail(f"{path}: row {bad[0] + 1}: cross-entropy targets must be >= 0 and sum to 1")
+    if LOSS == "binary_cross_entropy":
+        bad = np.flatnonzero(((T < 0) | (T > 1)).any(axis=1))
+        if bad.size:
+            _fail(f"{path}: row {bad[0] + 1}: binary cross-entropy targets must be in [0, 1]")
     return X.astype(DTYPE), T.astype(DTYPE)
 
 

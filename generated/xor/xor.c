@@ -916,6 +916,9 @@ int xor_split_table(const double *table, long n, long cols, int want_targets, re
             for (int k = 0; k < OUTPUTS; ++k) T[r * OUTPUTS + k] = (real)(k == (int)y);
         } else {
             for (int k = 0; k < OUTPUTS; ++k) T[r * OUTPUTS + k] = (real)row[INPUTS + k];
+            for (int k = 0; k < OUTPUTS; ++k)
+                if (row[INPUTS + k] < 0 || row[INPUTS + k] > 1)
+                    return FAIL("row %ld: binary cross-entropy targets must be in [0, 1]", r + 1);
         }
     }
     return 0;
