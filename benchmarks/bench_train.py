@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 import symbackprop
-from symbackprop.c_runtime import build_library, load_c
+from symbackprop.c_build import build_library
+from symbackprop.c_runtime import load_c
 from symbackprop.codegen import generate, render
 from symbackprop.runtime import load_numpy
 

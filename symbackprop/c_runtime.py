@@ -1,19 +1,12 @@
-"""Load the generated C target into Python: compile with ``cc``, load with ctypes, and expose the
-NumPy module's functions with the same signatures, so one test harness drives both targets.
-
-Builds are cached by a hash of the sources, compiler and flags in ``$SYMBACKPROP_CACHE`` (default
-``~/.cache/symbackprop``), so each network is compiled once.
+"""Load the generated C target into Python with ctypes and expose the NumPy module's functions
+with the same signatures, so one test harness drives both targets (building is in ``c_build``).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -21,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .c_build import CompileError, build_library, build_program, network_name
 from .chain_rule import Derivation
-from .errors import SpecError
 
-BASE_FLAGS = ("-std=c99", "-O2", "-ffp-contract=off")
 _PROGRESS = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_double, ctypes.c_void_p
 )
@@ -49,99 +41,6 @@ _PROTOTYPES = {
     "split_table": ("I", "VLLIVVCZ"),
     "layout": ("Z", "I"),
 }
-
-
-class CompileError(RuntimeError):
-    """The C compiler failed; the message carries its first error lines."""
-
-
-def compiler() -> list[str]:
-    """The C compiler command: ``$CC`` (default ``cc``); a SpecError when there is none."""
-    cc = shlex.split(os.environ.get("CC") or "cc")
-    if not cc or shutil.which(cc[0]) is None:
-        name = cc[0] if cc else "''"
-        raise SpecError("CC", f"no C compiler found ({name}): install gcc or set CC")
-    return cc
-
-
-def cache_dir() -> Path:
-    """Where compiled libraries are kept."""
-    root = os.environ.get("SYMBACKPROP_CACHE")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "symbackprop"
-
-
-def network_name(directory: str | Path) -> str:
-    """The network name of a generated C folder: the one ``<name>_main.c`` in it."""
-    mains = sorted(Path(directory).glob("*_main.c"))
-    if len(mains) != 1:
-        raise SpecError(
-            "", "expected exactly one <name>_main.c (generate --target c)", str(directory)
-        )
-    return mains[0].name[: -len("_main.c")]
-
-
-def compile_c(sources: list[Path], output: Path, flags: list[str], libs: list[str]) -> Path:
-    """Compile ``sources`` into ``output`` (cached by content, compiler and flags)."""
-    cc = compiler()
-    digest = hashlib.sha256("\0".join([*cc, *flags, *libs]).encode())
-    for src in sources:
-        digest.update(src.name.encode() + b"\0" + src.read_bytes())
-        header = src.with_suffix(".h")
-        if header.exists():
-            digest.update(header.read_bytes())
-    target = output.with_name(f"{output.stem}-{digest.hexdigest()[:16]}{output.suffix}")
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    cmd = [*cc, *flags, "-o", tmp, *map(str, sources), *libs]
-    try:
-        run = subprocess.run(cmd, capture_output=True, text=True)
-        if run.returncode != 0:
-            lines = [
-                ln for ln in run.stderr.splitlines() if "error" in ln
-            ] or run.stderr.splitlines()
-            raise CompileError(f"{shlex.join(cmd)} failed: " + "; ".join(lines[:5]))
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
-
-
-def _flags(name: str, cflags: list[str] | None, blas: bool) -> tuple[list[str], list[str]]:
-    flags = [*BASE_FLAGS, *shlex.split(os.environ.get("CFLAGS", "")), *(cflags or [])]
-    libs = ["-lm"]
-    if blas:
-        flags.append(f"-D{name.upper()}_BLAS")
-        libs.insert(0, os.environ.get("BLAS_LIBS", "-lopenblas"))
-    return flags, libs
-
-
-def build_library(
-    directory: str | Path, cflags: list[str] | None = None, blas: bool = False
-) -> Path:
-    """Compile ``<name>.c`` of a generated folder into a shared library; its path."""
-    directory = Path(directory)
-    name = network_name(directory)
-    flags, libs = _flags(name, cflags, blas)
-    return compile_c(
-        [directory / f"{name}.c"], cache_dir() / f"lib{name}.so", [*flags, "-fPIC", "-shared"], libs
-    )
-
-
-def build_program(
-    directory: str | Path, cflags: list[str] | None = None, blas: bool = False
-) -> Path:
-    """Compile the command-line program of a generated folder; its path."""
-    directory = Path(directory)
-    name = network_name(directory)
-    flags, libs = _flags(name, cflags, blas)
-    sources = [directory / f"{name}_main.c", directory / f"{name}.c"]
-    return compile_c(sources, cache_dir() / name, flags, libs)
 
 
 def _fail(message: str):

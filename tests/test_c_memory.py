@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import symbackprop
-from symbackprop.c_runtime import build_program
+from symbackprop.c_build import build_program
 from symbackprop.codegen import render
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ import sympy as sp
 from torch_reference import torch_step
 
 import symbackprop
-from symbackprop.c_runtime import build_program, load_c
+from symbackprop.c_build import build_program
+from symbackprop.c_runtime import load_c
 from symbackprop.codegen import render
 from symbackprop.codegen.c_printer import CCodePrinter
 from symbackprop.codegen.program import lower
