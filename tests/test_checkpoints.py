@@ -185,3 +185,21 @@ def test_numpy_checkpoint_api(tmp_path):
     assert first + rest == straight
     for key in params:
         assert np.array_equal(params[key], p2[key])
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_temporary_file_is_private_to_the_run(target, programs, tmp_path):
+    """Weights and checkpoints go through a temporary file of the run's own (not a fixed
+    OUT.tmp another run could be writing): with a directory in the way at OUT.tmp, both save."""
+    name = "iris_softmax"
+    data, out, ck = write_data(name, tmp_path), tmp_path / "w", tmp_path / "ck"
+    (tmp_path / "w.tmp").mkdir()
+    (tmp_path / "ck.tmp").mkdir()
+    cmd = command(name, target, programs)
+    result = run(cmd, data, "--epochs", "2", "--out", out, "--checkpoint", ck)
+    assert result.returncode == 0, result.stderr
+    assert set(module(name).load(out)) == set(module(name).PARAM_SHAPES)
+    assert ck.read_text().startswith(f"# symbackprop checkpoint {name} ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [data.name, "w", "ck", "w.tmp", "ck.tmp"]
+    )

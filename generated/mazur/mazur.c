@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef MAZUR_BLAS
 #include <cblas.h>
 #endif
@@ -618,14 +619,19 @@ static const struct {
 #define TENSOR(params, state, b, k) \
     ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
 
-/* Atomic: via path.tmp */
+/* Atomic: written to path.<tag>.tmp, then renamed. The tag mixes the time, the clock, a stack
+ * address and a counter, so runs writing the same path at once do not share a temporary file. */
 int mazur_save_checkpoint(const Params *params, const State *state,
     long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
+    static uint64_t calls = 0;
     char tmp[4096];
     FILE *f;
     int bad;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return FAIL("%s: path too long", path);
+    const uint64_t tag = mix64((uint64_t)time(NULL) ^ (uint64_t)clock() << 24 ^
+                               (uint64_t)(uintptr_t)&f ^ ++calls * GAMMA);
+    if (snprintf(tmp, sizeof tmp, "%s.%016llx.tmp", path, (unsigned long long)tag) >= (int)sizeof tmp)
+        return FAIL("%s: path too long", path);
     if (!(f = fopen(tmp, "w"))) return FAIL("%s: %s", tmp, strerror(errno));
     fprintf(f, "# symbackprop %s mazur float64\n", state ? "checkpoint" : "weights");
     if (state) {
