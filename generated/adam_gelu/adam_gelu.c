@@ -268,10 +268,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 6, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = z1*(1 + erf(z1*sqrt(2)/2))/2 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z1 = ws->z1[r];
-        real *restrict a1 = ws->a1[r];
-        for (int i = 0; i < 6; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z1 = ws->z1[0];
+        real *restrict a1 = ws->a1[0];
+        for (long i = 0; i < m * 6; ++i) {
             const real f1_0 = (1.0F/2.0F)*z1[i];
             a1[i] = f1_0*(1 + erff(1.4142135623730951F*f1_0));
         }
@@ -283,10 +283,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 6, 6, 6, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = z2/(1 + exp(-z2)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z2 = ws->z2[r];
-        real *restrict a2 = ws->a2[r];
-        for (int i = 0; i < 6; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z2 = ws->z2[0];
+        real *restrict a2 = ws->a2[0];
+        for (long i = 0; i < m * 6; ++i) {
             a2[i] = z2[i]/(1 + expf(-z2[i]));
         }
     }
@@ -297,10 +297,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 3, 6, 6, 1, &ws->a2[0][0], WT(W3), 1, &ws->z3[0][0]);
 
     /* a3 = z3 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z3 = ws->z3[r];
-        real *restrict a3 = ws->a3[r];
-        for (int i = 0; i < 3; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z3 = ws->z3[0];
+        real *restrict a3 = ws->a3[0];
+        for (long i = 0; i < m * 3; ++i) {
             a3[i] = z3[i];
         }
     }
@@ -313,10 +313,10 @@ static double loss_chunk(const Work *ws, long m, long n)
     double sum = 0;
     (void)n;
     /* E = 1/(3*N) * sum_n sum_k (a3 - t)**2 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a3 = ws->a3[r];
-        const real *restrict t = ws->t[r];
-        for (int i = 0; i < 3; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a3 = ws->a3[0];
+        const real *restrict t = ws->t[0];
+        for (long i = 0; i < m * 3; ++i) {
             sum += (double)(((a3[i] - t[i])*(a3[i] - t[i])));
         }
     }
@@ -342,11 +342,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     (void)grads;
     (void)fz;
     /* delta3 = (-2*t + 2*a3)/(3*N) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a3 = ws->a3[r];
-        const real *restrict t = ws->t[r];
-        real *restrict delta3 = ws->delta3[r];
-        for (int i = 0; i < 3; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a3 = ws->a3[0];
+        const real *restrict t = ws->t[0];
+        real *restrict delta3 = ws->delta3[0];
+        for (long i = 0; i < m * 3; ++i) {
             delta3[i] = (1.0F/3.0F)*(-2*t[i] + 2*a3[i])/Nr;
         }
     }
@@ -365,11 +365,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2)))) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict da2 = ws->da2[r];
-        const real *restrict z2 = ws->z2[r];
-        real *restrict delta2 = ws->delta2[r];
-        for (int i = 0; i < 6; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict da2 = ws->da2[0];
+        const real *restrict z2 = ws->z2[0];
+        real *restrict delta2 = ws->delta2[0];
+        for (long i = 0; i < m * 6; ++i) {
             const real b4_0 = 1.0F/(1 + expf(-z2[i]));
             delta2[i] = da2[i]*(b4_0 + b4_0*z2[i]/(1 + expf(z2[i])));
         }
@@ -389,11 +389,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi))) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict da1 = ws->da1[r];
-        const real *restrict z1 = ws->z1[r];
-        real *restrict delta1 = ws->delta1[r];
-        for (int i = 0; i < 6; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict da1 = ws->da1[0];
+        const real *restrict z1 = ws->z1[0];
+        real *restrict delta1 = ws->delta1[0];
+        for (long i = 0; i < m * 6; ++i) {
             const real b8_0 = 0.7071067811865476F*z1[i];
             delta1[i] = da1[i]*(1.0F/2.0F + (1.0F/2.0F)*erff(b8_0) + 0.5641895835477563F*b8_0*expf(-1.0F/2.0F*(z1[i]*z1[i])));
         }

@@ -262,10 +262,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 8, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = Max(0, z1) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z1 = ws->z1[r];
-        real *restrict a1 = ws->a1[r];
-        for (int i = 0; i < 8; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z1 = ws->z1[0];
+        real *restrict a1 = ws->a1[0];
+        for (long i = 0; i < m * 8; ++i) {
             a1[i] = (z1[i] > 0 ? z1[i] : 0);
         }
     }
@@ -333,11 +333,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     (void)grads;
     (void)fz;
     /* delta2 = (a2 - t)/N */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        real *restrict delta2 = ws->delta2[r];
-        for (int i = 0; i < 3; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        real *restrict delta2 = ws->delta2[0];
+        for (long i = 0; i < m * 3; ++i) {
             delta2[i] = (a2[i] - t[i])/Nr;
         }
     }
@@ -356,11 +356,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* delta1 = da1*Heaviside(z1, 0) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict da1 = ws->da1[r];
-        const real *restrict z1 = ws->z1[r];
-        real *restrict delta1 = ws->delta1[r];
-        for (int i = 0; i < 8; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict da1 = ws->da1[0];
+        const real *restrict z1 = ws->z1[0];
+        real *restrict delta1 = ws->delta1[0];
+        for (long i = 0; i < m * 8; ++i) {
             delta1[i] = da1[i]*(z1[i] > 0 ? 1 : 0);
         }
     }

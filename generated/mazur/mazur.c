@@ -266,10 +266,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 2, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = 1/(1 + exp(-z1)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z1 = ws->z1[r];
-        real *restrict a1 = ws->a1[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z1 = ws->z1[0];
+        real *restrict a1 = ws->a1[0];
+        for (long i = 0; i < m * 2; ++i) {
             a1[i] = 1.0/(1 + exp(-z1[i]));
         }
     }
@@ -280,10 +280,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 2, 2, 2, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = 1/(1 + exp(-z2)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z2 = ws->z2[r];
-        real *restrict a2 = ws->a2[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z2 = ws->z2[0];
+        real *restrict a2 = ws->a2[0];
+        for (long i = 0; i < m * 2; ++i) {
             a2[i] = 1.0/(1 + exp(-z2[i]));
         }
     }
@@ -296,10 +296,10 @@ static double loss_chunk(const Work *ws, long m, long n)
     double sum = 0;
     (void)n;
     /* E = 1 * sum_n sum_k (a2 - t)**2/2 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        for (long i = 0; i < m * 2; ++i) {
             sum += (double)((1.0/2.0)*((a2[i] - t[i])*(a2[i] - t[i])));
         }
     }
@@ -324,11 +324,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     (void)grads;
     (void)fz;
     /* delta2 = a2*(1 - a2)*(a2 - t) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        real *restrict delta2 = ws->delta2[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        real *restrict delta2 = ws->delta2[0];
+        for (long i = 0; i < m * 2; ++i) {
             delta2[i] = a2[i]*(1 - a2[i])*(a2[i] - t[i]);
         }
     }
@@ -341,11 +341,11 @@ static void backward_chunk(const Params *params, Grads *grads,
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* delta1 = a1*da1*(1 - a1) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a1 = ws->a1[r];
-        const real *restrict da1 = ws->da1[r];
-        real *restrict delta1 = ws->delta1[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a1 = ws->a1[0];
+        const real *restrict da1 = ws->da1[0];
+        real *restrict delta1 = ws->delta1[0];
+        for (long i = 0; i < m * 2; ++i) {
             delta1[i] = a1[i]*da1[i]*(1 - a1[i]);
         }
     }

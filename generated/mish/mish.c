@@ -262,10 +262,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 4, 3, 3, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = z1*tanh(log(1 + exp(z1))) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z1 = ws->z1[r];
-        real *restrict a1 = ws->a1[r];
-        for (int i = 0; i < 4; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z1 = ws->z1[0];
+        real *restrict a1 = ws->a1[0];
+        for (long i = 0; i < m * 4; ++i) {
             a1[i] = z1[i]*tanh((fmax(z1[i], 0) + log1p(exp(-fabs(z1[i])))));
         }
     }
@@ -276,10 +276,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 2, 4, 4, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = z2 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z2 = ws->z2[r];
-        real *restrict a2 = ws->a2[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z2 = ws->z2[0];
+        real *restrict a2 = ws->a2[0];
+        for (long i = 0; i < m * 2; ++i) {
             a2[i] = z2[i];
         }
     }
@@ -292,10 +292,10 @@ static double loss_chunk(const Work *ws, long m, long n)
     double sum = 0;
     (void)n;
     /* E = 1/(2*N) * sum_n sum_k (a2 - t)**2 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        for (long i = 0; i < m * 2; ++i) {
             sum += (double)(((a2[i] - t[i])*(a2[i] - t[i])));
         }
     }
@@ -321,11 +321,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     (void)grads;
     (void)fz;
     /* delta2 = (-2*t + 2*a2)/(2*N) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        real *restrict delta2 = ws->delta2[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        real *restrict delta2 = ws->delta2[0];
+        for (long i = 0; i < m * 2; ++i) {
             delta2[i] = (1.0/2.0)*(-2*t[i] + 2*a2[i])/Nr;
         }
     }
@@ -344,11 +344,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* delta1 = da1*(z1*(1 - tanh(log(1 + exp(z1)))**2)/(1 + exp(-z1)) + tanh(log(1 + exp(z1)))) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict da1 = ws->da1[r];
-        const real *restrict z1 = ws->z1[r];
-        real *restrict delta1 = ws->delta1[r];
-        for (int i = 0; i < 4; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict da1 = ws->da1[0];
+        const real *restrict z1 = ws->z1[0];
+        real *restrict delta1 = ws->delta1[0];
+        for (long i = 0; i < m * 4; ++i) {
             const real b4_0 = tanh((fmax(z1[i], 0) + log1p(exp(-fabs(z1[i])))));
             delta1[i] = da1[i]*(b4_0 + z1[i]*(1 - (b4_0*b4_0))/(1 + exp(-z1[i])));
         }

@@ -262,10 +262,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 3, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = log(1 + exp(z1)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z1 = ws->z1[r];
-        real *restrict a1 = ws->a1[r];
-        for (int i = 0; i < 3; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z1 = ws->z1[0];
+        real *restrict a1 = ws->a1[0];
+        for (long i = 0; i < m * 3; ++i) {
             a1[i] = (fmax(z1[i], 0) + log1p(exp(-fabs(z1[i]))));
         }
     }
@@ -276,10 +276,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 1, 3, 3, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = z2 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z2 = ws->z2[r];
-        real *restrict a2 = ws->a2[r];
-        for (int i = 0; i < 1; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z2 = ws->z2[0];
+        real *restrict a2 = ws->a2[0];
+        for (long i = 0; i < m * 1; ++i) {
             a2[i] = z2[i];
         }
     }
@@ -292,10 +292,10 @@ static double loss_chunk(const Work *ws, long m, long n)
     double sum = 0;
     (void)n;
     /* E = 1/N * sum_n sum_k log(cosh(a2 - t)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        for (int i = 0; i < 1; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        for (long i = 0; i < m * 1; ++i) {
             sum += (double)(log(cosh(a2[i] - t[i])));
         }
     }
@@ -321,11 +321,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     (void)grads;
     (void)fz;
     /* delta2 = sinh(a2 - t)/(N*cosh(a2 - t)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        real *restrict delta2 = ws->delta2[r];
-        for (int i = 0; i < 1; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        real *restrict delta2 = ws->delta2[0];
+        for (long i = 0; i < m * 1; ++i) {
             const real b0_0 = a2[i] - t[i];
             delta2[i] = sinh(b0_0)/(Nr*cosh(b0_0));
         }
@@ -345,11 +345,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* delta1 = da1/(1 + exp(-z1)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict da1 = ws->da1[r];
-        const real *restrict z1 = ws->z1[r];
-        real *restrict delta1 = ws->delta1[r];
-        for (int i = 0; i < 3; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict da1 = ws->da1[0];
+        const real *restrict z1 = ws->z1[0];
+        real *restrict delta1 = ws->delta1[0];
+        for (long i = 0; i < m * 3; ++i) {
             delta1[i] = da1[i]/(1 + exp(-z1[i]));
         }
     }

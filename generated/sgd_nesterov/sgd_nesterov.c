@@ -267,10 +267,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 5, 3, 3, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = Piecewise((z1, z1 > 0), (z1/10, True)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z1 = ws->z1[r];
-        real *restrict a1 = ws->a1[r];
-        for (int i = 0; i < 5; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z1 = ws->z1[0];
+        real *restrict a1 = ws->a1[0];
+        for (long i = 0; i < m * 5; ++i) {
             a1[i] = (z1[i] > 0 ? z1[i] : (1.0/10.0)*z1[i]);
         }
     }
@@ -281,10 +281,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 4, 5, 5, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = Piecewise((z2, z2 > 0), (-1/2 + exp(z2)/2, True)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z2 = ws->z2[r];
-        real *restrict a2 = ws->a2[r];
-        for (int i = 0; i < 4; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z2 = ws->z2[0];
+        real *restrict a2 = ws->a2[0];
+        for (long i = 0; i < m * 4; ++i) {
             a2[i] = (z2[i] > 0 ? z2[i] : -1.0/2.0 + (1.0/2.0)*exp(z2[i]));
         }
     }
@@ -295,10 +295,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 2, 4, 4, 1, &ws->a2[0][0], WT(W3), 1, &ws->z3[0][0]);
 
     /* a3 = z3 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z3 = ws->z3[r];
-        real *restrict a3 = ws->a3[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z3 = ws->z3[0];
+        real *restrict a3 = ws->a3[0];
+        for (long i = 0; i < m * 2; ++i) {
             a3[i] = z3[i];
         }
     }
@@ -311,10 +311,10 @@ static double loss_chunk(const Work *ws, long m, long n)
     double sum = 0;
     (void)n;
     /* E = 1/N * sum_n sum_k (a3 - t)**2/2 */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a3 = ws->a3[r];
-        const real *restrict t = ws->t[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a3 = ws->a3[0];
+        const real *restrict t = ws->t[0];
+        for (long i = 0; i < m * 2; ++i) {
             sum += (double)((1.0/2.0)*((a3[i] - t[i])*(a3[i] - t[i])));
         }
     }
@@ -340,11 +340,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     (void)grads;
     (void)fz;
     /* delta3 = (a3 - t)/N */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a3 = ws->a3[r];
-        const real *restrict t = ws->t[r];
-        real *restrict delta3 = ws->delta3[r];
-        for (int i = 0; i < 2; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a3 = ws->a3[0];
+        const real *restrict t = ws->t[0];
+        real *restrict delta3 = ws->delta3[0];
+        for (long i = 0; i < m * 2; ++i) {
             delta3[i] = (a3[i] - t[i])/Nr;
         }
     }
@@ -357,11 +357,11 @@ static void backward_chunk(const Params *params, Grads *grads,
          fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
     /* delta2 = da2*Piecewise((1, z2 > 0), (exp(z2)/2, True)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict da2 = ws->da2[r];
-        const real *restrict z2 = ws->z2[r];
-        real *restrict delta2 = ws->delta2[r];
-        for (int i = 0; i < 4; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict da2 = ws->da2[0];
+        const real *restrict z2 = ws->z2[0];
+        real *restrict delta2 = ws->delta2[0];
+        for (long i = 0; i < m * 4; ++i) {
             delta2[i] = da2[i]*(z2[i] > 0 ? 1 : (1.0/2.0)*exp(z2[i]));
         }
     }
@@ -380,11 +380,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* delta1 = da1*Piecewise((1, z1 > 0), (1/10, True)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict da1 = ws->da1[r];
-        const real *restrict z1 = ws->z1[r];
-        real *restrict delta1 = ws->delta1[r];
-        for (int i = 0; i < 5; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict da1 = ws->da1[0];
+        const real *restrict z1 = ws->z1[0];
+        real *restrict delta1 = ws->delta1[0];
+        for (long i = 0; i < m * 5; ++i) {
             delta1[i] = da1[i]*(z1[i] > 0 ? 1 : 1.0/10.0);
         }
     }

@@ -262,10 +262,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 4, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
     /* a1 = tanh(z1) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z1 = ws->z1[r];
-        real *restrict a1 = ws->a1[r];
-        for (int i = 0; i < 4; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z1 = ws->z1[0];
+        real *restrict a1 = ws->a1[0];
+        for (long i = 0; i < m * 4; ++i) {
             a1[i] = tanh(z1[i]);
         }
     }
@@ -276,10 +276,10 @@ static void forward_chunk(const Params *params, Work *ws, long m)
     gemm(0, 1, m, 1, 4, 4, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
     /* a2 = 1/(1 + exp(-z2)) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z2 = ws->z2[r];
-        real *restrict a2 = ws->a2[r];
-        for (int i = 0; i < 1; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict z2 = ws->z2[0];
+        real *restrict a2 = ws->a2[0];
+        for (long i = 0; i < m * 1; ++i) {
             a2[i] = 1.0/(1 + exp(-z2[i]));
         }
     }
@@ -292,10 +292,10 @@ static double loss_chunk(const Work *ws, long m, long n)
     double sum = 0;
     (void)n;
     /* E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2))) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict t = ws->t[r];
-        const real *restrict z2 = ws->z2[r];
-        for (int i = 0; i < 1; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict t = ws->t[0];
+        const real *restrict z2 = ws->z2[0];
+        for (long i = 0; i < m * 1; ++i) {
             sum += (double)(-t[i]*z2[i] + (z2[i] > 0 ? z2[i] : 0) + (fmax(-fabs(z2[i]), 0) + log1p(exp(-fabs(-fabs(z2[i]))))));
         }
     }
@@ -321,11 +321,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     (void)grads;
     (void)fz;
     /* delta2 = (a2 - t)/N */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a2 = ws->a2[r];
-        const real *restrict t = ws->t[r];
-        real *restrict delta2 = ws->delta2[r];
-        for (int i = 0; i < 1; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a2 = ws->a2[0];
+        const real *restrict t = ws->t[0];
+        real *restrict delta2 = ws->delta2[0];
+        for (long i = 0; i < m * 1; ++i) {
             delta2[i] = (a2[i] - t[i])/Nr;
         }
     }
@@ -344,11 +344,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* delta1 = da1*(1 - a1**2) */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict a1 = ws->a1[r];
-        const real *restrict da1 = ws->da1[r];
-        real *restrict delta1 = ws->delta1[r];
-        for (int i = 0; i < 4; ++i) {
+    { /* rows 0..m-1 are contiguous */
+        const real *restrict a1 = ws->a1[0];
+        const real *restrict da1 = ws->da1[0];
+        real *restrict delta1 = ws->delta1[0];
+        for (long i = 0; i < m * 4; ++i) {
             delta1[i] = da1[i]*(1 - (a1[i]*a1[i]));
         }
     }
