@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,9 @@ import sympy as sp
 
 from . import activations, prng
 from .datafiles import read_data_file
-from .errors import SpecError, did_you_mean
+from .errors import SpecError
 from .expressions import parse_expression
+from .spec_fields import _bool, _choice, _Fields, _int, _kind, _nested, _num
 from .symbols import T, X, Y
 
 MAX_DIM = 100_000
@@ -110,110 +109,6 @@ class Spec:
     @property
     def outputs(self) -> int:
         return self.layers[-1].units
-
-
-class _Fields:
-    """A mapping being read: tracks the field path and refuses keys nobody asked for."""
-
-    def __init__(self, data: Any, path: str, what: str = "a mapping"):
-        if not isinstance(data, Mapping):
-            raise SpecError(path, f"expected {what}, got {_kind(data)}")
-        for key in data:
-            if not isinstance(key, str):
-                raise SpecError(path, f"keys must be strings, got {key!r}")
-        self.data, self.path, self.used = data, path, set()
-
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def get(self, key: str, default: Any = None, *, required: bool = False) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if required:
-                raise SpecError(self.at(key), "required field is missing")
-            return default
-        return self.data[key]
-
-    def done(self, allowed: tuple[str, ...] | None = None) -> None:
-        for key in self.data:
-            if key not in self.used:
-                hint = did_you_mean(key, allowed or self.used)
-                raise SpecError(self.at(key), f"unknown field{hint}")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
-
-
-def _int(value: Any, field: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(field, f"expected an integer, got {_kind(value)}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise SpecError(field, f"must be {bound}, got {value}")
-    return value
-
-
-def _num(
-    value: Any,
-    field: str,
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(field, f"expected a number, got {_kind(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise SpecError(field, f"must be finite, got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise SpecError(field, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise SpecError(field, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}")
-    return value
-
-
-def _bool(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(field, f"expected true or false, got {_kind(value)}")
-    return value
-
-
-def _choice(value: Any, field: str, choices: tuple[str, ...], what: str) -> str:
-    if not isinstance(value, str):
-        raise SpecError(field, f"expected a {what} name, got {_kind(value)}")
-    if value not in choices:
-        raise SpecError(
-            field,
-            f"unknown {what} '{value}'{did_you_mean(value, choices)}; one of: {', '.join(choices)}",
-        )
-    return value
-
-
-def _nested(value: Any, shape: tuple[int, ...], field: str) -> Any:
-    """Check an explicit init list has exactly ``shape``; return it as nested tuples of floats."""
-    if not shape:
-        return _num(value, field)
-    if not isinstance(value, list):
-        raise SpecError(field, f"expected a list of {shape[0]}, got {_kind(value)}")
-    if len(value) != shape[0]:
-        want = "x".join(map(str, shape))
-        raise SpecError(field, f"wrong shape: expected {want}, got {len(value)} entries here")
-    return tuple(_nested(v, shape[1:], f"{field}[{i}]") for i, v in enumerate(value))
 
 
 def _param(data: Any, field: str, shape: tuple[int, ...], is_bias: bool) -> ParamSpec | None:
