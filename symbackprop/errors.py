@@ -40,12 +40,21 @@ class SpecError(Exception):
         return SpecError(field, self.reason, self.file)
 
     def format(self) -> str:
-        """The one-line message the CLI prints (without the ``error: `` prefix)."""
+        """The one-line message the CLI prints (without the ``error: `` prefix). Control
+        characters (a field named '\\n' in a hostile spec) are escaped so it stays one line."""
         parts = [p for p in (self.file, self.field) if p]
-        return ": ".join([*parts, self.reason])
+        return _one_line(": ".join([*parts, self.reason]))
 
     def __str__(self) -> str:
         return self.format()
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127, 0x85]} | {10: "\\n", 13: "\\r", 9: "\\t"}
+_CONTROL |= {0x2028: "\\u2028", 0x2029: "\\u2029"}  # what str.splitlines also splits at
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_CONTROL)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -363,3 +363,14 @@ def test_cross_entropy_targets_must_be_probabilities(tmp_path, capsys):
     assert main(["derive", str(spec), "--at", str(at), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["forward"]["a2"]) == 2 and abs(sum(out["forward"]["a2"][0]) - 1) < 1e-12
+
+
+@pytest.mark.parametrize("key", ["\n", "a\rb", "x\u2028y", "\x1b[31m"])
+def test_control_characters_in_names_stay_on_one_line(tmp_path, capsys, key):
+    """A field name with a line break or escape code (found by hypothesis) is shown escaped."""
+    data = copy.deepcopy(BASE)
+    data[key] = 1
+    code, err, spec = run(tmp_path, capsys, json.dumps(data), ".json")
+    assert code == 2 and err.count("\n") == 1 and len(err.splitlines()) == 1, repr(err)
+    assert err.startswith(f"error: {spec}: ") and "unknown field" in err, err
+    assert "\x1b" not in err and "\r" not in err
