@@ -261,8 +261,9 @@ def _erf(x):
 # Overflow of exp to inf is the IEEE limit these formulas are written for: 1/(1 + exp(-z)) -> 0,
 # the unused branch of np.where(z > 0, z, exp(z) - 1), exp(z)/(1 + exp(z)) rewritten as
 # 1/(1 + exp(-z)). C and PyTorch compute the same inf silently, so NumPy's overflow warning is
-# turned off in _forward, _loss and loss_and_grad (and only it: inf/inf or inf - inf still warns,
-# as "invalid"). One errstate per function: NumPy 1.x's errstate is not reentrant.
+# turned off in the public forward, loss, loss_and_grad and accuracy (and only it: inf/inf or
+# inf - inf still warns, as "invalid"); the private _forward and _loss run inside them. One
+# errstate per function: NumPy 1.x's errstate is not reentrant.
 
 
 def init_params(seed=None):
@@ -276,7 +277,6 @@ def init_params(seed=None):
     }
 
 
-@np.errstate(over="ignore")
 def _forward(params, X):
     """The forward pass; returns every intermediate (rows are samples)."""
     W1 = params["W1"]
@@ -295,12 +295,12 @@ def _forward(params, X):
     return {"x": x, "z1": z1, "a1": a1, "z2": z2, "a2": a2, }
 
 
+@np.errstate(over="ignore")
 def forward(params, X):
     """The network's output for X [n, INPUTS] -> [n, OUTPUTS]."""
     return _forward(params, X)["a2"]
 
 
-@np.errstate(over="ignore")
 def _loss(v, t, N):
     a2 = v["a2"]
     # E = 1/(2*N) * sum_n sum_k (a2 - t)**2
@@ -308,6 +308,7 @@ def _loss(v, t, N):
     return float(E)
 
 
+@np.errstate(over="ignore")
 def loss(params, X, T):
     """The loss E of a batch (reduction as in the spec)."""
     t = np.asarray(T, dtype=DTYPE)
@@ -587,9 +588,10 @@ def _numeric(s):
         return False
 
 
+@np.errstate(over="ignore")
 def accuracy(params, X, T):
     """Fraction of samples classified right (classifiers only), else None."""
-    Y = forward(params, X)
+    Y = _forward(params, X)["a2"]
     if LOSS == "cross_entropy":
         return float((Y.argmax(axis=1) == T.argmax(axis=1)).mean())
     if LOSS == "binary_cross_entropy":
