@@ -1,4 +1,4 @@
-"""The generated NumPy module against PyTorch autograd + torch.optim, step for step (issue 3).
+"""The generated NumPy module and C library against PyTorch autograd + torch.optim, step for step.
 
 Each spec is derived, rendered to a standalone NumPy module (``symbackprop.runtime.numpy_module``)
 and imported; the module's ``step`` / ``train`` are then run side by side with the independent
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from torch_reference import CUSTOM_ACTIVATIONS, CUSTOM_LOSSES, torch_forward, torch_step
 
 import symbackprop
+from symbackprop.c_runtime import c_module
 from symbackprop.prng import permutation
 from symbackprop.runtime import numpy_module
 
@@ -29,16 +30,18 @@ F64 = {"rtol": 1e-10, "atol": 1e-13}
 F32 = {"rtol": 1e-4, "atol": 1e-6}
 
 
-@pytest.fixture(scope="session")
-def build(tmp_path_factory):
-    """build(spec dict) -> the generated NumPy module, derived and generated once per spec."""
+@pytest.fixture(scope="session", params=["numpy", "c"])
+def build(request, tmp_path_factory):
+    """build(spec dict) -> the generated NumPy module, or the C library behind the same
+    functions (load_c), derived and generated once per spec: every test runs on both targets."""
     cache: dict[str, object] = {}
+    make = numpy_module if request.param == "numpy" else c_module
 
     def _build(data: dict):
         key = json.dumps(data, sort_keys=True)
         if key not in cache:
-            folder = tmp_path_factory.mktemp("numpy-parity")
-            cache[key] = numpy_module(symbackprop.derive(data), folder)
+            folder = tmp_path_factory.mktemp(f"{request.param}-parity")
+            cache[key] = make(symbackprop.derive(data), folder)
         return cache[key]
 
     return _build
