@@ -678,17 +678,16 @@ static const struct {
 #define TENSOR(params, state, b, k) \
     ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
 
-/* Atomic: written to path.<tag>.tmp, then renamed. The tag mixes the time, the clock, a stack
- * address and a counter, so runs writing the same path at once do not share a temporary file. */
+/* Atomic: written to path.<tag>.tmp, then renamed. The tag mixes the time, the clock and a stack
+ * address (which differs between threads and, with ASLR, processes), so runs writing the same
+ * path at once do not share a temporary file. */
 int sgd_nesterov_save_checkpoint(const Params *params, const State *state,
     long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
-    static uint64_t calls = 0;
     char tmp[4096];
     FILE *f;
     int bad;
-    const uint64_t tag = mix64((uint64_t)time(NULL) ^ (uint64_t)clock() << 24 ^
-                               (uint64_t)(uintptr_t)&f ^ ++calls * GAMMA);
+    const uint64_t tag = mix64((uint64_t)time(NULL) ^ (uint64_t)clock() << 24 ^ (uint64_t)(uintptr_t)&f);
     if (snprintf(tmp, sizeof tmp, "%s.%016llx.tmp", path, (unsigned long long)tag) >= (int)sizeof tmp)
         return FAIL("%s: path too long", path);
     if (!(f = fopen(tmp, "w"))) return FAIL("%s: %s", tmp, strerror(errno));
