@@ -1,4 +1,4 @@
-"""One training step, side by side: generated C (loops, -O2 and -O3 -march=native, and cblas),
+"""One training step, side by side: generated C (loops, -O3 and -O3 -march=native, and cblas),
 generated NumPy, a hand-written NumPy step and PyTorch eager, float64 and float32.
 
 Nets ``inputs-hidden...-classes`` with relu hidden layers, softmax, cross-entropy (mean) and SGD,
@@ -164,7 +164,7 @@ def run_case(widths, batch: int, dtype: str, folder: Path, args) -> dict:
     generate(d, "c", out, force=True)
     generate(d, "numpy", out, force=True)
     numpy_mod = load_numpy(out / f"{data['name']}.py")
-    builds = {"C -O2": load_c(out), "C native": load_c(out, NATIVE)}
+    builds = {"C -O3": load_c(out), "C native": load_c(out, NATIVE)}
     if has_cblas():
         builds["C BLAS"] = load_c(out, NATIVE, blas=True)
     rng = np.random.default_rng(0)
@@ -208,7 +208,7 @@ def add_torch(row: dict, args) -> None:
 
 
 def code_stats(folder: Path) -> list[str]:
-    """Emitted C size and compile time (-O2, cold cache) for 64-32-10 and a 1024-wide net."""
+    """Emitted C size and compile time (-O3, cold cache) for 64-32-10 and a 1024-wide net."""
     lines, saved = [], os.environ.get("SYMBACKPROP_CACHE")
     for widths in ((64, 32, 10), (1024, 1024, 1024, 10)):
         data = spec(widths, "float64")
@@ -286,7 +286,7 @@ def main(argv=None) -> int:
             add_torch(row, args)
         rates.update({("mkl", dt): gemm_rate(dt, torch=True) for dt in ("float64", "float32")})
         stats = code_stats(folder)
-    print("C -O2: load_c's default flags; C native: -O3 -march=native; C BLAS: native + cblas")
+    print("C -O3: load_c's default flags; C native: -O3 -march=native; C BLAS: native + cblas")
     print(table(rows, rates))
     print("\n".join(stats))
     return 0

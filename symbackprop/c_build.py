@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import SpecError
 
-BASE_FLAGS = ("-std=c99", "-O2", "-ffp-contract=off")
+BASE_FLAGS = ("-std=c99", "-O3", "-ffp-contract=off")
 
 
 class CompileError(RuntimeError):

@@ -232,6 +232,23 @@ def test_stateless_rules_are_linear():
         assert rule(opt).update.linear is None
 
 
+@pytest.mark.parametrize("spec", [ROOT / "examples/adam_gelu.yaml", FUSED_SGD], ids=str)
+def test_optimization_level_does_not_change_numbers(spec, root):
+    """The default -O3 only vectorizes (no reassociation, no FMA): -O0 and -O3 step identically."""
+    folder = folder_of(spec, root)
+    builds = [load_c(folder, [level]) for level in ("-O0", "-O3")]
+    X, T = batch(builds[0], 300)
+    results = []
+    for c in builds:
+        p = c.init_params()
+        s = c.init_state(p)
+        losses = [c.step(p, s, X[k * 20 : k * 20 + 37], T[k * 20 : k * 20 + 37]) for k in range(8)]
+        results.append((losses, p))
+    assert results[0][0] == results[1][0]
+    for name in results[0][1]:
+        assert np.array_equal(results[0][1][name], results[1][1][name]), name
+
+
 def test_no_compiler_is_a_clear_error(root, monkeypatch):
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
     monkeypatch.setenv("SYMBACKPROP_CACHE", str(root / "empty-cache"))
