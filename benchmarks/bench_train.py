@@ -1,5 +1,6 @@
 """One training step, side by side: generated C (loops, -O3 and -O3 -march=native, and cblas),
-generated NumPy, a hand-written NumPy step and PyTorch eager, float64 and float32.
+generated NumPy, a hand-written NumPy step, PyTorch eager and (when installed) JAX jit, float64
+and float32.
 
 Nets ``inputs-hidden...-classes`` with relu hidden layers, softmax, cross-entropy (mean) and SGD,
 all started from the generated ``init_params()`` and stepped on the same batch (checked to agree
@@ -197,9 +198,59 @@ def run_case(widths, batch: int, dtype: str, folder: Path, args) -> dict:
         "times": times,
         "flops": flops(widths, batch),
         "start": start,
+        "after": ref,
         "X": X,
         "T": T,
     }
+
+
+def jax_step(params: dict, X, T, dtype: str):
+    """A jitted JAX step (value_and_grad + SGD); the loss is read back, as PyTorch's .item()."""
+    import jax
+    import jax.numpy as jnp
+
+    depth = len(params) // 2
+
+    def loss(ps, x, t):
+        a = x
+        for i in range(1, depth):
+            a = jax.nn.relu(a @ ps[f"W{i}"].T + ps[f"b{i}"])
+        z = a @ ps[f"W{depth}"].T + ps[f"b{depth}"]
+        return -jnp.sum(t * jax.nn.log_softmax(z)) / x.shape[0]
+
+    @jax.jit
+    def update(ps, x, t):
+        E, g = jax.value_and_grad(loss)(ps, x, t)
+        return E, {k: ps[k] - LR * g[k] for k in ps}
+
+    state = [{k: jnp.asarray(v) for k, v in params.items()}]
+    x, t = jnp.asarray(X), jnp.asarray(T)
+
+    def step() -> float:
+        E, state[0] = update(state[0], x, t)
+        return float(E)
+
+    return step, state
+
+
+def has_jax() -> bool:
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 arrays stay float64
+        return True
+    except ImportError:
+        return False
+
+
+def add_jax(row: dict, args) -> None:
+    """JAX jit (when installed), checked against the NumPy module's step before timing."""
+    step, state = jax_step(row["start"], row["X"], row["T"], row["dtype"])
+    step()
+    for k, v in row["after"].items():
+        np.testing.assert_allclose(np.asarray(state[0][k]), v, rtol=1e-4, atol=1e-6)
+        assert np.asarray(state[0][k]).dtype == v.dtype, k
+    row["times"]["JAX jit"] = per_call(step, args.repeat, args.min_time)
 
 
 def add_torch(row: dict, args) -> None:
@@ -234,9 +285,10 @@ def table(rows: list[dict], rates: dict) -> str:
     """Medians, ratios, achieved GFLOP/s, and the GEMM bound: the step's products alone at this
     machine's OpenBLAS rate (what no BLAS build can beat) and at PyTorch's MKL rate."""
     names = list(rows[0]["times"])
+    rivals = [n for n in ("PyTorch", "JAX jit") if n in names]
     head = (
-        f"| net | dtype | {' | '.join(names)} | PyTorch / C | NumPy gen / C | C GFLOP/s "
-        "| GEMM bound OpenBLAS | MKL |"
+        f"| net | dtype | {' | '.join(names)} | {' | '.join(f'{n} / C' for n in rivals)} "
+        "| NumPy gen / C | C GFLOP/s | GEMM bound OpenBLAS | MKL |"
     )
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -246,7 +298,9 @@ def table(rows: list[dict], rates: dict) -> str:
         bound = r["flops"] / (rates["openblas", dt] * 1e9)
         mkl = r["flops"] / (rates["mkl", dt] * 1e9)
         out.append(
-            f"| {r['label']} | {dt} | {cells} | {t['PyTorch'] / best:.2f}x | "
+            f"| {r['label']} | {dt} | {cells} | "
+            + " | ".join(f"{t[n] / best:.2f}x" for n in rivals)
+            + " | "
             f"{t['NumPy gen'] / best:.1f}x | {r['flops'] / best / 1e9:.1f} | {_fmt(bound)} "
             f"| {_fmt(mkl)} |"
         )
@@ -282,6 +336,9 @@ def main(argv=None) -> int:
                 rows.append(run_case(widths, batch, dtype, folder, args))
                 print(f"timed {rows[-1]['label']} {dtype}", file=sys.stderr, flush=True)
         rates = {("openblas", dt): gemm_rate(dt) for dt in ("float64", "float32")}
+        if has_jax():
+            for row in rows:
+                add_jax(row, args)
         for row in rows:  # torch last: its thread pool slows down whatever runs after it
             add_torch(row, args)
         rates.update({("mkl", dt): gemm_rate(dt, torch=True) for dt in ("float64", "float32")})
