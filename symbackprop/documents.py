@@ -45,8 +45,9 @@ def text(d, secs: list[Section]) -> str:
             ]
         for e in s.eqs:
             line = "  " + e.txt
-            if e.value:
-                line += f"  =  {e.value}"
+            if e.value:  # a matrix's later rows line up under its first
+                line += "  =  "
+                line += e.value.replace("\n", "\n" + " " * len(line))
             if e.note:
                 line += f"    [{e.note}]"
             lines.append(line)

@@ -64,3 +64,22 @@ def test_pdf_option(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "needs pdflatex" in err and "apt-get install texlive-latex-base" in err
     assert not other.exists()
+
+
+def test_text_matrices_line_up(capsys):
+    """In text, each later row of a matrix value starts under its first row, values intact."""
+    main(
+        [
+            "derive",
+            str(ROOT / "examples/mazur.yaml"),
+            "--at",
+            str(ROOT / "examples/mazur_sample.yaml"),
+        ]
+    )
+    lines = capsys.readouterr().out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("  dW2  =  [["))
+    column = lines[first].index("[[") + 1
+    assert lines[first + 1].index("[") == column and lines[first + 1].endswith("]]")
+    rows = [lines[first][column:], lines[first + 1][column:]]
+    values = [[float(v) for v in r.strip("[], ").split(",")] for r in rows]
+    assert values == [[0.082167041, 0.082667628], [-0.02260254, -0.022740242]]  # Mazur's dW2
