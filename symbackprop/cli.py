@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -203,17 +204,49 @@ def cmd_demo(args) -> int:
         f"Training {iris_spec.name} (4-8-3, relu, softmax, adam) on Fisher's iris flowers "
         f"({len(x)} samples, {tr.epochs} epochs, batch {tr.batch_size}) with the generated code:"
     )
+    start = {k: v.copy() for k, v in params.items()}
+    begin = time.perf_counter()
     history = module.train(params, x, t, tr.epochs, tr.batch_size, tr.shuffle)
+    seconds = time.perf_counter() - begin
     acc = module.accuracy(params, x, t)
     weights = folder / f"{iris_spec.name}.weights"
     module.save(params, str(weights))
     print(f"  loss {history[0]:.4f} -> {history[-1]:.4f}, training accuracy {acc:.1%}")
+    written += _demo_c(iris_spec, folder, start, params, x, t, seconds)
     print("Files:")
     for path in [*written, weights]:
         print(f"  {path}")
     module_path = folder / f"{iris_spec.name}.py"
     print(f"Next: python {module_path} train DATA.csv   (or: symbackprop --help)")
+    print(f"  or: make -C {folder} && {folder / iris_spec.name} train DATA.csv")
     return 0
+
+
+def _demo_c(spec, folder: Path, start: dict, trained: dict, x, t, seconds: float) -> list:
+    """The same training through the generated C (when a compiler is found): equal to NumPy."""
+    from .c_build import CompileError
+    from .c_runtime import load_c
+    from .codegen import generate
+
+    print("The same network as C99 (libc and libm only), compiled with cc, from the same start:")
+    written = generate(derive(spec), "c", folder)
+    try:
+        c = load_c(folder)
+    except (SpecError, CompileError) as exc:
+        print(f"  skipped: {exc}")
+        return written
+    params = {k: v.copy() for k, v in start.items()}
+    tr = spec.train
+    begin = time.perf_counter()
+    history = c.train(params, x, t, tr.epochs, tr.batch_size, tr.shuffle)
+    c_seconds = time.perf_counter() - begin
+    differs = max(float(abs(params[k] - v).max() / abs(v).max()) for k, v in trained.items())
+    print(
+        f"  loss {history[-1]:.4f}, training accuracy {c.accuracy(params, x, t):.1%}, "
+        f"{seconds / c_seconds:.0f}x the NumPy module's speed; weights equal to NumPy's "
+        f"within {differs:.0e} relative"
+    )
+    return written
 
 
 COMMANDS = {
