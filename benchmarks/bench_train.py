@@ -16,8 +16,10 @@ Run: python benchmarks/bench_train.py [--wide] [--repeat 7] [--min-time 0.05] [-
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -186,6 +188,13 @@ def run_case(widths, batch: int, dtype: str, folder: Path, args) -> dict:
     times = {
         name: c_per_step(c, start, X, T, args.repeat, args.min_time) for name, c in builds.items()
     }
+    hands = {"hand C": hand_c(widths, batch, dtype, folder, blas=False)}
+    if has_cblas():
+        hands["hand BLAS"] = hand_c(widths, batch, dtype, folder, blas=True)
+    for name, train in hands.items():
+        for k, v in train(start, X, T, 1).items():
+            np.testing.assert_allclose(v, ref[k], rtol=1e-4, atol=1e-6, err_msg=f"{name} {k}")
+        times[name] = hand_c_per_step(train, start, X, T, args.repeat, args.min_time)
     params, state = {k: v.copy() for k, v in start.items()}, numpy_mod.init_state(start)
     times["NumPy gen"] = per_call(
         lambda: numpy_mod.step(params, state, X, T), args.repeat, args.min_time
@@ -202,6 +211,52 @@ def run_case(widths, batch: int, dtype: str, folder: Path, args) -> dict:
         "X": X,
         "T": T,
     }
+
+
+HAND_C = Path(__file__).with_name("hand_step.c")
+
+
+def hand_c(widths, batch: int, dtype: str, folder: Path, blas: bool):
+    """benchmarks/hand_step.c built for this net (constant sizes, -O3 -march=native)."""
+    real = "float" if dtype == "float32" else "double"
+    defs = [f"-DDEPTH={len(widths) - 1}", f"-DBATCH={batch}", f"-DREAL={real}"]
+    defs += [f"-DN{i}={w}" for i, w in enumerate(widths)]
+    largest = max(a * b for a, b in zip(widths, widths[1:], strict=False))
+    defs += [f"-DMAXN={max(widths)}", f"-DMAXW={largest}"]
+    lib = folder / f"hand_{'_'.join(map(str, widths))}_{dtype}{'_blas' if blas else ''}.so"
+    cmd = ["cc", "-std=c99", *NATIVE, *defs, "-fPIC", "-shared", "-o", str(lib), str(HAND_C)]
+    if blas:
+        cmd[1:1] = ["-DUSE_BLAS"]
+        cmd += ["-lopenblas"]
+    subprocess.run([*cmd, "-lm"], check=True)
+    so = ctypes.CDLL(str(lib))
+    so.train.restype = ctypes.c_double
+    pointer = np.ctypeslib.ndpointer(dtype=dtype, flags="C_CONTIGUOUS")
+    so.train.argtypes = [pointer, pointer, pointer, ctypes.c_long, ctypes.c_double]
+
+    def train(params: dict, X, T, steps: int) -> dict:
+        flat = np.concatenate([params[k].ravel() for k in params]).astype(dtype)
+        so.train(flat, np.ascontiguousarray(X), np.ascontiguousarray(T), steps, LR)
+        out, at = {}, 0
+        for k, v in params.items():
+            out[k] = flat[at : at + v.size].reshape(v.shape)
+            at += v.size
+        return out
+
+    return train
+
+
+def hand_c_per_step(train, start: dict, X, T, repeat: int, min_time: float) -> float:
+    """Median seconds per step of the hand-written C loop on the batch repeated."""
+    per = per_call(lambda: train(start, X, T, 1), 3, 0.01)
+    steps = max(2, min(100_000, int(min_time / max(per, 1e-7)) * 4))
+    Xr, Tr = np.tile(X, (steps, 1)), np.tile(T, (steps, 1))
+    samples = []
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        train(start, Xr, Tr, steps)
+        samples.append((time.perf_counter() - begin) / steps)
+    return statistics.median(samples)
 
 
 def jax_step(params: dict, X, T, dtype: str):
@@ -293,7 +348,7 @@ def table(rows: list[dict], rates: dict) -> str:
     out = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         t, dt = r["times"], r["dtype"]
-        best = min(v for k, v in t.items() if k.startswith("C"))
+        best = min(v for k, v in t.items() if k.startswith("C "))
         cells = " | ".join(_fmt(t[n]) for n in names)
         bound = r["flops"] / (rates["openblas", dt] * 1e9)
         mkl = r["flops"] / (rates["mkl", dt] * 1e9)
