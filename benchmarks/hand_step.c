@@ -7,13 +7,15 @@
  * and with -DUSE_BLAS the products are cblas_?gemm calls, the weight gradient applied by the gemm
  * itself (alpha = -lr, beta = 1). Build with -std=c99 -O3 (no -ffast-math).
  *
- * train(params, X, T, steps, lr) runs `steps` steps on consecutive batches of BATCH rows of X and
- * T; params holds W1, b1, W2, b2, ... in the NumPy module's layout (W[out][in]) and is copied in
- * and out, outside the timed loop of the caller (which times train as a whole).
+ * train(params, X, T, steps, lr, &seconds) runs `steps` steps on consecutive batches of BATCH rows
+ * of X and T; params holds W1, b1, W2, b2, ... in the NumPy module's layout (W[out][in]) and is
+ * transposed in and out around the steps; seconds gets the time of the steps alone.
  */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef USE_BLAS
 #include <cblas.h>
 #endif
@@ -129,10 +131,11 @@ static void backward(real lr)
     }
 }
 
-double train(real *params, const real *X, const real *T, long steps, double lr)
+double train(real *params, const real *X, const real *T, long steps, double lr, double *seconds)
 {
     double loss = 0;
     real *p = params;
+    struct timespec begin, end;
     for (int l = 0; l < DEPTH; ++l) { /* in: W[out][in] -> WT[in][out] */
         for (int i = 0; i < n[l + 1]; ++i)
             for (int j = 0; j < n[l]; ++j) WT[l][j * n[l + 1] + i] = p[i * n[l] + j];
@@ -140,12 +143,15 @@ double train(real *params, const real *X, const real *T, long steps, double lr)
         memcpy(b[l], p, n[l + 1] * sizeof(real));
         p += n[l + 1];
     }
+    clock_gettime(CLOCK_MONOTONIC, &begin);
     for (long s = 0; s < steps; ++s) {
         input = X + s * BATCH * N0;
         forward();
         loss = loss_and_delta(T + s * BATCH * n[DEPTH]);
         backward((real)lr);
     }
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    *seconds = (double)(end.tv_sec - begin.tv_sec) + 1e-9 * (double)(end.tv_nsec - begin.tv_nsec);
     p = params;
     for (int l = 0; l < DEPTH; ++l) { /* out */
         for (int i = 0; i < n[l + 1]; ++i)
