@@ -34,6 +34,9 @@ from symbackprop.c_runtime import load_c
 from symbackprop.codegen import generate, render
 from symbackprop.runtime import load_numpy
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_numpy import calibrate  # noqa: E402 (the sibling script, run from anywhere)
+
 LR = 0.01
 CASES = [((2, 2, 2), 1), ((64, 32, 10), 32), ((784, 256, 128, 10), 128)]
 WIDE = ((1024, 1024, 1024, 10), 256)
@@ -107,14 +110,7 @@ def torch_step(params: dict, X, T, dtype: str):
 
 def per_call(fn, repeat: int, min_time: float) -> float:
     """Median seconds per call (timeit-style: enough calls per sample to last min_time)."""
-    number = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        if time.perf_counter() - start >= min_time:
-            break
-        number *= 2
+    number = calibrate(fn, min_time)
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()

@@ -195,7 +195,8 @@ def cmd_demo(args) -> int:
         resources.as_file(data / "iris.csv") as iris,
     ):
         iris_spec = load_spec(spec_path)
-        written = generate(derive(iris_spec), "numpy", folder)
+        iris_d = derive(iris_spec)
+        written = generate(iris_d, "numpy", folder)
         module = load_numpy(folder / f"{iris_spec.name}.py")
         x, t = module.load_data(str(iris))
     params = module.init_params()
@@ -212,7 +213,7 @@ def cmd_demo(args) -> int:
     weights = folder / f"{iris_spec.name}.weights"
     module.save(params, str(weights))
     print(f"  loss {history[0]:.4f} -> {history[-1]:.4f}, training accuracy {acc:.1%}")
-    written += _demo_c(iris_spec, folder, start, params, x, t, seconds)
+    written += _demo_c(iris_d, folder, start, params, x, t, seconds)
     print("Files:")
     for path in [*written, weights]:
         print(f"  {path}")
@@ -222,21 +223,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _demo_c(spec, folder: Path, start: dict, trained: dict, x, t, seconds: float) -> list:
+def _demo_c(d, folder: Path, start: dict, trained: dict, x, t, seconds: float) -> list:
     """The same training through the generated C (when a compiler is found): equal to NumPy."""
     from .c_build import CompileError
     from .c_runtime import load_c
     from .codegen import generate
 
     print("The same network as C99 (libc and libm only), compiled with cc, from the same start:")
-    written = generate(derive(spec), "c", folder)
+    written = generate(d, "c", folder)
     try:
         c = load_c(folder)
     except (SpecError, CompileError) as exc:
         print(f"  skipped: {exc}")
         return written
     params = {k: v.copy() for k, v in start.items()}
-    tr = spec.train
+    tr = d.spec.train
     begin = time.perf_counter()
     history = c.train(params, x, t, tr.epochs, tr.batch_size, tr.shuffle)
     c_seconds = time.perf_counter() - begin
