@@ -170,6 +170,7 @@ static const struct {
      {PYTORCH, 6, 3, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
 };
 #define NUM_PARAMS 6
+#define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
 
 void adam_gelu_init_params(Params *params, uint64_t seed)
 {
@@ -541,9 +542,8 @@ static void update(Params *params, State *state, const Grads *grads,
     (void)k;
     (void)params;
     (void)grads;
-    (void)all;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (PARAMS[j].grad_offset != (size_t)-1 && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->m, PARAMS[j].grad_offset),
                           AT(&state->v, PARAMS[j].grad_offset),
@@ -712,7 +712,6 @@ static const struct {
     {"epsilon", offsetof(adam_gelu_hyper, epsilon)},
     {NULL, 0}};
 #define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
-#define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
 /* Tensor k of the parameters (b < 0) or of optimizer buffer b */
 #define TENSOR(params, state, b, k) \
     ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))

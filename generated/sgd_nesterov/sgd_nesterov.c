@@ -169,6 +169,7 @@ static const struct {
      {PYTORCH, 4, 2, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
 };
 #define NUM_PARAMS 5
+#define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
 
 void sgd_nesterov_init_params(Params *params, uint64_t seed)
 {
@@ -506,9 +507,8 @@ static void update(Params *params, State *state, const Grads *grads,
     (void)k;
     (void)params;
     (void)grads;
-    (void)all;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (PARAMS[j].grad_offset != (size_t)-1 && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->buf, PARAMS[j].grad_offset),
                           PARAMS[j].size, &cst);
@@ -673,7 +673,6 @@ static const struct {
     {"mu", offsetof(sgd_nesterov_hyper, mu)},
     {NULL, 0}};
 #define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
-#define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
 /* Tensor k of the parameters (b < 0) or of optimizer buffer b */
 #define TENSOR(params, state, b, k) \
     ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))

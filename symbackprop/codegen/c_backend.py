@@ -167,7 +167,6 @@ def _linear(upd, printer: CCodePrinter) -> dict | None:
         "beta": printer.doprint(beta),
         "alpha": printer.doprint(alpha),
         "hyper": [h for h, _ in upd.hyper if h in names],
-        "uses_k": "k" in names,
     }
 
 
