@@ -120,6 +120,12 @@ def per_call(fn, repeat: int, min_time: float) -> float:
     return statistics.median(samples)
 
 
+def repeated(X, T, per: float, min_time: float):
+    """(steps, X, T tiled): enough steps of ``per`` seconds for about 4 x min_time per call."""
+    steps = max(2, min(100_000, int(min_time / max(per, 1e-7)) * 4))
+    return steps, np.tile(X, (steps, 1)), np.tile(T, (steps, 1))
+
+
 def c_per_step(module, start: dict, X, T, repeat: int, min_time: float) -> float:
     """Median seconds per step of the C train loop on the batch repeated."""
     per = per_call(
@@ -129,8 +135,7 @@ def c_per_step(module, start: dict, X, T, repeat: int, min_time: float) -> float
         3,
         0.01,
     )
-    steps = max(2, min(100_000, int(min_time / max(per, 1e-7)) * 4))
-    Xr, Tr = np.tile(X, (steps, 1)), np.tile(T, (steps, 1))
+    steps, Xr, Tr = repeated(X, T, per, min_time)
     params = {k: v.copy() for k, v in start.items()}
     # the call's own cost (parameters and state copied in and out, megabytes for wide nets) is
     # timed with no epoch and taken off, as the hand-written C is timed inside its loop
@@ -256,9 +261,7 @@ def hand_c(widths, batch: int, dtype: str, folder: Path, blas: bool):
 def hand_c_per_step(train, start: dict, X, T, repeat: int, min_time: float) -> float:
     """Median seconds per step of the hand-written C loop on the batch repeated (timed in C,
     without the transposes in and out of its layout)."""
-    per = max(train(start, X, T, 1)[1], 1e-7)
-    steps = max(2, min(100_000, int(min_time / per) * 4))
-    Xr, Tr = np.tile(X, (steps, 1)), np.tile(T, (steps, 1))
+    steps, Xr, Tr = repeated(X, T, train(start, X, T, 1)[1], min_time)
     return statistics.median(train(start, Xr, Tr, steps)[1] / steps for _ in range(repeat))
 
 
