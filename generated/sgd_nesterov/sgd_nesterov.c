@@ -580,21 +580,22 @@ double sgd_nesterov_accuracy(const Params *params, const real *X, const real *T,
     return -1; /* not a classifier */
 }
 
-/* ---- files: weights (the NumPy target's text format) and data (.csv, .npy) ---------------- */
+/* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
+#define BLANKS " \t\r\v\f"
 
-/* The message in err, after "path: " (the parsers below leave out the file name); -1 */
+/* The message in err, after "path: "; -1 */
 static int with_path(const char *path, char *err, size_t errlen)
 {
     char message[512];
-    if (errlen == 0) return -1;
-    snprintf(message, sizeof message, "%s", err);
+    snprintf(message, sizeof message, "%s", errlen ? err : "");
     return FAIL("%s: %s", path, message);
 }
 
-/* The whole file, NUL-terminated (the NUL is not counted in *len); NULL with a message in err */
-static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+/* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. A text
+ * file must not contain NUL bytes: the parsers read it as one string. */
+static char *read_file(const char *path, int text, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     size_t cap = 1 << 16, used = 0, got;
@@ -606,11 +607,11 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
             buf = grown;
             cap *= 2;
         }
-    if (buf && !ferror(f)) {
+    if (buf && !ferror(f) && !(text && memchr(buf, '\0', used))) {
         buf[used] = '\0';
         *len = used;
     } else {
-        snprintf(err, errlen, "%s", !f ? strerror(errno) : buf ? "read error" : "out of memory");
+        (void)FAIL("%s", !f ? strerror(errno) : !buf ? "out of memory" : ferror(f) ? "read error" : "not a text file");
         free(buf);
         buf = NULL;
     }
@@ -618,47 +619,42 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
     return buf;
 }
 
-#define BLANKS " \t\r\v\f"
-
-static int is_blank(char c)
+/* s is a number, blanks around it allowed: 1, else 0 */
+static int number(const char *s, double *x)
 {
-    return c && strchr(BLANKS, c);
+    char *end;
+    *x = strtod(s, &end);
+    return end != s && !end[strspn(end, BLANKS)];
 }
 
-/* A number filling s[0..n) (blanks around it allowed): 1, or 0 if it is not one */
-static int parse_number(const char *s, size_t n, double *out)
+/* The next line after *pos that is neither blank nor a comment, NUL-terminated in place */
+static char *next_line(char **pos)
 {
-    char tmp[64], *end;
-    while (n > 0 && is_blank(*s)) ++s, --n;
-    while (n > 0 && is_blank(s[n - 1])) --n;
-    if (n == 0 || n >= sizeof tmp) return 0;
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    *out = strtod(tmp, &end);
-    return end == tmp + n;
-}
-
-/* The next line of [*pos, end) that is neither blank nor a comment, NUL-terminated in place */
-static char *next_line(char **pos, char *end)
-{
-    while (*pos < end) {
-        char *line = *pos, *stop = memchr(line, '\n', (size_t)(end - line));
-        if (!stop) stop = end;
+    while (**pos) {
+        char *line = *pos, *stop = line + strcspn(line, "\n");
+        *pos = stop + (*stop != '\0');
         *stop = '\0';
-        *pos = stop + (stop < end);
-        if (line + strspn(line, BLANKS) < stop && line[0] != '#') return line;
+        if (line[strspn(line, BLANKS)] && line[0] != '#') return line;
     }
     return NULL;
 }
 
-/* The next blank-separated token of the NUL-terminated *pos, NUL-terminated in place, or NULL */
-static char *next_token(char **pos)
+/* The number at *s (blanks before it allowed) into out (kind 'f': double, 'i': long long, 'u':
+ * unsigned long long), *s moved past it and the blanks after it: 1, or 0 if there is none, an
+ * integer is too large or the number is not followed by a blank or the end */
+static int scan(char **s, char kind, void *out)
 {
-    char *start = *pos + strspn(*pos, BLANKS), *stop = start + strcspn(start, BLANKS);
-    if (!*start) return NULL;
-    *pos = stop + (*stop != '\0');
-    *stop = '\0';
-    return start;
+    char *end;
+    errno = 0;
+    if (kind == 'f')
+        *(double *)out = strtod(*s, &end);
+    else if (kind == 'i')
+        *(long long *)out = strtoll(*s, &end, 10);
+    else
+        *(unsigned long long *)out = strtoull(*s, &end, 10);
+    if (end == *s || (kind != 'f' && errno) || (*end && !strchr(BLANKS, *end))) return 0;
+    *s = end + strspn(end, BLANKS);
+    return 1;
 }
 
 /* Optimizer buffers (in State) and hyperparameters (in State.hyper), as named in checkpoints */
@@ -691,26 +687,18 @@ int sgd_nesterov_save_checkpoint(const Params *params, const State *state,
         return FAIL("%s: path too long", path);
     if (!(f = fopen(tmp, "w"))) return FAIL("%s: %s", tmp, strerror(errno));
     fprintf(f, "# symbackprop %s sgd_nesterov float64\n", state ? "checkpoint" : "weights");
-    if (state) {
-        fprintf(f, "epoch %ld\nseed %llu\nstep %lld\n", epoch, (unsigned long long)seed,
-                (long long)state->step);
-        for (int h = 0; HYPERS[h].name; ++h)
-            fprintf(f, "hyper %s %.17g\n", HYPERS[h].name, *HYPER(state, h));
-    }
+    if (state)
+        fprintf(f, "epoch %ld\nseed %llu\nstep %lld\n", epoch, (unsigned long long)seed, (long long)state->step);
+    for (int h = 0; state && HYPERS[h].name; ++h)
+        fprintf(f, "hyper %s %.17g\n", HYPERS[h].name, *HYPER(state, h));
     for (int b = -1; b < 0 || (state && BUFFERS[b].name); ++b)
         for (int k = 0; k < NUM_PARAMS; ++k) {
             const real *v;
             if (b >= 0 && FROZEN(k)) continue;
             v = TENSOR(params, state, b, k);
-            fprintf(f, "%s%s%s", b < 0 ? "" : BUFFERS[b].name, b < 0 ? "" : ".", PARAMS[k].header);
-            for (long e = 0; e < PARAMS[k].size; ++e) {
-                const double x = (double)v[e];
-                fputs(e ? " " : "\n", f);
-                if (x != x)
-                    fputs("nan", f);
-                else
-                    fprintf(f, "%.17g", x);
-            }
+            fprintf(f, "%s%s%s\n", b < 0 ? "" : BUFFERS[b].name, b < 0 ? "" : ".", PARAMS[k].header);
+            for (long e = 0; e < PARAMS[k].size; ++e) /* NaN as "nan", as NumPy writes it */
+                fprintf(f, v[e] != v[e] ? "%snan" : "%s%.17g", e ? " " : "", (double)v[e]);
             fputc('\n', f);
         }
     bad = ferror(f);
@@ -725,35 +713,25 @@ int sgd_nesterov_save(const Params *params, const char *path, char *err, size_t 
     return sgd_nesterov_save_checkpoint(params, NULL, 0, 0, path, err, errlen);
 }
 
-/* The block "[prefix.]NAME dims" and the values of parameter k, into v */
-static int read_block(char **pos, char *end, const char *prefix, int k, real *v, char *err,
-    size_t errlen)
+/* The line "[prefix.]NAME dims", then a line of the values of parameter k, into v */
+static int read_block(char **pos, const char *prefix, int k, real *v, char *err, size_t errlen)
 {
-    char *head = next_line(pos, end), *values = head ? next_line(pos, end) : NULL, *word, want[160];
-    const char *dot = *prefix ? "." : "";
+    char *s = next_line(pos), *values = s ? next_line(pos) : NULL, want[160];
+    const size_t n = (size_t)snprintf(want, sizeof want, "%s%s%s", prefix, *prefix ? "." : "", PARAMS[k].name);
     long count = 0;
-    int ok, d = 0;
-    snprintf(want, sizeof want, "%s%s%s", prefix, dot, PARAMS[k].name);
-    if (!values) return FAIL("missing parameter %s", want);
-    word = next_token(&head);
-    ok = word && strcmp(word, want) == 0;
-    while (ok && (word = next_token(&head)) != NULL) {
-        char *stop;
-        const long dim = strtol(word, &stop, 10);
-        ok = *stop == '\0' && d < PARAMS[k].ndim && dim == PARAMS[k].dims[d];
-        ++d;
-    }
-    if (!ok || d != PARAMS[k].ndim)
-        return FAIL("expected the line '%s%s%s'", prefix, dot, PARAMS[k].header);
-    while ((word = next_token(&values)) != NULL) {
-        double x;
-        if (!parse_number(word, strlen(word), &x))
-            return FAIL("%s: not a number: '%.40s'", want, word);
+    long long d;
+    double x;
+    int ok = values != NULL;
+    if (ok) s += strspn(s, BLANKS);
+    if ((ok = ok && strncmp(s, want, n) == 0 && (!s[n] || strchr(BLANKS, s[n])))) s += n;
+    for (int j = 0; ok && j < PARAMS[k].ndim; ++j) ok = scan(&s, 'i', &d) && d == PARAMS[k].dims[j];
+    if (!ok || s[strspn(s, BLANKS)])
+        return FAIL("expected the line '%s%s%s'", prefix, *prefix ? "." : "", PARAMS[k].header);
+    for (values += strspn(values, BLANKS); *values; ++count) {
+        if (!scan(&values, 'f', &x)) return FAIL("%s: not a number: '%.40s'", want, values);
         if (count < PARAMS[k].size) v[count] = (real)x;
-        ++count;
     }
-    if (count != PARAMS[k].size)
-        return FAIL("%s needs %ld numbers, got %ld", want, PARAMS[k].size, count);
+    if (count != PARAMS[k].size) return FAIL("%s needs %ld numbers, got %ld", want, PARAMS[k].size, count);
     return 0;
 }
 
@@ -762,42 +740,38 @@ static int read_block(char **pos, char *end, const char *prefix, int k, real *v,
 static int load_file(Params *params, State *state, long *epoch, uint64_t *seed, const char *path,
     char *err, size_t errlen)
 {
+    static const char *const KEYS[] = {"epoch", "seed", "step"};
     Params *p = malloc(sizeof *p);
     State *st = malloc(sizeof *st);
-    size_t len = 0;
-    char *buf = read_file(path, &len, err, errlen), *pos = buf, *end = buf + len, *l[3], word[64], c;
-    long e = -1;
-    unsigned long long s = 0;
-    long long k = -1;
-    int status = 0;
-    if (!buf || !p || !st) {
-        if (buf) snprintf(err, errlen, "out of memory");
-        status = -1;
-    }
+    size_t len;
+    char *buf = read_file(path, 1, &len, err, errlen), *pos = buf, key[80];
+    long long e = 0, k = 0;
+    unsigned long long sd = 0;
+    void *const head[] = {&e, &sd, &k};
+    int status = buf && p && st ? 0 : buf ? FAIL("out of memory") : -1;
     if (status == 0 && state) sgd_nesterov_init_state(st);
-    for (int i = 0; status == 0 && state && i < 3; ++i) l[i] = next_line(&pos, end);
-    if (status == 0 && state && (!l[2] || sscanf(l[0], "epoch %ld %c", &e, &c) != 1 || sscanf(l[1], "seed %llu %c", &s, &c) != 1 ||
-        sscanf(l[2], "step %lld %c", &k, &c) != 1 || e < 0 || k < 0))
-        status = FAIL("not a checkpoint of sgd_nesterov");
-    for (int h = 0; state && status == 0 && HYPERS[h].name; ++h) {
-        char *line = next_line(&pos, end);
-        if (!line || sscanf(line, "hyper %63s %lf %c", word, HYPER(st, h), &c) != 2 || strcmp(word, HYPERS[h].name))
-            status = FAIL("expected the line 'hyper %s X'", HYPERS[h].name);
+    for (int i = 0; status == 0 && state && (i < 3 || HYPERS[i - 3].name); ++i) { /* "KEY VALUE" */
+        char *s = next_line(&pos);
+        const int n = i < 3 ? snprintf(key, sizeof key, "%s", KEYS[i])
+                            : snprintf(key, sizeof key, "hyper %s", HYPERS[i - 3].name);
+        if (!s || strncmp(s, key, (size_t)n) || !s[n] || !strchr(BLANKS, s[n]) || (s += n, 0) ||
+            !scan(&s, i < 3 ? "iui"[i] : 'f', i < 3 ? head[i] : (void *)HYPER(st, i - 3)) || *s ||
+            e < 0 || k < 0 || e > LONG_MAX)
+            status = FAIL("expected the line '%s ...' (not a checkpoint of sgd_nesterov?)", key);
     }
     for (int b = -1; status == 0 && (b < 0 || (state && BUFFERS[b].name)); ++b)
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
             if (b < 0 || !FROZEN(j))
-                status = read_block(&pos, end, b < 0 ? "" : BUFFERS[b].name, j,
-                                    TENSOR(p, st, b, j), err, errlen);
-    if (state && status == 0 && next_line(&pos, end)) status = FAIL("trailing lines");
+                status = read_block(&pos, b < 0 ? "" : BUFFERS[b].name, j, TENSOR(p, st, b, j), err, errlen);
+    if (state && status == 0 && next_line(&pos)) status = FAIL("trailing lines");
     free(buf);
     if (status == 0) {
         *params = *p;
         if (state) {
             st->step = (int64_t)k;
             *state = *st;
-            *epoch = e;
-            *seed = (uint64_t)s;
+            *epoch = (long)e;
+            *seed = (uint64_t)sd;
         }
     }
     free(p);
@@ -817,46 +791,43 @@ int sgd_nesterov_load_checkpoint(Params *params, State *state, long *epoch,
 }
 
 /* CSV: an optional header line (its first field is not a number), then rows of numbers */
-static int parse_csv(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
+static int parse_csv(char *buf, double **table, long *dims, char *err, size_t errlen)
 {
-    char *pos = buf, *end = buf + len;
     size_t lines = 1;
     long n = 0, c = 0, lineno = 0;
     int first = 1;
-    for (size_t i = 0; i < len; ++i) lines += buf[i] == '\n';
+    double x;
+    for (const char *s = buf; (s = strchr(s, '\n')) != NULL; ++s) ++lines;
     *table = NULL;
-    while (pos < end) {
-        char *line = pos, *stop = memchr(pos, '\n', (size_t)(end - pos)), *field;
+    for (char *line = buf, *next; *line; line = next) {
+        char *stop = line + strcspn(line, "\n"), *field = line, *comma;
         long k = 0;
-        double x;
-        if (!stop) stop = end;
-        pos = stop + (stop < end);
+        next = stop + (*stop != '\0');
+        *stop = '\0';
         ++lineno;
-        line += strspn(line, BLANKS); /* stops at '\n' or the final NUL */
-        if (line == stop) continue; /* blank line */
-        if (first) {
-            const char *comma = memchr(line, ',', (size_t)(stop - line));
+        if (!line[strspn(line, BLANKS)]) continue; /* blank line */
+        if (first) { /* the first line is a header if its first field is not a number */
+            const size_t w = strcspn(line, ",");
+            const char keep = line[w];
+            line[w] = '\0';
             first = 0;
-            if (!parse_number(line, (size_t)((comma ? comma : stop) - line), &x)) continue;
+            if (!number(line, &x)) continue;
+            line[w] = keep;
         }
-        if (c == 0) { /* the first data row fixes the number of columns */
-            c = 1;
-            for (char *p = line; p < stop; ++p) c += *p == ',';
-            if (lines > ((size_t)-1) / sizeof(double) / (size_t)c) return FAIL("too large");
-            *table = malloc(lines * (size_t)c * sizeof(double));
-            if (!*table) return FAIL("out of memory");
+        if (c == 0) { /* the first row fixes the number of columns */
+            for (const char *s = line; (s = strchr(s, ',')) != NULL; ++s) ++c;
+            if (lines > ((size_t)-1) / sizeof(double) / (size_t)++c) return FAIL("too large");
+            if (!(*table = malloc(lines * (size_t)c * sizeof(double)))) return FAIL("out of memory");
         }
-        for (field = line; field <= stop && k < c; ++k) {
-            char *comma = memchr(field, ',', (size_t)(stop - field));
-            if (!comma) comma = stop;
-            if (!parse_number(field, (size_t)(comma - field), &x))
-                return FAIL("line %ld, column %ld: not a number: '%.*s'", lineno, k + 1,
-                            (int)((comma - field) < 40 ? (comma - field) : 40), field);
-            (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
-            field = comma + 1;
+        for (;; field = comma + 1, ++k) {
+            const int more = *(comma = field + strcspn(field, ",")) == ',';
+            *comma = '\0';
+            if (!number(field, &x))
+                return FAIL("line %ld, column %ld: not a number: '%.40s'", lineno, k + 1, field);
+            if (k < c) (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
+            if (!more) break;
         }
-        if (k != c || field <= stop)
-            return FAIL("line %ld: expected %ld values like the first row", lineno, c);
+        if (k + 1 != c) return FAIL("line %ld: expected %ld values like the first row", lineno, c);
         ++n;
     }
     dims[0] = n;
@@ -864,71 +835,55 @@ static int parse_csv(char *buf, size_t len, double **table, long *dims, char *er
     return 0;
 }
 
-/* The value after 'key': in a .npy header (NUL-terminated), or NULL */
-static const char *npy_field(const char *header, const char *key)
+/* The value after 'key': in a .npy header, or NULL */
+static char *npy_field(char *header, const char *key)
 {
-    const char *p = strstr(header, key);
-    if (!p) return NULL;
-    p += strlen(key);
-    while (*p == ' ') ++p;
-    return p;
+    char *p = strstr(header, key);
+    return p ? p + strlen(key) + strspn(p + strlen(key), " ") : NULL;
 }
 
 /* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
 static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
 {
     const unsigned char *u = (const unsigned char *)buf;
-    char header[4096], *stop;
-    const char *descr, *order, *shape;
-    size_t start = 10, hlen, size, count;
+    const int version = len > 11 ? u[6] : 0, at = version > 1 ? 12 : 10;
     const uint16_t probe = 1;
+    size_t hlen, size, count;
+    char header[4096], *descr, *order, *s, *end;
     *table = NULL;
-    if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) return FAIL("not a .npy file");
-    if (u[6] < 1 || u[6] > 3 || (u[6] > 1 && len < 12))
-        return FAIL("unsupported .npy version %d", u[6]);
-    hlen = (size_t)u[8] | (size_t)u[9] << 8;
-    if (u[6] > 1) { /* versions 2 and 3: a 4-byte length */
-        hlen |= (size_t)u[10] << 16 | (size_t)u[11] << 24;
-        start = 12;
-    }
-    if (hlen >= sizeof header || hlen > len - start) return FAIL("bad .npy header");
-    memcpy(header, buf + start, hlen);
+    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3)
+        return FAIL("not a .npy file of version 1 to 3");
+    hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
+    if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
+    memcpy(header, buf + at, hlen);
     header[hlen] = '\0';
-    start += hlen;
     descr = npy_field(header, "'descr':");
     order = npy_field(header, "'fortran_order':");
-    shape = npy_field(header, "'shape':");
-    if (!descr || !order || !shape) return FAIL("bad .npy header");
-    size = strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
+    s = npy_field(header, "'shape':");
+    size = !descr ? 0 : strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
     if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
-    if (strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
+    if (!order || strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
     if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
-    if (*shape++ != '(') return FAIL("bad .npy shape");
     for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
-        while (*shape == ' ') ++shape;
-        if (*shape < '0' || *shape > '9') return FAIL("the array must be 2-D");
+        if (s && *s == (d ? ',' : '(')) ++s;
         errno = 0;
-        dims[d] = strtol(shape, &stop, 10);
-        if (errno || dims[d] < 0) return FAIL("bad .npy shape");
-        for (shape = stop; *shape == ' ';) ++shape;
-        if (*shape == ',') ++shape;
+        dims[d] = s ? strtol(s, &end, 10) : -1;
+        if (!s || end == s || errno || dims[d] < 0) return FAIL("the array must be 2-D");
+        s = end + strspn(end, " ");
     }
-    while (*shape == ' ') ++shape;
-    if (*shape != ')') return FAIL("the array must be 2-D");
-    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1])
-        return FAIL("too large");
+    s += *s == ',';
+    if (*(s + strspn(s, " ")) != ')') return FAIL("the array must be 2-D");
+    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1]) return FAIL("too large");
     count = (size_t)dims[0] * (size_t)dims[1];
-    if (len - start != count * size)
-        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - start,
-                    dims[0], dims[1], count * size);
-    *table = malloc((count ? count : 1) * sizeof(double));
-    if (!*table) return FAIL("out of memory");
+    if (len - at - hlen != count * size)
+        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - at - hlen, dims[0], dims[1], count * size);
+    if (!(*table = malloc((count ? count : 1) * sizeof(double)))) return FAIL("out of memory");
     for (size_t i = 0; i < count; ++i) {
         float x;
         if (size == 8) {
-            memcpy(&(*table)[i], buf + start + 8 * i, 8);
+            memcpy(*table + i, buf + at + hlen + 8 * i, 8);
         } else {
-            memcpy(&x, buf + start + 4 * i, 4);
+            memcpy(&x, buf + at + hlen + 4 * i, 4);
             (*table)[i] = x;
         }
     }
@@ -945,19 +900,14 @@ int sgd_nesterov_split_table(const double *table, long n, long cols, int want_ta
         return FAIL("targets need %d columns (or one label column) for %ld samples, got %ld",
                     OUTPUTS, n, tcols);
     for (long r = 0; r < n; ++r) {
-        const double *row = table + (size_t)r * (size_t)cols;
+        const double *row = table + (size_t)r * (size_t)cols, *t = row + INPUTS;
         for (long k = 0; k < (want_targets ? cols : INPUTS); ++k)
             if (!isfinite(row[k])) return FAIL("data contains NaN or infinity (row %ld)", r + 1);
         for (int k = 0; k < INPUTS; ++k) X[r * INPUTS + k] = (real)row[k];
-        if (!want_targets) continue;
-        if (labels) {
-            const double y = row[INPUTS];
-            if (y != floor(y) || y < 0 || y > OUTPUTS - 1)
-                return FAIL("labels must be integers 0..%d (row %ld)", OUTPUTS - 1, r + 1);
-            for (int k = 0; k < OUTPUTS; ++k) T[r * OUTPUTS + k] = (real)(k == (int)y);
-        } else {
-            for (int k = 0; k < OUTPUTS; ++k) T[r * OUTPUTS + k] = (real)row[INPUTS + k];
-        }
+        if (labels && (t[0] != floor(t[0]) || t[0] < 0 || t[0] > OUTPUTS - 1))
+            return FAIL("labels must be integers 0..%d (row %ld)", OUTPUTS - 1, r + 1);
+        for (int k = 0; want_targets && k < OUTPUTS; ++k)
+            T[r * OUTPUTS + k] = (real)(labels ? k == (int)t[0] : t[k]);
     }
     return 0;
 }
@@ -966,17 +916,17 @@ int sgd_nesterov_read_data(const char *path, int want_targets, real **X, real **
     char *err, size_t errlen)
 {
     const size_t plen = strlen(path);
-    const char *ext = plen >= 4 ? path + plen - 4 : "";
+    const int npy = plen >= 4 && strcmp(path + plen - 4, ".npy") == 0;
     size_t len;
     char *buf = NULL;
     double *table = NULL;
     long dims[2] = {0, 0}; /* rows, columns */
     int status = -1;
     *X = *T = NULL;
-    if (strcmp(ext, ".npz") == 0)
-        status = FAIL("the C program reads .csv and .npy files (save X and T side by side)");
-    else if ((buf = read_file(path, &len, err, errlen)) != NULL)
-        status = (strcmp(ext, ".npy") == 0 ? parse_npy : parse_csv)(buf, len, &table, dims, err, errlen);
+    if (plen >= 4 && strcmp(path + plen - 4, ".npz") == 0)
+        (void)FAIL("the C program reads .csv and .npy files (save X and T side by side)");
+    else if ((buf = read_file(path, !npy, &len, err, errlen)) != NULL)
+        status = npy ? parse_npy(buf, len, &table, dims, err, errlen) : parse_csv(buf, &table, dims, err, errlen);
     free(buf);
     if (status == 0 && dims[0] == 0) status = FAIL("no data rows");
     if (status == 0) {
