@@ -259,6 +259,58 @@ def test_no_compiler_is_a_clear_error(root, monkeypatch):
 # ---- 4. numbers: C equals NumPy ---------------------------------------------------------------
 
 
+EVERY_SCHEME = {
+    "name": "schemes",
+    "inputs": 3,
+    "layers": [
+        {
+            "units": 4,
+            "activation": "tanh",
+            "weight": {"init": "xavier_normal", "gain": 1.7},
+            "bias": {"init": "zeros"},
+        },
+        {
+            "units": 5,
+            "activation": "relu",
+            "weight": {"init": "he_normal"},
+            "bias": {"init": "uniform", "low": -0.3, "high": 0.2},
+        },
+        {
+            "units": 3,
+            "activation": "sigmoid",
+            "weight": {"init": "xavier_uniform", "gain": 0.8},
+            "bias": {"init": "normal", "std": 0.7},
+        },
+        {
+            "units": 2,
+            "activation": "identity",
+            "weight": {"init": "he_uniform"},
+            "bias": {"init": [0.25, -1.5]},
+        },
+        {
+            "units": 2,
+            "activation": "identity",
+            "weight": {"init": "pytorch"},
+            "bias": {"init": 0.125},
+        },
+    ],
+    "loss": "mse",
+    "optimizer": {"type": "sgd", "lr": 0.1},
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_init_scheme_is_bit_identical(dtype, root):
+    """All nine init schemes: the C table's resolved bounds give NumPy's weights bit for bit."""
+    c, m = targets({**EVERY_SCHEME, "dtype": dtype}, root)
+    for seed in (0, 2**64 - 1):
+        pc, pn = c.init_params(seed), m.init_params(seed)
+        for name in pn:
+            assert pc[name].dtype == pn[name].dtype and np.array_equal(pc[name], pn[name]), name
+    assert np.array_equal(pn["b1"], np.zeros(4)) and np.array_equal(pn["b4"], [0.25, -1.5])
+    assert np.all(pn["b5"] == 0.125) and np.all((pn["b2"] >= -0.3) & (pn["b2"] < 0.2))
+
+
 @pytest.mark.parametrize("spec", EXAMPLES, ids=lambda p: p.stem)
 def test_c_equals_numpy(spec, root):
     """Initial weights bit for bit (two seeds); loss and gradients; 25 steps; training epochs."""

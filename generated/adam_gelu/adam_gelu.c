@@ -87,47 +87,22 @@ static double normal(uint64_t key, uint64_t j, uint64_t n)
     }
 }
 
-enum { VALUES, ZEROS, UNIFORM, NORMAL, XAVIER_UNIFORM, XAVIER_NORMAL, HE_UNIFORM, HE_NORMAL, PYTORCH };
+enum { VALUES, UNIFORM, NORMAL };
 
 typedef struct {
-    int scheme;
-    long fan_in, fan_out;
-    double low, high, std, gain;
-    const double *values; /* VALUES: nvalues numbers, or one to fill with */
+    int dist;
+    double a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
+    const double *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
     long nvalues;
 } init_spec;
 
 /* Initial values of one tensor (prng.init_tensor): computed in double, rounded once to real */
 static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
 {
-    double low = s->low, high = s->high, std = s->std, bound;
-    switch (s->scheme) {
-    case VALUES:
-        for (long j = 0; j < n; ++j) out[j] = (real)s->values[s->nvalues == 1 ? 0 : j];
-        return;
-    case ZEROS:
-        for (long j = 0; j < n; ++j) out[j] = 0;
-        return;
-    case NORMAL:
-    case XAVIER_NORMAL:
-    case HE_NORMAL:
-        if (s->scheme == XAVIER_NORMAL) std = s->gain * sqrt(2.0 / (double)(s->fan_in + s->fan_out));
-        if (s->scheme == HE_NORMAL) std = sqrt(2.0 / (double)s->fan_in);
-        for (long j = 0; j < n; ++j) out[j] = (real)(std * normal(key, (uint64_t)j, (uint64_t)n));
-        return;
-    default:
-        if (s->scheme != UNIFORM) {
-            if (s->scheme == XAVIER_UNIFORM)
-                bound = s->gain * sqrt(6.0 / (double)(s->fan_in + s->fan_out));
-            else if (s->scheme == HE_UNIFORM)
-                bound = sqrt(6.0 / (double)s->fan_in);
-            else /* PYTORCH */
-                bound = 1.0 / sqrt((double)s->fan_in);
-            low = -bound;
-            high = bound;
-        }
-        for (long j = 0; j < n; ++j) out[j] = (real)(low + (high - low) * uniform(key, (uint64_t)j));
-    }
+    for (long j = 0; j < n; ++j)
+        out[j] = (real)(s->dist == UNIFORM ? s->a + (s->b - s->a) * uniform(key, (uint64_t)j)
+                        : s->dist == NORMAL ? s->a * normal(key, (uint64_t)j, (uint64_t)n)
+                        : s->nvalues ? s->values[s->nvalues == 1 ? 0 : j] : 0);
 }
 
 /* Epoch order: Fisher-Yates, for i = n-1 down to 1 (step s): j = floor(u(key, s) (i + 1)) */
@@ -157,17 +132,17 @@ static const struct {
     init_spec init;
 } PARAMS[] = {
     {"W1", "W1 6 4", 2, {6, 4}, 24, offsetof(Params, W1), offsetof(Grads, W1),
-     {XAVIER_NORMAL, 4, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {NORMAL, 0.4472135954999579, 0.0, NULL, 0}},
     {"b1", "b1 6", 1, {6, 0}, 6, offsetof(Params, b1), offsetof(Grads, b1),
-     {PYTORCH, 4, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -0.5, 0.5, NULL, 0}},
     {"W2", "W2 6 6", 2, {6, 6}, 36, offsetof(Params, W2), offsetof(Grads, W2),
-     {HE_NORMAL, 6, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {NORMAL, 0.5773502691896257, 0.0, NULL, 0}},
     {"b2", "b2 6", 1, {6, 0}, 6, offsetof(Params, b2), offsetof(Grads, b2),
-     {PYTORCH, 6, 6, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -0.4082482904638631, 0.4082482904638631, NULL, 0}},
     {"W3", "W3 3 6", 2, {3, 6}, 18, offsetof(Params, W3), offsetof(Grads, W3),
-     {PYTORCH, 6, 3, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -0.4082482904638631, 0.4082482904638631, NULL, 0}},
     {"b3", "b3 3", 1, {3, 0}, 3, offsetof(Params, b3), offsetof(Grads, b3),
-     {PYTORCH, 6, 3, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -0.4082482904638631, 0.4082482904638631, NULL, 0}},
 };
 #define NUM_PARAMS 6
 #define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)

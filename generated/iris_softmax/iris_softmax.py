@@ -170,6 +170,30 @@ SCHEMES = (
 )
 
 
+def distribution(
+    scheme: str, fan_in: int, fan_out: int, low=-1.0, high=1.0, std=1.0, gain=1.0
+) -> tuple[str, float, float]:
+    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved.
+
+    The C target stores these numbers (exact as repr) instead of computing them again.
+    """
+    if scheme in ("normal", "xavier_normal", "he_normal"):
+        if scheme == "xavier_normal":
+            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+        elif scheme == "he_normal":
+            std = math.sqrt(2.0 / float(fan_in))
+        return "normal", float(std), 0.0
+    if scheme != "uniform":
+        if scheme == "xavier_uniform":
+            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
+        elif scheme == "he_uniform":
+            bound = math.sqrt(6.0 / float(fan_in))
+        else:  # pytorch
+            bound = 1.0 / math.sqrt(float(fan_in))
+        low, high = -bound, bound
+    return "uniform", float(low), float(high)
+
+
 def init_tensor(
     scheme: str,
     shape: tuple[int, ...],
@@ -208,24 +232,9 @@ def init_tensor(
     elif scheme == "zeros":
         out = np.zeros(shape, dtype=np.float64)
     else:
+        kind, a, b = distribution(scheme, fan_in, fan_out, low, high, std, gain)
         key = stream_key(seed, k)
-        if scheme in ("normal", "xavier_normal", "he_normal"):
-            if scheme == "xavier_normal":
-                std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-            elif scheme == "he_normal":
-                std = math.sqrt(2.0 / float(fan_in))
-            out = float(std) * normals(key, n)
-        else:
-            if scheme != "uniform":
-                if scheme == "xavier_uniform":
-                    bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-                elif scheme == "he_uniform":
-                    bound = math.sqrt(6.0 / float(fan_in))
-                else:  # pytorch
-                    bound = 1.0 / math.sqrt(float(fan_in))
-                low, high = -bound, bound
-            low, high = float(low), float(high)
-            out = low + (high - low) * uniforms(key, n)
+        out = a * normals(key, n) if kind == "normal" else a + (b - a) * uniforms(key, n)
         out = out.reshape(shape)
     return out.astype(np.float32) if dtype == "float32" else out
 

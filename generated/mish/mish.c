@@ -87,47 +87,22 @@ static double normal(uint64_t key, uint64_t j, uint64_t n)
     }
 }
 
-enum { VALUES, ZEROS, UNIFORM, NORMAL, XAVIER_UNIFORM, XAVIER_NORMAL, HE_UNIFORM, HE_NORMAL, PYTORCH };
+enum { VALUES, UNIFORM, NORMAL };
 
 typedef struct {
-    int scheme;
-    long fan_in, fan_out;
-    double low, high, std, gain;
-    const double *values; /* VALUES: nvalues numbers, or one to fill with */
+    int dist;
+    double a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
+    const double *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
     long nvalues;
 } init_spec;
 
 /* Initial values of one tensor (prng.init_tensor): computed in double, rounded once to real */
 static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
 {
-    double low = s->low, high = s->high, std = s->std, bound;
-    switch (s->scheme) {
-    case VALUES:
-        for (long j = 0; j < n; ++j) out[j] = (real)s->values[s->nvalues == 1 ? 0 : j];
-        return;
-    case ZEROS:
-        for (long j = 0; j < n; ++j) out[j] = 0;
-        return;
-    case NORMAL:
-    case XAVIER_NORMAL:
-    case HE_NORMAL:
-        if (s->scheme == XAVIER_NORMAL) std = s->gain * sqrt(2.0 / (double)(s->fan_in + s->fan_out));
-        if (s->scheme == HE_NORMAL) std = sqrt(2.0 / (double)s->fan_in);
-        for (long j = 0; j < n; ++j) out[j] = (real)(std * normal(key, (uint64_t)j, (uint64_t)n));
-        return;
-    default:
-        if (s->scheme != UNIFORM) {
-            if (s->scheme == XAVIER_UNIFORM)
-                bound = s->gain * sqrt(6.0 / (double)(s->fan_in + s->fan_out));
-            else if (s->scheme == HE_UNIFORM)
-                bound = sqrt(6.0 / (double)s->fan_in);
-            else /* PYTORCH */
-                bound = 1.0 / sqrt((double)s->fan_in);
-            low = -bound;
-            high = bound;
-        }
-        for (long j = 0; j < n; ++j) out[j] = (real)(low + (high - low) * uniform(key, (uint64_t)j));
-    }
+    for (long j = 0; j < n; ++j)
+        out[j] = (real)(s->dist == UNIFORM ? s->a + (s->b - s->a) * uniform(key, (uint64_t)j)
+                        : s->dist == NORMAL ? s->a * normal(key, (uint64_t)j, (uint64_t)n)
+                        : s->nvalues ? s->values[s->nvalues == 1 ? 0 : j] : 0);
 }
 
 /* Epoch order: Fisher-Yates, for i = n-1 down to 1 (step s): j = floor(u(key, s) (i + 1)) */
@@ -157,13 +132,13 @@ static const struct {
     init_spec init;
 } PARAMS[] = {
     {"W1", "W1 4 3", 2, {4, 3}, 12, offsetof(Params, W1), offsetof(Grads, W1),
-     {NORMAL, 3, 4, -1.0, 1.0, 0.5, 1.0, NULL, 0}},
+     {NORMAL, 0.5, 0.0, NULL, 0}},
     {"b1", "b1 4", 1, {4, 0}, 4, offsetof(Params, b1), offsetof(Grads, b1),
-     {UNIFORM, 3, 4, -0.1, 0.1, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -0.1, 0.1, NULL, 0}},
     {"W2", "W2 2 4", 2, {2, 4}, 8, offsetof(Params, W2), offsetof(Grads, W2),
-     {PYTORCH, 4, 2, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -0.5, 0.5, NULL, 0}},
     {"b2", "b2 2", 1, {2, 0}, 2, offsetof(Params, b2), offsetof(Grads, b2),
-     {PYTORCH, 4, 2, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -0.5, 0.5, NULL, 0}},
 };
 #define NUM_PARAMS 4
 #define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef rmsprop_custom_loss_real real;
+
 static const char USAGE[] =
     "usage: rmsprop_custom_loss train DATA [--epochs N] [--batch-size B] [--lr LR] [--seed S] [--quiet]\n"
     "         [--init WEIGHTS | --resume CHECKPOINT] [--out WEIGHTS] [--checkpoint CHECKPOINT]\n"
@@ -22,20 +24,23 @@ static const char USAGE[] =
 static rmsprop_custom_loss_params params;
 static rmsprop_custom_loss_state state;
 static rmsprop_custom_loss_workspace ws;
+static char err[1024];
 
-static int fail(const char *message)
+/* "error: " and the message, format with one string argument; 2 */
+static int fail(const char *format, const char *arg)
 {
-    fprintf(stderr, "error: %s\n", message);
+    fputs("error: ", stderr);
+    fprintf(stderr, format, arg);
+    fputc('\n', stderr);
     return 2;
 }
 
 typedef struct {
     int quiet;
-    const rmsprop_custom_loss_real *X, *T;
+    const real *X, *T;
     long n;
     const char *checkpoint;
     uint64_t seed;
-    char err[1024];
 } progress_context;
 
 /* About 20 lines per run: epoch, mean batch loss and, for classifiers, the training accuracy */
@@ -43,111 +48,97 @@ static int progress(long epoch, long epochs, double mean_loss, void *context)
 {
     progress_context *c = context;
     const long every = epochs / 20 > 1 ? epochs / 20 : 1;
-    const int width = snprintf(NULL, 0, "%ld", epochs);
     if (!c->quiet && (epoch % every == 0 || epoch == epochs - 1)) {
         const double acc = rmsprop_custom_loss_accuracy(&params, c->X, c->T, c->n, &ws);
-        printf("epoch %*ld/%ld  loss %.6g", width, epoch + 1, epochs, mean_loss);
-        if (acc >= 0) printf("  accuracy %.4f", acc);
-        printf("\n");
+        printf("epoch %*ld/%ld  loss %.6g", snprintf(NULL, 0, "%ld", epochs), epoch + 1, epochs, mean_loss);
+        printf(acc >= 0 ? "  accuracy %.4f\n" : "\n", acc);
         fflush(stdout);
     }
     return c->checkpoint && rmsprop_custom_loss_save_checkpoint(&params, &state, epoch + 1, c->seed,
-                                c->checkpoint, c->err, sizeof c->err);
+                                c->checkpoint, err, sizeof err);
+}
+
+/* text as an integer >= 1: 1, else 0 */
+static int count(const char *text, long *out)
+{
+    char *end;
+    errno = 0;
+    *out = strtol(text, &end, 10);
+    return *out >= 1 && !*end && !errno;
 }
 
 static int train(int argc, char **argv)
 {
-    const char *data = NULL, *init = NULL, *out = "rmsprop_custom_loss.weights", *checkpoint = NULL;
-    const char *resume = NULL, *value;
+    enum { EPOCHS, BATCH, LR, SEED, INIT, OUT, CHECKPOINT, RESUME, QUIET, NOPTIONS };
+    static const char *const OPTIONS[NOPTIONS] = {"--epochs", "--batch-size", "--lr", "--seed",
+        "--init", "--out", "--checkpoint", "--resume", "--quiet"};
+    const char *data = NULL, *value[NOPTIONS] = {NULL}, *out;
     long epochs = 10, batch = 32, n, first = 0;
     uint64_t seed = RMSPROP_CUSTOM_LOSS_SEED;
     double lr = 0;
-    int quiet = 0, status;
-    char err[1024], *end;
-    rmsprop_custom_loss_real *X, *T;
+    int status;
+    char *end;
+    real *X, *T;
     for (int a = 0; a < argc; ++a) {
-        const char *arg = argv[a];
-        if (strcmp(arg, "--quiet") == 0) {
-            quiet = 1;
-            continue;
-        }
-        if (arg[0] != '-' && !data) {
-            data = arg;
-            continue;
-        }
-        if (a + 1 == argc) {
-            snprintf(err, sizeof err, "%s: expected a value (see --help)", arg);
-            return fail(err);
-        }
-        value = argv[++a];
+        int o = 0;
+        while (o < NOPTIONS && strcmp(argv[a], OPTIONS[o]) != 0) ++o;
+        if (o == NOPTIONS && argv[a][0] != '-' && !data)
+            data = argv[a];
+        else if (o == NOPTIONS)
+            return fail("unknown option %s (see --help)", argv[a]);
+        else if (o == QUIET)
+            value[QUIET] = "";
+        else if (a + 1 == argc)
+            return fail("%s: expected a value (see --help)", argv[a]);
+        else
+            value[o] = argv[++a];
+    }
+    if (value[EPOCHS] && !count(value[EPOCHS], &epochs)) return fail("%s must be an integer >= 1", "--epochs");
+    if (value[BATCH] && !count(value[BATCH], &batch)) return fail("%s must be an integer >= 1", "--batch-size");
+    if (value[LR] && (lr = strtod(value[LR], &end), !*value[LR] || *end || !(lr > 0) || lr > 1e300))
+        return fail("%s must be a number > 0", "--lr");
+    if (value[SEED]) {
         errno = 0;
-        if (strcmp(arg, "--epochs") == 0 || strcmp(arg, "--batch-size") == 0) {
-            long *number = arg[2] == 'e' ? &epochs : &batch; /* --epochs or --batch-size */
-            *number = strtol(value, &end, 10);
-            if (!*value || *end || errno || *number < 1) {
-                snprintf(err, sizeof err, "%s must be an integer >= 1", arg);
-                return fail(err);
-            }
-        } else if (strcmp(arg, "--lr") == 0) {
-            lr = strtod(value, &end);
-            if (!*value || *end || !(lr > 0) || lr > 1e300) return fail("--lr must be a number > 0");
-        } else if (strcmp(arg, "--seed") == 0) {
-            seed = value[0] == '-' ? (uint64_t)strtoll(value, &end, 10)
-                                   : (uint64_t)strtoull(value, &end, 10);
-            if (!*value || *end || errno) return fail("--seed must be an integer");
-        } else if (strcmp(arg, "--init") == 0) {
-            init = value;
-        } else if (strcmp(arg, "--out") == 0) {
-            out = value;
-        } else if (strcmp(arg, "--checkpoint") == 0) {
-            checkpoint = value;
-        } else if (strcmp(arg, "--resume") == 0) {
-            resume = value;
-        } else {
-            snprintf(err, sizeof err, "unknown option %s (see --help)", arg);
-            return fail(err);
-        }
+        seed = value[SEED][0] == '-' ? (uint64_t)strtoll(value[SEED], &end, 10)
+                                     : (uint64_t)strtoull(value[SEED], &end, 10);
+        if (!*value[SEED] || *end || errno) return fail("%s must be an integer", "--seed");
     }
-    if (!data) return fail("train needs a DATA file (see --help)");
-    if (init && resume) return fail("--init or --resume, not both");
-    if (rmsprop_custom_loss_read_data(data, 1, &X, &T, &n, err, sizeof err) != 0) return fail(err);
-    if (resume ? rmsprop_custom_loss_load_checkpoint(&params, &state, &first, &seed, resume, err, sizeof err)
-               : init ? rmsprop_custom_loss_load(&params, init, err, sizeof err) : 0) {
+    out = value[OUT] ? value[OUT] : "rmsprop_custom_loss.weights";
+    if (!data) return fail("%s needs a DATA file (see --help)", "train");
+    if (value[INIT] && value[RESUME]) return fail("%s", "--init or --resume, not both");
+    if (rmsprop_custom_loss_read_data(data, 1, &X, &T, &n, err, sizeof err) != 0) return fail("%s", err);
+    if (value[RESUME] ? rmsprop_custom_loss_load_checkpoint(&params, &state, &first, &seed, value[RESUME], err, sizeof err)
+        : value[INIT] ? rmsprop_custom_loss_load(&params, value[INIT], err, sizeof err) : 0) {
         rmsprop_custom_loss_free_data(X, T);
-        return fail(err);
+        return fail("%s", err);
     }
-    if (!resume && !init) rmsprop_custom_loss_init_params(&params, seed);
-    if (!resume) rmsprop_custom_loss_init_state(&state);
+    if (!value[RESUME] && !value[INIT]) rmsprop_custom_loss_init_params(&params, seed);
+    if (!value[RESUME]) rmsprop_custom_loss_init_state(&state);
     if (lr > 0) state.hyper.eta = lr;
-    progress_context context = {quiet, X, T, n, checkpoint, seed, ""};
+    progress_context context = {value[QUIET] != NULL, X, T, n, value[CHECKPOINT], seed};
     status = rmsprop_custom_loss_train_from(&params, &state, X, T, n, first, epochs > first ? epochs - first : 0,
                                    batch, 1, seed, NULL, progress, &context, &ws);
     rmsprop_custom_loss_free_data(X, T);
-    if (status != 0) return fail(status < 0 ? "out of memory" : context.err);
-    if (rmsprop_custom_loss_save(&params, out, err, sizeof err) != 0) return fail(err);
-    if (!quiet) printf("saved weights to %s\n", out);
+    if (status != 0) return fail("%s", status < 0 ? "out of memory" : err);
+    if (rmsprop_custom_loss_save(&params, out, err, sizeof err) != 0) return fail("%s", err);
+    if (!value[QUIET]) printf("saved weights to %s\n", out);
     return 0;
 }
 
 static int predict(int argc, char **argv)
 {
-    char err[1024];
-    rmsprop_custom_loss_real *X, *T, *Y;
+    real *X, *T, *Y;
     long n;
-    if (argc != 2) return fail("predict needs WEIGHTS and DATA (see --help)");
-    if (rmsprop_custom_loss_load(&params, argv[0], err, sizeof err) != 0) return fail(err);
-    if (rmsprop_custom_loss_read_data(argv[1], 0, &X, &T, &n, err, sizeof err) != 0) return fail(err);
-    Y = malloc((size_t)n * RMSPROP_CUSTOM_LOSS_OUTPUTS * sizeof *Y);
-    if (!Y) {
+    if (argc != 2) return fail("%s needs WEIGHTS and DATA (see --help)", "predict");
+    if (rmsprop_custom_loss_load(&params, argv[0], err, sizeof err) != 0) return fail("%s", err);
+    if (rmsprop_custom_loss_read_data(argv[1], 0, &X, &T, &n, err, sizeof err) != 0) return fail("%s", err);
+    if (!(Y = malloc((size_t)n * RMSPROP_CUSTOM_LOSS_OUTPUTS * sizeof *Y))) {
         free(X);
-        return fail("out of memory");
+        return fail("%s", "out of memory");
     }
     rmsprop_custom_loss_forward(&params, X, n, Y, &ws);
-    for (long r = 0; r < n; ++r) {
-        for (int k = 0; k < RMSPROP_CUSTOM_LOSS_OUTPUTS; ++k)
-            printf(k ? ",%.17g" : "%.17g", (double)Y[r * RMSPROP_CUSTOM_LOSS_OUTPUTS + k]);
-        printf("\n");
-    }
+    for (long e = 0; e < n * RMSPROP_CUSTOM_LOSS_OUTPUTS; ++e) /* a line of outputs per sample */
+        printf((e + 1) % RMSPROP_CUSTOM_LOSS_OUTPUTS ? "%.17g," : "%.17g\n", (double)Y[e]);
     free(X);
     free(Y);
     return 0;

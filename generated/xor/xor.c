@@ -54,80 +54,22 @@ static double uniform(uint64_t key, uint64_t i)
     return (double)(mix64(key + (i + 1) * GAMMA) >> 11) * 0x1p-53;
 }
 
-/* plog(s) = log(s) for 0 < s < 1 from + - * / only: s = m 2^k, atanh series in (m-1)/(m+1) */
-static double plog(double s)
-{
-    double m = s, f, f2, p;
-    int k = 0;
-    while (m < 1.0) {
-        m = m * 2.0;
-        k = k - 1;
-    }
-    if (m > 1.4142135623730951) {
-        m = m / 2.0;
-        k = k + 1;
-    }
-    f = (m - 1.0) / (m + 1.0);
-    f2 = f * f;
-    p = 1.0 / 23.0;
-    for (int j = 21; j >= 3; j -= 2) p = 1.0 / j + f2 * p; /* 1/j: correctly rounded, as folded */
-    p = 1.0 + f2 * p;
-    return (double)k * 0.6931471805599453 + (2.0 * f) * p;
-}
 
-/* Standard normal j of an n-element tensor (Marsaglia polar; attempt r uses u(2(j + r n)), +1) */
-static double normal(uint64_t key, uint64_t j, uint64_t n)
-{
-    for (uint64_t r = 0;; ++r) {
-        const uint64_t c = 2u * (j + r * n);
-        const double a = 2.0 * uniform(key, c) - 1.0;
-        const double b = 2.0 * uniform(key, c + 1) - 1.0;
-        const double s = a * a + b * b;
-        if (0.0 < s && s < 1.0) return a * sqrt((-2.0 * plog(s)) / s);
-    }
-}
-
-enum { VALUES, ZEROS, UNIFORM, NORMAL, XAVIER_UNIFORM, XAVIER_NORMAL, HE_UNIFORM, HE_NORMAL, PYTORCH };
+enum { VALUES, UNIFORM, NORMAL };
 
 typedef struct {
-    int scheme;
-    long fan_in, fan_out;
-    double low, high, std, gain;
-    const double *values; /* VALUES: nvalues numbers, or one to fill with */
+    int dist;
+    double a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
+    const double *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
     long nvalues;
 } init_spec;
 
 /* Initial values of one tensor (prng.init_tensor): computed in double, rounded once to real */
 static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
 {
-    double low = s->low, high = s->high, std = s->std, bound;
-    switch (s->scheme) {
-    case VALUES:
-        for (long j = 0; j < n; ++j) out[j] = (real)s->values[s->nvalues == 1 ? 0 : j];
-        return;
-    case ZEROS:
-        for (long j = 0; j < n; ++j) out[j] = 0;
-        return;
-    case NORMAL:
-    case XAVIER_NORMAL:
-    case HE_NORMAL:
-        if (s->scheme == XAVIER_NORMAL) std = s->gain * sqrt(2.0 / (double)(s->fan_in + s->fan_out));
-        if (s->scheme == HE_NORMAL) std = sqrt(2.0 / (double)s->fan_in);
-        for (long j = 0; j < n; ++j) out[j] = (real)(std * normal(key, (uint64_t)j, (uint64_t)n));
-        return;
-    default:
-        if (s->scheme != UNIFORM) {
-            if (s->scheme == XAVIER_UNIFORM)
-                bound = s->gain * sqrt(6.0 / (double)(s->fan_in + s->fan_out));
-            else if (s->scheme == HE_UNIFORM)
-                bound = sqrt(6.0 / (double)s->fan_in);
-            else /* PYTORCH */
-                bound = 1.0 / sqrt((double)s->fan_in);
-            low = -bound;
-            high = bound;
-        }
-        for (long j = 0; j < n; ++j) out[j] = (real)(low + (high - low) * uniform(key, (uint64_t)j));
-    }
+    for (long j = 0; j < n; ++j)
+        out[j] = (real)(s->dist == UNIFORM ? s->a + (s->b - s->a) * uniform(key, (uint64_t)j)
+                        : s->nvalues ? s->values[s->nvalues == 1 ? 0 : j] : 0);
 }
 
 /* Epoch order: Fisher-Yates, for i = n-1 down to 1 (step s): j = floor(u(key, s) (i + 1)) */
@@ -157,13 +99,13 @@ static const struct {
     init_spec init;
 } PARAMS[] = {
     {"W1", "W1 4 2", 2, {4, 2}, 8, offsetof(Params, W1), offsetof(Grads, W1),
-     {XAVIER_UNIFORM, 2, 4, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -1.0, 1.0, NULL, 0}},
     {"b1", "b1 4", 1, {4, 0}, 4, offsetof(Params, b1), offsetof(Grads, b1),
-     {ZEROS, 2, 4, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {VALUES, 0.0, 0.0, NULL, 0}},
     {"W2", "W2 1 4", 2, {1, 4}, 4, offsetof(Params, W2), offsetof(Grads, W2),
-     {XAVIER_UNIFORM, 4, 1, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {UNIFORM, -1.0954451150103321, 1.0954451150103321, NULL, 0}},
     {"b2", "b2 1", 1, {1, 0}, 1, offsetof(Params, b2), offsetof(Grads, b2),
-     {ZEROS, 4, 1, -1.0, 1.0, 1.0, 1.0, NULL, 0}},
+     {VALUES, 0.0, 0.0, NULL, 0}},
 };
 #define NUM_PARAMS 4
 #define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)

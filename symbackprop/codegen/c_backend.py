@@ -10,6 +10,7 @@ import json
 
 import sympy as sp
 
+from .. import prng
 from ..chain_rule import Derivation
 from .c_printer import CCodePrinter
 from .program import Lowered, Program
@@ -99,10 +100,12 @@ def _op(o: Lowered, d: Derivation, dtype: str, widths: dict, scalar: CCodePrinte
 
 def _param(p, k: int) -> dict:
     i = p.init
-    values = None
+    values, dist = None, ("values", 0.0, 0.0)
     if i.scheme == "values":
         flat = sp.flatten([i.value]) if isinstance(i.value, tuple) else [i.value]
         values = [repr(float(v)) for v in flat]
+    elif i.scheme != "zeros":
+        dist = prng.distribution(i.scheme, p.fan_in, p.fan_out, i.low, i.high, i.std, i.gain)
     size = 1
     for n in p.shape:
         size *= n
@@ -116,12 +119,8 @@ def _param(p, k: int) -> dict:
         "trainable": p.trainable,
         "kind": p.kind,
         "scheme": i.scheme,
-        "fan_in": p.fan_in,
-        "fan_out": p.fan_out,
-        "low": repr(float(i.low)),
-        "high": repr(float(i.high)),
-        "std": repr(float(i.std)),
-        "gain": repr(float(i.gain)),
+        "dist": dist[0],
+        "dist_args": f"{dist[1]!r}, {dist[2]!r}",
         "init_values": values,
         "zero": "[0]" * max(len(p.shape), 1),
         "header": " ".join([p.name, *map(str, p.shape)]),
