@@ -209,7 +209,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
         for (long i = 0; i < m * 8; ++i) {
-            a1[i] = (z1[i] > 0 ? z1[i] : 0);
+            a1[i] = (z1[i] < 0 ? 0 : z1[i]);
         }
     }
 
@@ -567,14 +567,6 @@ static char *read_file(const char *path, int text, size_t *len, char *err, size_
     return buf;
 }
 
-/* s is a number, blanks around it allowed: 1, else 0 */
-static int number(const char *s, double *x)
-{
-    char *end;
-    *x = strtod(s, &end);
-    return end != s && !end[strspn(end, BLANKS)];
-}
-
 /* The next line after *pos that is neither blank nor a comment, NUL-terminated in place */
 static char *next_line(char **pos)
 {
@@ -588,12 +580,15 @@ static char *next_line(char **pos)
 }
 
 /* The number at *s (blanks before it allowed) into out (kind 'f': double, 'i': long long, 'u':
- * unsigned long long), *s moved past it and the blanks after it: 1, or 0 if there is none, an
- * integer is too large or the number is not followed by a blank or the end */
+ * unsigned long long), *s moved past it and the blanks after it: 1, or 0 if there is none, it is
+ * hex (NumPy's float() refuses it), an integer is too large or a non-blank follows it */
 static int scan(char **s, char kind, void *out)
 {
     char *end;
     errno = 0;
+    *s += strspn(*s, BLANKS);
+    if (kind == 'f' && strcspn(*s, BLANKS "xX") < strcspn(*s, BLANKS))
+        return 0; /* hex */
     if (kind == 'f')
         *(double *)out = strtod(*s, &end);
     else if (kind == 'i')
@@ -603,6 +598,12 @@ static int scan(char **s, char kind, void *out)
     if (end == *s || (kind != 'f' && errno) || (*end && !strchr(BLANKS, *end))) return 0;
     *s = end + strspn(end, BLANKS);
     return 1;
+}
+
+/* s is one number, blanks around it allowed: 1, else 0 */
+static int number(char *s, double *x)
+{
+    return scan(&s, 'f', x) && !*s;
 }
 
 /* Optimizer buffers (in State) and hyperparameters (in State.hyper), as named in checkpoints */

@@ -561,14 +561,6 @@ static char *read_file(const char *path, int text, size_t *len, char *err, size_
     return buf;
 }
 
-/* s is a number, blanks around it allowed: 1, else 0 */
-static int number(const char *s, double *x)
-{
-    char *end;
-    *x = strtod(s, &end);
-    return end != s && !end[strspn(end, BLANKS)];
-}
-
 /* The next line after *pos that is neither blank nor a comment, NUL-terminated in place */
 static char *next_line(char **pos)
 {
@@ -582,12 +574,15 @@ static char *next_line(char **pos)
 }
 
 /* The number at *s (blanks before it allowed) into out (kind 'f': double, 'i': long long, 'u':
- * unsigned long long), *s moved past it and the blanks after it: 1, or 0 if there is none, an
- * integer is too large or the number is not followed by a blank or the end */
+ * unsigned long long), *s moved past it and the blanks after it: 1, or 0 if there is none, it is
+ * hex (NumPy's float() refuses it), an integer is too large or a non-blank follows it */
 static int scan(char **s, char kind, void *out)
 {
     char *end;
     errno = 0;
+    *s += strspn(*s, BLANKS);
+    if (kind == 'f' && strcspn(*s, BLANKS "xX") < strcspn(*s, BLANKS))
+        return 0; /* hex */
     if (kind == 'f')
         *(double *)out = strtod(*s, &end);
     else if (kind == 'i')
@@ -597,6 +592,12 @@ static int scan(char **s, char kind, void *out)
     if (end == *s || (kind != 'f' && errno) || (*end && !strchr(BLANKS, *end))) return 0;
     *s = end + strspn(end, BLANKS);
     return 1;
+}
+
+/* s is one number, blanks around it allowed: 1, else 0 */
+static int number(char *s, double *x)
+{
+    return scan(&s, 'f', x) && !*s;
 }
 
 /* Optimizer buffers (in State) and hyperparameters (in State.hyper), as named in checkpoints */

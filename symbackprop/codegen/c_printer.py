@@ -20,9 +20,9 @@ class CCodePrinter(C99CodePrinter):
     ``F`` literals, so float32 code computes in float like NumPy on float32 arrays;
     Heaviside(x, 0) as ``(x > 0 ? 1 : 0)`` (relu'(0) = 0); log(1 + exp(u)) as
     ``fmax(u, 0) + log1p(exp(-fabs(u)))`` (NumPy's logaddexp(0, u): no overflow), log(1 + u) as
-    log1p(u); Max/Min of a symbol and a number as a ternary (``(z > 0 ? z : 0)``, which gcc
-    vectorizes; a NaN gives the number, as fmax does), other Max/Min as nested ``fmax``/``fmin``
-    (they differ from np.maximum only for NaN);
+    log1p(u); Max/Min of a symbol and a number as a ternary (``(z < 0 ? 0 : z)``, which gcc
+    vectorizes; NaN and -0.0 pass through as in np.maximum(0, z) and torch.relu), other Max/Min
+    as nested ``fmax``/``fmin`` (they differ from np.maximum only for NaN);
     erf as libm's ``erf``; Piecewise as nested ternaries on one line; Float as its shortest
     exact repr; Rational as a quotient ``1.0/3.0`` (parenthesized inside products) that the
     compiler folds exactly; x**2..x**4 as products, x**-n as ``1.0/(...)``, x**(1/2) as sqrt;
@@ -86,19 +86,19 @@ class CCodePrinter(C99CodePrinter):
         return out
 
     def _print_Max(self, expr):
-        return self._clamp(expr, ">") or super()._print_Max(expr)
+        return self._clamp(expr, "<") or super()._print_Max(expr)
 
     def _print_Min(self, expr):
-        return self._clamp(expr, "<") or super()._print_Min(expr)
+        return self._clamp(expr, ">") or super()._print_Min(expr)
 
     def _clamp(self, expr, op: str) -> str | None:
-        """``(s op c ? s : c)`` for Max/Min(symbol, number), else None."""
+        """``(s op c ? c : s)`` for Max/Min(symbol, number), else None: s unless it is beyond c."""
         numbers = [a for a in expr.args if a.is_Number]
         symbols = [a for a in expr.args if a.is_Symbol]
         if len(expr.args) != 2 or len(numbers) != 1 or len(symbols) != 1:
             return None
         s, c = self._print(symbols[0]), self._print(numbers[0])
-        return f"({s} {op} {c} ? {s} : {c})"
+        return f"({s} {op} {c} ? {c} : {s})"
 
     def _print_Relational(self, expr):
         return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"
