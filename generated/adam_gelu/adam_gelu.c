@@ -448,31 +448,20 @@ void adam_gelu_init_state(State *state)
     state->hyper.epsilon = 1e-08;
 }
 
-/* This step's constants, in real: hyperparameters and values hoisted out of the element loop */
-typedef struct {
-    real lambda;
-    real beta1;
-    real beta2;
-    real epsilon;
-    real s0;
-    real s1;
-    real s2;
-    real s3;
-} step_constants;
-
+/* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
 static void update_tensor(real *restrict P, const real *restrict G,
                           real *restrict S_m,
                           real *restrict S_v,
-                          long size, const step_constants *cst)
+                          long size, const real *c)
 {
-    const real lambda = cst->lambda;
-    const real beta1 = cst->beta1;
-    const real beta2 = cst->beta2;
-    const real epsilon = cst->epsilon;
-    const real s0 = cst->s0;
-    const real s1 = cst->s1;
-    const real s2 = cst->s2;
-    const real s3 = cst->s3;
+    const real lambda = c[0];
+    const real beta1 = c[1];
+    const real beta2 = c[2];
+    const real epsilon = c[3];
+    const real s0 = c[4];
+    const real s1 = c[5];
+    const real s2 = c[6];
+    const real s3 = c[7];
     for (long e = 0; e < size; ++e) {
         real p = P[e];
         real g = G[e];
@@ -492,10 +481,9 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
- * only if all: else the gradient products did them) */
-static void update(Params *params, State *state, const Grads *grads,
-                   int all)
+/* k = k + 1, then every trainable parameter (the weight matrices only if all: else the
+ * gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = ++state->step;
     const double eta = state->hyper.eta;
@@ -505,24 +493,23 @@ static void update(Params *params, State *state, const Grads *grads,
     const double s1 = 1 - beta2;
     const double s2 = eta/(1 - pow(beta1, k));
     const double s3 = 1.0/sqrt(1 - pow(beta2, k));
-    step_constants cst;
-    cst.lambda = (real)(state->hyper.lambda);
-    cst.beta1 = (real)(state->hyper.beta1);
-    cst.beta2 = (real)(state->hyper.beta2);
-    cst.epsilon = (real)(state->hyper.epsilon);
-    cst.s0 = (real)(s0);
-    cst.s1 = (real)(s1);
-    cst.s2 = (real)(s2);
-    cst.s3 = (real)(s3);
+    const real c[] = {
+        (real)(state->hyper.lambda),
+        (real)(state->hyper.beta1),
+        (real)(state->hyper.beta2),
+        (real)(state->hyper.epsilon),
+        (real)(s0),
+        (real)(s1),
+        (real)(s2),
+        (real)(s3),
+        0};
     (void)k;
-    (void)params;
-    (void)grads;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->m, PARAMS[j].grad_offset),
                           AT(&state->v, PARAMS[j].grad_offset),
-                          PARAMS[j].size, &cst);
+                          PARAMS[j].size, c);
 }
 
 static double step_rows(Params *params, State *state, const real *X,

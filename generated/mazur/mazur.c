@@ -353,15 +353,11 @@ void mazur_init_state(State *state)
     state->hyper.eta = 0.5;
 }
 
-/* This step's constants, in real: hyperparameters and values hoisted out of the element loop */
-typedef struct {
-    real eta;
-} step_constants;
-
+/* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
 static void update_tensor(real *restrict P, const real *restrict G,
-                          long size, const step_constants *cst)
+                          long size, const real *c)
 {
-    const real eta = cst->eta;
+    const real eta = c[0];
     for (long e = 0; e < size; ++e) {
         real p = P[e];
         real g = G[e];
@@ -371,21 +367,19 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
- * only if all: else the gradient products did them) */
-static void update(Params *params, State *state, const Grads *grads,
-                   int all)
+/* k = k + 1, then every trainable parameter (the weight matrices only if all: else the
+ * gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = ++state->step;
-    step_constants cst;
-    cst.eta = (real)(state->hyper.eta);
+    const real c[] = {
+        (real)(state->hyper.eta),
+        0};
     (void)k;
-    (void)params;
-    (void)grads;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
-                          PARAMS[j].size, &cst);
+                          PARAMS[j].size, c);
 }
 
 static double step_rows(Params *params, State *state, const real *X,

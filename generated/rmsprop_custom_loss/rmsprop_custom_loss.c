@@ -369,27 +369,18 @@ void rmsprop_custom_loss_init_state(State *state)
     state->hyper.mu = 0.5;
 }
 
-/* This step's constants, in real: hyperparameters and values hoisted out of the element loop */
-typedef struct {
-    real eta;
-    real lambda;
-    real alpha;
-    real epsilon;
-    real mu;
-    real s0;
-} step_constants;
-
+/* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
 static void update_tensor(real *restrict P, const real *restrict G,
                           real *restrict S_s,
                           real *restrict S_buf,
-                          long size, const step_constants *cst)
+                          long size, const real *c)
 {
-    const real eta = cst->eta;
-    const real lambda = cst->lambda;
-    const real alpha = cst->alpha;
-    const real epsilon = cst->epsilon;
-    const real mu = cst->mu;
-    const real s0 = cst->s0;
+    const real eta = c[0];
+    const real lambda = c[1];
+    const real alpha = c[2];
+    const real epsilon = c[3];
+    const real mu = c[4];
+    const real s0 = c[5];
     for (long e = 0; e < size; ++e) {
         real p = P[e];
         real g = G[e];
@@ -409,30 +400,28 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
- * only if all: else the gradient products did them) */
-static void update(Params *params, State *state, const Grads *grads,
-                   int all)
+/* k = k + 1, then every trainable parameter (the weight matrices only if all: else the
+ * gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = ++state->step;
     const double alpha = state->hyper.alpha;
     const double s0 = 1 - alpha;
-    step_constants cst;
-    cst.eta = (real)(state->hyper.eta);
-    cst.lambda = (real)(state->hyper.lambda);
-    cst.alpha = (real)(state->hyper.alpha);
-    cst.epsilon = (real)(state->hyper.epsilon);
-    cst.mu = (real)(state->hyper.mu);
-    cst.s0 = (real)(s0);
+    const real c[] = {
+        (real)(state->hyper.eta),
+        (real)(state->hyper.lambda),
+        (real)(state->hyper.alpha),
+        (real)(state->hyper.epsilon),
+        (real)(state->hyper.mu),
+        (real)(s0),
+        0};
     (void)k;
-    (void)params;
-    (void)grads;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->s, PARAMS[j].grad_offset),
                           AT(&state->buf, PARAMS[j].grad_offset),
-                          PARAMS[j].size, &cst);
+                          PARAMS[j].size, c);
 }
 
 static double step_rows(Params *params, State *state, const real *X,

@@ -402,22 +402,14 @@ void sgd_nesterov_init_state(State *state)
     state->hyper.mu = 0.9;
 }
 
-/* This step's constants, in real: hyperparameters and values hoisted out of the element loop */
-typedef struct {
-    real eta;
-    real lambda;
-    real mu;
-    int64_t k;
-} step_constants;
-
+/* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
 static void update_tensor(real *restrict P, const real *restrict G,
                           real *restrict S_buf,
-                          long size, const step_constants *cst)
+                          long size, const real *c, int64_t k)
 {
-    const real eta = cst->eta;
-    const real lambda = cst->lambda;
-    const real mu = cst->mu;
-    const int64_t k = cst->k;
+    const real eta = c[0];
+    const real lambda = c[1];
+    const real mu = c[2];
     for (long e = 0; e < size; ++e) {
         real p = P[e];
         real g = G[e];
@@ -435,25 +427,22 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter element by the rule above (the weight matrices
- * only if all: else the gradient products did them) */
-static void update(Params *params, State *state, const Grads *grads,
-                   int all)
+/* k = k + 1, then every trainable parameter (the weight matrices only if all: else the
+ * gradient products did them) */
+static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = ++state->step;
-    step_constants cst;
-    cst.eta = (real)(state->hyper.eta);
-    cst.lambda = (real)(state->hyper.lambda);
-    cst.mu = (real)(state->hyper.mu);
-    cst.k = k;
+    const real c[] = {
+        (real)(state->hyper.eta),
+        (real)(state->hyper.lambda),
+        (real)(state->hyper.mu),
+        0};
     (void)k;
-    (void)params;
-    (void)grads;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->buf, PARAMS[j].grad_offset),
-                          PARAMS[j].size, &cst);
+                          PARAMS[j].size, c, k);
 }
 
 static double step_rows(Params *params, State *state, const real *X,
