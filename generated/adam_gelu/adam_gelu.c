@@ -236,9 +236,10 @@ static void gather(Work *ws, const real *X, const real *T, const long *idx,
     ws->t = (const real(*)[OUTPUTS])ws->tbuf;
 }
 
+/* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
 static void forward_chunk(const Params *params, Work *ws, long m)
 {
-    /* z1 = W1 @ x + b1: rows start as the bias, then the product is added */
+    /* z1 = W1 @ x + b1 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 6; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 6, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
@@ -253,7 +254,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         }
     }
 
-    /* z2 = W2 @ a1 + b2: rows start as the bias, then the product is added */
+    /* z2 = W2 @ a1 + b2 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 6; ++i) ws->z2[r][i] = params->b2[i];
     gemm(0, 1, m, 6, 6, 6, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
@@ -267,7 +268,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         }
     }
 
-    /* z3 = W3 @ a2 + b3: rows start as the bias, then the product is added */
+    /* z3 = W3 @ a2 + b3 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 3; ++i) ws->z3[r][i] = params->b3[i];
     gemm(0, 1, m, 3, 6, 6, 1, &ws->a2[0][0], WT(W3), 1, &ws->z3[0][0]);
@@ -306,7 +307,8 @@ typedef struct {
     Params *params;
 } fused;
 
-/* The backward pass of one chunk, adding to grads (first: the first chunk of the batch) */
+/* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
+ * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
 static void backward_chunk(const Params *params, Grads *grads,
                            Work *ws, long m, long n, int first, const fused *fz)
 {
@@ -327,10 +329,10 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* da2 = W3.T @ delta3 (each row: da2 = sum_i delta3_i W3[i]) */
+    /* da2 = W3.T @ delta3 */
     gemm(0, 0, m, 6, 3, 3, 1, &ws->delta3[0][0], &params->W3[0][0], 0, &ws->da2[0][0]);
 
-    /* dW3 = sum_n delta3_n a2_n^T, summed over the chunks; with fz, W3 = beta W3 + alpha dW3 */
+    /* dW3 = sum_n delta3_n a2_n^T */
     gemm(1, 0, 3, 6, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta3[0][0], &ws->a2[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
@@ -351,10 +353,10 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
+    /* da1 = W2.T @ delta2 */
     gemm(0, 0, m, 6, 6, 6, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
 
-    /* dW2 = sum_n delta2_n a1_n^T, summed over the chunks; with fz, W2 = beta W2 + alpha dW2 */
+    /* dW2 = sum_n delta2_n a1_n^T */
     gemm(1, 0, 6, 6, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
@@ -375,7 +377,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T, summed over the chunks; with fz, W1 = beta W1 + alpha dW1 */
+    /* dW1 = sum_n delta1_n x_n^T */
     gemm(1, 0, 6, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 

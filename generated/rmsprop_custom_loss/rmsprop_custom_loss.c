@@ -197,9 +197,10 @@ static void gather(Work *ws, const real *X, const real *T, const long *idx,
     ws->t = (const real(*)[OUTPUTS])ws->tbuf;
 }
 
+/* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
 static void forward_chunk(const Params *params, Work *ws, long m)
 {
-    /* z1 = W1 @ x + b1: rows start as the bias, then the product is added */
+    /* z1 = W1 @ x + b1 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 3; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 3, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
@@ -213,7 +214,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         }
     }
 
-    /* z2 = W2 @ a1 + b2: rows start as the bias, then the product is added */
+    /* z2 = W2 @ a1 + b2 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 1; ++i) ws->z2[r][i] = params->b2[i];
     gemm(0, 1, m, 1, 3, 3, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
@@ -252,7 +253,8 @@ typedef struct {
     Params *params;
 } fused;
 
-/* The backward pass of one chunk, adding to grads (first: the first chunk of the batch) */
+/* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
+ * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
 static void backward_chunk(const Params *params, Grads *grads,
                            Work *ws, long m, long n, int first, const fused *fz)
 {
@@ -274,10 +276,10 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
+    /* da1 = W2.T @ delta2 */
     gemm(0, 0, m, 3, 1, 1, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
 
-    /* dW2 = sum_n delta2_n a1_n^T, summed over the chunks; with fz, W2 = beta W2 + alpha dW2 */
+    /* dW2 = sum_n delta2_n a1_n^T */
     gemm(1, 0, 1, 3, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
@@ -297,7 +299,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T, summed over the chunks; with fz, W1 = beta W1 + alpha dW1 */
+    /* dW1 = sum_n delta1_n x_n^T */
     gemm(1, 0, 3, 2, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 

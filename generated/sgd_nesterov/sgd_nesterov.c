@@ -202,9 +202,10 @@ static void gather(Work *ws, const real *X, const real *T, const long *idx,
     ws->t = (const real(*)[OUTPUTS])ws->tbuf;
 }
 
+/* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
 static void forward_chunk(const Params *params, Work *ws, long m)
 {
-    /* z1 = W1 @ x + b1: rows start as the bias, then the product is added */
+    /* z1 = W1 @ x + b1 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 5; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 5, 3, 3, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
@@ -218,7 +219,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         }
     }
 
-    /* z2 = W2 @ a1 + b2: rows start as the bias, then the product is added */
+    /* z2 = W2 @ a1 + b2 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 4; ++i) ws->z2[r][i] = params->b2[0];
     gemm(0, 1, m, 4, 5, 5, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
@@ -232,7 +233,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         }
     }
 
-    /* z3 = W3 @ a2: rows start as the bias, then the product is added */
+    /* z3 = W3 @ a2 */
     for (long r = 0; r < m; ++r)
         for (int i = 0; i < 2; ++i) ws->z3[r][i] = 0;
     gemm(0, 1, m, 2, 4, 4, 1, &ws->a2[0][0], WT(W3), 1, &ws->z3[0][0]);
@@ -271,7 +272,8 @@ typedef struct {
     Params *params;
 } fused;
 
-/* The backward pass of one chunk, adding to grads (first: the first chunk of the batch) */
+/* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
+ * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
 static void backward_chunk(const Params *params, Grads *grads,
                            Work *ws, long m, long n, int first, const fused *fz)
 {
@@ -292,10 +294,10 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* da2 = W3.T @ delta3 (each row: da2 = sum_i delta3_i W3[i]) */
+    /* da2 = W3.T @ delta3 */
     gemm(0, 0, m, 4, 2, 2, 1, &ws->delta3[0][0], &params->W3[0][0], 0, &ws->da2[0][0]);
 
-    /* dW3 = sum_n delta3_n a2_n^T, summed over the chunks; with fz, W3 = beta W3 + alpha dW3 */
+    /* dW3 = sum_n delta3_n a2_n^T */
     gemm(1, 0, 2, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta3[0][0], &ws->a2[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
@@ -309,10 +311,10 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* da1 = W2.T @ delta2 (each row: da1 = sum_i delta2_i W2[i]) */
+    /* da1 = W2.T @ delta2 */
     gemm(0, 0, m, 5, 4, 4, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
 
-    /* dW2 = sum_n delta2_n a1_n^T, summed over the chunks; with fz, W2 = beta W2 + alpha dW2 */
+    /* dW2 = sum_n delta2_n a1_n^T */
     gemm(1, 0, 4, 5, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
@@ -332,7 +334,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T, summed over the chunks; with fz, W1 = beta W1 + alpha dW1 */
+    /* dW1 = sum_n delta1_n x_n^T */
     gemm(1, 0, 5, 3, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 
