@@ -10,6 +10,7 @@ step, train, save, load; and a command line: `python mish.py train DATA ...`.
 import math
 import numbers
 import os
+import re
 import sys
 import tempfile
 
@@ -436,9 +437,49 @@ def save(params, path):
     _write_atomic(path, [f"# symbackprop weights {NAME} {DTYPE.__name__}", *_blocks(params)])
 
 
+# ---- text files (weights, checkpoints, .csv) as the C target reads them ---------------------------
+# Bytes, whatever the locale (latin-1 maps each byte to one character), no NUL byte, lines ending
+# at "\n" only (a "\r" is a blank, so "\r\n" works); numbers as C's strtod reads them, less hex:
+# Python's float() also takes "1_0" and non-ASCII blanks ("1\xa0"), so it only converts what
+# _DECIMAL has matched.
+_BLANKS = " \t\r\v\f"
+_BLANK_RUN = re.compile("[ \t\r\v\f]+")
+_DECIMAL = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _text_lines(path):
+    """The lines of a text file, split at "\n" only."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if b"\0" in data:
+        raise ValueError(f"{path}: not a text file")
+    return data.decode("latin-1").split("\n")
+
+
+def _words(line):
+    """The words of a line, split at runs of blanks (spaces, tabs, \r, \v, \f)."""
+    return [w for w in _BLANK_RUN.split(line) if w]
+
+
+def _number(s):
+    """The float a decimal number s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    return float(s) if _DECIMAL.fullmatch(s) else None
+
+
+def _integer(s):
+    """The int a decimal integer s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    try:
+        return int(s) if _INTEGER.fullmatch(s) else None
+    except ValueError:  # more digits than int() converts: out of every range here
+        return None
+
+
 def _read_lines(path):
-    with open(path) as f:
-        return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+    """The lines of a weight file or checkpoint that are neither blank nor comments ('#' first)."""
+    return [ln for ln in _text_lines(path) if ln.strip(_BLANKS) and not ln.startswith("#")]
 
 
 def _read_blocks(path, lines, i, names, prefix=""):
@@ -447,10 +488,16 @@ def _read_blocks(path, lines, i, names, prefix=""):
         shape = PARAM_SHAPES[name]
         if i + 1 >= len(lines):
             raise ValueError(f"{path}: missing parameter {prefix}{name}")
-        head = lines[i].split()
-        if head[0] != prefix + name or tuple(int(s) for s in head[1:]) != shape:
-            raise ValueError(f"{path}: expected {prefix}{name} {shape}, got {lines[i]!r}")
-        values = np.array([float(s) for s in lines[i + 1].split()], dtype=np.float64)
+        head = _words(lines[i])
+        if head[0] != prefix + name or tuple(_integer(s) for s in head[1:]) != shape:
+            got = lines[i].strip(_BLANKS)
+            raise ValueError(f"{path}: expected {prefix}{name} {shape}, got {got[:60]!r}")
+        words = _words(lines[i + 1])
+        numbers = [_number(s) for s in words]
+        if None in numbers:
+            bad = words[numbers.index(None)]
+            raise ValueError(f"{path}: {prefix}{name}: not a number: {bad[:40]!r}")
+        values = np.array(numbers, dtype=np.float64)
         if values.size != math.prod(shape):
             raise ValueError(f"{path}: {name} needs {math.prod(shape)} numbers, got {values.size}")
         arrays[name] = values.reshape(shape).astype(DTYPE)
@@ -477,17 +524,31 @@ def save_checkpoint(params, state, epoch, seed, path):
     _write_atomic(path, lines)
 
 
+# The integers of a checkpoint and their ranges [low, high), as the C target reads them: epoch and
+# step with strtoll (and >= 0), the seed with strtoull (which takes a minus sign too: -1 is 2**64 - 1)
+_CHECKPOINT_INTEGERS = {"epoch": (0, 2**63), "seed": (1 - 2**64, 2**64), "step": (0, 2**63)}
+
+
 def load_checkpoint(path):
     """(params, state, epoch, seed, hyper) from save_checkpoint's file."""
     lines = _read_lines(path)
     fields = {}
-    for i, key in enumerate(["epoch", "seed", "step", *(f"hyper {h}" for h in HYPER)]):
-        words = lines[i].rsplit(" ", 1) if i < len(lines) else []
-        if len(words) != 2 or words[0] != key:
+    for i, key in enumerate([*_CHECKPOINT_INTEGERS, *(f"hyper {h}" for h in HYPER)]):
+        line = lines[i] if i < len(lines) else ""
+        words = _words(line[len(key):])  # "KEY VALUE": blanks after KEY, none before it
+        value = None
+        if line.startswith(key) and line[len(key):][:1] in tuple(_BLANKS) and len(words) == 1:
+            if key in _CHECKPOINT_INTEGERS:
+                low, high = _CHECKPOINT_INTEGERS[key]
+                value = _integer(words[0])
+                value = value if value is not None and low <= value < high else None
+            else:
+                value = _number(words[0])
+        if value is None:
             raise ValueError(f"{path}: expected the line '{key} ...' (not a checkpoint of {NAME}?)")
-        fields[key] = words[1]
-    epoch, seed, k = (int(fields[key]) for key in ("epoch", "seed", "step"))
-    hyper = {h: float(fields[f"hyper {h}"]) for h in HYPER}
+        fields[key] = value
+    epoch, seed, k = (fields[key] for key in _CHECKPOINT_INTEGERS)
+    hyper = {h: fields[f"hyper {h}"] for h in HYPER}
     params, i = _read_blocks(path, lines, 3 + len(HYPER), PARAM_SHAPES)
     state = init_state(params)
     state["step"] = k
@@ -495,7 +556,7 @@ def load_checkpoint(path):
         buffers, i = _read_blocks(path, lines, i, TRAINABLE, f"{s}.")
         for name in TRAINABLE:
             state[name][s] = buffers[name]
-    if i != len(lines) or epoch < 0 or k < 0:
+    if i != len(lines):
         raise ValueError(f"{path}: not a checkpoint of {NAME}")
     return params, state, epoch, seed, hyper
 
@@ -506,6 +567,11 @@ def load_checkpoint(path):
 def _fail(message):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _refuse(path, exc):
+    """_fail with the message of exc, which names path or gets it in front."""
+    _fail(str(exc) if str(exc).startswith(f"{path}: ") else f"{path}: {exc}")
 
 
 def load_data(path):
@@ -520,7 +586,7 @@ def load_data(path):
             data = _read_npy(path) if path.endswith(".npy") else _read_csv(path)
             X, T = data[:, :INPUTS], data[:, INPUTS:]
     except (OSError, KeyError, ValueError, TypeError) as exc:
-        _fail(f"{path}: {exc}")
+        _refuse(path, exc)
     if X.ndim != 2 or X.shape[1] != INPUTS:
         _fail(f"{path}: X needs {INPUTS} columns, got shape {X.shape}")
     if X.shape[0] == 0:
@@ -561,40 +627,28 @@ def _read_npy(path):
 
 def _read_csv(path):
     """The numbers of a .csv file [rows, columns]: an optional header, then equally long rows."""
-    with open(path) as f:
-        text = f.read()
     rows, width, first = [], None, True
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+    for lineno, line in enumerate(_text_lines(path), 1):
+        if not line.strip(_BLANKS):
             continue
         cells = line.split(",")
         if first:
             first = False
-            if not _numeric(cells[0]):
+            if _number(cells[0]) is None:
                 continue
         if width is None:
             width = len(cells)
         if len(cells) != width:
             _fail(f"{path}: line {lineno}: expected {width} values like the first row")
-        row = []
-        for k, cell in enumerate(cells, 1):
-            if not _numeric(cell):
-                _fail(f"{path}: line {lineno}, column {k}: not a number: {cell.strip()[:40]!r}")
-            row.append(float(cell))
+        row = [_number(cell) for cell in cells]
+        if None in row:
+            k = row.index(None)
+            bad = cells[k].strip(_BLANKS)[:40]
+            _fail(f"{path}: line {lineno}, column {k + 1}: not a number: {bad!r}")
         rows.append(row)
     if not rows:
         _fail(f"{path}: no data rows")
     return np.array(rows, dtype=np.float64)
-
-
-def _numeric(s):
-    if "_" in s:
-        return False
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
 
 
 @np.errstate(over="ignore")
@@ -633,7 +687,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "predict":
         X, _ = load_data(args.data) if args.data.endswith(".npz") else (_inputs(args.data), None)
-        Y = forward(_read_weights(args.weights), X)
+        params = _read_weights(args.weights)
+        with np.errstate(all="ignore"):  # inf - inf in a softmax gives NaN, silently as in C
+            Y = _forward(params, X)["a2"]
         for row in Y:
             print(",".join(f"{v:.17g}" for v in row))
         return 0
@@ -648,7 +704,7 @@ def main(argv=None):
         try:
             params, state, first, seed, hyper = load_checkpoint(args.resume)
         except (OSError, ValueError) as exc:
-            _fail(str(exc) if str(exc).startswith(args.resume) else f"{args.resume}: {exc}")
+            _refuse(args.resume, exc)
         HYPER.update(hyper)
     else:
         params = _read_weights(args.init) if args.init else init_params(seed)
@@ -683,14 +739,16 @@ def _read_weights(path):
     try:
         return load(path)
     except (OSError, ValueError) as exc:
-        _fail(str(exc) if str(exc).startswith(path) else f"{path}: {exc}")
+        _refuse(path, exc)
 
 
 def _inputs(path):
     try:
         data = _read_npy(path) if path.endswith(".npy") else _read_csv(path)
     except (OSError, ValueError) as exc:
-        _fail(f"{path}: {exc}")
+        _refuse(path, exc)
+    if data.shape[0] == 0:
+        _fail(f"{path}: no data rows")
     if data.shape[1] < INPUTS:
         _fail(f"{path}: needs {INPUTS} input columns")
     if not np.isfinite(data[:, :INPUTS]).all():
