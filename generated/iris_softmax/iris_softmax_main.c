@@ -26,12 +26,14 @@ static iris_softmax_state state;
 static iris_softmax_workspace ws;
 static char err[1024];
 
-/* "error: " and the message, format with one string argument; 2 */
+/* "error: " and the message (format with one string argument) on one line; 2 */
 static int fail(const char *format, const char *arg)
 {
-    fputs("error: ", stderr);
-    fprintf(stderr, format, arg);
-    fputc('\n', stderr);
+    char line[1200];
+    snprintf(line, sizeof line, format, arg);
+    for (char *c = line; *c; ++c) /* a file's bytes or name can hold line breaks */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    fprintf(stderr, "error: %s\n", line);
     return 2;
 }
 
