@@ -260,6 +260,7 @@ def test_weight_file_agreement(case, c_program, files, tmp_path):
     for target in ("numpy", "c"):
         out = run(command(target, c_program), "predict", path, files["data"])
         results[target] = None if refused(out, path) else predictions(out)
+        assert "-nan" not in out.stdout  # NaN prints as "nan" in both (C's printf may say -nan)
     assert_agree(results)
     assert_expected(results["numpy"], expected, files["predictions"])
 
@@ -432,6 +433,7 @@ def test_npy_data_agreement(case, c_program, files, tmp_path):
     for target in ("numpy", "c"):
         out = run(command(target, c_program), "predict", weights, path)
         results[target] = None if refused(out, path) else predictions(out)
+        assert "-nan" not in out.stdout  # NaN prints as "nan" in both (C's printf may say -nan)
     assert_agree(results)
     assert_expected(results["numpy"], expected, files["predictions"])
 
@@ -472,6 +474,7 @@ def test_csv_data_agreement(case, c_program, files, tmp_path):
     for target in ("numpy", "c"):
         out = run(command(target, c_program), "predict", weights, path)
         results[target] = None if refused(out, path) else predictions(out)
+        assert "-nan" not in out.stdout  # NaN prints as "nan" in both (C's printf may say -nan)
     assert_agree(results)
     assert_expected(results["numpy"], expected, files["predictions"])
 

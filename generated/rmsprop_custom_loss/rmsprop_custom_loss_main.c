@@ -139,8 +139,13 @@ static int predict(int argc, char **argv)
         return fail("%s", "out of memory");
     }
     rmsprop_custom_loss_forward(&params, X, n, Y, &ws);
-    for (long e = 0; e < n * RMSPROP_CUSTOM_LOSS_OUTPUTS; ++e) /* a line of outputs per sample */
-        printf((e + 1) % RMSPROP_CUSTOM_LOSS_OUTPUTS ? "%.17g," : "%.17g\n", (double)Y[e]);
+    for (long e = 0; e < n * RMSPROP_CUSTOM_LOSS_OUTPUTS; ++e) { /* a line per sample; NaN as NumPy prints it */
+        if (Y[e] != Y[e])
+            fputs("nan", stdout);
+        else
+            printf("%.17g", (double)Y[e]);
+        putchar((e + 1) % RMSPROP_CUSTOM_LOSS_OUTPUTS ? ',' : '\n');
+    }
     free(X);
     free(Y);
     return 0;

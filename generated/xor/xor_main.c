@@ -139,8 +139,13 @@ static int predict(int argc, char **argv)
         return fail("%s", "out of memory");
     }
     xor_forward(&params, X, n, Y, &ws);
-    for (long e = 0; e < n * XOR_OUTPUTS; ++e) /* a line of outputs per sample */
-        printf((e + 1) % XOR_OUTPUTS ? "%.17g," : "%.17g\n", (double)Y[e]);
+    for (long e = 0; e < n * XOR_OUTPUTS; ++e) { /* a line per sample; NaN as NumPy prints it */
+        if (Y[e] != Y[e])
+            fputs("nan", stdout);
+        else
+            printf("%.17g", (double)Y[e]);
+        putchar((e + 1) % XOR_OUTPUTS ? ',' : '\n');
+    }
     free(X);
     free(Y);
     return 0;
