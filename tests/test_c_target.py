@@ -22,6 +22,7 @@ import symbackprop
 from symbackprop.c_build import build_program
 from symbackprop.c_runtime import load_c
 from symbackprop.codegen import render
+from symbackprop.codegen.c_backend import _branch_temps
 from symbackprop.codegen.c_printer import CCodePrinter
 from symbackprop.codegen.program import lower
 from symbackprop.errors import SpecError
@@ -248,6 +249,61 @@ def test_optimization_level_does_not_change_numbers(spec, root):
     assert results[0][0] == results[1][0]
     for name in results[0][1]:
         assert np.array_equal(results[0][1][name], results[1][1][name]), name
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        Y_ * sp.Heaviside(X_, 0),
+        Y_ * sp.Piecewise((1, X_ > 0), (sp.Rational(1, 10), True)) + sp.Max(0, Y_) * X_,
+        sp.exp(sp.Min(X_, 6) * sp.Heaviside(Y_, 0)) + sp.Heaviside(Y_, 0),
+        sp.Max(0, X_),  # the whole expression: nothing to lift
+    ],
+    ids=str,
+)
+def test_conditionals_are_lifted_into_temps_unchanged(expr):
+    """Each conditional inside a larger expression becomes its own temp; substituting the temps
+    back gives the expression itself (same operations, so the same numbers)."""
+    kinds = (sp.Heaviside, sp.Piecewise, sp.Max, sp.Min)
+
+    def inner(e):
+        return [n for n in sp.preorder_traversal(e) if isinstance(n, kinds) and n != e]
+
+    temps, out = _branch_temps((), expr, "c")
+    assert all(isinstance(e, kinds) and not inner(e) for _, e in temps) and not inner(out)
+    assert len(temps) == len(set(inner(expr)))
+    for t, e in reversed(temps):
+        out = out.xreplace({t: e})
+    assert out == expr
+
+
+def test_relu_backward_loop_is_vectorized(tmp_path):
+    """gcc -O3 vectorizes delta = da * relu'(z) (it left ``da*(z > 0 ? 1 : 0)`` scalar)."""
+    files = render(symbackprop.load_spec(ROOT / "examples/iris_softmax.yaml"), "c")
+    source = tmp_path / "iris_softmax.c"
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    line = 1 + files["iris_softmax.c"].split("\n").index(
+        "            delta1[i] = delta1_c0*da1[i];"
+    )
+    run = subprocess.run(
+        [
+            "cc",
+            "-std=c99",
+            "-O3",
+            "-ffp-contract=off",
+            "-fopt-info-vec-optimized",
+            "-c",
+            str(source),
+            "-o",
+            str(tmp_path / "o.o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loops = [int(m.split(":")[1]) for m in run.stderr.splitlines() if "loop vectorized" in m]
+    assert any(line - 3 <= n <= line for n in loops), (line, loops)
 
 
 def test_no_compiler_is_a_clear_error(root, monkeypatch):

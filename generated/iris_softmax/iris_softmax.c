@@ -306,7 +306,8 @@ static void backward_chunk(const Params *params, Grads *grads,
         const real *restrict z1 = ws->z1[0];
         real *restrict delta1 = ws->delta1[0];
         for (long i = 0; i < m * 8; ++i) {
-            delta1[i] = da1[i]*(z1[i] > 0 ? 1 : 0);
+            const real delta1_c0 = (z1[i] > 0 ? 1 : 0);
+            delta1[i] = delta1_c0*da1[i];
         }
     }
 

@@ -307,7 +307,8 @@ static void backward_chunk(const Params *params, Grads *grads,
         const real *restrict z2 = ws->z2[0];
         real *restrict delta2 = ws->delta2[0];
         for (long i = 0; i < m * 4; ++i) {
-            delta2[i] = da2[i]*(z2[i] > 0 ? 1 : (1.0/2.0)*exp(z2[i]));
+            const real delta2_c0 = (z2[i] > 0 ? 1 : (1.0/2.0)*exp(z2[i]));
+            delta2[i] = delta2_c0*da2[i];
         }
     }
 
@@ -330,7 +331,8 @@ static void backward_chunk(const Params *params, Grads *grads,
         const real *restrict z1 = ws->z1[0];
         real *restrict delta1 = ws->delta1[0];
         for (long i = 0; i < m * 5; ++i) {
-            delta1[i] = da1[i]*(z1[i] > 0 ? 1 : 1.0/10.0);
+            const real delta1_c0 = (z1[i] > 0 ? 1 : 1.0/10.0);
+            delta1[i] = delta1_c0*da1[i];
         }
     }
 

@@ -240,7 +240,8 @@ static double loss_chunk(const Work *ws, long m, long n)
         const real *restrict t = ws->t[0];
         const real *restrict z2 = ws->z2[0];
         for (long i = 0; i < m * 1; ++i) {
-            sum += (double)(-t[i]*z2[i] + (z2[i] < 0 ? 0 : z2[i]) + (fmax(-fabs(z2[i]), 0) + log1p(exp(-fabs(-fabs(z2[i]))))));
+            const real E_c0 = (z2[i] < 0 ? 0 : z2[i]);
+            sum += (double)(E_c0 - t[i]*z2[i] + (fmax(-fabs(z2[i]), 0) + log1p(exp(-fabs(-fabs(z2[i]))))));
         }
     }
 

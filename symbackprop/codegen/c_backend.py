@@ -58,6 +58,35 @@ def _block(width: int, dtype: str, limit: int) -> int:
     return min(max(4, rows), limit)
 
 
+_BRANCHES = (sp.Heaviside, sp.Piecewise, sp.Max, sp.Min)
+
+
+def _branch_temps(temps, expr, prefix: str):
+    """Every conditional (Heaviside, Piecewise, Max, Min) inside a larger expression as a temp.
+
+    gcc -O3 vectorizes ``h = (z > 0 ? 1 : 0); y = d*h`` but not ``y = d*(z > 0 ? 1 : 0)``: its C
+    front end folds the product into both branches, and since d*0 may raise an FP exception
+    (-ftrapping-math, the default) the branches are not if-converted and the loop stays scalar.
+    Same operations and values; only the statements differ.
+    """
+    names = sp.numbered_symbols(prefix)
+    out: list = []
+
+    def lift(e: sp.Expr) -> sp.Expr:
+        found = [n for n in sp.postorder_traversal(e) if isinstance(n, _BRANCHES) and n != e]
+        subs: dict = {}
+        for node in dict.fromkeys(found):  # innermost first, each once
+            name = next(names)
+            out.append((name, node.xreplace(subs)))
+            subs[node] = name
+        return e.xreplace(subs)
+
+    for t, e in temps:
+        out.append((t, lift(e)))
+    expr = lift(expr)
+    return tuple(out), expr
+
+
 def _op(o: Lowered, d: Derivation, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
     """The plain context of one op."""
     op = o.op
@@ -70,12 +99,13 @@ def _op(o: Lowered, d: Derivation, dtype: str, widths: dict, scalar: CCodePrinte
         "scale": _scale(op.scale, scalar),
     }
     if o.expr is not None:
-        temp_names = {t.name for t, _ in o.temps}
-        symbols = set(o.expr.free_symbols).union(*(e.free_symbols for _, e in o.temps))
+        temps, expr = _branch_temps(o.temps, o.expr, f"{op.out}_c")
+        temp_names = {t.name for t, _ in temps}
+        symbols = set(expr.free_symbols).union(*(e.free_symbols for _, e in temps))
         symbols = {s for s in symbols if s.name not in temp_names}
         printer = CCodePrinter(dtype, _element_names(symbols))
-        out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in o.temps]
-        out["expr"] = printer.doprint(o.expr)
+        out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in temps]
+        out["expr"] = printer.doprint(expr)
         out["reads"] = sorted(
             s.name for s in symbols if s.name in widths and s.name not in _SCALARS
         )
