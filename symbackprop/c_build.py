@@ -14,7 +14,9 @@ from pathlib import Path
 
 from .errors import SpecError
 
-BASE_FLAGS = ("-std=c99", "-O3", "-ffp-contract=off")
+# -ffp-contract=off: no FMA, so the PRNG rounds as NumPy's. -fno-math-errno and -fno-trapping-math
+# change no value (no errno from sqrt, no FP traps) but let gcc vectorize sqrt and conditionals.
+BASE_FLAGS = ("-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math")
 
 
 class CompileError(RuntimeError):
