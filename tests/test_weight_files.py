@@ -12,7 +12,6 @@ test_npy_read_by_numpy_only.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 
 from symbackprop.c_build import build_program
+from symbackprop.runtime import load_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "iris_softmax"  # 4 inputs, 3 outputs, cross-entropy, adam
@@ -33,14 +33,7 @@ NUMPY = [sys.executable, str(FOLDER / f"{NAME}.py")]
 SEED, BATCH = 11, 5
 
 
-def module():
-    spec = importlib.util.spec_from_file_location(f"weight_files_{NAME}", FOLDER / f"{NAME}.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
-    return m
-
-
-M = module()
+M = load_numpy(FOLDER / f"{NAME}.py")
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +186,7 @@ def blanks_and_tabs(text: bytes) -> bytes:
     return joined([lines[0], *spaced, b"  \t"])
 
 
-# name -> (mutation of the valid weight file, expected result, marks)
+# name -> (mutation of the valid weight file, expected result)
 WEIGHT_CASES = {
     "intact": (lambda t: t, "same"),
     "blanks_and_tabs": (blanks_and_tabs, "same"),
@@ -245,15 +238,9 @@ WEIGHT_CASES = {
 }
 
 
-def params_of(case: dict) -> list:
-    return [
-        pytest.param(name, marks=spec[2:]) if len(spec) > 2 else name for name, spec in case.items()
-    ]
-
-
-@pytest.mark.parametrize("case", params_of(WEIGHT_CASES))
+@pytest.mark.parametrize("case", list(WEIGHT_CASES))
 def test_weight_file_agreement(case, c_program, files, tmp_path):
-    mutate, expected = WEIGHT_CASES[case][:2]
+    mutate, expected = WEIGHT_CASES[case]
     path = tmp_path / "mutated.weights"
     path.write_bytes(mutate(files["weights"]))
     results = {}
@@ -297,7 +284,7 @@ def swap_hypers(text: bytes) -> bytes:
 
 HUGE = b"99999999999999999999"  # > 2**64
 
-# name -> (mutation of the valid checkpoint (epoch 1 of 2), expected result, marks); results:
+# name -> (mutation of the valid checkpoint (epoch 1 of 2), expected result); results:
 # "same" as resuming the intact checkpoint, "changed" (accepted, other weights), "refuse",
 # "checkpoint" (the checkpoint's own weights: no epochs are left to train)
 CHECKPOINT_CASES = {
@@ -355,9 +342,9 @@ CHECKPOINT_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", params_of(CHECKPOINT_CASES))
+@pytest.mark.parametrize("case", list(CHECKPOINT_CASES))
 def test_checkpoint_agreement(case, c_program, files, tmp_path):
-    mutate, expected = CHECKPOINT_CASES[case][:2]
+    mutate, expected = CHECKPOINT_CASES[case]
     path = tmp_path / "mutated.ckpt"
     path.write_bytes(mutate(files["checkpoint"]))
     results = {}
@@ -402,7 +389,7 @@ def npy(array: np.ndarray, version=None) -> bytes:
     return buffer.getvalue()
 
 
-# name -> (the .npy file's bytes from the inputs X, expected result, marks)
+# name -> (the .npy file's bytes from the inputs X, expected result)
 NPY_CASES = {
     "float64": (lambda X: npy(X), "same"),
     "float32": (lambda X: npy(X.astype(np.float32)), "same"),  # X is exact in float32
@@ -422,9 +409,9 @@ NPY_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", params_of(NPY_CASES))
+@pytest.mark.parametrize("case", list(NPY_CASES))
 def test_npy_data_agreement(case, c_program, files, tmp_path):
-    make, expected = NPY_CASES[case][:2]
+    make, expected = NPY_CASES[case]
     path = tmp_path / "data.npy"
     path.write_bytes(make(files["X"]))
     weights = tmp_path / "good.weights"
@@ -463,9 +450,9 @@ CSV_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", params_of(CSV_CASES))
+@pytest.mark.parametrize("case", list(CSV_CASES))
 def test_csv_data_agreement(case, c_program, files, tmp_path):
-    mutate, expected = CSV_CASES[case][:2]
+    mutate, expected = CSV_CASES[case]
     path = tmp_path / "data.csv"
     path.write_bytes(mutate(files["data"].read_bytes()))
     weights = tmp_path / "good.weights"
