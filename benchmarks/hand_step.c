@@ -7,8 +7,8 @@
  * and with -DUSE_BLAS the products are cblas_?gemm calls, the weight gradient applied by the gemm
  * itself (alpha = -lr, beta = 1). Build with -std=c99 -O3 (no -ffast-math).
  *
- * train(params, X, T, steps, lr, &seconds) runs `steps` steps on consecutive batches of BATCH rows
- * of X and T; params holds W1, b1, W2, b2, ... in the NumPy module's layout (W[out][in]) and is
+ * train(params, X, T, steps, batches, lr, &seconds) runs `steps` steps, step s on batch s % batches
+ * (of BATCH rows) of X and T; params holds W1, b1, W2, b2, ... in the NumPy module's layout (W[out][in]) and is
  * transposed in and out around the steps; seconds gets the time of the steps alone.
  */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
@@ -131,7 +131,8 @@ static void backward(real lr)
     }
 }
 
-double train(real *params, const real *X, const real *T, long steps, double lr, double *seconds)
+double train(real *params, const real *X, const real *T, long steps, long batches, double lr,
+             double *seconds)
 {
     double loss = 0;
     real *p = params;
@@ -145,9 +146,9 @@ double train(real *params, const real *X, const real *T, long steps, double lr, 
     }
     clock_gettime(CLOCK_MONOTONIC, &begin);
     for (long s = 0; s < steps; ++s) {
-        input = X + s * BATCH * N0;
+        input = X + s % batches * BATCH * N0;
         forward();
-        loss = loss_and_delta(T + s * BATCH * n[DEPTH]);
+        loss = loss_and_delta(T + s % batches * BATCH * n[DEPTH]);
         backward((real)lr);
     }
     clock_gettime(CLOCK_MONOTONIC, &end);
