@@ -696,9 +696,12 @@ static int load_file(Params *params, State *state, long *epoch, uint64_t *seed, 
         char *s = next_line(&pos);
         const int n = i < 3 ? snprintf(key, sizeof key, "%s", KEYS[i])
                             : snprintf(key, sizeof key, "hyper %s", HYPERS[i - 3].name);
-        if (!s || strncmp(s, key, (size_t)n) || !s[n] || !strchr(BLANKS, s[n]) || (s += n, 0) ||
-            !scan(&s, i < 3 ? "iui"[i] : 'f', i < 3 ? head[i] : (void *)HYPER(st, i - 3)) || *s ||
-            e < 0 || k < 0 || e > LONG_MAX)
+        int ok = s && strncmp(s, key, (size_t)n) == 0 && s[n] && strchr(BLANKS, s[n]);
+        if (ok) {
+            s += n;
+            ok = scan(&s, i < 3 ? "iui"[i] : 'f', i < 3 ? head[i] : (void *)HYPER(st, i - 3)) && !*s;
+        }
+        if (!ok || e < 0 || k < 0 || e > LONG_MAX)
             status = FAIL("expected the line '%s ...' (not a checkpoint of iris_softmax?)", key);
     }
     for (int b = -1; status == 0 && (b < 0 || (state && BUFFERS[b].name)); ++b)
