@@ -218,6 +218,7 @@ WEIGHT_CASES = {
     "infinity_words": (first_value(b"-Infinity", 8), "changed"),
     "overflow_in_b2": (first_value(b"-1e999", 8), "changed"),  # -inf: output 0 gets 0
     "nan_in_b2": (first_value(b"nan", 8), "changed"),  # all outputs NaN
+    "nan_payload": (first_value(b"nan(1)", 8), "refuse"),  # C's strtod would read it
     # NaN rows where x0 > 0 (inf - inf in the softmax), without warnings on stderr
     "overflow_in_W1": (first_value(b"1e999"), "changed"),
     "nan_in_W1": (first_value(b"nan"), "changed"),
@@ -440,6 +441,7 @@ CSV_CASES = {
     "blanks_around_cells": (lambda t: t.replace(b",", b" \t, "), "same"),
     "latin1_header": (lambda t: b"caf\xe9,b,c,d\n" + t, "same"),
     "hex": (second_row_cell(b"0x1p-3"), "refuse"),
+    "nan_payload": (second_row_cell(b"nan(7)"), "refuse"),
     "underscore": (second_row_cell(b"1_0"), "refuse"),
     "nbsp": (second_row_cell(b"1\xa0"), "refuse"),
     "nul": (lambda t: t + b"\0", "refuse"),

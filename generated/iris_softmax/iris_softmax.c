@@ -572,14 +572,14 @@ static char *next_line(char **pos)
 
 /* The number at *s (blanks before it allowed) into out (kind 'f': double, 'i': long long, 'u':
  * unsigned long long), *s moved past it and the blanks after it: 1, or 0 if there is none, it is
- * hex (NumPy's float() refuses it), an integer is too large or a non-blank follows it */
+ * hex or nan(...) (NumPy's float() refuses them), an integer is too large or a non-blank follows */
 static int scan(char **s, char kind, void *out)
 {
     char *end;
     errno = 0;
     *s += strspn(*s, BLANKS);
-    if (kind == 'f' && strcspn(*s, BLANKS "xX") < strcspn(*s, BLANKS))
-        return 0; /* hex */
+    if (kind == 'f' && strcspn(*s, BLANKS "xX(") < strcspn(*s, BLANKS))
+        return 0; /* hex, or nan(...) */
     if (kind == 'f')
         *(double *)out = strtod(*s, &end);
     else if (kind == 'i')
