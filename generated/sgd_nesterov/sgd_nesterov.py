@@ -716,7 +716,7 @@ def main(argv=None):
         X, _ = load_data(args.data) if args.data.endswith(".npz") else (_inputs(args.data), None)
         params = _read_weights(args.weights)
         with np.errstate(all="ignore"):  # inf - inf in a softmax gives NaN, silently as in C
-            Y = _forward(params, X)["a3"]
+            Y = forward(params, X)
         for row in Y:
             print(",".join(f"{v:.17g}" for v in row))
         return 0
