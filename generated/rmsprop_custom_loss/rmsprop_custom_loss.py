@@ -595,17 +595,17 @@ def _refuse(path, exc):
 
 def load_data(path):
     """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv."""
-    try:
-        if path.endswith(".npz"):
+    if path.endswith(".npz"):
+        try:
             with np.load(path, allow_pickle=False) as z:
                 X = np.asarray(z["X"], dtype=np.float64)
                 raw = z["T"] if "T" in z.files else z["y"]
                 T = np.asarray(raw, dtype=np.float64)
-        else:
-            data = _read_npy(path) if path.endswith(".npy") else _read_csv(path)
-            X, T = data[:, :INPUTS], data[:, INPUTS:]
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        _refuse(path, exc)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            _refuse(path, exc)
+    else:
+        data = _table(path)
+        X, T = data[:, :INPUTS], data[:, INPUTS:]
     if X.ndim != 2 or X.shape[1] != INPUTS:
         _fail(f"{path}: X needs {INPUTS} columns, got shape {X.shape}")
     if X.shape[0] == 0:
@@ -761,11 +761,16 @@ def _read_weights(path):
         _refuse(path, exc)
 
 
-def _inputs(path):
+def _table(path):
+    """The numbers of a .npy or .csv file [rows, columns]; a one-line error if it cannot be read."""
     try:
-        data = _read_npy(path) if path.endswith(".npy") else _read_csv(path)
-    except (OSError, ValueError) as exc:
+        return _read_npy(path) if path.endswith(".npy") else _read_csv(path)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         _refuse(path, exc)
+
+
+def _inputs(path):
+    data = _table(path)
     if data.shape[0] == 0:
         _fail(f"{path}: no data rows")
     if data.shape[1] < INPUTS:
