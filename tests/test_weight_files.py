@@ -147,6 +147,18 @@ def assert_expected(result: np.ndarray | None, expected, baseline: np.ndarray):
         assert close(result, baseline) == (expected == "same"), (result.ravel()[:4], baseline)
 
 
+def assert_predictions_agree(c_program, weights, data, bad: Path, expected, baseline):
+    """`predict WEIGHTS DATA` with both targets: both refuse (naming the file bad) or both print
+    the same predictions, NaN as "nan" (C's printf may say -nan); then the expected result."""
+    results = {}
+    for target in ("numpy", "c"):
+        out = run(command(target, c_program), "predict", weights, data)
+        results[target] = None if refused(out, bad) else predictions(out)
+        assert "-nan" not in out.stdout
+    assert_agree(results)
+    assert_expected(results["numpy"], expected, baseline)
+
+
 # ---- 1. weight files: `predict WEIGHTS DATA` ----------------------------------------------------
 
 
@@ -244,13 +256,7 @@ def test_weight_file_agreement(case, c_program, files, tmp_path):
     mutate, expected = WEIGHT_CASES[case]
     path = tmp_path / "mutated.weights"
     path.write_bytes(mutate(files["weights"]))
-    results = {}
-    for target in ("numpy", "c"):
-        out = run(command(target, c_program), "predict", path, files["data"])
-        results[target] = None if refused(out, path) else predictions(out)
-        assert "-nan" not in out.stdout  # NaN prints as "nan" in both (C's printf may say -nan)
-    assert_agree(results)
-    assert_expected(results["numpy"], expected, files["predictions"])
+    assert_predictions_agree(c_program, path, files["data"], path, expected, files["predictions"])
 
 
 # ---- 2. checkpoints: `train DATA --resume CHECKPOINT --epochs 2` --------------------------------
@@ -417,13 +423,7 @@ def test_npy_data_agreement(case, c_program, files, tmp_path):
     path.write_bytes(make(files["X"]))
     weights = tmp_path / "good.weights"
     weights.write_bytes(files["weights"])
-    results = {}
-    for target in ("numpy", "c"):
-        out = run(command(target, c_program), "predict", weights, path)
-        results[target] = None if refused(out, path) else predictions(out)
-        assert "-nan" not in out.stdout  # NaN prints as "nan" in both (C's printf may say -nan)
-    assert_agree(results)
-    assert_expected(results["numpy"], expected, files["predictions"])
+    assert_predictions_agree(c_program, weights, path, path, expected, files["predictions"])
 
 
 # ---- 4. .csv data: `predict WEIGHTS DATA.csv` ---------------------------------------------------
@@ -459,13 +459,7 @@ def test_csv_data_agreement(case, c_program, files, tmp_path):
     path.write_bytes(mutate(files["data"].read_bytes()))
     weights = tmp_path / "good.weights"
     weights.write_bytes(files["weights"])
-    results = {}
-    for target in ("numpy", "c"):
-        out = run(command(target, c_program), "predict", weights, path)
-        results[target] = None if refused(out, path) else predictions(out)
-        assert "-nan" not in out.stdout  # NaN prints as "nan" in both (C's printf may say -nan)
-    assert_agree(results)
-    assert_expected(results["numpy"], expected, files["predictions"])
+    assert_predictions_agree(c_program, weights, path, path, expected, files["predictions"])
 
 
 # ---- 5. .npy data only NumPy reads --------------------------------------------------------------
