@@ -15,7 +15,7 @@ import sympy as sp
 
 from . import optimizers, prng
 from .chain_rule import Derivation, N, Op, Param
-from .codegen.printers import NumpyCodePrinter
+from .printing.numpy import NumpyCodePrinter
 
 _ERF = np.vectorize(math.erf, otypes=[float])
 

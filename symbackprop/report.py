@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from . import latex as lx
+from .printing import latex as lx
 from .chain_rule import Derivation, Layer, vec
 from .scalar import values_at
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from . import latex as lx
+from .printing import latex as lx
 from .chain_rule import Derivation
 from .report import Eq, Section, _eq, _fmt
 from .scalar import Gradient

@@ -12,7 +12,7 @@ import math
 import mpmath
 import sympy as sp
 
-from . import latex as lx
+from .printing import latex as lx
 from .chain_rule import N, Param
 from .scalar import Factor, element, param_element, sym
 from .verify_probe import POINTS, ScalarNet, element_indices, lift, same

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from . import latex as lx
+from .printing import latex as lx
 from .chain_rule import N, Param
 from .scalar import Factor
 from .verify_probe import ScalarNet

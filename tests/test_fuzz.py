@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from symbackprop import activations
 from symbackprop.activations import derive_activation
-from symbackprop.codegen.c_printer import CCodePrinter
-from symbackprop.codegen.printers import NumpyCodePrinter
+from symbackprop.printing.c import CCodePrinter
+from symbackprop.printing.numpy import NumpyCodePrinter
 from symbackprop.errors import SpecError
 from symbackprop.expressions import FUNCTIONS
 from symbackprop.spec import parse_spec

@@ -12,7 +12,7 @@ import sympy as sp
 
 from .. import prng
 from ..chain_rule import Derivation
-from .c_printer import CCodePrinter
+from ..printing.c import CCodePrinter
 from .program import Lowered, Program
 
 TEMPLATES = {

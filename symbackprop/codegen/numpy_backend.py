@@ -6,7 +6,7 @@ import inspect
 
 from .. import prng
 from ..optimizers import P
-from .printers import NumpyCodePrinter
+from ..printing.numpy import NumpyCodePrinter
 from .program import Lowered, Program
 
 TEMPLATE = "numpy/module.py.j2"

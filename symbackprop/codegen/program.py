@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..chain_rule import Derivation, Op, Param
-from ..latex import text as text_of
+from ..printing.latex import text as text_of
 from ..optimizers import G, K, P, UpdateRule
 
 

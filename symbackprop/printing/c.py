@@ -8,7 +8,7 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from ..symbols import as_expr
-from .printers import log1p_argument, numeric_constants
+from .numpy import log1p_argument, numeric_constants
 
 _SMALL_POWERS = 4  # x**2 .. x**4 as products (exactly what NumPy's x**2 gives; fast)
 

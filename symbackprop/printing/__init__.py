@@ -1,0 +1,1 @@
+"""SymPy printer subclasses: derivation LaTeX and text, NumPy code, C code."""
