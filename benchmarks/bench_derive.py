@@ -11,7 +11,7 @@ import statistics
 import time
 
 from symbackprop import activations, losses, parse_spec
-from symbackprop.chain_rule import derive
+from symbackprop.core.chain_rule import derive
 
 
 def net(depth: int, width: int, inputs: int = 4) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .c_build import CompileError, build_library, build_program, network_name
-from .chain_rule import Derivation
+from .core.derivation import Derivation
 
 _PROGRESS = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_double, ctypes.c_void_p

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .chain_rule import Derivation, derive
+from .core.chain_rule import derive
+from .core.derivation import Derivation
 from .spec import Spec
 
 TOLERANCE = 1e-6  # relative, for float64 central differences along random directions

@@ -10,9 +10,11 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .chain_rule import derive
 from .codegen.files import write_atomic
+from .core.chain_rule import derive
 from .errors import SpecError
+from .evaluate import evaluate
+from .report import render
 from .samples import load_samples
 from .spec import load_spec
 from .verify import add_parser as add_verify_parser
@@ -82,12 +84,12 @@ def cmd_derive(args) -> int:
 
         check_pdflatex()
     d = derive(spec)
-    ev = d.at(samples) if samples is not None else None
-    _output(d.render(args.format, args.mode, ev), args.output)
+    ev = evaluate(d, samples) if samples is not None else None
+    _output(render(d, args.format, args.mode, ev), args.output)
     if args.pdf:
         from .pdf import compile_pdf
 
-        compile_pdf(d.render("latex", args.mode, ev), Path(args.pdf))
+        compile_pdf(render(d, "latex", args.mode, ev), Path(args.pdf))
         print(f"wrote {args.pdf}", file=sys.stderr)
     return 0
 
@@ -185,8 +187,8 @@ def cmd_demo(args) -> int:
     ):
         spec = load_spec(spec_path)
         d = derive(spec)
-        ev = d.at(load_samples(sample_path, spec))
-        print(d.render("text", "scalar", ev))
+        ev = evaluate(d, load_samples(sample_path, spec))
+        print(render(d, "text", "scalar", ev))
     print("That was Matt Mazur's 'A Step by Step Backpropagation Example', derived symbolically.")
     print()
     folder = Path(args.output)

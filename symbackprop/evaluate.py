@@ -6,42 +6,14 @@ derived formulas themselves (rows of every array are samples, as in the generate
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
 from . import optimizers, prng
-from .chain_rule import Derivation, N, Op, Param
-from .printing.numpy import NumpyCodePrinter
-
-_ERF = np.vectorize(math.erf, otypes=[float])
-
-
-def _step(x):
-    x = np.asarray(x)
-    return (x > 0).astype(x.dtype)
-
-
-_FUNCTIONS = {"np": np, "_erf": _ERF, "_step": _step}
-
-
-@lru_cache(maxsize=512)
-def _compile(expr: sp.Expr, names: tuple[str, ...]):
-    symbols = [sp.Symbol(n, real=True) for n in names]
-    mapping = {s: sp.Symbol(n, real=True) for s in expr.free_symbols for n in names if s.name == n}
-    expr = expr.xreplace(mapping)
-    return sp.lambdify(symbols, expr, modules=[_FUNCTIONS, "numpy"], printer=NumpyCodePrinter())
-
-
-def elementwise(expr: sp.Expr, env: dict[str, np.ndarray], dtype) -> np.ndarray:
-    """Evaluate an elementwise expression whose free symbols name arrays (or scalars) in env."""
-    names = tuple(sorted(s.name for s in expr.free_symbols))
-    fn = _compile(expr, names)
-    out = fn(*(env[n] for n in names))
-    return np.asarray(out, dtype=dtype)
+from .core.derivation import Derivation
+from .core.ir import N, Op, Param
+from .core.ops import elementwise, kind
 
 
 def initial_params(d: Derivation) -> dict[str, np.ndarray]:
@@ -82,41 +54,12 @@ class Evaluation:
 
 
 def run_program(d: Derivation, ops: tuple[Op, ...], env: dict, params: dict) -> None:
-    """Execute ``ops`` in place on ``env`` (name -> array with samples as rows)."""
-    dtype = env["x"].dtype
+    """Execute ``ops`` in place on ``env`` (name -> array with samples as rows), each by its op
+    kind's evaluator."""
+    ctx = d.context
+    scope = {**params, **env}
     for op in ops:
-        if op.kind == "affine":
-            w, inp, b = op.args
-            z = env[inp] @ params[w].T
-            env[op.out] = z + params[b] if b else z
-        elif op.kind == "map":
-            env[op.out] = np.broadcast_to(elementwise(op.expr, env, dtype), env[op.args[0]].shape)
-        elif op.kind == "softmax":
-            z = env[op.args[0]]
-            e = np.exp(z - z.max(axis=1, keepdims=True))
-            env[op.out] = e / e.sum(axis=1, keepdims=True)
-        elif op.kind == "logsumexp":
-            z = env[op.args[0]]
-            m = z.max(axis=1, keepdims=True)
-            env[op.out] = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-        elif op.kind == "loss":
-            terms = np.broadcast_to(elementwise(op.expr, env, dtype), env[op.args[1]].shape)
-            env[op.out] = float(elementwise(op.scale, env, dtype)) * terms.sum(dtype=dtype)
-        elif op.kind == "softmax_backward":
-            a, g = env[op.args[0]], env[op.args[1]]
-            env[op.out] = a * (g - (a * g).sum(axis=1, keepdims=True))
-        elif op.kind == "matvec_t":
-            env[op.out] = env[op.args[1]] @ params[op.args[0]]
-        elif op.kind == "grad_weight":
-            c = elementwise(op.scale, env, dtype)
-            env[op.out] = c * (env[op.args[0]].T @ env[op.args[1]])
-        elif op.kind == "grad_bias":
-            c = elementwise(op.scale, env, dtype)
-            delta = env[op.args[0]]
-            p = d.param(op.args[1])
-            env[op.out] = c * (delta.sum() if p.kind == "shared" else delta.sum(axis=0))
-        else:  # pragma: no cover - every kind is handled above
-            raise ValueError(op.kind)
+        scope[op.out] = env[op.out] = kind(op).evaluate(op, scope, ctx)
 
 
 def apply_update(

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from .core.derivation import Derivation
+from .core.ir import vec
+from .core.layers import LAYER_KINDS, Node
+from .core.ops import kind
 from .printing import latex as lx
-from .chain_rule import Derivation, Layer, vec
 from .scalar import values_at
 
 
@@ -48,12 +51,21 @@ def _fmt(x: float) -> str:
     return f"{x:.9g}"
 
 
-def _act_name(layer: Layer) -> str:
+def _act_name(layer: Node) -> str:
     act = layer.activation
+    if act is None:
+        return layer.type
     if act.source:
         return f"custom: {act.source}"
     params = ", ".join(f"{k}={v}" for k, v in act.params)
     return act.name + (f" ({params})" if params else "")
+
+
+def _describe(ly: Node) -> str:
+    if ly.type == "dense":
+        return f"{ly.units} {_act_name(ly)}"
+    act = "" if ly.activation is None or ly.activation.is_identity else f" {_act_name(ly)}"
+    return f"{ly.type}({', '.join(ly.inputs)}){act}"
 
 
 def network_section(d: Derivation) -> Section:
@@ -61,7 +73,7 @@ def network_section(d: Derivation) -> Section:
     s = Section("Network and notation", columns=("symbol", "meaning", "shape"))
     s.intro = (
         f"Network '{spec.name}': {spec.inputs} inputs, "
-        + ", ".join(f"{ly.units} {_act_name(ly)}" for ly in d.layers)
+        + ", ".join(_describe(ly) for ly in d.nodes)
         + f"; loss {d.loss.name} ({d.loss.reduction}); optimizer {d.optimizer.name}; "
         f"{d.num_params} parameters. Vectors are one sample's columns; a batch has N samples; "
         "elementwise products are written ⊙ (* in text)."
@@ -71,57 +83,44 @@ def network_section(d: Derivation) -> Section:
         dims = shape if isinstance(shape, str) else " x ".join(map(str, shape))
         s.rows.append(((lx.latex_name(name), name), (meaning, meaning), (dims, dims)))
 
-    row("x", "input", (spec.inputs,))
-    for ly in d.layers:
+    row("x", "input", d.shapes["x"])
+    for ly in d.nodes:
         i = ly.index
-        row(
-            ly.weight.name,
-            f"weights of layer {i}" + ("" if ly.weight.trainable else " (not trained)"),
-            ly.weight.shape,
-        )
-        if ly.bias is not None:
-            frozen = "" if ly.bias.trainable else " (not trained)"
-            row(ly.bias.name, f"bias of layer {i}{frozen}", ly.bias.shape or "scalar (shared)")
-        row(ly.z, f"pre-activation of layer {i}", (ly.units,))
-        row(ly.a, f"output of layer {i} ({_act_name(ly)})", (ly.units,))
-        row(ly.delta, f"∂ℓ/∂z of layer {i} (one sample)", (ly.units,))
-    row("t", "target", (spec.outputs,))
+        for p in ly.params:
+            what = {"weight": "weights", "bias": "bias"}.get(p.role, p.role)
+            frozen = "" if p.trainable else " (not trained)"
+            row(p.name, f"{what} of layer {i}{frozen}", p.shape or "scalar (shared)")
+        if ly.z is not None:
+            row(ly.z, f"pre-activation of layer {i}", d.shapes[ly.z])
+            row(ly.a, f"output of layer {i} ({_act_name(ly)})", d.shapes[ly.a])
+            row(f"delta{i}", f"∂ℓ/∂z of layer {i} (one sample)", d.shapes[ly.z])
+        else:
+            row(ly.a, f"output of layer {i} ({ly.type})", d.shapes[ly.a])
+    row("t", "target", d.shapes["t"])
     s.rows.append((("E", "E"), ("loss of the batch", "loss of the batch"), ("scalar", "scalar")))
     return s
 
 
 def forward_section(d: Derivation) -> Section:
     s = Section("Forward pass")
-    for ly in d.layers:
-        z, a, inp = (lx.latex_name(n) for n in (ly.z, ly.a, ly.inp))
-        b = ""
-        if ly.bias is not None:
-            b = " + " + (
-                lx.latex_name(ly.bias.name) + (r" \mathbf{1}" if ly.bias.kind == "shared" else "")
-            )
-        bt = f" + {ly.bias.name}" if ly.bias is not None else ""
-        s.eqs.append(
-            Eq(
-                f"{z} = {lx.latex_name(ly.weight.name)} {inp}{b}",
-                f"{ly.z} = {ly.weight.name} @ {ly.inp}{bt}",
-            )
-        )
-        if ly.activation.is_softmax:
-            s.eqs.append(
-                Eq(
-                    rf"{a}_i = \frac{{e^{{{z}_i}}}}{{\sum_j e^{{{z}_j}}}}",
-                    f"{ly.a} = softmax({ly.z})",
-                )
-            )
-        else:
-            expr = ly.activation.expr.xreplace({sp.Symbol("x", real=True): vec(ly.z)})
-            s.eqs.append(_eq(a, ly.a, expr, note=_act_name(ly)))
+    ctx = d.context
+    for ly in d.nodes:
+        for op in d.forward:
+            if op.out not in (ly.z, ly.a):
+                continue
+            act = ly.activation
+            if op.kind == "map" and op.out == ly.a and act is not None:
+                expr = act.expr.xreplace({sp.Symbol("x", real=True): vec(ly.z)})
+                s.eqs.append(_eq(lx.latex_name(ly.a), ly.a, expr, note=_act_name(ly)))
+            else:
+                k = kind(op)
+                s.eqs.append(Eq(k.latex(op, ctx), k.text(op, ctx)))
     return s
 
 
 def loss_section(d: Derivation) -> Section:
     s = Section("Loss")
-    last = d.layers[-1]
+    last = d.graph.output
     c = d.scale
     ell = d.loss.expr.xreplace({sp.Symbol("y", real=True): sp.Symbol("a", real=True)})
     s.intro = (
@@ -143,7 +142,9 @@ def loss_section(d: Derivation) -> Section:
 def local_section(d: Derivation) -> Section:
     s = Section("Local derivatives", "Each activation's derivative, derived by SymPy; a = f(x).")
     seen = set()
-    for ly in d.layers:
+    for ly in d.nodes:
+        if ly.activation is None:
+            continue
         key = (ly.activation.name, ly.activation.expr)
         if ly.derivative is None or key in seen:
             continue
@@ -178,68 +179,31 @@ def _tex_label(label: str) -> str:
     return label
 
 
-TEXTBOOK = (
-    (r"\boldsymbol{\delta}^{(L)} = \nabla_{\mathbf{a}^{(L)}} \ell"
-     r" \odot f'\left(\mathbf{z}^{(L)}\right)",
-     "delta_L = grad_a l * f'(z_L)", "output layer (softmax: its Jacobian instead of f')"),
-    (r"\boldsymbol{\delta}^{(l)} = \left(\left(W^{(l+1)}\right)^T"
-     r" \boldsymbol{\delta}^{(l+1)}\right) \odot f'\left(\mathbf{z}^{(l)}\right)",
-     "delta_l = (W_{l+1}.T @ delta_{l+1}) * f'(z_l)", "hidden layers"),
-    (r"\frac{\partial E}{\partial W^{(l)}} = c \sum_n \boldsymbol{\delta}^{(l)}_n "
-     r"\left(\mathbf{a}^{(l-1)}_n\right)^T, \quad \frac{\partial E}{\partial \mathbf{b}^{(l)}}"
-     r" = c \sum_n \boldsymbol{\delta}^{(l)}_n",
-     "dE/dW_l = c sum_n delta_l,n a_{l-1},n^T,  dE/db_l = c sum_n delta_l,n",
-     "parameters (a shared bias sums over its units too; a^(0) = x)"),
-)  # fmt: skip
-
-
 def backward_section(d: Derivation) -> Section:
     s = Section("Backward pass (tensor form, one sample)",
                 "The recurrences, then this network's instance of them.")  # fmt: skip
-    s.eqs += [Eq(tex, txt, note=f"general form: {why}") for tex, txt, why in TEXTBOOK]
+    for t in dict.fromkeys(ly.type for ly in d.nodes):
+        s.eqs += [Eq(tex, txt, note=f"general form: {why}") for tex, txt, why in
+                  LAYER_KINDS[t].textbook]  # fmt: skip
+    ctx = d.context
     for op in d.backward:
-        out = lx.latex_name(op.out)
+        if op.kind.startswith("grad_"):
+            continue
+        k = kind(op)
         if op.kind == "map":
-            s.eqs.append(_eq(out, op.out, op.expr, hadamard=True, note=op.why))
-        elif op.kind == "softmax_backward":
-            a, g = (lx.latex_name(n) for n in op.args)
-            s.eqs.append(
-                Eq(
-                    rf"{out} = {a} \odot \left({g} - ({a}^T {g}) \mathbf{{1}}\right)",
-                    f"{op.out} = {op.args[0]} * ({op.args[1]} - {op.args[0]}.T @ {op.args[1]})",
-                    note="softmax Jacobian",
-                )
-            )
-        elif op.kind == "matvec_t":
-            w, dl = (lx.latex_name(n) for n in op.args)
-            s.eqs.append(Eq(f"{out} = ({w})^T {dl}", f"{op.out} = {op.args[0]}.T @ {op.args[1]}"))
+            s.eqs.append(_eq(lx.latex_name(op.out), op.out, op.expr, hadamard=True, note=op.why))
+        else:
+            note = "softmax Jacobian" if op.kind == "softmax_backward" else ""
+            s.eqs.append(Eq(k.latex(op, ctx), k.text(op, ctx), note=note))
     return s
 
 
 def gradient_section(d: Derivation) -> Section:
     s = Section("Parameter gradients", "Summed over the N samples of a batch, scaled by c.")
-    ct = "" if d.scale == 1 else lx.latex(d.scale) + " "
-    cx = "" if d.scale == 1 else lx.text(d.scale) + " * "
+    ctx = d.context
     for op in d.backward:
-        if op.kind == "grad_weight":
-            dl, inp, w = op.args
-            s.eqs.append(
-                Eq(
-                    rf"{lx.latex_name('d' + w)} = {ct}\sum_n {lx.latex_name(dl)}_n "
-                    rf"\left({lx.latex_name(inp)}_n\right)^T",
-                    f"d{w} = {cx}sum_n {dl}_n @ {inp}_n.T",
-                )
-            )
-        elif op.kind == "grad_bias":
-            dl, b = op.args
-            shared = d.param(b).kind == "shared"
-            inner = rf"\sum_i {lx.latex_name(dl)}_{{n,i}}" if shared else f"{lx.latex_name(dl)}_n"
-            s.eqs.append(
-                Eq(
-                    rf"{lx.latex_name('d' + b)} = {ct}\sum_n {inner}",
-                    f"d{b} = {cx}sum_n " + (f"sum_i {dl}_n,i" if shared else f"{dl}_n"),
-                )
-            )
+        if op.kind.startswith("grad_"):
+            s.eqs.append(Eq(kind(op).latex(op, ctx), kind(op).text(op, ctx)))
     return s
 
 
@@ -316,7 +280,7 @@ def to_json(d: Derivation, mode: str, ev=None) -> str:
         one = ev.batch == 1
         fwd = {}
         for op in d.forward:
-            if op.kind in ("affine", "map", "softmax"):
+            if op.kind not in ("loss", "logsumexp"):
                 arr = ev.values[op.out]
                 fwd[op.out] = (arr[0] if one else arr).tolist()
         doc = {

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .core.derivation import Derivation
 from .printing import latex as lx
-from .chain_rule import Derivation
 from .report import Eq, Section, _eq, _fmt
-from .scalar import Gradient
+from .scalar import Gradient, instantiate
 
 
 def scalar_sections(d: Derivation, vals: dict | None) -> list[Section]:
-    sd = d.scalar()
+    sd = instantiate(d)
     forward = Section("Forward pass, element by element")
     back = Section("Backward pass, element by element")
     for name, expr in sd.definitions:

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from .chain_rule import Derivation
+from .core.derivation import Derivation
 
 
 def load_numpy(path: str | Path) -> ModuleType:

@@ -1,8 +1,9 @@
 """Scalar mode: the same Derivation instantiated element by element, with CONTRACT §2 names.
 
-Every parameter element's gradient is the product of named chain-rule factors (∂E/∂a2_1 ·
-∂a2_1/∂z2_1 · ∂z2_1/∂w2_11), built by substituting element symbols into the Derivation's
-elementwise expressions; the fully expanded loss is never differentiated.
+Every definition comes from the index form of its op kind (``ops``), so scalar mode, ``verify``
+and the code targets cannot disagree. Every parameter element's gradient is the product of
+named chain-rule factors (∂E/∂a2_1 · ∂a2_1/∂z2_1 · ∂z2_1/∂w2_11), read off those definitions;
+the fully expanded loss is never differentiated.
 """
 
 from __future__ import annotations
@@ -12,30 +13,21 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import activations, losses
-from .chain_rule import Derivation, Layer, N, Param
+from .core.derivation import Derivation
+from .core.ir import element_name, grad_name, param_element_name
+from .core.ops import Context, indices, kind
 
 
 def sym(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
 
-def _idx(*ix: int) -> str:
-    """1-based index suffix: '11' for (1, 1); '10_3' once any index has two digits."""
-    return ("_" if any(i >= 10 for i in ix) else "").join(str(i) for i in ix)
-
-
-def element(vector: str, i: int) -> str:
+def element(tensor: str, i: int) -> str:
     """Scalar name of element i (1-based) of a vector: x1, t2, z1_2, a1_2, delta2_1, da1_2, p1."""
-    if vector in ("x", "t", "p"):
-        return f"{vector}{i}"
-    return f"{vector}_{i}"
+    return element_name(tensor, (i - 1,))
 
 
-def param_element(p: Param, index: tuple[int, ...]) -> str:
-    """w2_11 for W2[0, 0]; b1_2 for a per-unit bias; b1 for a shared one."""
-    if p.role == "weight":
-        return f"w{p.layer}_{_idx(*(i + 1 for i in index))}"
-    return p.name if p.kind == "shared" else f"b{p.layer}_{index[0] + 1}"
+param_element = param_element_name
 
 
 @dataclass(frozen=True)
@@ -64,7 +56,8 @@ class Gradient:
 
 @dataclass(frozen=True)
 class ScalarDerivation:
-    """Definitions (in order: z, a, p, lse, ∂E/∂a, δ) and each trainable element's gradient."""
+    """Definitions (in program order: forward, then the gradients of tensors), the chain-rule
+    factors of every gradient element, and each trainable element's gradient."""
 
     definitions: tuple[tuple[str, sp.Expr], ...]
     delta_factors: dict[str, tuple[Factor, ...]]
@@ -74,137 +67,132 @@ class ScalarDerivation:
         return dict(self.definitions)[name]
 
 
-def _layer_input(layer: Layer, j: int) -> str:
-    return f"x{j}" if layer.inp == "x" else element(layer.inp, j)
+class _Names:
+    """ops.Elements: the CONTRACT §2 symbol of one element of a tensor or parameter."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def tensor(self, name: str, index: tuple[int, ...]) -> sp.Symbol:
+        return sym(element_name(name, index))
+
+    def param(self, name: str, index: tuple[int, ...]) -> sp.Symbol:
+        return sym(param_element_name(self.ctx.params[name], index))
 
 
-def _forward(d: Derivation, defs: list) -> None:
-    for layer in d.layers:
-        w = layer.weight
-        for i in range(1, layer.units + 1):
-            total = sum(
-                sym(param_element(w, (i - 1, j - 1))) * sym(_layer_input(layer, j))
-                for j in range(1, layer.fan_in + 1)
-            )
-            if layer.bias is not None:
-                total += sym(param_element(layer.bias, (i - 1,)))
-            defs.append((element(layer.z, i), total))
-        zs = [sym(element(layer.z, i)) for i in range(1, layer.units + 1)]
-        for i, z in enumerate(zs, start=1):
-            if layer.activation.is_softmax:
-                a = sp.exp(z) / sp.Add(*(sp.exp(zk) for zk in zs))
-            else:
-                a = layer.activation.expr.xreplace({activations.X: z})
-            defs.append((element(layer.a, i), a))
+def primals(d: Derivation) -> dict[str, str]:
+    """The tensor each gradient array is the gradient of: delta3 -> z3, da1 -> a1."""
+    out = {}
+    for name in d.shapes:
+        g = grad_name(name)
+        if g in d.shapes and not name.startswith(("d", "delta")):
+            out[g] = name
+    return out
 
 
-def _elementwise(expr: sp.Expr, layer: Layer, i: int) -> sp.Expr:
-    return expr.xreplace(
-        {
-            activations.X: sym(element(layer.z, i)),
-            activations.A: sym(element(layer.a, i)),
-            losses.T: sym(f"t{i}"),
-            losses.P: sym(f"p{i}"),
-        }
-    )
-
-
-def _output(d: Derivation, defs: list, factors: dict) -> None:
-    last = d.layers[-1]
+def _seed_factors(d: Derivation, ix: tuple[int, ...], el: _Names) -> tuple[Factor, ...]:
+    """The output delta's factors: one, where the loss is fused with the output activation
+    (computed from the logits), else ∂ℓ/∂a · ∂a/∂z."""
+    node = d.graph.output
     od = d.output_delta
-    units = range(1, last.units + 1)
-    if od.needs_softmax:
-        zs = [sym(element(last.z, i)) for i in units]
-        for i in units:
-            defs.append((f"p{i}", sp.exp(zs[i - 1]) / sp.Add(*(sp.exp(z) for z in zs))))
-    for i in units:
-        a, z = element(last.a, i), element(last.z, i)
-        if od.kind == "softmax":
-            g = [_elementwise(od.expr, last, k) for k in units]
-            s = sp.Add(*(sym(element(last.a, k)) * g[k - 1] for k in units))
-            fs = (Factor("E", z, sym(a) * (g[i - 1] - s)),)
-        elif d.loss.on_logits:
-            fs = (Factor("E", z, _elementwise(od.expr, last, i)),)
-        else:
-            dl = sp.diff(d.loss.expr, losses.Y).xreplace({losses.Y: activations.A})
-            g = _elementwise(activations.stabilize(dl, (activations.A, losses.T)), last, i)
-            fs = (Factor("E", a, g), Factor(a, z, _elementwise(last.derivative.expr, last, i)))
-        factors[element(last.delta, i)] = fs
-        defs.append((element(last.delta, i), sp.Mul(*(f.expr for f in fs))))
-
-
-def _hidden(d: Derivation, layer: Layer, defs: list, factors: dict) -> None:
-    above = d.layers[layer.index]
-    for i in range(1, layer.units + 1):
-        a, z = element(layer.a, i), element(layer.z, i)
-        da = sp.Add(
-            *(
-                sym(param_element(above.weight, (k - 1, i - 1))) * sym(element(above.delta, k))
-                for k in range(1, above.units + 1)
-            )
-        )
-        defs.append((element(f"d{layer.a}", i), da))
-        fs = (Factor("E", a, da), Factor(a, z, _elementwise(layer.derivative.expr, layer, i)))
-        factors[element(layer.delta, i)] = fs
-        defs.append((element(layer.delta, i), sp.Mul(*(f.expr for f in fs))))
+    a, z = element_name(d.output, ix), element_name(d.logits, ix)
+    subs = {activations.X: sym(z), activations.A: sym(a), losses.T: el.tensor("t", ix),
+            losses.P: el.tensor("p", ix)}  # fmt: skip
+    if od.kind == "softmax":
+        (n,) = d.shapes[d.output]
+        g = [od.expr.xreplace({**subs, activations.A: el.tensor(d.output, (k,)),
+                               losses.T: el.tensor("t", (k,))}) for k in range(n)]  # fmt: skip
+        s = sp.Add(*(el.tensor(d.output, (k,)) * g[k] for k in range(n)))
+        return (Factor("E", z, sym(a) * (g[ix[0]] - s)),)
+    if d.loss.on_logits:
+        return (Factor("E", z, od.expr.xreplace(subs)),)
+    dl = sp.diff(d.loss.expr, losses.Y).xreplace({losses.Y: activations.A})
+    g = activations.stabilize(dl, (activations.A, losses.T)).xreplace(subs)
+    if node.activation is None:
+        return (Factor("E", a, g),)
+    return (Factor("E", a, g), Factor(a, z, node.derivative.expr.xreplace(subs)))
 
 
 def instantiate(d: Derivation) -> ScalarDerivation:
     """Expand ``d`` element by element (for small nets: printing and verification)."""
+    ctx = d.context
+    el = _Names(ctx)
+    read = {a for op in d.backward for a in op.args} | {
+        s.name for op in d.backward if op.expr is not None for s in op.expr.free_symbols
+    }
+    nodes = {n for node in d.nodes for n in (node.a, node.z) if n}
     defs: list[tuple[str, sp.Expr]] = []
+    for op in d.forward:
+        if op.kind != "loss" and (op.out in nodes or op.out in read):
+            defs += [(element_name(op.out, ix), e) for ix, e in kind(op).elements(op, el).items()]
+    back = dict(primals(d))
+    seed = grad_name(d.logits)
     factors: dict[str, tuple[Factor, ...]] = {}
-    _forward(d, defs)
-    _output(d, defs, factors)
-    needed = {op.out for op in d.backward}
-    for layer in reversed(d.layers[:-1]):
-        if layer.delta in needed:
-            _hidden(d, layer, defs, factors)
-    c = d.scale
+    defined: dict[str, sp.Expr] = {}
+    for op in d.backward:
+        if op.kind.startswith("grad_"):
+            continue
+        for ix, e in kind(op).elements(op, el).items():
+            name = element_name(op.out, ix)
+            defs.append((name, e))
+            defined[name] = e
+            if op.out == seed:
+                factors[name] = _seed_factors(d, ix, el)
+            elif op.out in back:
+                product = op.kind == "map"  # a local partial; else a sum over paths
+                factors[name] = _factors(back[op.out], ix, e, factors, defined, back, product)
     grads: list[Gradient] = []
-    for layer in d.layers:
-        if layer.weight.trainable:
-            for i in range(layer.units):
-                for j in range(layer.fan_in):
-                    el = param_element(layer.weight, (i, j))
-                    inp = Factor(element(layer.z, i + 1), el, sym(_layer_input(layer, j + 1)))
-                    fs = factors[element(layer.delta, i + 1)] + (inp,)
-                    grads.append(Gradient(layer.weight.name, el, (i, j), fs, c))
-        b = layer.bias
-        if b is not None and b.trainable:
-            if b.kind == "shared":
-                total = sp.Add(*(sym(element(layer.delta, i + 1)) for i in range(layer.units)))
-                grads.append(Gradient(b.name, b.name, (), (Factor("E", b.name, total),), c))
-            else:
-                for i in range(layer.units):
-                    el = param_element(b, (i,))
-                    fs = factors[element(layer.delta, i + 1)] + (
-                        Factor(element(layer.z, i + 1), el, sp.Integer(1)),
-                    )
-                    grads.append(Gradient(b.name, el, (i,), fs, c))
+    for p in d.trainable:
+        op = d.gradients[p.name]
+        terms = kind(op).elements(op, el)
+        for ix in indices(p.shape):
+            pel = param_element_name(p, ix)
+            fs = _factors(None, ix, terms[ix], factors, defined, back, True, pel)
+            grads.append(Gradient(p.name, pel, ix, fs, d.scale))
     return ScalarDerivation(tuple(defs), factors, tuple(grads))
+
+
+def _factors(primal, ix, e, factors, defined, back, product: bool, den: str | None = None):
+    """Factors of one element: for a ``product`` e = g · rest with g one element of a gradient
+    array, g's factors then ∂primal(g)/∂(this) = rest; else the one factor ∂E/∂(this) = e."""
+    den = den or element_name(primal, ix)
+    grads = [s for s in e.free_symbols if s.name in factors]
+    if product and len(grads) == 1 and e.is_Mul and grads[0] in e.args:
+        g = grads[0]
+        rest = e / g
+        if not any(s.name in factors for s in rest.free_symbols):
+            gp = _primal_element(g.name, back)
+            return factors[g.name] + (Factor(gp, den, rest),)
+    if product and e.is_Symbol and e.name in factors:
+        return factors[e.name] + (Factor(_primal_element(e.name, back), den, sp.Integer(1)),)
+    expanded = e.xreplace({s: defined[s.name] for s in e.free_symbols if s.name in defined
+                           and s.name not in factors})  # fmt: skip
+    return (Factor("E", den, expanded),)
+
+
+def _primal_element(name: str, back: dict) -> str:
+    """a1_2 for da1_2, z3_1 for delta3_1."""
+    for g, primal in back.items():
+        if name.startswith(g + "_"):
+            return primal + name[len(g) :]
+    return name
 
 
 def values_at(d: Derivation, ev, sample: int = 0) -> dict[sp.Symbol, float]:
     """The numbers of every scalar name at one sample of an Evaluation (for the worked example)."""
+    from .core.ir import N
+
     out: dict[sp.Symbol, float] = {N: float(ev.batch)}
     grads = {op.out for op in d.gradients.values()}
     for name, arr in ev.values.items():
-        if name in ("E", N.name) or name in grads or arr.ndim != 2:
+        if name in ("E", N.name) or name in grads or name not in d.shapes:
             continue
-        for i in range(arr.shape[1]):
-            out[sym(element(name, i + 1))] = float(arr[sample, i])
+        row = arr[sample]
+        shape = d.shapes[name]
+        for ix in indices(shape):
+            out[sym(element_name(name, ix))] = float(row[ix] if shape else row.ravel()[0])
     for p in d.params:
         arr = ev.params[p.name]
-        for index in [()] if p.kind == "shared" else list(_indices(p.shape)):
-            out[sym(param_element(p, index))] = float(arr[index] if index else arr)
+        for ix in indices(p.shape):
+            out[sym(param_element_name(p, ix))] = float(arr[ix] if ix else arr)
     return out
-
-
-def _indices(shape: tuple[int, ...]):
-    if len(shape) == 1:
-        for i in range(shape[0]):
-            yield (i,)
-    else:
-        for i in range(shape[0]):
-            for j in range(shape[1]):
-                yield (i, j)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,49 +16,19 @@ from typing import Any
 
 import sympy as sp
 
-from . import activations, prng
+from .core.layers import LAYER_KINDS, MAX_DIM, LayerSpec
 from .datafiles import read_data_file
-from .errors import SpecError
+from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
-from .spec_fields import _bool, _choice, _Fields, _int, _kind, _nested, _num
-from .symbols import T, X, Y
+from .spec_fields import _bool, _choice, _Fields, _int, _kind, _num
+from .spec_params import real_derivative
+from .symbols import T, Y
 
-MAX_DIM = 100_000
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000
 NAME_RE = re.compile(r"[a-z_][a-z0-9_]*\Z")
-SCHEMES = tuple(s for s in prng.SCHEMES if s != "values")  # the named schemes a spec may use
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "sse", "custom")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
-
-
-@dataclass(frozen=True)
-class Init:
-    """How a parameter starts: explicit ``value`` (scheme 'values') or a named random scheme."""
-
-    scheme: str
-    value: Any = None  # a float or nested tuples, for scheme 'values'
-    low: float = -1.0
-    high: float = 1.0
-    std: float = 1.0
-    gain: float = 1.0
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """A weight or bias. ``shape`` is 'matrix' for weights, 'per_unit' or 'shared' for biases."""
-
-    init: Init
-    trainable: bool = True
-    shape: str = "matrix"
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    units: int
-    activation: activations.Activation
-    weight: ParamSpec
-    bias: ParamSpec | None
 
 
 @dataclass(frozen=True)
@@ -110,91 +81,9 @@ class Spec:
     def outputs(self) -> int:
         return self.layers[-1].units
 
-
-def _param(data: Any, field: str, shape: tuple[int, ...], is_bias: bool) -> ParamSpec | None:
-    if is_bias and (data is None or data == "none"):
-        return None
-    f = _Fields(data, field, "a mapping (e.g. {init: zeros})" + (" or none" if is_bias else ""))
-    kind = "matrix"
-    if is_bias:
-        kind = _choice(f.get("shape", "per_unit"), f.at("shape"), ("per_unit", "shared"), "shape")
-        shape = () if kind == "shared" else shape
-    raw = f.get("init", "pytorch")
-    extras = {
-        "uniform": ("low", "high"),
-        "normal": ("std",),
-        "xavier_uniform": ("gain",),
-        "xavier_normal": ("gain",),
-    }
-    allowed = extras.get(raw, ()) if isinstance(raw, str) else ()
-    for key in ("low", "high", "std", "gain"):
-        if f.has(key) and key not in allowed:
-            raise SpecError(f.at(key), f"only allowed with init: {_owner(key)}")
-    if isinstance(raw, str):
-        scheme = _choice(raw, f.at("init"), SCHEMES, "init scheme")
-        low = _num(f.get("low", -1.0), f.at("low"))
-        high = _num(f.get("high", 1.0), f.at("high"))
-        if high <= low:
-            raise SpecError(f.at("high"), f"must be greater than low ({low:g})")
-        std = _num(f.get("std", 1.0), f.at("std"), 0.0)
-        gain = _num(f.get("gain", 1.0), f.at("gain"), 0.0)
-        init = Init(scheme, None, low, high, std, gain)
-    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        init = Init("values", _num(raw, f.at("init")))
-    elif isinstance(raw, list):
-        init = Init("values", _nested(raw, shape, f.at("init")))
-    else:
-        raise SpecError(
-            f.at("init"), f"expected a number, a list or a scheme name, got {_kind(raw)}"
-        )
-    trainable = _bool(f.get("trainable", True), f.at("trainable"))
-    f.done(("init", "trainable", "low", "high", "std", "gain") + (("shape",) if is_bias else ()))
-    return ParamSpec(init, trainable, kind)
-
-
-def _owner(key: str) -> str:
-    return {"low": "uniform", "high": "uniform", "std": "normal"}.get(key, "xavier_uniform/normal")
-
-
-def _activation(data: Any, field: str) -> activations.Activation:
-    names = activations.NAMES + tuple(activations.ALIASES)
-    if isinstance(data, str):
-        name = activations.ALIASES.get(data, data)
-        _choice(data, field, names, "activation")
-        return activations.make(name)
-    f = _Fields(data, field, "an activation name or a mapping")
-    if f.has("expr"):
-        if f.has("name"):
-            raise SpecError(f.at("expr"), "give either name or expr, not both")
-        text = f.get("expr")
-        if not isinstance(text, str):
-            raise SpecError(f.at("expr"), f"expected an expression string, got {_kind(text)}")
-        expr = parse_expression(text, {"x": X}, f.at("expr"))
-        f.done(("expr",))
-        act = activations.custom(expr, text)
-        _real_derivative(activations.derive_activation(act).expr, f.at("expr"))
-        return act
-    raw = f.get("name", required=True)
-    name = activations.ALIASES.get(raw, raw) if isinstance(raw, str) else raw
-    _choice(raw, f.at("name"), names, "activation")
-    alpha = None
-    if name in activations.WITH_ALPHA and f.has("alpha"):
-        low_open = name == "elu"
-        value = _num(f.get("alpha"), f.at("alpha"), 0.0, 1e6, low_open=low_open)
-        alpha = sp.Rational(repr(value))
-    f.done(("name", "alpha") if name in activations.WITH_ALPHA else ("name",))
-    return activations.make(name, alpha)
-
-
-_COMPLEX = (sp.re, sp.im, sp.arg, sp.conjugate, sp.Derivative, sp.Subs)
-
-
-def _real_derivative(derivative: sp.Expr, field: str) -> None:
-    """Refuse an expression whose derivative SymPy can only write with complex parts (e.g.
-    abs(x**x): x**x is complex for x < 0), which no code target can compute."""
-    if derivative.has(*_COMPLEX) or derivative.has(sp.zoo, sp.nan):
-        raise SpecError(field, "its derivative is not a real function SymPy can write (e.g. a "
-                        "power with x in the exponent of a base that can be negative)")  # fmt: skip
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.inputs,)
 
 
 def _layers(data: Any, inputs: int) -> tuple[LayerSpec, ...]:
@@ -202,23 +91,68 @@ def _layers(data: Any, inputs: int) -> tuple[LayerSpec, ...]:
         raise SpecError("layers", "expected a non-empty list of layers")
     if len(data) > MAX_LAYERS:
         raise SpecError("layers", f"at most {MAX_LAYERS} layers")
-    layers, fan_in, total = [], inputs, 0
+    shapes: dict[str, tuple[int, ...]] = {"x": (inputs,)}
+    layers: list[LayerSpec] = []
+    used: set[str] = set()
+    total = 0
     for i, item in enumerate(data):
         path = f"layers[{i}]"
         f = _Fields(item, path)
-        units = _int(f.get("units", required=True), f.at("units"), 1, MAX_DIM)
-        act = _activation(f.get("activation", "identity"), f.at("activation"))
-        if act.is_softmax and i != len(data) - 1:
+        kind = LAYER_KINDS[_choice(f.get("type", "dense"), f.at("type"), tuple(LAYER_KINDS),
+                                   "layer type")]  # fmt: skip
+        names = _inputs(f, kind.multi_input, i, shapes)
+        layer = kind.parse(f, names, tuple(shapes[n] for n in names))
+        if layer.activation is not None and layer.activation.is_softmax and i != len(data) - 1:
             raise SpecError(f.at("activation"), "softmax is allowed in the last layer only")
-        weight = _param(f.get("weight", {}), f.at("weight"), (units, fan_in), False)
-        bias = _param(f.get("bias", {}), f.at("bias"), (units,), True)
-        f.done(("units", "activation", "weight", "bias"))
-        total += units * fan_in + units
+        params = kind.params(layer, i + 1, tuple(shapes[n] for n in names))
+        total += sum(math.prod(p.shape) for p in params)
         if total > MAX_PARAMS:
-            raise SpecError(f.at("units"), f"the network would have over {MAX_PARAMS} parameters")
-        layers.append(LayerSpec(units, act, weight, bias))
-        fan_in = units
+            where = f.at("units") if f.has("units") else path
+            raise SpecError(where, f"the network would have over {MAX_PARAMS} parameters")
+        used.update(names)
+        shapes[f"a{i + 1}"] = layer.shape
+        layers.append(layer)
+    for i in range(len(layers) - 1):
+        if f"a{i + 1}" not in used:
+            raise SpecError(f"layers[{i}]", f"its output a{i + 1} is used by no later layer; the "
+                            f"network's output is the last layer's, a{len(layers)}")  # fmt: skip
     return tuple(layers)
+
+
+def _inputs(f: _Fields, multi: bool, i: int, shapes: dict) -> tuple[str, ...]:
+    """The names a layer reads: ``input`` (default: the layer before, or x), or for kinds that
+    take several, ``inputs: [...]``; each is x or the output of an earlier layer."""
+    own, other = ("inputs", "input") if multi else ("input", "inputs")
+    if f.has(other):
+        example = "inputs: [a1, a2]" if multi else "input: a1"
+        raise SpecError(f.at(other), f"this layer type takes {own} (e.g. {example})")
+    if multi:
+        raw = f.get("inputs", required=True)
+        if not isinstance(raw, list):
+            raise SpecError(
+                f.at("inputs"), f"expected a list of at least 2 names, got {_kind(raw)}"
+            )
+        if len(raw) < 2:
+            raise SpecError(f.at("inputs"), "expected at least 2 names")
+        return tuple(_input(v, f"{f.at('inputs')}[{k}]", i, shapes) for k, v in enumerate(raw))
+    default = f"a{i}" if i else "x"
+    return (_input(f.get("input", default), f.at("input"), i, shapes),)
+
+
+def _input(name: Any, field: str, i: int, shapes: dict) -> str:
+    if not isinstance(name, str):
+        raise SpecError(field, f"expected a name (x, a1, ...), got {_kind(name)}")
+    if name in shapes:
+        return name
+    available = ", ".join(shapes)
+    m = re.fullmatch(r"a([1-9][0-9]*)", name)
+    if m and int(m.group(1)) == i + 1:
+        raise SpecError(field, f"{name} is this layer's own output; it can take {available}")
+    if m and int(m.group(1)) > i + 1:
+        why = "a layer takes x or the output of an earlier one (a network has no cycles)"
+        raise SpecError(field, f"{name} is the output of a later layer; {why}: {available}")
+    hint = did_you_mean(name, shapes)
+    raise SpecError(field, f"unknown input '{name}'{hint}; this layer can take {available}")
 
 
 def _loss(data: Any, last: LayerSpec) -> LossSpec:
@@ -235,9 +169,9 @@ def _loss(data: Any, last: LayerSpec) -> LossSpec:
         if not isinstance(source, str):
             raise SpecError(f.at("expr"), f"expected an expression string, got {_kind(source)}")
         expr = parse_expression(source, {"y": Y, "t": T}, f.at("expr"))
-        _real_derivative(sp.diff(expr, Y), f.at("expr"))
+        real_derivative(sp.diff(expr, Y), f.at("expr"))
     f.done(allowed)
-    act = last.activation.name
+    act = last.activation_name
     if kind == "binary_cross_entropy" and act not in ("sigmoid", "identity"):
         raise SpecError(
             "loss.type", f"binary_cross_entropy needs a sigmoid or identity last layer, not {act}"

@@ -38,7 +38,7 @@ class _Fields:
     def done(self, allowed: tuple[str, ...] | None = None) -> None:
         for key in self.data:
             if key not in self.used:
-                hint = did_you_mean(key, allowed or self.used)
+                hint = did_you_mean(key, set(allowed or ()) | self.used)
                 raise SpecError(self.at(key), f"unknown field{hint}")
 
 

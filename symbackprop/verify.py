@@ -19,7 +19,8 @@ from pathlib import Path
 
 import mpmath
 
-from .chain_rule import Derivation, derive
+from .core.chain_rule import derive
+from .core.derivation import Derivation
 from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
 from .latex_input import latex_to_expr
@@ -113,7 +114,7 @@ def verify(
     """
     spec = load_spec(spec) if isinstance(spec, (str, Path)) else spec
     spec = parse_spec(spec) if isinstance(spec, dict) else spec
-    d = spec if isinstance(spec, Derivation) else derive(spec)
+    d = derive(spec.spec if isinstance(spec, Derivation) else spec, all_trainable=True)
     if d.num_params > MAX_PARAMS:
         raise SpecError("layers", f"verify works element by element, for nets of at most "
                         f"{MAX_PARAMS} parameters; this one has {d.num_params}")  # fmt: skip
@@ -138,8 +139,6 @@ def verify(
             return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
         p = params[name]
         els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
-        for el in els:
-            net.gradient(el)  # a frozen parameter that no gradient reaches: SpecError
         try:
             hand = parse_matrix(text, net.names, net.matrices(), "--expr")
         except ShapeMismatch as exc:

@@ -12,8 +12,8 @@ import math
 import mpmath
 import sympy as sp
 
+from .core.ir import N, Param
 from .printing import latex as lx
-from .chain_rule import N, Param
 from .scalar import Factor, element, param_element, sym
 from .verify_probe import POINTS, ScalarNet, element_indices, lift, same
 
@@ -22,7 +22,8 @@ _SIGN_FLIPPED = "the sign is flipped (yours is −1 × the correct value)"
 
 
 def _f_prime(net: ScalarNet, z: str) -> str:
-    name = net.d.layers[int(z[1:].split("_")[0]) - 1].activation.name
+    node = net.d.graph.node(z.split("_")[0])
+    name = node.activation.name if node is not None and node.activation else "identity"
     return f"{_SYMBOLS.get(name, name)}'({z})"
 
 
@@ -68,10 +69,13 @@ def explain_element(net: ScalarNet, el: str, hand: sp.Expr, hs: list, ts: list) 
                 return f"only the path through {path}, but ∂E/∂{f.den} = {lx.text(f.expr)}"
             if same(lift(lambda t, h: t - h, ts, hs), tv):
                 return f"missing the path through {path}: the term {lx.text(term)} of ∂E/∂{f.den}"
-    for layer in net.d.layers:  # σ' dropped inside every δ of one layer
+    for layer in net.d.nodes:  # σ' dropped inside every δ of one layer
+        if layer.z is None:
+            continue
+        delta = f"delta{layer.index}"
         defs = [
             (s, sp.Mul(*(f.expr for f in net.sd.delta_factors[s.name] if f.den[0] != "z")))
-            if s.name.startswith(layer.delta + "_") and s.name in net.sd.delta_factors
+            if s.name.startswith(delta + "_") and s.name in net.sd.delta_factors
             else (s, e)
             for s, e in net.defs
         ]
@@ -79,14 +83,12 @@ def explain_element(net: ScalarNet, el: str, hand: sp.Expr, hs: list, ts: list) 
             envs = [net.env(p, defs) for p in net.points]
             if same(hs, net.values(net.truth(el), envs)):
                 z = element(layer.z, 1)[:-1] + "k"
-                return (
-                    f"missing the activation derivative {_f_prime(net, z)} inside {layer.delta}_k"
-                )
+                return f"missing the activation derivative {_f_prime(net, z)} inside {delta}_k"
     p = net.elements[el][0]
     for other in sorted(net.elements, key=lambda e: net.elements[e][0] is not p):
         if other != el and other in net.grads and same(hs, net.values(net.truth(other))):
             return f"this is dE/d{other}, not dE/d{el} (wrong index)"
-    for w in (layer.weight for layer in net.d.layers):
+    for w in (p for p in net.d.params if len(p.shape) == 2):
         if w.shape[0] == w.shape[1] > 1:
             swap = {
                 sym(param_element(w, ix)): sym(param_element(w, ix[::-1]))

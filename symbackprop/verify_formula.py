@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .core.ir import N, Param
+from .core.ops import kind
 from .printing import latex as lx
-from .chain_rule import N, Param
 from .scalar import Factor
 from .verify_probe import ScalarNet
 
@@ -43,28 +44,42 @@ def scalar_formula(net: ScalarNet, el: str) -> tuple[str, str]:
 
 def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
     """dE/dP in column-vector notation with the backward recurrences it needs."""
-    layer, name, c = net.d.layers[p.layer - 1], lx.latex_name, net.d.scale.xreplace({N: 1})
-    dl, inp = layer.delta, layer.inp
-    if p.role == "weight":
+    name, c = lx.latex_name, net.d.scale.xreplace({N: 1})
+    op = net.d.gradients[p.name]
+    dl = op.args[0]
+    if op.kind == "grad_weight":
+        inp = op.args[1]
         txt, tex = f"{dl} @ {inp}.T", rf"{name(dl)} \left({name(inp)}\right)^T"
+    elif op.kind == "grad_bias" and not p.shape:
+        txt, tex = f"sum({dl})", rf"\sum_i {name(dl)}_i"
+    elif op.kind == "grad_bias":
+        txt, tex = dl, name(dl)
     else:
-        shared = p.kind == "shared"
-        txt, tex = (f"sum({dl})", rf"\sum_i {name(dl)}_i") if shared else (dl, name(dl))
+        txt, tex = lx.text(op.expr), lx.latex(op.expr, hadamard=True)
+        if not p.shape:
+            txt, tex = f"sum({txt})", rf"\sum_i {tex}"
     txts = [f"dE/d{p.name} = " + ("" if c == 1 else f"{lx.text(c)} * ") + txt]
     texs = [f"{name('d' + p.name)} = " + ("" if c == 1 else lx.latex(c) + " ") + tex]
-    for op in net.d.backward:
-        o, a = op.out, op.args
-        if op.kind == "map":
-            txts.append(f"{o} = {lx.text(op.expr)}")
-            texs.append(f"{name(o)} = {lx.latex(op.expr, hadamard=True)}")
-        elif op.kind == "matvec_t":
-            txts.append(f"{o} = {a[0]}.T @ {a[1]}")
-            texs.append(f"{name(o)} = ({name(a[0])})^T {name(a[1])}")
-        elif op.kind == "softmax_backward":
-            txts.append(f"{o} = {a[0]} * ({a[1]} - {a[0]}.T @ {a[1]})")
+    needed = {s.name for s in op.expr.free_symbols} if op.expr is not None else set(op.args)
+    ctx = net.d.context
+    for o in reversed(net.d.backward):  # the recurrences it reads, back to the loss
+        if o.out not in needed or o.kind.startswith("grad_"):
+            continue
+        needed |= set(o.args) | ({s.name for s in o.expr.free_symbols} if o.expr is not None
+                                 else set())  # fmt: skip
+    for o in net.d.backward:
+        if o.out not in needed or o.kind.startswith("grad_"):
+            continue
+        a = o.args
+        if o.kind == "map":
+            txts.append(f"{o.out} = {lx.text(o.expr)}")
+            texs.append(f"{name(o.out)} = {lx.latex(o.expr, hadamard=True)}")
+        elif o.kind == "softmax_backward":
+            txts.append(f"{o.out} = {a[0]} * ({a[1]} - {a[0]}.T @ {a[1]})")
             texs.append(
-                rf"{name(o)} = {name(a[0])} \odot ({name(a[1])} - {name(a[0])}^T {name(a[1])})"
+                rf"{name(o.out)} = {name(a[0])} \odot ({name(a[1])} - {name(a[0])}^T {name(a[1])})"
             )
-        if o == dl:
-            break
+        else:
+            txts.append(kind(o).text(o, ctx))
+            texs.append(kind(o).latex(o, ctx))
     return "\n".join(txts), r",\quad ".join(texs)

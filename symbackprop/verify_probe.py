@@ -18,9 +18,10 @@ import mpmath
 import sympy as sp
 from sympy.polys.polyerrors import BasePolynomialError as PolynomialError
 
-from .chain_rule import Derivation, N, Param
-from .errors import SpecError
-from .scalar import Factor, Gradient, element, param_element, sym
+from .core.derivation import Derivation
+from .core.ir import N, Param, element_name
+from .core.ops import indices
+from .scalar import Gradient, instantiate, param_element, sym
 from .symbols import as_expr
 
 POINTS = 30  # random probe points
@@ -31,11 +32,7 @@ SYMBOLIC_SECONDS = 3.0  # time budget of the SymPy proof (the probe decides when
 
 def element_indices(p: Param) -> list[tuple[int, ...]]:
     """0-based indices of every element of ``p``, row-major (``()`` for a shared bias)."""
-    if p.kind == "shared":
-        return [()]
-    if p.role == "bias":
-        return [(i,) for i in range(p.shape[0])]
-    return [(i, j) for i in range(p.shape[0]) for j in range(p.shape[1])]
+    return list(indices(p.shape))
 
 
 def lift(fn, *lists: list) -> list:
@@ -57,13 +54,13 @@ class ScalarNet:
     """The scalar instantiation of a net, its random probe points and mpmath evaluation."""
 
     def __init__(self, d: Derivation, seed: int = 0):
-        self.d, self.sd = d, d.scalar()
+        self.d, self.sd = d, instantiate(d)
         self.defs = [(sym(n), e) for n, e in self.sd.definitions]
         self.elements = {
             param_element(p, ix): (p, ix) for p in d.params for ix in element_indices(p)
         }
         self.inputs = [sym(f"x{j}") for j in range(1, d.spec.inputs + 1)]
-        self.targets = [sym(f"t{k}") for k in range(1, d.layers[-1].units + 1)]
+        self.targets = [sym(element_name("t", ix)) for ix in indices(d.shapes["t"])]
         self.raw = [sym(n) for n in self.elements] + self.inputs + self.targets
         self.names = {s.name: s for s in self.raw} | {s.name: s for s, _ in self.defs}
         self.grads = {g.element: g for g in self.sd.gradients}
@@ -124,39 +121,23 @@ class ScalarNet:
         return expr.xreplace({s: self._full[s] for s in expr.free_symbols if s in self._full})
 
     def gradient(self, el: str) -> Gradient:
-        """The element's Gradient; for a frozen parameter, the same chain rule from its δ."""
-        if el in self.grads:
-            return self.grads[el]
-        p, ix = self.elements[el]
-        layer = self.d.layers[p.layer - 1]
-        units = range(1, layer.units + 1) if p.kind == "shared" else [ix[0] + 1]
-        deltas = [element(layer.delta, i) for i in units]
-        if any(dn not in self.sd.delta_factors for dn in deltas):
-            raise SpecError("--wrt", f"{p.name} is frozen and no gradient reaches layer {p.layer}")
-        if p.kind == "shared":
-            fs = (Factor("E", el, sp.Add(*map(sym, deltas))),)
-        else:
-            inp = f"x{ix[-1] + 1}" if layer.inp == "x" else element(layer.inp, ix[-1] + 1)
-            last = sym(inp) if p.role == "weight" else sp.Integer(1)
-            fs = self.sd.delta_factors[deltas[0]] + (Factor(element(layer.z, ix[0] + 1), el, last),)
-        return Gradient(p.name, el, ix, fs, self.d.scale)
+        """The element's Gradient (frozen parameters too: ``d`` derives every parameter's)."""
+        return self.grads[el]
 
     def truth(self, el: str) -> sp.Expr:
         return self.gradient(el).expr.xreplace({N: 1})
 
     def matrices(self) -> dict[str, sp.Expr | sp.Matrix]:
-        """Column vectors x, t, z1, a1, delta1, da1, p and parameters W1, b1 in scalar symbols."""
-        out: dict = {"x": sp.Matrix(self.inputs), "t": sp.Matrix(self.targets)}
-        for layer in self.d.layers:
-            for v in (layer.z, layer.a, layer.delta, f"d{layer.a}"):
-                if element(v, 1) in self.names:
-                    out[v] = sp.Matrix([sym(element(v, i)) for i in range(1, layer.units + 1)])
-        if "p1" in self.names:
-            out["p"] = sp.Matrix([sym(f"p{k}") for k in range(1, len(self.targets) + 1)])
+        """Column vectors of every tensor with a scalar name (x, t, z1, a1, delta1, da1, p, ...)
+        and the parameters W1 (a matrix), b1 (a column or, shared, a scalar) in scalar symbols."""
+        out: dict = {}
+        for name, shape in self.d.shapes.items():
+            if len(shape) == 1 and element_name(name, (0,)) in self.names:
+                out[name] = sp.Matrix([sym(element_name(name, ix)) for ix in indices(shape)])
         for p in self.d.params:
             els = [sym(param_element(p, ix)) for ix in element_indices(p)]
             out[p.name] = (
-                els[0] if p.kind == "shared" else sp.Matrix(p.shape[0], len(els) // p.shape[0], els)
+                els[0] if not p.shape else sp.Matrix(p.shape[0], len(els) // p.shape[0], els)
             )
         return out
 

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from torch_reference import CUSTOM_ACTIVATIONS, CUSTOM_LOSSES, torch_step
 
-from symbackprop.chain_rule import Derivation, N, derive
+from symbackprop import Derivation, derive
+from symbackprop.core.ir import N
 from symbackprop.evaluate import apply_update, initial_params, run_program
 from symbackprop.spec import load_spec, parse_spec
 

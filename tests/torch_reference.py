@@ -113,20 +113,19 @@ def torch_step(
     else:
         batches = list(zip(X, T, strict=True))
 
-    layers = []
     tensors: dict[str, torch.Tensor] = {}
     for i, layer in enumerate(data["layers"], start=1):
+        if layer.get("type", "dense") != "dense":
+            continue
         weight = layer.get("weight", {})
         bias = layer.get("bias", {})
         w = torch.tensor(np.asarray(params[f"W{i}"]), dtype=dtype)
         w.requires_grad_(_trainable(weight))
         tensors[f"W{i}"] = w
-        b = None
         if bias is not None and bias != "none":
             b = torch.tensor(np.asarray(params[f"b{i}"]), dtype=dtype)
             b.requires_grad_(_trainable(bias))
             tensors[f"b{i}"] = b
-        layers.append((w, b, _activation(layer.get("activation", "identity"))))
     trainable = {name: p for name, p in tensors.items() if p.requires_grad}
     opt = _optimizer(data.get("optimizer", {"type": "sgd"}), list(trainable.values()))
     loss_spec = data.get("loss", {"type": "mse"})
@@ -138,12 +137,7 @@ def torch_step(
         a = torch.tensor(np.asarray(xb), dtype=dtype)
         t = torch.tensor(np.asarray(tb), dtype=dtype)
         opt.zero_grad()
-        z = a
-        for w, b, act in layers:
-            z = a @ w.T
-            if b is not None:
-                z = z + b
-            a = act(z)
+        z, a = _network(data, tensors, a)
         loss = _loss(loss_spec, z, a, t)
         loss.backward()
         losses.append(float(loss.detach()))
@@ -158,15 +152,33 @@ def torch_step(
     return losses, first, after
 
 
+def _network(data: dict, tensors: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last layer's pre-activation (its output, for a kind without one) and output; layers
+    read x or earlier outputs by name (CONTRACT §6: dense, add, concat)."""
+    out = {"x": x}
+    z = a = x
+    for i, layer in enumerate(data["layers"], start=1):
+        kind = layer.get("type", "dense")
+        if kind == "dense":
+            z = out[layer.get("input", f"a{i - 1}" if i > 1 else "x")] @ tensors[f"W{i}"].T
+            if f"b{i}" in tensors:
+                z = z + tensors[f"b{i}"]
+            a = _activation(layer.get("activation", "identity"))(z)
+        elif kind == "add":
+            z = sum(out[n] for n in layer["inputs"])
+            a = _activation(layer.get("activation", "identity"))(z)
+        elif kind == "concat":
+            z = a = torch.cat([out[n] for n in layer["inputs"]], dim=1)
+        else:
+            raise KeyError(kind)
+        out[f"a{i}"] = a
+    return z, a
+
+
 def torch_forward(data: dict, params: dict[str, np.ndarray], X) -> np.ndarray:
     """The spec's network output for ``X`` (rows are samples) at ``params``, in PyTorch."""
     dtype = torch.float32 if data.get("dtype") == "float32" else torch.float64
-    a = torch.tensor(np.asarray(X), dtype=dtype)
+    tensors = {k: torch.tensor(np.asarray(v), dtype=dtype) for k, v in params.items()}
     with torch.no_grad():
-        for i, layer in enumerate(data["layers"], start=1):
-            z = a @ torch.tensor(np.asarray(params[f"W{i}"]), dtype=dtype).T
-            bias = layer.get("bias", {})
-            if bias is not None and bias != "none":
-                z = z + torch.tensor(np.asarray(params[f"b{i}"]), dtype=dtype)
-            a = _activation(layer.get("activation", "identity"))(z)
+        _, a = _network(data, tensors, torch.tensor(np.asarray(X), dtype=dtype))
     return a.numpy().copy()

@@ -363,7 +363,7 @@ def loss_and_grad(params, X, T):
     grads = {}
     # delta3 = (-2*t + 2*a3)/(3*N)
     delta3 = (1/3)*(-2*t + 2*a3)/N
-    # dW3 = sum_n delta3_n a2_n^T
+    # dW3 = sum_n delta3_n @ a2_n.T
     grads["W3"] = (delta3.T @ a2)
     # db3 = sum_n delta3_n
     grads["b3"] = delta3.sum(axis=0)
@@ -372,7 +372,7 @@ def loss_and_grad(params, X, T):
     # delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2))))
     b4_0 = 1/(1 + np.exp(-z2))
     delta2 = da2*(b4_0 + b4_0*z2/(1 + np.exp(z2)))
-    # dW2 = sum_n delta2_n a1_n^T
+    # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
     # db2 = sum_n delta2_n
     grads["b2"] = delta2.sum(axis=0)
@@ -381,7 +381,7 @@ def loss_and_grad(params, X, T):
     # delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi)))
     b8_0 = 0.7071067811865476*z1
     delta1 = da1*(1/2 + (1/2)*_erf(b8_0) + 0.5641895835477563*b8_0*np.exp(-1/2*z1**2))
-    # dW1 = sum_n delta1_n x_n^T
+    # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)
     # db1 = sum_n delta1_n
     grads["b1"] = delta1.sum(axis=0)

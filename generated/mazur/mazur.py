@@ -344,13 +344,13 @@ def loss_and_grad(params, X, T):
     grads = {}
     # delta2 = a2*(1 - a2)*(a2 - t)
     delta2 = a2*(1 - a2)*(a2 - t)
-    # dW2 = sum_n delta2_n a1_n^T
+    # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
     # delta1 = a1*da1*(1 - a1)
     delta1 = a1*da1*(1 - a1)
-    # dW1 = sum_n delta1_n x_n^T
+    # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)
     return E, grads
 

@@ -311,7 +311,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* da1 = W2.T @ delta2 */
     gemm(0, 0, m, 4, 2, 2, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
 
-    /* dW2 = sum_n delta2_n a1_n^T */
+    /* dW2 = sum_n delta2_n @ a1_n.T */
     gemm(1, 0, 2, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
@@ -332,7 +332,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T */
+    /* dW1 = sum_n delta1_n @ x_n.T */
     gemm(1, 0, 4, 3, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 

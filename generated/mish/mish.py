@@ -344,7 +344,7 @@ def loss_and_grad(params, X, T):
     grads = {}
     # delta2 = (-2*t + 2*a2)/(2*N)
     delta2 = (1/2)*(-2*t + 2*a2)/N
-    # dW2 = sum_n delta2_n a1_n^T
+    # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
     # db2 = sum_n delta2_n
     grads["b2"] = delta2.sum(axis=0)
@@ -353,7 +353,7 @@ def loss_and_grad(params, X, T):
     # delta1 = da1*(z1*(1 - tanh(log(1 + exp(z1)))**2)/(1 + exp(-z1)) + tanh(log(1 + exp(z1))))
     b4_0 = np.tanh(np.logaddexp(0, z1))
     delta1 = da1*(b4_0 + z1*(1 - b4_0**2)/(1 + np.exp(-z1)))
-    # dW1 = sum_n delta1_n x_n^T
+    # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)
     # db1 = sum_n delta1_n
     grads["b1"] = delta1.sum(axis=0)

@@ -349,7 +349,7 @@ def loss_and_grad(params, X, T):
     # delta2 = sinh(a2 - t)/(N*cosh(a2 - t))
     b0_0 = a2 - t
     delta2 = np.sinh(b0_0)/(N*np.cosh(b0_0))
-    # dW2 = sum_n delta2_n a1_n^T
+    # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
     # db2 = sum_n delta2_n
     grads["b2"] = delta2.sum(axis=0)
@@ -357,7 +357,7 @@ def loss_and_grad(params, X, T):
     da1 = delta2 @ W2
     # delta1 = da1/(1 + exp(-z1))
     delta1 = da1/(1 + np.exp(-z1))
-    # dW1 = sum_n delta1_n x_n^T
+    # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)
     # db1 = sum_n delta1_n
     grads["b1"] = delta1.sum(axis=0)

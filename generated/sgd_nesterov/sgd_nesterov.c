@@ -297,7 +297,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* da2 = W3.T @ delta3 */
     gemm(0, 0, m, 4, 2, 2, 1, &ws->delta3[0][0], &params->W3[0][0], 0, &ws->da2[0][0]);
 
-    /* dW3 = sum_n delta3_n a2_n^T */
+    /* dW3 = sum_n delta3_n @ a2_n.T */
     gemm(1, 0, 2, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta3[0][0], &ws->a2[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
@@ -315,11 +315,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* da1 = W2.T @ delta2 */
     gemm(0, 0, m, 5, 4, 4, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
 
-    /* dW2 = sum_n delta2_n a1_n^T */
+    /* dW2 = sum_n delta2_n @ a1_n.T */
     gemm(1, 0, 4, 5, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
-    /* db2 = sum_n delta2_n */
+    /* db2 = sum_n sum_i delta2_n,i */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta2[r];
         for (int i = 0; i < 4; ++i) grads->b2[0] += d[i];
@@ -336,7 +336,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* dW1 = sum_n delta1_n x_n^T */
+    /* dW1 = sum_n delta1_n @ x_n.T */
     gemm(1, 0, 5, 3, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 

@@ -356,21 +356,21 @@ def loss_and_grad(params, X, T):
     grads = {}
     # delta3 = (a3 - t)/N
     delta3 = (a3 - t)/N
-    # dW3 = sum_n delta3_n a2_n^T
+    # dW3 = sum_n delta3_n @ a2_n.T
     grads["W3"] = (delta3.T @ a2)
     # da2 = W3.T @ delta3
     da2 = delta3 @ W3
     # delta2 = da2*Piecewise((1, z2 > 0), (exp(z2)/2, True))
     delta2 = da2*np.where((z2 > 0), 1, (1/2)*np.exp(z2))
-    # dW2 = sum_n delta2_n a1_n^T
+    # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
-    # db2 = sum_n delta2_n
+    # db2 = sum_n sum_i delta2_n,i
     grads["b2"] = np.asarray(delta2.sum(), dtype=DTYPE)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
     # delta1 = da1*Piecewise((1, z1 > 0), (1/10, True))
     delta1 = da1*np.where((z1 > 0), 1, 1/10)
-    # dW1 = sum_n delta1_n x_n^T
+    # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)
     # db1 = sum_n delta1_n
     grads["b1"] = delta1.sum(axis=0)

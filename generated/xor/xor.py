@@ -346,7 +346,7 @@ def loss_and_grad(params, X, T):
     grads = {}
     # delta2 = (a2 - t)/N
     delta2 = (a2 - t)/N
-    # dW2 = sum_n delta2_n a1_n^T
+    # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
     # db2 = sum_n delta2_n
     grads["b2"] = delta2.sum(axis=0)
@@ -354,7 +354,7 @@ def loss_and_grad(params, X, T):
     da1 = delta2 @ W2
     # delta1 = da1*(1 - a1**2)
     delta1 = da1*(1 - a1**2)
-    # dW1 = sum_n delta1_n x_n^T
+    # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)
     # db1 = sum_n delta1_n
     grads["b1"] = delta1.sum(axis=0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..chain_rule import Derivation
-from ..chain_rule import derive as _derive
+from ..core.chain_rule import derive as _derive
+from ..core.derivation import Derivation
 from ..spec import Spec
 from . import c_backend, numpy_backend
 from .files import write_files

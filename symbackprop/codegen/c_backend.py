@@ -11,7 +11,6 @@ import json
 import sympy as sp
 
 from .. import prng
-from ..chain_rule import Derivation
 from ..printing.c import CCodePrinter
 from .program import Lowered, Program
 
@@ -32,14 +31,17 @@ def c_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _element_names(symbols) -> dict[str, str]:
-    """How a symbol of an elementwise expression reads inside the row and unit loops."""
+def _element_names(symbols, params: dict) -> dict[str, str]:
+    """How a symbol of an elementwise expression reads inside the row and unit loops: tensors
+    at [i], per-sample scalars by name, parameters from params (one number, or per unit)."""
     names = {}
     for s in symbols:
         if s.name == "N":
             names["N"] = "Nr"
         elif s.name in _SCALARS:
             names[s.name] = s.name
+        elif s.name in params:
+            names[s.name] = f"params->{s.name}[{'i' if params[s.name].shape else '0'}]"
         else:
             names[s.name] = f"{s.name}[i]"
     return names
@@ -87,9 +89,10 @@ def _branch_temps(temps, expr, prefix: str):
     return tuple(out), expr
 
 
-def _op(o: Lowered, d: Derivation, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
+def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
     """The plain context of one op."""
     op = o.op
+    params = {p.name: p for p in program.params}
     out = {
         "kind": op.kind,
         "out": op.out,
@@ -97,13 +100,14 @@ def _op(o: Lowered, d: Derivation, dtype: str, widths: dict, scalar: CCodePrinte
         "formula": o.formula,
         "units": o.units,
         "scale": _scale(op.scale, scalar),
+        "attrs": dict(op.attrs),
     }
     if o.expr is not None:
         temps, expr = _branch_temps(o.temps, o.expr, f"{op.out}_c")
         temp_names = {t.name for t, _ in temps}
         symbols = set(expr.free_symbols).union(*(e.free_symbols for _, e in temps))
         symbols = {s for s in symbols if s.name not in temp_names}
-        printer = CCodePrinter(dtype, _element_names(symbols))
+        printer = CCodePrinter(dtype, _element_names(symbols, params))
         out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in temps]
         out["expr"] = printer.doprint(expr)
         out["reads"] = sorted(
@@ -111,20 +115,35 @@ def _op(o: Lowered, d: Derivation, dtype: str, widths: dict, scalar: CCodePrinte
         )
         out["scalars"] = sorted(s.name for s in symbols if s.name in _SCALARS)
         out["uses_n"] = any(s.name == "N" for s in symbols)
+        # the unit index must be the loop's own when a parameter is read per unit
+        out["rowwise"] = bool(out["scalars"]) or any(
+            s.name in params and params[s.name].shape for s in symbols
+        )
     if op.kind == "affine":
-        w = d.param(op.args[0])
-        out["fan_in"], out["bias_kind"] = w.shape[1], d.param(op.args[2]).kind if op.args[2] else ""
+        w = program.param(op.args[0])
+        bias = program.param(op.args[2]).kind if op.args[2] else ""
+        out["fan_in"], out["bias_kind"] = w.shape[1], bias
         out["block"] = _block(o.units, dtype, w.shape[1])
     elif op.kind in ("matvec_t", "grad_weight"):
-        w = d.param(op.args[0] if op.kind == "matvec_t" else op.args[2])
+        w = program.param(op.args[0] if op.kind == "matvec_t" else op.args[2])
         out["rows"], out["cols"] = w.shape  # units of delta, width of the other vector
         if op.kind == "matvec_t":
             out["block"] = _block(w.shape[1], dtype, w.shape[0])
         else:  # rows of the layer input per pass over the gradient
             out["block"] = _block(w.shape[1], dtype, CHUNK)
     elif op.kind == "grad_bias":
-        out["shared"] = d.param(op.args[1]).kind == "shared"
+        out["shared"] = program.param(op.args[1]).kind == "shared"
         out["cols"] = widths[op.args[0]]
+    elif op.kind == "logsumexp":
+        out["in_units"] = widths[op.args[0]]
+    elif op.kind == "grad_reduce":
+        out["param"], out["cols"] = op.args[-1], widths[op.args[0]]
+    elif op.kind == "concat":
+        start, parts = 0, []
+        for a in op.args:
+            parts.append({"name": a, "start": start, "width": widths[a]})
+            start += widths[a]
+        out["parts"] = parts
     return out
 
 
@@ -218,7 +237,6 @@ def _weights_last(ops: list[dict]) -> list[dict]:
 def _metadata(program: Program, params: list[dict]) -> list[str]:
     """The library's self-description (JSON), as C string literal lines."""
     spec, upd = program.spec, program.update
-    d = program.derivation
     meta = {
         **program.summary(),
         "params": [[p["name"], p["shape"], p["trainable"]] for p in params],
@@ -229,8 +247,8 @@ def _metadata(program: Program, params: list[dict]) -> list[str]:
             "batch_size": spec.train.batch_size,
             "shuffle": spec.train.shuffle,
         },
-        "logits": d.layers[-1].z,
-        "output": d.layers[-1].a,
+        "logits": program.logits,
+        "output": program.output,
     }
     lines = []
     for i, (key, value) in enumerate(meta.items()):
@@ -240,24 +258,30 @@ def _metadata(program: Program, params: list[dict]) -> list[str]:
     return lines
 
 
+def _label(la) -> str:
+    """'sigmoid' for a dense layer, else its type and any activation: 'add relu', 'concat'."""
+    if la.type == "dense":
+        return la.activation
+    return la.type + ("" if la.activation == "identity" else f" {la.activation}")
+
+
 def context(program: Program) -> dict:
     """The plain context the C templates print (strings, numbers, lists)."""
-    d = program.derivation
-    spec = d.spec
+    spec = program.spec
     dtype = spec.dtype
     f = "f" if dtype == "float32" else ""
     scalar = CCodePrinter("float64", {"N": "Nd"})
-    params = [_param(p, k) for k, p in enumerate(d.params)]
+    params = [_param(p, k) for k, p in enumerate(program.params)]
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
     for o in (*program.forward, *program.backward):
-        if o.op.kind not in ("grad_weight", "grad_bias"):
+        if not o.op.kind.startswith("grad_"):
             widths[o.op.out] = o.units
-    forward = [_op(o, d, dtype, widths, scalar) for o in program.forward]
+    forward = [_op(o, program, dtype, widths, scalar) for o in program.forward]
     by_name = {p["name"]: p for p in params}
-    loss = _op(program.loss, d, dtype, widths, scalar)
-    backward = _weights_last([_op(o, d, dtype, widths, scalar) for o in program.backward])
+    loss = _op(program.loss, program, dtype, widths, scalar)
+    backward = _weights_last([_op(o, program, dtype, widths, scalar) for o in program.backward])
     for o in backward:
-        if o["kind"] in ("grad_weight", "grad_bias"):
+        if o["kind"] in ("grad_weight", "grad_bias", "grad_reduce"):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
     arrays = [
@@ -265,7 +289,6 @@ def context(program: Program) -> dict:
         for n, u in widths.items()
         if n not in ("x", "t")
     ]
-    last = d.layers[-1]
     return {
         "name": spec.name,
         "NAME": spec.name.upper(),
@@ -277,17 +300,11 @@ def context(program: Program) -> dict:
         "inputs": spec.inputs,
         "outputs": spec.outputs,
         "seed": spec.seed,
-        "loss": d.loss.name,
+        "loss": program.loss_name,
         "optimizer": program.update.name,
         "chunk": CHUNK,
         "layers": [
-            {
-                "index": la.index,
-                "units": la.units,
-                "fan_in": la.fan_in,
-                "activation": la.activation.name,
-            }
-            for la in d.layers
+            {"index": la.index, "units": la.shape[-1], "label": _label(la)} for la in program.layers
         ],
         "params": params,
         "trainable": [p for p in params if p["trainable"]],
@@ -302,8 +319,8 @@ def context(program: Program) -> dict:
         "backward": backward,
         "backward_uses_n": any(o.get("uses_n") for o in backward),
         "update": _update(program, dtype),
-        "output": last.a,
-        "logits": last.z,
+        "output": program.output,
+        "logits": program.logits,
         "train": {
             "epochs": spec.train.epochs,
             "batch_size": spec.train.batch_size,

@@ -19,7 +19,7 @@ def prng_source() -> str:
     return src[src.index("\nGAMMA = ") + 1 :].rstrip() + "\n"
 
 
-def _op(o: Lowered, printer: NumpyCodePrinter, d) -> dict:
+def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
     op = o.op
     like = op.args[0] if op.args else "x"
     expr_code = printer.doprint(o.expr) if o.expr is not None else ""
@@ -35,7 +35,8 @@ def _op(o: Lowered, printer: NumpyCodePrinter, d) -> dict:
         "formula": o.formula,
         "const": o.expr is not None and not arrays,
         "like": like,
-        "shared": op.kind == "grad_bias" and d.param(op.args[1]).kind == "shared",
+        "shared": op.kind == "grad_bias" and program.param(op.args[1]).kind == "shared",
+        "attrs": dict(op.attrs),
     }
 
 
@@ -55,22 +56,20 @@ def _scale_mul(scale, printer: NumpyCodePrinter) -> str:
 
 def context(program: Program) -> dict:
     """The plain context the NumPy templates print (strings, numbers, lists)."""
-    d = program.derivation
-    spec = d.spec
+    spec = program.spec
     hyper_names = {h: (f"h_{h}" if h in _PYTHON_KEYWORDS else h) for h, _ in program.update.hyper}
     printer = NumpyCodePrinter(hyper_names)
-    last = d.layers[-1]
-    forward = [_op(o, printer, d) for o in program.forward]
-    loss = {**_op(program.loss, printer, d), "like": last.a}
-    backward = [_op(o, printer, d) for o in program.backward]
+    forward = [_op(o, printer, program) for o in program.forward]
+    loss = {**_op(program.loss, printer, program), "like": program.output}
+    backward = [_op(o, printer, program) for o in program.backward]
     produced = ["x"] + [o["out"] for o in forward]
     needed_back = sorted({a for lo in program.backward for a in lo.op.args if a in produced}
                          | {s.name for lo in program.backward if lo.expr is not None
                             for s in lo.expr.free_symbols if s.name in produced})  # fmt: skip
     loss_inputs = sorted(s.name for s in program.loss.expr.free_symbols if s.name in produced)
-    loss_inputs += [last.a] if last.a not in loss_inputs else []
+    loss_inputs += [program.output] if program.output not in loss_inputs else []
     params = []
-    for k, p in enumerate(d.params):
+    for k, p in enumerate(program.params):
         i = p.init
         params.append({
             "name": p.name, "shape": repr(tuple(p.shape)), "trainable": p.trainable, "k": k,
@@ -99,8 +98,8 @@ def context(program: Program) -> dict:
         "prng_source": prng_source(),
         "forward": forward,
         "forward_values": produced,
-        "output": last.a,
-        "logits": last.z,
+        "output": program.output,
+        "logits": program.logits,
         "loss_op": loss,
         "loss_inputs": loss_inputs,
         "backward": backward,

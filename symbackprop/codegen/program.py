@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..chain_rule import Derivation, Op, Param
-from ..printing.latex import text as text_of
+from ..core.derivation import Derivation
+from ..core.ir import Op, Param, Shape
+from ..core.ops import Context, kind
 from ..optimizers import G, K, P, UpdateRule
+from ..printing.latex import text as text_of
+from ..spec import Spec
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,15 @@ class Lowered:
     """One op with its elementwise work CSE'd: ``temps`` then ``expr`` (None for matrix ops)."""
 
     op: Op
-    units: int  # width of the vectors it produces (1 for per-sample scalars, 0 for E)
+    shape: Shape  # per-sample shape of what it produces (() for per-sample scalars and E)
     temps: tuple[tuple[sp.Symbol, sp.Expr], ...] = ()
     expr: sp.Expr | None = None
     formula: str = ""
+
+    @property
+    def units(self) -> int:
+        """Width of its last axis (1 for a per-sample scalar)."""
+        return self.shape[-1] if self.shape else 1
 
 
 @dataclass(frozen=True)
@@ -42,33 +50,49 @@ class Update:
 
 
 @dataclass(frozen=True)
-class Program:
-    """Everything a backend needs, in order; no SymPy calls are left for templates."""
+class LayerInfo:
+    """What a target's header says about one layer."""
 
-    derivation: Derivation
+    index: int
+    type: str
+    shape: Shape
+    activation: str  # its name ('identity' for kinds without one)
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything a backend needs, in order; no SymPy calls are left for templates and no
+    backend reads the Derivation: shapes, parameters and names are all here."""
+
+    spec: Spec
+    params: tuple[Param, ...]
     forward: tuple[Lowered, ...]
     loss: Lowered
     backward: tuple[Lowered, ...]
     update: Update
+    shapes: dict[str, Shape]  # every tensor's per-sample shape (x, t, z1, a1, delta1, ...)
+    output: str  # the network's output tensor
+    logits: str  # what the loss reads as z (the output's pre-activation, or the output)
+    loss_name: str
+    layers: tuple[LayerInfo, ...]
 
     @property
-    def spec(self):
-        return self.derivation.spec
+    def context(self) -> Context:
+        return Context(self.shapes, {p.name: p for p in self.params})
 
-    @property
-    def params(self) -> tuple[Param, ...]:
-        return self.derivation.params
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
 
     def summary(self) -> dict:
         """What every target states about the network (headers, metadata): plain values."""
-        spec, d = self.spec, self.derivation
+        spec = self.spec
         return {
             "name": spec.name,
             "dtype": spec.dtype,
             "inputs": spec.inputs,
             "outputs": spec.outputs,
             "seed": spec.seed,
-            "loss": d.loss.name,
+            "loss": self.loss_name,
             "optimizer": self.update.name,
             "digest": spec.digest,
         }
@@ -79,48 +103,14 @@ def _cse(expr: sp.Expr, prefix: str) -> tuple[tuple, sp.Expr]:
     return tuple(temps), out
 
 
-def _formula(op: Op) -> str:
-    if op.kind == "affine":
-        w, inp, b = op.args
-        return f"{op.out} = {w} @ {inp}" + (f" + {b}" if b else "")
-    if op.kind == "map":
-        return f"{op.out} = {text_of(op.expr)}"
-    if op.kind == "softmax":
-        return f"{op.out} = softmax({op.args[0]})"
-    if op.kind == "logsumexp":
-        return f"{op.out} = log(sum(exp({op.args[0]})))"
-    if op.kind == "loss":
-        return f"E = {text_of(op.scale)} * sum_n sum_k {text_of(op.expr)}"
-    if op.kind == "softmax_backward":
-        a, g = op.args
-        return f"{op.out} = {a} * ({g} - sum_k({a} * {g}))"
-    if op.kind == "matvec_t":
-        return f"{op.out} = {op.args[0]}.T @ {op.args[1]}"
-    c = "" if op.scale == 1 else f"{text_of(op.scale)} * "
-    if op.kind == "grad_weight":
-        dl, inp, _ = op.args
-        return f"{op.out} = {c}sum_n {dl}_n {inp}_n^T"
-    if op.kind == "grad_bias":
-        return f"{op.out} = {c}sum_n {op.args[0]}_n"
-    raise ValueError(op.kind)
-
-
-def _units(d: Derivation) -> dict[str, int]:
-    units = {"x": d.spec.inputs, "t": d.spec.outputs, "p": d.spec.outputs, "lse": 1, "E": 0}
-    for layer in d.layers:
-        for name in (layer.z, layer.a, layer.delta, "d" + layer.a):
-            units[name] = layer.units
-    return units
-
-
 def _lower_ops(d: Derivation, ops: tuple[Op, ...], prefix: str) -> tuple[Lowered, ...]:
-    units = _units(d)
+    ctx = d.context
     out = []
     for i, op in enumerate(ops):
         temps, expr = (), op.expr
         if op.expr is not None:
             temps, expr = _cse(op.expr, f"{prefix}{i}_")
-        out.append(Lowered(op, units.get(op.out, 0), temps, expr, _formula(op)))
+        out.append(Lowered(op, d.shapes[op.out], temps, expr, kind(op).text(op, ctx)))
     return tuple(out)
 
 
@@ -149,7 +139,7 @@ def _fold_scale(ops: tuple[Op, ...], c: sp.Expr) -> tuple[Op, ...]:
     """Multiply the first backward map (the output delta, or dl/da before a softmax Jacobian,
     which is linear) by c and drop c from every gradient: one scaling of one small array
     instead of one per parameter. Deltas in the Program then carry c; gradients are equal."""
-    if c == 1:
+    if c == 1 or not ops:
         return ops
     first, rest = ops[0], ops[1:]
     assert first.kind == "map"
@@ -191,4 +181,7 @@ def lower(d: Derivation) -> Program:
         formulas.append(f"{a.target.name} = {text_of(a.expr)}")
     update = Update(rule.name, hyper, tuple(s.name for s in rule.state), tuple(once),
                     tuple(steps), tuple(formulas), linear(rule))  # fmt: skip
-    return Program(d, forward, loss, backward, update)
+    shapes = dict(d.shapes)
+    layers = tuple(LayerInfo(n.index, n.type, n.shape, n.spec.activation_name) for n in d.nodes)
+    return Program(d.spec, d.params, forward, loss, backward, update, shapes, d.output, d.logits,
+                   d.loss.name, layers)  # fmt: skip

@@ -1,0 +1,184 @@
+"""Stage 3: the chain rule, one generic reverse walk over the forward program of the graph.
+
+The forward program is every node's ops in graph order, then the loss. The walk visits the ops
+in reverse and only those on a path from a trainable parameter (PyTorch's requires_grad); each
+op's pullback (its op kind's entry) turns dE/d(out) into parameter gradients and contributions
+to dE/d(input). A tensor that several ops read (fan-out, a skip connection) receives several
+contributions, and the walk emits their sum as an explicit, printable step.
+
+The seed is the loss: its derivative through the output layer's activation (fused and
+stabilized where PyTorch computes the loss from the logits) is ``losses.output_delta``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import sympy as sp
+
+from .. import activations, losses, optimizers
+from ..spec import Spec
+from .derivation import Derivation
+from .graph import Graph, build_graph
+from .ir import N, Op, Shape, grad_name, vec, via_name
+from .layers import LAYER_KINDS
+from .ops import Context, kind
+
+
+def _loss_ops(
+    graph: Graph, value: losses.LossValue, c: sp.Expr, delta: losses.OutputDelta
+) -> tuple[Op, ...]:
+    out = graph.output
+    logits = out.z or out.a
+    ops: list[Op] = []
+    if delta.needs_softmax:
+        ops.append(Op("softmax", "p", (logits,), why=f"p = softmax({logits})"))
+    if value.kind == "logsumexp":
+        ops.append(Op("logsumexp", "lse", (logits,), why=f"lse = log Σ exp({logits})"))
+    subs = {activations.X: vec(logits), activations.A: vec(out.a), losses.T: vec("t"),
+            losses.L: vec("lse")}  # fmt: skip
+    ops.append(Op("loss", "E", (logits, out.a, "t"), value.expr.xreplace(subs), c, why="E"))
+    return tuple(ops)
+
+
+class _Walk:
+    """The reverse walk's state: the ops emitted so far and the contributions to gradients not
+    yet collected. It is what an op kind's pullback sees (ops.Backward)."""
+
+    def __init__(self, ctx: Context, forward: tuple[Op, ...], scale: sp.Expr):
+        self.ctx, self.scale = ctx, scale
+        self.ops: list[Op] = []
+        self.pending: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
+        self.names: set[str] = set()
+        self.needs: set[str] = set()
+        for op in forward:  # requires_grad, forward: a trainable parameter upstream
+            if any(self.requires(a) for a in op.args):
+                self.needs.add(op.out)
+
+    def requires(self, name: str) -> bool:
+        if self.ctx.is_param(name):
+            return self.ctx.params[name].trainable
+        return name in self.needs
+
+    def emit(self, op: Op) -> None:
+        self.ops.append(op)
+
+    def slot(self, tensor: str, consumer: str) -> str:
+        name, k = via_name(tensor, consumer), 2
+        while name in self.names:
+            name, k = f"{via_name(tensor, consumer)}{k}", k + 1
+        self.names.add(name)
+        return name
+
+    def contribute(self, tensor: str, op: Op | None = None, alias: str | None = None) -> None:
+        if op is not None:
+            self.ops.append(op)
+            self.pending[tensor].append((op.out, len(self.ops) - 1))
+        else:
+            assert alias is not None
+            self.pending[tensor].append((alias, None))
+
+    def gradient(self, tensor: str) -> str | None:
+        """The name of dE/d``tensor`` (per sample): its one contribution, renamed to the
+        gradient's own name, or the explicit sum of several; None when none reached it."""
+        parts = self.pending.pop(tensor, [])
+        if not parts:
+            return None
+        name = grad_name(tensor)
+        if len(parts) == 1:
+            part, k = parts[0]
+            if k is None:
+                return part  # another gradient, unchanged (an add's input)
+            self.ops[k] = dataclasses.replace(self.ops[k], out=name)
+            return name
+        names = tuple(p for p, _ in parts)
+        why = f"∂ℓ/∂{tensor}: the {len(parts)} paths' contributions summed"
+        self.ops.append(Op("map", name, names, sp.Add(*(vec(p) for p in names)), why=why))
+        return name
+
+    def run(self, forward: tuple[Op, ...]) -> tuple[Op, ...]:
+        for op in reversed(forward):
+            if op.out not in self.needs:
+                continue
+            g = self.gradient(op.out)
+            if g is None:
+                continue
+            pullback = kind(op).pullback
+            if pullback is None:
+                raise ValueError(f"op kind '{op.kind}' has no pullback")
+            pullback(op, g, self)
+        return tuple(self.ops)
+
+
+def _seed(walk: _Walk, graph: Graph, delta: losses.OutputDelta) -> None:
+    """dE/d(logits) per sample, from the loss through the output activation (one sample's ℓ;
+    the scale c is applied by the gradient ops)."""
+    out = graph.output
+    logits = out.z or out.a
+    if not walk.requires(logits):
+        return
+    subs = {activations.X: vec(logits), activations.A: vec(out.a), losses.T: vec("t"),
+            losses.P: vec("p")}  # fmt: skip
+    name = grad_name(logits)
+    if delta.kind == "softmax":
+        da = f"d{out.a}"
+        walk.emit(Op("map", da, (out.a, "t"), delta.expr.xreplace(subs), why="∂ℓ/∂a"))
+        walk.contribute(logits, Op("softmax_backward", name, (out.a, da), why="softmax"))
+    else:
+        args = tuple(dict.fromkeys((logits, out.a, "t")))
+        walk.contribute(logits, Op("map", name, args, delta.expr.xreplace(subs), why="δ^L"))
+
+
+def shapes_of(ctx_params: dict, start: dict[str, Shape], *programs: tuple[Op, ...]) -> dict:
+    """Every tensor's per-sample shape, from each op kind's shape rule, in program order."""
+    shapes = dict(start)
+    ctx = Context(shapes, ctx_params)
+    for program in programs:
+        for op in program:
+            shapes[op.out] = kind(op).shape(op, ctx)
+    return shapes
+
+
+def _train_all(graph: Graph) -> Graph:
+    """The same graph with every parameter trainable (``verify`` checks frozen ones too)."""
+    nodes = tuple(
+        dataclasses.replace(
+            n, params=tuple(dataclasses.replace(p, trainable=True) for p in n.params)
+        )
+        for n in graph.nodes
+    )
+    return Graph(nodes, tuple(p for n in nodes for p in n.params), graph.input_shape)
+
+
+def derive(spec: Spec, all_trainable: bool = False) -> Derivation:
+    """Stage 3: the full Derivation of ``spec`` (cost independent of layer width).
+
+    ``all_trainable`` derives the gradient of every parameter, frozen ones included (for
+    checking hand derivations; training never uses it)."""
+    graph = build_graph(spec)
+    if all_trainable:
+        graph = _train_all(graph)
+    out = graph.output
+    act = out.activation or activations.make("identity")
+    deriv = out.derivative
+    if out.activation is None:
+        deriv = activations.derive_activation(act)
+    loss = losses.make(spec.loss)
+    delta = losses.output_delta(loss, act, deriv)
+    value = losses.loss_value(loss, act)
+    c = losses.scale(loss, N, out.units)
+    forward = tuple(op for node in graph.nodes for op in LAYER_KINDS[node.type].forward(node))
+    forward += _loss_ops(graph, value, c, delta)
+    params = {p.name: p for p in graph.params}
+    shapes = shapes_of(params, {"x": graph.input_shape, "t": out.shape}, forward)
+    walk = _Walk(Context(shapes, params), forward, c)
+    _seed(walk, graph, delta)
+    backward = walk.run(tuple(op for op in forward if op.kind != "loss"))
+    shapes = shapes_of(params, shapes, backward)
+    rule = optimizers.make(spec.optimizer)
+    return Derivation(spec, graph, loss, value, delta, c, forward, backward, rule, shapes,
+                      out.a, out.z or out.a)  # fmt: skip
+
+
+__all__ = ["derive", "shapes_of"]

@@ -1,0 +1,82 @@
+"""The stage-3 artifact: everything derived from one spec, read by every printer and target.
+
+A :class:`Derivation` holds the graph, the forward program (ending with the loss), the backward
+program the chain rule derived from it, the optimizer's update rule, and the shape of every
+tensor the programs name. It imports none of its readers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .. import losses, optimizers
+from ..spec import Spec
+from .graph import Graph
+from .ir import Op, Param, Shape
+from .ops import Context
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Forward, loss, backward, gradients and update rule of one spec.
+
+    Attributes:
+        output: the network's output tensor (a{L}); ``logits`` is what the loss reads as z
+            (the output layer's pre-activation, or the output itself when it has none).
+        shapes: per-sample shape of every tensor the programs name (x, t, z1, a1, delta1, ...).
+        scale: c in E = c Σ_n Σ_k ℓ.
+    """
+
+    spec: Spec
+    graph: Graph
+    loss: losses.Loss
+    loss_value: losses.LossValue
+    output_delta: losses.OutputDelta
+    scale: sp.Expr
+    forward: tuple[Op, ...]
+    backward: tuple[Op, ...]
+    optimizer: optimizers.UpdateRule
+    shapes: Mapping[str, Shape]
+    output: str
+    logits: str
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return self.graph.params
+
+    @property
+    def nodes(self):
+        return self.graph.nodes
+
+    @property
+    def trainable(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.trainable)
+
+    @property
+    def gradients(self) -> dict[str, Op]:
+        """The gradient op of every trainable parameter, by parameter name."""
+        return {op.args[-1]: op for op in self.backward if op.kind.startswith("grad_")}
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+    @property
+    def context(self) -> Context:
+        return Context(self.shapes, {p.name: p for p in self.params})
+
+    @property
+    def num_params(self) -> int:
+        return sum(math.prod(p.shape) for p in self.params)
+
+    def mode(self, mode: str = "auto") -> str:
+        """'scalar' or 'tensor'; 'auto' is scalar for nets of at most 50 parameters."""
+        if mode == "auto":
+            return "scalar" if self.num_params <= 50 else "tensor"
+        return mode
+
+
+__all__ = ["Derivation"]
