@@ -23,9 +23,9 @@ from symbackprop.c_build import build_program
 from symbackprop.c_runtime import load_c
 from symbackprop.codegen import render
 from symbackprop.codegen.c_backend import _branch_temps
-from symbackprop.printing.c import CCodePrinter
 from symbackprop.codegen.program import lower
 from symbackprop.errors import SpecError
+from symbackprop.printing.c import CCodePrinter
 from symbackprop.runtime import load_numpy
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -83,3 +83,16 @@ def test_text_matrices_line_up(capsys):
     rows = [lines[first][column:], lines[first + 1][column:]]
     values = [[float(v) for v in r.strip("[], ").split(",")] for r in rows]
     assert values == [[0.082167041, 0.082667628], [-0.02260254, -0.022740242]]  # Mazur's dW2
+
+
+@pytest.mark.parametrize("name", ["residual_mlp", "two_branch"])
+def test_graph_example_derivations_are_current(name):
+    """docs/<name>.md is `derive --at --format markdown` of the example (`make docs` rewrites
+    it); its numbers are checked against PyTorch in tests/test_graphs.py."""
+    spec, sample = ROOT / f"examples/{name}.yaml", ROOT / f"examples/{name}_sample.yaml"
+    from symbackprop.samples import load_samples
+
+    d = symbackprop.derive(spec)
+    md = d.render("markdown", "auto", d.at(load_samples(sample, d.spec)))
+    current = (ROOT / f"docs/{name}.md").read_text()
+    assert md.rstrip("\n") == current.rstrip("\n"), f"docs/{name}.md is stale: run `make docs`"

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from symbackprop import activations
 from symbackprop.activations import derive_activation
-from symbackprop.printing.c import CCodePrinter
-from symbackprop.printing.numpy import NumpyCodePrinter
 from symbackprop.errors import SpecError
 from symbackprop.expressions import FUNCTIONS
+from symbackprop.printing.c import CCodePrinter
+from symbackprop.printing.numpy import NumpyCodePrinter
 from symbackprop.spec import parse_spec
 from symbackprop.symbols import A
 

@@ -10,10 +10,12 @@ are checked against PyTorch too.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch_reference import torch_forward, torch_step
 
 import symbackprop
@@ -229,3 +231,19 @@ def test_torch_reference_is_independent_of_the_package():
     a3 = torch.tanh(a1 + a2)
     y = a3 @ torch.tensor(params["W4"]).T + torch.tensor(params["b4"])
     np.testing.assert_allclose(torch_forward(data, params, x), y.numpy(), rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["residual_mlp", "two_branch"])
+def test_example_worked_numbers_equal_pytorch(name):
+    """The examples' worked example (docs/<name>.md, `derive --at --format json`): the loss
+    and every gradient at the sample equal PyTorch's."""
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / f"examples/{name}.yaml").read_text())
+    sample = yaml.safe_load((root / f"examples/{name}_sample.yaml").read_text())
+    x, t = np.array([sample["x"]], float), np.array([sample["t"]], float)
+    d = symbackprop.derive(data)
+    ev = d.at((x, t))
+    losses, ref, _ = torch_step(data, ev.params, x, t, steps=1)
+    assert ev.loss == pytest.approx(losses[0], rel=1e-12)
+    for pname, g in ref.items():
+        np.testing.assert_allclose(ev.gradients[pname], g, rtol=1e-10, atol=1e-14)
