@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from symbackprop import activations, losses, parse_spec
+from symbackprop import activations, losses, parse_spec, render
 from symbackprop.core.chain_rule import derive
 
 
@@ -41,7 +41,7 @@ def time_derive(data: dict, repeats: int = 5) -> float:
         clear_caches()
         start = time.perf_counter()
         d = derive(parse_spec(data))
-        d.render("text", "tensor")
+        render(d, "text", "tensor")
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
