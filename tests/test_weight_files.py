@@ -198,9 +198,13 @@ def blanks_and_tabs(text: bytes) -> bytes:
     return joined([lines[0], *spaced, b"  \t"])
 
 
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark: dropped at the start of a text file only
+
 # name -> (mutation of the valid weight file, expected result)
 WEIGHT_CASES = {
     "intact": (lambda t: t, "same"),
+    "bom": (lambda t: BOM + t, "same"),
+    "bom_twice": (lambda t: BOM + BOM + t, "refuse"),  # the header line is no comment then
     "blanks_and_tabs": (blanks_and_tabs, "same"),
     "crlf": (lambda t: t.replace(b"\n", b"\r\n"), "same"),
     "comments_and_blank_lines": (lambda t: t.replace(b"\n", b"\n# note 1 2 3\n\n \t\n"), "same"),
@@ -296,6 +300,7 @@ HUGE = b"99999999999999999999"  # > 2**64
 # "checkpoint" (the checkpoint's own weights: no epochs are left to train)
 CHECKPOINT_CASES = {
     "intact": (lambda t: t, "same"),
+    "bom": (lambda t: BOM + t, "same"),
     "crlf": (lambda t: t.replace(b"\n", b"\r\n"), "same"),
     "comments_and_blank_lines": (lambda t: t.replace(b"\n", b"\n# note\n\n\t\n"), "same"),
     "trailing_blanks": (lambda t: t.replace(b"\n", b" \t\n"), "same"),
@@ -437,6 +442,10 @@ def second_row_cell(new: bytes) -> Callable[[bytes], bytes]:
 # name -> (mutation of the valid .csv inputs (no header), expected result)
 CSV_CASES = {
     "intact": (lambda t: t, "same"),
+    "bom": (lambda t: BOM + t, "same"),  # the first row was taken for a header
+    "bom_and_header": (lambda t: BOM + b"a,b,c,d\n" + t, "same"),
+    "bom_and_crlf": (lambda t: BOM + t.replace(b"\n", b"\r\n"), "same"),
+    "bom_on_second_line": (edit_line(1, lambda line: BOM + line), "refuse"),
     "crlf": (lambda t: t.replace(b"\n", b"\r\n"), "same"),
     "blanks_around_cells": (lambda t: t.replace(b",", b" \t, "), "same"),
     "latin1_header": (lambda t: b"caf\xe9,b,c,d\n" + t, "same"),

@@ -506,7 +506,8 @@ static int with_path(const char *path, char *err, size_t errlen)
 }
 
 /* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. A text
- * file must not contain NUL bytes: the parsers read it as one string. */
+ * file must not contain NUL bytes: the parsers read it as one string; a UTF-8 byte-order mark
+ * at its start (Windows editors write one) is dropped. */
 static char *read_file(const char *path, int text, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -520,6 +521,10 @@ static char *read_file(const char *path, int text, size_t *len, char *err, size_
             cap *= 2;
         }
     if (buf && !ferror(f) && !(text && memchr(buf, '\0', used))) {
+        if (text && used >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+            used -= 3;
+            memmove(buf, buf + 3, used);
+        }
         buf[used] = '\0';
         *len = used;
     } else {

@@ -476,12 +476,13 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _text_lines(path):
-    """The lines of a text file, split at "\n" only."""
+    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark at its start
+    (Windows editors write one)."""
     with open(path, "rb") as f:
         data = f.read()
     if b"\0" in data:
         raise ValueError(f"{path}: not a text file")
-    return data.decode("latin-1").split("\n")
+    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
 
 
 def _words(line):

@@ -1,0 +1,99 @@
+"""The training programs (the NumPy module's and the C program's command lines) and
+`symbackprop train` behave alike on the cases of the hardening issue, one section each."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symbackprop.c_build import build_program
+from symbackprop.c_runtime import load_c
+from symbackprop.cli import main
+from symbackprop.runtime import load_numpy
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS = ROOT / "generated/iris_softmax"  # 4 inputs, 3 outputs, cross-entropy, adam
+SGD = ROOT / "generated/sgd_nesterov"  # 3 inputs, 2 outputs, sse, sgd (Nesterov momentum)
+HAS_CC = shutil.which(os.environ.get("CC", "cc")) is not None
+BOM = b"\xef\xbb\xbf"
+M = load_numpy(IRIS / "iris_softmax.py")
+
+
+@pytest.fixture(scope="module")
+def programs():
+    """folder -> the command of its C program, compiled on first use."""
+    built: dict[Path, list[str]] = {}
+
+    def get(folder: Path) -> list[str]:
+        if not HAS_CC:
+            pytest.skip("no cc")
+        if folder not in built:
+            built[folder] = [str(build_program(folder))]
+        return built[folder]
+
+    return get
+
+
+def command(folder: Path, target: str, programs) -> list[str]:
+    if target == "c":
+        return programs(folder)
+    return [sys.executable, str(folder / f"{folder.name}.py")]
+
+
+def run(cmd: list[str], *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*cmd, *map(str, args)], capture_output=True, text=True, errors="replace", timeout=120
+    )
+
+
+def regression_data(folder: Path) -> Path:
+    """23 rows for sgd_nesterov: 3 inputs, 2 targets."""
+    rng = np.random.default_rng(7)
+    path = folder / "data.csv"
+    np.savetxt(path, rng.normal(size=(23, 5)), delimiter=",", fmt="%.17g")
+    return path
+
+
+# ---- a UTF-8 byte-order mark at the start of a .csv file ---------------------------------------
+
+
+def iris_rows() -> bytes:
+    """iris.csv without its header line."""
+    return (ROOT / "examples/data/iris.csv").read_bytes().split(b"\n", 1)[1]
+
+
+@pytest.mark.parametrize("header", [b"", b"a,b,c,d,species\n"], ids=["no_header", "header"])
+def test_bom_csv_is_read_as_without_it(header, programs, tmp_path):
+    """The mark made the first row look like a header: its sample was lost in every target."""
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    plain.write_bytes(header + iris_rows())
+    marked.write_bytes(BOM + header + iris_rows())
+    for module in (M, load_c(IRIS)):
+        X, T = module.load_data(str(plain))
+        Xm, Tm = module.load_data(str(marked))
+        assert len(X) == 150 and np.array_equal(X, Xm) and np.array_equal(T, Tm)
+    weights = tmp_path / "w"
+    M.save(M.init_params(3), str(weights))
+    for target in ("numpy", "c"):
+        cmd = command(IRIS, target, programs)
+        expected = run(cmd, "predict", weights, plain)
+        assert expected.returncode == 0 and len(expected.stdout.splitlines()) == 150
+        assert run(cmd, "predict", weights, marked).stdout == expected.stdout
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_cli_train_reads_a_bom_csv_as_without_it(target, tmp_path, capsys):
+    spec = str(ROOT / "examples/iris_softmax.yaml")
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    plain.write_bytes(iris_rows())
+    marked.write_bytes(BOM + iris_rows())
+    for data, out in ((plain, "a.w"), (marked, "b.w")):
+        args = ["train", spec, "--data", str(data), "--target", target, "--epochs", "2"]
+        assert main([*args, "--quiet", "--out", str(tmp_path / out)]) == 0, capsys.readouterr()
+    assert (tmp_path / "a.w").read_bytes() == (tmp_path / "b.w").read_bytes()
