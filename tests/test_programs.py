@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +99,66 @@ def test_cli_train_reads_a_bom_csv_as_without_it(target, tmp_path, capsys):
         args = ["train", spec, "--data", str(data), "--target", target, "--epochs", "2"]
         assert main([*args, "--quiet", "--out", str(tmp_path / out)]) == 0, capsys.readouterr()
     assert (tmp_path / "a.w").read_bytes() == (tmp_path / "b.w").read_bytes()
+
+
+# ---- .npz files: not a zip archive, damaged, or claiming more than they hold -------------------
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buffer.getvalue()
+
+
+def npy_header(shape: tuple) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f8", "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+# name -> (the file's bytes, the reason the NumPy module and `symbackprop train` give)
+NPZ_CASES = {
+    "text.npz": (b"1,2,3,4,0\n", "not a .npz file (a zip archive of .npy files)"),
+    "damaged.npz": (
+        b"PK\x03\x04 and then garbage",
+        "damaged .npz archive (File is not a zip file)",
+    ),
+    "huge.npz": (
+        zip_of({"X.npy": npy_header((10**12, 4)) + bytes(64), "y.npy": npy_header((3,))}),
+        "64 data bytes for shape (1000000000000, 4), expected 32000000000000",
+    ),
+    "text_member.npz": (
+        zip_of({"X.npy": b"1,2\n", "y.npy": b""}),
+        "not a .npy file of version 1 to 3",
+    ),
+    "no_x.npz": (zip_of({"T.npy": npy_header((0, 3))}), "needs the arrays X and T (or y)"),
+}
+
+
+@pytest.mark.parametrize("name", NPZ_CASES)
+def test_bad_npz_is_one_line(name, programs, tmp_path, capsys):
+    content, reason = NPZ_CASES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    out = run(command(IRIS, "numpy", programs), "train", path, "--out", tmp_path / "w")
+    assert (out.returncode, out.stderr, out.stdout) == (2, f"error: {path}: {reason}\n", "")
+    with pytest.raises(
+        SystemExit
+    ) as exc:  # the C target's load_data, as `symbackprop train` uses it
+        load_c(IRIS).load_data(path)
+    assert exc.value.code == 2 and capsys.readouterr().err == f"error: {path}: {reason}\n"
+    out = run(command(IRIS, "c", programs), "train", path, "--out", tmp_path / "w")
+    assert out.returncode == 2 and out.stderr.startswith(f"error: {path}: ")
+    assert out.stderr.count("\n") == 1 and not (tmp_path / "w").exists()
+
+
+def test_good_npz_is_read(tmp_path):
+    X, y = np.arange(12.0).reshape(3, 4), np.array([0.0, 2, 1])
+    np.savez_compressed(tmp_path / "good.npz", X=X, y=y)
+    for module in (M, load_c(IRIS)):
+        Xr, Tr = module.load_data(str(tmp_path / "good.npz"))
+        assert np.array_equal(Xr, X) and np.array_equal(Tr, np.eye(3)[[0, 2, 1]])

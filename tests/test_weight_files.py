@@ -401,6 +401,16 @@ def npy(array: np.ndarray, version=None) -> bytes:
     return buffer.getvalue()
 
 
+def npy_claiming(shape: tuple, data: bytes = b"\0" * 64, version: bytes = b"\x01\x00") -> bytes:
+    """A .npy file of float64 whose header claims shape, followed by data."""
+    import io
+
+    buffer = io.BytesIO()
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()[:6] + version + buffer.getvalue()[8:] + data
+
+
 # name -> (the .npy file's bytes from the inputs X, expected result)
 NPY_CASES = {
     "float64": (lambda X: npy(X), "same"),
@@ -418,6 +428,21 @@ NPY_CASES = {
     "truncated": (lambda X: npy(X)[:-8], "refuse"),
     "not_npy": (lambda X: b"1,2,3,4\n", "refuse"),
     "header_only": (lambda X: npy(X)[:128], "refuse"),
+    # Refused before anything is allocated: the data cannot fill the shape the header claims
+    "huge_shape": (lambda X: npy_claiming((10**12, 4)), "refuse"),
+    "huge_rows_and_columns": (lambda X: npy_claiming((2**40, 2**40)), "refuse"),
+    "negative_rows": (lambda X: npy_claiming((-1, 4), X.tobytes()), "refuse"),
+    "version_1_1": (lambda X: npy_claiming((6, 4), X.tobytes(), b"\x01\x01"), "refuse"),
+    "version_1_0_by_hand": (lambda X: npy_claiming((6, 4), X.tobytes()), "same"),
+}
+
+# name -> the reason both targets give for refusing that .npy case, word for word
+NPY_REASONS = {
+    "not_npy": "not a .npy file of version 1 to 3",
+    "version_1_1": "not a .npy file of version 1 to 3",
+    "truncated": "184 data bytes for shape (6, 4), expected 192",
+    "header_only": "0 data bytes for shape (6, 4), expected 192",
+    "huge_shape": "64 data bytes for shape (1000000000000, 4), expected 32000000000000",
 }
 
 
@@ -429,6 +454,17 @@ def test_npy_data_agreement(case, c_program, files, tmp_path):
     weights = tmp_path / "good.weights"
     weights.write_bytes(files["weights"])
     assert_predictions_agree(c_program, weights, path, path, expected, files["predictions"])
+
+
+@pytest.mark.parametrize("case", list(NPY_REASONS))
+def test_npy_refusal_reasons_agree(case, c_program, files, tmp_path):
+    path = tmp_path / "data.npy"
+    path.write_bytes(NPY_CASES[case][0](files["X"]))
+    weights = tmp_path / "good.weights"
+    weights.write_bytes(files["weights"])
+    for target in ("numpy", "c"):
+        out = run(command(target, c_program), "predict", weights, path)
+        assert out.stderr == f"error: {path}: {NPY_REASONS[case]}\n", (target, out.stderr)
 
 
 # ---- 4. .csv data: `predict WEIGHTS DATA.csv` ---------------------------------------------------

@@ -795,7 +795,7 @@ static int parse_npy(char *buf, size_t len, double **table, long *dims, char *er
     size_t hlen, size, count;
     char header[4096], *descr, *order, *s, *end;
     *table = NULL;
-    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3)
+    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
         return FAIL("not a .npy file of version 1 to 3");
     hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
     if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
