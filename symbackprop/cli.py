@@ -126,8 +126,9 @@ def cmd_train(args) -> int:
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
-    if not Path(args.data).is_file():
-        raise SpecError("--data", "no such file", args.data)
+    data = Path(args.data)
+    if not data.is_file():
+        raise SpecError("--data", "is a directory" if data.is_dir() else "no such file", args.data)
     plt = _pyplot() if args.plot else None
     with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
         module = loaders[args.target](derive(spec), tmp)  # imported / built: tmp may go

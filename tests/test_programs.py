@@ -162,3 +162,36 @@ def test_good_npz_is_read(tmp_path):
     for module in (M, load_c(IRIS)):
         Xr, Tr = module.load_data(str(tmp_path / "good.npz"))
         assert np.array_equal(Xr, X) and np.array_equal(Tr, np.eye(3)[[0, 2, 1]])
+
+
+# ---- a directory where a file is expected --------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_directories_are_called_directories(target, programs, tmp_path):
+    cmd, data = command(IRIS, target, programs), tmp_path / "data.csv"
+    data.write_bytes(iris_rows())
+    weights = tmp_path / "w"
+    M.save(M.init_params(), str(weights))
+    for name in ("folder.csv", "folder.npy", "folder"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for args in (
+            ["train", folder],
+            ["predict", weights, folder],
+            ["predict", folder, data],
+            ["train", data, "--init", folder],
+            ["train", data, "--resume", folder],
+        ):
+            out = run(cmd, *args, *(["--out", tmp_path / "out"] if args[0] == "train" else []))
+            assert out.returncode == 2, (args, out.stderr)
+            assert out.stderr == f"error: {folder}: Is a directory\n", (args, out.stderr)
+            assert not (tmp_path / "out").exists()
+
+
+def test_cli_train_says_a_directory_is_one(tmp_path, capsys):
+    spec = str(ROOT / "examples/iris_softmax.yaml")
+    assert main(["train", spec, "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: --data: is a directory\n"
+    assert main(["train", spec, "--data", str(tmp_path / "missing.csv")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'missing.csv'}: --data: no such file\n"

@@ -636,8 +636,10 @@ def _fail(message):
 
 
 def _refuse(path, exc):
-    """_fail with the message of exc, which names path or gets it in front."""
-    _fail(str(exc) if str(exc).startswith(f"{path}: ") else f"{path}: {exc}")
+    """_fail with the message of exc, which names path or gets it in front; an OSError's is the
+    system's (strerror), as the C program prints it."""
+    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    _fail(message if message.startswith(f"{path}: ") else f"{path}: {message}")
 
 
 def load_data(path):

@@ -527,8 +527,8 @@ static char *read_file(const char *path, int text, size_t *len, char *err, size_
         }
         buf[used] = '\0';
         *len = used;
-    } else {
-        (void)FAIL("%s", !f ? strerror(errno) : !buf ? "out of memory" : ferror(f) ? "read error" : "not a text file");
+    } else { /* errno: from fopen or fread (a directory opens, then fails to read) */
+        (void)FAIL("%s", !f || ferror(f) ? strerror(errno) : !buf ? "out of memory" : "not a text file");
         free(buf);
         buf = NULL;
     }
