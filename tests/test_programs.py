@@ -195,3 +195,24 @@ def test_cli_train_says_a_directory_is_one(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {tmp_path}: --data: is a directory\n"
     assert main(["train", spec, "--data", str(tmp_path / "missing.csv")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'missing.csv'}: --data: no such file\n"
+
+
+# ---- the step count at 2**63 - 1 ---------------------------------------------------------------
+
+
+def test_step_count_stops_at_int64_max():
+    """C's int64_t step count overflowed (undefined; Adam's bias correction became NaN); both
+    targets now stop counting at 2**63 - 1, and their steps stay equal and finite."""
+    X, T = M.load_data(str(ROOT / "examples/data/iris.csv"))
+    results = []
+    for module in (M, load_c(IRIS)):
+        params = module.init_params(5)
+        state = module.init_state(params)
+        state["step"] = 2**63 - 2
+        for _ in range(3):
+            module.step(params, state, X[:10], T[:10])
+            assert state["step"] == 2**63 - 1
+        assert all(np.isfinite(v).all() for v in params.values())
+        results.append(params)
+    for name in M.PARAM_SHAPES:
+        np.testing.assert_allclose(results[0][name], results[1][name], rtol=1e-12, atol=1e-15)

@@ -329,6 +329,9 @@ CHECKPOINT_CASES = {
     "step_negative": (checkpoint_line(b"step ", b"step -1"), "refuse"),
     "step_changed": (checkpoint_line(b"step ", b"step 1"), "changed"),
     "step_too_large": (checkpoint_line(b"step ", b"step %d" % 2**63), "refuse"),
+    # The step count stops at 2**63 - 1 (C's int64_t) in both targets: no overflow, finite weights
+    "step_max": (checkpoint_line(b"step ", b"step %d" % (2**63 - 1)), "changed"),
+    "step_near_max": (checkpoint_line(b"step ", b"step %d" % (2**63 - 2)), "changed"),
     "step_huge": (checkpoint_line(b"step ", b"step " + HUGE), "refuse"),
     "hyper_changed": (checkpoint_line(b"hyper eta ", b"hyper eta 0.02"), "changed"),
     "hyper_missing": (checkpoint_line(b"hyper beta2 ", b""), "refuse"),

@@ -483,11 +483,17 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter (the weight matrices only if all: else the
+/* k + 1, but the step count stops at INT64_MAX (as NumPy's) instead of overflowing */
+static int64_t next_step(int64_t k)
+{
+    return k < INT64_MAX ? k + 1 : k;
+}
+
+/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
  * gradient products did them) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
-    const int64_t k = ++state->step;
+    const int64_t k = state->step = next_step(state->step);
     const double eta = state->hyper.eta;
     const double beta1 = state->hyper.beta1;
     const double beta2 = state->hyper.beta2;

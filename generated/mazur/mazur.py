@@ -430,11 +430,13 @@ def init_state(params):
     return {"step": 0, **{name: {} for name in TRAINABLE}}
 
 
+STEP_MAX = 2**63 - 1  # the step count stops here, as C's int64_t one does (no overflow)
+
+
 def step(params, state, X, T):
     """One sgd step in place (torch.optim's rule); returns the loss before it."""
     E, grads = loss_and_grad(params, X, T)
-    state["step"] += 1
-    k = state["step"]
+    state["step"] = k = min(state["step"] + 1, STEP_MAX)
     eta = HYPER["eta"]
     for name in TRAINABLE:
         p = params[name]
