@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 import subprocess
@@ -17,7 +18,10 @@ import pytest
 from symbackprop.c_build import build_program
 from symbackprop.c_runtime import load_c
 from symbackprop.cli import main
+from symbackprop.errors import SpecError
+from symbackprop.optimizers import _RANGES, hyper_range
 from symbackprop.runtime import load_numpy
+from symbackprop.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "generated/iris_softmax"  # 4 inputs, 3 outputs, cross-entropy, adam
@@ -162,6 +166,62 @@ def test_good_npz_is_read(tmp_path):
     for module in (M, load_c(IRIS)):
         Xr, Tr = module.load_data(str(tmp_path / "good.npz"))
         assert np.array_equal(Xr, X) and np.array_equal(Tr, np.eye(3)[[0, 2, 1]])
+
+
+# ---- --lr, and the hyperparameters of a checkpoint (more in test_weight_files) -----------------
+
+BAD_LR = ["nan", "inf", "-1", "0", "1e999", "0x1p-3", "nan(1)", "fast", ""]
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_lr_outside_the_spec_range_is_refused(target, programs, tmp_path):
+    cmd, data, out = command(SGD, target, programs), regression_data(tmp_path), tmp_path / "w"
+    for lr in BAD_LR:
+        result = run(cmd, "train", data, "--lr", lr, "--out", out)
+        assert result.returncode == 2, (lr, result.stderr)
+        assert result.stderr == "error: --lr must be a finite number > 0\n", (lr, result.stderr)
+        assert not out.exists()
+    assert run(cmd, "train", data, "--lr", "0.01", "--epochs", "1", "--out", out).returncode == 0
+
+
+# spec field of each hyperparameter: (optimizer, field, index in a list field)
+SPEC_FIELDS = {
+    "eta": ("sgd", "lr", None),
+    "lambda": ("sgd", "weight_decay", None),
+    "mu": ("sgd", "momentum", None),
+    "tau": ("sgd", "dampening", None),
+    "beta1": ("adam", "betas", 0),
+    "beta2": ("adam", "betas", 1),
+    "epsilon": ("adam", "eps", None),
+    "alpha": ("rmsprop", "alpha", None),
+}
+
+
+def spec_accepts(kind: str, field: str, index: int | None, value: float) -> bool:
+    optimizer = {"type": kind}
+    if index is None:
+        optimizer[field] = value
+    else:
+        optimizer[field] = [0.9, 0.999]
+        optimizer[field][index] = value
+    data = {"name": "n", "inputs": 1, "layers": [{"units": 1}], "optimizer": optimizer}
+    try:
+        parse_spec(data)
+    except SpecError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(_RANGES))
+def test_hyper_ranges_are_the_spec_rules(name):
+    """The programs hold --lr and checkpoints to [low, high] of hyper_range: the spec's rules."""
+    assert set(SPEC_FIELDS) == set(_RANGES)
+    low, high, _, _ = _RANGES[name]
+    r = hyper_range(name)
+    values = [low - 0.5, low, r["low"], low + 0.25, math.nan, math.inf, -math.inf]
+    values += [] if math.isinf(high) else [high - 0.25, r["high"], high, high + 0.5]
+    for value in values:
+        assert spec_accepts(*SPEC_FIELDS[name], value) == (r["low"] <= value <= r["high"]), value
 
 
 # ---- a directory where a file is expected --------------------------------------------------------

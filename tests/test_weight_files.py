@@ -339,7 +339,16 @@ CHECKPOINT_CASES = {
     "hyper_comma": (checkpoint_line(b"hyper eta ", b"hyper eta 0,01"), "refuse"),
     "hyper_misspelt": (checkpoint_line(b"hyper eta ", b"hyper lr 0.01"), "refuse"),
     "hyper_swapped": (swap_hypers, "refuse"),
-    "hyper_nan": (checkpoint_line(b"hyper eta ", b"hyper eta nan"), "changed"),
+    # Hyperparameters must be finite and in the spec's ranges (eta > 0, betas in [0, 1), ...)
+    "hyper_nan": (checkpoint_line(b"hyper eta ", b"hyper eta nan"), "refuse"),
+    "hyper_inf": (checkpoint_line(b"hyper eta ", b"hyper eta inf"), "refuse"),
+    "hyper_eta_zero": (checkpoint_line(b"hyper eta ", b"hyper eta 0"), "refuse"),
+    "hyper_eta_negative": (checkpoint_line(b"hyper eta ", b"hyper eta -1"), "refuse"),
+    "hyper_eta_huge": (checkpoint_line(b"hyper eta ", b"hyper eta 1e999"), "refuse"),  # inf
+    "hyper_beta1_one": (checkpoint_line(b"hyper beta1 ", b"hyper beta1 1"), "refuse"),
+    "hyper_beta1_zero": (checkpoint_line(b"hyper beta1 ", b"hyper beta1 0"), "changed"),
+    "hyper_beta2_nan": (checkpoint_line(b"hyper beta2 ", b"hyper beta2 -nan"), "refuse"),
+    "hyper_eps_negative": (checkpoint_line(b"hyper epsilon ", b"hyper epsilon -1e-8"), "refuse"),
     "hyper_hex": (checkpoint_line(b"hyper eta ", b"hyper eta 0x1p-6"), "refuse"),
     "hyper_underscore": (checkpoint_line(b"hyper eta ", b"hyper eta 0.0_1"), "refuse"),
     "hyper_tab_value": (checkpoint_line(b"hyper eta ", b"hyper eta\t0.02"), "changed"),
@@ -385,6 +394,7 @@ def test_checkpoint_agreement(case, c_program, files, tmp_path):
         else:
             assert out.stdout == ""
             results[target] = flat(M.load(str(out_file)))
+            assert np.isfinite(results[target]).all(), target
     assert_agree(results)
     if expected == "checkpoint":
         assert results["numpy"] is not None

@@ -9,6 +9,7 @@
 #include "mazur.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,8 +98,8 @@ static int train(int argc, char **argv)
     }
     if (value[EPOCHS] && !count(value[EPOCHS], &epochs)) return fail("%s must be an integer >= 1", "--epochs");
     if (value[BATCH] && !count(value[BATCH], &batch)) return fail("%s must be an integer >= 1", "--batch-size");
-    if (value[LR] && (lr = strtod(value[LR], &end), !*value[LR] || *end || !(lr > 0) || lr > 1e300))
-        return fail("%s must be a number > 0", "--lr");
+    if (value[LR] && (lr = strtod(value[LR], &end), !*value[LR] || *end || strpbrk(value[LR], "xX(") || !(lr > 0) || !isfinite(lr)))
+        return fail("%s must be a finite number > 0", "--lr");
     if (value[SEED]) {
         errno = 0;
         seed = value[SEED][0] == '-' ? (uint64_t)strtoll(value[SEED], &end, 10)

@@ -604,17 +604,26 @@ static int number(char *s, double *x)
     return scan(&s, 'f', x) && !*s;
 }
 
-/* Optimizer buffers (in State) and hyperparameters (in State.hyper), as named in checkpoints */
+/* Optimizer buffers (in State), as named in checkpoints */
 static const struct {
     const char *name;
     size_t offset;
 } BUFFERS[] = {
     {"buf", offsetof(State, buf)},
-    {NULL, 0}}, HYPERS[] = {
-    {"eta", offsetof(sgd_nesterov_hyper, eta)},
-    {"lambda", offsetof(sgd_nesterov_hyper, lambda)},
-    {"mu", offsetof(sgd_nesterov_hyper, mu)},
     {NULL, 0}};
+
+/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
+ * high] (finite), and in words */
+static const struct {
+    const char *name;
+    size_t offset;
+    double low, high;
+    const char *rule;
+} HYPERS[] = {
+    {"eta", offsetof(sgd_nesterov_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
+    {"lambda", offsetof(sgd_nesterov_hyper, lambda), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {"mu", offsetof(sgd_nesterov_hyper, mu), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {NULL, 0, 0, 0, NULL}};
 #define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
 /* Tensor k of the parameters (b < 0) or of optimizer buffer b */
 #define TENSOR(params, state, b, k) \
@@ -699,15 +708,18 @@ static int load_file(Params *params, State *state, long *epoch, uint64_t *seed, 
     if (status == 0 && state) sgd_nesterov_init_state(st);
     for (int i = 0; status == 0 && state && (i < 3 || HYPERS[i - 3].name); ++i) { /* "KEY VALUE" */
         char *s = next_line(&pos);
-        const int n = i < 3 ? snprintf(key, sizeof key, "%s", KEYS[i])
-                            : snprintf(key, sizeof key, "hyper %s", HYPERS[i - 3].name);
+        const int h = i - 3; /* a hyperparameter from i = 3 on */
+        const int n = h < 0 ? snprintf(key, sizeof key, "%s", KEYS[i])
+                            : snprintf(key, sizeof key, "hyper %s", HYPERS[h].name);
         int ok = s && strncmp(s, key, (size_t)n) == 0 && s[n] && strchr(BLANKS, s[n]);
         if (ok) {
             s += n;
-            ok = scan(&s, i < 3 ? "iui"[i] : 'f', i < 3 ? head[i] : (void *)HYPER(st, i - 3)) && !*s;
+            ok = scan(&s, h < 0 ? "iui"[i] : 'f', h < 0 ? head[i] : (void *)HYPER(st, h)) && !*s;
         }
         if (!ok || e < 0 || k < 0 || e > LONG_MAX)
             status = FAIL("expected the line '%s ...' (not a checkpoint of sgd_nesterov?)", key);
+        else if (h >= 0 && !(*HYPER(st, h) >= HYPERS[h].low && *HYPER(st, h) <= HYPERS[h].high))
+            status = FAIL("%s must be a finite number %s", key, HYPERS[h].rule); /* NaN too */
     }
     for (int b = -1; status == 0 && (b < 0 || (state && BUFFERS[b].name)); ++b)
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)

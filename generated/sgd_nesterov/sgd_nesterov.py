@@ -36,6 +36,12 @@ HYPER = {
     "lambda": 0.001,
     "mu": 0.9,
 }
+# The values the spec allows each of them (--lr sets eta): [low, high] (finite), and in words
+HYPER_RANGES = {
+    "eta": (5e-324, 1.7976931348623157e+308, "> 0"),
+    "lambda": (0.0, 1.7976931348623157e+308, ">= 0"),
+    "mu": (0.0, 1.7976931348623157e+308, ">= 0"),
+}
 TRAIN = {"epochs": 20, "batch_size": 8, "shuffle": True}
 
 # ---- portable PRNG and init schemes (symbackprop/prng.py, verbatim) -------------------------
@@ -646,6 +652,9 @@ def load_checkpoint(path):
                 value = _number(words[0])
         if value is None:
             raise ValueError(f"{path}: expected the line '{key} ...' (not a checkpoint of {NAME}?)")
+        name = key.removeprefix("hyper ")
+        if name != key and not HYPER_RANGES[name][0] <= value <= HYPER_RANGES[name][1]:
+            raise ValueError(f"{path}: {key} must be a finite number {HYPER_RANGES[name][2]}")
         fields[key] = value
     epoch, seed, k = (fields[key] for key in _CHECKPOINT_INTEGERS)
     hyper = {h: fields[f"hyper {h}"] for h in HYPER}
@@ -771,7 +780,7 @@ def main(argv=None):
     tr.add_argument("data")
     tr.add_argument("--epochs", type=int, default=TRAIN["epochs"])
     tr.add_argument("--batch-size", type=int, default=TRAIN["batch_size"])
-    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--lr", default=None)
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--init", metavar="WEIGHTS", help="start from saved weights")
     tr.add_argument("--out", metavar="WEIGHTS", default=f"{NAME}.weights")
@@ -794,6 +803,10 @@ def main(argv=None):
         return 0
     if args.epochs < 1 or args.batch_size < 1:
         _fail("--epochs and --batch-size must be at least 1")
+    lr = None if args.lr is None else _number(args.lr)
+    low, high, rule = HYPER_RANGES["eta"]
+    if args.lr is not None and not (lr is not None and low <= lr <= high):
+        _fail(f"--lr must be a finite number {rule}")
     if args.init and args.resume:
         _fail("--init or --resume, not both")
     X, T = load_data(args.data)
@@ -808,8 +821,8 @@ def main(argv=None):
     else:
         params = _read_weights(args.init) if args.init else init_params(seed)
         state = init_state(params)
-    if args.lr is not None:
-        HYPER["eta"] = args.lr
+    if lr is not None:
+        HYPER["eta"] = lr
 
     def progress(epoch, epochs, mean_loss):
         every = max(1, epochs // 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 
 from .. import npyfiles, prng
-from ..optimizers import P
+from ..optimizers import P, hyper_range
 from .printers import NumpyCodePrinter
 from .program import Lowered, Program
 
@@ -93,7 +93,10 @@ def context(program: Program) -> dict:
     return {
         **program.summary(),
         "params": params,
-        "hyper": [{"name": h, "value": repr(v), "local": hyper_names[h]} for h, v in upd.hyper],
+        "hyper": [
+            {"name": h, "value": repr(v), "local": hyper_names[h], **hyper_range(h)}
+            for h, v in upd.hyper
+        ],
         # Python floats, so float32 arrays are never promoted by a NumPy float64 scalar:
         "scalars": [
             {"name": s.name, "code": f"float({printer.doprint(e)})"} for s, e in upd.scalars
