@@ -184,6 +184,15 @@ def test_lr_outside_the_spec_range_is_refused(target, programs, tmp_path):
     assert run(cmd, "train", data, "--lr", "0.01", "--epochs", "1", "--out", out).returncode == 0
 
 
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_usage_errors_are_one_line(target, programs, tmp_path):
+    cmd, data = command(SGD, target, programs), regression_data(tmp_path)
+    for args in (["--lr", "-inf"], ["--bogus"], ["--epochs", "x"], ["--epochs"]):
+        out = run(cmd, "train", data, *args)
+        assert out.returncode == 2 and out.stderr.startswith("error: "), (args, out.stderr)
+        assert out.stderr.count("\n") == 1 and out.stdout == "", (args, out.stderr)
+
+
 # spec field of each hyperparameter: (optimizer, field, index in a list field)
 SPEC_FIELDS = {
     "eta": ("sgd", "lr", None),

@@ -754,8 +754,12 @@ def accuracy(params, X, T):
 def main(argv=None):
     import argparse
 
-    parser = argparse.ArgumentParser(prog=f"{NAME}.py", description=f"Train or run '{NAME}'.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # a usage error is bad input too: one line, status 2
+            _fail(f"{self.prog}: {message}")
+
+    parser = Parser(prog=f"{NAME}.py", description=f"Train or run '{NAME}'.")
+    sub = parser.add_subparsers(dest="command", required=True)  # of Parser, too
     tr = sub.add_parser("train", help="train on DATA (.csv, .npy or .npz)")
     tr.add_argument("data")
     tr.add_argument("--epochs", type=int, default=TRAIN["epochs"])
