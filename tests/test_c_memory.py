@@ -74,6 +74,12 @@ def test_sanitizers(tmp_path, spec):
                "--quiet"], tmp_path)  # fmt: skip
     assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
     assert f"\nstep {2**63 - 1}\n" in ck.read_text()
+    # a huge learning rate: most examples diverge (exit 1, one line); saturated sigmoids need not
+    out = run([program, "train", good, "--lr", "1e300", "--quiet"], tmp_path)
+    assert out.returncode in (0, 1) and "Sanitizer" not in out.stderr, out.stderr
+    if out.returncode == 1:
+        assert out.stderr.startswith("error: training diverged at epoch "), out.stderr
+        assert out.stderr.count("\n") == 1
     for path in bad:
         res = run([program, "train", path, "--out", tmp_path / "never.weights"], tmp_path)
         assert res.returncode == 2, (path.name, res.stderr)

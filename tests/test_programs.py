@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,3 +286,72 @@ def test_step_count_stops_at_int64_max():
         results.append(params)
     for name in M.PARAM_SHAPES:
         np.testing.assert_allclose(results[0][name], results[1][name], rtol=1e-12, atol=1e-15)
+
+
+# ---- training that diverges ----------------------------------------------------------------------
+
+
+def finite_weights(path: Path) -> bool:
+    """Every value of a weight file is finite (lines: header, then name and values by turns)."""
+    lines = path.read_text().splitlines()
+    return all(math.isfinite(float(v)) for line in lines[2::2] for v in line.split())
+
+
+def diverged(epoch: int, out: Path) -> str:
+    kept = f"the weights of epoch {epoch - 1}" if epoch > 1 else "the initial weights"
+    why = "loss nan, weights not finite"
+    return f"error: training diverged at epoch {epoch} ({why}); saved {kept} to {out}\n"
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_diverging_program_saves_the_last_finite_weights(target, programs, tmp_path):
+    """lr 1000 makes sgd_nesterov's weights overflow in epoch 2: exit 1, one line, the weights and
+    checkpoint of epoch 1 (as a run of one epoch writes them), nothing about NaN on stdout."""
+    cmd, data = command(SGD, target, programs), regression_data(tmp_path)
+    w1, ck1, w, ck = (tmp_path / f for f in ("w1", "ck1", "w", "ck"))
+    one = run(cmd, "train", data, "--lr", "1e3", "--epochs", "1", "--out", w1, "--checkpoint", ck1)
+    assert one.returncode == 0, one.stderr
+    out = run(cmd, "train", data, "--lr", "1e3", "--epochs", "5", "--out", w, "--checkpoint", ck)
+    assert (out.returncode, out.stderr) == (1, diverged(2, w)), out.stderr
+    assert out.stdout.splitlines()[0].startswith("epoch 1/5") and "nan" not in out.stdout
+    assert w.read_bytes() == w1.read_bytes() and ck.read_bytes() == ck1.read_bytes()
+    assert finite_weights(w)
+    # diverging in the first epoch keeps the initial weights (here: those of --init)
+    out = run(cmd, "train", data, "--lr", "1e300", "--init", w1, "--out", w, "--quiet")
+    assert (out.returncode, out.stderr, out.stdout) == (1, diverged(1, w), "")
+    assert w.read_bytes() == w1.read_bytes()
+    # a resumed run names the epochs as a straight one
+    out = run(cmd, "train", data, "--lr", "1e3", "--resume", ck1, "--epochs", "5", "--out", w)
+    assert (out.returncode, out.stderr) == (1, diverged(2, w))
+
+
+DIVERGING_SPEC = """
+name: diverges
+inputs: 3
+seed: 7
+layers:
+  - {units: 5, activation: tanh}
+  - {units: 2, activation: identity}
+loss: mse
+optimizer: {type: sgd, lr: 1000}
+train: {epochs: 30, batch_size: 8}
+"""
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_cli_train_divergence(target, tmp_path, capsys):
+    spec = tmp_path / "diverges.yaml"
+    spec.write_text(DIVERGING_SPEC)
+    data, w, w_before = regression_data(tmp_path), tmp_path / "w", tmp_path / "w_before"
+    args = ["train", str(spec), "--data", str(data), "--target", target, "--quiet"]
+    assert main([*args, "--out", str(w)]) == 1
+    err = capsys.readouterr().err
+    match = re.fullmatch(
+        r"error: training diverged at epoch (\d+) \((.*)\); saved (.*) to (.*)\n", err
+    )
+    assert match, err
+    epoch = int(match[1])
+    assert 1 < epoch < 30 and match[3] == f"the weights of epoch {epoch - 1}" and match[4] == str(w)
+    assert main([*args, "--out", str(w_before), "--epochs", str(epoch - 1)]) == 0
+    assert w.read_bytes() == w_before.read_bytes()
+    assert finite_weights(w)

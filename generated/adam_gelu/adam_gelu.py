@@ -792,6 +792,20 @@ def accuracy(params, X, T):
     return None
 
 
+class _Diverged(Exception):
+    """An epoch ended with a mean loss or a weight that is not finite: the command line stops,
+    saves the weights of the epoch before and exits with status 1."""
+
+    def __init__(self, epoch, mean_loss, finite_weights):
+        super().__init__(epoch, mean_loss, finite_weights)
+        self.epoch, self.mean_loss, self.finite_weights = epoch, mean_loss, finite_weights
+
+    def message(self, out):
+        why = f"loss {self.mean_loss:.6g}" + ("" if self.finite_weights else ", weights not finite")
+        kept = f"the weights of epoch {self.epoch}" if self.epoch else "the initial weights"
+        return f"training diverged at epoch {self.epoch + 1} ({why}); saved {kept} to {out}"
+
+
 def main(argv=None):
     import argparse
 
@@ -848,8 +862,14 @@ def main(argv=None):
         state = init_state(params)
     if lr is not None:
         HYPER["eta"] = lr
+    kept = {name: value.copy() for name, value in params.items()}
 
     def progress(epoch, epochs, mean_loss):
+        finite = all(np.isfinite(value).all() for value in params.values())
+        if not (finite and math.isfinite(mean_loss)):
+            raise _Diverged(epoch, mean_loss, finite)
+        for name, value in params.items():  # the weights of the last epoch that did not diverge
+            kept[name][...] = value
         every = max(1, epochs // 20)
         if not args.quiet and (epoch % every == 0 or epoch == epochs - 1):
             acc = accuracy(params, X, T)
@@ -862,11 +882,22 @@ def main(argv=None):
                 _fail(f"{args.checkpoint}: {exc}")
 
     epochs = max(0, args.epochs - first)
-    train(params, X, T, epochs, args.batch_size, TRAIN["shuffle"], seed, state, progress, first)
+    diverged = None
+    try:
+        with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below
+            shuffle = TRAIN["shuffle"]
+            train(params, X, T, epochs, args.batch_size, shuffle, seed, state, progress, first)
+    except _Diverged as exc:
+        diverged = exc
+        for name, value in kept.items():
+            params[name][...] = value
     try:
         save(params, args.out)
     except OSError as exc:
         _fail(f"{args.out}: {exc}")
+    if diverged is not None:
+        print(f"error: {diverged.message(args.out)}", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(f"saved weights to {args.out}")
     return 0
