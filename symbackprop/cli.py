@@ -10,18 +10,18 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
+from .codegen import TARGETS, generate
 from .codegen.files import write_atomic
 from .core.chain_rule import derive
-from .errors import SpecError
-from .evaluate import evaluate
-from .report import render
-from .samples import load_samples
-from .spec import load_spec
-from .verify import add_parser as add_verify_parser
-from .verify import run as run_verify
+from .core.evaluate import evaluate
+from .document.sections import render
+from .spec.errors import SpecError
+from .spec.load import load_spec
+from .spec.samples import load_samples
+from .verify.api import add_parser as add_verify_parser
+from .verify.api import run as run_verify
 
 FORMATS = ("text", "latex", "markdown", "json")
-TARGETS = ("numpy", "c")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--pdf", metavar="PDF", help="also compile the LaTeX document to PDF")
     g = sub.add_parser("generate", help="write standalone training code for a spec")
     g.add_argument("spec")
-    g.add_argument("--target", choices=TARGETS, default="numpy")
+    g.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     g.add_argument("-o", "--output", metavar="DIR", help="default: generated/<name>/")
     g.add_argument("--force", action="store_true", help="overwrite files symbackprop did not write")
     c = sub.add_parser("check", help="check generated gradients against finite differences")
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="generate, train on data, save the weights")
     t.add_argument("spec")
     t.add_argument("--data", required=True, help=".npz (X, T or y) or .csv (features, targets)")
-    t.add_argument("--target", choices=TARGETS, default="numpy")
+    t.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
@@ -80,14 +80,14 @@ def cmd_derive(args) -> int:
     spec = load_spec(args.spec)
     samples = load_samples(args.at, spec) if args.at else None
     if args.pdf:
-        from .pdf import check_pdflatex
+        from .document.pdf import check_pdflatex
 
         check_pdflatex()
     d = derive(spec)
     ev = evaluate(d, samples) if samples is not None else None
     _output(render(d, args.format, args.mode, ev), args.output)
     if args.pdf:
-        from .pdf import compile_pdf
+        from .document.pdf import compile_pdf
 
         compile_pdf(render(d, "latex", args.mode, ev), Path(args.pdf))
         print(f"wrote {args.pdf}", file=sys.stderr)
@@ -95,8 +95,6 @@ def cmd_derive(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .codegen import generate
-
     spec = load_spec(args.spec)
     folder = Path(args.output or Path("generated") / spec.name)
     written = generate(derive(spec), args.target, folder, args.force)
@@ -106,7 +104,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .check import check, table
+    from .codegen.check import check, table
 
     rows = check(load_spec(args.spec))
     print(table(rows))
@@ -129,10 +127,6 @@ def cmd_train(args) -> int:
     generated programs do the same, with the same message)."""
     import numpy as np
 
-    from .c_runtime import c_module
-    from .runtime import numpy_module
-
-    loaders = {"numpy": numpy_module, "c": c_module}
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
@@ -141,10 +135,10 @@ def cmd_train(args) -> int:
         raise SpecError("--data", "is a directory" if data.is_dir() else "no such file", args.data)
     plt = _pyplot() if args.plot else None
     with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
-        module = loaders[args.target](derive(spec), tmp)  # imported / built: tmp may go
+        module = TARGETS[args.target].module(derive(spec), tmp)  # loaded: tmp may go
     try:
-        x, t = module.load_data(args.data)  # prints one error line and exits 2 on bad data
-    except SystemExit as exc:
+        x, t = module.load_data(args.data)  # bad data: SpecError (C), or the generated
+    except SystemExit as exc:  # NumPy program's own one-line error and exit 2
         return int(exc.code or 0)
     params = module.init_params()
     kept = {name: value.copy() for name, value in params.items()}
@@ -213,8 +207,7 @@ def _pyplot():
 
 
 def cmd_demo(args) -> int:
-    from .codegen import generate
-    from .runtime import load_numpy
+    from .codegen.numpy.loader import load_numpy
 
     data = resources.files("symbackprop") / "data"
     with (
@@ -263,9 +256,8 @@ def cmd_demo(args) -> int:
 
 def _demo_c(d, folder: Path, start: dict, trained: dict, x, t, seconds: float) -> list:
     """The same training through the generated C (when a compiler is found): equal to NumPy."""
-    from .c_build import CompileError
-    from .c_runtime import load_c
-    from .codegen import generate
+    from .codegen.c.build import CompileError
+    from .codegen.c.loader import load_c
 
     print("The same network as C99 (libc and libm only), compiled with cc, from the same start:")
     written = generate(d, "c", folder)

@@ -19,14 +19,14 @@ import sympy as sp
 from torch_reference import torch_step
 
 import symbackprop
-from symbackprop.c_build import build_program
-from symbackprop.c_runtime import load_c
 from symbackprop.codegen import render
-from symbackprop.codegen.c_backend import _branch_temps
+from symbackprop.codegen.c.backend import _branch_temps
+from symbackprop.codegen.c.build import build_program
+from symbackprop.codegen.c.loader import load_c
+from symbackprop.codegen.numpy.loader import load_numpy
 from symbackprop.codegen.program import lower
-from symbackprop.errors import SpecError
 from symbackprop.printing.c import CCodePrinter
-from symbackprop.runtime import load_numpy
+from symbackprop.spec.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)

@@ -10,8 +10,8 @@ import pytest
 
 import symbackprop
 from symbackprop.cli import main
-from symbackprop.documents import WIDTH, _display, split_top
-from symbackprop.report import Eq
+from symbackprop.document.layout import WIDTH, _display, split_top
+from symbackprop.document.sections import Eq
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
@@ -90,7 +90,7 @@ def test_graph_example_derivations_are_current(name):
     """docs/<name>.md is `derive --at --format markdown` of the example (`make docs` rewrites
     it); its numbers are checked against PyTorch in tests/test_graphs.py."""
     spec, sample = ROOT / f"examples/{name}.yaml", ROOT / f"examples/{name}_sample.yaml"
-    from symbackprop.samples import load_samples
+    from symbackprop.spec.samples import load_samples
 
     d = symbackprop.derive(spec)
     md = d.render("markdown", "auto", d.at(load_samples(sample, d.spec)))

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 import symbackprop
-from symbackprop.check import gradient_rows
 from symbackprop.cli import main
 from symbackprop.codegen import render
-from symbackprop.runtime import load_numpy
-from symbackprop.samples import load_samples
+from symbackprop.codegen.check import gradient_rows
+from symbackprop.codegen.numpy.loader import load_numpy
+from symbackprop.spec.samples import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)

@@ -39,7 +39,7 @@ HYPER_RANGES = {
 }
 TRAIN = {"epochs": 10000, "batch_size": 1, "shuffle": False}
 
-# ---- portable PRNG and init schemes (symbackprop/prng.py, verbatim) -------------------------
+# ---- portable PRNG and init schemes (symbackprop/core/prng.py, verbatim) -------------------------
 GAMMA = 0x9E3779B97F4A7C15
 MASK64 = (1 << 64) - 1
 SQRT2 = 1.4142135623730951
@@ -259,7 +259,7 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 # ---- end of prng ------------------------------------------------------------------------------
 
-# ---- .npy and .npz files, headers checked before reading (symbackprop/npyfiles.py, verbatim) ----
+# ---- .npy and .npz files, headers checked before reading (symbackprop/codegen/npyfiles.py, verbatim) ----
 NPY_VERSIONS = (b"\x01\x00", b"\x02\x00", b"\x03\x00")  # the format versions np.save writes
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one (as np.load checks)
 

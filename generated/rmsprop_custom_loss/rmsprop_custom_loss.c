@@ -29,7 +29,7 @@ typedef rmsprop_custom_loss_workspace Work;
 #define INPUTS RMSPROP_CUSTOM_LOSS_INPUTS
 #define OUTPUTS RMSPROP_CUSTOM_LOSS_OUTPUTS
 
-/* ---- portable PRNG (symbackprop/prng.py: splitmix64, polar normals, plog) ------------------- */
+/* ---- portable PRNG (symbackprop/core/prng.py: splitmix64, polar normals, plog) ------------------- */
 
 #define GAMMA UINT64_C(0x9E3779B97F4A7C15)
 #define SHUFFLE_STREAM (UINT64_C(1) << 32) /* epoch e shuffles with stream_key(seed, 2^32 + e) */

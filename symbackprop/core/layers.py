@@ -17,13 +17,13 @@ from typing import Any
 
 import sympy as sp
 
-from .. import activations
-from ..activations import Activation, ActivationDerivative
-from ..errors import SpecError
-from ..spec_fields import _Fields, _int
-from ..spec_params import ParamSpec, activation, param_spec
-from ..symbols import A, X
+from ..spec.errors import SpecError
+from ..spec.fields import _Fields, _int
+from ..spec.params import ParamSpec, activation, param_spec
+from . import activations
+from .activations import Activation, ActivationDerivative
 from .ir import Op, Param, Shape, vec
+from .symbols import A, X
 
 MAX_DIM = 100_000
 

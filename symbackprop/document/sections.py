@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from .core.derivation import Derivation
-from .core.ir import vec
-from .core.layers import LAYER_KINDS, Node
-from .core.ops import kind
-from .printing import latex as lx
-from .scalar import values_at
+from ..core.derivation import Derivation
+from ..core.ir import vec
+from ..core.layers import LAYER_KINDS, Node
+from ..core.ops import kind
+from ..core.scalar import values_at
+from ..printing import latex as lx
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,7 @@ def _array_text(a: np.ndarray) -> str:
 
 
 def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
-    from .report_scalar import _scalar_updates, scalar_sections  # it imports Eq, Section from here
+    from .scalar import _scalar_updates, scalar_sections  # it imports Eq, Section from here
 
     mode = d.mode(mode)
     out = [network_section(d), forward_section(d), loss_section(d), local_section(d)]
@@ -315,6 +315,6 @@ def render(d: Derivation, fmt: str = "text", mode: str = "auto", ev=None) -> str
     if fmt == "json":
         return to_json(d, mode, ev)
     secs = sections(d, mode, ev)
-    from .documents import FORMATS
+    from .layout import FORMATS
 
     return FORMATS[fmt](d, secs)

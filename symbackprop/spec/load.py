@@ -16,13 +16,13 @@ from typing import Any
 
 import sympy as sp
 
-from .core.layers import LAYER_KINDS, MAX_DIM, LayerSpec
-from .datafiles import read_data_file
+from ..core.layers import LAYER_KINDS, MAX_DIM, LayerSpec
+from ..core.symbols import T, Y
 from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
-from .spec_fields import _bool, _choice, _Fields, _int, _kind, _num
-from .spec_params import real_derivative
-from .symbols import T, Y
+from .fields import _bool, _choice, _Fields, _int, _kind, _num
+from .files import read_data_file
+from .params import real_derivative
 
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .report import Eq, Section
+from .sections import Eq, Section
 
 _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[utf8]{inputenc}

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import activations, losses
-from .core.derivation import Derivation
-from .core.ir import element_name, grad_name, param_element_name
-from .core.ops import Context, indices, kind
+from .derivation import Derivation
+from .ir import element_name, grad_name, param_element_name
+from .ops import Context, indices, kind
 
 
 def sym(name: str) -> sp.Symbol:
@@ -180,7 +180,7 @@ def _primal_element(name: str, back: dict) -> str:
 
 def values_at(d: Derivation, ev, sample: int = 0) -> dict[sp.Symbol, float]:
     """The numbers of every scalar name at one sample of an Evaluation (for the worked example)."""
-    from .core.ir import N
+    from .ir import N
 
     out: dict[sp.Symbol, float] = {N: float(ev.batch)}
     grads = {op.out for op in d.gradients.values()}

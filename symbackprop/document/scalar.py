@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .core.derivation import Derivation
-from .printing import latex as lx
-from .report import Eq, Section, _eq, _fmt
-from .scalar import Gradient, instantiate
+from ..core.derivation import Derivation
+from ..core.scalar import Gradient, instantiate
+from ..printing import latex as lx
+from .sections import Eq, Section, _eq, _fmt
 
 
 def scalar_sections(d: Derivation, vals: dict | None) -> list[Section]:
@@ -66,8 +66,8 @@ def _scalar_gradient(g: Gradient, vals: dict | None, c: sp.Expr) -> Eq:
 
 def _scalar_updates(d: Derivation, sd, ev) -> Section:
     """Each element after one optimizer step, with the rule written in its own names."""
-    from .optimizers import G, P
-    from .scalar import sym
+    from ..core.optimizers import G, P
+    from ..core.scalar import sym
 
     rule = d.optimizer
     s = Section("Updated parameters, element by element")

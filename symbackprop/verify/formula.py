@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .core.ir import N, Param
-from .core.ops import kind
-from .printing import latex as lx
-from .scalar import Factor
-from .verify_probe import ScalarNet
+from ..core.ir import N, Param
+from ..core.ops import kind
+from ..core.scalar import Factor
+from ..printing import latex as lx
+from .probe import ScalarNet
 
 
 def scalar_formula(net: ScalarNet, el: str) -> tuple[str, str]:

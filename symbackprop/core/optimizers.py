@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .spec import OptimizerSpec
+from ..spec.load import OptimizerSpec
 from .symbols import number
 
 P = sp.Symbol("p", real=True)  # the parameter element

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import sympy as sp
 
-from .errors import SpecError, did_you_mean
-from .expressions import MAX_LENGTH, parse_expression
+from ..spec.errors import SpecError, did_you_mean
+from ..spec.expressions import MAX_LENGTH, parse_expression
 
 MAX_MATRIX_DEPTH = 100
 _ELEMENTWISE = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "erf")

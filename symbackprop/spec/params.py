@@ -8,12 +8,12 @@ from typing import Any
 
 import sympy as sp
 
-from . import activations, prng
-from .core.ir import Init
+from ..core import activations, prng
+from ..core.ir import Init
+from ..core.symbols import X
 from .errors import SpecError
 from .expressions import parse_expression
-from .spec_fields import _bool, _choice, _Fields, _kind, _nested, _num
-from .symbols import X
+from .fields import _bool, _choice, _Fields, _kind, _nested, _num
 
 SCHEMES = tuple(s for s in prng.SCHEMES if s != "values")  # the named schemes a spec may use
 

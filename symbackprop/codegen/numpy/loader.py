@@ -1,4 +1,4 @@
-"""Load generated code into this process: the NumPy module (and, later, the C library)."""
+"""Load the generated NumPy module into this process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from .core.derivation import Derivation
+from ...core.derivation import Derivation
+from ..files import write_files
+from ..program import lower
+from .backend import files
 
 
 def load_numpy(path: str | Path) -> ModuleType:
@@ -24,8 +27,6 @@ def load_numpy(path: str | Path) -> ModuleType:
 
 def numpy_module(d: Derivation, directory: str | Path | None = None) -> ModuleType:
     """Generate the NumPy target of ``d`` into ``directory`` (a temporary one by default)."""
-    from .codegen import generate
-
     folder = Path(directory or tempfile.mkdtemp(prefix="symbackprop-"))
-    generate(d, "numpy", folder, force=True)
+    write_files(folder, files(lower(d)), force=True)
     return load_numpy(folder / f"{d.spec.name}.py")

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import SpecError
+from ..spec.errors import SpecError
 
 INSTALL_HINT = (
     "needs pdflatex, which is not installed: install TeX Live "

@@ -19,17 +19,17 @@ from pathlib import Path
 
 import mpmath
 
-from .core.chain_rule import derive
-from .core.derivation import Derivation
-from .errors import SpecError, did_you_mean
-from .expressions import parse_expression
-from .latex_input import latex_to_expr
-from .matrix_input import ShapeMismatch, parse_matrix, shape_of, shape_text
-from .scalar import param_element
-from .spec import Spec, load_spec, parse_spec
-from .verify_explain import explain_element, explain_matrix
-from .verify_formula import matrix_formula, scalar_formula
-from .verify_probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
+from ..core.chain_rule import derive
+from ..core.derivation import Derivation
+from ..core.scalar import param_element
+from ..spec.errors import SpecError, did_you_mean
+from ..spec.expressions import parse_expression
+from ..spec.load import Spec, load_spec, parse_spec
+from .explain import explain_element, explain_matrix
+from .formula import matrix_formula, scalar_formula
+from .latex import latex_to_expr
+from .matrix import ShapeMismatch, parse_matrix, shape_of, shape_text
+from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
 
 MAX_NODES = 3000  # larger expanded differences are left to the probe (10x: not even expanded)
 MAX_PARAMS = 5000  # verification is element by element: for small and medium nets

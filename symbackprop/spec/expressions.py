@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 import sympy as sp
 
-from symbackprop.errors import SpecError, did_you_mean
+from .errors import SpecError, did_you_mean
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 60

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import optimizers, prng
-from .core.derivation import Derivation
-from .core.ir import N, Op, Param
-from .core.ops import elementwise, kind
+from .derivation import Derivation
+from .ir import N, Op, Param
+from .ops import elementwise, kind
 
 
 def initial_params(d: Derivation) -> dict[str, np.ndarray]:

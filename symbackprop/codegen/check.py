@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.chain_rule import derive
-from .core.derivation import Derivation
-from .spec import Spec
+from ..core.chain_rule import derive
+from ..core.derivation import Derivation
+from ..spec.load import Spec
 
 TOLERANCE = 1e-6  # relative, for float64 central differences along random directions
 
@@ -99,21 +99,26 @@ def target_rows(reference, other, params: dict, x, t, label: str, steps: int = 3
 
 
 def check(spec: Spec) -> list[Row]:
-    """Generate every target (in float64) into a temporary folder, compile the C, and check
-    both against finite differences and C against NumPy."""
-    from .c_runtime import c_module
-    from .runtime import numpy_module
+    """Generate every target (in float64) into a temporary folder, build and load it, and
+    check each against finite differences and every other target against NumPy."""
+    from . import TARGETS
 
     d: Derivation = derive(dataclasses.replace(spec, dtype="float64"))
     with tempfile.TemporaryDirectory(prefix="symbackprop-check-") as tmp:
-        module = numpy_module(d, Path(tmp) / "numpy")
-        c = c_module(d, Path(tmp) / "c")  # the library is built into the cache, not tmp
+        # loaded (imported, or built into the cache): tmp may go
+        modules = {name: t.module(d, Path(tmp) / name) for name, t in TARGETS.items()}
+    reference = modules["numpy"]
     rng = np.random.default_rng(spec.seed)
-    params = {k: v + 0.1 * rng.normal(size=np.shape(v)) for k, v in module.init_params().items()}
+    params = {k: v + 0.1 * rng.normal(size=np.shape(v))
+              for k, v in reference.init_params().items()}  # fmt: skip
     x, t = batch(spec)
-    rows = gradient_rows(module, params, x, t, spec.seed, "numpy")
-    rows += gradient_rows(c, params, x, t, spec.seed, "c")
-    return rows + target_rows(module, c, params, x, t, "c vs numpy")
+    rows = []
+    for name, module in modules.items():
+        rows += gradient_rows(module, params, x, t, spec.seed, name)
+    for name, module in modules.items():
+        if module is not reference:
+            rows += target_rows(reference, module, params, x, t, f"{name} vs numpy")
+    return rows
 
 
 def table(rows: list[Row]) -> str:

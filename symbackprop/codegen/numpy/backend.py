@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 
-from .. import npyfiles, prng
-from ..optimizers import P, hyper_range
-from ..printing.numpy import NumpyCodePrinter
-from .program import Lowered, Program
+from ...core import prng
+from ...core.optimizers import P, hyper_range
+from ...printing.numpy import NumpyCodePrinter
+from .. import npyfiles
+from ..program import Lowered, Program
 
 TEMPLATE = "numpy/module.py.j2"
 _PYTHON_KEYWORDS = {"lambda"}
@@ -21,12 +22,12 @@ def _verbatim(module, first: str) -> str:
 
 
 def prng_source() -> str:
-    """symbackprop/prng.py without its docstring and imports."""
+    """symbackprop/core/prng.py without its docstring and imports."""
     return _verbatim(prng, "GAMMA = ")
 
 
 def npy_source() -> str:
-    """symbackprop/npyfiles.py without its docstring and imports."""
+    """symbackprop/codegen/npyfiles.py without its docstring and imports."""
     return _verbatim(npyfiles, "NPY_VERSIONS = ")
 
 
@@ -133,7 +134,7 @@ def _literal(value) -> str:
 
 def files(program: Program) -> dict[str, str]:
     """The NumPy target's files: {'<name>.py': source}."""
-    from .templating import render
+    from ..templating import render
 
     return {f"{program.spec.name}.py": render(TEMPLATE, **context(program))}
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from ..spec.load import LossSpec
 from .activations import (
     STABILIZE_WHY,
     STABLE_SOFTPLUS_WHY,
@@ -23,7 +24,6 @@ from .activations import (
     stabilize,
     stable_softplus,
 )
-from .spec import LossSpec
 from .symbols import A, T, X, Y, number
 
 P = sp.Symbol("p", real=True)  # softmax of the logits, when the last layer is identity

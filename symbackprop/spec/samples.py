@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .datafiles import read_data_file
 from .errors import SpecError
-from .spec import Spec
+from .files import read_data_file
+from .load import Spec
 
 
 def _matrix(value: Any, field: str, width: int, what: str) -> np.ndarray:

@@ -18,11 +18,11 @@ import mpmath
 import sympy as sp
 from sympy.polys.polyerrors import BasePolynomialError as PolynomialError
 
-from .core.derivation import Derivation
-from .core.ir import N, Param, element_name
-from .core.ops import indices
-from .scalar import Gradient, instantiate, param_element, sym
-from .symbols import as_expr
+from ..core.derivation import Derivation
+from ..core.ir import N, Param, element_name
+from ..core.ops import indices
+from ..core.scalar import Gradient, instantiate, param_element, sym
+from ..core.symbols import as_expr
 
 POINTS = 30  # random probe points
 DIGITS = 40  # mpmath working precision

@@ -7,16 +7,19 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .c_build import CompileError, build_library, build_program, network_name
-from .core.derivation import Derivation
-from .npyfiles import npz_data
+from ...core.derivation import Derivation
+from ...spec.errors import SpecError
+from ..files import write_files
+from ..npyfiles import npz_data
+from ..program import lower
+from .backend import files
+from .build import CompileError, build_library, build_program, network_name
 
 _PROGRESS = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_double, ctypes.c_void_p
@@ -45,8 +48,8 @@ _PROTOTYPES = {
 
 
 def _fail(message: str):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    """Bad data: the library raises (the CLI prints it as one line and exits 2)."""
+    raise SpecError("", message)
 
 
 class CModule:
@@ -314,7 +317,7 @@ class CModule:
         return self._unpack(p, self.PARAM_SHAPES)
 
     def load_data(self, path) -> tuple[np.ndarray, np.ndarray]:
-        """X and T from .csv or .npy (the C reader) or .npz; bad data: one error line, exit 2."""
+        """X and T from .csv or .npy (the C reader) or .npz; bad data: SpecError (one line)."""
         path = str(path)
         err = ctypes.create_string_buffer(1024)
         if path.endswith(".npz"):
@@ -362,10 +365,8 @@ def load_c(directory: str | Path, cflags: list[str] | None = None, blas: bool = 
 
 def c_module(d: Derivation, directory: str | Path | None = None, **options) -> CModule:
     """Generate the C target of ``d`` into ``directory`` (a temporary one by default), load it."""
-    from .codegen import generate
-
     folder = Path(directory or tempfile.mkdtemp(prefix="symbackprop-c-"))
-    generate(d, "c", folder, force=True)
+    write_files(folder, files(lower(d)), force=True)
     return load_c(folder, **options)
 
 

@@ -10,10 +10,10 @@ import json
 
 import sympy as sp
 
-from .. import prng
-from ..optimizers import hyper_range
-from ..printing.c import CCodePrinter
-from .program import Lowered, Program
+from ...core import prng
+from ...core.optimizers import hyper_range
+from ...printing.c import CCodePrinter
+from ..program import Lowered, Program
 
 TEMPLATES = {
     "{name}.h": "c/header.h.j2",
@@ -333,7 +333,7 @@ def context(program: Program) -> dict:
 
 def files(program: Program) -> dict[str, str]:
     """The C target's files: <name>.h, <name>.c, <name>_main.c and a Makefile."""
-    from .templating import render
+    from ..templating import render
 
     ctx = context(program)
     return {out.format(name=ctx["name"]): render(tpl, **ctx) for out, tpl in TEMPLATES.items()}

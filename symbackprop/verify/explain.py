@@ -12,10 +12,10 @@ import math
 import mpmath
 import sympy as sp
 
-from .core.ir import N, Param
-from .printing import latex as lx
-from .scalar import Factor, element, param_element, sym
-from .verify_probe import POINTS, ScalarNet, element_indices, lift, same
+from ..core.ir import N, Param
+from ..core.scalar import Factor, element, param_element, sym
+from ..printing import latex as lx
+from .probe import POINTS, ScalarNet, element_indices, lift, same
 
 _SYMBOLS = {"sigmoid": "σ", "custom": "f"}
 _SIGN_FLIPPED = "the sign is flipped (yours is −1 × the correct value)"

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import SpecError
+from ...spec.errors import SpecError
 
 # -ffp-contract=off: no FMA, so the PRNG rounds as NumPy's. -fno-math-errno and -fno-trapping-math
 # change no value (no errno from sqrt, no FP traps) but let gcc vectorize sqrt and conditionals.

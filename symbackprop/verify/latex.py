@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .errors import SpecError
-from .expressions import FUNCTIONS, MAX_DEPTH
+from ..spec.errors import SpecError
+from ..spec.expressions import FUNCTIONS, MAX_DEPTH
 
 MAX_LATEX_LENGTH = 4000
 MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parser allows
