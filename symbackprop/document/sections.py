@@ -6,6 +6,7 @@ All formats are built from one list of sections of equations, so they say the sa
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -220,6 +221,28 @@ def optimizer_section(d: Derivation) -> Section:
     return s
 
 
+def initial_section(d: Derivation, ev) -> Section:
+    """Where the worked example starts: the sample(s) and every initial parameter, so the
+    numbers after it can be redone by hand even when the spec's init is random."""
+    one = ev.batch == 1
+    intro = ("The sample and the initial parameters (the spec's values, or its seed's draws); "
+             "every number below starts from these." if one else
+             f"The batch of {ev.batch} samples (one per row of X and T) and the initial "
+             "parameters; every number below starts from these.")  # fmt: skip
+    s = Section("Starting point", intro)
+    for name in ("x", "t"):
+        value = ev.values[name][0] if one else ev.values[name]
+        label = name if one else name.upper()
+        tex = lx.latex_name(name) if one else rf"\mathbf{{{name.upper()}}}"
+        s.eqs.append(Eq(tex, label, _array_text(value), value_tex=_array_tex(value)))
+    for p in d.params:
+        value = ev.params[p.name]
+        note = "" if p.trainable else "not trained"
+        s.eqs.append(Eq(lx.latex_name(p.name), p.name, _array_text(value), note=note,
+                        value_tex=_array_tex(value)))  # fmt: skip
+    return s
+
+
 def numbers_section(d: Derivation, ev) -> Section:
     s = Section("Worked example", f"At the initial parameters, for a batch of {ev.batch}.")
     s.eqs.append(Eq("E", "E", _fmt(ev.loss)))
@@ -253,14 +276,20 @@ def _order(d: Derivation, name: str) -> int:
 
 
 def _array_text(a: np.ndarray) -> str:
-    return np.array2string(np.asarray(a, dtype=float), precision=9, separator=", ")
+    """NumPy's print with 9 decimals, without the blanks it pads values with to align them
+    ([0.05, 0.1], not [0.05, 0.1 ])."""
+    text = np.array2string(np.asarray(a, dtype=float), precision=9, separator=", ")
+    return re.sub(r", +", ", ", re.sub(r"(?<=\[) +| +(?=[,\]])", "", text))
 
 
 def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
     from .scalar import _scalar_updates, scalar_sections  # it imports Eq, Section from here
 
     mode = d.mode(mode)
-    out = [network_section(d), forward_section(d), loss_section(d), local_section(d)]
+    out = [network_section(d)]
+    if ev is not None:
+        out.append(initial_section(d, ev))
+    out += [forward_section(d), loss_section(d), local_section(d)]
     out += [backward_section(d), gradient_section(d)]
     if mode == "scalar":
         vals = values_at(d, ev) if ev is not None and ev.batch == 1 else None
@@ -275,15 +304,20 @@ def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
 
 
 def to_json(d: Derivation, mode: str, ev=None) -> str:
-    """With an evaluation: the contract's {loss, forward, gradients, updated}; else formulas."""
+    """With an evaluation: the contract's {loss, forward, gradients, updated}, and where it
+    starts: ``initial`` (x and t, one sample's vectors or the batch's rows, and every initial
+    parameter in its own shape); else the formulas, section by section."""
     if ev is not None:
         one = ev.batch == 1
+        initial = {n: (ev.values[n][0] if one else ev.values[n]).tolist() for n in ("x", "t")}
+        initial |= {p.name: _plain(ev.params[p.name]) for p in d.params}
         fwd = {}
         for op in d.forward:
             if op.kind not in ("loss", "logsumexp"):
                 arr = ev.values[op.out]
                 fwd[op.out] = (arr[0] if one else arr).tolist()
         doc = {
+            "initial": initial,
             "loss": ev.loss,
             "forward": fwd,
             "gradients": {p.name: _plain(ev.gradients[p.name]) for p in d.trainable},
