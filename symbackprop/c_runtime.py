@@ -5,6 +5,7 @@ with the same signatures, so one test harness drives both targets (building is i
 from __future__ import annotations
 
 import ctypes
+import io
 import json
 import os
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 
 from .c_build import CompileError, build_library, build_program, network_name
 from .chain_rule import Derivation
+from .safe_io import MAX_FILE_BYTES, read_bytes
 
 _PROGRESS = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_double, ctypes.c_void_p
@@ -333,11 +335,15 @@ class CModule:
 
     def _load_npz(self, path: str, err) -> tuple[np.ndarray, np.ndarray]:
         try:
-            with np.load(path, allow_pickle=False) as z:
+            data = read_bytes(path, MAX_FILE_BYTES, magic=b"PK", kind=".npz")
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                if sum(member.file_size for member in z.zip.infolist()) > MAX_FILE_BYTES:
+                    raise ValueError(f"larger than {MAX_FILE_BYTES} bytes uncompressed")
                 X = np.asarray(z["X"], dtype=np.float64)
                 T = np.asarray(z["T"] if "T" in z.files else z["y"], dtype=np.float64)
-        except (OSError, KeyError, ValueError) as exc:
-            _fail(f"{path}: {exc}")
+        except (OSError, EOFError, KeyError, ValueError, TypeError, MemoryError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            _fail(f"{path}: {reason}")
         if X.ndim != 2 or T.ndim not in (1, 2) or T.shape[0] != X.shape[0]:
             _fail(f"{path}: X [n, {self.INPUTS}] and T [n, {self.OUTPUTS}] (or y [n]) needed")
         table = np.ascontiguousarray(np.hstack([X, T.reshape(X.shape[0], -1)]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 import tempfile
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .chain_rule import derive
-from .codegen.files import write_atomic
+from .codegen.files import check_writable, write_atomic
 from .errors import SpecError
 from .samples import load_samples
 from .spec import load_spec
@@ -63,24 +65,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _output(text: str, output: str | None) -> None:
+    text = text if text.endswith("\n") else text + "\n"
     if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    target = Path(output)
-    if target.is_dir():
-        raise SpecError("-o", "is a directory", output)
-    if not target.parent.exists():
-        raise SpecError("-o", "no such directory", str(target.parent))
-    write_atomic(target, text if text.endswith("\n") else text + "\n")
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text, "-o")
 
 
 def cmd_derive(args) -> int:
     spec = load_spec(args.spec)
     samples = load_samples(args.at, spec) if args.at else None
+    if args.output:
+        check_writable(args.output, "-o")
     if args.pdf:
         from .pdf import check_pdflatex
 
         check_pdflatex()
+        check_writable(args.pdf, "--pdf")
     d = derive(spec)
     ev = d.at(samples) if samples is not None else None
     _output(d.render(args.format, args.mode, ev), args.output)
@@ -126,8 +127,12 @@ def cmd_train(args) -> int:
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
-    if not Path(args.data).is_file():
+    if not os.path.exists(args.data):  # the readers refuse what cannot be read
         raise SpecError("--data", "no such file", args.data)
+    out = args.out or f"{spec.name}.weights"
+    check_writable(out, "--out")  # now, not after training
+    if args.plot:
+        check_writable(args.plot, "--plot")
     plt = _pyplot() if args.plot else None
     with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
         module = loaders[args.target](derive(spec), tmp)  # imported / built: tmp may go
@@ -147,8 +152,7 @@ def cmd_train(args) -> int:
             print(f"epoch {epoch + 1:>{len(str(total))}}/{total}  loss {mean_loss:.6g}{extra}")
 
     history = module.train(params, x, t, epochs, batch, spec.train.shuffle, None, None, progress)
-    out = args.out or f"{spec.name}.weights"
-    module.save(params, out)
+    _save(module, params, out, "--out")
     print(f"saved weights to {out}")
     if plt is not None:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -158,9 +162,20 @@ def cmd_train(args) -> int:
         ax.set_yscale("log" if min(history) > 0 else "linear")
         ax.set_title(f"{spec.name}: training loss")
         fig.tight_layout()
-        fig.savefig(args.plot, dpi=100)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=100)
+        write_atomic(args.plot, png.getvalue(), "--plot")
         print(f"saved the loss curve to {args.plot}")
     return 0
+
+
+def _save(module, params: dict, path: str, field: str) -> None:
+    """``module.save``; a SpecError naming ``path`` when it cannot be written."""
+    try:
+        module.save(params, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc).removeprefix(f"{path}: ")
+        raise SpecError(field, f"cannot write: {reason}", path) from None
 
 
 def _pyplot():
@@ -211,7 +226,7 @@ def cmd_demo(args) -> int:
     seconds = time.perf_counter() - begin
     acc = module.accuracy(params, x, t)
     weights = folder / f"{iris_spec.name}.weights"
-    module.save(params, str(weights))
+    _save(module, params, str(weights), "-o")
     print(f"  loss {history[0]:.4f} -> {history[-1]:.4f}, training accuracy {acc:.1%}")
     written += _demo_c(iris_d, folder, start, params, x, t, seconds)
     print("Files:")

@@ -22,6 +22,9 @@
 #define ADAM_GELU_UNITS2 6 /* layer 2: silu */
 #define ADAM_GELU_UNITS3 3 /* layer 3: identity */
 #define ADAM_GELU_SEED 3
+#ifndef ADAM_GELU_MAX_FILE_BYTES
+#define ADAM_GELU_MAX_FILE_BYTES 1073741824u /* no larger file is read */
+#endif
 #ifndef ADAM_GELU_CHUNK
 #define ADAM_GELU_CHUNK 256 /* rows per chunk of the workspace */
 #endif
@@ -131,7 +134,9 @@ double adam_gelu_accuracy(const adam_gelu_params *params, const adam_gelu_real *
     const adam_gelu_real *T, long n, adam_gelu_workspace *ws);
 
 /* Files return 0, or -1 with a message in err. Weight files: the NumPy target's text format.
- * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). */
+ * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). Saves
+ * are atomic, but write a device or FIFO in place, as cp does; check_output: whether they can. */
+int adam_gelu_check_output(const char *path, char *err, size_t errlen);
 int adam_gelu_save(const adam_gelu_params *params, const char *path, char *err, size_t errlen);
 int adam_gelu_load(adam_gelu_params *params, const char *path, char *err, size_t errlen);
 int adam_gelu_save_checkpoint(const adam_gelu_params *params, const adam_gelu_state *state,

@@ -21,6 +21,9 @@
 #define IRIS_SOFTMAX_UNITS1 8 /* layer 1: relu */
 #define IRIS_SOFTMAX_UNITS2 3 /* layer 2: softmax */
 #define IRIS_SOFTMAX_SEED 42
+#ifndef IRIS_SOFTMAX_MAX_FILE_BYTES
+#define IRIS_SOFTMAX_MAX_FILE_BYTES 1073741824u /* no larger file is read */
+#endif
 #ifndef IRIS_SOFTMAX_CHUNK
 #define IRIS_SOFTMAX_CHUNK 256 /* rows per chunk of the workspace */
 #endif
@@ -121,7 +124,9 @@ double iris_softmax_accuracy(const iris_softmax_params *params, const iris_softm
     const iris_softmax_real *T, long n, iris_softmax_workspace *ws);
 
 /* Files return 0, or -1 with a message in err. Weight files: the NumPy target's text format.
- * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). */
+ * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). Saves
+ * are atomic, but write a device or FIFO in place, as cp does; check_output: whether they can. */
+int iris_softmax_check_output(const char *path, char *err, size_t errlen);
 int iris_softmax_save(const iris_softmax_params *params, const char *path, char *err, size_t errlen);
 int iris_softmax_load(iris_softmax_params *params, const char *path, char *err, size_t errlen);
 int iris_softmax_save_checkpoint(const iris_softmax_params *params, const iris_softmax_state *state,

@@ -6,6 +6,9 @@
  * Build with -std=c99 -ffp-contract=off (no -ffast-math): the portable PRNG below must round
  * exactly as the NumPy target's. See mazur.h for the functions.
  */
+#if !defined(_XOPEN_SOURCE) && (defined(__unix__) || defined(__APPLE__))
+#define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
+#endif
 #include "mazur.h"
 
 #include <errno.h>
@@ -15,6 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define POSIX_FILES 1
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 #ifdef MAZUR_BLAS
 #include <cblas.h>
 #endif
@@ -475,29 +484,48 @@ static int with_path(const char *path, char *err, size_t errlen)
     return FAIL("%s: %s", path, message);
 }
 
-/* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. A text
- * file must not contain NUL bytes: the parsers read it as one string. */
-static char *read_file(const char *path, int text, size_t *len, char *err, size_t errlen)
+#define MAX_FILE_BYTES ((size_t)MAZUR_MAX_FILE_BYTES)
+
+/* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. Opened without
+ * blocking (a FIFO nobody writes to reads as empty) and read up to MAX_FILE_BYTES, whatever it
+ * claims to be; a text file (npy 0) stops at a NUL byte (the parsers read it as one string), a
+ * .npy file at a wrong first byte. */
+static char *read_file(const char *path, int npy, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
     size_t cap = 1 << 16, used = 0, got;
-    char *buf = f ? malloc(cap + 1) : NULL, *grown;
-    while (buf && (got = fread(buf + used, 1, cap - used, f)) > 0)
-        if ((used += got) == cap) {
-            grown = cap > ((size_t)-1) / 4 ? NULL : realloc(buf, 2 * cap + 1);
-            if (!grown) free(buf);
-            buf = grown;
-            cap *= 2;
+    char *buf = NULL, *grown;
+    int bad = 0;
+#ifdef POSIX_FILES
+    struct stat st;
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    FILE *f = fd < 0 || fstat(fd, &st) != 0 || fcntl(fd, F_SETFL, 0) != 0 ? NULL : fdopen(fd, "rb");
+    if (!f && fd >= 0) close(fd);
+    if (f && S_ISDIR(st.st_mode)) bad = FAIL("%s", strerror(EISDIR));
+    else if (f && S_ISREG(st.st_mode) && (uintmax_t)st.st_size > MAX_FILE_BYTES) bad = FAIL("larger than %zu bytes", MAX_FILE_BYTES);
+#else
+    FILE *f = fopen(path, "rb");
+#endif
+    if (!f && !bad) bad = FAIL("%s", strerror(errno));
+    if (!bad && !(buf = malloc(cap + 1))) bad = FAIL("out of memory");
+    while (!bad && (got = fread(buf + used, 1, cap - used, f)) > 0) {
+        if (npy ? memcmp(buf, "\x93NUMPY", used + got < 6 ? used + got : 6) != 0 : memchr(buf + used, '\0', got) != NULL)
+            bad = FAIL(npy ? "not a .npy file of version 1 to 3" : "not a text file");
+        else if ((used += got) > MAX_FILE_BYTES)
+            bad = FAIL("larger than %zu bytes", MAX_FILE_BYTES);
+        else if (used == cap) { /* grow, up to one byte over the limit */
+            cap = cap > MAX_FILE_BYTES / 2 ? MAX_FILE_BYTES + 1 : 2 * cap;
+            if ((grown = realloc(buf, cap + 1)) != NULL) buf = grown;
+            else bad = FAIL("out of memory");
         }
-    if (buf && !ferror(f) && !(text && memchr(buf, '\0', used))) {
-        buf[used] = '\0';
-        *len = used;
-    } else {
-        (void)FAIL("%s", !f ? strerror(errno) : !buf ? "out of memory" : ferror(f) ? "read error" : "not a text file");
-        free(buf);
-        buf = NULL;
     }
+    if (!bad && ferror(f)) bad = FAIL("read error");
     if (f) fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[used] = '\0';
+    *len = used;
     return buf;
 }
 
@@ -553,19 +581,70 @@ static const struct {
 #define TENSOR(params, state, b, k) \
     ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
 
-/* Atomic: written to path.<tag>.tmp, then renamed. The tag mixes the time, the clock and a stack
- * address (which differs between threads and, with ASLR, processes), so runs writing the same
- * path at once do not share a temporary file. */
+/* How save writes path: 1 in place, as cp does, when it is a device or FIFO such as /dev/null or
+ * /dev/stdout (a rename would replace it); 0 through a temporary file renamed over path or, for a
+ * symbolic link, over the file it leads to (*target, malloc'd); -1: a directory, a broken link. */
+static int destination(const char *path, char **target, char *err, size_t errlen)
+{
+    *target = NULL;
+#ifdef POSIX_FILES
+    struct stat st, real;
+    if (stat(path, &st) != 0)
+        return errno == ENOENT && lstat(path, &st) != 0 ? 0 : FAIL("%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return FAIL("%s: %s", path, strerror(EISDIR));
+    if (!S_ISREG(st.st_mode)) return 1;
+    *target = realpath(path, NULL);
+    if (!*target || stat(*target, &real) != 0 || real.st_ino != st.st_ino || real.st_dev != st.st_dev) {
+        free(*target); /* a file reached through /proc/self/fd whose name is gone: in place */
+        *target = NULL;
+        return 1;
+    }
+#else
+    (void)path, (void)err, (void)errlen;
+#endif
+    return 0;
+}
+
+/* A new file in the folder of target, its name in tmp, private to this run: the tag mixes the
+ * time, the clock and a stack address (which differs between threads and, with ASLR, processes) */
+static FILE *temporary(const char *target, char *tmp, const char *path, char *err, size_t errlen)
+{
+    const char *slash = strrchr(target, '/');
+    const uint64_t tag = mix64((uint64_t)time(NULL) ^ (uint64_t)clock() << 24 ^ (uint64_t)(uintptr_t)&slash);
+    FILE *f = NULL;
+    if (snprintf(tmp, 4096, "%.*s.symbackprop-%016llx.tmp", slash ? (int)(slash - target + 1) : 0, target,
+                 (unsigned long long)tag) >= 4096)
+        (void)FAIL("%s: path too long", path);
+    else if (!(f = fopen(tmp, "w")))
+        (void)FAIL("%s: %s", path, strerror(errno));
+    return f;
+}
+
+int mazur_check_output(const char *path, char *err, size_t errlen)
+{
+    char tmp[4096], *target;
+    const int how = destination(path, &target, err, errlen);
+    FILE *f = how == 0 ? temporary(target ? target : path, tmp, path, err, errlen) : NULL;
+    free(target);
+    if (f) fclose(f), remove(tmp);
+#ifdef POSIX_FILES
+    if (how == 1 && access(path, W_OK) != 0) return FAIL("%s: %s", path, strerror(errno));
+#endif
+    return how < 0 || (how == 0 && !f) ? -1 : 0;
+}
+
 int mazur_save_checkpoint(const Params *params, const State *state,
     long epoch, uint64_t seed, const char *path, char *err, size_t errlen)
 {
-    char tmp[4096];
-    FILE *f;
+    char tmp[4096], *target;
+    const int how = destination(path, &target, err, errlen);
+    FILE *f = how ? NULL : temporary(target ? target : path, tmp, path, err, errlen);
     int bad;
-    const uint64_t tag = mix64((uint64_t)time(NULL) ^ (uint64_t)clock() << 24 ^ (uint64_t)(uintptr_t)&f);
-    if (snprintf(tmp, sizeof tmp, "%s.%016llx.tmp", path, (unsigned long long)tag) >= (int)sizeof tmp)
-        return FAIL("%s: path too long", path);
-    if (!(f = fopen(tmp, "w"))) return FAIL("%s: %s", tmp, strerror(errno));
+    if (how > 0 && !(f = fopen(path, "w"))) (void)FAIL("%s: %s", path, strerror(errno));
+    if (!f) {
+        free(target);
+        return -1;
+    }
     fprintf(f, "# symbackprop %s mazur float64\n", state ? "checkpoint" : "weights");
     if (state)
         fprintf(f, "epoch %ld\nseed %llu\nstep %lld\n", epoch, (unsigned long long)seed, (long long)state->step);
@@ -582,9 +661,10 @@ int mazur_save_checkpoint(const Params *params, const State *state,
             fputc('\n', f);
         }
     bad = ferror(f);
-    if (fclose(f) != 0 || bad) bad = FAIL("%s: write error", tmp);
-    else if (rename(tmp, path) != 0) bad = FAIL("%s: %s", path, strerror(errno));
-    if (bad) remove(tmp);
+    if (fclose(f) != 0 || bad) bad = FAIL("%s: write error", path);
+    else if (how == 0 && rename(tmp, target ? target : path) != 0) bad = FAIL("%s: %s", path, strerror(errno));
+    if (bad && how == 0) remove(tmp);
+    free(target);
     return bad;
 }
 
@@ -624,7 +704,7 @@ static int load_file(Params *params, State *state, long *epoch, uint64_t *seed, 
     Params *p = malloc(sizeof *p);
     State *st = malloc(sizeof *st);
     size_t len;
-    char *buf = read_file(path, 1, &len, err, errlen), *pos = buf, key[80];
+    char *buf = read_file(path, 0, &len, err, errlen), *pos = buf, key[80];
     long long e = 0, k = 0;
     unsigned long long sd = 0;
     void *const head[] = {&e, &sd, &k};
@@ -808,7 +888,7 @@ int mazur_read_data(const char *path, int want_targets, real **X, real **T, long
     *X = *T = NULL;
     if (plen >= 4 && strcmp(path + plen - 4, ".npz") == 0)
         (void)FAIL("the C program reads .csv and .npy files (save X and T side by side)");
-    else if ((buf = read_file(path, !npy, &len, err, errlen)) != NULL)
+    else if ((buf = read_file(path, npy, &len, err, errlen)) != NULL)
         status = npy ? parse_npy(buf, len, &table, dims, err, errlen) : parse_csv(buf, &table, dims, err, errlen);
     free(buf);
     if (status == 0 && dims[0] == 0) status = FAIL("no data rows");

@@ -21,6 +21,9 @@
 #define MAZUR_UNITS1 2 /* layer 1: sigmoid */
 #define MAZUR_UNITS2 2 /* layer 2: sigmoid */
 #define MAZUR_SEED 0
+#ifndef MAZUR_MAX_FILE_BYTES
+#define MAZUR_MAX_FILE_BYTES 1073741824u /* no larger file is read */
+#endif
 #ifndef MAZUR_CHUNK
 #define MAZUR_CHUNK 256 /* rows per chunk of the workspace */
 #endif
@@ -113,7 +116,9 @@ double mazur_accuracy(const mazur_params *params, const mazur_real *X,
     const mazur_real *T, long n, mazur_workspace *ws);
 
 /* Files return 0, or -1 with a message in err. Weight files: the NumPy target's text format.
- * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). */
+ * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). Saves
+ * are atomic, but write a device or FIFO in place, as cp does; check_output: whether they can. */
+int mazur_check_output(const char *path, char *err, size_t errlen);
 int mazur_save(const mazur_params *params, const char *path, char *err, size_t errlen);
 int mazur_load(mazur_params *params, const char *path, char *err, size_t errlen);
 int mazur_save_checkpoint(const mazur_params *params, const mazur_state *state,

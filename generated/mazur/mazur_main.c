@@ -108,6 +108,9 @@ static int train(int argc, char **argv)
     out = value[OUT] ? value[OUT] : "mazur.weights";
     if (!data) return fail("%s needs a DATA file (see --help)", "train");
     if (value[INIT] && value[RESUME]) return fail("%s", "--init or --resume, not both");
+    if (mazur_check_output(out, err, sizeof err) != 0 /* now, not after training */
+        || (value[CHECKPOINT] && mazur_check_output(value[CHECKPOINT], err, sizeof err) != 0))
+        return fail("%s", err);
     if (mazur_read_data(data, 1, &X, &T, &n, err, sizeof err) != 0) return fail("%s", err);
     if (value[RESUME] ? mazur_load_checkpoint(&params, &state, &first, &seed, value[RESUME], err, sizeof err)
         : value[INIT] ? mazur_load(&params, value[INIT], err, sizeof err) : 0) {

@@ -21,6 +21,9 @@
 #define MISH_UNITS1 4 /* layer 1: custom */
 #define MISH_UNITS2 2 /* layer 2: identity */
 #define MISH_SEED 0
+#ifndef MISH_MAX_FILE_BYTES
+#define MISH_MAX_FILE_BYTES 1073741824u /* no larger file is read */
+#endif
 #ifndef MISH_CHUNK
 #define MISH_CHUNK 256 /* rows per chunk of the workspace */
 #endif
@@ -115,7 +118,9 @@ double mish_accuracy(const mish_params *params, const mish_real *X,
     const mish_real *T, long n, mish_workspace *ws);
 
 /* Files return 0, or -1 with a message in err. Weight files: the NumPy target's text format.
- * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). */
+ * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). Saves
+ * are atomic, but write a device or FIFO in place, as cp does; check_output: whether they can. */
+int mish_check_output(const char *path, char *err, size_t errlen);
 int mish_save(const mish_params *params, const char *path, char *err, size_t errlen);
 int mish_load(mish_params *params, const char *path, char *err, size_t errlen);
 int mish_save_checkpoint(const mish_params *params, const mish_state *state,

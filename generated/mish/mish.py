@@ -7,12 +7,15 @@ Rows of X and T are samples. Functions: init_params, forward, loss, loss_and_gra
 step, train, save, load; and a command line: `python mish.py train DATA ...`.
 """
 
+import contextlib
+import errno
+import io
 import math
 import numbers
 import os
 import re
+import stat
 import sys
-import tempfile
 
 import numpy as np
 
@@ -254,6 +257,107 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 # ---- end of prng ------------------------------------------------------------------------------
 
+# ---- reading and writing files (symbackprop/safe_io.py, verbatim) ----------------------------
+MAX_FILE_BYTES = 1 << 30  # the generated programs read no larger file (data, weights, checkpoints)
+_CHUNK = 1 << 20
+
+
+def read_bytes(path, limit, text=False, magic=b"", kind=""):
+    """The contents of ``path``: ValueError when larger than ``limit`` bytes, when ``text`` and
+    it holds a NUL byte, or when it does not start with ``magic`` (then: not a ``kind`` file)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise ValueError(f"larger than {limit} bytes")
+        os.set_blocking(fd, True)
+        data = bytearray()
+        while True:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - len(data)))
+            if not chunk:
+                if not data.startswith(magic):
+                    raise ValueError(f"not a {kind} file")
+                return bytes(data)
+            data += chunk
+            if text and b"\0" in chunk:
+                raise ValueError("not a text file (contains NUL bytes)")
+            if data[: len(magic)] != magic[: len(data)]:
+                raise ValueError(f"not a {kind} file")
+            if len(data) > limit:
+                raise ValueError(f"larger than {limit} bytes")
+    finally:
+        os.close(fd)
+
+
+def _destination(path):
+    """The file ``write_bytes`` replaces atomically: ``path``, or the file a symbolic link at
+    ``path`` leads to; None to write ``path`` in place (a device or FIFO: a rename would
+    replace it)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):  # a link to a missing file
+            raise
+        return path
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    resolved = os.path.realpath(path)
+    try:
+        return resolved if os.path.samestat(info, os.stat(resolved)) else None
+    except OSError:  # a file reached through /proc/self/fd whose name is gone: in place
+        return None
+
+
+def _temporary(target):
+    """A new empty file beside ``target``, created with the umask's mode: (descriptor, path)."""
+    folder = os.path.dirname(target) or "."
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".symbackprop-{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", folder)
+
+
+def write_bytes(path, data):
+    """Write ``data`` to ``path`` (see the module's docstring); OSError when it cannot."""
+    target = _destination(path)
+    if target is None:
+        with open(path, "wb") as f:  # a FIFO: waits for a reader, as tee does
+            f.write(data)
+        return
+    fd, tmp = _temporary(target)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_writable(path):
+    """Raise now the OSError that ``write_bytes(path, ...)`` would raise later (checked before
+    any work, so a bad output path fails at once, not after training)."""
+    target = _destination(path)
+    if target is None:
+        if not os.access(path, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        return
+    fd, tmp = _temporary(target)
+    os.close(fd)
+    os.unlink(tmp)
+
+# ---- end of safe_io ---------------------------------------------------------------------------
+
 
 def _step(x):
     """Heaviside step with H(0) = 0 (so relu'(0) = 0, as in PyTorch)."""
@@ -420,21 +524,14 @@ def _blocks(arrays, prefix=""):
     return lines
 
 
-def _write_atomic(path, lines):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def _write_lines(path, lines):
+    """Atomically for a regular file, in place for a device or FIFO (see write_bytes)."""
+    write_bytes(path, ("\n".join(lines) + "\n").encode("latin-1"))
 
 
 def save(params, path):
     """Write the weights as text (17 significant digits: exact), atomically; same format as C."""
-    _write_atomic(path, [f"# symbackprop weights {NAME} {DTYPE.__name__}", *_blocks(params)])
+    _write_lines(path, [f"# symbackprop weights {NAME} {DTYPE.__name__}", *_blocks(params)])
 
 
 # ---- text files (weights, checkpoints, .csv) as the C target reads them ---------------------------
@@ -450,10 +547,10 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 def _text_lines(path):
     """The lines of a text file, split at "\n" only."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if b"\0" in data:
-        raise ValueError(f"{path}: not a text file")
+    try:
+        data = read_bytes(path, MAX_FILE_BYTES, text=True)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return data.decode("latin-1").split("\n")
 
 
@@ -521,7 +618,7 @@ def save_checkpoint(params, state, epoch, seed, path):
     lines += _blocks(params)
     for s in STATE_BUFFERS:
         lines += _blocks({name: state[name][s] for name in TRAINABLE}, f"{s}.")
-    _write_atomic(path, lines)
+    _write_lines(path, lines)
 
 
 # The integers of a checkpoint and their ranges [low, high), as the C target reads them: epoch and
@@ -571,18 +668,22 @@ def _fail(message):
 
 def _refuse(path, exc):
     """_fail with the message of exc, which names path or gets it in front."""
-    _fail(str(exc) if str(exc).startswith(f"{path}: ") else f"{path}: {exc}")
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    _fail(text if text.startswith(f"{path}: ") else f"{path}: {text}")
 
 
 def load_data(path):
     """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv."""
     if path.endswith(".npz"):
         try:
-            with np.load(path, allow_pickle=False) as z:
+            data = read_bytes(path, MAX_FILE_BYTES, magic=b"PK", kind=".npz")
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                if sum(member.file_size for member in z.zip.infolist()) > MAX_FILE_BYTES:
+                    raise ValueError(f"larger than {MAX_FILE_BYTES} bytes uncompressed")
                 X = np.asarray(z["X"], dtype=np.float64)
                 raw = z["T"] if "T" in z.files else z["y"]
                 T = np.asarray(raw, dtype=np.float64)
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+        except (OSError, EOFError, KeyError, ValueError, TypeError, MemoryError) as exc:
             _refuse(path, exc)
     else:
         data = _table(path)
@@ -619,7 +720,8 @@ def load_data(path):
 
 def _read_npy(path):
     """A 2-D .npy table, laid out like a .csv file (the C program reads these too)."""
-    data = np.load(path, allow_pickle=False)
+    raw = read_bytes(path, MAX_FILE_BYTES, magic=b"\x93NUMPY", kind=".npy")
+    data = np.load(io.BytesIO(raw), allow_pickle=False)
     if data.ndim != 2 or data.dtype.kind not in "fiu":
         _fail(f"{path}: the array must be 2-D and numeric, got {data.dtype} {data.shape}")
     return data.astype(np.float64)
@@ -697,6 +799,12 @@ def main(argv=None):
         _fail("--epochs and --batch-size must be at least 1")
     if args.init and args.resume:
         _fail("--init or --resume, not both")
+    for path in (args.out, args.checkpoint):  # now, not after training
+        try:
+            if path:
+                check_writable(path)
+        except OSError as exc:
+            _refuse(path, exc)
     X, T = load_data(args.data)
     seed = SEED if args.seed is None else args.seed
     first = 0
@@ -722,14 +830,14 @@ def main(argv=None):
             try:
                 save_checkpoint(params, state, epoch + 1, seed, args.checkpoint)
             except OSError as exc:
-                _fail(f"{args.checkpoint}: {exc}")
+                _refuse(args.checkpoint, exc)
 
     epochs = max(0, args.epochs - first)
     train(params, X, T, epochs, args.batch_size, TRAIN["shuffle"], seed, state, progress, first)
     try:
         save(params, args.out)
     except OSError as exc:
-        _fail(f"{args.out}: {exc}")
+        _refuse(args.out, exc)
     if not args.quiet:
         print(f"saved weights to {args.out}")
     return 0
@@ -746,7 +854,7 @@ def _table(path):
     """The numbers of a .npy or .csv file [rows, columns]; a one-line error if it cannot be read."""
     try:
         return _read_npy(path) if path.endswith(".npy") else _read_csv(path)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, EOFError, KeyError, ValueError, TypeError, MemoryError) as exc:
         _refuse(path, exc)
 
 

@@ -21,6 +21,9 @@
 #define RMSPROP_CUSTOM_LOSS_UNITS1 3 /* layer 1: softplus */
 #define RMSPROP_CUSTOM_LOSS_UNITS2 1 /* layer 2: identity */
 #define RMSPROP_CUSTOM_LOSS_SEED 5
+#ifndef RMSPROP_CUSTOM_LOSS_MAX_FILE_BYTES
+#define RMSPROP_CUSTOM_LOSS_MAX_FILE_BYTES 1073741824u /* no larger file is read */
+#endif
 #ifndef RMSPROP_CUSTOM_LOSS_CHUNK
 #define RMSPROP_CUSTOM_LOSS_CHUNK 256 /* rows per chunk of the workspace */
 #endif
@@ -121,7 +124,9 @@ double rmsprop_custom_loss_accuracy(const rmsprop_custom_loss_params *params, co
     const rmsprop_custom_loss_real *T, long n, rmsprop_custom_loss_workspace *ws);
 
 /* Files return 0, or -1 with a message in err. Weight files: the NumPy target's text format.
- * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). */
+ * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). Saves
+ * are atomic, but write a device or FIFO in place, as cp does; check_output: whether they can. */
+int rmsprop_custom_loss_check_output(const char *path, char *err, size_t errlen);
 int rmsprop_custom_loss_save(const rmsprop_custom_loss_params *params, const char *path, char *err, size_t errlen);
 int rmsprop_custom_loss_load(rmsprop_custom_loss_params *params, const char *path, char *err, size_t errlen);
 int rmsprop_custom_loss_save_checkpoint(const rmsprop_custom_loss_params *params, const rmsprop_custom_loss_state *state,

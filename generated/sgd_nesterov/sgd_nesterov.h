@@ -22,6 +22,9 @@
 #define SGD_NESTEROV_UNITS2 4 /* layer 2: elu */
 #define SGD_NESTEROV_UNITS3 2 /* layer 3: identity */
 #define SGD_NESTEROV_SEED 7
+#ifndef SGD_NESTEROV_MAX_FILE_BYTES
+#define SGD_NESTEROV_MAX_FILE_BYTES 1073741824u /* no larger file is read */
+#endif
 #ifndef SGD_NESTEROV_CHUNK
 #define SGD_NESTEROV_CHUNK 256 /* rows per chunk of the workspace */
 #endif
@@ -126,7 +129,9 @@ double sgd_nesterov_accuracy(const sgd_nesterov_params *params, const sgd_nester
     const sgd_nesterov_real *T, long n, sgd_nesterov_workspace *ws);
 
 /* Files return 0, or -1 with a message in err. Weight files: the NumPy target's text format.
- * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). */
+ * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). Saves
+ * are atomic, but write a device or FIFO in place, as cp does; check_output: whether they can. */
+int sgd_nesterov_check_output(const char *path, char *err, size_t errlen);
 int sgd_nesterov_save(const sgd_nesterov_params *params, const char *path, char *err, size_t errlen);
 int sgd_nesterov_load(sgd_nesterov_params *params, const char *path, char *err, size_t errlen);
 int sgd_nesterov_save_checkpoint(const sgd_nesterov_params *params, const sgd_nesterov_state *state,

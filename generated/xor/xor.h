@@ -21,6 +21,9 @@
 #define XOR_UNITS1 4 /* layer 1: tanh */
 #define XOR_UNITS2 1 /* layer 2: sigmoid */
 #define XOR_SEED 1
+#ifndef XOR_MAX_FILE_BYTES
+#define XOR_MAX_FILE_BYTES 1073741824u /* no larger file is read */
+#endif
 #ifndef XOR_CHUNK
 #define XOR_CHUNK 256 /* rows per chunk of the workspace */
 #endif
@@ -117,7 +120,9 @@ double xor_accuracy(const xor_params *params, const xor_real *X,
     const xor_real *T, long n, xor_workspace *ws);
 
 /* Files return 0, or -1 with a message in err. Weight files: the NumPy target's text format.
- * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). */
+ * Checkpoints: epochs done, seed, weights and optimizer state (state NULL: a weight file). Saves
+ * are atomic, but write a device or FIFO in place, as cp does; check_output: whether they can. */
+int xor_check_output(const char *path, char *err, size_t errlen);
 int xor_save(const xor_params *params, const char *path, char *err, size_t errlen);
 int xor_load(xor_params *params, const char *path, char *err, size_t errlen);
 int xor_save_checkpoint(const xor_params *params, const xor_state *state,

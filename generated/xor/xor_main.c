@@ -108,6 +108,9 @@ static int train(int argc, char **argv)
     out = value[OUT] ? value[OUT] : "xor.weights";
     if (!data) return fail("%s needs a DATA file (see --help)", "train");
     if (value[INIT] && value[RESUME]) return fail("%s", "--init or --resume, not both");
+    if (xor_check_output(out, err, sizeof err) != 0 /* now, not after training */
+        || (value[CHECKPOINT] && xor_check_output(value[CHECKPOINT], err, sizeof err) != 0))
+        return fail("%s", err);
     if (xor_read_data(data, 1, &X, &T, &n, err, sizeof err) != 0) return fail("%s", err);
     if (value[RESUME] ? xor_load_checkpoint(&params, &state, &first, &seed, value[RESUME], err, sizeof err)
         : value[INIT] ? xor_load(&params, value[INIT], err, sizeof err) : 0) {

@@ -10,7 +10,7 @@ import json
 
 import sympy as sp
 
-from .. import prng
+from .. import prng, safe_io
 from ..chain_rule import Derivation
 from .c_printer import CCodePrinter
 from .program import Lowered, Program
@@ -280,6 +280,7 @@ def context(program: Program) -> dict:
         "loss": d.loss.name,
         "optimizer": program.update.name,
         "chunk": CHUNK,
+        "max_file_bytes": safe_io.MAX_FILE_BYTES,
         "layers": [
             {
                 "index": la.index,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from .. import prng
+from .. import prng, safe_io
 from ..optimizers import P
 from .printers import NumpyCodePrinter
 from .program import Lowered, Program
@@ -17,6 +17,12 @@ def prng_source() -> str:
     """symbackprop/prng.py without its docstring and imports (the module imports those)."""
     src = inspect.getsource(prng)
     return src[src.index("\nGAMMA = ") + 1 :].rstrip() + "\n"
+
+
+def safe_io_source() -> str:
+    """symbackprop/safe_io.py without its docstring and imports (the module imports those)."""
+    src = inspect.getsource(safe_io)
+    return src[src.index("\nMAX_FILE_BYTES = ") + 1 :].rstrip() + "\n"
 
 
 def _op(o: Lowered, printer: NumpyCodePrinter, d) -> dict:
@@ -97,6 +103,7 @@ def context(program: Program) -> dict:
             "shuffle": spec.train.shuffle,
         },  # fmt: skip
         "prng_source": prng_source(),
+        "safe_io_source": safe_io_source(),
         "forward": forward,
         "forward_values": produced,
         "output": last.a,
@@ -124,4 +131,4 @@ def files(program: Program) -> dict[str, str]:
     return {f"{program.spec.name}.py": render(TEMPLATE, **context(program))}
 
 
-__all__ = ["TEMPLATE", "context", "files", "prng_source"]
+__all__ = ["TEMPLATE", "context", "files", "prng_source", "safe_io_source"]
