@@ -1,6 +1,6 @@
 """Output files (`derive -o`, `train --out`, the generated programs' `--out`): never a rename over a
 device, a FIFO or a symbolic link; an output that cannot be written is one line and exit 2, found
-before any work."""
+before any work; a compiler that fails is one line and exit 2 too."""
 
 from __future__ import annotations
 
@@ -227,3 +227,24 @@ def test_dev_null_as_a_normal_user(read_only, capsys):
     result = main_as_nobody(["derive", str(spec), "-o", "/dev/null"])
     assert result.code == 0 and result.err == "", result.err
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+# ---- item 7: the compiler fails --------------------------------------------------------------
+
+
+@pytest.mark.skipif(not HAS_CC and not os.environ.get("CI"), reason="no cc (CI has it)")
+def test_compile_failures_are_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CFLAGS", "-fbogus")
+    assert main(["check", str(ROOT / "examples/xor.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: CC: the C compiler failed") and err.count("\n") == 1, err
+    assert "-fbogus" in err
+    monkeypatch.delenv("CFLAGS")
+    monkeypatch.setenv("CC", "false")
+    argv = ["train", str(IRIS_SPEC), "--data", str(IRIS), "--target", "c", "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: CC: the C compiler failed (exit status 1)"), err
+    assert err.count("\n") == 1 and not (tmp_path / "w").exists()
+    result = run(cli("check", ROOT / "examples/xor.yaml"), timeout=300)
+    result.refused("the C compiler failed")
