@@ -172,8 +172,8 @@ def test_c_files_deterministic_marked_and_small():
 
     small, wide = size(4), size(1024)
     # the network's library (.c + .h) under 50 KB (0.2 KB more a character of name); it was under
-    # 46,000 before safe file reads and writes added 3.7 KB
-    assert wide["wide.c"] + wide["wide.h"] < 49_000 and sum(wide.values()) < 57_000, wide
+    # 46,000 before safe file reads and writes and the set's build id added 3.9 KB
+    assert wide["wide.c"] + wide["wide.h"] < 49_500 and sum(wide.values()) < 57_500, wide
     for name in small:  # the emitted code does not grow with width: only the numbers change
         assert abs(wide[name] - small[name]) < 1000, (name, small[name], wide[name])
 

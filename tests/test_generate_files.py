@@ -1,20 +1,29 @@
-"""`generate` owns a file only by its exact marker line."""
+"""`generate` owns a file only by its exact marker line, and changes a set of files as one unit:
+an interrupted run leaves a set that does not compile, and the next run removes its debris."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import symbackprop
+from symbackprop.c_build import CompileError, build_program
 from symbackprop.cli import main
-from symbackprop.codegen import generate
+from symbackprop.codegen import files as files_mod
+from symbackprop.codegen import generate, render
 from symbackprop.codegen.files import marker, ours
+from symbackprop.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 MAZUR = ROOT / "examples/mazur.yaml"
 DIGEST = "e30fb2b4c7081ef85c3fef0cab9996b759068f7226ae30533c005ff7bc6b871f"
+HAS_CC = shutil.which(os.environ.get("CC", "cc")) is not None
+needs_cc = pytest.mark.skipif(not HAS_CC and not os.environ.get("CI"), reason="no cc (CI has it)")
 
 # The first lines of the files the previous release wrote (its generated/mazur/), verbatim.
 LEGACY = {
@@ -92,6 +101,8 @@ def test_a_symlink_or_fifo_in_the_way_is_not_ours(tmp_path, capsys):
     os.mkfifo(out / "Makefile")
     refused(out, capsys)
     assert (out / "Makefile").is_fifo()
+    assert main(["generate", str(MAZUR), "--target", "c", "-o", str(out), "--force"]) == 0
+    assert (out / "Makefile").read_text().startswith(f"# {MARK}\n")  # replaced, not read
 
 
 TEMPLATES = {
@@ -126,3 +137,92 @@ def test_files_of_the_previous_release_are_ours(tmp_path, capsys):
     capsys.readouterr()
     for name in LEGACY:
         assert "int old;" not in (out / name).read_text(), name
+
+
+# ---- item 3: a set of files changes as one unit ----------------------------------------------
+
+OTHER = {  # mazur with another learning rate: every file of the set differs
+    "name": "mazur",
+    "inputs": 2,
+    "layers": [{"units": 2, "activation": "sigmoid"}, {"units": 2, "activation": "sigmoid"}],
+    "loss": {"type": "sse", "scale": 0.5, "reduction": "sum"},
+    "optimizer": {"type": "sgd", "lr": 0.25},
+}
+KILL_AFTER_FIRST_RENAME = """
+import os, signal, sys
+import symbackprop
+from symbackprop.codegen import generate
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+generate(symbackprop.derive(eval(sys.argv[1])), "c", sys.argv[2])
+"""
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@needs_cc
+def test_a_run_killed_between_renames_leaves_a_set_that_does_not_compile(tmp_path):
+    out = tmp_path / "out"
+    generate(symbackprop.load_spec(MAZUR), "c", out)
+    old = {p.name: p.read_text() for p in out.iterdir()}
+    run = subprocess.run(
+        [sys.executable, "-c", KILL_AFTER_FIRST_RENAME, repr(OTHER), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == -9, run.stderr
+    changed = sorted(n for n, text in old.items() if (out / n).read_text() != text)
+    assert changed == ["mazur.c"]  # the first rename: the source, before its header
+    assert [n for n in leftovers(out) if n.startswith(files_mod.STAGING)], leftovers(out)
+    with pytest.raises(CompileError, match="another run of symbackprop generate"):
+        build_program(out)
+    (out / ".mazur.h.abcd_123.tmp").write_text("debris of the previous release")
+    (out / ".notes.tmp").write_text("mine")
+    generate(symbackprop.derive(OTHER), "c", out)  # the next run cleans up and completes
+    assert leftovers(out) == [".notes.tmp"]
+    assert build_program(out).exists()
+    assert {p.name: p.read_text() for p in out.iterdir() if p.name in old} == render(
+        symbackprop.derive(OTHER).spec, "c"
+    )
+
+
+@needs_cc
+def test_a_failed_rename_leaves_no_debris_and_no_usable_mix(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    generate(symbackprop.load_spec(MAZUR), "c", out)
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) > 1:
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(files_mod.os, "replace", replace)
+    with pytest.raises(SpecError, match="cannot write: Input/output error"):
+        generate(symbackprop.derive(OTHER), "c", out)
+    monkeypatch.undo()
+    assert leftovers(out) == []
+    with pytest.raises(CompileError, match="another run of symbackprop generate"):
+        build_program(out)
+    generate(symbackprop.derive(OTHER), "c", out)
+    assert build_program(out).exists()
+
+
+def test_the_build_id_is_the_sets_and_checked_by_both_sources():
+    a, b = render(symbackprop.load_spec(MAZUR), "c"), render(symbackprop.derive(OTHER), "c")
+    ids = set()
+    for files in (a, b):
+        (define,) = [ln for ln in files["mazur.h"].split("\n") if "#define MAZUR_BUILD" in ln]
+        build = define.split()[2]
+        ids.add(build)
+        check = f"#if !defined(MAZUR_BUILD) || MAZUR_BUILD != {build}"
+        assert check in files["mazur.c"] and check in files["mazur_main.c"]
+    assert len(ids) == 2
+    assert list(a) == ["mazur.c", "mazur_main.c", "mazur.h", "Makefile"]  # the rename order

@@ -10,6 +10,9 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x6ff15a5061ed
+#error "adam_gelu.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <limits.h>

@@ -7,6 +7,9 @@
  * with one line `error: ...` on bad input.
  */
 #include "adam_gelu.h"
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x6ff15a5061ed
+#error "adam_gelu.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,6 +10,9 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x2b46438490f8
+#error "iris_softmax.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <limits.h>

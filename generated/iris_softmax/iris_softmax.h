@@ -12,6 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
+#define IRIS_SOFTMAX_BUILD 0x2b46438490f8 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

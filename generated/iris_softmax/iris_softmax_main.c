@@ -7,6 +7,9 @@
  * with one line `error: ...` on bad input.
  */
 #include "iris_softmax.h"
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x2b46438490f8
+#error "iris_softmax.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,6 +10,9 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mazur.h"
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x17954d2483de
+#error "mazur.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <limits.h>

@@ -12,6 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
+#define MAZUR_BUILD 0x17954d2483de /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

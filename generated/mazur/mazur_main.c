@@ -7,6 +7,9 @@
  * with one line `error: ...` on bad input.
  */
 #include "mazur.h"
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x17954d2483de
+#error "mazur.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <stdio.h>

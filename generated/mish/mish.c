@@ -10,6 +10,9 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mish.h"
+#if !defined(MISH_BUILD) || MISH_BUILD != 0x49bd78781278
+#error "mish.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <limits.h>

@@ -12,6 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
+#define MISH_BUILD 0x49bd78781278 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

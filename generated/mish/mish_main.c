@@ -7,6 +7,9 @@
  * with one line `error: ...` on bad input.
  */
 #include "mish.h"
+#if !defined(MISH_BUILD) || MISH_BUILD != 0x49bd78781278
+#error "mish.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <stdio.h>

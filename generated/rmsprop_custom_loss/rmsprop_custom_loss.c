@@ -10,6 +10,9 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "rmsprop_custom_loss.h"
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0xa6c51640e63e
+#error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <limits.h>

@@ -7,6 +7,9 @@
  * with one line `error: ...` on bad input.
  */
 #include "rmsprop_custom_loss.h"
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0xa6c51640e63e
+#error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <stdio.h>

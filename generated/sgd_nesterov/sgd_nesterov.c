@@ -10,6 +10,9 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x8e0b25e5d5f0
+#error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <limits.h>

@@ -12,6 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
+#define SGD_NESTEROV_BUILD 0x8e0b25e5d5f0 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,6 +7,9 @@
  * with one line `error: ...` on bad input.
  */
 #include "sgd_nesterov.h"
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x8e0b25e5d5f0
+#error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <stdio.h>

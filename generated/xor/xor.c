@@ -10,6 +10,9 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
+#if !defined(XOR_BUILD) || XOR_BUILD != 0x659cea85bf53
+#error "xor.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <limits.h>

@@ -12,6 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
+#define XOR_BUILD 0x659cea85bf53 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,6 +7,9 @@
  * with one line `error: ...` on bad input.
  */
 #include "xor.h"
+#if !defined(XOR_BUILD) || XOR_BUILD != 0x659cea85bf53
+#error "xor.h is from another run of symbackprop generate: generate again"
+#endif
 
 #include <errno.h>
 #include <stdio.h>

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -29,6 +30,8 @@ _LEGACY = re.compile(
     r"`symbackprop generate(?: --target c)?`\.\n"
 )
 _LEGACY_LINES = 8
+STAGING = ".symbackprop-staging-"  # the hidden folder a set of files is written to first
+_OLD_TEMPORARY = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")  # the previous release's temporaries
 
 
 def marker(template: str, name: str, digest: str) -> str:
@@ -74,48 +77,80 @@ def check_writable(path: str | Path, field: str) -> None:
 
 
 def write_files(directory: Path, files: dict[str, str], force: bool = False) -> list[Path]:
-    """Write ``files`` (name -> text) into ``directory``: all or nothing.
+    """Write ``files`` (name -> text) into ``directory`` as one set.
 
     Every target is checked first: a file symbackprop did not write is refused unless
-    ``force``, so a refusal writes nothing.
+    ``force``, so a refusal writes nothing. The files are written into a hidden staging folder
+    inside ``directory``, then renamed into place in the order given (a backend lists the files
+    that check the others' build id first, so an interrupted set does not compile); what an
+    interrupted run left behind is removed first.
     """
     directory = Path(directory)
+    missing: list[Path] = []
     try:
-        return _write_files(directory, files, force)
+        _check(directory, files, force)
+        missing = [p for p in (directory, *directory.parents) if not p.exists()]
+        directory.mkdir(parents=True, exist_ok=True)
+        _clean(directory, files)
+        changed = {n: t for n, t in files.items() if not _same(directory / n, t)}
+        if changed:
+            _commit(directory, changed)
     except OSError as exc:
+        for folder in missing:  # the folders this call created, deepest first, if still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise SpecError("-o", f"cannot write: {_reason(exc)}", str(directory)) from None
+    return [directory / name for name in sorted(files)]
 
 
-def _write_files(directory: Path, files: dict[str, str], force: bool) -> list[Path]:
-    directory = Path(directory)
+def _check(directory: Path, files: dict[str, str], force: bool) -> None:
+    """Refuse (writing nothing) a folder that is a file, and a file symbackprop did not write."""
     if directory.exists() and not directory.is_dir():
         raise SpecError("-o", "exists and is not a directory", str(directory))
     for name in files:
         target = directory / name
         if target.is_dir():
             raise SpecError("-o", f"{name} is a directory", str(directory))
-        if target.exists() and not force and not ours(target):
+        if os.path.lexists(target) and not force and not ours(target):
             raise SpecError("-o", f"{name} exists and was not written by symbackprop; "
                             "use --force to overwrite it", str(directory))  # fmt: skip
-    created = not directory.exists()
-    directory.mkdir(parents=True, exist_ok=True)
-    staged: list[tuple[str, Path]] = []
-    try:  # every file is written to a temporary first; renames happen only when all succeeded
-        for name, text in sorted(files.items()):
-            target = directory / name
-            if target.exists() and target.read_text(encoding="utf-8", errors="replace") == text:
-                continue
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-            staged.append((tmp, target))
+
+
+def _same(path: Path, text: str) -> bool:
+    """Whether ``path`` is a regular file holding exactly ``text`` (then it is left alone)."""
+    data = text.encode("utf-8")
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a FIFO would block
+            return False
+        with open(path, "rb") as f:
+            return f.read(len(data) + 1) == data
+    except OSError:
+        return False
+
+
+def _clean(directory: Path, names) -> None:
+    """Remove what a killed run left: staging folders, and the temporary files of the previous
+    release (``.<name>.XXXXXXXX.tmp`` beside a file of this set)."""
+    for entry in os.scandir(directory):
+        if entry.name.startswith(STAGING) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            continue
+        old = _OLD_TEMPORARY.fullmatch(entry.name)
+        if old and old.group(1) in names and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+
+
+def _commit(directory: Path, files: dict[str, str]) -> None:
+    """Write every file into a staging folder, then rename each into place, in order."""
+    stage = Path(tempfile.mkdtemp(prefix=STAGING, dir=directory))
+    try:
+        for name, text in files.items():
+            fd = os.open(stage / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(text)
-            os.chmod(tmp, 0o644)
-    except BaseException:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
-        if created and not any(directory.iterdir()):
-            directory.rmdir()
-        raise
-    for tmp, target in staged:
-        os.replace(tmp, target)
-    return [directory / name for name in sorted(files)]
+        for name in files:
+            os.replace(stage / name, directory / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
