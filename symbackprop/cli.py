@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 import tempfile
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .codegen import TARGETS, generate
-from .codegen.files import write_atomic
+from .codegen.files import check_writable, write_atomic
 from .core.chain_rule import derive
 from .core.evaluate import evaluate
 from .document.sections import render
@@ -65,24 +67,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _output(text: str, output: str | None) -> None:
+    text = text if text.endswith("\n") else text + "\n"
     if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    target = Path(output)
-    if target.is_dir():
-        raise SpecError("-o", "is a directory", output)
-    if not target.parent.exists():
-        raise SpecError("-o", "no such directory", str(target.parent))
-    write_atomic(target, text if text.endswith("\n") else text + "\n")
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text, "-o")
 
 
 def cmd_derive(args) -> int:
     spec = load_spec(args.spec)
     samples = load_samples(args.at, spec) if args.at else None
+    if args.output:
+        check_writable(args.output, "-o")
     if args.pdf:
         from .document.pdf import check_pdflatex
 
         check_pdflatex()
+        check_writable(args.pdf, "--pdf")
     d = derive(spec)
     ev = evaluate(d, samples) if samples is not None else None
     _output(render(d, args.format, args.mode, ev), args.output)
@@ -131,8 +132,14 @@ def cmd_train(args) -> int:
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
     data = Path(args.data)
-    if not data.is_file():
-        raise SpecError("--data", "is a directory" if data.is_dir() else "no such file", args.data)
+    if data.is_dir():
+        raise SpecError("--data", "is a directory", args.data)
+    if not os.path.exists(args.data):  # the readers refuse what cannot be read
+        raise SpecError("--data", "no such file", args.data)
+    out = args.out or f"{spec.name}.weights"
+    check_writable(out, "--out")  # now, not after training
+    if args.plot:
+        check_writable(args.plot, "--plot")
     plt = _pyplot() if args.plot else None
     with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
         module = TARGETS[args.target].module(derive(spec), tmp)  # loaded: tmp may go
@@ -167,8 +174,7 @@ def cmd_train(args) -> int:
     except _Diverged as exc:
         diverged = exc.args
         params = kept
-    out = args.out or f"{spec.name}.weights"
-    module.save(params, out)
+    _save(module, params, out, "--out")
     if diverged is None:
         print(f"saved weights to {out}")
     if plt is not None and history:
@@ -182,8 +188,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _save(module, params: dict, path: str, field: str) -> None:
+    """``module.save``; a SpecError naming ``path`` when it cannot be written."""
+    try:
+        module.save(params, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc).removeprefix(f"{path}: ")
+        raise SpecError(field, f"cannot write: {reason}", path) from None
+
+
 def _plot(plt, history: list[float], name: str, path: str) -> None:
-    """The loss curve (mean loss per epoch) as a PNG."""
+    """The loss curve (mean loss per epoch) as a PNG, written as every output is."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(range(1, len(history) + 1), history)
     ax.set_xlabel("epoch")
@@ -191,7 +206,9 @@ def _plot(plt, history: list[float], name: str, path: str) -> None:
     ax.set_yscale("log" if min(history) > 0 else "linear")
     ax.set_title(f"{name}: training loss")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    write_atomic(path, png.getvalue(), "--plot")
     print(f"saved the loss curve to {path}")
 
 
@@ -242,7 +259,7 @@ def cmd_demo(args) -> int:
     seconds = time.perf_counter() - begin
     acc = module.accuracy(params, x, t)
     weights = folder / f"{iris_spec.name}.weights"
-    module.save(params, str(weights))
+    _save(module, params, str(weights), "-o")
     print(f"  loss {history[0]:.4f} -> {history[-1]:.4f}, training accuracy {acc:.1%}")
     written += _demo_c(iris_d, folder, start, params, x, t, seconds)
     print("Files:")
@@ -256,14 +273,13 @@ def cmd_demo(args) -> int:
 
 def _demo_c(d, folder: Path, start: dict, trained: dict, x, t, seconds: float) -> list:
     """The same training through the generated C (when a compiler is found): equal to NumPy."""
-    from .codegen.c.build import CompileError
     from .codegen.c.loader import load_c
 
     print("The same network as C99 (libc and libm only), compiled with cc, from the same start:")
     written = generate(d, "c", folder)
     try:
         c = load_c(folder)
-    except (SpecError, CompileError) as exc:
+    except SpecError as exc:  # no compiler, or it failed (CompileError)
         print(f"  skipped: {exc}")
         return written
     params = {k: v.copy() for k, v in start.items()}

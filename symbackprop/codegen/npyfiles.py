@@ -8,11 +8,13 @@ line: the messages of the C program's .npy reader where it has one. Every genera
 includes the functions below verbatim; the C target's Python loader imports them.
 """
 
+import io
 import math
-import os
 import zipfile
 
 import numpy as np
+
+from ..safe_io import MAX_FILE_BYTES, read_bytes
 
 NPY_VERSIONS = (b"\x01\x00", b"\x02\x00", b"\x03\x00")  # the format versions np.save writes
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one (as np.load checks)
@@ -46,18 +48,21 @@ def npy_stream(f, size):
 
 
 def npy_array(path):
-    """The array of a .npy file."""
-    with open(path, "rb") as f:
-        return npy_stream(f, os.fstat(f.fileno()).st_size)
+    """The array of a .npy file (read as safe_io reads: bounded, without blocking)."""
+    data = read_bytes(path, MAX_FILE_BYTES)
+    return npy_stream(io.BytesIO(data), len(data))
 
 
 def npz_arrays(path, names):
-    """{name: array} for those of names a .npz file holds (a zip archive of NAME.npy files)."""
-    with open(path, "rb") as f:
-        if f.read(4) not in ZIP_MAGIC:
-            raise ValueError("not a .npz file (a zip archive of .npy files)")
+    """{name: array} for those of names a .npz file holds (a zip archive of NAME.npy files);
+    refused when its members would unpack to more than MAX_FILE_BYTES."""
+    data = read_bytes(path, MAX_FILE_BYTES)
+    if data[:4] not in ZIP_MAGIC:
+        raise ValueError("not a .npz file (a zip archive of .npy files)")
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            if sum(info.file_size for info in z.infolist()) > MAX_FILE_BYTES:
+                raise ValueError(f"larger than {MAX_FILE_BYTES} bytes uncompressed")
             members = {info.filename: info for info in z.infolist()}
             arrays = {}
             for name in names:

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..codegen.files import write_atomic
 from ..spec.errors import SpecError
 
 INSTALL_HINT = (
@@ -26,11 +27,9 @@ def check_pdflatex() -> str:
 
 
 def compile_pdf(tex: str, target: Path) -> None:
-    """Compile ``tex`` in a temporary folder and move the PDF to ``target`` atomically."""
+    """Compile ``tex`` in a temporary folder and write the PDF to ``target`` (atomically, or in
+    place for a device: see codegen.files.write_atomic)."""
     exe = check_pdflatex()
-    target = Path(target)
-    if not target.parent.exists():
-        raise SpecError("--pdf", "no such directory", str(target.parent))
     env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
     with tempfile.TemporaryDirectory(prefix="symbackprop-tex-") as tmp:
         (Path(tmp) / "doc.tex").write_text(tex, encoding="utf-8")
@@ -42,4 +41,4 @@ def compile_pdf(tex: str, target: Path) -> None:
             log = (Path(tmp) / "doc.log").read_text(errors="replace")
             first = next((ln for ln in log.splitlines() if ln.startswith("!")), "unknown error")
             raise SpecError("--pdf", f"pdflatex failed: {first}")
-        shutil.move(str(Path(tmp) / "doc.pdf"), str(target))
+        write_atomic(target, (Path(tmp) / "doc.pdf").read_bytes(), "--pdf")

@@ -6,21 +6,26 @@ expressions the NumPy target prints; matrix ops are loops (or cblas with ``make 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import sympy as sp
 
+from ... import safe_io
 from ...core import prng
 from ...core.optimizers import hyper_range
 from ...printing.c import CCodePrinter
 from ..program import Lowered, Program
 
+# In the order write_files renames them into place: the sources, which check the header's build
+# id, before the header, so a set interrupted halfway does not compile.
 TEMPLATES = {
-    "{name}.h": "c/header.h.j2",
     "{name}.c": "c/source.c.j2",
     "{name}_main.c": "c/main.c.j2",
+    "{name}.h": "c/header.h.j2",
     "Makefile": "c/Makefile.j2",
 }
+_BUILD = "BUILD-ID-OF-THE-SET"  # stands for the build id while the set is rendered
 CHUNK = 256  # default rows per workspace chunk (<NAME>_CHUNK); any batch size works
 CACHE_BLOCK = 1 << 18  # bytes of one matrix operand the loops keep in cache (256 KB)
 _SCALARS = {"lse"}  # per-sample values: one number per row, not per unit
@@ -304,6 +309,7 @@ def context(program: Program) -> dict:
         "loss": program.loss_name,
         "optimizer": program.update.name,
         "chunk": CHUNK,
+        "max_file_bytes": safe_io.MAX_FILE_BYTES,
         "layers": [
             {"index": la.index, "units": la.shape[-1], "label": _label(la)} for la in program.layers
         ],
@@ -332,11 +338,24 @@ def context(program: Program) -> dict:
 
 
 def files(program: Program) -> dict[str, str]:
-    """The C target's files: <name>.h, <name>.c, <name>_main.c and a Makefile."""
+    """The C target's files, in the order they are renamed into place (see TEMPLATES)."""
     from ..templating import render
 
     ctx = context(program)
-    return {out.format(name=ctx["name"]): render(tpl, **ctx) for out, tpl in TEMPLATES.items()}
+    texts = {
+        out.format(name=ctx["name"]): render(tpl, **ctx, build=_BUILD)
+        for out, tpl in TEMPLATES.items()
+    }
+    return {name: text.replace(_BUILD, build_id(texts)) for name, text in texts.items()}
 
 
-__all__ = ["CHUNK", "TEMPLATES", "c_string", "context", "files"]
+def build_id(texts: dict[str, str]) -> str:
+    """48 bits of the SHA-256 of the whole set (rendered with the id's placeholder): the files
+    of one run of generate agree on it, a file of another run does not."""
+    digest = hashlib.sha256()
+    for name in sorted(texts):
+        digest.update(f"{name}\0{texts[name]}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+__all__ = ["CHUNK", "TEMPLATES", "build_id", "c_string", "context", "files"]

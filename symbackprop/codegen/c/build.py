@@ -19,8 +19,12 @@ from ...spec.errors import SpecError
 BASE_FLAGS = ("-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math")
 
 
-class CompileError(RuntimeError):
-    """The C compiler failed; the message carries its first error lines."""
+class CompileError(SpecError):
+    """The C compiler failed (a bad ``$CC`` or ``$CFLAGS``, a broken set of files): one line with
+    its exit status, its first error lines and the command."""
+
+    def __init__(self, reason: str):
+        super().__init__("CC", reason)
 
 
 def compiler() -> list[str]:
@@ -63,17 +67,28 @@ def compile_c(sources: list[Path], output: Path, flags: list[str], libs: list[st
     target = output.with_name(f"{output.stem}-{digest.hexdigest()[:16]}{output.suffix}")
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        os.close(fd)
+    except OSError as exc:
+        reason = f"cannot write the build cache: {exc.strerror or exc}"
+        raise SpecError("SYMBACKPROP_CACHE", reason, str(target.parent)) from None
     cmd = [*cc, *flags, "-o", tmp, *map(str, sources), *libs]
     try:
-        run = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise CompileError(f"cannot run the C compiler {cc[0]}: {reason}") from None
         if run.returncode != 0:
-            lines = [
-                ln for ln in run.stderr.splitlines() if "error" in ln
-            ] or run.stderr.splitlines()
-            raise CompileError(f"{shlex.join(cmd)} failed: " + "; ".join(lines[:5]))
+            out = run.stderr.splitlines() + run.stdout.splitlines()
+            lines = [ln.strip() for ln in out if "error" in ln] or [ln.strip() for ln in out]
+            said = ": " + "; ".join(lines[:5]) if lines else ""
+            raise CompileError(
+                f"the C compiler failed (exit status {run.returncode}){said} "
+                f"(command: {shlex.join(cmd)})"
+            )
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

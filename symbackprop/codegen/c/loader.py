@@ -339,7 +339,7 @@ class CModule:
         """X and T of a .npz file, read and refused as the NumPy module does it."""
         try:
             X, T = npz_data(path)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, EOFError, ValueError, TypeError, MemoryError) as exc:
             _fail(f"{path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
         if X.ndim != 2 or T.ndim not in (1, 2) or T.shape[0] != X.shape[0]:
             _fail(f"{path}: X [n, {self.INPUTS}] and T [n, {self.OUTPUTS}] (or y [n]) needed")

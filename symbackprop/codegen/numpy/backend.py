@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from ... import safe_io
 from ...core import prng
 from ...core.optimizers import P, hyper_range
 from ...printing.numpy import NumpyCodePrinter
@@ -29,6 +30,11 @@ def prng_source() -> str:
 def npy_source() -> str:
     """symbackprop/codegen/npyfiles.py without its docstring and imports."""
     return _verbatim(npyfiles, "NPY_VERSIONS = ")
+
+
+def safe_io_source() -> str:
+    """symbackprop/safe_io.py without its docstring and imports."""
+    return _verbatim(safe_io, "MAX_FILE_BYTES = ")
 
 
 def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
@@ -112,6 +118,7 @@ def context(program: Program) -> dict:
         },  # fmt: skip
         "prng_source": prng_source(),
         "npy_source": npy_source(),
+        "safe_io_source": safe_io_source(),
         "forward": forward,
         "forward_values": produced,
         "output": program.output,
@@ -139,4 +146,4 @@ def files(program: Program) -> dict[str, str]:
     return {f"{program.spec.name}.py": render(TEMPLATE, **context(program))}
 
 
-__all__ = ["TEMPLATE", "context", "files", "npy_source", "prng_source"]
+__all__ = ["TEMPLATE", "context", "files", "npy_source", "prng_source", "safe_io_source"]
