@@ -1,5 +1,5 @@
 """Reading user files (specs, samples) safely: size-bounded, UTF-8, YAML without aliases, JSON by
-extension; every failure is one SpecError naming the file."""
+extension; every failure is one SpecError naming the file (and, where it can, the field)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,42 @@ from .errors import SpecError
 MAX_FILE_BYTES = 20_000_000
 
 
+class HugeInt:
+    """An integer literal longer than Python converts from text (4,300 digits by default).
+
+    The loaders keep it as this marker instead of failing, so that the field reading it names
+    itself in the refusal (``inputs: got a 5001-digit integer``).
+    """
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit integer"
+
+
+def _int_or_huge(text: str, convert=int) -> int | HugeInt:
+    """``convert(text)``, or a HugeInt when ``text`` is a decimal integer beyond Python's
+    int-string conversion limit."""
+    try:
+        return convert(text)
+    except ValueError:
+        digits = text.lstrip("+-").replace("_", "")
+        if not digits.isdigit():
+            raise
+        return HugeInt(len(digits))
+
+
 class _SpecLoader(yaml.SafeLoader):
-    """SafeLoader without aliases: a spec never needs them, and they make "billion laughs"
-    documents that expand exponentially when walked."""
+    """SafeLoader for specs and samples.
+
+    - No aliases: a spec never needs them, and they make "billion laughs" documents that expand
+      exponentially when walked.
+    - Integers too long to convert are kept as HugeInt; any other value a tag cannot construct
+      (``!!int abc``) is a YAML error with its position.
+    """
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -25,6 +58,21 @@ class _SpecLoader(yaml.SafeLoader):
                 None, None, "YAML aliases (*name) are not allowed in specs", event.start_mark
             )
         return super().compose_node(parent, index)
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, TypeError, OverflowError):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.value!r:.40} as {node.tag}", node.start_mark
+            ) from None
+
+    def construct_yaml_int(self, node):
+        parent = super().construct_yaml_int
+        return _int_or_huge(node.value, lambda _: parent(node))
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
 
 
 def read_data_file(path: str | Path) -> Any:
@@ -51,7 +99,7 @@ def read_data_file(path: str | Path) -> Any:
         raise SpecError("", "the file is empty", file)
     try:
         if p.suffix.lower() == ".json":
-            return json.loads(text)
+            return json.loads(text, parse_int=_int_or_huge)
         return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader subclass
     except json.JSONDecodeError as exc:
         raise SpecError(

@@ -181,7 +181,7 @@ class _Builder:
         if type(value) not in (int, float):
             kind = _KINDS.get(type(value), repr(value))
             raise self.fail(f"only int and float numbers are allowed, not {kind}")
-        if not math.isfinite(value) or abs(value) > MAX_LITERAL:
+        if abs(value) > MAX_LITERAL:  # exact for ints of any size (no float conversion); inf
             raise self.fail("number literal too large (at most 1e15 in absolute value)")
         if isinstance(value, float):
             return self.checked(lambda: sp.Rational(repr(value)))

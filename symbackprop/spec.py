@@ -16,7 +16,7 @@ from typing import Any
 import sympy as sp
 
 from . import activations, prng
-from .datafiles import read_data_file
+from .datafiles import HugeInt, read_data_file
 from .errors import SpecError
 from .expressions import parse_expression
 from .spec_fields import _bool, _choice, _Fields, _int, _kind, _nested, _num
@@ -139,7 +139,7 @@ def _param(data: Any, field: str, shape: tuple[int, ...], is_bias: bool) -> Para
         std = _num(f.get("std", 1.0), f.at("std"), 0.0)
         gain = _num(f.get("gain", 1.0), f.at("gain"), 0.0)
         init = Init(scheme, None, low, high, std, gain)
-    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+    elif isinstance(raw, (int, float, HugeInt)) and not isinstance(raw, bool):
         init = Init("values", _num(raw, f.at("init")))
     elif isinstance(raw, list):
         init = Init("values", _nested(raw, shape, f.at("init")))

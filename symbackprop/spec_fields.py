@@ -4,10 +4,14 @@ and reading mappings field by field, with the field path and "did you mean" hint
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .datafiles import HugeInt
 from .errors import SpecError, did_you_mean
+
+_FLOAT_MAX = sys.float_info.max
 
 
 class _Fields:
@@ -45,6 +49,8 @@ class _Fields:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
+    if isinstance(value, HugeInt):
+        return repr(value)
     return {
         bool: "a boolean",
         int: "an integer",
@@ -55,12 +61,24 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _show(value: int | HugeInt) -> str:
+    """An integer as written, or its length when it would swamp the message."""
+    if isinstance(value, HugeInt):
+        return repr(value)
+    if abs(value) < 10**30:
+        return str(value)
+    try:
+        return f"a {len(str(abs(value)))}-digit integer"
+    except ValueError:  # beyond Python's int-string conversion limit (a dict from the API)
+        return "an integer of thousands of digits"
+
+
 def _int(value: Any, field: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, (int, HugeInt)):
         raise SpecError(field, f"expected an integer, got {_kind(value)}")
-    if value < low or (high is not None and value > high):
+    if isinstance(value, HugeInt) or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise SpecError(field, f"must be {bound}, got {value}")
+        raise SpecError(field, f"must be {bound}, got {_show(value)}")
     return value
 
 
@@ -73,8 +91,10 @@ def _num(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, HugeInt)):
         raise SpecError(field, f"expected a number, got {_kind(value)}")
+    if isinstance(value, HugeInt) or (isinstance(value, int) and abs(value) > _FLOAT_MAX):
+        raise SpecError(field, f"out of range: {_show(value)} is beyond the largest float")
     value = float(value)
     if not math.isfinite(value):
         raise SpecError(field, f"must be finite, got {value}")

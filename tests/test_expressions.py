@@ -163,6 +163,8 @@ def test_numeric_value_matches_math(text: str, reference, value: float) -> None:
         ("2**-1000", "exponent"),
         ("x**(2**10)", "exponent"),
         ("9" * 20, "too large"),
+        ("1" + "0" * 400, "too large"),  # an int beyond any float: no OverflowError
+        ("x*-1" + "0" * 400, "too large"),
         ("1e400", "too large"),
         ("-1e16", "too large"),
         ("1j", "complex"),

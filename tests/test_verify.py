@@ -320,6 +320,7 @@ HOSTILE = [
     ("w2_11", "x1.__class__", "attribute access is not allowed"),
     ("w2_11", "x1**10**10", "exponent too large"),
     ("w2_11", "10**10**10", "exponent too large"),
+    ("w2_11", "x1*1" + "0" * 400, "number literal too large"),  # no OverflowError
     ("w2_11", "exp(exp(exp(exp(1000))))", "out of range"),
     ("w2_11", "x1*" * 350_000 + "x1", "too long"),  # about 1 MB
     ("w2_11", "a2_3*x1", "did you mean 'a2_2'?"),
@@ -329,6 +330,7 @@ HOSTILE = [
     ("W2", "__import__('os') @ a1", "unknown function '__import__'"),
     ("W2", "a1[0] @ x.T", "not allowed in matrix form"),
     ("W2", "a3 @ a1.T", "unknown name 'a3'"),
+    ("W2", "delta2 @ a1.T * 1" + "0" * 400, "number literal too large"),
     ("W2", "(delta2 @ a1.T) ** 10**10", "exponent too large"),
     ("W2", "delta2 @ a1.T" + " + delta2 @ a1.T" * 70_000, "too long"),
     ("W2", "-(" * 150 + "a1" + ")" * 150 + " @ x.T", "nested too deeply"),

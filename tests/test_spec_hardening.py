@@ -1,0 +1,127 @@
+"""Spec files the hardening issue found breaking the loader: integers too large for a float or
+for Python's int-string conversion. Bad input is one line ``error: FILE: FIELD: reason``, exit 2,
+nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from symbackprop.cli import main
+
+SPEC = """\
+name: net
+inputs: 2
+layers:
+  - units: 3
+    activation: tanh
+  - units: 2
+    activation: sigmoid
+loss: {type: mse}
+optimizer: {type: adam, lr: 0.01}
+"""
+BIG = "1" + "0" * 400  # an int, but beyond the largest float (about 1.8e308)
+HUGE = "1" + "0" * 5000  # beyond Python's int-string conversion limit (4,300 digits)
+
+
+def refuse(tmp_path, capsys, text: str, suffix: str = ".yaml", at: str | None = None) -> str:
+    """Run ``derive`` on ``text`` (or on SPEC with the sample ``at``); assert exit 2, one line
+    naming the file, nothing written; return the line after ``error: FILE: ``."""
+    name = "at" if at is not None else "net"
+    bad = tmp_path / f"{name}{suffix}"
+    bad.write_text(at if at is not None else text)
+    spec = bad if at is None else tmp_path / "net.yaml"
+    if at is not None:
+        spec.write_text(SPEC)
+    out = tmp_path / "out.txt"
+    args = ["derive", str(spec), "-o", str(out)] + (["--at", str(bad)] if at is not None else [])
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {bad}: "), err
+    assert not out.exists()
+    return err.removeprefix(f"error: {bad}: ").strip()
+
+
+def with_line(old: str, new: str) -> str:
+    assert old in SPEC
+    return SPEC.replace(old, new)
+
+
+# ---- item 5: integers too large for a float, or for Python's int conversion ---------------
+
+TOO_BIG = [
+    ("optimizer: {type: adam, lr: 0.01}", f"optimizer: {{type: adam, lr: {BIG}}}", "optimizer.lr"),
+    (
+        "optimizer: {type: adam, lr: 0.01}",
+        f"optimizer: {{type: adam, betas: [0.9, {BIG}]}}",
+        "optimizer.betas[1]",
+    ),
+    ("loss: {type: mse}", f"loss: {{type: sse, scale: {BIG}}}", "loss.scale"),
+    (
+        "activation: tanh",
+        f"activation: {{name: elu, alpha: {BIG}}}",
+        "layers[0].activation.alpha",
+    ),
+    ("activation: tanh", f"bias: {{init: {BIG}}}", "layers[0].bias.init"),
+    ("activation: tanh", f"bias: {{init: [1, 2, -{BIG}]}}", "layers[0].bias.init[2]"),
+    (
+        "activation: tanh",
+        f"weight: {{init: [[1, 2], [3, {BIG}], [5, 6]]}}",
+        "layers[0].weight.init[1][1]",
+    ),
+    ("activation: tanh", f"weight: {{init: uniform, high: {BIG}}}", "layers[0].weight.high"),
+    ("activation: tanh", f"weight: {{init: normal, std: {HUGE}}}", "layers[0].weight.std"),
+    ("optimizer: {type: adam, lr: 0.01}", f"optimizer: {{type: adam, lr: {HUGE}}}", "optimizer.lr"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "field"), TOO_BIG, ids=[c[2] for c in TOO_BIG])
+def test_numbers_beyond_a_float_are_refused_by_field(tmp_path, capsys, old, new, field):
+    reason = refuse(tmp_path, capsys, with_line(old, new))
+    digits = len(HUGE) if HUGE in new else len(BIG)
+    assert reason == f"{field}: out of range: a {digits}-digit integer is beyond the largest float"
+
+
+@pytest.mark.parametrize("field", ["inputs", "seed"])
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_integers_beyond_pythons_conversion_limit_are_refused_by_field(
+    tmp_path, capsys, field, suffix
+):
+    """YAML and JSON parsing of a 5001-digit integer raised ValueError (a traceback)."""
+    data = {"name": "net", "inputs": 2, "layers": [{"units": 1}]}
+    data[field] = "HUGE"
+    text = json.dumps(data).replace('"HUGE"', HUGE)
+    reason = refuse(tmp_path, capsys, text, suffix)  # JSON is YAML too
+    assert reason.startswith(f"{field}: must be between ") and "a 5001-digit integer" in reason
+
+
+@pytest.mark.parametrize("text", [f"x*{BIG}", f"{'9' * 1500}*x", f"exp(x) - 1{'0' * 330}.0"])
+def test_huge_literals_in_expressions(tmp_path, capsys, text):
+    spec = with_line("activation: tanh", f"activation: {{expr: '{text}'}}")
+    reason = refuse(tmp_path, capsys, spec)
+    assert reason.startswith("layers[0].activation.expr: number literal too large"), reason
+
+
+@pytest.mark.parametrize(
+    ("sample", "field"),
+    [
+        (f"{{x: [1, {BIG}], t: [0, 1]}}", "x[1]"),
+        (f"{{x: [1, 2], t: [{HUGE}, 1]}}", "t[0]"),
+        (f"[{{x: [1, 2], t: [0, 1]}}, {{x: [-{BIG}, 2], t: [0, 1]}}]", "[1].x[0]"),
+    ],
+)
+def test_huge_numbers_in_samples(tmp_path, capsys, sample, field):
+    reason = refuse(tmp_path, capsys, "", at=sample)
+    assert reason.startswith(f"{field}: expected a finite number, got a "), reason
+    assert reason.endswith("-digit integer"), reason
+
+
+def test_a_tag_that_cannot_construct_its_value_is_a_yaml_error(tmp_path, capsys):
+    """``!!int abc`` raised ValueError out of the YAML loader (a traceback)."""
+    for value, tag in (("!!int abc", "int"), ("!!float x", "float"), ("!!bool maybe", "bool")):
+        reason = refuse(tmp_path, capsys, with_line("inputs: 2", f"inputs: {value}"))
+        assert reason.startswith("invalid YAML at line 2 column 9: cannot read "), reason
+        assert reason.endswith(f"as tag:yaml.org,2002:{tag}"), reason
