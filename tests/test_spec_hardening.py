@@ -1,6 +1,6 @@
 """Spec files the hardening issue found breaking the loader: integers too large for a float or
-for Python's int-string conversion. Bad input is one line ``error: FILE: FIELD: reason``, exit 2,
-nothing written."""
+for Python's int-string conversion, duplicate keys. Bad input is one line
+``error: FILE: FIELD: reason``, exit 2, nothing written."""
 
 from __future__ import annotations
 
@@ -125,3 +125,39 @@ def test_a_tag_that_cannot_construct_its_value_is_a_yaml_error(tmp_path, capsys)
         reason = refuse(tmp_path, capsys, with_line("inputs: 2", f"inputs: {value}"))
         assert reason.startswith("invalid YAML at line 2 column 9: cannot read "), reason
         assert reason.endswith(f"as tag:yaml.org,2002:{tag}"), reason
+
+
+# ---- item 15: duplicate keys ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "lines"),
+    [
+        ("  - units: 3\n", "  - units: 3\n    units: 4\n", "layers[0].units", "lines 4 and 5"),
+        ("name: net\n", "name: net\nname: other\n", "name", "lines 1 and 2"),
+        ("loss: {type: mse}", "loss: {type: mse, type: sse}", "loss.type", "line 8"),
+        ("loss: {type: mse}", "loss: {type: mse}\nloss: {type: sse}", "loss", "lines 8 and 9"),
+    ],
+)
+def test_duplicate_yaml_keys_are_refused_with_their_path(tmp_path, capsys, old, new, field, lines):
+    reason = refuse(tmp_path, capsys, with_line(old, new))
+    assert reason == f"{field}: duplicate key ({lines})"
+
+
+def test_duplicate_json_keys_are_refused_with_their_path(tmp_path, capsys):
+    text = '{"name": "net", "inputs": 2, "layers": [{"units": 1}, {"units": 2, "units": 3}]}'
+    assert refuse(tmp_path, capsys, text, ".json") == "layers[1].units: duplicate key"
+    text = '{"name": "net", "inputs": 2, "layers": [{"units": 1}], "inputs": 3}'
+    assert refuse(tmp_path, capsys, text, ".json") == "inputs: duplicate key"
+
+
+def test_duplicate_keys_in_samples(tmp_path, capsys):
+    reason = refuse(tmp_path, capsys, "", at="- {x: [1, 2], t: [0, 1]}\n- {x: [1, 2], x: [3, 4]}")
+    assert reason == "[1].x: duplicate key (line 2)"
+    reason = refuse(tmp_path, capsys, "", ".json", at='{"x": [1, 2], "t": [0, 1], "t": [1, 0]}')
+    assert reason == "t: duplicate key"
+
+
+def test_keys_equal_as_values_are_duplicates(tmp_path, capsys):
+    """YAML 1 and 0x1 (and true) are the same key once constructed: the last one would win."""
+    assert refuse(tmp_path, capsys, SPEC + "1: a\n0x1: b\n") == "1: duplicate key (lines 10 and 11)"
