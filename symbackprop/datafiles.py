@@ -4,6 +4,7 @@ extension; every failure is one SpecError naming the file (and, where it can, th
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,8 @@ class _SpecLoader(yaml.SafeLoader):
     - No aliases: a spec never needs them, and they make "billion laughs" documents that expand
       exponentially when walked.
     - Duplicate keys are refused (SafeLoader keeps the last one silently).
+    - YAML 1.2 floats: ``1e-3``, ``1E5``, ``+1e3`` are numbers (YAML 1.1 wants a dot and a signed
+      exponent, so SafeLoader reads ``lr: 1e-3`` as a string).
     - Integers too long to convert are kept as HugeInt; any other value a tag cannot construct
       (``!!int abc``) is a YAML error with its position.
     """
@@ -132,6 +135,11 @@ class _SpecLoader(yaml.SafeLoader):
 
 
 _SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def _load_json(text: str) -> Any:

@@ -1,6 +1,6 @@
 """Spec files the hardening issue found breaking the loader: integers too large for a float or
-for Python's int-string conversion, duplicate keys. Bad input is one line
-``error: FILE: FIELD: reason``, exit 2, nothing written."""
+for Python's int-string conversion, duplicate keys, YAML 1.2 floats (``1e-3``). Bad input is one
+line ``error: FILE: FIELD: reason``, exit 2, nothing written."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import pytest
 
 from symbackprop.cli import main
+from symbackprop.spec import load_spec
 
 SPEC = """\
 name: net
@@ -161,3 +162,40 @@ def test_duplicate_keys_in_samples(tmp_path, capsys):
 def test_keys_equal_as_values_are_duplicates(tmp_path, capsys):
     """YAML 1 and 0x1 (and true) are the same key once constructed: the last one would win."""
     assert refuse(tmp_path, capsys, SPEC + "1: a\n0x1: b\n") == "1: duplicate key (lines 10 and 11)"
+
+
+# ---- item 17a: YAML 1.2 floats ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-3", 1e-3),
+        ("1E-3", 1e-3),
+        ("+1e-3", 1e-3),
+        ("5e0", 5.0),
+        ("2.5e-1", 0.25),
+        (".5e1", 5.0),
+    ],
+)
+def test_yaml_12_floats_are_numbers(tmp_path, text, value):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(with_line("lr: 0.01", f"lr: {text}"))
+    assert load_spec(spec).optimizer.lr == value
+
+
+def test_yaml_12_floats_in_inits_and_samples(tmp_path, capsys):
+    spec = tmp_path / "net.yaml"
+    spec.write_text(with_line("activation: tanh", "activation: tanh\n    bias: {init: 1E5}"))
+    assert load_spec(spec).layers[0].bias.init.value == 1e5
+    at = tmp_path / "at.yaml"
+    at.write_text("{x: [1e-3, -2E2], t: [5e-1, 1e0]}")
+    assert main(["derive", str(spec), "--at", str(at), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["loss"] > 0
+
+
+def test_quoted_exponent_forms_stay_strings(tmp_path, capsys):
+    reason = refuse(tmp_path, capsys, with_line("lr: 0.01", "lr: '1e-3'"))
+    assert reason == "optimizer.lr: expected a number, got a string"
+    reason = refuse(tmp_path, capsys, with_line("lr: 0.01", "lr: 1e-3x"))
+    assert reason == "optimizer.lr: expected a number, got a string"
