@@ -19,7 +19,8 @@ MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parse
 
 _TOKEN = re.compile(
     r"\s+|~|\\[,;:! ]|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
-    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|])"
+    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|])",
+    re.ASCII,  # \d and \s: ASCII digits and blanks only, as the plain grammar has
 )
 _SKIP = {r"\left", r"\right", r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\big", r"\Big"}
 _FUNCS = {r"\sigma": "sigmoid", r"\exp": "exp", r"\log": "log", r"\ln": "log", r"\tanh": "tanh"}
