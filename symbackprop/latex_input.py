@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from .errors import SpecError
-from .expressions import FUNCTIONS, MAX_DEPTH
+from .expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH
 
 MAX_LATEX_LENGTH = 4000
 MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parser allows
@@ -232,6 +232,10 @@ class _Parser:
         else:
             args = [self.power()]
         out = _PRIME[fname].format(args[0]) if prime else f"{fname}({', '.join(args)})"
+        if prime and len(out) > MAX_LENGTH:  # each ' doubles its argument: refuse before it grows
+            raise self.fail(
+                f"too long once each derivative ' is written out (over {MAX_LENGTH} characters)"
+            )
         return f"({out})**{exponent}" if exponent else out
 
     def base(self) -> str:

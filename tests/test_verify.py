@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -315,6 +317,23 @@ def test_latex_bad_input(mazur, wrt, expr, fragment):
         verify(mazur, wrt, expr, latex=True)
     assert info.value.field == "--expr"
     assert fragment in info.value.reason
+
+
+@pytest.mark.parametrize("wrt", ["w2_11", "W2"])
+def test_nested_latex_derivatives_are_refused_before_they_are_written_out(wrt):
+    """Each \\sigma'(u) is written out as sigmoid(u)*(1 - sigmoid(u)), doubling u: 24 nested
+    (225 characters) grew to 2**24 copies and 1.2 GB before any length check. Now refused at
+    once; a subprocess with a 60 s hang guard, so a regression fails instead of swapping."""
+    expr = "\\sigma'(" * 24 + "z^{(2)}_1" + ")" * 24
+    assert len(expr) == 225
+    run = subprocess.run(
+        [sys.executable, "-m", "symbackprop.cli", "verify", str(MAZUR), "--wrt", wrt, "--latex",
+         "--expr", expr],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stdout == "", run.stderr
+    assert run.stderr.startswith(f"error: {MAZUR}: --expr: LaTeX: too long once each derivative")
+    assert run.stderr.count("\n") == 1
 
 
 HOSTILE = [
