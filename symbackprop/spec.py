@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,12 @@ from . import activations, prng
 from .datafiles import HugeInt, read_data_file
 from .errors import SpecError
 from .expressions import parse_expression
-from .spec_fields import _bool, _choice, _Fields, _int, _kind, _nested, _num
+from .spec_fields import _bool, _choice, _Fields, _int, _kind, _name, _nested, _num
 from .symbols import T, X, Y
 
 MAX_DIM = 100_000
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000
-NAME_RE = re.compile(r"[a-z_][a-z0-9_]*\Z")
 SCHEMES = tuple(s for s in prng.SCHEMES if s != "values")  # the named schemes a spec may use
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "sse", "custom")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -301,11 +299,7 @@ def _train(data: Any) -> TrainSpec:
 def parse_spec(data: Any, source: str = "") -> Spec:
     """Validate already-parsed YAML/JSON ``data`` into a :class:`Spec`."""
     f = _Fields(data, "", "a mapping at the top level")
-    name = f.get("name", required=True)
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
-        raise SpecError(
-            "name", f"must match [a-z_][a-z0-9_]* and be at most 40 characters, got {name!r}"
-        )
+    name = _name(f.get("name", required=True), "name")
     inputs = _int(f.get("inputs", required=True), "inputs", 1, MAX_DIM)
     dtype = _choice(f.get("dtype", "float64"), "dtype", ("float64", "float32"), "dtype")
     seed = _int(f.get("seed", 0), "seed", 0, 2**64 - 1)
