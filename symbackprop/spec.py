@@ -24,6 +24,7 @@ from .symbols import T, X, Y
 MAX_DIM = 100_000
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000
+MAX_DERIVATIVE_NODES = 20_000  # of a custom activation or loss (see _small_derivative)
 SCHEMES = tuple(s for s in prng.SCHEMES if s != "values")  # the named schemes a spec may use
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "sse", "custom")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -170,6 +171,7 @@ def _activation(data: Any, field: str) -> activations.Activation:
         expr = parse_expression(text, {"x": X}, f.at("expr"))
         f.done(("expr",))
         act = activations.custom(expr, text)
+        _small_derivative(expr, X, f.at("expr"))
         _real_derivative(activations.derive_activation(act).expr, f.at("expr"))
         return act
     raw = f.get("name", required=True)
@@ -185,6 +187,19 @@ def _activation(data: Any, field: str) -> activations.Activation:
 
 
 _COMPLEX = (sp.re, sp.im, sp.arg, sp.conjugate, sp.Derivative, sp.Subs)
+
+
+def _small_derivative(expr: sp.Expr, symbol: sp.Symbol, field: str) -> sp.Expr:
+    """d expr / d symbol, refused when larger than MAX_DERIVATIVE_NODES: every later stage
+    (stabilizing, printing, code generation) costs time in its size, which grows as the square
+    of a product's length (a product of 130 sigmoids: 140,000 nodes, 80 s to load and generate).
+    """
+    derivative = sp.diff(expr, symbol)
+    for i, _ in enumerate(sp.preorder_traversal(derivative)):
+        if i >= MAX_DERIVATIVE_NODES:
+            raise SpecError(field, f"its derivative is too large (over {MAX_DERIVATIVE_NODES:,} "
+                            "nodes); write a shorter expression")  # fmt: skip
+    return derivative
 
 
 def _real_derivative(derivative: sp.Expr, field: str) -> None:
@@ -233,7 +248,7 @@ def _loss(data: Any, last: LayerSpec) -> LossSpec:
         if not isinstance(source, str):
             raise SpecError(f.at("expr"), f"expected an expression string, got {_kind(source)}")
         expr = parse_expression(source, {"y": Y, "t": T}, f.at("expr"))
-        _real_derivative(sp.diff(expr, Y), f.at("expr"))
+        _real_derivative(_small_derivative(expr, Y, f.at("expr")), f.at("expr"))
     f.done(allowed)
     act = last.activation.name
     if kind == "binary_cross_entropy" and act not in ("sigmoid", "identity"):
