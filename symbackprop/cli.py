@@ -6,6 +6,7 @@ import argparse
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def _output(text: str, output: str | None) -> None:
     write_atomic(target, text if text.endswith("\n") else text + "\n")
 
 
+@contextmanager
+def _about(spec: str):
+    """SpecErrors raised inside (a net a target or mode cannot handle) name the spec file."""
+    try:
+        yield
+    except SpecError as exc:
+        raise exc.with_file(spec) from None
+
+
 def cmd_derive(args) -> int:
     spec = load_spec(args.spec)
     samples = load_samples(args.at, spec) if args.at else None
@@ -83,7 +93,9 @@ def cmd_derive(args) -> int:
         check_pdflatex()
     d = derive(spec)
     ev = d.at(samples) if samples is not None else None
-    _output(d.render(args.format, args.mode, ev), args.output)
+    with _about(args.spec):
+        text = d.render(args.format, args.mode, ev)
+    _output(text, args.output)
     if args.pdf:
         from .pdf import compile_pdf
 
@@ -97,17 +109,22 @@ def cmd_generate(args) -> int:
 
     spec = load_spec(args.spec)
     folder = Path(args.output or Path("generated") / spec.name)
-    written = generate(derive(spec), args.target, folder, args.force)
+    with _about(args.spec):
+        written = generate(derive(spec), args.target, folder, args.force)
     for path in written:
         print(path)
     return 0
 
 
 def cmd_check(args) -> int:
-    from .check import check, table
+    from .check import check, checks_c, table
+    from .codegen.c_backend import MAX_LAYERS
 
-    rows = check(load_spec(args.spec))
+    spec = load_spec(args.spec)
+    rows = check(spec)
     print(table(rows))
+    if not checks_c(spec):
+        print(f"the C target was not checked: it is for nets of at most {MAX_LAYERS} layers")
     ok = all(r.ok for r in rows)
     print("all checks passed" if ok else "CHECK FAILED")
     return 0 if ok else 1
@@ -120,6 +137,7 @@ def _check_positive(value: int | None, flag: str) -> None:
 
 def cmd_train(args) -> int:
     from .c_runtime import c_module
+    from .codegen import BACKENDS
     from .runtime import numpy_module
 
     loaders = {"numpy": numpy_module, "c": c_module}
@@ -129,8 +147,11 @@ def cmd_train(args) -> int:
     if not Path(args.data).is_file():
         raise SpecError("--data", "no such file", args.data)
     plt = _pyplot() if args.plot else None
+    d = derive(spec)
+    with _about(args.spec):
+        BACKENDS[args.target].check_size(d)
     with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
-        module = loaders[args.target](derive(spec), tmp)  # imported / built: tmp may go
+        module = loaders[args.target](d, tmp)  # imported / built: tmp may go
     try:
         x, t = module.load_data(args.data)  # prints one error line and exits 2 on bad data
     except SystemExit as exc:

@@ -461,7 +461,10 @@ def test_large_nets_are_refused_before_any_work():
     with pytest.raises(SpecError) as info:
         verify(spec, "W1", "delta1 @ x.T")
     assert time.perf_counter() - start < 5
-    assert "at most 5000 parameters" in info.value.reason
+    assert "at most 1000 parameters; this one has 6670" in info.value.reason
+    spec["inputs"], spec["layers"] = 2, [{"units": 200}, {"units": 3, "activation": "softmax"}]
+    with pytest.raises(SpecError, match="at most 1000 parameters; this one has 1203"):
+        verify(spec, "W1", "delta1 @ x.T")
 
 
 def test_the_probe_decides_alone_when_sympy_is_skipped(mazur, monkeypatch):

@@ -1,6 +1,7 @@
 """Stages 4 and 5: lower a Derivation to a Program, then render it with a target's templates.
 
-A backend is a module with ``files(program) -> {filename: text}``; adding a target is a printer,
+A backend is a module with ``check_size(derivation)`` (a SpecError for a net it cannot build in
+reasonable time) and ``files(program) -> {filename: text}``; adding a target is a printer,
 templates and one entry in BACKENDS.
 """
 
@@ -22,7 +23,9 @@ def render(d: Derivation | Spec, target: str) -> dict[str, str]:
     """The files of ``target`` for a Derivation (or Spec), as {name: text}; nothing is written."""
     if isinstance(d, Spec):
         d = _derive(d)
-    return BACKENDS[target].files(lower(d))
+    backend = BACKENDS[target]
+    backend.check_size(d)  # a SpecError for a net the target cannot handle
+    return backend.files(lower(d))
 
 
 def generate(d: Derivation | Spec, target: str, directory: str | Path,

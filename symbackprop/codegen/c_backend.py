@@ -12,6 +12,7 @@ import sympy as sp
 
 from .. import prng
 from ..chain_rule import Derivation
+from ..errors import SpecError
 from .c_printer import CCodePrinter
 from .program import Lowered, Program
 
@@ -24,6 +25,9 @@ TEMPLATES = {
 CHUNK = 256  # default rows per workspace chunk (<NAME>_CHUNK); any batch size works
 CACHE_BLOCK = 1 << 18  # bytes of one matrix operand the loops keep in cache (256 KB)
 _SCALARS = {"lse"}  # per-sample values: one number per row, not per unit
+# gcc -O3 compiles each pass over the layers (forward, backward) as one function, in time that
+# grows faster than the depth: 25 layers 8 s, 50 17 s, 100 44 s, 200 185 s (README, Choices).
+MAX_LAYERS = 100
 
 
 def c_string(text: str) -> str:
@@ -313,6 +317,14 @@ def context(program: Program) -> dict:
     }
 
 
+def check_size(d: Derivation) -> None:
+    """Refuse a net the C compiler cannot build in reasonable time (before any lowering)."""
+    if len(d.layers) > MAX_LAYERS:
+        raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
+                        f"one has {len(d.layers)}): gcc -O3 compiles each pass over the layers as "
+                        "one function, in minutes above that; use --target numpy")  # fmt: skip
+
+
 def files(program: Program) -> dict[str, str]:
     """The C target's files: <name>.h, <name>.c, <name>_main.c and a Makefile."""
     from .templating import render
@@ -321,4 +333,4 @@ def files(program: Program) -> dict[str, str]:
     return {out.format(name=ctx["name"]): render(tpl, **ctx) for out, tpl in TEMPLATES.items()}
 
 
-__all__ = ["CHUNK", "TEMPLATES", "c_string", "context", "files"]
+__all__ = ["CHUNK", "MAX_LAYERS", "TEMPLATES", "c_string", "check_size", "context", "files"]
