@@ -11,6 +11,7 @@ import copy
 import math
 import os
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
@@ -325,3 +326,17 @@ def test_abs_of_x_to_the_x_is_refused_at_load() -> None:
     with pytest.raises(SpecError) as err:
         parse_spec(spec)
     assert err.value.field == "layers[0].activation.expr" and "derivative" in err.value.reason
+
+
+def test_softplus_of_a_function_real_only_for_positive_x() -> None:
+    """Found by this fuzzing: the check that log(1 + exp(u)) = max(u, 0) + log(1 + exp(-|u|))
+    compared both sides where u = sqrt(x) is complex, and raised ValueError (a traceback). It
+    compares where the function is real."""
+    expr = activation_of("softplus(sqrt(x))")
+    assert expr is not None
+    d = derive_activation(activations.custom(expr, "softplus(sqrt(x))"))
+    f = sp.lambdify(x, expr, "mpmath")
+    fp = sp.lambdify((x, A), d.expr, "mpmath")
+    for point in (0.5, 2.0):
+        want = mpmath.diff(lambda v: mpmath.log(1 + mpmath.exp(mpmath.sqrt(v))), point)
+        assert abs(fp(point, f(point)) - want) < 1e-12
