@@ -16,6 +16,7 @@ import numpy as np
 
 from .c_build import CompileError, build_library, build_program, network_name
 from .chain_rule import Derivation
+from .npyfiles import npz_data
 
 _PROGRESS = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_double, ctypes.c_void_p
@@ -332,12 +333,11 @@ class CModule:
             self._free_data(X, T)
 
     def _load_npz(self, path: str, err) -> tuple[np.ndarray, np.ndarray]:
+        """X and T of a .npz file, read and refused as the NumPy module does it."""
         try:
-            with np.load(path, allow_pickle=False) as z:
-                X = np.asarray(z["X"], dtype=np.float64)
-                T = np.asarray(z["T"] if "T" in z.files else z["y"], dtype=np.float64)
-        except (OSError, KeyError, ValueError) as exc:
-            _fail(f"{path}: {exc}")
+            X, T = npz_data(path)
+        except (OSError, ValueError, TypeError) as exc:
+            _fail(f"{path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
         if X.ndim != 2 or T.ndim not in (1, 2) or T.shape[0] != X.shape[0]:
             _fail(f"{path}: X [n, {self.INPUTS}] and T [n, {self.OUTPUTS}] (or y [n]) needed")
         table = np.ascontiguousarray(np.hstack([X, T.reshape(X.shape[0], -1)]))

@@ -135,7 +135,15 @@ def _check_positive(value: int | None, flag: str) -> None:
         raise SpecError(flag, f"must be at least 1, got {value}")
 
 
+class _Diverged(Exception):
+    """An epoch ended with a mean loss or a weight that is not finite."""
+
+
 def cmd_train(args) -> int:
+    """Train; exit 1 when training diverges, saving the weights of the epoch before (the
+    generated programs do the same, with the same message)."""
+    import numpy as np
+
     from .c_runtime import c_module
     from .codegen import BACKENDS
     from .runtime import numpy_module
@@ -144,8 +152,9 @@ def cmd_train(args) -> int:
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
-    if not Path(args.data).is_file():
-        raise SpecError("--data", "no such file", args.data)
+    data = Path(args.data)
+    if not data.is_file():
+        raise SpecError("--data", "is a directory" if data.is_dir() else "no such file", args.data)
     plt = _pyplot() if args.plot else None
     d = derive(spec)
     with _about(args.spec):
@@ -157,31 +166,58 @@ def cmd_train(args) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     params = module.init_params()
+    kept = {name: value.copy() for name, value in params.items()}
     epochs = args.epochs or spec.train.epochs
     batch = args.batch_size or spec.train.batch_size
+    history: list[float] = []
 
     def progress(epoch, total, mean_loss):
+        finite = all(np.isfinite(value).all() for value in params.values())
+        if not (finite and np.isfinite(mean_loss)):
+            why = f"loss {mean_loss:.6g}" + ("" if finite else ", weights not finite")
+            raise _Diverged(epoch, why)
+        history.append(mean_loss)
+        for name, value in params.items():  # the weights of the last epoch that did not diverge
+            kept[name][...] = value
         every = max(1, total // 20)
         if not args.quiet and (epoch % every == 0 or epoch == total - 1):
             acc = module.accuracy(params, x, t)
             extra = "" if acc is None else f"  accuracy {acc:.4f}"
             print(f"epoch {epoch + 1:>{len(str(total))}}/{total}  loss {mean_loss:.6g}{extra}")
 
-    history = module.train(params, x, t, epochs, batch, spec.train.shuffle, None, None, progress)
+    diverged = None
+    try:
+        with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below
+            module.train(params, x, t, epochs, batch, spec.train.shuffle, None, None, progress)
+    except _Diverged as exc:
+        diverged = exc.args
+        params = kept
     out = args.out or f"{spec.name}.weights"
     module.save(params, out)
-    print(f"saved weights to {out}")
-    if plt is not None:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(range(1, len(history) + 1), history)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("mean loss")
-        ax.set_yscale("log" if min(history) > 0 else "linear")
-        ax.set_title(f"{spec.name}: training loss")
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=100)
-        print(f"saved the loss curve to {args.plot}")
+    if diverged is None:
+        print(f"saved weights to {out}")
+    if plt is not None and history:
+        _plot(plt, history, spec.name, args.plot)
+    if diverged is not None:
+        epoch, why = diverged
+        weights = f"the weights of epoch {epoch}" if epoch else "the initial weights"
+        message = f"training diverged at epoch {epoch + 1} ({why}); saved {weights} to {out}"
+        print(f"error: {message}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _plot(plt, history: list[float], name: str, path: str) -> None:
+    """The loss curve (mean loss per epoch) as a PNG."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(range(1, len(history) + 1), history)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss")
+    ax.set_yscale("log" if min(history) > 0 else "linear")
+    ax.set_title(f"{name}: training loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"saved the loss curve to {path}")
 
 
 def _pyplot():

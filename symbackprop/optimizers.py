@@ -6,6 +6,8 @@ Each rule reads the parameter ``p``, its gradient ``g``, its state and the step 
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass
 
 import sympy as sp
@@ -16,6 +18,37 @@ from .symbols import number
 P = sp.Symbol("p", real=True)  # the parameter element
 G = sp.Symbol("g", real=True)  # its gradient element
 K = sp.Symbol("k", positive=True, integer=True)  # step count, 1 on the first step
+
+
+# The range the spec allows each hyperparameter (spec._optimizer checks the spec's fields by the
+# same rules): (low, high, low_open, high_open). The generated programs hold --lr and a
+# checkpoint's hyperparameters to it.
+_RANGES = {
+    "eta": (0.0, math.inf, True, False),  # lr > 0
+    "lambda": (0.0, math.inf, False, False),  # weight_decay >= 0
+    "mu": (0.0, math.inf, False, False),  # momentum >= 0
+    "tau": (0.0, 1.0, False, False),  # dampening in [0, 1]
+    "beta1": (0.0, 1.0, False, True),  # betas in [0, 1)
+    "beta2": (0.0, 1.0, False, True),
+    "epsilon": (0.0, math.inf, False, False),  # eps >= 0
+    "alpha": (0.0, 1.0, False, False),  # alpha in [0, 1]
+}
+
+
+def hyper_range(name: str) -> dict:
+    """The values the spec allows hyperparameter ``name`` as the closed range [low, high] of
+    finite doubles (an open end moved to the next double: a NaN or an infinity is outside it
+    too), and the rule in words ('> 0', 'in [0, 1)')."""
+    low, high, low_open, high_open = _RANGES[name]
+    if math.isinf(high):
+        rule = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        rule = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return {
+        "low": math.nextafter(low, math.inf) if low_open else low,
+        "high": math.nextafter(high, -math.inf) if high_open else min(high, sys.float_info.max),
+        "rule": rule,
+    }
 
 
 def _minus(p: sp.Expr, step: sp.Expr) -> sp.Expr:

@@ -4,6 +4,7 @@ on good data and on bad data files (issue: hardening, C safety)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,11 +62,24 @@ def run(cmd: list, cwd: Path) -> subprocess.CompletedProcess:
 def test_sanitizers(tmp_path, spec):
     good, weights, bad = setup(spec, tmp_path)
     program = build_program(tmp_path, SANITIZE)
-    out = run([program, "train", good, "--epochs", "2", "--batch-size", "5", "--out", weights],
-              tmp_path)  # fmt: skip
+    ck = tmp_path / "ck"
+    out = run([program, "train", good, "--epochs", "2", "--batch-size", "5", "--out", weights,
+               "--checkpoint", ck], tmp_path)  # fmt: skip
     assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
     pred = run([program, "predict", weights, good], tmp_path)
     assert pred.returncode == 0 and len(pred.stdout.splitlines()) == 13, pred.stderr
+    # the step count at INT64_MAX stays there (signed overflow was undefined behaviour)
+    ck.write_text(re.sub(r"(?m)^step .*$", f"step {2**63 - 1}", ck.read_text()))
+    out = run([program, "train", good, "--resume", ck, "--epochs", "4", "--checkpoint", ck,
+               "--quiet"], tmp_path)  # fmt: skip
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert f"\nstep {2**63 - 1}\n" in ck.read_text()
+    # a huge learning rate: most examples diverge (exit 1, one line); saturated sigmoids need not
+    out = run([program, "train", good, "--lr", "1e300", "--quiet"], tmp_path)
+    assert out.returncode in (0, 1) and "Sanitizer" not in out.stderr, out.stderr
+    if out.returncode == 1:
+        assert out.stderr.startswith("error: training diverged at epoch "), out.stderr
+        assert out.stderr.count("\n") == 1
     for path in bad:
         res = run([program, "train", path, "--out", tmp_path / "never.weights"], tmp_path)
         assert res.returncode == 2, (path.name, res.stderr)

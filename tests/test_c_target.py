@@ -172,7 +172,7 @@ def test_c_files_deterministic_marked_and_small():
 
     small, wide = size(4), size(1024)
     # the network's library (.c + .h) under 50 KB with room for a long name (0.2 KB a character)
-    assert wide["wide.c"] + wide["wide.h"] < 46_000 and sum(wide.values()) < 53_000, wide
+    assert wide["wide.c"] + wide["wide.h"] < 47_000 and sum(wide.values()) < 56_000, wide
     for name in small:  # the emitted code does not grow with width: only the numbers change
         assert abs(wide[name] - small[name]) < 1000, (name, small[name], wide[name])
 

@@ -198,9 +198,13 @@ def blanks_and_tabs(text: bytes) -> bytes:
     return joined([lines[0], *spaced, b"  \t"])
 
 
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark: dropped at the start of a text file only
+
 # name -> (mutation of the valid weight file, expected result)
 WEIGHT_CASES = {
     "intact": (lambda t: t, "same"),
+    "bom": (lambda t: BOM + t, "same"),
+    "bom_twice": (lambda t: BOM + BOM + t, "refuse"),  # the header line is no comment then
     "blanks_and_tabs": (blanks_and_tabs, "same"),
     "crlf": (lambda t: t.replace(b"\n", b"\r\n"), "same"),
     "comments_and_blank_lines": (lambda t: t.replace(b"\n", b"\n# note 1 2 3\n\n \t\n"), "same"),
@@ -296,6 +300,7 @@ HUGE = b"99999999999999999999"  # > 2**64
 # "checkpoint" (the checkpoint's own weights: no epochs are left to train)
 CHECKPOINT_CASES = {
     "intact": (lambda t: t, "same"),
+    "bom": (lambda t: BOM + t, "same"),
     "crlf": (lambda t: t.replace(b"\n", b"\r\n"), "same"),
     "comments_and_blank_lines": (lambda t: t.replace(b"\n", b"\n# note\n\n\t\n"), "same"),
     "trailing_blanks": (lambda t: t.replace(b"\n", b" \t\n"), "same"),
@@ -324,6 +329,9 @@ CHECKPOINT_CASES = {
     "step_negative": (checkpoint_line(b"step ", b"step -1"), "refuse"),
     "step_changed": (checkpoint_line(b"step ", b"step 1"), "changed"),
     "step_too_large": (checkpoint_line(b"step ", b"step %d" % 2**63), "refuse"),
+    # The step count stops at 2**63 - 1 (C's int64_t) in both targets: no overflow, finite weights
+    "step_max": (checkpoint_line(b"step ", b"step %d" % (2**63 - 1)), "changed"),
+    "step_near_max": (checkpoint_line(b"step ", b"step %d" % (2**63 - 2)), "changed"),
     "step_huge": (checkpoint_line(b"step ", b"step " + HUGE), "refuse"),
     "hyper_changed": (checkpoint_line(b"hyper eta ", b"hyper eta 0.02"), "changed"),
     "hyper_missing": (checkpoint_line(b"hyper beta2 ", b""), "refuse"),
@@ -331,7 +339,16 @@ CHECKPOINT_CASES = {
     "hyper_comma": (checkpoint_line(b"hyper eta ", b"hyper eta 0,01"), "refuse"),
     "hyper_misspelt": (checkpoint_line(b"hyper eta ", b"hyper lr 0.01"), "refuse"),
     "hyper_swapped": (swap_hypers, "refuse"),
-    "hyper_nan": (checkpoint_line(b"hyper eta ", b"hyper eta nan"), "changed"),
+    # Hyperparameters must be finite and in the spec's ranges (eta > 0, betas in [0, 1), ...)
+    "hyper_nan": (checkpoint_line(b"hyper eta ", b"hyper eta nan"), "refuse"),
+    "hyper_inf": (checkpoint_line(b"hyper eta ", b"hyper eta inf"), "refuse"),
+    "hyper_eta_zero": (checkpoint_line(b"hyper eta ", b"hyper eta 0"), "refuse"),
+    "hyper_eta_negative": (checkpoint_line(b"hyper eta ", b"hyper eta -1"), "refuse"),
+    "hyper_eta_huge": (checkpoint_line(b"hyper eta ", b"hyper eta 1e999"), "refuse"),  # inf
+    "hyper_beta1_one": (checkpoint_line(b"hyper beta1 ", b"hyper beta1 1"), "refuse"),
+    "hyper_beta1_zero": (checkpoint_line(b"hyper beta1 ", b"hyper beta1 0"), "changed"),
+    "hyper_beta2_nan": (checkpoint_line(b"hyper beta2 ", b"hyper beta2 -nan"), "refuse"),
+    "hyper_eps_negative": (checkpoint_line(b"hyper epsilon ", b"hyper epsilon -1e-8"), "refuse"),
     "hyper_hex": (checkpoint_line(b"hyper eta ", b"hyper eta 0x1p-6"), "refuse"),
     "hyper_underscore": (checkpoint_line(b"hyper eta ", b"hyper eta 0.0_1"), "refuse"),
     "hyper_tab_value": (checkpoint_line(b"hyper eta ", b"hyper eta\t0.02"), "changed"),
@@ -377,6 +394,7 @@ def test_checkpoint_agreement(case, c_program, files, tmp_path):
         else:
             assert out.stdout == ""
             results[target] = flat(M.load(str(out_file)))
+            assert np.isfinite(results[target]).all(), target
     assert_agree(results)
     if expected == "checkpoint":
         assert results["numpy"] is not None
@@ -396,6 +414,16 @@ def npy(array: np.ndarray, version=None) -> bytes:
     return buffer.getvalue()
 
 
+def npy_claiming(shape: tuple, data: bytes = b"\0" * 64, version: bytes = b"\x01\x00") -> bytes:
+    """A .npy file of float64 whose header claims shape, followed by data."""
+    import io
+
+    buffer = io.BytesIO()
+    header = {"descr": "<f8", "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()[:6] + version + buffer.getvalue()[8:] + data
+
+
 # name -> (the .npy file's bytes from the inputs X, expected result)
 NPY_CASES = {
     "float64": (lambda X: npy(X), "same"),
@@ -413,6 +441,21 @@ NPY_CASES = {
     "truncated": (lambda X: npy(X)[:-8], "refuse"),
     "not_npy": (lambda X: b"1,2,3,4\n", "refuse"),
     "header_only": (lambda X: npy(X)[:128], "refuse"),
+    # Refused before anything is allocated: the data cannot fill the shape the header claims
+    "huge_shape": (lambda X: npy_claiming((10**12, 4)), "refuse"),
+    "huge_rows_and_columns": (lambda X: npy_claiming((2**40, 2**40)), "refuse"),
+    "negative_rows": (lambda X: npy_claiming((-1, 4), X.tobytes()), "refuse"),
+    "version_1_1": (lambda X: npy_claiming((6, 4), X.tobytes(), b"\x01\x01"), "refuse"),
+    "version_1_0_by_hand": (lambda X: npy_claiming((6, 4), X.tobytes()), "same"),
+}
+
+# name -> the reason both targets give for refusing that .npy case, word for word
+NPY_REASONS = {
+    "not_npy": "not a .npy file of version 1 to 3",
+    "version_1_1": "not a .npy file of version 1 to 3",
+    "truncated": "184 data bytes for shape (6, 4), expected 192",
+    "header_only": "0 data bytes for shape (6, 4), expected 192",
+    "huge_shape": "64 data bytes for shape (1000000000000, 4), expected 32000000000000",
 }
 
 
@@ -426,6 +469,17 @@ def test_npy_data_agreement(case, c_program, files, tmp_path):
     assert_predictions_agree(c_program, weights, path, path, expected, files["predictions"])
 
 
+@pytest.mark.parametrize("case", list(NPY_REASONS))
+def test_npy_refusal_reasons_agree(case, c_program, files, tmp_path):
+    path = tmp_path / "data.npy"
+    path.write_bytes(NPY_CASES[case][0](files["X"]))
+    weights = tmp_path / "good.weights"
+    weights.write_bytes(files["weights"])
+    for target in ("numpy", "c"):
+        out = run(command(target, c_program), "predict", weights, path)
+        assert out.stderr == f"error: {path}: {NPY_REASONS[case]}\n", (target, out.stderr)
+
+
 # ---- 4. .csv data: `predict WEIGHTS DATA.csv` ---------------------------------------------------
 
 
@@ -437,6 +491,10 @@ def second_row_cell(new: bytes) -> Callable[[bytes], bytes]:
 # name -> (mutation of the valid .csv inputs (no header), expected result)
 CSV_CASES = {
     "intact": (lambda t: t, "same"),
+    "bom": (lambda t: BOM + t, "same"),  # the first row was taken for a header
+    "bom_and_header": (lambda t: BOM + b"a,b,c,d\n" + t, "same"),
+    "bom_and_crlf": (lambda t: BOM + t.replace(b"\n", b"\r\n"), "same"),
+    "bom_on_second_line": (edit_line(1, lambda line: BOM + line), "refuse"),
     "crlf": (lambda t: t.replace(b"\n", b"\r\n"), "same"),
     "blanks_around_cells": (lambda t: t.replace(b",", b" \t, "), "same"),
     "latin1_header": (lambda t: b"caf\xe9,b,c,d\n" + t, "same"),

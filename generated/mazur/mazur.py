@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -31,6 +32,10 @@ PARAM_SHAPES = {
 TRAINABLE = ("W1", "W2", )
 HYPER = {
     "eta": 0.5,
+}
+# The values the spec allows each of them (--lr sets eta): [low, high] (finite), and in words
+HYPER_RANGES = {
+    "eta": (5e-324, 1.7976931348623157e+308, "> 0"),
 }
 TRAIN = {"epochs": 10000, "batch_size": 1, "shuffle": False}
 
@@ -254,6 +259,75 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 # ---- end of prng ------------------------------------------------------------------------------
 
+# ---- .npy and .npz files, headers checked before reading (symbackprop/npyfiles.py, verbatim) ----
+NPY_VERSIONS = (b"\x01\x00", b"\x02\x00", b"\x03\x00")  # the format versions np.save writes
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive, or an empty one (as np.load checks)
+
+
+def npy_stream(f, size):
+    """The array of the .npy file open in f, which holds size bytes from its start."""
+    magic = f.read(8)
+    if magic[:6] != b"\x93NUMPY" or magic[6:] not in NPY_VERSIONS:
+        raise ValueError("not a .npy file of version 1 to 3")
+    fmt = np.lib.format
+    read = fmt.read_array_header_1_0 if magic[6] == 1 else fmt.read_array_header_2_0
+    try:  # a header is a dict literal that numpy parses and checks: any failure is a bad header
+        shape, fortran_order, dtype = read(f)
+    except OSError:
+        raise
+    except Exception:
+        raise ValueError("bad .npy header") from None
+    if min(shape, default=0) < 0:
+        raise ValueError("bad .npy header")
+    if dtype.hasobject:
+        raise ValueError("object arrays are not supported")
+    have, need = size - f.tell(), math.prod(shape) * dtype.itemsize
+    if have < need:
+        raise ValueError(f"{have} data bytes for shape {shape}, expected {need}")
+    data = f.read(need)
+    if len(data) < need:  # a zip member shorter than its directory says
+        raise ValueError(f"{len(data)} data bytes for shape {shape}, expected {need}")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+
+
+def npy_array(path):
+    """The array of a .npy file."""
+    with open(path, "rb") as f:
+        return npy_stream(f, os.fstat(f.fileno()).st_size)
+
+
+def npz_arrays(path, names):
+    """{name: array} for those of names a .npz file holds (a zip archive of NAME.npy files)."""
+    with open(path, "rb") as f:
+        if f.read(4) not in ZIP_MAGIC:
+            raise ValueError("not a .npz file (a zip archive of .npy files)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {info.filename: info for info in z.infolist()}
+            arrays = {}
+            for name in names:
+                info = members.get(f"{name}.npy")
+                if info is not None:
+                    with z.open(info) as f:
+                        arrays[name] = npy_stream(f, info.file_size)
+            return arrays
+    except (OSError, ValueError):
+        raise
+    except Exception as exc:  # zipfile, zlib, bz2 and lzma each raise their own for a bad archive
+        raise ValueError(f"damaged .npz archive ({exc})") from None
+
+
+def npz_data(path):
+    """X and T (or integer labels y) of a .npz file of training data, as float64 arrays."""
+    arrays = npz_arrays(path, ("X", "T", "y"))
+    if "X" not in arrays or not {"T", "y"} & set(arrays):
+        raise ValueError("needs the arrays X and T (or y)")
+    targets = arrays["T"] if "T" in arrays else arrays["y"]
+    return np.asarray(arrays["X"], dtype=np.float64), np.asarray(targets, dtype=np.float64)
+
+# ---- end of npyfiles ----------------------------------------------------------------------------
+
 
 def _step(x):
     """Heaviside step with H(0) = 0 (so relu'(0) = 0, as in PyTorch)."""
@@ -360,11 +434,13 @@ def init_state(params):
     return {"step": 0, **{name: {} for name in TRAINABLE}}
 
 
+STEP_MAX = 2**63 - 1  # the step count stops here, as C's int64_t one does (no overflow)
+
+
 def step(params, state, X, T):
     """One sgd step in place (torch.optim's rule); returns the loss before it."""
     E, grads = loss_and_grad(params, X, T)
-    state["step"] += 1
-    k = state["step"]
+    state["step"] = k = min(state["step"] + 1, STEP_MAX)
     eta = HYPER["eta"]
     for name in TRAINABLE:
         p = params[name]
@@ -444,12 +520,13 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _text_lines(path):
-    """The lines of a text file, split at "\n" only."""
+    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark at its start
+    (Windows editors write one)."""
     with open(path, "rb") as f:
         data = f.read()
     if b"\0" in data:
         raise ValueError(f"{path}: not a text file")
-    return data.decode("latin-1").split("\n")
+    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
 
 
 def _words(line):
@@ -541,6 +618,9 @@ def load_checkpoint(path):
                 value = _number(words[0])
         if value is None:
             raise ValueError(f"{path}: expected the line '{key} ...' (not a checkpoint of {NAME}?)")
+        name = key.removeprefix("hyper ")
+        if name != key and not HYPER_RANGES[name][0] <= value <= HYPER_RANGES[name][1]:
+            raise ValueError(f"{path}: {key} must be a finite number {HYPER_RANGES[name][2]}")
         fields[key] = value
     epoch, seed, k = (fields[key] for key in _CHECKPOINT_INTEGERS)
     hyper = {h: fields[f"hyper {h}"] for h in HYPER}
@@ -565,19 +645,18 @@ def _fail(message):
 
 
 def _refuse(path, exc):
-    """_fail with the message of exc, which names path or gets it in front."""
-    _fail(str(exc) if str(exc).startswith(f"{path}: ") else f"{path}: {exc}")
+    """_fail with the message of exc, which names path or gets it in front; an OSError's is the
+    system's (strerror), as the C program prints it."""
+    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    _fail(message if message.startswith(f"{path}: ") else f"{path}: {message}")
 
 
 def load_data(path):
     """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv."""
     if path.endswith(".npz"):
         try:
-            with np.load(path, allow_pickle=False) as z:
-                X = np.asarray(z["X"], dtype=np.float64)
-                raw = z["T"] if "T" in z.files else z["y"]
-                T = np.asarray(raw, dtype=np.float64)
-        except (OSError, KeyError, ValueError, TypeError) as exc:
+            X, T = npz_data(path)
+        except (OSError, ValueError, TypeError) as exc:
             _refuse(path, exc)
     else:
         data = _table(path)
@@ -614,7 +693,7 @@ def load_data(path):
 
 def _read_npy(path):
     """A 2-D .npy table, laid out like a .csv file (the C program reads these too)."""
-    data = np.load(path, allow_pickle=False)
+    data = npy_array(path)
     if data.ndim != 2 or data.dtype.kind not in "fiu":
         _fail(f"{path}: the array must be 2-D and numeric, got {data.dtype} {data.shape}")
     return data.astype(np.float64)
@@ -658,16 +737,34 @@ def accuracy(params, X, T):
     return None
 
 
+class _Diverged(Exception):
+    """An epoch ended with a mean loss or a weight that is not finite: the command line stops,
+    saves the weights of the epoch before and exits with status 1."""
+
+    def __init__(self, epoch, mean_loss, finite_weights):
+        super().__init__(epoch, mean_loss, finite_weights)
+        self.epoch, self.mean_loss, self.finite_weights = epoch, mean_loss, finite_weights
+
+    def message(self, out):
+        why = f"loss {self.mean_loss:.6g}" + ("" if self.finite_weights else ", weights not finite")
+        kept = f"the weights of epoch {self.epoch}" if self.epoch else "the initial weights"
+        return f"training diverged at epoch {self.epoch + 1} ({why}); saved {kept} to {out}"
+
+
 def main(argv=None):
     import argparse
 
-    parser = argparse.ArgumentParser(prog=f"{NAME}.py", description=f"Train or run '{NAME}'.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # a usage error is bad input too: one line, status 2
+            _fail(f"{self.prog}: {message}")
+
+    parser = Parser(prog=f"{NAME}.py", description=f"Train or run '{NAME}'.")
+    sub = parser.add_subparsers(dest="command", required=True)  # of Parser, too
     tr = sub.add_parser("train", help="train on DATA (.csv, .npy or .npz)")
     tr.add_argument("data")
     tr.add_argument("--epochs", type=int, default=TRAIN["epochs"])
     tr.add_argument("--batch-size", type=int, default=TRAIN["batch_size"])
-    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--lr", default=None)
     tr.add_argument("--seed", type=int, default=None)
     tr.add_argument("--init", metavar="WEIGHTS", help="start from saved weights")
     tr.add_argument("--out", metavar="WEIGHTS", default=f"{NAME}.weights")
@@ -690,6 +787,10 @@ def main(argv=None):
         return 0
     if args.epochs < 1 or args.batch_size < 1:
         _fail("--epochs and --batch-size must be at least 1")
+    lr = None if args.lr is None else _number(args.lr)
+    low, high, rule = HYPER_RANGES["eta"]
+    if args.lr is not None and not (lr is not None and low <= lr <= high):
+        _fail(f"--lr must be a finite number {rule}")
     if args.init and args.resume:
         _fail("--init or --resume, not both")
     X, T = load_data(args.data)
@@ -704,10 +805,16 @@ def main(argv=None):
     else:
         params = _read_weights(args.init) if args.init else init_params(seed)
         state = init_state(params)
-    if args.lr is not None:
-        HYPER["eta"] = args.lr
+    if lr is not None:
+        HYPER["eta"] = lr
+    kept = {name: value.copy() for name, value in params.items()}
 
     def progress(epoch, epochs, mean_loss):
+        finite = all(np.isfinite(value).all() for value in params.values())
+        if not (finite and math.isfinite(mean_loss)):
+            raise _Diverged(epoch, mean_loss, finite)
+        for name, value in params.items():  # the weights of the last epoch that did not diverge
+            kept[name][...] = value
         every = max(1, epochs // 20)
         if not args.quiet and (epoch % every == 0 or epoch == epochs - 1):
             acc = accuracy(params, X, T)
@@ -720,11 +827,22 @@ def main(argv=None):
                 _fail(f"{args.checkpoint}: {exc}")
 
     epochs = max(0, args.epochs - first)
-    train(params, X, T, epochs, args.batch_size, TRAIN["shuffle"], seed, state, progress, first)
+    diverged = None
+    try:
+        with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below
+            shuffle = TRAIN["shuffle"]
+            train(params, X, T, epochs, args.batch_size, shuffle, seed, state, progress, first)
+    except _Diverged as exc:
+        diverged = exc
+        for name, value in kept.items():
+            params[name][...] = value
     try:
         save(params, args.out)
     except OSError as exc:
         _fail(f"{args.out}: {exc}")
+    if diverged is not None:
+        print(f"error: {diverged.message(args.out)}", file=sys.stderr)
+        return 1
     if not args.quiet:
         print(f"saved weights to {args.out}")
     return 0

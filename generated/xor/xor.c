@@ -390,11 +390,17 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
-/* k = k + 1, then every trainable parameter (the weight matrices only if all: else the
+/* k + 1, but the step count stops at INT64_MAX (as NumPy's) instead of overflowing */
+static int64_t next_step(int64_t k)
+{
+    return k < INT64_MAX ? k + 1 : k;
+}
+
+/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
  * gradient products did them) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
-    const int64_t k = ++state->step;
+    const int64_t k = state->step = next_step(state->step);
     const real c[] = {
         (real)(state->hyper.eta),
         (real)(state->hyper.mu),
@@ -493,7 +499,8 @@ static int with_path(const char *path, char *err, size_t errlen)
 }
 
 /* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. A text
- * file must not contain NUL bytes: the parsers read it as one string. */
+ * file must not contain NUL bytes: the parsers read it as one string; a UTF-8 byte-order mark
+ * at its start (Windows editors write one) is dropped. */
 static char *read_file(const char *path, int text, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -507,10 +514,14 @@ static char *read_file(const char *path, int text, size_t *len, char *err, size_
             cap *= 2;
         }
     if (buf && !ferror(f) && !(text && memchr(buf, '\0', used))) {
+        if (text && used >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+            used -= 3;
+            memmove(buf, buf + 3, used);
+        }
         buf[used] = '\0';
         *len = used;
-    } else {
-        (void)FAIL("%s", !f ? strerror(errno) : !buf ? "out of memory" : ferror(f) ? "read error" : "not a text file");
+    } else { /* errno: from fopen or fread (a directory opens, then fails to read) */
+        (void)FAIL("%s", !f || ferror(f) ? strerror(errno) : !buf ? "out of memory" : "not a text file");
         free(buf);
         buf = NULL;
     }
@@ -557,16 +568,25 @@ static int number(char *s, double *x)
     return scan(&s, 'f', x) && !*s;
 }
 
-/* Optimizer buffers (in State) and hyperparameters (in State.hyper), as named in checkpoints */
+/* Optimizer buffers (in State), as named in checkpoints */
 static const struct {
     const char *name;
     size_t offset;
 } BUFFERS[] = {
     {"buf", offsetof(State, buf)},
-    {NULL, 0}}, HYPERS[] = {
-    {"eta", offsetof(xor_hyper, eta)},
-    {"mu", offsetof(xor_hyper, mu)},
     {NULL, 0}};
+
+/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
+ * high] (finite), and in words */
+static const struct {
+    const char *name;
+    size_t offset;
+    double low, high;
+    const char *rule;
+} HYPERS[] = {
+    {"eta", offsetof(xor_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
+    {"mu", offsetof(xor_hyper, mu), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {NULL, 0, 0, 0, NULL}};
 #define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
 /* Tensor k of the parameters (b < 0) or of optimizer buffer b */
 #define TENSOR(params, state, b, k) \
@@ -651,15 +671,18 @@ static int load_file(Params *params, State *state, long *epoch, uint64_t *seed, 
     if (status == 0 && state) xor_init_state(st);
     for (int i = 0; status == 0 && state && (i < 3 || HYPERS[i - 3].name); ++i) { /* "KEY VALUE" */
         char *s = next_line(&pos);
-        const int n = i < 3 ? snprintf(key, sizeof key, "%s", KEYS[i])
-                            : snprintf(key, sizeof key, "hyper %s", HYPERS[i - 3].name);
+        const int h = i - 3; /* a hyperparameter from i = 3 on */
+        const int n = h < 0 ? snprintf(key, sizeof key, "%s", KEYS[i])
+                            : snprintf(key, sizeof key, "hyper %s", HYPERS[h].name);
         int ok = s && strncmp(s, key, (size_t)n) == 0 && s[n] && strchr(BLANKS, s[n]);
         if (ok) {
             s += n;
-            ok = scan(&s, i < 3 ? "iui"[i] : 'f', i < 3 ? head[i] : (void *)HYPER(st, i - 3)) && !*s;
+            ok = scan(&s, h < 0 ? "iui"[i] : 'f', h < 0 ? head[i] : (void *)HYPER(st, h)) && !*s;
         }
         if (!ok || e < 0 || k < 0 || e > LONG_MAX)
             status = FAIL("expected the line '%s ...' (not a checkpoint of xor?)", key);
+        else if (h >= 0 && !(*HYPER(st, h) >= HYPERS[h].low && *HYPER(st, h) <= HYPERS[h].high))
+            status = FAIL("%s must be a finite number %s", key, HYPERS[h].rule); /* NaN too */
     }
     for (int b = -1; status == 0 && (b < 0 || (state && BUFFERS[b].name)); ++b)
         for (int j = 0; j < NUM_PARAMS && status == 0; ++j)
@@ -753,7 +776,7 @@ static int parse_npy(char *buf, size_t len, double **table, long *dims, char *er
     size_t hlen, size, count;
     char header[4096], *descr, *order, *s, *end;
     *table = NULL;
-    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3)
+    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
         return FAIL("not a .npy file of version 1 to 3");
     hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
     if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");

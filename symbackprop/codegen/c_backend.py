@@ -13,6 +13,7 @@ import sympy as sp
 from .. import prng
 from ..chain_rule import Derivation
 from ..errors import SpecError
+from ..optimizers import hyper_range
 from .c_printer import CCodePrinter
 from .program import Lowered, Program
 
@@ -174,7 +175,7 @@ def _update(program: Program, dtype: str) -> dict:
     consts = [{"name": n, "source": f"state->hyper.{n}"} for n in hyper if n in used_names]
     consts += [{"name": s.name, "source": s.name} for s, _ in upd.scalars if s.name in used_names]
     return {
-        "hyper": [{"name": h, "value": repr(v)} for h, v in upd.hyper],
+        "hyper": [{"name": h, "value": repr(v), **hyper_range(h)} for h, v in upd.hyper],
         "state": list(upd.state),
         "scalars": [{"name": s.name, "code": scalar.doprint(e)} for s, e in upd.scalars],
         "scalar_hyper": [h for h in hyper if h in {s.name for s in scalar_used}],

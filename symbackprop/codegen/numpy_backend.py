@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 
-from .. import prng
-from ..optimizers import P
+from .. import npyfiles, prng
+from ..optimizers import P, hyper_range
 from .printers import NumpyCodePrinter
 from .program import Lowered, Program
 
@@ -13,10 +13,21 @@ TEMPLATE = "numpy/module.py.j2"
 _PYTHON_KEYWORDS = {"lambda"}
 
 
+def _verbatim(module, first: str) -> str:
+    """A module's source from the line starting with ``first``: without its docstring and
+    imports (the generated module imports those)."""
+    src = inspect.getsource(module)
+    return src[src.index("\n" + first) + 1 :].rstrip() + "\n"
+
+
 def prng_source() -> str:
-    """symbackprop/prng.py without its docstring and imports (the module imports those)."""
-    src = inspect.getsource(prng)
-    return src[src.index("\nGAMMA = ") + 1 :].rstrip() + "\n"
+    """symbackprop/prng.py without its docstring and imports."""
+    return _verbatim(prng, "GAMMA = ")
+
+
+def npy_source() -> str:
+    """symbackprop/npyfiles.py without its docstring and imports."""
+    return _verbatim(npyfiles, "NPY_VERSIONS = ")
 
 
 def _op(o: Lowered, printer: NumpyCodePrinter, d) -> dict:
@@ -82,7 +93,10 @@ def context(program: Program) -> dict:
     return {
         **program.summary(),
         "params": params,
-        "hyper": [{"name": h, "value": repr(v), "local": hyper_names[h]} for h, v in upd.hyper],
+        "hyper": [
+            {"name": h, "value": repr(v), "local": hyper_names[h], **hyper_range(h)}
+            for h, v in upd.hyper
+        ],
         # Python floats, so float32 arrays are never promoted by a NumPy float64 scalar:
         "scalars": [
             {"name": s.name, "code": f"float({printer.doprint(e)})"} for s, e in upd.scalars
@@ -97,6 +111,7 @@ def context(program: Program) -> dict:
             "shuffle": spec.train.shuffle,
         },  # fmt: skip
         "prng_source": prng_source(),
+        "npy_source": npy_source(),
         "forward": forward,
         "forward_values": produced,
         "output": last.a,
@@ -128,4 +143,4 @@ def files(program: Program) -> dict[str, str]:
     return {f"{program.spec.name}.py": render(TEMPLATE, **context(program))}
 
 
-__all__ = ["TEMPLATE", "check_size", "context", "files", "prng_source"]
+__all__ = ["TEMPLATE", "check_size", "context", "files", "npy_source", "prng_source"]
