@@ -14,8 +14,9 @@ from ..spec import Spec
 from . import c_backend, numpy_backend
 from .files import write_files
 from .program import Program, lower
+from .torch import backend as torch_backend
 
-BACKENDS = {"numpy": numpy_backend, "c": c_backend}
+BACKENDS = {"numpy": numpy_backend, "c": c_backend, "torch": torch_backend}
 
 
 def render(d: Derivation | Spec, target: str) -> dict[str, str]:
