@@ -4,6 +4,7 @@ against each other), as a table; a pure function returning rows plus a verdict."
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ def target_rows(reference, other, params: dict, x, t, label: str, steps: int = 3
 
 def check(spec: Spec) -> list[Row]:
     """Generate every target (in float64) into a temporary folder, compile the C, and check
-    both against finite differences and C against NumPy."""
+    each against finite differences and against NumPy (torch: when PyTorch is installed)."""
     from .c_runtime import c_module
     from .runtime import numpy_module
 
@@ -113,7 +114,15 @@ def check(spec: Spec) -> list[Row]:
     x, t = batch(spec)
     rows = gradient_rows(module, params, x, t, spec.seed, "numpy")
     rows += gradient_rows(c, params, x, t, spec.seed, "c")
-    return rows + target_rows(module, c, params, x, t, "c vs numpy")
+    rows += target_rows(module, c, params, x, t, "c vs numpy")
+    if importlib.util.find_spec("torch") is None:  # an optional dependency: checked when there
+        return rows
+    from .codegen.torch.loader import torch_module
+
+    with tempfile.TemporaryDirectory(prefix="symbackprop-check-") as tmp:
+        tm = torch_module(d, tmp)  # imported: tmp may go
+    rows += gradient_rows(tm, params, x, t, spec.seed, "torch")
+    return rows + target_rows(module, tm, params, x, t, "torch vs numpy")
 
 
 def table(rows: list[Row]) -> str:

@@ -21,7 +21,7 @@ from .verify import add_parser as add_verify_parser
 from .verify import run as run_verify
 
 FORMATS = ("text", "latex", "markdown", "json")
-TARGETS = ("numpy", "c")
+TARGETS = ("numpy", "c", "torch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,7 +132,7 @@ def cmd_train(args) -> int:
     from .c_runtime import c_module
     from .runtime import numpy_module
 
-    loaders = {"numpy": numpy_module, "c": c_module}
+    loaders = {"numpy": numpy_module, "c": c_module, "torch": _torch_module}
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
@@ -186,6 +186,15 @@ def cmd_train(args) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _torch_module(d, directory):
+    """The torch target behind the NumPy module's functions (imports torch only when asked)."""
+    try:
+        from .codegen.torch.loader import torch_module
+    except ImportError as exc:
+        raise SpecError("--target", f"torch needs PyTorch: {exc}") from None
+    return torch_module(d, directory)
 
 
 def _plot(plt, history: list[float], name: str, path: str) -> None:
