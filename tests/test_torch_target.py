@@ -7,6 +7,9 @@ The distributed test (DistributedDataParallel on 2 processes) is in test_torch_d
 
 from __future__ import annotations
 
+import hashlib
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -224,6 +227,29 @@ def test_golden_module_equals_numpy(spec):
     with torch.no_grad():
         close(model(torch.from_numpy(X)), m.forward(p, X), m.DTYPE)
         close(model(torch.from_numpy(X), torch.from_numpy(T)), E, m.DTYPE)
+
+
+def test_relu_masks_read_the_saved_output():
+    """Heaviside(z, 0) is read as Heaviside(a, 0) for a = Max(0, z): the same mask at every
+    value (signed zeros, infinities, NaN), and the backward keeps a (needed anyway) instead of
+    z, like autograd's threshold_backward (torch.compile would otherwise keep a bool mask)."""
+    z = torch.tensor([-math.inf, -1.0, -0.0, 0.0, 5e-324, 2.0, math.inf, math.nan])
+    assert torch.equal(z > 0, torch.clamp_min(z, 0) > 0)
+    text = render(symbackprop.load_spec(ROOT / "examples/two_branch.yaml"), "torch")
+    code = text["two_branch_torch.py"]
+    assert "    delta2 = da2*(a2 > 0)\n" in code and "(z2 > 0)" not in code
+    assert "# delta2 = da2*Heaviside(z2, 0)    [H(z2) = H(a2)]" in code
+    assert "z2" not in re.search(r"save_for_backward\((.*)\)", code).group(1)
+
+
+def test_operator_names_carry_a_hash_of_the_code():
+    """A changed formula is a new operator name, so torch.compile's caches (keyed by the
+    graph, which names the op) cannot hand back code compiled from an older module."""
+    code = render(symbackprop.load_spec(ROOT / "examples/xor.yaml"), "torch")["xor_torch.py"]
+    found = re.search(r'_free_name\("xor_([0-9a-f]{12})_loss"\)', code)
+    assert found and f'_free_name("xor_{found[1]}_forward")' in code
+    draft = code.replace(found[1], "0" * 12)
+    assert hashlib.sha256(draft.encode()).hexdigest()[:12] == found[1]
 
 
 # ---- 3. the portable PRNG in torch -------------------------------------------------------------

@@ -298,6 +298,23 @@ def _free_name(stem):
     return f"symbackprop::{name}"
 
 
+def _inline_when_compiled(op, forward):
+    """Let torch.compile trace the op's forward as the torch ops it runs, so Inductor fuses them
+    with the rest of the graph (torch.library.triton_op does the same); eager calls and the
+    registered, derived backward are unchanged. Without this hook the op is opaque to the
+    compiler, which is slower but as correct."""
+    try:
+        from torch._subclasses.functional_tensor import FunctionalTensorMode
+    except ImportError:
+        return
+
+    def decompose(mode, func, types, args, kwargs):
+        with mode:
+            return forward(*args, **kwargs)
+
+    op.register_torch_dispatch(FunctionalTensorMode, decompose)
+
+
 def _not_derived(ctx, names):
     """Refuse a gradient the derivation does not have (names: input index -> name)."""
     wanted = [name for i, name in names.items() if ctx.needs_input_grad[i]]
@@ -308,8 +325,7 @@ def _not_derived(ctx, names):
 
 
 # ---- the loss: E, and its gradient from the derivation's backward program ----------------------
-@torch.library.custom_op(_free_name("residual_mlp_3215da6a_loss"), mutates_args=())
-def loss_op(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tensor, b4: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tensor, b4: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """E for the batch (x, t), and the forward values the backward reads."""
     N = x.shape[0]
     # z1 = W1 @ x + b1
@@ -329,34 +345,38 @@ def loss_op(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor
     # a4 = softmax(z4)
     a4 = torch.softmax(z4, 1)
     # lse = log(sum(exp(z4)))
-    _m = z4.amax(1, keepdim=True)
-    lse = _m + torch.log(torch.exp(z4 - _m).sum(1, keepdim=True))
+    lse = torch.logsumexp(z4, 1, keepdim=True)
     # E = 1/N * sum_n sum_k t*(lse - z4)
     E = (1/N) * torch.sum(t*(lse - z4))
-    return (E, a1, a4, z1, z2, z3)
+    return (E, a1, a2, a4, z3)
+
+
+loss_op = torch.library.custom_op(_free_name("residual_mlp_4658613df8b9_loss"), _loss, mutates_args=())
+_inline_when_compiled(loss_op, _loss)
 
 
 @loss_op.register_fake
 def _loss_fake(x, t, W1, b1, W2, b2, W4, b4):
     n = x.shape[0]
-    return (x.new_empty(()), x.new_empty((n, 16)), x.new_empty((n, 3)), x.new_empty((n, 16)), x.new_empty((n, 16)), x.new_empty((n, 16)))
+    return (x.new_empty(()), x.new_empty((n, 16)), x.new_empty((n, 16)), x.new_empty((n, 3)), x.new_empty((n, 16)))
 
 
 def _loss_setup(ctx, inputs, output):
     x, t, W1, b1, W2, b2, W4, b4 = inputs
-    E, a1, a4, z1, z2, z3 = output
-    ctx.save_for_backward(x, t, W1, b1, W2, b2, W4, b4, a1, a4, z1, z2, z3)
+    E, a1, a2, a4, z3 = output
+    ctx.save_for_backward(x, t, W2, W4, a1, a2, a4, z3)
     ctx.set_materialize_grads(False)
-    ctx.mark_non_differentiable(a1, a4, z1, z2, z3)
+    ctx.mark_non_differentiable(a1, a2, a4, z3)
 
 
 def _loss_backward(ctx, grad, *_):
     """dE/dparam of every trainable parameter: the derived backward program, times dE."""
     if grad is None:
         return (None, None, None, None, None, None, None, None)
-    if any(ctx.needs_input_grad[i] for i in (0, 1)):
+    needs = ctx.needs_input_grad
+    if needs[0] or needs[1]:
         _not_derived(ctx, {0: "x", 1: "t"})
-    x, t, W1, b1, W2, b2, W4, b4, a1, a4, z1, z2, z3 = ctx.saved_tensors
+    x, t, W2, W4, a1, a2, a4, z3 = ctx.saved_tensors
     a3 = z3
     N = x.shape[0]
     # delta4 = (a4 - t)/N
@@ -368,8 +388,8 @@ def _loss_backward(ctx, grad, *_):
     db4 = delta4.sum(0)
     # da3 = W4.T @ delta4
     da3 = delta4 @ W4
-    # delta2 = da3*Heaviside(z2, 0)
-    delta2 = da3*(z2 > 0)
+    # delta2 = da3*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    delta2 = da3*(a2 > 0)
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
     # db2 = sum_n delta2_n
@@ -378,8 +398,8 @@ def _loss_backward(ctx, grad, *_):
     da1__via_z2 = delta2 @ W2
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
-    # delta1 = da1*Heaviside(z1, 0)
-    delta1 = da1*(z1 > 0)
+    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
     # db1 = sum_n delta1_n
@@ -391,8 +411,7 @@ loss_op.register_autograd(_loss_backward, setup_context=_loss_setup)
 
 
 # ---- the forward: Y, and its vector-Jacobian product, derived as the gradient of sum(Y * t) ----
-@torch.library.custom_op(_free_name("residual_mlp_3215da6a_forward"), mutates_args=())
-def forward_op(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tensor, b4: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tensor, b4: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The output Y for the batch x, and the forward values the backward reads."""
     N = x.shape[0]
     # z1 = W1 @ x + b1
@@ -411,30 +430,35 @@ def forward_op(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Te
     z4 = torch.nn.functional.linear(a3, W4, b4)
     # a4 = softmax(z4)
     a4 = torch.softmax(z4, 1)
-    return (a4, a1, z1, z2, z3)
+    return (a4, a1, a2, z3)
+
+
+forward_op = torch.library.custom_op(_free_name("residual_mlp_4658613df8b9_forward"), _forward, mutates_args=())
+_inline_when_compiled(forward_op, _forward)
 
 
 @forward_op.register_fake
 def _forward_fake(x, W1, b1, W2, b2, W4, b4):
     n = x.shape[0]
-    return (x.new_empty((n, 3)), x.new_empty((n, 16)), x.new_empty((n, 16)), x.new_empty((n, 16)), x.new_empty((n, 16)))
+    return (x.new_empty((n, 3)), x.new_empty((n, 16)), x.new_empty((n, 16)), x.new_empty((n, 16)))
 
 
 def _forward_setup(ctx, inputs, output):
     x, W1, b1, W2, b2, W4, b4 = inputs
-    a4, a1, z1, z2, z3 = output
-    ctx.save_for_backward(x, W1, b1, W2, b2, W4, b4, a4, a1, z1, z2, z3)
+    a4, a1, a2, z3 = output
+    ctx.save_for_backward(x, W2, W4, a4, a1, a2, z3)
     ctx.set_materialize_grads(False)
-    ctx.mark_non_differentiable(a1, z1, z2, z3)
+    ctx.mark_non_differentiable(a1, a2, z3)
 
 
 def _forward_backward(ctx, t, *_):
     """d(sum(Y * t))/dparam for the incoming gradient t of Y: derived like dE/dparam."""
     if t is None:
         return (None, None, None, None, None, None, None)
-    if any(ctx.needs_input_grad[i] for i in (0,)):
+    needs = ctx.needs_input_grad
+    if needs[0]:
         _not_derived(ctx, {0: "x"})
-    x, W1, b1, W2, b2, W4, b4, a4, a1, z1, z2, z3 = ctx.saved_tensors
+    x, W2, W4, a4, a1, a2, z3 = ctx.saved_tensors
     a3 = z3
     N = x.shape[0]
     # da4 = t
@@ -447,8 +471,8 @@ def _forward_backward(ctx, t, *_):
     db4 = delta4.sum(0)
     # da3 = W4.T @ delta4
     da3 = delta4 @ W4
-    # delta2 = da3*Heaviside(z2, 0)
-    delta2 = da3*(z2 > 0)
+    # delta2 = da3*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    delta2 = da3*(a2 > 0)
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
     # db2 = sum_n delta2_n
@@ -457,8 +481,8 @@ def _forward_backward(ctx, t, *_):
     da1__via_z2 = delta2 @ W2
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
-    # delta1 = da1*Heaviside(z1, 0)
-    delta1 = da1*(z1 > 0)
+    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
     # db1 = sum_n delta1_n
@@ -493,19 +517,24 @@ class Model(nn.Module):
             for name, value in init_params(seed).items():
                 getattr(self, name).copy_(value)
 
-    def _tensor(self, value):
-        return torch.as_tensor(value, dtype=self.W1.dtype, device=self.W1.device)
+    def _args(self, *batch):
+        """The batch as tensors like the parameters, then the parameters in PARAM_SHAPES order
+        (read from _parameters: the per-step cost of nn.Module.__getattr__ adds up on small nets)."""
+        p = self._parameters
+        like = p["W1"]
+        batch = [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        return (*batch, p["W1"], p["b1"], p["W2"], p["b2"], p["W4"], p["b4"])
 
     def forward(self, X, T=None):
         """The output Y for X [n, 4] -> [n, 3]; with targets T [n, 3], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
-        return forward_op(self._tensor(X), self.W1, self.b1, self.W2, self.b2, self.W4, self.b4)[0]
+            return loss_op(*self._args(X, T))[0]
+        return forward_op(*self._args(X))[0]
 
     def loss(self, X, T):
         """The loss E of a batch: the spec's cross_entropy, reduction as in the spec."""
-        return loss_op(self._tensor(X), self._tensor(T), self.W1, self.b1, self.W2, self.b2, self.W4, self.b4)[0]
+        return loss_op(*self._args(X, T))[0]
 
     def save(self, path):
         """Write the weights as text (17 significant digits: exact), atomically."""

@@ -294,6 +294,23 @@ def _free_name(stem):
     return f"symbackprop::{name}"
 
 
+def _inline_when_compiled(op, forward):
+    """Let torch.compile trace the op's forward as the torch ops it runs, so Inductor fuses them
+    with the rest of the graph (torch.library.triton_op does the same); eager calls and the
+    registered, derived backward are unchanged. Without this hook the op is opaque to the
+    compiler, which is slower but as correct."""
+    try:
+        from torch._subclasses.functional_tensor import FunctionalTensorMode
+    except ImportError:
+        return
+
+    def decompose(mode, func, types, args, kwargs):
+        with mode:
+            return forward(*args, **kwargs)
+
+    op.register_torch_dispatch(FunctionalTensorMode, decompose)
+
+
 def _not_derived(ctx, names):
     """Refuse a gradient the derivation does not have (names: input index -> name)."""
     wanted = [name for i, name in names.items() if ctx.needs_input_grad[i]]
@@ -304,8 +321,7 @@ def _not_derived(ctx, names):
 
 
 # ---- the loss: E, and its gradient from the derivation's backward program ----------------------
-@torch.library.custom_op(_free_name("xor_d8cad4ca_loss"), mutates_args=())
-def loss_op(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """E for the batch (x, t), and the forward values the backward reads."""
     N = x.shape[0]
     # z1 = W1 @ x + b1
@@ -321,6 +337,10 @@ def loss_op(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor
     return (E, a1, a2)
 
 
+loss_op = torch.library.custom_op(_free_name("xor_63cc4a4c91f3_loss"), _loss, mutates_args=())
+_inline_when_compiled(loss_op, _loss)
+
+
 @loss_op.register_fake
 def _loss_fake(x, t, W1, b1, W2, b2):
     n = x.shape[0]
@@ -330,7 +350,7 @@ def _loss_fake(x, t, W1, b1, W2, b2):
 def _loss_setup(ctx, inputs, output):
     x, t, W1, b1, W2, b2 = inputs
     E, a1, a2 = output
-    ctx.save_for_backward(x, t, W1, b1, W2, b2, a1, a2)
+    ctx.save_for_backward(x, t, W2, a1, a2)
     ctx.set_materialize_grads(False)
     ctx.mark_non_differentiable(a1, a2)
 
@@ -339,9 +359,10 @@ def _loss_backward(ctx, grad, *_):
     """dE/dparam of every trainable parameter: the derived backward program, times dE."""
     if grad is None:
         return (None, None, None, None, None, None)
-    if any(ctx.needs_input_grad[i] for i in (0, 1)):
+    needs = ctx.needs_input_grad
+    if needs[0] or needs[1]:
         _not_derived(ctx, {0: "x", 1: "t"})
-    x, t, W1, b1, W2, b2, a1, a2 = ctx.saved_tensors
+    x, t, W2, a1, a2 = ctx.saved_tensors
     N = x.shape[0]
     # delta2 = (a2 - t)/N
     delta2 = (a2 - t)/N
@@ -365,8 +386,7 @@ loss_op.register_autograd(_loss_backward, setup_context=_loss_setup)
 
 
 # ---- the forward: Y, and its vector-Jacobian product, derived as the gradient of sum(Y * t) ----
-@torch.library.custom_op(_free_name("xor_d8cad4ca_forward"), mutates_args=())
-def forward_op(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor]:
+def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple[Tensor, Tensor]:
     """The output Y for the batch x, and the forward values the backward reads."""
     N = x.shape[0]
     # z1 = W1 @ x + b1
@@ -380,6 +400,10 @@ def forward_op(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tup
     return (a2, a1)
 
 
+forward_op = torch.library.custom_op(_free_name("xor_63cc4a4c91f3_forward"), _forward, mutates_args=())
+_inline_when_compiled(forward_op, _forward)
+
+
 @forward_op.register_fake
 def _forward_fake(x, W1, b1, W2, b2):
     n = x.shape[0]
@@ -389,7 +413,7 @@ def _forward_fake(x, W1, b1, W2, b2):
 def _forward_setup(ctx, inputs, output):
     x, W1, b1, W2, b2 = inputs
     a2, a1 = output
-    ctx.save_for_backward(x, W1, b1, W2, b2, a2, a1)
+    ctx.save_for_backward(x, W2, a2, a1)
     ctx.set_materialize_grads(False)
     ctx.mark_non_differentiable(a1)
 
@@ -398,9 +422,10 @@ def _forward_backward(ctx, t, *_):
     """d(sum(Y * t))/dparam for the incoming gradient t of Y: derived like dE/dparam."""
     if t is None:
         return (None, None, None, None, None)
-    if any(ctx.needs_input_grad[i] for i in (0,)):
+    needs = ctx.needs_input_grad
+    if needs[0]:
         _not_derived(ctx, {0: "x"})
-    x, W1, b1, W2, b2, a2, a1 = ctx.saved_tensors
+    x, W2, a2, a1 = ctx.saved_tensors
     N = x.shape[0]
     # delta2 = a2*t*(1 - a2)
     delta2 = a2*t*(1 - a2)
@@ -444,19 +469,24 @@ class Model(nn.Module):
             for name, value in init_params(seed).items():
                 getattr(self, name).copy_(value)
 
-    def _tensor(self, value):
-        return torch.as_tensor(value, dtype=self.W1.dtype, device=self.W1.device)
+    def _args(self, *batch):
+        """The batch as tensors like the parameters, then the parameters in PARAM_SHAPES order
+        (read from _parameters: the per-step cost of nn.Module.__getattr__ adds up on small nets)."""
+        p = self._parameters
+        like = p["W1"]
+        batch = [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        return (*batch, p["W1"], p["b1"], p["W2"], p["b2"])
 
     def forward(self, X, T=None):
         """The output Y for X [n, 2] -> [n, 1]; with targets T [n, 1], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
-        return forward_op(self._tensor(X), self.W1, self.b1, self.W2, self.b2)[0]
+            return loss_op(*self._args(X, T))[0]
+        return forward_op(*self._args(X))[0]
 
     def loss(self, X, T):
         """The loss E of a batch: the spec's binary_cross_entropy, reduction as in the spec."""
-        return loss_op(self._tensor(X), self._tensor(T), self.W1, self.b1, self.W2, self.b2)[0]
+        return loss_op(*self._args(X, T))[0]
 
     def save(self, path):
         """Write the weights as text (17 significant digits: exact), atomically."""
