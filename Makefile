@@ -1,7 +1,7 @@
 # symbackprop developer tasks. `make test` is the README's test command.
 PY ?= python3
 EXAMPLES := $(filter-out %_sample.yaml %_samples.yaml,$(wildcard examples/*.yaml))
-TARGETS := numpy c torch
+TARGETS := $(shell $(PY) -c 'from symbackprop.codegen import TARGETS; print(*TARGETS)')
 
 .PHONY: test lint regen bench docs
 test:

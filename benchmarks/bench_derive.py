@@ -10,7 +10,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from symbackprop import activations, losses, parse_spec, render
+from symbackprop import parse_spec, render
+from symbackprop.core import activations, losses
 from symbackprop.core.chain_rule import derive
 
 

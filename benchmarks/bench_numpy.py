@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 import symbackprop
-from symbackprop.runtime import numpy_module
+from symbackprop.codegen.numpy.loader import numpy_module
 
 GOAL = 1.2
 LR = 0.01

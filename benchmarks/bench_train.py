@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 import symbackprop
-from symbackprop.c_build import build_library
-from symbackprop.c_runtime import load_c
 from symbackprop.codegen import generate, render
-from symbackprop.runtime import load_numpy
+from symbackprop.codegen.c.build import build_library
+from symbackprop.codegen.c.loader import load_c
+from symbackprop.codegen.numpy.loader import load_numpy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_numpy import calibrate  # noqa: E402 (the sibling script, run from anywhere)

@@ -16,15 +16,15 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-from .c_runtime import load_c  # noqa: E402
+from .codegen.c.loader import load_c  # noqa: E402
 from .core import derivation as _core  # noqa: E402
 from .core.chain_rule import derive as _derive  # noqa: E402
-from .errors import SpecError  # noqa: E402
-from .evaluate import Evaluation, evaluate  # noqa: E402
-from .report import backward_section, gradient_section, render  # noqa: E402
-from .scalar import ScalarDerivation, instantiate  # noqa: E402
-from .spec import Spec, load_spec, parse_spec  # noqa: E402
-from .verify import VerifyResult, verify  # noqa: E402
+from .core.evaluate import Evaluation, evaluate  # noqa: E402
+from .core.scalar import ScalarDerivation, instantiate  # noqa: E402
+from .document.sections import backward_section, gradient_section, render  # noqa: E402
+from .spec.errors import SpecError  # noqa: E402
+from .spec.load import Spec, load_spec, parse_spec  # noqa: E402
+from .verify.api import VerifyResult, verify  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 import tempfile
 import time
@@ -10,18 +12,18 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .codegen.files import write_atomic
+from .codegen import TARGETS, generate
+from .codegen.files import check_writable, write_atomic
 from .core.chain_rule import derive
-from .errors import SpecError
-from .evaluate import evaluate
-from .report import render
-from .samples import load_samples
-from .spec import load_spec
-from .verify import add_parser as add_verify_parser
-from .verify import run as run_verify
+from .core.evaluate import evaluate
+from .document.sections import render
+from .spec.errors import SpecError
+from .spec.load import load_spec
+from .spec.samples import load_samples
+from .verify.api import add_parser as add_verify_parser
+from .verify.api import run as run_verify
 
 FORMATS = ("text", "latex", "markdown", "json")
-TARGETS = ("numpy", "c", "torch")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--pdf", metavar="PDF", help="also compile the LaTeX document to PDF")
     g = sub.add_parser("generate", help="write standalone training code for a spec")
     g.add_argument("spec")
-    g.add_argument("--target", choices=TARGETS, default="numpy")
+    g.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     g.add_argument("-o", "--output", metavar="DIR", help="default: generated/<name>/")
     g.add_argument("--force", action="store_true", help="overwrite files symbackprop did not write")
     c = sub.add_parser("check", help="check generated gradients against finite differences")
@@ -52,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="generate, train on data, save the weights")
     t.add_argument("spec")
     t.add_argument("--data", required=True, help=".npz (X, T or y) or .csv (features, targets)")
-    t.add_argument("--target", choices=TARGETS, default="numpy")
+    t.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
@@ -65,29 +67,28 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _output(text: str, output: str | None) -> None:
+    text = text if text.endswith("\n") else text + "\n"
     if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return
-    target = Path(output)
-    if target.is_dir():
-        raise SpecError("-o", "is a directory", output)
-    if not target.parent.exists():
-        raise SpecError("-o", "no such directory", str(target.parent))
-    write_atomic(target, text if text.endswith("\n") else text + "\n")
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text, "-o")
 
 
 def cmd_derive(args) -> int:
     spec = load_spec(args.spec)
     samples = load_samples(args.at, spec) if args.at else None
+    if args.output:
+        check_writable(args.output, "-o")
     if args.pdf:
-        from .pdf import check_pdflatex
+        from .document.pdf import check_pdflatex
 
         check_pdflatex()
+        check_writable(args.pdf, "--pdf")
     d = derive(spec)
     ev = evaluate(d, samples) if samples is not None else None
     _output(render(d, args.format, args.mode, ev), args.output)
     if args.pdf:
-        from .pdf import compile_pdf
+        from .document.pdf import compile_pdf
 
         compile_pdf(render(d, "latex", args.mode, ev), Path(args.pdf))
         print(f"wrote {args.pdf}", file=sys.stderr)
@@ -95,8 +96,6 @@ def cmd_derive(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from .codegen import generate
-
     spec = load_spec(args.spec)
     folder = Path(args.output or Path("generated") / spec.name)
     written = generate(derive(spec), args.target, folder, args.force)
@@ -106,7 +105,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .check import check, table
+    from .codegen.check import check, table
 
     rows = check(load_spec(args.spec))
     print(table(rows))
@@ -129,22 +128,24 @@ def cmd_train(args) -> int:
     generated programs do the same, with the same message)."""
     import numpy as np
 
-    from .c_runtime import c_module
-    from .runtime import numpy_module
-
-    loaders = {"numpy": numpy_module, "c": c_module, "torch": _torch_module}
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
     data = Path(args.data)
-    if not data.is_file():
-        raise SpecError("--data", "is a directory" if data.is_dir() else "no such file", args.data)
+    if data.is_dir():
+        raise SpecError("--data", "is a directory", args.data)
+    if not os.path.exists(args.data):  # the readers refuse what cannot be read
+        raise SpecError("--data", "no such file", args.data)
+    out = args.out or f"{spec.name}.weights"
+    check_writable(out, "--out")  # now, not after training
+    if args.plot:
+        check_writable(args.plot, "--plot")
     plt = _pyplot() if args.plot else None
     with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
-        module = loaders[args.target](derive(spec), tmp)  # imported / built: tmp may go
+        module = TARGETS[args.target].module(derive(spec), tmp)  # loaded: tmp may go
     try:
-        x, t = module.load_data(args.data)  # prints one error line and exits 2 on bad data
-    except SystemExit as exc:
+        x, t = module.load_data(args.data)  # bad data: SpecError (C), or the generated
+    except SystemExit as exc:  # NumPy program's own one-line error and exit 2
         return int(exc.code or 0)
     params = module.init_params()
     kept = {name: value.copy() for name, value in params.items()}
@@ -173,8 +174,7 @@ def cmd_train(args) -> int:
     except _Diverged as exc:
         diverged = exc.args
         params = kept
-    out = args.out or f"{spec.name}.weights"
-    module.save(params, out)
+    _save(module, params, out, "--out")
     if diverged is None:
         print(f"saved weights to {out}")
     if plt is not None and history:
@@ -188,17 +188,17 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _torch_module(d, directory):
-    """The torch target behind the NumPy module's functions (imports torch only when asked)."""
+def _save(module, params: dict, path: str, field: str) -> None:
+    """``module.save``; a SpecError naming ``path`` when it cannot be written."""
     try:
-        from .codegen.torch.loader import torch_module
-    except ImportError as exc:
-        raise SpecError("--target", f"torch needs PyTorch: {exc}") from None
-    return torch_module(d, directory)
+        module.save(params, path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc).removeprefix(f"{path}: ")
+        raise SpecError(field, f"cannot write: {reason}", path) from None
 
 
 def _plot(plt, history: list[float], name: str, path: str) -> None:
-    """The loss curve (mean loss per epoch) as a PNG."""
+    """The loss curve (mean loss per epoch) as a PNG, written as every output is."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(range(1, len(history) + 1), history)
     ax.set_xlabel("epoch")
@@ -206,7 +206,9 @@ def _plot(plt, history: list[float], name: str, path: str) -> None:
     ax.set_yscale("log" if min(history) > 0 else "linear")
     ax.set_title(f"{name}: training loss")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    write_atomic(path, png.getvalue(), "--plot")
     print(f"saved the loss curve to {path}")
 
 
@@ -222,8 +224,7 @@ def _pyplot():
 
 
 def cmd_demo(args) -> int:
-    from .codegen import generate
-    from .runtime import load_numpy
+    from .codegen.numpy.loader import load_numpy
 
     data = resources.files("symbackprop") / "data"
     with (
@@ -258,7 +259,7 @@ def cmd_demo(args) -> int:
     seconds = time.perf_counter() - begin
     acc = module.accuracy(params, x, t)
     weights = folder / f"{iris_spec.name}.weights"
-    module.save(params, str(weights))
+    _save(module, params, str(weights), "-o")
     print(f"  loss {history[0]:.4f} -> {history[-1]:.4f}, training accuracy {acc:.1%}")
     written += _demo_c(iris_d, folder, start, params, x, t, seconds)
     print("Files:")
@@ -272,15 +273,13 @@ def cmd_demo(args) -> int:
 
 def _demo_c(d, folder: Path, start: dict, trained: dict, x, t, seconds: float) -> list:
     """The same training through the generated C (when a compiler is found): equal to NumPy."""
-    from .c_build import CompileError
-    from .c_runtime import load_c
-    from .codegen import generate
+    from .codegen.c.loader import load_c
 
     print("The same network as C99 (libc and libm only), compiled with cc, from the same start:")
     written = generate(d, "c", folder)
     try:
         c = load_c(folder)
-    except (SpecError, CompileError) as exc:
+    except SpecError as exc:  # no compiler, or it failed (CompileError)
         print(f"  skipped: {exc}")
         return written
     params = {k: v.copy() for k, v in start.items()}

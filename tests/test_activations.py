@@ -6,9 +6,9 @@ import mpmath
 import pytest
 import sympy as sp
 
-from symbackprop import activations
-from symbackprop.expressions import parse_expression
-from symbackprop.symbols import A, X
+from symbackprop.core import activations
+from symbackprop.core.symbols import A, X
+from symbackprop.spec.expressions import parse_expression
 
 POINTS = [-3.1, -1.7, -0.4, -0.05, 0.05, 0.3, 1.2, 2.9]
 CUSTOM = [

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import symbackprop
-from symbackprop.c_build import build_program
 from symbackprop.codegen import render
+from symbackprop.codegen.c.build import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)

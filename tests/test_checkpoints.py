@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symbackprop.c_build import build_program
+from symbackprop.codegen.c.build import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = sorted(p.name for p in (ROOT / "generated").iterdir() if (p / f"{p.name}.py").exists())

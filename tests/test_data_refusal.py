@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symbackprop.c_build import build_program
+from symbackprop.codegen.c.build import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "generated/iris_softmax"  # 4 inputs, 3 outputs, cross-entropy

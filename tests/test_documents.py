@@ -6,12 +6,13 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import symbackprop
 from symbackprop.cli import main
-from symbackprop.documents import WIDTH, _display, split_top
-from symbackprop.report import Eq
+from symbackprop.document.layout import WIDTH, _display, split_top
+from symbackprop.document.sections import Eq
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
@@ -90,9 +91,37 @@ def test_graph_example_derivations_are_current(name):
     """docs/<name>.md is `derive --at --format markdown` of the example (`make docs` rewrites
     it); its numbers are checked against PyTorch in tests/test_graphs.py."""
     spec, sample = ROOT / f"examples/{name}.yaml", ROOT / f"examples/{name}_sample.yaml"
-    from symbackprop.samples import load_samples
+    from symbackprop.spec.samples import load_samples
 
     d = symbackprop.derive(spec)
     md = d.render("markdown", "auto", d.at(load_samples(sample, d.spec)))
     current = (ROOT / f"docs/{name}.md").read_text()
     assert md.rstrip("\n") == current.rstrip("\n"), f"docs/{name}.md is stale: run `make docs`"
+
+
+def test_worked_example_shows_where_it_starts(capsys):
+    """--at prints the sample and the initial parameters before any number computed from them:
+    Mazur's published start, and for a random init the NumPy module's own draws."""
+    import json
+
+    from symbackprop.codegen.numpy import numpy_module
+
+    mazur, sample = ROOT / "examples/mazur.yaml", ROOT / "examples/mazur_sample.yaml"
+    assert main(["derive", str(mazur), "--at", str(sample), "--format", "json"]) == 0
+    initial = json.loads(capsys.readouterr().out)["initial"]
+    assert initial == {"x": [0.05, 0.1], "t": [0.01, 0.99], "W1": [[0.15, 0.2], [0.25, 0.3]],
+                       "b1": 0.35, "W2": [[0.4, 0.45], [0.5, 0.55]], "b2": 0.6}  # fmt: skip
+    assert main(["derive", str(mazur), "--at", str(sample), "--mode", "scalar"]) == 0
+    text = capsys.readouterr().out
+    start = text.index("Starting point")
+    assert start < text.index("Forward pass, element by element") < text.index("Worked example")
+    assert "W1  =  [[0.15, 0.2]," in text[start:] and "x  =  [0.05, 0.1]" in text[start:]
+    iris = ROOT / "examples/iris_softmax.yaml"
+    d = symbackprop.derive(iris)
+    assert main(["derive", str(iris), "--at", str(ROOT / "examples/iris_softmax_sample.yaml"),
+                 "--format", "json"]) == 0  # fmt: skip
+    initial = json.loads(capsys.readouterr().out)["initial"]
+    for name, value in numpy_module(d).init_params().items():
+        assert initial[name] == value.tolist(), name
+    latex = d.render("latex", "tensor", d.at((np.ones((2, 4)), np.eye(3)[:2])))
+    assert r"\mathbf{X}" in latex and "Starting point" in latex

@@ -10,13 +10,8 @@ import sympy as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from symbackprop.errors import SpecError
-from symbackprop.expressions import (
-    FUNCTIONS,
-    MAX_DEPTH,
-    MAX_LENGTH,
-    parse_expression,
-)
+from symbackprop.spec.errors import SpecError
+from symbackprop.spec.expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH, parse_expression
 
 x = sp.Symbol("x", real=True)
 y = sp.Symbol("y", real=True)

@@ -17,14 +17,14 @@ import sympy as sp
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from symbackprop import activations
-from symbackprop.activations import derive_activation
-from symbackprop.errors import SpecError
-from symbackprop.expressions import FUNCTIONS
+from symbackprop.core import activations
+from symbackprop.core.activations import derive_activation
+from symbackprop.core.symbols import A
 from symbackprop.printing.c import CCodePrinter
 from symbackprop.printing.numpy import NumpyCodePrinter
-from symbackprop.spec import parse_spec
-from symbackprop.symbols import A
+from symbackprop.spec.errors import SpecError
+from symbackprop.spec.expressions import FUNCTIONS
+from symbackprop.spec.load import parse_spec
 
 FAST = settings(
     max_examples=700,

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 import symbackprop
-from symbackprop.check import gradient_rows
 from symbackprop.cli import main
 from symbackprop.codegen import render
-from symbackprop.runtime import load_numpy
-from symbackprop.samples import load_samples
+from symbackprop.codegen.check import gradient_rows
+from symbackprop.codegen.numpy.loader import load_numpy
+from symbackprop.spec.errors import SpecError
+from symbackprop.spec.samples import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
@@ -244,6 +245,6 @@ def test_generate_leaves_nothing_when_a_write_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(files_mod.os, "fdopen", failing_fdopen)
     out = tmp_path / "new"
     spec = symbackprop.load_spec(ROOT / "examples/mazur.yaml")
-    with pytest.raises(OSError):
+    with pytest.raises(SpecError, match="cannot write: No space left on device"):
         files_mod.write_files(out, render(spec, "c"))
     assert calls["n"] == 2 and not out.exists()

@@ -19,9 +19,9 @@ import yaml
 from torch_reference import torch_forward, torch_step
 
 import symbackprop
-from symbackprop.c_runtime import c_module
-from symbackprop.runtime import numpy_module
-from symbackprop.scalar import values_at
+from symbackprop.codegen.c.loader import c_module
+from symbackprop.codegen.numpy.loader import numpy_module
+from symbackprop.core.scalar import values_at
 
 STEPS = 25
 F64 = {"rtol": 1e-10, "atol": 1e-13}

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import symbackprop
-from symbackprop.c_runtime import c_module
+from symbackprop.codegen.c.loader import c_module
+from symbackprop.codegen.numpy.loader import numpy_module
 from symbackprop.core.ir import Init, Op, Param, vec
 from symbackprop.core.layers import LAYER_KINDS, LayerKind, LayerSpec
-from symbackprop.errors import SpecError
-from symbackprop.runtime import numpy_module
-from symbackprop.spec_fields import _num
+from symbackprop.spec.errors import SpecError
+from symbackprop.spec.fields import _num
 
 
 def _parse(f, inputs, shapes):

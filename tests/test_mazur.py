@@ -82,10 +82,11 @@ def test_step_one_numbers(result):
 
 
 def test_json_shape(result):
-    # Gradients only for trainable parameters (the biases are frozen); a shared bias is a number.
+    # Gradients only for trainable parameters (the biases are frozen); a shared bias is a number;
+    # `initial` (the sample and the starting parameters, issue 13) comes first.
     assert set(result["gradients"]) == {"W1", "W2"}
     assert result["updated"]["b1"] == 0.35 and result["updated"]["b2"] == 0.6
-    assert set(result) == {"loss", "forward", "gradients", "updated"}
+    assert set(result) == {"initial", "loss", "forward", "gradients", "updated"}
 
 
 def test_scalar_text_shows_mazur_product():

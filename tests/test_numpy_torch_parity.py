@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from torch_reference import CUSTOM_ACTIVATIONS, CUSTOM_LOSSES, torch_forward, torch_step
 
 import symbackprop
-from symbackprop.c_runtime import c_module
-from symbackprop.prng import permutation
-from symbackprop.runtime import numpy_module
+from symbackprop.codegen.c.loader import c_module
+from symbackprop.codegen.numpy.loader import numpy_module
+from symbackprop.core.prng import permutation
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 25

@@ -15,11 +15,11 @@ from collections import defaultdict
 import pytest
 import sympy as sp
 
-from symbackprop.activations import derive_activation, make, stabilize
 from symbackprop.core import ops
+from symbackprop.core.activations import derive_activation, make, stabilize
 from symbackprop.core.ir import Init, Op, Param, element_name, param_element_name, vec
 from symbackprop.core.ops import OPS, Context, indices, kind
-from symbackprop.symbols import A, X
+from symbackprop.core.symbols import A, X
 
 
 def sym(name):

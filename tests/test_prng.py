@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symbackprop import prng
+from symbackprop.core import prng
 
 MASK = (1 << 64) - 1
 KEYS = [0, 1, prng.stream_key(0, 0), prng.stream_key(42, 3), MASK]

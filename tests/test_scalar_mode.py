@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 import symbackprop
-from symbackprop.scalar import values_at
+from symbackprop.core.scalar import values_at
 
 NETS = [
     ("sigmoid", "sigmoid", {"type": "sse", "scale": 0.5}),

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch_reference import CUSTOM_ACTIVATIONS, CUSTOM_LOSSES, torch_step
 
 import symbackprop
-from symbackprop.activations import custom, derive_activation, stable_softplus
-from symbackprop.c_runtime import c_module
-from symbackprop.runtime import numpy_module
-from symbackprop.symbols import X as XSYM
+from symbackprop.codegen.c.loader import c_module
+from symbackprop.codegen.numpy.loader import numpy_module
+from symbackprop.core.activations import custom, derive_activation, stable_softplus
+from symbackprop.core.symbols import X as XSYM
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 C_TOL = {"rtol": 1e-12, "atol": 1e-14}

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from torch_reference import CUSTOM_ACTIVATIONS, CUSTOM_LOSSES, torch_step
 
 from symbackprop import Derivation, derive
+from symbackprop.core.evaluate import apply_update, initial_params, run_program
 from symbackprop.core.ir import N
-from symbackprop.evaluate import apply_update, initial_params, run_program
-from symbackprop.spec import load_spec, parse_spec
+from symbackprop.spec.load import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-10, 1e-13

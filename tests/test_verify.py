@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from symbackprop import derive
-from symbackprop.errors import SpecError
-from symbackprop.verify import VerifyResult, add_parser, run, verify
+from symbackprop.spec.errors import SpecError
+from symbackprop.verify.api import VerifyResult, add_parser, run, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 MAZUR = ROOT / "examples" / "mazur.yaml"
@@ -412,7 +412,7 @@ def test_spec_as_path_and_matrix_formula_text():
 
 
 def test_latex_translation_uses_the_names_of_the_contract():
-    from symbackprop.latex_input import latex_to_expr
+    from symbackprop.verify.latex import latex_to_expr
 
     text = latex_to_expr(r"(a^{(2)}_1 - t_1) a^{(2)}_1 (1 - a^{(2)}_1) w^{(2)}_{12} x_1")
     assert text.replace("(", "").replace(")", "") == "a2_1 - t1 * a2_1 * 1 - a2_1 * w2_12 * x1"
@@ -438,7 +438,7 @@ def test_large_nets_are_refused_before_any_work():
 
 def test_the_probe_decides_alone_when_sympy_is_skipped(mazur, monkeypatch):
     # the module itself, even when symbackprop/__init__.py exports the function by this name
-    module = importlib.import_module("symbackprop.verify")
+    module = importlib.import_module("symbackprop.verify.api")
 
     monkeypatch.setattr(module, "MAX_NODES", 0)
     r = verify(mazur, "w1_11", "delta1_1*x1 + 0*x2")

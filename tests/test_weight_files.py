@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symbackprop.c_build import build_program
-from symbackprop.runtime import load_numpy
+from symbackprop.codegen.c.build import build_program
+from symbackprop.codegen.numpy.loader import load_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "iris_softmax"  # 4 inputs, 3 outputs, cross-entropy, adam

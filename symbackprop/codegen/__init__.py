@@ -1,7 +1,9 @@
 """Stages 4 and 5: lower a Derivation to a Program, then render it with a target's templates.
 
-A backend is a module with ``files(program) -> {filename: text}``; adding a target is a printer,
-templates and one entry in BACKENDS.
+Every target is one folder (``codegen/<name>/``: backend, loader, and its build where it has
+one) exporting a :class:`~symbackprop.codegen.target.Target`; TARGETS is the one list the CLI,
+``check``, ``train``, the demo and the Makefile read. Adding a target is a printer, templates,
+that folder and one entry here.
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ from pathlib import Path
 
 from ..core.chain_rule import derive as _derive
 from ..core.derivation import Derivation
-from ..spec import Spec
-from . import c_backend, numpy_backend
+from ..spec.load import Spec
+from . import c as c_target
+from . import numpy as numpy_target
+from . import torch as torch_target
 from .files import write_files
 from .program import Program, lower
-from .torch import backend as torch_backend
+from .target import Target
 
-BACKENDS = {"numpy": numpy_backend, "c": c_backend, "torch": torch_backend}
+TARGETS: dict[str, Target] = {
+    t.name: t for t in (numpy_target.TARGET, c_target.TARGET, torch_target.TARGET)
+}
 
 
 def render(d: Derivation | Spec, target: str) -> dict[str, str]:
     """The files of ``target`` for a Derivation (or Spec), as {name: text}; nothing is written."""
     if isinstance(d, Spec):
         d = _derive(d)
-    return BACKENDS[target].files(lower(d))
+    return TARGETS[target].files(lower(d))
 
 
 def generate(d: Derivation | Spec, target: str, directory: str | Path,
@@ -32,4 +38,4 @@ def generate(d: Derivation | Spec, target: str, directory: str | Path,
     return write_files(Path(directory), render(d, target), force)
 
 
-__all__ = ["BACKENDS", "Program", "generate", "lower", "render"]
+__all__ = ["TARGETS", "Program", "Target", "generate", "lower", "render"]

@@ -15,9 +15,9 @@ import sympy as sp
 from ..core.derivation import Derivation
 from ..core.ir import Op, Param, Shape
 from ..core.ops import Context, kind
-from ..optimizers import G, K, P, UpdateRule
+from ..core.optimizers import G, K, P, UpdateRule
 from ..printing.latex import text as text_of
-from ..spec import Spec
+from ..spec.load import Spec
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from importlib import resources
 
 import jinja2
 
+from .files import marker
+
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
@@ -24,4 +26,7 @@ def environment() -> jinja2.Environment:
 
 
 def render(template: str, **context) -> str:
-    return environment().get_template(template).render(template=template, **context)
+    """``template`` rendered with ``context``, plus ``template`` and ``marker``: the ownership
+    line every emitted file starts with (see files.marker)."""
+    mark = marker(template, context["name"], context["digest"])
+    return environment().get_template(template).render(template=template, marker=mark, **context)

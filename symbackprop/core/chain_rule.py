@@ -17,8 +17,8 @@ from collections import defaultdict
 
 import sympy as sp
 
-from .. import activations, losses, optimizers
-from ..spec import Spec
+from ..spec.load import Spec
+from . import activations, losses, optimizers
 from .derivation import Derivation
 from .graph import Graph, build_graph
 from .ir import N, Op, Shape, grad_name, vec, via_name

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .. import losses, optimizers
-from ..spec import Spec
+from ..spec.load import Spec
+from . import losses, optimizers
 from .graph import Graph
 from .ir import Op, Param, Shape
 from .ops import Context

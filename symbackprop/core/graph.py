@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import activations
-from ..spec import Spec
+from ..spec.load import Spec
+from . import activations
 from .ir import Param, Shape
 from .layers import LAYER_KINDS, Node
 

@@ -7,7 +7,7 @@ from sympy.codegen.ast import float32, float64, real
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ..symbols import as_expr
+from ..core.symbols import as_expr
 from .numpy import log1p_argument, numeric_constants
 
 _SMALL_POWERS = 4  # x**2 .. x**4 as products (exactly what NumPy's x**2 gives; fast)

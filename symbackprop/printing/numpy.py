@@ -9,7 +9,7 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
-from ..symbols import as_expr
+from ..core.symbols import as_expr
 
 
 def numeric_constants(expr: sp.Expr) -> sp.Expr:

@@ -11,7 +11,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pytorch import TorchPrinter
 
-from ..symbols import as_expr
+from ..core.symbols import as_expr
 from .numpy import log1p_argument, numeric_constants
 
 

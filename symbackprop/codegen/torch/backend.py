@@ -23,8 +23,9 @@ import sympy as sp
 
 from ...core.chain_rule import derive
 from ...core.ir import vec
-from ...spec import LossSpec, Spec
-from ...symbols import T, Y
+from ...core.symbols import T, Y
+from ...spec.load import LossSpec, Spec
+from ..numpy.backend import safe_io_source
 from ..program import Lowered, Program, lower
 
 TEMPLATE = "torch/module.py.j2"
@@ -244,6 +245,7 @@ def context(program: Program) -> dict:
             "batch_size": spec.train.batch_size,
             "shuffle": spec.train.shuffle,
         },
+        "safe_io_source": safe_io_source(),
         "runtime_source": runtime_source(),
         "output": program.output,
         "loss_op": _custom_op(program, printer, "loss"),

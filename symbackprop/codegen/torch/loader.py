@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from ... import prng
+from ...core import prng
 from ...core.derivation import Derivation
 
 
@@ -171,8 +171,8 @@ class TorchTarget:
 def torch_module(d: Derivation, directory: str | Path | None = None) -> TorchTarget:
     """Generate the torch (and NumPy) target of ``d`` into ``directory`` (a temporary one by
     default), import them, and return the torch target behind the NumPy module's functions."""
-    from ...runtime import load_numpy
     from .. import generate
+    from ..numpy.loader import load_numpy
 
     folder = Path(directory or tempfile.mkdtemp(prefix="symbackprop-torch-"))
     generate(d, "numpy", folder, force=True)

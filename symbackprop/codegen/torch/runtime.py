@@ -1,7 +1,8 @@
 """The torch target's runtime: copied verbatim into every generated ``<name>_torch.py``.
 
 Everything from the line ``GAMMA = ...`` on is the text the template includes (the generated
-module imports math, numbers, os, re, tempfile and torch itself). It is a real module so that it
+module imports math, numbers, re and torch itself, and carries symbackprop/safe_io.py before
+it, as the NumPy module does, for reading and writing files). It is a real module so that it
 is linted and tested directly: the portable PRNG of ``symbackprop/prng.py`` with torch instead of
 NumPy (uint64 arithmetic as wrapping int64, logical shifts masked; float64 ``+ - * /`` and
 ``sqrt`` only, so the initial weights equal the NumPy and C targets' bit for bit), and the
@@ -11,11 +12,11 @@ is Python's ``math.sqrt`` (correctly rounded), not ``torch.sqrt``.
 
 import math
 import numbers
-import os
 import re
-import tempfile
 
 import torch
+
+from symbackprop.safe_io import MAX_FILE_BYTES, read_bytes, write_bytes
 
 GAMMA = 0x9E3779B97F4A7C15
 MASK64 = (1 << 64) - 1
@@ -159,11 +160,12 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _text_lines(path):
-    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if b"\0" in data:
-        raise ValueError(f"{path}: not a text file")
+    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark (read as the
+    NumPy module reads it: bounded, never blocking, no NUL byte)."""
+    try:
+        data = read_bytes(path, MAX_FILE_BYTES, text=True)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
 
 
@@ -209,21 +211,14 @@ def read_weights(path, shapes):
 
 def write_weights(path, header, tensors):
     """Write ``header`` and each tensor as a name-and-shape line and a line of its values
-    (17 significant digits: exact), atomically (a temporary file, then a rename)."""
+    (17 significant digits: exact), as the NumPy module writes it (atomically for a regular
+    file, in place for a device or FIFO: see safe_io.write_bytes)."""
     lines = [header]
     for name, value in tensors.items():
         lines.append(" ".join([name, *map(str, value.shape)]))
         flat = value.detach().to("cpu", torch.float64).reshape(-1).tolist()
         lines.append(" ".join(f"{v:.17g}" for v in flat))
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".weights.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_bytes(path, ("\n".join(lines) + "\n").encode("latin-1"))
 
 
 # ---- elementwise helpers of the printed formulas -------------------------------------------------

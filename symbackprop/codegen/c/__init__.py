@@ -1,0 +1,10 @@
+"""The C target: backend (Program -> C99 sources and a Makefile), build (cc) and loader (ctypes,
+behind the NumPy module's functions)."""
+
+from ..target import Target
+from .backend import files
+from .loader import c_module, load_c
+
+TARGET = Target("c", files, c_module)
+
+__all__ = ["TARGET", "c_module", "files", "load_c"]

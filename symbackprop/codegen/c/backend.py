@@ -1,0 +1,361 @@
+"""The C target: a Program rendered through templates/c into a C99 library, program and Makefile.
+
+Shapes are compile-time constants; elementwise code comes from CCodePrinter on the same CSE'd
+expressions the NumPy target prints; matrix ops are loops (or cblas with ``make BLAS=1``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import sympy as sp
+
+from ... import safe_io
+from ...core import prng
+from ...core.optimizers import hyper_range
+from ...printing.c import CCodePrinter
+from ..program import Lowered, Program
+
+# In the order write_files renames them into place: the sources, which check the header's build
+# id, before the header, so a set interrupted halfway does not compile.
+TEMPLATES = {
+    "{name}.c": "c/source.c.j2",
+    "{name}_main.c": "c/main.c.j2",
+    "{name}.h": "c/header.h.j2",
+    "Makefile": "c/Makefile.j2",
+}
+_BUILD = "BUILD-ID-OF-THE-SET"  # stands for the build id while the set is rendered
+CHUNK = 256  # default rows per workspace chunk (<NAME>_CHUNK); any batch size works
+CACHE_BLOCK = 1 << 18  # bytes of one matrix operand the loops keep in cache (256 KB)
+_SCALARS = {"lse"}  # per-sample values: one number per row, not per unit
+
+
+def c_string(text: str) -> str:
+    """``text`` as a C string literal (ASCII; quotes and backslashes escaped)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _element_names(symbols, params: dict) -> dict[str, str]:
+    """How a symbol of an elementwise expression reads inside the row and unit loops: tensors
+    at [i], per-sample scalars by name, parameters from params (one number, or per unit)."""
+    names = {}
+    for s in symbols:
+        if s.name == "N":
+            names["N"] = "Nr"
+        elif s.name in _SCALARS:
+            names[s.name] = s.name
+        elif s.name in params:
+            names[s.name] = f"params->{s.name}[{'i' if params[s.name].shape else '0'}]"
+        else:
+            names[s.name] = f"{s.name}[i]"
+    return names
+
+
+def _scale(scale, printer: CCodePrinter) -> str:
+    """The scale as double C code in ``Nd`` (the batch size), or '' for 1."""
+    if scale is None or scale == 1:
+        return ""
+    return printer.doprint(scale)
+
+
+def _block(width: int, dtype: str, limit: int) -> int:
+    """Rows of ``width`` reals (a multiple of 4) filling about CACHE_BLOCK bytes, at most limit."""
+    rows = CACHE_BLOCK // (width * (4 if dtype == "float32" else 8)) // 4 * 4
+    return min(max(4, rows), limit)
+
+
+_BRANCHES = (sp.Heaviside, sp.Piecewise, sp.Max, sp.Min)
+
+
+def _branch_temps(temps, expr, prefix: str):
+    """Every conditional (Heaviside, Piecewise, Max, Min) inside a larger expression as a temp.
+
+    gcc -O3 vectorizes ``h = (z > 0 ? 1 : 0); y = d*h`` but not ``y = d*(z > 0 ? 1 : 0)``: its C
+    front end folds the product into both branches, and since d*0 may raise an FP exception
+    (-ftrapping-math, the default) the branches are not if-converted and the loop stays scalar.
+    Same operations and values; only the statements differ.
+    """
+    names = sp.numbered_symbols(prefix)
+    out: list = []
+
+    def lift(e: sp.Expr) -> sp.Expr:
+        found = [n for n in sp.postorder_traversal(e) if isinstance(n, _BRANCHES) and n != e]
+        subs: dict = {}
+        for node in dict.fromkeys(found):  # innermost first, each once
+            name = next(names)
+            out.append((name, node.xreplace(subs)))
+            subs[node] = name
+        return e.xreplace(subs)
+
+    for t, e in temps:
+        out.append((t, lift(e)))
+    expr = lift(expr)
+    return tuple(out), expr
+
+
+def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
+    """The plain context of one op."""
+    op = o.op
+    params = {p.name: p for p in program.params}
+    out = {
+        "kind": op.kind,
+        "out": op.out,
+        "args": list(op.args),
+        "formula": o.formula,
+        "units": o.units,
+        "scale": _scale(op.scale, scalar),
+        "attrs": dict(op.attrs),
+    }
+    if o.expr is not None:
+        temps, expr = _branch_temps(o.temps, o.expr, f"{op.out}_c")
+        temp_names = {t.name for t, _ in temps}
+        symbols = set(expr.free_symbols).union(*(e.free_symbols for _, e in temps))
+        symbols = {s for s in symbols if s.name not in temp_names}
+        printer = CCodePrinter(dtype, _element_names(symbols, params))
+        out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in temps]
+        out["expr"] = printer.doprint(expr)
+        out["reads"] = sorted(
+            s.name for s in symbols if s.name in widths and s.name not in _SCALARS
+        )
+        out["scalars"] = sorted(s.name for s in symbols if s.name in _SCALARS)
+        out["uses_n"] = any(s.name == "N" for s in symbols)
+        # the unit index must be the loop's own when a parameter is read per unit
+        out["rowwise"] = bool(out["scalars"]) or any(
+            s.name in params and params[s.name].shape for s in symbols
+        )
+    if op.kind == "affine":
+        w = program.param(op.args[0])
+        bias = program.param(op.args[2]).kind if op.args[2] else ""
+        out["fan_in"], out["bias_kind"] = w.shape[1], bias
+        out["block"] = _block(o.units, dtype, w.shape[1])
+    elif op.kind in ("matvec_t", "grad_weight"):
+        w = program.param(op.args[0] if op.kind == "matvec_t" else op.args[2])
+        out["rows"], out["cols"] = w.shape  # units of delta, width of the other vector
+        if op.kind == "matvec_t":
+            out["block"] = _block(w.shape[1], dtype, w.shape[0])
+        else:  # rows of the layer input per pass over the gradient
+            out["block"] = _block(w.shape[1], dtype, CHUNK)
+    elif op.kind == "grad_bias":
+        out["shared"] = program.param(op.args[1]).kind == "shared"
+        out["cols"] = widths[op.args[0]]
+    elif op.kind == "logsumexp":
+        out["in_units"] = widths[op.args[0]]
+    elif op.kind == "grad_reduce":
+        out["param"], out["cols"] = op.args[-1], widths[op.args[0]]
+    elif op.kind == "concat":
+        start, parts = 0, []
+        for a in op.args:
+            parts.append({"name": a, "start": start, "width": widths[a]})
+            start += widths[a]
+        out["parts"] = parts
+    return out
+
+
+def _param(p, k: int) -> dict:
+    i = p.init
+    values, dist = None, ("values", 0.0, 0.0)
+    if i.scheme == "values":
+        flat = sp.flatten([i.value]) if isinstance(i.value, tuple) else [i.value]
+        values = [repr(float(v)) for v in flat]
+    elif i.scheme != "zeros":
+        dist = prng.distribution(i.scheme, p.fan_in, p.fan_out, i.low, i.high, i.std, i.gain)
+    size = 1
+    for n in p.shape:
+        size *= n
+    dims = "".join(f"[{n}]" for n in p.shape) or "[1]"
+    return {
+        "name": p.name,
+        "shape": list(p.shape),
+        "dims": dims,
+        "size": size,
+        "k": k,
+        "trainable": p.trainable,
+        "kind": p.kind,
+        "scheme": i.scheme,
+        "dist": dist[0],
+        "dist_args": f"{dist[1]!r}, {dist[2]!r}",
+        "init_values": values,
+        "zero": "[0]" * max(len(p.shape), 1),
+        "header": " ".join([p.name, *map(str, p.shape)]),
+        "dims2": ", ".join(map(str, (*p.shape, 0, 0)[:2])),
+    }
+
+
+def _update(program: Program, dtype: str) -> dict:
+    upd = program.update
+    hyper = [h for h, _ in upd.hyper]
+    scalar = CCodePrinter("float64")
+    element = CCodePrinter(dtype)
+    fixed = {"p", "g", *upd.state}
+    used = set().union(*(e.free_symbols for _, e in upd.steps)) if upd.steps else set()
+    used_names = {s.name for s in used}
+    scalar_used = set().union(*(e.free_symbols for _, e in upd.scalars)) if upd.scalars else set()
+    consts = [{"name": n, "source": f"state->hyper.{n}"} for n in hyper if n in used_names]
+    consts += [{"name": s.name, "source": s.name} for s, _ in upd.scalars if s.name in used_names]
+    return {
+        "hyper": [{"name": h, "value": repr(v), **hyper_range(h)} for h, v in upd.hyper],
+        "state": list(upd.state),
+        "scalars": [{"name": s.name, "code": scalar.doprint(e)} for s, e in upd.scalars],
+        "scalar_hyper": [h for h in hyper if h in {s.name for s in scalar_used}],
+        "scalar_uses_k": any(s.name == "k" for s in scalar_used),
+        "consts": consts,
+        "uses_k": "k" in used_names,
+        "steps": [
+            {"target": t.name, "code": element.doprint(e), "decl": t.name not in fixed}
+            for t, e in upd.steps
+        ],
+        "formulas": list(upd.formulas),
+        "linear": _linear(upd, scalar),
+    }
+
+
+def _linear(upd, printer: CCodePrinter) -> dict | None:
+    """beta and alpha of a stateless p <- beta p + alpha g rule as double C code, or None."""
+    if upd.linear is None:
+        return None
+    beta, alpha = upd.linear
+    names = {s.name for s in beta.free_symbols | alpha.free_symbols}
+    return {
+        "beta": printer.doprint(beta),
+        "alpha": printer.doprint(alpha),
+        "hyper": [h for h, _ in upd.hyper if h in names],
+    }
+
+
+def _weights_last(ops: list[dict]) -> list[dict]:
+    """Each layer's gradient ops after the product that reads its weights (delta W): then a step
+    may overwrite W with its gradient gemm. The values are the same in either order."""
+    out, pending = [], []
+    for o in ops:
+        if o["kind"] in ("grad_weight", "grad_bias"):
+            pending.append(o)
+        elif o["kind"] == "matvec_t":
+            out += [o, *pending]
+            pending = []
+        else:
+            out += [*pending, o]
+            pending = []
+    return out + pending
+
+
+def _metadata(program: Program, params: list[dict]) -> list[str]:
+    """The library's self-description (JSON), as C string literal lines."""
+    spec, upd = program.spec, program.update
+    meta = {
+        **program.summary(),
+        "params": [[p["name"], p["shape"], p["trainable"]] for p in params],
+        "hyper": [[h, v] for h, v in upd.hyper],
+        "state": list(upd.state),
+        "train": {
+            "epochs": spec.train.epochs,
+            "batch_size": spec.train.batch_size,
+            "shuffle": spec.train.shuffle,
+        },
+        "logits": program.logits,
+        "output": program.output,
+    }
+    lines = []
+    for i, (key, value) in enumerate(meta.items()):
+        sep = "{" if i == 0 else " "
+        end = "}" if i == len(meta) - 1 else ","
+        lines.append(c_string(f"{sep}{json.dumps(key)}: {json.dumps(value)}{end}"))
+    return lines
+
+
+def _label(la) -> str:
+    """'sigmoid' for a dense layer, else its type and any activation: 'add relu', 'concat'."""
+    if la.type == "dense":
+        return la.activation
+    return la.type + ("" if la.activation == "identity" else f" {la.activation}")
+
+
+def context(program: Program) -> dict:
+    """The plain context the C templates print (strings, numbers, lists)."""
+    spec = program.spec
+    dtype = spec.dtype
+    f = "f" if dtype == "float32" else ""
+    scalar = CCodePrinter("float64", {"N": "Nd"})
+    params = [_param(p, k) for k, p in enumerate(program.params)]
+    widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
+    for o in (*program.forward, *program.backward):
+        if not o.op.kind.startswith("grad_"):
+            widths[o.op.out] = o.units
+    forward = [_op(o, program, dtype, widths, scalar) for o in program.forward]
+    by_name = {p["name"]: p for p in params}
+    loss = _op(program.loss, program, dtype, widths, scalar)
+    backward = _weights_last([_op(o, program, dtype, widths, scalar) for o in program.backward])
+    for o in backward:
+        if o["kind"] in ("grad_weight", "grad_bias", "grad_reduce"):
+            o["param"] = by_name[o["args"][-1]]
+            o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
+    arrays = [
+        {"name": n, "units": u, "scalar": n in _SCALARS}
+        for n, u in widths.items()
+        if n not in ("x", "t")
+    ]
+    return {
+        "name": spec.name,
+        "NAME": spec.name.upper(),
+        "digest": spec.digest,
+        "dtype": dtype,
+        "real": "float" if dtype == "float32" else "double",
+        "f": f,
+        "blas": "cblas_sgemm" if dtype == "float32" else "cblas_dgemm",
+        "inputs": spec.inputs,
+        "outputs": spec.outputs,
+        "seed": spec.seed,
+        "loss": program.loss_name,
+        "optimizer": program.update.name,
+        "chunk": CHUNK,
+        "max_file_bytes": safe_io.MAX_FILE_BYTES,
+        "layers": [
+            {"index": la.index, "units": la.shape[-1], "label": _label(la)} for la in program.layers
+        ],
+        "params": params,
+        "trainable": [p for p in params if p["trainable"]],
+        "arrays": arrays,
+        "transposes": [
+            {"name": op["args"][0], "rows": op["fan_in"], "cols": op["units"]}
+            for op in forward
+            if op["kind"] == "affine"
+        ],
+        "forward": forward,
+        "loss_op": loss,
+        "backward": backward,
+        "backward_uses_n": any(o.get("uses_n") for o in backward),
+        "update": _update(program, dtype),
+        "output": program.output,
+        "logits": program.logits,
+        "train": {
+            "epochs": spec.train.epochs,
+            "batch_size": spec.train.batch_size,
+            "shuffle": int(spec.train.shuffle),
+        },
+        "metadata": _metadata(program, params),
+    }
+
+
+def files(program: Program) -> dict[str, str]:
+    """The C target's files, in the order they are renamed into place (see TEMPLATES)."""
+    from ..templating import render
+
+    ctx = context(program)
+    texts = {
+        out.format(name=ctx["name"]): render(tpl, **ctx, build=_BUILD)
+        for out, tpl in TEMPLATES.items()
+    }
+    return {name: text.replace(_BUILD, build_id(texts)) for name, text in texts.items()}
+
+
+def build_id(texts: dict[str, str]) -> str:
+    """48 bits of the SHA-256 of the whole set (rendered with the id's placeholder): the files
+    of one run of generate agree on it, a file of another run does not."""
+    digest = hashlib.sha256()
+    for name in sorted(texts):
+        digest.update(f"{name}\0{texts[name]}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+__all__ = ["CHUNK", "TEMPLATES", "build_id", "c_string", "context", "files"]

@@ -1,0 +1,149 @@
+"""The NumPy target: a Program rendered through templates/numpy into one standalone module."""
+
+from __future__ import annotations
+
+import inspect
+
+from ... import safe_io
+from ...core import prng
+from ...core.optimizers import P, hyper_range
+from ...printing.numpy import NumpyCodePrinter
+from .. import npyfiles
+from ..program import Lowered, Program
+
+TEMPLATE = "numpy/module.py.j2"
+_PYTHON_KEYWORDS = {"lambda"}
+
+
+def _verbatim(module, first: str) -> str:
+    """A module's source from the line starting with ``first``: without its docstring and
+    imports (the generated module imports those)."""
+    src = inspect.getsource(module)
+    return src[src.index("\n" + first) + 1 :].rstrip() + "\n"
+
+
+def prng_source() -> str:
+    """symbackprop/core/prng.py without its docstring and imports."""
+    return _verbatim(prng, "GAMMA = ")
+
+
+def npy_source() -> str:
+    """symbackprop/codegen/npyfiles.py without its docstring and imports."""
+    return _verbatim(npyfiles, "NPY_VERSIONS = ")
+
+
+def safe_io_source() -> str:
+    """symbackprop/safe_io.py without its docstring and imports."""
+    return _verbatim(safe_io, "MAX_FILE_BYTES = ")
+
+
+def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
+    op = o.op
+    like = op.args[0] if op.args else "x"
+    expr_code = printer.doprint(o.expr) if o.expr is not None else ""
+    arrays = {s.name for s in o.expr.free_symbols} - {"N"} if o.expr is not None else set()
+    return {
+        "kind": op.kind,
+        "out": op.out,
+        "args": list(op.args),
+        "temps": [{"name": t.name, "code": printer.doprint(e)} for t, e in o.temps],
+        "expr": expr_code,
+        "scale_mul": _scale_mul(op.scale, printer),
+        "bias": f" + {op.args[2]}" if op.kind == "affine" and op.args[2] else "",
+        "formula": o.formula,
+        "const": o.expr is not None and not arrays,
+        "like": like,
+        "shared": op.kind == "grad_bias" and program.param(op.args[1]).kind == "shared",
+        "attrs": dict(op.attrs),
+    }
+
+
+def _assignment(target, expr, printer: NumpyCodePrinter) -> dict:
+    """``p -= step`` in place when the rule is p - step (no new array, no copy back)."""
+    if target == P and expr.is_Add and P in expr.args:
+        return {"target": "p", "op": "-=", "code": printer.doprint(P - expr)}
+    return {"target": target.name, "op": "=", "code": printer.doprint(expr)}
+
+
+def _scale_mul(scale, printer: NumpyCodePrinter) -> str:
+    """'' for a scale of 1, else '(c) * '."""
+    if scale is None or scale == 1:
+        return ""
+    return f"({printer.doprint(scale)}) * "
+
+
+def context(program: Program) -> dict:
+    """The plain context the NumPy templates print (strings, numbers, lists)."""
+    spec = program.spec
+    hyper_names = {h: (f"h_{h}" if h in _PYTHON_KEYWORDS else h) for h, _ in program.update.hyper}
+    printer = NumpyCodePrinter(hyper_names)
+    forward = [_op(o, printer, program) for o in program.forward]
+    loss = {**_op(program.loss, printer, program), "like": program.output}
+    backward = [_op(o, printer, program) for o in program.backward]
+    produced = ["x"] + [o["out"] for o in forward]
+    needed_back = sorted({a for lo in program.backward for a in lo.op.args if a in produced}
+                         | {s.name for lo in program.backward if lo.expr is not None
+                            for s in lo.expr.free_symbols if s.name in produced})  # fmt: skip
+    loss_inputs = sorted(s.name for s in program.loss.expr.free_symbols if s.name in produced)
+    loss_inputs += [program.output] if program.output not in loss_inputs else []
+    params = []
+    for k, p in enumerate(program.params):
+        i = p.init
+        params.append({
+            "name": p.name, "shape": repr(tuple(p.shape)), "trainable": p.trainable, "k": k,
+            "scheme": i.scheme, "fan_in": p.fan_in, "fan_out": p.fan_out, "low": repr(i.low),
+            "high": repr(i.high), "std": repr(i.std), "gain": repr(i.gain),
+            "value": _literal(i.value),
+        })  # fmt: skip
+    upd = program.update
+    return {
+        **program.summary(),
+        "params": params,
+        "hyper": [
+            {"name": h, "value": repr(v), "local": hyper_names[h], **hyper_range(h)}
+            for h, v in upd.hyper
+        ],
+        # Python floats, so float32 arrays are never promoted by a NumPy float64 scalar:
+        "scalars": [
+            {"name": s.name, "code": f"float({printer.doprint(e)})"} for s, e in upd.scalars
+        ],  # fmt: skip
+        "state": list(upd.state),
+        "state_names": ", ".join(upd.state),
+        "update": [_assignment(t, e, printer) for t, e in upd.steps],
+        "update_formulas": list(upd.formulas),
+        "train": {
+            "epochs": spec.train.epochs,
+            "batch_size": spec.train.batch_size,
+            "shuffle": spec.train.shuffle,
+        },  # fmt: skip
+        "prng_source": prng_source(),
+        "npy_source": npy_source(),
+        "safe_io_source": safe_io_source(),
+        "forward": forward,
+        "forward_values": produced,
+        "output": program.output,
+        "logits": program.logits,
+        "loss_op": loss,
+        "loss_inputs": loss_inputs,
+        "backward": backward,
+        "backward_inputs": needed_back,
+    }
+
+
+def _literal(value) -> str:
+    """A Python literal for an explicit init value (a float or nested tuples of floats)."""
+    if value is None:
+        return "None"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return repr(float(value))
+
+
+def files(program: Program) -> dict[str, str]:
+    """The NumPy target's files: {'<name>.py': source}."""
+    from ..templating import render
+
+    return {f"{program.spec.name}.py": render(TEMPLATE, **context(program))}
+
+
+__all__ = ["TEMPLATE", "context", "files", "npy_source", "prng_source", "safe_io_source"]

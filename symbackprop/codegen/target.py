@@ -1,0 +1,41 @@
+"""What a code target is to the rest of the tool: its files, and how to load them here."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core.derivation import Derivation
+from .program import Program
+
+
+@dataclass(frozen=True)
+class Target:
+    """One code target.
+
+    Attributes:
+        name: what ``--target`` says.
+        files: ``program -> {file name: text}`` (the backend: printer and templates).
+        module: ``(derivation, directory) -> module``: generate into ``directory`` (a temporary
+            one when None), build if needed, and load behind the NumPy module's functions
+            (init_params, loss_and_grad, step, train, save, load, ...), so one harness (check,
+            train, the tests) drives every target.
+        needs: Python packages ``module`` needs beyond symbackprop's own dependencies (an
+            optional dependency such as torch); ``check`` leaves out a target whose needs are
+            not installed. ``files`` never needs them.
+    """
+
+    name: str
+    files: Callable[[Program], dict[str, str]]
+    module: Callable[[Derivation, str | Path | None], Any]
+    needs: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        """Whether the packages in ``needs`` are installed (found, not imported)."""
+        return all(importlib.util.find_spec(name) is not None for name in self.needs)
+
+
+__all__ = ["Target"]

@@ -1,0 +1,198 @@
+"""Scalar mode: the same Derivation instantiated element by element, with CONTRACT §2 names.
+
+Every definition comes from the index form of its op kind (``ops``), so scalar mode, ``verify``
+and the code targets cannot disagree. Every parameter element's gradient is the product of
+named chain-rule factors (∂E/∂a2_1 · ∂a2_1/∂z2_1 · ∂z2_1/∂w2_11), read off those definitions;
+the fully expanded loss is never differentiated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import activations, losses
+from .derivation import Derivation
+from .ir import element_name, grad_name, param_element_name
+from .ops import Context, indices, kind
+
+
+def sym(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def element(tensor: str, i: int) -> str:
+    """Scalar name of element i (1-based) of a vector: x1, t2, z1_2, a1_2, delta2_1, da1_2, p1."""
+    return element_name(tensor, (i - 1,))
+
+
+param_element = param_element_name
+
+
+@dataclass(frozen=True)
+class Factor:
+    """∂num/∂den = expr, one factor of a chain-rule product (names are scalar names)."""
+
+    num: str
+    den: str
+    expr: sp.Expr
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """dE/d(param element) = scale · Π factors (per sample; summed over the batch)."""
+
+    param: str
+    element: str
+    index: tuple[int, ...]
+    factors: tuple[Factor, ...]
+    scale: sp.Expr
+
+    @property
+    def expr(self) -> sp.Expr:
+        return self.scale * sp.Mul(*(f.expr for f in self.factors))
+
+
+@dataclass(frozen=True)
+class ScalarDerivation:
+    """Definitions (in program order: forward, then the gradients of tensors), the chain-rule
+    factors of every gradient element, and each trainable element's gradient."""
+
+    definitions: tuple[tuple[str, sp.Expr], ...]
+    delta_factors: dict[str, tuple[Factor, ...]]
+    gradients: tuple[Gradient, ...]
+
+    def definition(self, name: str) -> sp.Expr:
+        return dict(self.definitions)[name]
+
+
+class _Names:
+    """ops.Elements: the CONTRACT §2 symbol of one element of a tensor or parameter."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def tensor(self, name: str, index: tuple[int, ...]) -> sp.Symbol:
+        return sym(element_name(name, index))
+
+    def param(self, name: str, index: tuple[int, ...]) -> sp.Symbol:
+        return sym(param_element_name(self.ctx.params[name], index))
+
+
+def primals(d: Derivation) -> dict[str, str]:
+    """The tensor each gradient array is the gradient of: delta3 -> z3, da1 -> a1."""
+    out = {}
+    for name in d.shapes:
+        g = grad_name(name)
+        if g in d.shapes and not name.startswith(("d", "delta")):
+            out[g] = name
+    return out
+
+
+def _seed_factors(d: Derivation, ix: tuple[int, ...], el: _Names) -> tuple[Factor, ...]:
+    """The output delta's factors: one, where the loss is fused with the output activation
+    (computed from the logits), else ∂ℓ/∂a · ∂a/∂z."""
+    node = d.graph.output
+    od = d.output_delta
+    a, z = element_name(d.output, ix), element_name(d.logits, ix)
+    subs = {activations.X: sym(z), activations.A: sym(a), losses.T: el.tensor("t", ix),
+            losses.P: el.tensor("p", ix)}  # fmt: skip
+    if od.kind == "softmax":
+        (n,) = d.shapes[d.output]
+        g = [od.expr.xreplace({**subs, activations.A: el.tensor(d.output, (k,)),
+                               losses.T: el.tensor("t", (k,))}) for k in range(n)]  # fmt: skip
+        s = sp.Add(*(el.tensor(d.output, (k,)) * g[k] for k in range(n)))
+        return (Factor("E", z, sym(a) * (g[ix[0]] - s)),)
+    if d.loss.on_logits:
+        return (Factor("E", z, od.expr.xreplace(subs)),)
+    dl = sp.diff(d.loss.expr, losses.Y).xreplace({losses.Y: activations.A})
+    g = activations.stabilize(dl, (activations.A, losses.T)).xreplace(subs)
+    if node.activation is None:
+        return (Factor("E", a, g),)
+    return (Factor("E", a, g), Factor(a, z, node.derivative.expr.xreplace(subs)))
+
+
+def instantiate(d: Derivation) -> ScalarDerivation:
+    """Expand ``d`` element by element (for small nets: printing and verification)."""
+    ctx = d.context
+    el = _Names(ctx)
+    read = {a for op in d.backward for a in op.args} | {
+        s.name for op in d.backward if op.expr is not None for s in op.expr.free_symbols
+    }
+    nodes = {n for node in d.nodes for n in (node.a, node.z) if n}
+    defs: list[tuple[str, sp.Expr]] = []
+    for op in d.forward:
+        if op.kind != "loss" and (op.out in nodes or op.out in read):
+            defs += [(element_name(op.out, ix), e) for ix, e in kind(op).elements(op, el).items()]
+    back = dict(primals(d))
+    seed = grad_name(d.logits)
+    factors: dict[str, tuple[Factor, ...]] = {}
+    defined: dict[str, sp.Expr] = {}
+    for op in d.backward:
+        if op.kind.startswith("grad_"):
+            continue
+        for ix, e in kind(op).elements(op, el).items():
+            name = element_name(op.out, ix)
+            defs.append((name, e))
+            defined[name] = e
+            if op.out == seed:
+                factors[name] = _seed_factors(d, ix, el)
+            elif op.out in back:
+                product = op.kind == "map"  # a local partial; else a sum over paths
+                factors[name] = _factors(back[op.out], ix, e, factors, defined, back, product)
+    grads: list[Gradient] = []
+    for p in d.trainable:
+        op = d.gradients[p.name]
+        terms = kind(op).elements(op, el)
+        for ix in indices(p.shape):
+            pel = param_element_name(p, ix)
+            fs = _factors(None, ix, terms[ix], factors, defined, back, True, pel)
+            grads.append(Gradient(p.name, pel, ix, fs, d.scale))
+    return ScalarDerivation(tuple(defs), factors, tuple(grads))
+
+
+def _factors(primal, ix, e, factors, defined, back, product: bool, den: str | None = None):
+    """Factors of one element: for a ``product`` e = g · rest with g one element of a gradient
+    array, g's factors then ∂primal(g)/∂(this) = rest; else the one factor ∂E/∂(this) = e."""
+    den = den or element_name(primal, ix)
+    grads = [s for s in e.free_symbols if s.name in factors]
+    if product and len(grads) == 1 and e.is_Mul and grads[0] in e.args:
+        g = grads[0]
+        rest = e / g
+        if not any(s.name in factors for s in rest.free_symbols):
+            gp = _primal_element(g.name, back)
+            return factors[g.name] + (Factor(gp, den, rest),)
+    if product and e.is_Symbol and e.name in factors:
+        return factors[e.name] + (Factor(_primal_element(e.name, back), den, sp.Integer(1)),)
+    expanded = e.xreplace({s: defined[s.name] for s in e.free_symbols if s.name in defined
+                           and s.name not in factors})  # fmt: skip
+    return (Factor("E", den, expanded),)
+
+
+def _primal_element(name: str, back: dict) -> str:
+    """a1_2 for da1_2, z3_1 for delta3_1."""
+    for g, primal in back.items():
+        if name.startswith(g + "_"):
+            return primal + name[len(g) :]
+    return name
+
+
+def values_at(d: Derivation, ev, sample: int = 0) -> dict[sp.Symbol, float]:
+    """The numbers of every scalar name at one sample of an Evaluation (for the worked example)."""
+    from .ir import N
+
+    out: dict[sp.Symbol, float] = {N: float(ev.batch)}
+    grads = {op.out for op in d.gradients.values()}
+    for name, arr in ev.values.items():
+        if name in ("E", N.name) or name in grads or name not in d.shapes:
+            continue
+        row = arr[sample]
+        shape = d.shapes[name]
+        for ix in indices(shape):
+            out[sym(element_name(name, ix))] = float(row[ix] if shape else row.ravel()[0])
+    for p in d.params:
+        arr = ev.params[p.name]
+        for ix in indices(p.shape):
+            out[sym(param_element_name(p, ix))] = float(arr[ix] if ix else arr)
+    return out

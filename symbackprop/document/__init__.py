@@ -1,0 +1,1 @@
+"""Documents: the derivation's sections and their layouts (text, Markdown, LaTeX, JSON)."""

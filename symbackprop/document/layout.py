@@ -1,0 +1,186 @@
+"""Lay out a derivation's sections as plain text, Markdown ($$ blocks) or a LaTeX document.
+
+LaTeX equations wider than a line break at their top-level '=' (align*) and, inside a long
+side, between the terms of a sum, so nothing runs off the page.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .sections import Eq, Section
+
+_PREAMBLE = r"""\documentclass[10pt]{article}
+\usepackage[utf8]{inputenc}
+\usepackage{amsmath,amssymb}
+\usepackage[margin=2cm]{geometry}
+\DeclareUnicodeCharacter{2202}{\ensuremath{\partial}}
+\DeclareUnicodeCharacter{03A3}{\ensuremath{\Sigma}}
+\DeclareUnicodeCharacter{2113}{\ensuremath{\ell}}
+\DeclareUnicodeCharacter{03B4}{\ensuremath{\delta}}
+\DeclareUnicodeCharacter{2299}{\ensuremath{\odot}}
+\DeclareUnicodeCharacter{1D40}{\ensuremath{^T}}
+\DeclareUnicodeCharacter{2212}{\ensuremath{-}}
+\DeclareUnicodeCharacter{03C3}{\ensuremath{\sigma}}
+\DeclareUnicodeCharacter{00D7}{\ensuremath{\times}}
+\allowdisplaybreaks
+"""
+WIDTH = 70  # visible characters per display line (10pt, 2 cm margins)
+
+
+def text(d, secs: list[Section]) -> str:
+    lines = [f"Derivation of the gradients of '{d.spec.name}' (symbackprop)", ""]
+    for s in secs:
+        lines += [s.title, "=" * len(s.title)]
+        if s.intro:
+            lines.append(s.intro)
+        if s.rows:
+            cells = [[c[1] for c in r] for r in s.rows]
+            widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(s.columns)]
+            lines.append(
+                "  " + "  ".join(h.ljust(w) for h, w in zip(s.columns, widths, strict=True))
+            )
+            lines += [
+                "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells
+            ]
+        for e in s.eqs:
+            line = "  " + e.txt
+            if e.value:  # a matrix's later rows line up under its first
+                line += "  =  "
+                line += e.value.replace("\n", "\n" + " " * len(line))
+            if e.note:
+                line += f"    [{e.note}]"
+            lines.append(line)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def markdown(d, secs: list[Section]) -> str:
+    lines = [f"# Gradients of `{d.spec.name}`", ""]
+    for s in secs:
+        lines += [f"## {s.title}", ""]
+        if s.intro:
+            lines += [s.intro, ""]
+        if s.rows:
+            lines.append("| " + " | ".join(s.columns) + " |")
+            lines.append("|" + "---|" * len(s.columns))
+            for r in s.rows:
+                first = f"${r[0][0]}$"
+                lines.append("| " + " | ".join([first, *(c[1] for c in r[1:])]) + " |")
+            lines.append("")
+        for e in s.eqs:
+            lines += ["$$", e.tex + _value_tex(e), "$$"]
+            if e.note:
+                lines.append(f"*{e.note}*")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _value_tex(e: Eq) -> str:
+    if e.value_tex:
+        return f" = {e.value_tex}"
+    if e.value:
+        return " = " + e.value.replace("×", r"\times")
+    return ""
+
+
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#",
+                "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}  # fmt: skip
+
+
+def _tex_escape(s: str) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in s)
+
+
+def _visible(tex: str) -> int:
+    """A rough count of the characters a formula shows (commands and braces do not count)."""
+    tex = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: max(m[1], m[2], key=len), tex)
+    return len(re.sub(r"\\[a-zA-Z]+|[{}^_&]|\\left|\\right", "", tex))
+
+
+def split_top(tex: str, separators: tuple[str, ...]) -> list[str]:
+    """Split ``tex`` at separators outside every brace and \\left...\\right pair.
+
+    Each piece after the first starts with its separator."""
+    pieces, depth, start, i = [], 0, 0, 0
+    while i < len(tex):
+        if tex.startswith(r"\left", i) and not tex.startswith(r"\leftarrow", i):
+            depth += 1
+            i += 5
+            continue
+        if tex.startswith(r"\right", i) and not tex.startswith(r"\rightarrow", i):
+            depth -= 1
+            i += 6
+            continue
+        ch = tex[i]
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif depth == 0 and i > start:
+            sep = next((s for s in separators if tex.startswith(s, i)), None)
+            if sep is not None:
+                pieces.append(tex[start:i])
+                start = i
+                i += len(sep)
+                continue
+        i += 1
+    pieces.append(tex[start:])
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def _chunk_terms(side: str) -> list[str]:
+    """Break one long side of an equation between the terms of its top-level sum."""
+    if _visible(side) <= WIDTH:
+        return [side]
+    terms = split_top(side, (" + ", " - ", r" \cdot ", r" \times "))
+    lines, current = [], ""
+    for term in terms:
+        if current and _visible(current + " " + term) > WIDTH:
+            lines.append(current)
+            current = term
+        else:
+            current = f"{current} {term}".strip()
+    lines.append(current)
+    return lines
+
+
+def _display(e: Eq) -> str:
+    tex = e.tex + _value_tex(e)
+    if _visible(tex) <= WIDTH:
+        return "\\[\n" + tex + "\n\\]"
+    lhs, *sides = split_top(tex, (" = ",))
+    if not sides:
+        return "\\[\n" + tex + "\n\\]"
+    out = []
+    for n, side in enumerate(sides):
+        side = side[2:].strip() if side.startswith("= ") else side
+        for m, chunk in enumerate(_chunk_terms(side)):
+            head = f"{lhs} &= " if n == 0 and m == 0 else ("&= " if m == 0 else r"&\quad ")
+            out.append(head + chunk)
+    return "\\begin{align*}\n" + " \\\\\n".join(out) + "\n\\end{align*}"
+
+
+def latex(d, secs: list[Section]) -> str:
+    out = [_PREAMBLE, r"\title{Gradients of \texttt{" + _tex_escape(d.spec.name) + "}}",
+           r"\author{symbackprop}", r"\date{}", r"\begin{document}", r"\maketitle"]  # fmt: skip
+    for s in secs:
+        out.append(r"\section*{" + _tex_escape(s.title) + "}")
+        if s.intro:
+            out.append(_tex_escape(s.intro) + "\n")
+        if s.rows:
+            out.append(r"\begin{center}\begin{tabular}{lll}")
+            out.append(" & ".join(rf"\textbf{{{c}}}" for c in s.columns) + r" \\ \hline")
+            for r in s.rows:
+                cells = [f"${r[0][0]}$", _tex_escape(r[1][1]), _tex_escape(r[2][1])]
+                out.append(" & ".join(cells) + r" \\")
+            out.append(r"\end{tabular}\end{center}")
+        for e in s.eqs:
+            out.append(_display(e))
+            if e.note:
+                out.append(r"\noindent{\small\emph{" + _tex_escape(e.note) + "}}\n")
+    out.append(r"\end{document}")
+    return "\n".join(out) + "\n"
+
+
+FORMATS = {"text": text, "markdown": markdown, "latex": latex}

@@ -1,0 +1,228 @@
+"""``symbackprop verify``: prove or refute a hand derivation of dE/dNAME for one sample (N = 1).
+
+The truth is the Derivation's scalar instantiation (each element's gradient as a product of named
+chain-rule factors). A hand formula is decided two ways: a randomized probe at many random points
+of *all* free symbols (weights, biases, inputs, targets) in 40-digit mpmath arithmetic, and SymPy
+simplification of the difference (guarded by size and time). When they differ, a counterexample,
+the correct formula and, where one can be named, the missing factor or term are reported.
+
+This module is the public API (``verify``, ``VerifyResult``) and the CLI command; the probe and
+the proof are in ``verify_probe``, naming the mistake in ``verify_explain``, the correct formula
+in ``verify_formula``, and the matrix-notation grammar in ``matrix_input``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import mpmath
+
+from ..core.chain_rule import derive
+from ..core.derivation import Derivation
+from ..core.scalar import param_element
+from ..spec.errors import SpecError, did_you_mean
+from ..spec.expressions import parse_expression
+from ..spec.load import Spec, load_spec, parse_spec
+from .explain import explain_element, explain_matrix
+from .formula import matrix_formula, scalar_formula
+from .latex import latex_to_expr
+from .matrix import ShapeMismatch, parse_matrix, shape_of, shape_text
+from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
+
+MAX_NODES = 3000  # larger expanded differences are left to the probe (10x: not even expanded)
+MAX_PARAMS = 5000  # verification is element by element: for small and medium nets
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The verdict on a hand derivation of dE/d``wrt``; ``bool(result)`` is ``equivalent``.
+
+    In matrix form ``hand_value``/``true_value`` are nested lists in the parameter's shape and
+    ``element`` names the first element that differs.
+    """
+
+    wrt: str
+    expr: str
+    equivalent: bool
+    method: str
+    correct_formula: str
+    correct_formula_latex: str
+    counterexample: dict[str, float] | None = None
+    hand_value: float | list | None = None
+    true_value: float | list | None = None
+    explanation: str | None = None
+    hand_shape: tuple[int, ...] | None = None
+    true_shape: tuple[int, ...] | None = None
+    element: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.equivalent
+
+    def text(self) -> str:
+        """The CLI report: ``equivalent`` or ``not equivalent`` first, then the details."""
+        out = ["equivalent" if self.equivalent else "not equivalent", f"  method: {self.method}"]
+        if self.counterexample is not None:
+            out.append(
+                "  at " + ", ".join(f"{k} = {v:.6g}" for k, v in self.counterexample.items())
+            )
+            out.append(f"  yours:   dE/d{self.wrt} = {_num(self.hand_value)}")
+            out.append(f"  correct: dE/d{self.wrt} = {_num(self.true_value)}")
+        if self.explanation:
+            out.append(f"  explanation: {self.explanation}")
+        if not self.equivalent:
+            out.append("  correct formula (one sample, N = 1):")
+            out.extend(f"    {line}" for line in self.correct_formula.splitlines())
+        return "\n".join(out)
+
+    def _repr_markdown_(self) -> str:
+        out = [
+            f"**{'equivalent' if self else 'not equivalent'}**: dE/d`{self.wrt}` ({self.method})"
+        ]
+        if self.counterexample is not None:
+            point = ", ".join(f"`{k}` = {v:.6g}" for k, v in self.counterexample.items())
+            out.append(
+                f"At {point}: yours {_num(self.hand_value)}, correct {_num(self.true_value)}"
+            )
+        if self.explanation:
+            out.append(f"*Explanation:* {self.explanation}")
+        if not self.equivalent:
+            out.append(f"Correct formula (one sample):\n\n$$\n{self.correct_formula_latex}\n$$")
+        return "\n\n".join(out)
+
+
+def _num(v: object) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_num, v)) + "]"
+    return "undefined" if v is None else f"{v:.12g}"
+
+
+def verify(
+    spec: Spec | Derivation | str | Path | dict, wrt: str, expr: str, latex: bool = False
+) -> VerifyResult:
+    """Check a hand derivation ``expr`` of dE/d``wrt`` for one sample.
+
+    Args:
+        spec: a Spec, a Derivation, a path to a spec file, or parsed spec data.
+        wrt: a parameter element (``w2_11``: scalar form) or a whole parameter (``W2``: matrix
+            form, column vectors for one sample with ``@``, ``.T`` and elementwise ``*``).
+        expr: the hand formula in CONTRACT §2 names, or LaTeX when ``latex``.
+
+    Raises:
+        SpecError: bad input (unknown names or parameter, syntax, anything outside the grammar).
+    """
+    spec = load_spec(spec) if isinstance(spec, (str, Path)) else spec
+    spec = parse_spec(spec) if isinstance(spec, dict) else spec
+    d = derive(spec.spec if isinstance(spec, Derivation) else spec, all_trainable=True)
+    if d.num_params > MAX_PARAMS:
+        raise SpecError("layers", f"verify works element by element, for nets of at most "
+                        f"{MAX_PARAMS} parameters; this one has {d.num_params}")  # fmt: skip
+    with mpmath.workdps(DIGITS):
+        net = ScalarNet(d)
+        params = {p.name: p for p in net.d.params}
+        name = wrt.strip() if isinstance(wrt, str) else str(wrt)[:100]
+        if name not in params and name not in net.elements:
+            what = "not a parameter" if name in net.names else "unknown parameter"
+            hint = "" if name in net.names else did_you_mean(name, [*params, *net.elements])
+            example = next(iter(net.elements))
+            raise SpecError(
+                "--wrt",
+                f"{what} '{name}'{hint}; the net has {', '.join(params)} "
+                f"(or their elements, such as {example})",
+            )
+        if not isinstance(expr, str):
+            raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
+        text = latex_to_expr(expr, name in params, "--expr") if latex else expr
+        if name not in params:
+            hand = parse_expression(text, net.names, "--expr")
+            return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
+        p = params[name]
+        els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
+        try:
+            hand = parse_matrix(text, net.names, net.matrices(), "--expr")
+        except ShapeMismatch as exc:
+            why, shape = f"shape mismatch {exc}", None
+        else:
+            shape = shape_of(hand)
+            if shape in (p.shape, (*p.shape, 1)) or math.prod(shape) == math.prod(p.shape) == 1:
+                return _decide(
+                    net, name, expr, els, list(hand) if shape else [hand], p.shape, formula
+                )
+            why = (
+                f"shape mismatch: yours is {shape_text(shape)}, dE/d{name} is {shape_text(p.shape)}"
+            )
+            if len(shape) == 2 and shape[::-1] in (p.shape, (*p.shape, 1)):
+                why += " (it is transposed)"
+        return VerifyResult(
+            name,
+            expr,
+            False,
+            "shape check",
+            *formula,
+            explanation=why,
+            hand_shape=shape,
+            true_shape=p.shape,
+        )
+
+
+def _decide(
+    net: ScalarNet, wrt: str, expr: str, els: list, hands: list, shape: tuple, formula
+) -> VerifyResult:
+    """The probe's verdict (elements row-major), upgraded to a proof by SymPy when it can."""
+    truths = [net.truth(el) for el in els]
+    hs, ts = [net.values(h) for h in hands], [net.values(t) for t in truths]
+    bad = [[i for i in range(len(els)) if not same([hs[i][k]], [ts[i][k]])] for k in range(POINTS)]
+    if not any(bad):
+        by_sympy = proved(net, list(zip(hands, truths, strict=True)), MAX_NODES)
+        how = "proved by SymPy; agrees" if by_sympy else "random probe: agrees to 20 digits"
+        method = f"{how} at {POINTS} random points of all free symbols"
+        return VerifyResult(wrt, expr, True, method, *formula, hand_shape=shape, true_shape=shape)
+    small = [
+        (h, t) for h, t in zip(hands, truths, strict=True) if net.size(h) + net.size(t) < MAX_NODES
+    ]
+    assert len(small) < len(hands) or any(net.expand(h) != net.expand(t) for h, t in small)
+    k = next(k for k in range(POINTS) if bad[k])
+
+    def at_k(vals: list) -> float | list:
+        flat = [None if v[k] is None else float(v[k]) for v in vals]
+        if len(shape) == 2:
+            return [flat[r * shape[1] : (r + 1) * shape[1]] for r in range(shape[0])]
+        return flat if shape else flat[0]
+
+    if shape:
+        why = explain_matrix(net, net.elements[els[0]][0], els, hands, hs, ts)
+    else:
+        why = explain_element(net, els[0], hands[0], hs[0], ts[0])
+    return VerifyResult(
+        wrt, expr, False, "random probe: differs at a random point of all free symbols", *formula,
+        counterexample={s.name: float(net.envs[k][s]) for s in net.raw},
+        hand_value=at_k(hs), true_value=at_k(ts), explanation=why, hand_shape=shape,
+        true_shape=shape, element=els[bad[k][0]] if shape else None,
+    )  # fmt: skip
+
+
+def add_parser(subparsers):
+    """Register ``verify SPEC --wrt NAME --expr EXPR [--latex]`` on an argparse subparsers."""
+    v = subparsers.add_parser(
+        "verify",
+        help="check a hand derivation of dE/dNAME (exit 0 equivalent, 1 not)",
+        description="Check a hand derivation of dE/dNAME for one sample. Write --expr=EXPR "
+        "when EXPR starts with '-'.",
+    )
+    v.add_argument("spec", help="network spec (YAML or JSON)")
+    v.add_argument("--wrt", required=True, metavar="NAME", help="w2_11 (scalar) or W2 (matrix)")
+    v.add_argument("--expr", required=True, metavar="EXPR", help="e.g. delta2_1*a1_1")
+    v.add_argument("--latex", action="store_true", help="EXPR is LaTeX")
+    return v
+
+
+def run(args) -> int:
+    """The ``verify`` command: print the verdict; 0 equivalent, 1 not (SpecError -> exit 2)."""
+    spec = load_spec(args.spec)
+    try:
+        result = verify(spec, args.wrt, args.expr, latex=args.latex)
+    except SpecError as exc:
+        raise exc.with_file(str(args.spec)) from None
+    print(result.text())
+    return 0 if result.equivalent else 1

@@ -1,0 +1,120 @@
+"""Naming the mistake in a wrong hand derivation, for ``verify``.
+
+Each check tries one simple correction (a flipped sign, a missing or repeated chain-rule factor, a
+missing path, σ' dropped inside a δ, a wrong index, a transposed weight, a constant factor) and
+asks the probe whether it turns the hand formula into the truth at every probe point.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import sympy as sp
+
+from ..core.ir import N, Param
+from ..core.scalar import Factor, element, param_element, sym
+from ..printing import latex as lx
+from .probe import POINTS, ScalarNet, element_indices, lift, same
+
+_SYMBOLS = {"sigmoid": "σ", "custom": "f"}
+_SIGN_FLIPPED = "the sign is flipped (yours is −1 × the correct value)"
+
+
+def _f_prime(net: ScalarNet, z: str) -> str:
+    node = net.d.graph.node(z.split("_")[0])
+    name = node.activation.name if node is not None and node.activation else "identity"
+    return f"{_SYMBOLS.get(name, name)}'({z})"
+
+
+def _describe(net: ScalarNet, f: Factor) -> str:
+    if f.num.startswith("a") and f.den.startswith("z"):
+        d = _f_prime(net, f.den)
+        return f"the activation derivative ∂{f.num}/∂{f.den} = {d} = {lx.text(f.expr)}"
+    return f"the factor ∂{f.num}/∂{f.den} = {lx.text(f.expr)}"
+
+
+def explain_element(net: ScalarNet, el: str, hand: sp.Expr, hs: list, ts: list) -> str | None:
+    """Name the first simple correction that turns the hand formula into the truth."""
+    g = net.gradient(el)
+
+    def mul(*lists: list) -> list:
+        return lift(lambda *vs: math.prod(vs), *lists)
+
+    if same(hs, lift(lambda t: -t, ts)):
+        return _SIGN_FLIPPED
+    fvals = [net.values(f.expr) for f in g.factors]
+    for f, fv in zip(g.factors, fvals, strict=True):
+        if not f.expr.is_number and same(mul(hs, fv), ts):
+            return f"missing {_describe(net, f)}"
+        if not f.expr.is_number and same(hs, mul(ts, fv)):
+            return f"an extra factor: {_describe(net, f)} (it appears twice)"
+        a = sym("a" + f.den[1:])
+        if f.num == "E" and f.den[0] == "z" and same(hs, mul(ts, net.values(a * (1 - a)))):
+            return (
+                f"an extra factor {a}*(1 - {a}): ∂E/∂{f.den} = {lx.text(f.expr)} already "
+                "includes the output activation's derivative"
+            )
+    for i, f in enumerate(g.factors):  # ∂E/∂a_hidden = Σ_k w_ki δ_k: a missing path
+        deltas = [
+            [s.name for s in t.free_symbols if s.name.startswith("delta")] for t in f.expr.args
+        ]
+        if f.num != "E" or not f.expr.is_Add or not all(deltas):
+            continue
+        c = sp.Rational(g.scale.xreplace({N: 1}))
+        rest = mul([mpmath.mpf(c.p) / c.q] * POINTS, *(fvals[:i] + fvals[i + 1 :]))
+        for term, ds in zip(f.expr.args, deltas, strict=True):
+            path, tv = ds[0].replace("delta", "a"), mul(rest, net.values(term))
+            if same(hs, tv):
+                return f"only the path through {path}, but ∂E/∂{f.den} = {lx.text(f.expr)}"
+            if same(lift(lambda t, h: t - h, ts, hs), tv):
+                return f"missing the path through {path}: the term {lx.text(term)} of ∂E/∂{f.den}"
+    for layer in net.d.nodes:  # σ' dropped inside every δ of one layer
+        if layer.z is None:
+            continue
+        delta = f"delta{layer.index}"
+        defs = [
+            (s, sp.Mul(*(f.expr for f in net.sd.delta_factors[s.name] if f.den[0] != "z")))
+            if s.name.startswith(delta + "_") and s.name in net.sd.delta_factors
+            else (s, e)
+            for s, e in net.defs
+        ]
+        if defs != net.defs:
+            envs = [net.env(p, defs) for p in net.points]
+            if same(hs, net.values(net.truth(el), envs)):
+                z = element(layer.z, 1)[:-1] + "k"
+                return f"missing the activation derivative {_f_prime(net, z)} inside {delta}_k"
+    p = net.elements[el][0]
+    for other in sorted(net.elements, key=lambda e: net.elements[e][0] is not p):
+        if other != el and other in net.grads and same(hs, net.values(net.truth(other))):
+            return f"this is dE/d{other}, not dE/d{el} (wrong index)"
+    for w in (p for p in net.d.params if len(p.shape) == 2):
+        if w.shape[0] == w.shape[1] > 1:
+            swap = {
+                sym(param_element(w, ix)): sym(param_element(w, ix[::-1]))
+                for ix in element_indices(w)
+            }
+            if hand.free_symbols & set(swap) and same(net.values(hand.xreplace(swap)), ts):
+                return f"{w.name} is used where its transpose {w.name}.T belongs (indices swapped)"
+    k = len(net.targets)
+    for c in dict.fromkeys(map(sp.Rational, (2, sp.Rational(1, 2), k, sp.Rational(1, k)))):
+        if c != 1 and same(hs, lift(lambda t, c=c: t * c.p / c.q, ts)):
+            return f"off by a factor of {c} (yours is {c} × the correct value)"
+    return None
+
+
+def explain_matrix(
+    net: ScalarNet, p: Param, els: list, hands: list, hs: list, ts: list
+) -> str | None:
+    """Name what is wrong with a matrix-form dE/dP: transposed, sign, else its first bad element."""
+    n = p.shape[0] if p.shape else 0
+    if p.shape == (n, n) and all(
+        same(hs[r * n + c], ts[c * n + r]) for r in range(n) for c in range(n)
+    ):
+        return f"the result is transposed: it is (dE/d{p.name}).T (swap the outer product)"
+    if all(same(h, lift(lambda v: -v, t)) for h, t in zip(hs, ts, strict=True)):
+        return _SIGN_FLIPPED
+    for el, hand, h, t in zip(els, hands, hs, ts, strict=True):
+        if not same(h, t) and (why := explain_element(net, el, hand, h, t)):
+            return f"in element {el}: {why}"
+    return None

@@ -1,0 +1,85 @@
+"""The correct formula that ``verify`` shows beside a verdict, in text and LaTeX (N = 1).
+
+Scalar form: the element's chain-rule product with each δ it uses. Matrix form: dE/dP in
+column-vector notation with the backward recurrences it needs.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..core.ir import N, Param
+from ..core.ops import kind
+from ..core.scalar import Factor
+from ..printing import latex as lx
+from .probe import ScalarNet
+
+
+def scalar_formula(net: ScalarNet, el: str) -> tuple[str, str]:
+    """dE/d(element) as its chain-rule product, with each δ it uses, in text and LaTeX."""
+    g = net.gradient(el)
+
+    def product(fs: tuple[Factor, ...], tex: bool, scale: sp.Expr) -> str:
+        show = (lambda e: lx.latex(e)) if tex else lx.text
+        parts = [show(scale)] if scale != 1 else []
+        parts += [f"({show(f.expr)})" if f.expr.is_Add else show(f.expr) for f in fs if f.expr != 1]
+        return (r" \cdot " if tex else " * ").join(parts) or "1"
+
+    c = g.scale.xreplace({N: 1})
+    txt = [f"dE/d{g.element} = {product(g.factors, False, c)}"]
+    tex = [f"{lx.latex_name('dE_' + g.element)} = {product(g.factors, True, c)}"]
+    used, todo = set(), {s.name for f in g.factors for s in f.expr.free_symbols}
+    while todo:
+        name = todo.pop()
+        used.add(name)
+        todo |= {s.name for f in net.sd.delta_factors.get(name, ()) for s in f.expr.free_symbols}
+        todo -= used
+    for name, _ in net.sd.definitions:
+        if name in used and name in net.sd.delta_factors:
+            fs, one = net.sd.delta_factors[name], sp.Integer(1)
+            txt.append(f"{name} = {product(fs, False, one)}")
+            tex.append(f"{lx.latex_name(name)} = {product(fs, True, one)}")
+    return "\n".join(txt), r",\quad ".join(tex)
+
+
+def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
+    """dE/dP in column-vector notation with the backward recurrences it needs."""
+    name, c = lx.latex_name, net.d.scale.xreplace({N: 1})
+    op = net.d.gradients[p.name]
+    dl = op.args[0]
+    if op.kind == "grad_weight":
+        inp = op.args[1]
+        txt, tex = f"{dl} @ {inp}.T", rf"{name(dl)} \left({name(inp)}\right)^T"
+    elif op.kind == "grad_bias" and not p.shape:
+        txt, tex = f"sum({dl})", rf"\sum_i {name(dl)}_i"
+    elif op.kind == "grad_bias":
+        txt, tex = dl, name(dl)
+    else:
+        txt, tex = lx.text(op.expr), lx.latex(op.expr, hadamard=True)
+        if not p.shape:
+            txt, tex = f"sum({txt})", rf"\sum_i {tex}"
+    txts = [f"dE/d{p.name} = " + ("" if c == 1 else f"{lx.text(c)} * ") + txt]
+    texs = [f"{name('d' + p.name)} = " + ("" if c == 1 else lx.latex(c) + " ") + tex]
+    needed = {s.name for s in op.expr.free_symbols} if op.expr is not None else set(op.args)
+    ctx = net.d.context
+    for o in reversed(net.d.backward):  # the recurrences it reads, back to the loss
+        if o.out not in needed or o.kind.startswith("grad_"):
+            continue
+        needed |= set(o.args) | ({s.name for s in o.expr.free_symbols} if o.expr is not None
+                                 else set())  # fmt: skip
+    for o in net.d.backward:
+        if o.out not in needed or o.kind.startswith("grad_"):
+            continue
+        a = o.args
+        if o.kind == "map":
+            txts.append(f"{o.out} = {lx.text(o.expr)}")
+            texs.append(f"{name(o.out)} = {lx.latex(o.expr, hadamard=True)}")
+        elif o.kind == "softmax_backward":
+            txts.append(f"{o.out} = {a[0]} * ({a[1]} - {a[0]}.T @ {a[1]})")
+            texs.append(
+                rf"{name(o.out)} = {name(a[0])} \odot ({name(a[1])} - {name(a[0])}^T {name(a[1])})"
+            )
+        else:
+            txts.append(kind(o).text(o, ctx))
+            texs.append(kind(o).latex(o, ctx))
+    return "\n".join(txts), r",\quad ".join(texs)

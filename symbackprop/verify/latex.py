@@ -1,0 +1,308 @@
+"""Hand derivations typed in LaTeX, translated into the plain expression grammar.
+
+A small tokenizer and recursive-descent translator turns
+``(a^{(2)}_1 - t_1) a^{(2)}_1 (1 - a^{(2)}_1) a^{(1)}_1`` into the plain expression
+``((a2_1 - t1)*a2_1*(1 - a2_1)*a1_1)`` in CONTRACT §2 names, which is then parsed by the same
+whitelisted parsers as typed input (``expressions.parse_expression``, or
+``matrix_input.parse_matrix`` in matrix form), so every name check and bound applies.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..spec.errors import SpecError
+from ..spec.expressions import FUNCTIONS, MAX_DEPTH
+
+MAX_LATEX_LENGTH = 4000
+MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parser allows
+
+_TOKEN = re.compile(
+    r"\s+|~|\\[,;:! ]|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
+    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|])"
+)
+_SKIP = {r"\left", r"\right", r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\big", r"\Big"}
+_FUNCS = {r"\sigma": "sigmoid", r"\exp": "exp", r"\log": "log", r"\ln": "log", r"\tanh": "tanh"}
+_FUNCS.update({rf"\{f}": f for f in ("sinh", "cosh", "sin", "cos", "max", "min", "sqrt")})
+_PRIME = {"sigmoid": "(sigmoid({0})*(1 - sigmoid({0})))", "tanh": "(1 - tanh({0})**2)"}
+_WRAPPERS = {r"\mathbf", r"\boldsymbol", r"\bm", r"\vec", r"\mathrm", r"\operatorname", r"\text"}
+_MULS = {r"\cdot", r"\times", "*"}
+_HADAMARD = {r"\odot", r"\circ"}
+_TRANSPOSE = {"T", r"\top", r"\intercal"}
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+
+
+class _Parser:
+    """Recursive descent over the token list, producing a parenthesized plain expression."""
+
+    def __init__(self, text: str, matrix: bool, field: str):
+        self.field, self.matrix, self.depth = field, matrix, 0
+        self.toks: list[tuple[str, int]] = []
+        pos = 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if m is None:
+                raise self.fail(f"unexpected character {text[pos]!r}", pos)
+            tok = m.group("cmd") or m.group("num") or m.group("char")
+            if tok and tok not in _SKIP:
+                self.toks.append((tok, pos))
+            pos = m.end()
+        self.i = 0
+
+    def fail(self, reason: str, pos: int | None = None) -> SpecError:
+        if pos is None:
+            pos = self.toks[self.i][1] if self.i < len(self.toks) else -1
+        where = "at the end of the input" if pos < 0 else f"at column {pos + 1}"
+        return SpecError(self.field, f"LaTeX: {reason} {where}")
+
+    def peek(self, k: int = 0) -> str | None:
+        return self.toks[self.i + k][0] if self.i + k < len(self.toks) else None
+
+    def take(self, expected: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or (expected is not None and tok != expected):
+            want = f"expected '{expected}'" if expected else "incomplete expression"
+            raise self.fail(f"{want}, found '{tok}'" if tok else want)
+        self.i += 1
+        return tok
+
+    def parse(self) -> str:
+        if not self.toks:
+            raise SpecError(self.field, "empty expression")
+        out = self.expr()
+        if self.peek() is not None:
+            raise self.fail(f"unexpected '{self.peek()}'")
+        return out
+
+    def nest(self, delta: int) -> None:
+        self.depth += delta
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"nested too deeply (more than {MAX_NESTING} levels)")
+
+    def expr(self) -> str:
+        self.nest(1)
+        out = self.term()
+        while self.peek() in ("+", "-"):
+            op = self.take()
+            out = f"{out} {op} {self.term()}"
+        self.nest(-1)
+        return f"({out})"
+
+    def term(self) -> str:
+        if self.peek() in ("-", "+"):
+            sign = self.take()
+            self.nest(1)
+            rest = self.term()
+            self.nest(-1)
+            return f"(-{rest})" if sign == "-" else rest
+        out = self.power()
+        while True:
+            tok = self.peek()
+            if tok in _MULS or tok in _HADAMARD or tok == "/":
+                self.take()
+                op = "/" if tok == "/" else "@" if self.matrix and tok in _MULS else "*"
+                out = f"({out} {op} {self.power()})"
+            elif self.starts_primary(tok):
+                out = f"({out} {'@' if self.matrix else '*'} {self.power()})"
+            else:
+                return out
+
+    def starts_primary(self, tok: str | None) -> bool:
+        if tok is None:
+            return False
+        if tok[0].isalpha() or tok[0].isdigit() or tok[0] == "." or tok in ("(", "[", "{"):
+            return True
+        return (
+            tok in _FUNCS
+            or tok in _WRAPPERS
+            or tok in (r"\frac", r"\dfrac", r"\tfrac", r"\delta", r"\pi")
+        )
+
+    def power(self) -> str:
+        self.nest(1)
+        out = self.primary()
+        self.nest(-1)
+        while self.peek() == "^":
+            self.take()
+            out = self.transposed(out) if self.transpose_next() else f"({out})**{self.group()}"
+        return out
+
+    def transposed(self, out: str) -> str:
+        if not self.matrix:
+            raise self.fail(
+                "transpose (^T) is only allowed in matrix form (--wrt a whole parameter)"
+            )
+        return f"({out}).T"
+
+    def transpose_next(self) -> bool:
+        """Consume ``T``, ``{T}``, ``\\top``, ``{\\top}`` after ``^`` if present."""
+        if self.peek() in _TRANSPOSE:
+            self.take()
+            return True
+        if self.peek() == "{" and self.peek(1) in _TRANSPOSE and self.peek(2) == "}":
+            self.i += 3
+            return True
+        return False
+
+    def group(self) -> str:
+        """A braced group, or a single token (LaTeX: ``x^2``, ``x_1``)."""
+        if self.peek() == "{":
+            self.take()
+            out = self.expr()
+            self.take("}")
+            return out
+        tok = self.take()
+        if tok[0].isdigit() and len(tok) > 1 and "." not in tok:
+            self.i -= 1
+            self.toks[self.i] = (tok[1:], self.toks[self.i][1] + 1)
+            return tok[0]
+        if tok[0].isdigit() or (tok.isalpha() and len(tok) == 1):
+            return tok
+        raise self.fail(f"expected a group {{...}} after ^ or _, found '{tok}'")
+
+    def primary(self) -> str:
+        tok = self.peek()
+        if tok is None:
+            raise self.fail("incomplete expression")
+        if tok[0].isdigit() or tok[0] == ".":
+            return self.take()
+        if tok in _OPENERS:
+            self.take()
+            out = self.expr()
+            self.take(_OPENERS[tok])
+            return out
+        if tok in (r"\frac", r"\dfrac", r"\tfrac"):
+            self.take()
+            return f"({self.braced()} / {self.braced()})"
+        if tok == r"\pi":
+            self.take()
+            return "pi"
+        if tok in _FUNCS:
+            return self.function(_FUNCS[self.take()])
+        if tok in (r"\operatorname", r"\mathrm") and self.peek(1) == "{":
+            start = self.i
+            self.i += 2
+            word = ""
+            while self.peek() not in ("}", None) and len(self.peek() or "") == 1:
+                word += self.take()
+            if word in FUNCTIONS and self.peek() == "}":
+                self.take()
+                return self.function(word)
+            self.i = start
+        if tok in _WRAPPERS:
+            self.take()
+            if self.peek() != "{":
+                return self.name(self.base())
+            self.take("{")
+            base = self.base()
+            self.take("}")
+            return self.name(base)
+        if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):
+            return self.name(self.base())
+        raise self.fail(f"unexpected '{tok}'")
+
+    def braced(self) -> str:
+        self.take("{")
+        out = self.expr()
+        self.take("}")
+        return out
+
+    def function(self, fname: str) -> str:
+        prime = self.peek() == "'"
+        if prime:
+            self.take()
+            if fname not in _PRIME:
+                raise self.fail(
+                    f"a derivative ' is only understood for \\sigma and \\tanh, not {fname}"
+                )
+        exponent = None
+        if self.peek() == "^":
+            self.take()
+            exponent = self.group()
+        if self.peek() in ("(", "["):
+            close = _OPENERS[self.take()]
+            args = [self.expr()]
+            while self.peek() == ",":
+                self.take()
+                args.append(self.expr())
+            self.take(close)
+        elif self.peek() == "{":
+            args = [self.braced()]
+        else:
+            args = [self.power()]
+        out = _PRIME[fname].format(args[0]) if prime else f"{fname}({', '.join(args)})"
+        return f"({out})**{exponent}" if exponent else out
+
+    def base(self) -> str:
+        tok = self.take()
+        if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):
+            return "delta" if tok == r"\delta" else tok
+        raise self.fail(f"expected a variable name, found '{tok}'")
+
+    def name(self, base: str) -> str:
+        """``a^{(2)}_1`` -> a2_1, ``W^{(2)}`` -> W2, ``x_1`` -> x1, ``a^{(1)T}`` -> (a1).T."""
+        layer, index, transpose = None, None, False
+        for _ in range(2):
+            if self.peek() == "^" and layer is None and self.peek(1) == "{" and self.peek(2) == "(":
+                self.i += 3
+                layer = self.take()
+                if not layer.isdigit():
+                    raise self.fail(f"expected a layer number in ^{{(l)}}, found '{layer}'")
+                self.take(")")
+                if self.peek() in _TRANSPOSE:
+                    self.take()
+                    transpose = True
+                self.take("}")
+            elif self.peek() == "_" and index is None:
+                self.take()
+                index = self.index()
+        if base == "e" and layer is None and index is None:
+            return "exp(1)"
+        if base in ("w", "W") and layer and index:
+            text = f"w{layer}_{index}"
+        elif layer and index:
+            text = f"{base}{layer}_{index}"
+        elif layer:
+            text = f"{base}{layer}"
+        else:
+            text = f"{base}{index or ''}"
+        return self.transposed(text) if transpose else text
+
+    def index(self) -> str:
+        if self.peek() != "{":
+            return self.group()
+        self.take()
+        parts: list[str] = []
+        while self.peek() != "}":
+            tok = self.take()
+            if tok != ",":
+                if not tok.isdigit():
+                    raise self.fail(f"an index must be digits, found '{tok}'")
+                parts.append(tok)
+        self.take("}")
+        if not parts:
+            raise self.fail("empty index")
+        return ("_" if len(parts) > 1 and any(len(p) > 1 for p in parts) else "").join(parts)
+
+
+def latex_to_expr(text: str, matrix: bool = False, field: str = "--expr") -> str:
+    """Translate a LaTeX hand derivation into the plain expression grammar (CONTRACT §4).
+
+    Args:
+        text: LaTeX such as ``\\sigma(z^{(2)}_1) (1 - a^{(2)}_1)``.
+        matrix: matrix form: juxtaposition and ``\\cdot`` are matrix products (``@``),
+            ``\\odot`` is elementwise and ``^T`` transposes.
+        field: the field path reported in errors.
+
+    Raises:
+        SpecError: on anything outside the grammar.
+    """
+    if not isinstance(text, str):
+        raise SpecError(field, f"expected a LaTeX string, got {type(text).__name__}")
+    if len(text) > MAX_LATEX_LENGTH:
+        raise SpecError(field, f"expression too long ({len(text)} > {MAX_LATEX_LENGTH} characters)")
+    text = text.strip().strip("$").strip()
+    try:
+        return _Parser(text, matrix, field).parse()
+    except RecursionError:
+        raise SpecError(field, "LaTeX: expression nested too deeply") from None

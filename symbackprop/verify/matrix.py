@@ -1,0 +1,160 @@
+"""Hand derivations in matrix notation: ``((a2 - t) * a2 * (1 - a2)) @ a1.T``.
+
+A whitelisted ``ast`` walker builds explicit SymPy matrices of scalar symbols; every scalar
+operation on their entries goes through the safe scalar parser (``expressions.parse_expression``).
+Nothing is ever evaluated; anything outside the grammar is a SpecError, and operands whose shapes
+do not fit raise ShapeMismatch (a wrong derivation, not bad input).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+
+import sympy as sp
+
+from ..spec.errors import SpecError, did_you_mean
+from ..spec.expressions import MAX_LENGTH, parse_expression
+
+MAX_MATRIX_DEPTH = 100
+_ELEMENTWISE = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "erf")
+_BINOPS = {ast.Add: "u + v", ast.Sub: "u - v", ast.Mult: "u*v", ast.Div: "u/v", ast.Pow: "u**v"}
+
+
+class ShapeMismatch(Exception):
+    """A shape mismatch inside a matrix expression: a wrong derivation (exit 1), not bad input."""
+
+
+def shape_of(v: object) -> tuple[int, ...]:
+    """(rows, cols) of a Matrix, () of a scalar."""
+    return tuple(v.shape) if isinstance(v, sp.MatrixBase) else ()
+
+
+def shape_text(shape: tuple[int, ...] | None) -> str:
+    return "a scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
+
+
+class _MatrixBuilder:
+    """Walks the tree: ``@``, ``.T``, elementwise ``+ - * / **``, elementwise functions and
+    ``sum``; subtrees without matrices are handed to the scalar parser whole."""
+
+    def __init__(self, text: str, names: Mapping[str, sp.Expr], mats: Mapping, field: str):
+        self.text, self.names, self.mats, self.field = text, names, mats, field
+
+    def op(self, template: str, **operands: sp.Expr) -> sp.Expr:
+        return parse_expression(template, operands, self.field)
+
+    def segment(self, node: ast.AST) -> str:
+        return (ast.get_source_segment(self.text, node) or ast.unparse(node))[:80]
+
+    def build(self, node: ast.AST):
+        if not any(
+            isinstance(n, ast.Attribute)
+            or (isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult))
+            or (isinstance(n, ast.Name) and n.id in self.mats)
+            for n in ast.walk(node)
+        ):
+            if isinstance(node, ast.Name) and node.id not in self.names and node.id != "pi":
+                hint = did_you_mean(node.id, [*self.mats, *self.names])
+                known = ", ".join(self.mats)
+                raise SpecError(self.field, f"unknown name '{node.id}'{hint}; vectors: {known}")
+            return parse_expression(self.segment(node), self.names, self.field)
+        if isinstance(node, ast.Name):
+            return self.mats[node.id]
+        if isinstance(node, ast.Attribute):
+            if node.attr != "T":
+                raise SpecError(self.field, f"attribute '.{node.attr}' is not allowed (only .T)")
+            v = self.build(node.value)
+            return v.T if isinstance(v, sp.MatrixBase) else v
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return self.map(
+                self.build(node.operand), "-u" if isinstance(node.op, ast.USub) else "u"
+            )
+        if isinstance(node, ast.BinOp):
+            return self.binop(node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and len(node.args) == 1
+            and not node.keywords
+        ):
+            if node.func.id == "sum":
+                v = self.build(node.args[0])
+                return self.op("u", u=sp.Add(*v)) if isinstance(v, sp.MatrixBase) else v
+            if node.func.id in _ELEMENTWISE:
+                return self.map(self.build(node.args[0]), f"{node.func.id}(u)")
+        raise SpecError(self.field, f"not allowed in matrix form: {self.segment(node)}")
+
+    def map(self, v, template: str):
+        if isinstance(v, sp.MatrixBase):
+            return v.applyfunc(lambda e: self.op(template, u=e))
+        return self.op(template, u=v)
+
+    def binop(self, node: ast.BinOp):
+        left, right = self.build(node.left), self.build(node.right)
+        ls, rs = shape_of(left), shape_of(right)
+        if isinstance(node.op, ast.MatMult):
+            if ls and rs and ls[1] != rs[0]:
+                where = self.segment(node)
+                raise ShapeMismatch(f"in {where}: {shape_text(ls)} @ {shape_text(rs)}")
+            if ls and rs:
+                return (left * right).applyfunc(lambda e: self.op("u", u=e))
+            return self.pair(node, left, right, "u*v")
+        if type(node.op) not in _BINOPS:
+            raise SpecError(
+                self.field, f"operator not allowed in matrix form: {self.segment(node)}"
+            )
+        if isinstance(node.op, ast.Pow) and rs:
+            raise ShapeMismatch(f"in {self.segment(node)}: the exponent is {shape_text(rs)}")
+        return self.pair(node, left, right, _BINOPS[type(node.op)])
+
+    def pair(self, node: ast.AST, left, right, template: str):
+        ls, rs = shape_of(left), shape_of(right)
+        if ls and rs and ls != rs:
+            where = self.segment(node)
+            raise ShapeMismatch(f"in {where}: elementwise on {shape_text(ls)} and {shape_text(rs)}")
+        if not (ls or rs):
+            return self.op(template, u=left, v=right)
+
+        def entry(m, i: int, j: int) -> sp.Expr:
+            return m[i, j] if isinstance(m, sp.MatrixBase) else m
+
+        rows, cols = ls or rs
+        return sp.Matrix(
+            rows, cols, lambda i, j: self.op(template, u=entry(left, i, j), v=entry(right, i, j))
+        )
+
+
+def parse_matrix(
+    text: str, names: Mapping[str, sp.Expr], mats: Mapping, field: str = "--expr"
+) -> sp.Expr | sp.Matrix:
+    """Parse matrix notation into a SymPy Matrix (or a scalar expression).
+
+    Args:
+        text: e.g. ``((a2 - t) * a2 * (1 - a2)) @ a1.T``.
+        names: the scalar names (w2_11, a1_2, ...) and their symbols.
+        mats: the vector and parameter names (a1, W2, b1, ...) and their Matrices (or a
+            symbol for a shared bias).
+        field: the field path reported in errors.
+
+    Raises:
+        ShapeMismatch: operands whose shapes do not fit.
+        SpecError: anything outside the grammar or the bounds.
+    """
+    if not isinstance(text, str) or len(text) > MAX_LENGTH or "\x00" in text or not text.strip():
+        return parse_expression(text, names, field)  # its message for each of these
+    text = text.strip()
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return parse_expression(text, names, field)
+    stack = [(tree.body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_MATRIX_DEPTH:
+            raise SpecError(field, f"expression nested too deeply (more than {MAX_MATRIX_DEPTH})")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    try:
+        return _MatrixBuilder(text, names, mats, field).build(tree.body)
+    except RecursionError:
+        raise SpecError(field, "expression nested too deeply") from None
