@@ -14,8 +14,11 @@ unchanged:
   batch, so N processes train exactly as one process on the same global batches (up to
   rounding: the test checks 1e-12).
 
-Rank 0 prints the mean loss of each epoch and saves the weights (symbackprop's weight file,
-readable by the NumPy and C targets).
+With ``--fsdp`` the Model is sharded with FSDP2 (``torch.distributed.fsdp.fully_shard``)
+instead: each process keeps a shard of every parameter, the full tensors are gathered for each
+pass and the gradients reduce-scattered; the numbers are the same. Rank 0 prints the mean loss
+of each epoch and saves the weights (symbackprop's weight file, readable by the NumPy and C
+targets).
 
     python examples/ddp_train.py examples/two_branch.yaml examples/data/iris.csv --procs 2
 """
@@ -50,13 +53,37 @@ def load_module(path: str | Path):
     return module
 
 
+def wrap(model, fsdp: bool):
+    """The model under DDP (every process holds all parameters, gradients all-reduced), or
+    FSDP2 (fully_shard: each holds a shard, gathered for every pass, gradients reduce-scattered);
+    both average the gradients over the processes."""
+    if not fsdp:
+        return DistributedDataParallel(model)
+    from torch.distributed.fsdp import fully_shard
+
+    return fully_shard(model)
+
+
+def save(module, model, fsdp: bool, rank: int, path: str) -> None:
+    """Rank 0 writes the weights; under FSDP every rank first helps gather the full tensors."""
+    if fsdp:
+        full = {name: p.full_tensor() for name, p in model.named_parameters()}  # collective
+        model = module.Model()
+        with torch.no_grad():
+            for name, value in full.items():
+                getattr(model, name).copy_(value)
+    if rank == 0:
+        model.save(path)
+
+
 def worker(rank: int, procs: int, port: int, module_path: str, X, T, args) -> None:
-    """One process: its share of every global batch, DDP averaging the gradients."""
+    """One process: its share of every global batch, the gradients averaged over processes."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=procs)  # fmt: skip
     try:
         module = load_module(module_path)
-        model = DistributedDataParallel(module.Model())
+        plain = module.Model()
+        model = wrap(plain, args.fsdp)
         optimizer = module.make_optimizer(model.parameters())
         share = args.batch_size // procs
         for epoch in range(args.epochs):
@@ -65,14 +92,13 @@ def worker(rank: int, procs: int, port: int, module_path: str, X, T, args) -> No
                 mine = rows[rank * share : (rank + 1) * share]
                 optimizer.zero_grad()
                 loss = model(X[mine], T[mine])  # Model.forward(X, T) is the spec's loss
-                loss.backward()  # the derived backward, then DDP's all-reduce of the gradients
+                loss.backward()  # the derived backward; DDP or FSDP averages the gradients
                 optimizer.step()
                 total += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
             dist.all_reduce(total)
             if rank == 0 and not args.quiet:
                 print(f"epoch {epoch + 1}/{args.epochs}  loss {total[0] / total[1]:.6g}")
-        if rank == 0:
-            model.module.save(args.out)
+        save(module, plain, args.fsdp, rank, args.out)
     finally:
         dist.destroy_process_group()
 
@@ -96,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the batch order")
     parser.add_argument("--out", help="weights file (default: <name>.weights)")
     parser.add_argument("--workdir", help="where to generate the code (default: a temporary dir)")
+    parser.add_argument("--fsdp", action="store_true", help="FSDP2 (fully_shard) instead of DDP")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     spec = symbackprop.load_spec(args.spec)

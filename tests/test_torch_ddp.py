@@ -1,10 +1,11 @@
-"""DistributedDataParallel for real: examples/ddp_train.py trains a generated Model on 2 processes
-(CPU, gloo, 127.0.0.1); the final weights equal one process's training on the same global batches.
+"""Distributed training for real: examples/ddp_train.py trains a generated Model on 2 processes
+(CPU, gloo, 127.0.0.1) under DistributedDataParallel and under FSDP2 (fully_shard); the final
+weights equal one process's training on the same global batches.
 
 Why they are equal: each process computes the spec's loss, a mean over its half of a global
-batch, and DDP averages the two gradients, which is the gradient of the mean over the whole
-global batch; the example drops an incomplete last batch, so the halves are always equal. The
-only differences are the order of floating-point sums: float64, 1e-12 relative.
+batch, and DDP (or FSDP) averages the two gradients, which is the gradient of the mean over the
+whole global batch; the example drops an incomplete last batch, so the halves are always equal.
+The only differences are the order of floating-point sums: float64, 1e-12 relative.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_two_processes_equal_one(tmp_path):
+@pytest.mark.parametrize("wrapper", ["ddp", "fsdp"])
+def test_two_processes_equal_one(wrapper, tmp_path):
     spec = ROOT / "examples/two_branch.yaml"  # graph net (concat), SGD with momentum
     data = ROOT / "examples/data/iris.csv"
     out = tmp_path / "ddp.weights"
     args = ["--procs", "2", "--epochs", "4", "--batch-size", "30", "--seed", "5"]
+    args += ["--fsdp"] if wrapper == "fsdp" else []
     run = subprocess.run(
         [sys.executable, str(ROOT / "examples/ddp_train.py"), str(spec), str(data), *args,
          "--out", str(out), "--workdir", str(tmp_path / "work")],
