@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def _output(text: str, output: str | None) -> None:
         write_atomic(output, text, "-o")
 
 
+@contextmanager
+def _about(spec: str):
+    """SpecErrors raised inside (a net a target or mode cannot handle) name the spec file."""
+    try:
+        yield
+    except SpecError as exc:
+        raise exc.with_file(spec) from None
+
+
 def cmd_derive(args) -> int:
     spec = load_spec(args.spec)
     samples = load_samples(args.at, spec) if args.at else None
@@ -86,7 +96,9 @@ def cmd_derive(args) -> int:
         check_writable(args.pdf, "--pdf")
     d = derive(spec)
     ev = evaluate(d, samples) if samples is not None else None
-    _output(render(d, args.format, args.mode, ev), args.output)
+    with _about(args.spec):
+        text = render(d, args.format, args.mode, ev)
+    _output(text, args.output)
     if args.pdf:
         from .document.pdf import compile_pdf
 
@@ -98,17 +110,23 @@ def cmd_derive(args) -> int:
 def cmd_generate(args) -> int:
     spec = load_spec(args.spec)
     folder = Path(args.output or Path("generated") / spec.name)
-    written = generate(derive(spec), args.target, folder, args.force)
+    with _about(args.spec):
+        written = generate(derive(spec), args.target, folder, args.force)
     for path in written:
         print(path)
     return 0
 
 
 def cmd_check(args) -> int:
-    from .codegen.check import check, table
+    from .codegen.check import check, skipped, table
 
-    rows = check(load_spec(args.spec))
+    spec = load_spec(args.spec)
+    rows = check(spec)
     print(table(rows))
+    for name, why in skipped(derive(spec)).items():
+        label = name.upper() if len(name) == 1 else name  # the C target, the numpy target
+        why = why.replace(f"the {label} target is", "it is", 1)
+        print(f"the {label} target was not checked: {why}")
     ok = all(r.ok for r in rows)
     print("all checks passed" if ok else "CHECK FAILED")
     return 0 if ok else 1
@@ -141,8 +159,11 @@ def cmd_train(args) -> int:
     if args.plot:
         check_writable(args.plot, "--plot")
     plt = _pyplot() if args.plot else None
+    d = derive(spec)
+    with _about(args.spec):
+        TARGETS[args.target].check_size(d)
     with tempfile.TemporaryDirectory(prefix="symbackprop-train-") as tmp:
-        module = TARGETS[args.target].module(derive(spec), tmp)  # loaded: tmp may go
+        module = TARGETS[args.target].module(d, tmp)  # loaded: tmp may go
     try:
         x, t = module.load_data(args.data)  # bad data: SpecError (C), or the generated
     except SystemExit as exc:  # NumPy program's own one-line error and exit 2

@@ -8,12 +8,19 @@ with both code printers, and the NumPy code computes SymPy's value.
 from __future__ import annotations
 
 import copy
+import json
+import keyword
 import math
 import os
+import sys
+import tempfile
+from pathlib import Path
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
+import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +31,10 @@ from symbackprop.printing.c import CCodePrinter
 from symbackprop.printing.numpy import NumpyCodePrinter
 from symbackprop.spec.errors import SpecError
 from symbackprop.spec.expressions import FUNCTIONS
+from symbackprop.spec.fields import NAME_RE
+from symbackprop.spec.files import HugeInt, read_data_file
 from symbackprop.spec.load import parse_spec
+from symbackprop.spec.params import MAX_DERIVATIVE_NODES
 
 FAST = settings(
     max_examples=700,
@@ -138,16 +148,21 @@ WORDS = [
     "-1",
     "",
 ]
+HUGE_INTS = st.one_of(  # beyond any float; the loaders' marker for beyond int conversion
+    st.integers(min_value=10**308, max_value=10**420).map(lambda i: i * (-1) ** (i % 2)),
+    st.integers(min_value=4301, max_value=10_000).map(HugeInt),
+)
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(),
     st.integers(min_value=-3, max_value=300),
+    HUGE_INTS,
     st.floats(),
     st.text(max_size=12),
     st.sampled_from(WORDS),
 )
-KEYS = st.one_of(st.sampled_from(WORDS), st.text(max_size=8), st.integers(), st.none())
+KEYS = st.one_of(st.sampled_from(WORDS), st.text(max_size=8), st.integers(), st.none(), HUGE_INTS)
 VALUES = st.recursive(
     SCALARS,
     lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(KEYS, c, max_size=5)),
@@ -325,3 +340,106 @@ def test_abs_of_x_to_the_x_is_refused_at_load() -> None:
     with pytest.raises(SpecError) as err:
         parse_spec(spec)
     assert err.value.field == "layers[0].activation.expr" and "derivative" in err.value.reason
+
+
+# ---- spec files as text: duplicate keys, huge integers, YAML 1.2 floats, tags ---------------
+
+EDITS = st.sampled_from(["1" + "0" * 400, "-1" + "0" * 5000, "1e-3", "+1E5", "1e400", "!!int x"])
+
+
+@settings(FAST, max_examples=300)
+@given(
+    base=st.sampled_from(range(len(VALID_SPECS))),
+    as_json=st.booleans(),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.booleans(), EDITS), min_size=1, max_size=3),
+)
+def test_edited_spec_files_raise_only_spec_error(base, as_json, edits) -> None:
+    """Lines of a valid spec file duplicated (a duplicate key, or one more list item) or a number
+    replaced: the file loads, or is refused with one SpecError naming the file."""
+    text = json.dumps(VALID_SPECS[base], indent=1) if as_json else yaml.safe_dump(VALID_SPECS[base])
+    lines = text.splitlines()
+    for where, duplicate, value in edits:
+        i = where % len(lines)
+        if duplicate:
+            lines.insert(i, lines[i])
+        else:
+            head, sep, tail = lines[i].rpartition(": ")
+            number = sep and tail.rstrip(",").lstrip("-").replace(".", "", 1).isdigit()
+            if number and not (as_json and value.startswith(("!", "+"))):
+                lines[i] = head + sep + value + ("," if tail.endswith(",") else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("net.json" if as_json else "net.yaml")
+        path.write_text("\n".join(lines) + "\n")
+        try:
+            parse_spec(read_data_file(path))
+        except SpecError as err:
+            assert err.reason and "\n" not in str(err), err
+
+
+# ---- custom activations nested deeply: bounded work, and still the right derivative ---------
+
+CHAINS = st.lists(st.sampled_from(UNARY), min_size=1, max_size=30)
+INNER = st.sampled_from(["x", "x/3", "2*x - 1", "x**2", "sigmoid(x)*x"])
+
+
+@settings(FAST, max_examples=int(os.environ.get("FUZZ_DEEP", 20)))
+@given(chain=CHAINS, inner=INNER)
+def test_deeply_nested_activations_are_derived_right_or_refused(chain, inner) -> None:
+    """f1(f2(...(inner))) up to 30 deep: refused with a reason, or derived (within the size
+    budget, no SymPy solve/simplify on it) to a derivative equal to finite differences."""
+    text = "".join(f"{f}(" for f in chain) + inner + ")" * len(chain)
+    expr = activation_of(text)
+    assume(expr is not None)
+    d = derive_activation(activations.custom(expr, text))
+    assert sum(1 for _ in sp.preorder_traversal(d.raw)) <= MAX_DERIVATIVE_NODES
+    f = sp.lambdify(x, expr, "mpmath")
+    fp = sp.lambdify((x, A), d.expr, "mpmath")
+    with mpmath.workdps(30):
+        for point in (mpmath.mpf("-0.7"), mpmath.mpf("0.45")):
+            h = mpmath.mpf("1e-12")
+            try:
+                fd = (f(point + h) - f(point - h)) / (2 * h)
+                got = fp(point, f(point))
+            except (ArithmeticError, ValueError, TypeError):
+                continue  # outside the domain (log or sqrt of a negative number)
+            if isinstance(fd, mpmath.mpc) or isinstance(got, mpmath.mpc) or abs(fd) > 1e10:
+                continue
+            assert abs(got - fd) <= mpmath.mpf("1e-8") * max(1, abs(fd)), (text, point, got, fd)
+
+
+# ---- names: only the ones the generated code can carry ------------------------------------
+
+NAMES = st.one_of(
+    st.text(max_size=45),
+    st.from_regex(r"[a-z_][a-z0-9_]{0,42}", fullmatch=True),
+    st.sampled_from(sorted(sys.stdlib_module_names) + keyword.kwlist + ["all", "lib", "clean"]),
+)
+
+
+@settings(FAST, max_examples=500)
+@given(name=NAMES)
+def test_names_are_accepted_only_when_every_target_can_carry_them(name) -> None:
+    spec = copy.deepcopy(VALID_SPECS[2])
+    spec["name"] = name
+    try:
+        assert parse_spec(spec).name == name
+    except SpecError as err:
+        assert err.field == "name" and err.reason and "\n" not in str(err)
+        return
+    assert NAME_RE.match(name) and len(name) <= 40 and not name.startswith("_")
+    assert not keyword.iskeyword(name) and name not in sys.stdlib_module_names
+    assert name not in ("numpy", "all", "lib", "clean", "makefile", "int", "for", "while")
+
+
+def test_softplus_of_a_function_real_only_for_positive_x() -> None:
+    """Found by this fuzzing: the check that log(1 + exp(u)) = max(u, 0) + log(1 + exp(-|u|))
+    compared both sides where u = sqrt(x) is complex, and raised ValueError (a traceback). It
+    compares where the function is real."""
+    expr = activation_of("softplus(sqrt(x))")
+    assert expr is not None
+    d = derive_activation(activations.custom(expr, "softplus(sqrt(x))"))
+    f = sp.lambdify(x, expr, "mpmath")
+    fp = sp.lambdify((x, A), d.expr, "mpmath")
+    for point in (0.5, 2.0):
+        want = mpmath.diff(lambda v: mpmath.log(1 + mpmath.exp(mpmath.sqrt(v))), point)
+        assert abs(fp(point, f(point)) - want) < 1e-12

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -306,6 +308,8 @@ def test_latex_wrong_formula_is_refuted_and_explained(mazur):
         ("w2_11", r"a^{(3)}_1", "unknown name 'a3_1'"),
         ("w2_11", "{" * 100 + "x_1" + "}" * 100, "nested too deeply"),
         ("w2_11", "x_1 " * 300_000, "too long"),
+        ("w2_11", "a^{(1)}_\u0661 x_1", "unexpected character '\u0661' at column 9"),  # Arabic 1
+        ("w2_11", "a^{(1)}_1\u00a0x_1", "unexpected character '\\xa0' at column 10"),
     ],
 )
 def test_latex_bad_input(mazur, wrt, expr, fragment):
@@ -315,19 +319,43 @@ def test_latex_bad_input(mazur, wrt, expr, fragment):
     assert fragment in info.value.reason
 
 
+@pytest.mark.parametrize("wrt", ["w2_11", "W2"])
+def test_nested_latex_derivatives_are_refused_before_they_are_written_out(wrt):
+    """Each \\sigma'(u) is written out as sigmoid(u)*(1 - sigmoid(u)), doubling u: 24 nested
+    (225 characters) grew to 2**24 copies and 1.2 GB before any length check. Now refused at
+    once; a subprocess with a 60 s hang guard, so a regression fails instead of swapping."""
+    expr = "\\sigma'(" * 24 + "z^{(2)}_1" + ")" * 24
+    assert len(expr) == 225
+    run = subprocess.run(
+        [sys.executable, "-m", "symbackprop.cli", "verify", str(MAZUR), "--wrt", wrt, "--latex",
+         "--expr", expr],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stdout == "", run.stderr
+    assert run.stderr.startswith(f"error: {MAZUR}: --expr: LaTeX: too long once each derivative")
+    assert run.stderr.count("\n") == 1
+
+
 HOSTILE = [
-    ("w2_11", "__import__('os')", "unknown function '__import__'"),
+    ("w2_11", "__import__('os')", "strings are not allowed"),
+    ("w2_11", "__import__ (os)", "unknown function '__import__'"),
+    ("w2_11", "(a2_1 - t1)*a1_1  # times sigma'", "'#' at column 19 is not allowed"),
+    ("w2_11", "(a2_1 - t1)\n*a1_1", "'\\n' (U+000A) at column 12 is not allowed"),
+    ("w2_11", "x1*1" + "0" * 400, "number literal too large"),  # no OverflowError
     ("w2_11", "x1.__class__", "attribute access is not allowed"),
     ("w2_11", "x1**10**10", "exponent too large"),
     ("w2_11", "10**10**10", "exponent too large"),
     ("w2_11", "exp(exp(exp(exp(1000))))", "out of range"),
     ("w2_11", "x1*" * 350_000 + "x1", "too long"),  # about 1 MB
     ("w2_11", "a2_3*x1", "did you mean 'a2_2'?"),
-    ("w2_11", "(lambda: 0)()", "calls are only allowed to"),
+    ("w2_11", "(lambda: 0)()", "lambda"),
     ("w2_11", "a1 * x1", "unknown name 'a1'"),
     ("W2", "a1.__class__", "only .T"),
-    ("W2", "__import__('os') @ a1", "unknown function '__import__'"),
-    ("W2", "a1[0] @ x.T", "not allowed in matrix form"),
+    ("W2", "__import__('os') @ a1", "strings are not allowed"),
+    ("W2", "a1[0] @ x.T", "'[' at column 3 is not allowed"),
+    ("W2", "sorted(a1) @ x.T", "not allowed in matrix form"),
+    ("W2", "delta2 @ a1.T  # the outer product", "'#' at column 16 is not allowed"),
+    ("W2", "delta2 @ a1.T * 1" + "0" * 400, "number literal too large"),
     ("W2", "a3 @ a1.T", "unknown name 'a3'"),
     ("W2", "(delta2 @ a1.T) ** 10**10", "exponent too large"),
     ("W2", "delta2 @ a1.T" + " + delta2 @ a1.T" * 70_000, "too long"),
@@ -433,7 +461,10 @@ def test_large_nets_are_refused_before_any_work():
     with pytest.raises(SpecError) as info:
         verify(spec, "W1", "delta1 @ x.T")
     assert time.perf_counter() - start < 5
-    assert "at most 5000 parameters" in info.value.reason
+    assert "at most 1000 parameters; this one has 6670" in info.value.reason
+    spec["inputs"], spec["layers"] = 2, [{"units": 200}, {"units": 3, "activation": "softmax"}]
+    with pytest.raises(SpecError, match="at most 1000 parameters; this one has 1203"):
+        verify(spec, "W1", "delta1 @ x.T")
 
 
 def test_the_probe_decides_alone_when_sympy_is_skipped(mazur, monkeypatch):

@@ -20,7 +20,14 @@ CUSTOM_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid(x)*erf(x)": lambda x: torch.sigmoid(x) * torch.erf(x),
     "softplus(x) - log(2)": lambda x: F.softplus(x) - torch.log(torch.tensor(2.0, dtype=x.dtype)),
     "cosh(x)/2 + sqrt(1 + x**2)": lambda x: torch.cosh(x) / 2 + torch.sqrt(1 + x**2),
+    "tanh(tanh(tanh(tanh(x))))": lambda x: torch.tanh(torch.tanh(torch.tanh(torch.tanh(x)))),
+    "sigmoid(" * 12 + "x" + ")" * 12: lambda x: _nest(torch.sigmoid, 12)(x),
 }
+
+
+def _nest(f: Callable[[torch.Tensor], torch.Tensor], n: int) -> Callable:
+    return f if n == 1 else lambda x: f(_nest(f, n - 1)(x))
+
 
 # Custom losses {type: custom, expr: ...}: the expression text -> ell(y, t) per output element.
 CUSTOM_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

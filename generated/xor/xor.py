@@ -271,7 +271,8 @@ _CHUNK = 1 << 20
 
 def read_bytes(path, limit, text=False, magic=b"", kind=""):
     """The contents of ``path``: ValueError when larger than ``limit`` bytes, when ``text`` and
-    it holds a NUL byte, or when it does not start with ``magic`` (then: not a ``kind`` file)."""
+    it holds a NUL byte, or as soon as it does not start with ``magic`` (then: "not a ``kind``",
+    e.g. kind ".npy file"), so a wrong file is refused at its first bytes, not after a gigabyte."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     try:
@@ -286,13 +287,13 @@ def read_bytes(path, limit, text=False, magic=b"", kind=""):
             chunk = os.read(fd, min(_CHUNK, limit + 1 - len(data)))
             if not chunk:
                 if not data.startswith(magic):
-                    raise ValueError(f"not a {kind} file")
+                    raise ValueError(f"not a {kind}")
                 return bytes(data)
             data += chunk
             if text and b"\0" in chunk:
                 raise ValueError("not a text file (contains NUL bytes)")
             if data[: len(magic)] != magic[: len(data)]:
-                raise ValueError(f"not a {kind} file")
+                raise ValueError(f"not a {kind}")
             if len(data) > limit:
                 raise ValueError(f"larger than {limit} bytes")
     finally:
@@ -399,14 +400,16 @@ def npy_stream(f, size):
 
 def npy_array(path):
     """The array of a .npy file (read as safe_io reads: bounded, without blocking)."""
-    data = read_bytes(path, MAX_FILE_BYTES)
+    data = read_bytes(path, MAX_FILE_BYTES, magic=b"\x93NUMPY", kind=".npy file of version 1 to 3")
     return npy_stream(io.BytesIO(data), len(data))
 
 
 def npz_arrays(path, names):
     """{name: array} for those of names a .npz file holds (a zip archive of NAME.npy files);
     refused when its members would unpack to more than MAX_FILE_BYTES."""
-    data = read_bytes(path, MAX_FILE_BYTES)
+    data = read_bytes(
+        path, MAX_FILE_BYTES, magic=b"PK", kind=".npz file (a zip archive of .npy files)"
+    )
     if data[:4] not in ZIP_MAGIC:
         raise ValueError("not a .npz file (a zip archive of .npy files)")
     try:

@@ -29,7 +29,9 @@ def render(d: Derivation | Spec, target: str) -> dict[str, str]:
     """The files of ``target`` for a Derivation (or Spec), as {name: text}; nothing is written."""
     if isinstance(d, Spec):
         d = _derive(d)
-    return TARGETS[target].files(lower(d))
+    t = TARGETS[target]
+    t.check_size(d)  # a SpecError for a net the target cannot handle
+    return t.files(lower(d))
 
 
 def generate(d: Derivation | Spec, target: str, directory: str | Path,

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.chain_rule import derive
 from ..core.derivation import Derivation
+from ..spec.errors import SpecError
 from ..spec.load import Spec
 
 TOLERANCE = 1e-6  # relative, for float64 central differences along random directions
@@ -98,17 +99,35 @@ def target_rows(reference, other, params: dict, x, t, label: str, steps: int = 3
     return [r for r in rows if r is not None]
 
 
+def skipped(d: Derivation) -> dict[str, str]:
+    """{target: why} for the targets ``check`` leaves out: the net is too large for them, or
+    an optional package they need is not installed."""
+    from . import TARGETS
+
+    out = {}
+    for name, target in TARGETS.items():
+        if not target.available():
+            needs = ", ".join(target.needs)
+            out[name] = f"{needs} is not installed (pip install {' '.join(target.needs)})"
+            continue
+        try:
+            target.check_size(d)
+        except SpecError as exc:
+            out[name] = exc.reason
+    return out
+
+
 def check(spec: Spec) -> list[Row]:
-    """Generate every target (in float64) into a temporary folder, build and load it, and
-    check each against finite differences and every other target against NumPy (a target
-    whose optional packages are not installed is left out)."""
+    """Generate every target the net is not too large for (in float64) into a temporary
+    folder, build and load it, and check each against finite differences and every other
+    target against NumPy (see skipped for the targets left out)."""
     from . import TARGETS
 
     d: Derivation = derive(dataclasses.replace(spec, dtype="float64"))
+    names = [name for name in TARGETS if name not in skipped(d)]
     with tempfile.TemporaryDirectory(prefix="symbackprop-check-") as tmp:
         # loaded (imported, or built into the cache): tmp may go
-        modules = {name: t.module(d, Path(tmp) / name)
-                   for name, t in TARGETS.items() if t.available()}  # fmt: skip
+        modules = {name: TARGETS[name].module(d, Path(tmp) / name) for name in names}
     reference = modules["numpy"]
     rng = np.random.default_rng(spec.seed)
     params = {k: v + 0.1 * rng.normal(size=np.shape(v))

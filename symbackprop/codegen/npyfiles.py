@@ -49,14 +49,16 @@ def npy_stream(f, size):
 
 def npy_array(path):
     """The array of a .npy file (read as safe_io reads: bounded, without blocking)."""
-    data = read_bytes(path, MAX_FILE_BYTES)
+    data = read_bytes(path, MAX_FILE_BYTES, magic=b"\x93NUMPY", kind=".npy file of version 1 to 3")
     return npy_stream(io.BytesIO(data), len(data))
 
 
 def npz_arrays(path, names):
     """{name: array} for those of names a .npz file holds (a zip archive of NAME.npy files);
     refused when its members would unpack to more than MAX_FILE_BYTES."""
-    data = read_bytes(path, MAX_FILE_BYTES)
+    data = read_bytes(
+        path, MAX_FILE_BYTES, magic=b"PK", kind=".npz file (a zip archive of .npy files)"
+    )
     if data[:4] not in ZIP_MAGIC:
         raise ValueError("not a .npz file (a zip archive of .npy files)")
     try:

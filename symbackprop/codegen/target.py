@@ -23,6 +23,8 @@ class Target:
             one when None), build if needed, and load behind the NumPy module's functions
             (init_params, loss_and_grad, step, train, save, load, ...), so one harness (check,
             train, the tests) drives every target.
+        check_size: ``derivation -> None``, a SpecError for a net the target cannot build in
+            reasonable time (before any lowering).
         needs: Python packages ``module`` needs beyond symbackprop's own dependencies (an
             optional dependency such as torch); ``check`` leaves out a target whose needs are
             not installed. ``files`` never needs them.
@@ -31,6 +33,7 @@ class Target:
     name: str
     files: Callable[[Program], dict[str, str]]
     module: Callable[[Derivation, str | Path | None], Any]
+    check_size: Callable[[Derivation], None] = lambda d: None
     needs: tuple[str, ...] = ()
 
     def available(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import mpmath
 import sympy as sp
 
 from .symbols import A, X
@@ -181,19 +182,30 @@ def stable_softplus(expr: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> sp.
     return out
 
 
-def _probe_equal(a: sp.Expr, b: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> bool:
-    """Equal at 12 points in [-4, 4] to 25 digits (both sides of every kink); with several
-    symbols, the j-th runs through the same points in another order."""
-    points = [sp.Rational(-4) + sp.Rational(8 * i + 3, 12) for i in range(12)]
-    for i in range(12):
-        at = {s: points[(i + 5 * j) % 12] for j, s in enumerate(symbols)}
-        if abs(sp.N((a - b).subs(at), 30)) > 1e-25:
-            return False
+def _probe_equal(new: sp.Expr, old: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> bool:
+    """``new`` equals ``old`` at 12 points in [-4, 4] to 25 digits (both sides of every kink)
+    where ``old`` is a real number (softplus(sqrt(x)) is not, for x < 0); with several
+    symbols, the j-th runs through the same points in another order. Evaluated in mpmath at 40
+    digits: sp.N's adaptive precision is exponential in the nesting (sigmoid of sigmoid ...)."""
+    f_new, f_old = (sp.lambdify(symbols, e, "mpmath") for e in (new, old))
+    with mpmath.workdps(40):
+        points = [mpmath.mpf(8 * i + 3) / 12 - 4 for i in range(12)]
+        for i in range(12):
+            at = [points[(i + 5 * j) % 12] for j in range(len(symbols))]
+            want = _value(f_old, at)
+            if not isinstance(want, mpmath.mpf) or not mpmath.isfinite(want):
+                continue  # outside the function's real domain
+            got = _value(f_new, at)
+            if got is None or abs(got - want) > mpmath.mpf("1e-25") * max(1, abs(want)):
+                return False
     return True
 
 
-def _proved_equal(a: sp.Expr, b: sp.Expr) -> bool:
-    return sp.simplify(a - b) == 0
+def _value(fn, args: list) -> mpmath.mpf | mpmath.mpc | None:
+    try:
+        return mpmath.mpmathify(fn(*args))
+    except (ArithmeticError, ValueError, TypeError):
+        return None
 
 
 @lru_cache(maxsize=256)
@@ -222,31 +234,46 @@ def derive_activation(act: Activation) -> ActivationDerivative:
     return ActivationDerivative(expr, raw, True, tuple(steps))
 
 
+MAX_REWRITE_NODES = 500  # larger derivatives are kept as differentiated, not rewritten
+
+
 def _rewrite_in_output(f: sp.Expr, d: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr] | None:
     """Find a kernel u(x) of f with f = g(u), solve a = g(u) for u and substitute into f'.
 
-    Accepted only when the result is a rational function of a alone and SymPy proves it equal
-    to f'(x) after substituting a = f(x).
+    Only where that is cheap and certain, so no user expression can make it run away (SymPy's
+    solve took minutes on a = tanh(tanh(tanh(u))), for the four-deep tanh): g must be a
+    rational function of u of degree at most 2 (sigmoid: 1/(1 + u), u = exp(-x); tanh: u),
+    f' must be at most MAX_REWRITE_NODES nodes, and the result is accepted only when it is a
+    rational function of a alone and f' = result(g(u)) cancels to 0 as a rational function of
+    u (a proof, since u = kernel(x)). Otherwise f' stays as differentiated: correct, longer.
     """
-    if f.has(sp.Piecewise, sp.Max, sp.Min, sp.Abs) or f == X:
+    if f.has(sp.Piecewise, sp.Max, sp.Min, sp.Abs) or f == X or _too_big(d):
         return None
     kernels = sorted(f.atoms(sp.Function), key=sp.default_sort_key)
-    u = sp.Dummy("u")
+    u = sp.Dummy("u", real=True)  # as x: without it SymPy's assumptions on f(u) are exponential
     for kernel in kernels:
-        g = f.subs(kernel, u)
-        if X in g.free_symbols:
+        g, du = f.subs(kernel, u), d.subs(kernel, u)
+        if X in g.free_symbols or X in du.free_symbols or not _low_degree(g, u):
             continue
-        if not d.subs(kernel, u).free_symbols <= {u, *d.free_symbols - {X}}:
-            continue
-        try:
-            sols = sp.solve(sp.Eq(A, g), u)
-        except (NotImplementedError, ValueError):
-            continue
+        sols = sp.solve(sp.Eq(A, g), u)
         if len(sols) != 1:
             continue
-        out = _tidy(sp.simplify(d.subs(kernel, sols[0])))
+        out = _tidy(sp.cancel(du.subs(u, sols[0])))
         if X in out.free_symbols or not out.is_rational_function(A):
             continue
-        if _proved_equal(out.subs(A, f), d):
+        if sp.cancel(out.subs(A, g) - du) == 0:
             return kernel, sols[0], out
     return None
+
+
+def _too_big(expr: sp.Expr) -> bool:
+    nodes = sp.preorder_traversal(expr)
+    return any(i >= MAX_REWRITE_NODES for i, _ in enumerate(nodes))
+
+
+def _low_degree(g: sp.Expr, u: sp.Symbol) -> bool:
+    """g is a rational function of u whose numerator and denominator have degree <= 2."""
+    if not g.is_rational_function(u):
+        return False
+    num, den = sp.fraction(sp.cancel(g))
+    return all(sp.degree(p, u) <= 2 for p in (num, den))

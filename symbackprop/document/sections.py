@@ -18,6 +18,11 @@ from ..core.layers import LAYER_KINDS, Node
 from ..core.ops import kind
 from ..core.scalar import values_at
 from ..printing import latex as lx
+from ..spec.errors import SpecError
+
+# Scalar mode prints every parameter's gradient: about 5-10 ms each on this 2-core machine
+# (1,001 parameters: 5-10 s by format; 20,001: 89 s), so it is for small nets (README, Choices).
+MAX_SCALAR_PARAMS = 1000
 
 
 @dataclass(frozen=True)
@@ -286,6 +291,10 @@ def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
     from .scalar import _scalar_updates, scalar_sections  # it imports Eq, Section from here
 
     mode = d.mode(mode)
+    if mode == "scalar" and d.num_params > MAX_SCALAR_PARAMS:
+        raise SpecError("--mode", f"scalar mode writes each parameter's gradient element by "
+                        f"element, for small nets (at most {MAX_SCALAR_PARAMS:,} parameters; "
+                        f"this one has {d.num_params:,}); use --mode tensor")  # fmt: skip
     out = [network_section(d)]
     if ev is not None:
         out.append(initial_section(d, ev))

@@ -67,10 +67,42 @@ def is_vector(symbol: sp.Basic) -> bool:
     )
 
 
+class _Unsigned(sp.UnevaluatedExpr):
+    """An exponent whose sign SymPy is not told (printed as itself)."""
+
+    is_commutative = True
+
+
+def _unsigned_exponents(expr: sp.Basic) -> sp.Basic:
+    """Hide the sign of every exponent known to be negative but not a number (e^{-σ(x)}).
+
+    LatexPrinter's Mul calls fraction(exact=True), which asks such an exponent is_constant(),
+    which simplifies it: exponential in the nesting (a sigmoid of a sigmoid of ... took minutes
+    to print). Its answer is False for any exponent in x, so the printed text is the same.
+    """
+
+    def hidden(e: sp.Expr) -> bool:
+        return (e.is_Pow or isinstance(e, sp.exp)) and not e.exp.is_number and e.exp.is_negative
+
+    def hide(e: sp.Expr) -> sp.Expr:
+        if isinstance(e, sp.exp):
+            return sp.exp(_Unsigned(e.exp), evaluate=False)
+        return sp.Pow(e.base, _Unsigned(e.exp), evaluate=False)
+
+    return expr.replace(hidden, hide) if isinstance(expr, sp.Basic) else expr
+
+
 class DerivationLatexPrinter(LatexPrinter):
-    """LatexPrinter with CONTRACT §2 names; ``hadamard=True`` prints vector products with ⊙."""
+    """LatexPrinter with CONTRACT §2 names; ``hadamard=True`` prints vector products with ⊙.
+
+    Customizations: exponents are printed as given, never asked whether they are constant
+    (see _unsigned_exponents).
+    """
 
     _default_settings = {**LatexPrinter._default_settings, "hadamard": False, "order": "none"}
+
+    def doprint(self, expr):
+        return super().doprint(_unsigned_exponents(expr))
 
     def _print_Symbol(self, expr, style="plain"):
         return latex_name(expr.name)

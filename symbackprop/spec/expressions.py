@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import string
 import warnings
 from collections.abc import Callable, Mapping
 
@@ -181,7 +182,7 @@ class _Builder:
         if type(value) not in (int, float):
             kind = _KINDS.get(type(value), repr(value))
             raise self.fail(f"only int and float numbers are allowed, not {kind}")
-        if not math.isfinite(value) or abs(value) > MAX_LITERAL:
+        if abs(value) > MAX_LITERAL:  # exact for ints of any size (no float conversion); inf
             raise self.fail("number literal too large (at most 1e15 in absolute value)")
         if isinstance(value, float):
             return self.checked(lambda: sp.Rational(repr(value)))
@@ -266,6 +267,37 @@ class _Builder:
         return self.checked(lambda: _UNARY[fname][0](arg))
 
 
+ALPHABET = frozenset(string.ascii_letters + string.digits + "_ +-*/().,")
+_SAME_LINE = "write the expression on one line, words separated by spaces"
+_HINTS = {
+    "^": "use ** for powers",
+    "#": "comments are not allowed",
+    **dict.fromkeys("'\"", "strings are not allowed"),
+    **dict.fromkeys("[]{}", "subscripts, lists, sets and comprehensions are not allowed"),
+    "=": "assignments, comparisons and keyword arguments are not allowed",
+    **dict.fromkeys("<>!", "comparisons are not allowed"),
+    "%": "modulo is not allowed",
+    **dict.fromkeys("&|~", "bitwise operators are not allowed"),
+    ":": "lambda, slices and assignment expressions (:=) are not allowed",
+    ";": "write one expression",
+    "\\": "for LaTeX use verify --latex",
+    **dict.fromkeys("\n\r\t\v\f\x85\u2028\u2029", _SAME_LINE),
+}
+
+
+def check_alphabet(text: str, field: str, extra: str = "") -> None:
+    """Refuse the first character outside the grammar's alphabet (CONTRACT §4): ASCII letters,
+    digits, ``_``, spaces and ``+ - * / ( ) . ,`` (and ``extra``). So no comment, line break,
+    control character or look-alike Unicode letter gets past the parser or into a document."""
+    for i, ch in enumerate(text):
+        if ch in ALPHABET or ch in extra:
+            continue
+        code = "" if ch.isascii() and ch.isprintable() else f" (U+{ord(ch):04X})"
+        symbols = " ".join("+-*/().," + extra)
+        hint = _HINTS.get(ch, f"an expression has ASCII letters, digits, _, spaces and {symbols}")
+        raise SpecError(field, f"character {ch!r}{code} at column {i + 1} is not allowed: {hint}")
+
+
 def parse_expression(text: str, names: Mapping[str, sp.Symbol], field: str = "expr") -> sp.Expr:
     """Parse ``text`` into a SymPy expression using only the whitelisted grammar.
 
@@ -284,11 +316,10 @@ def parse_expression(text: str, names: Mapping[str, sp.Symbol], field: str = "ex
         raise SpecError(field, f"expected an expression string, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise SpecError(field, f"expression too long ({len(text)} > {MAX_LENGTH} characters)")
-    if "\x00" in text:
-        raise SpecError(field, "expression contains a NUL byte")
     stripped = text.lstrip()
     if not stripped.strip():
         raise SpecError(field, "empty expression")
+    check_alphabet(text, field)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

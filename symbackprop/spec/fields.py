@@ -3,11 +3,17 @@ and reading mappings field by field, with the field path and "did you mean" hint
 
 from __future__ import annotations
 
+import keyword
 import math
+import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import SpecError, did_you_mean
+from .files import HugeInt
+
+_FLOAT_MAX = sys.float_info.max
 
 
 class _Fields:
@@ -45,6 +51,8 @@ class _Fields:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
+    if isinstance(value, HugeInt):
+        return repr(value)
     return {
         bool: "a boolean",
         int: "an integer",
@@ -55,12 +63,24 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _show(value: int | HugeInt) -> str:
+    """An integer as written, or its length when it would swamp the message."""
+    if isinstance(value, HugeInt):
+        return repr(value)
+    if abs(value) < 10**30:
+        return str(value)
+    try:
+        return f"a {len(str(abs(value)))}-digit integer"
+    except ValueError:  # beyond Python's int-string conversion limit (a dict from the API)
+        return "an integer of thousands of digits"
+
+
 def _int(value: Any, field: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, (int, HugeInt)):
         raise SpecError(field, f"expected an integer, got {_kind(value)}")
-    if value < low or (high is not None and value > high):
+    if isinstance(value, HugeInt) or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise SpecError(field, f"must be {bound}, got {value}")
+        raise SpecError(field, f"must be {bound}, got {_show(value)}")
     return value
 
 
@@ -73,8 +93,10 @@ def _num(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, (int, float, HugeInt)):
         raise SpecError(field, f"expected a number, got {_kind(value)}")
+    if isinstance(value, HugeInt) or (isinstance(value, int) and abs(value) > _FLOAT_MAX):
+        raise SpecError(field, f"out of range: {_show(value)} is beyond the largest float")
     value = float(value)
     if not math.isfinite(value):
         raise SpecError(field, f"must be finite, got {value}")
@@ -112,3 +134,48 @@ def _nested(value: Any, shape: tuple[int, ...], field: str) -> Any:
         want = "x".join(map(str, shape))
         raise SpecError(field, f"wrong shape: expected {want}, got {len(value)} entries here")
     return tuple(_nested(v, shape[1:], f"{field}[{i}]") for i, v in enumerate(value))
+
+
+NAME_RE = re.compile(r"[a-z_][a-z0-9_]*\Z")
+_C_KEYWORDS = frozenset((  # C99, C23 and GCC's asm (names are lower case: no _Bool and such)
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "alignas", "alignof", "bool", "constexpr",
+    "false", "nullptr", "static_assert", "thread_local", "true", "typeof", "typeof_unqual", "asm",
+))  # fmt: skip
+_MAKE_TARGETS = ("all", "lib", "clean")  # the generated Makefile's own targets
+_C_GUARDS = {"cblas": "cblas.h", "openblas_config": "OpenBLAS's openblas_config.h"}
+
+
+def _name(value: Any, field: str) -> str:
+    """The spec's name: it names the generated files, the C symbols (``<name>_params``,
+    ``<NAME>_H``) and the program, so it must be valid, and harmless, in all of them."""
+    if not isinstance(value, str) or not NAME_RE.match(value) or len(value) > 40:
+        shown = f"{value!r:.60}" if isinstance(value, str) else _kind(value)
+        raise SpecError(
+            field, f"must match [a-z_][a-z0-9_]* and be at most 40 characters, got {shown}"
+        )
+    if value.startswith("_"):
+        reason = (
+            f"must not start with '_': the C names made from it ({value}_params, "
+            f"{value.upper()}_H) are reserved for the C compiler and library"
+        )
+    elif value in _C_KEYWORDS:
+        reason = f"{value!r} is a C keyword"
+    elif keyword.iskeyword(value):
+        reason = f"{value!r} is a Python keyword; the generated module could not be imported"
+    elif value in sys.stdlib_module_names or value == "numpy":
+        what = "NumPy's module name" if value == "numpy" else "the name of a Python standard module"
+        reason = f"{value!r} is {what}; the generated {value}.py would shadow it"
+    elif value in _MAKE_TARGETS:
+        reason = f"{value!r} is a target of the generated Makefile ({', '.join(_MAKE_TARGETS)})"
+    elif value in ("makefile", "gnumakefile"):
+        reason = f"{value!r} is a file make reads instead of the generated Makefile"
+    elif value in _C_GUARDS:
+        reason = (
+            f"{value!r} would make the C include guard {value.upper()}_H, {_C_GUARDS[value]}'s own"
+        )
+    else:
+        return value
+    raise SpecError(field, reason)

@@ -20,13 +20,12 @@ from ..core.layers import LAYER_KINDS, MAX_DIM, LayerSpec
 from ..core.symbols import T, Y
 from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
-from .fields import _bool, _choice, _Fields, _int, _kind, _num
+from .fields import _bool, _choice, _Fields, _int, _kind, _name, _num
 from .files import read_data_file
-from .params import real_derivative
+from .params import real_derivative, small_derivative
 
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000
-NAME_RE = re.compile(r"[a-z_][a-z0-9_]*\Z")
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "sse", "custom")
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
@@ -169,7 +168,7 @@ def _loss(data: Any, last: LayerSpec) -> LossSpec:
         if not isinstance(source, str):
             raise SpecError(f.at("expr"), f"expected an expression string, got {_kind(source)}")
         expr = parse_expression(source, {"y": Y, "t": T}, f.at("expr"))
-        real_derivative(sp.diff(expr, Y), f.at("expr"))
+        real_derivative(small_derivative(expr, Y, f.at("expr")), f.at("expr"))
     f.done(allowed)
     act = last.activation_name
     if kind == "binary_cross_entropy" and act not in ("sigmoid", "identity"):
@@ -235,11 +234,7 @@ def _train(data: Any) -> TrainSpec:
 def parse_spec(data: Any, source: str = "") -> Spec:
     """Validate already-parsed YAML/JSON ``data`` into a :class:`Spec`."""
     f = _Fields(data, "", "a mapping at the top level")
-    name = f.get("name", required=True)
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 40:
-        raise SpecError(
-            "name", f"must match [a-z_][a-z0-9_]* and be at most 40 characters, got {name!r}"
-        )
+    name = _name(f.get("name", required=True), "name")
     inputs = _int(f.get("inputs", required=True), "inputs", 1, MAX_DIM)
     dtype = _choice(f.get("dtype", "float64"), "dtype", ("float64", "float32"), "dtype")
     seed = _int(f.get("seed", 0), "seed", 0, 2**64 - 1)

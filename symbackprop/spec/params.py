@@ -14,8 +14,10 @@ from ..core.symbols import X
 from .errors import SpecError
 from .expressions import parse_expression
 from .fields import _bool, _choice, _Fields, _kind, _nested, _num
+from .files import HugeInt
 
 SCHEMES = tuple(s for s in prng.SCHEMES if s != "values")  # the named schemes a spec may use
+MAX_DERIVATIVE_NODES = 20_000  # of a custom activation or loss (see small_derivative)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def param_spec(data: Any, field: str, shape: tuple[int, ...], is_bias: bool) -> 
         std = _num(f.get("std", 1.0), f.at("std"), 0.0)
         gain = _num(f.get("gain", 1.0), f.at("gain"), 0.0)
         init = Init(scheme, None, low, high, std, gain)
-    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+    elif isinstance(raw, (int, float, HugeInt)) and not isinstance(raw, bool):
         init = Init("values", _num(raw, f.at("init")))
     elif isinstance(raw, list):
         init = Init("values", _nested(raw, shape, f.at("init")))
@@ -88,6 +90,7 @@ def activation(data: Any, field: str) -> activations.Activation:
         expr = parse_expression(text, {"x": X}, f.at("expr"))
         f.done(("expr",))
         act = activations.custom(expr, text)
+        small_derivative(expr, X, f.at("expr"))
         real_derivative(activations.derive_activation(act).expr, f.at("expr"))
         return act
     raw = f.get("name", required=True)
@@ -103,6 +106,19 @@ def activation(data: Any, field: str) -> activations.Activation:
 
 
 _COMPLEX = (sp.re, sp.im, sp.arg, sp.conjugate, sp.Derivative, sp.Subs)
+
+
+def small_derivative(expr: sp.Expr, symbol: sp.Symbol, field: str) -> sp.Expr:
+    """d expr / d symbol, refused when larger than MAX_DERIVATIVE_NODES: every later stage
+    (stabilizing, printing, code generation) costs time in its size, which grows as the square
+    of a product's length (a product of 130 sigmoids: 140,000 nodes, 80 s to load and generate).
+    """
+    derivative = sp.diff(expr, symbol)
+    for i, _ in enumerate(sp.preorder_traversal(derivative)):
+        if i >= MAX_DERIVATIVE_NODES:
+            raise SpecError(field, f"its derivative is too large (over {MAX_DERIVATIVE_NODES:,} "
+                            "nodes); write a shorter expression")  # fmt: skip
+    return derivative
 
 
 def real_derivative(derivative: sp.Expr, field: str) -> None:

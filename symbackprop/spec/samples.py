@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import SpecError
-from .files import read_data_file
+from .fields import _show
+from .files import HugeInt, read_data_file
 from .load import Spec
 
 
@@ -20,10 +22,18 @@ def _matrix(value: Any, field: str, width: int, what: str) -> np.ndarray:
         if not isinstance(row, list) or len(row) != width:
             raise SpecError(where, f"expected a list of {width} {what}")
         for c, v in enumerate(row):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-                raise SpecError(f"{where}[{c}]", f"expected a finite number, got {v!r}")
+            if not _finite(v):
+                shown = _show(v) if isinstance(v, (int, HugeInt)) else repr(v)[:40]
+                raise SpecError(f"{where}[{c}]", f"expected a finite number, got {shown}")
         out.append([float(v) for v in row])
     return np.array(out, dtype=float)
+
+
+def _finite(v: Any) -> bool:
+    """A number that is a finite float (not inf, NaN or an integer beyond the largest float)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) <= sys.float_info.max
 
 
 def _targets(value: Any, field: str, spec: Spec, rows: int) -> np.ndarray:
@@ -40,7 +50,7 @@ def _targets(value: Any, field: str, spec: Spec, rows: int) -> np.ndarray:
         onehot = np.zeros((len(labels), k))
         for i, lab in enumerate(labels):
             if not 0 <= lab < k:
-                raise SpecError(field, f"class label {lab} out of range 0..{k - 1}")
+                raise SpecError(field, f"class label {_show(lab)} out of range 0..{k - 1}")
             onehot[i, lab] = 1.0
         return onehot
     t = _matrix(value, field, k, "targets")

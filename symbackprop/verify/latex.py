@@ -12,14 +12,15 @@ from __future__ import annotations
 import re
 
 from ..spec.errors import SpecError
-from ..spec.expressions import FUNCTIONS, MAX_DEPTH
+from ..spec.expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH
 
 MAX_LATEX_LENGTH = 4000
 MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parser allows
 
 _TOKEN = re.compile(
     r"\s+|~|\\[,;:! ]|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
-    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|])"
+    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|])",
+    re.ASCII,  # \d and \s: ASCII digits and blanks only, as the plain grammar has
 )
 _SKIP = {r"\left", r"\right", r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\big", r"\Big"}
 _FUNCS = {r"\sigma": "sigmoid", r"\exp": "exp", r"\log": "log", r"\ln": "log", r"\tanh": "tanh"}
@@ -231,6 +232,10 @@ class _Parser:
         else:
             args = [self.power()]
         out = _PRIME[fname].format(args[0]) if prime else f"{fname}({', '.join(args)})"
+        if prime and len(out) > MAX_LENGTH:  # each ' doubles its argument: refuse before it grows
+            raise self.fail(
+                f"too long once each derivative ' is written out (over {MAX_LENGTH} characters)"
+            )
         return f"({out})**{exponent}" if exponent else out
 
     def base(self) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ..spec.errors import SpecError, did_you_mean
-from ..spec.expressions import MAX_LENGTH, parse_expression
+from ..spec.expressions import MAX_LENGTH, check_alphabet, parse_expression
 
 MAX_MATRIX_DEPTH = 100
 _ELEMENTWISE = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "erf")
@@ -141,8 +141,9 @@ def parse_matrix(
         ShapeMismatch: operands whose shapes do not fit.
         SpecError: anything outside the grammar or the bounds.
     """
-    if not isinstance(text, str) or len(text) > MAX_LENGTH or "\x00" in text or not text.strip():
+    if not isinstance(text, str) or len(text) > MAX_LENGTH or not text.strip():
         return parse_expression(text, names, field)  # its message for each of these
+    check_alphabet(text, field, extra="@")
     text = text.strip()
     try:
         tree = ast.parse(text, mode="eval")

@@ -2,9 +2,9 @@
 behind the NumPy module's functions)."""
 
 from ..target import Target
-from .backend import files
+from .backend import check_size, files
 from .loader import c_module, load_c
 
-TARGET = Target("c", files, c_module)
+TARGET = Target("c", files, c_module, check_size)
 
 __all__ = ["TARGET", "c_module", "files", "load_c"]

@@ -13,8 +13,10 @@ import sympy as sp
 
 from ... import safe_io
 from ...core import prng
+from ...core.derivation import Derivation
 from ...core.optimizers import hyper_range
 from ...printing.c import CCodePrinter
+from ...spec.errors import SpecError
 from ..program import Lowered, Program
 
 # In the order write_files renames them into place: the sources, which check the header's build
@@ -29,6 +31,9 @@ _BUILD = "BUILD-ID-OF-THE-SET"  # stands for the build id while the set is rende
 CHUNK = 256  # default rows per workspace chunk (<NAME>_CHUNK); any batch size works
 CACHE_BLOCK = 1 << 18  # bytes of one matrix operand the loops keep in cache (256 KB)
 _SCALARS = {"lse"}  # per-sample values: one number per row, not per unit
+# gcc -O3 compiles each pass over the layers (forward, backward) as one function, in time that
+# grows faster than the depth: 25 layers 8 s, 50 17 s, 100 44 s, 200 185 s (README, Choices).
+MAX_LAYERS = 100
 
 
 def c_string(text: str) -> str:
@@ -337,6 +342,14 @@ def context(program: Program) -> dict:
     }
 
 
+def check_size(d: Derivation) -> None:
+    """Refuse a net the C compiler cannot build in reasonable time (before any lowering)."""
+    if len(d.nodes) > MAX_LAYERS:
+        raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
+                        f"one has {len(d.nodes)}): gcc -O3 compiles each pass over the layers as "
+                        "one function, in minutes above that; use --target numpy")  # fmt: skip
+
+
 def files(program: Program) -> dict[str, str]:
     """The C target's files, in the order they are renamed into place (see TEMPLATES)."""
     from ..templating import render
@@ -358,4 +371,5 @@ def build_id(texts: dict[str, str]) -> str:
     return digest.hexdigest()[:12]
 
 
-__all__ = ["CHUNK", "TEMPLATES", "build_id", "c_string", "context", "files"]
+__all__ = ["CHUNK", "MAX_LAYERS", "TEMPLATES", "build_id", "c_string", "check_size", "context",
+           "files"]  # fmt: skip

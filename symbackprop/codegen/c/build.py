@@ -46,8 +46,13 @@ def cache_dir() -> Path:
 
 
 def network_name(directory: str | Path) -> str:
-    """The network name of a generated C folder: the one ``<name>_main.c`` in it."""
-    mains = sorted(Path(directory).glob("*_main.c"))
+    """The network name of a generated C folder: the one ``<name>_main.c`` beside its
+    ``<name>.c`` (a net named ``x_main`` has both ``x_main.c`` and ``x_main_main.c``)."""
+    mains = [
+        m
+        for m in sorted(Path(directory).glob("*_main.c"))
+        if m.with_name(m.name[:-7] + ".c").is_file()
+    ]
     if len(mains) != 1:
         raise SpecError(
             "", "expected exactly one <name>_main.c (generate --target c)", str(directory)

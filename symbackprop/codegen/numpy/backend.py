@@ -139,6 +139,10 @@ def _literal(value) -> str:
     return repr(float(value))
 
 
+def check_size(d) -> None:
+    """Any net the spec allows (MAX_LAYERS layers) generates and imports in seconds."""
+
+
 def files(program: Program) -> dict[str, str]:
     """The NumPy target's files: {'<name>.py': source}."""
     from ..templating import render
@@ -146,4 +150,5 @@ def files(program: Program) -> dict[str, str]:
     return {f"{program.spec.name}.py": render(TEMPLATE, **context(program))}
 
 
-__all__ = ["TEMPLATE", "context", "files", "npy_source", "prng_source", "safe_io_source"]
+__all__ = ["TEMPLATE", "check_size", "context", "files", "npy_source", "prng_source",
+           "safe_io_source"]  # fmt: skip
