@@ -4,7 +4,7 @@ The net is ``inputs - hidden... - classes`` with sigmoid or relu hidden layers, 
 cross-entropy (mean) and plain SGD.  Three implementations of one step, all from the generated
 module's ``init_params()`` and on the same batch (checked to agree before timing):
 
-- generated: ``module.step(params, state, X, T)`` of ``symbackprop.runtime.numpy_module``;
+- generated: ``module.step(params, state, X, T)`` of ``symbackprop.codegen.numpy.numpy_module``;
 - hand:      a hand-written vectorized NumPy step (the same formulas, written as one would);
 - torch:     ``torch.nn.functional`` + autograd + ``torch.optim.SGD``, float64, eager.
 

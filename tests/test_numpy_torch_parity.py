@@ -1,6 +1,6 @@
 """The generated NumPy module and C library against PyTorch autograd + torch.optim, step for step.
 
-Each spec is derived, rendered to a standalone NumPy module (``symbackprop.runtime.numpy_module``)
+Each spec is derived, rendered to a standalone NumPy module (``codegen.numpy.numpy_module``)
 and imported; the module's ``step`` / ``train`` are then run side by side with the independent
 PyTorch reference of tests/torch_reference.py from the same initial parameters (the module's own
 ``init_params``) on the same batches.  float64 agrees to 1e-10 relative over 25 steps (every loss

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from symbackprop.chain_rule import derive
 
 from symbackprop.cli import main
 from symbackprop.codegen import generate
 from symbackprop.codegen.c.build import compiler
 from symbackprop.codegen.c.loader import load_c
 from symbackprop.codegen.numpy.loader import load_numpy
+from symbackprop.core.chain_rule import derive
 from symbackprop.spec.errors import SpecError
 from symbackprop.spec.load import parse_spec
 
