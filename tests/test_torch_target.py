@@ -377,6 +377,26 @@ def test_forward_vjp_equals_autograd_of_an_independent_network(tmp_path_factory)
         assert data.name in type(Y.grad_fn).__name__
 
 
+def test_a_deep_net_passes_its_parameters_as_one_list(tmp_path_factory):
+    """PyTorch's dispatcher takes at most 64 arguments: a 40-layer net (80 parameters) passes
+    them as one list[Tensor]. opcheck and gradcheck hold, and 3 steps equal NumPy's."""
+    data = {"name": "deep", "inputs": 2, "seed": 1, "loss": "mse",
+            "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.5},
+            "layers": [{"units": 2, "activation": "tanh"}] * 39 + [{"units": 2}]}  # fmt: skip
+    tm, m = targets(data, tmp_path_factory)
+    model = tm.Model()
+    X, T = (torch.from_numpy(a) for a in batch(m, 4))
+    params = [getattr(model, n) for n in tm.PARAM_SHAPES]
+    assert "Tensor[] params" in str(tm.loss_op._opoverload._schema)
+    torch.library.opcheck(tm.loss_op, (X, T, params))
+    torch.library.opcheck(tm.forward_op, (X, params))
+    assert torch.autograd.gradcheck(lambda *ps: tm.loss_op(X, T, list(ps))[0], tuple(params))
+    ours, theirs, model, values = train_both(tm, m, [(X.numpy(), T.numpy())], 3)
+    close(np.array(ours), np.array(theirs))
+    for name, value in values.items():
+        close(getattr(model, name), value)
+
+
 def test_each_import_registers_its_own_ops(tmp_path):
     """The same file imported twice (or two specs of one name): separate operators, both work."""
     text = render(symbackprop.load_spec(ROOT / "examples/xor.yaml"), "torch")["xor_torch.py"]

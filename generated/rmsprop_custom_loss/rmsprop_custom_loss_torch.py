@@ -435,7 +435,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, z1, z2)
 
 
-loss_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_36e13e5e26f6_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_eb94ec3c8438_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -500,7 +500,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1, z1)
 
 
-forward_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_36e13e5e26f6_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_eb94ec3c8438_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -569,24 +569,27 @@ class Model(nn.Module):
             for name, value in init_params(seed).items():
                 getattr(self, name).copy_(value)
 
-    def _args(self, *batch):
-        """The batch as tensors like the parameters, then the parameters in PARAM_SHAPES order
-        (read from _parameters: the per-step cost of nn.Module.__getattr__ adds up on small nets)."""
+    def _batch(self, *batch):
+        """The batch as tensors of the parameters' dtype and device."""
+        like = self._parameters["W1"]
+        return [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+
+    def _params(self):
+        """The parameters in PARAM_SHAPES order (read from _parameters: nn.Module.__getattr__
+        costs add up per step on small nets)."""
         p = self._parameters
-        like = p["W1"]
-        batch = [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
-        return (*batch, p["W1"], p["b1"], p["W2"], p["b2"])
+        return [p["W1"], p["b1"], p["W2"], p["b2"]]
 
     def forward(self, X, T=None):
         """The output Y for X [n, 2] -> [n, 1]; with targets T [n, 1], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return loss_op(*self._args(X, T))[0]
-        return forward_op(*self._args(X))[0]
+            return self.loss(X, T)
+        return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):
         """The loss E of a batch: the spec's custom, reduction as in the spec."""
-        return loss_op(*self._args(X, T))[0]
+        return loss_op(*self._batch(X, T), *self._params())[0]
 
     def save(self, path):
         """Write the weights as text (17 significant digits: exact), atomically."""

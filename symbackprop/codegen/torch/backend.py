@@ -30,6 +30,7 @@ from ..program import Lowered, Program, lower
 
 TEMPLATE = "torch/module.py.j2"
 RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
+MAX_OP_ARGS = 64  # PyTorch's dispatcher takes no operator with more arguments
 _OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
 
 
@@ -175,6 +176,7 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
     return {
         "kind": kind,
         "inputs": inputs,
+        **_arguments(inputs, params, [grads.get(n, "None") for n in inputs]),
         "params": params,
         "result": result,
         "forward": [to_dict(o) for o in forward],
@@ -184,9 +186,34 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
         "prelude": [{"name": n, "source": s} for n, s in prelude],
         "backward": [to_dict(o) for o in program.backward],
         "seed": program.backward[0].op.out if kind == "loss" and program.backward else None,
-        "grads": [grads.get(n, "None") for n in inputs],
         "underived": [str(i) for i, n in enumerate(inputs) if n not in grads],
         "underived_names": [f'{i}: "{n}"' for i, n in enumerate(inputs) if n not in grads],
+    }
+
+
+def _arguments(inputs: list[str], params: list[str], grads: list[str]) -> dict:
+    """How an op takes its inputs: one Tensor argument each, or, past the dispatcher's limit of
+    MAX_OP_ARGS arguments, the parameters as one list[Tensor] (a deep net)."""
+    head = inputs[: len(inputs) - len(params)]
+    nones = ["None"] * len(inputs)
+    if len(inputs) <= MAX_OP_ARGS:
+        return {
+            "packed": False,
+            "signature": ", ".join(f"{n}: Tensor" for n in inputs),
+            "arguments": inputs,
+            "grads": grads,
+            "nones": nones,
+        }
+
+    def packed(values: list[str]) -> list[str]:
+        return [*values[: len(head)], "[" + ", ".join(values[len(head) :]) + "]"]
+
+    return {
+        "packed": True,
+        "signature": ", ".join([*(f"{n}: Tensor" for n in head), "params: list[Tensor]"]),
+        "arguments": [*head, "params"],
+        "grads": packed(grads),
+        "nones": packed(nones),
     }
 
 
