@@ -379,10 +379,12 @@ def test_forward_vjp_equals_autograd_of_an_independent_network(tmp_path_factory)
 
 def test_a_deep_net_passes_its_parameters_as_one_list(tmp_path_factory):
     """PyTorch's dispatcher takes at most 64 arguments: a 40-layer net (80 parameters) passes
-    them as one list[Tensor]. opcheck and gradcheck hold, and 3 steps equal NumPy's."""
+    them as one list[Tensor]. opcheck and gradcheck hold, gradients that are not derived are
+    refused by name, and 3 steps equal NumPy's."""
     data = {"name": "deep", "inputs": 2, "seed": 1, "loss": "mse",
             "optimizer": {"type": "sgd", "lr": 0.1, "momentum": 0.5},
-            "layers": [{"units": 2, "activation": "tanh"}] * 39 + [{"units": 2}]}  # fmt: skip
+            "layers": [{"units": 2, "activation": "tanh"}] * 39
+            + [{"units": 2, "bias": {"init": 0.1, "trainable": False}}]}  # fmt: skip
     tm, m = targets(data, tmp_path_factory)
     model = tm.Model()
     X, T = (torch.from_numpy(a) for a in batch(m, 4))
@@ -391,6 +393,11 @@ def test_a_deep_net_passes_its_parameters_as_one_list(tmp_path_factory):
     torch.library.opcheck(tm.loss_op, (X, T, params))
     torch.library.opcheck(tm.forward_op, (X, params))
     assert torch.autograd.gradcheck(lambda *ps: tm.loss_op(X, T, list(ps))[0], tuple(params))
+    with pytest.raises(RuntimeError, match="no derived gradient for x:"):
+        model.loss(X.clone().requires_grad_(), T).backward()
+    model.b40.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="no derived gradient for b40:"):
+        model(X).sum().backward()
     ours, theirs, model, values = train_both(tm, m, [(X.numpy(), T.numpy())], 3)
     close(np.array(ours), np.array(theirs))
     for name, value in values.items():

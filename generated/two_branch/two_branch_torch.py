@@ -11,7 +11,7 @@ targets). make_optimizer(params) is the spec's torch.optim.SGD. Rows of X and T 
 Both passes run as custom operators (torch.library.custom_op): loss_op computes E, forward_op
 computes Y, and their backward passes, registered with register_autograd, are the formulas
 symbackprop derived, printed below with the derivation step each implements. They run unchanged
-under torch.optim, torch.compile and DistributedDataParallel, on any device torch supports:
+under torch.optim, torch.compile, DistributedDataParallel and FSDP, on any device torch supports:
 
     model = Model()
     optimizer = make_optimizer(model.parameters())
@@ -413,9 +413,10 @@ def _inline_when_compiled(op, forward):
     op.register_torch_dispatch(FunctionalTensorMode, decompose)
 
 
-def _not_derived(ctx, names):
-    """Refuse a gradient the derivation does not have (names: input index -> name)."""
-    wanted = [name for i, name in names.items() if ctx.needs_input_grad[i]]
+def _not_derived(needs, names):
+    """Refuse a gradient the derivation does not have (needs: the inputs' needs_input_grad,
+    one per tensor; names: input index -> name)."""
+    wanted = [name for i, name in names.items() if needs[i]]
     raise RuntimeError(
         f"{NAME}: no derived gradient for {', '.join(wanted)}: symbackprop derives the gradients "
         f"of the spec's trainable parameters ({', '.join(TRAINABLE) or 'none'}) only"
@@ -447,7 +448,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, a3, a4)
 
 
-loss_op = torch.library.custom_op(_free_name("two_branch_0c0ba3761628_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("two_branch_975ae077b352_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -471,7 +472,7 @@ def _loss_backward(ctx, grad, *_):
         return (None, None, None, None, None, None, None, None)
     needs = ctx.needs_input_grad
     if needs[0] or needs[1]:
-        _not_derived(ctx, {0: "x", 1: "t"})
+        _not_derived(needs, {0: "x", 1: "t"})
     x, t, W4, a1, a2, a3, a4 = ctx.saved_tensors
     N = x.shape[0]
     # delta4 = (a4 - t)/N
@@ -526,7 +527,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     return (a4, a1, a2, a3)
 
 
-forward_op = torch.library.custom_op(_free_name("two_branch_0c0ba3761628_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("two_branch_975ae077b352_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -550,7 +551,7 @@ def _forward_backward(ctx, t, *_):
         return (None, None, None, None, None, None, None)
     needs = ctx.needs_input_grad
     if needs[0]:
-        _not_derived(ctx, {0: "x"})
+        _not_derived(needs, {0: "x"})
     x, W4, a4, a1, a2, a3 = ctx.saved_tensors
     N = x.shape[0]
     # da4 = t
