@@ -19,6 +19,7 @@ from .core.chain_rule import derive
 from .core.evaluate import evaluate
 from .document.sections import render
 from .spec.errors import SpecError
+from .spec.fields import MAX_COUNT
 from .spec.load import load_spec
 from .spec.samples import load_samples
 from .verify.api import add_parser as add_verify_parser
@@ -132,9 +133,10 @@ def cmd_check(args) -> int:
     return 0 if ok else 1
 
 
-def _check_positive(value: int | None, flag: str) -> None:
-    if value is not None and value < 1:
-        raise SpecError(flag, f"must be at least 1, got {value}")
+def _check_count(value: int | None, flag: str) -> None:
+    """--epochs and --batch-size take the values the spec's train section allows."""
+    if value is not None and not 1 <= value <= MAX_COUNT:
+        raise SpecError(flag, f"must be an integer in [1, {MAX_COUNT}], got {value}")
 
 
 class _Diverged(Exception):
@@ -147,8 +149,8 @@ def cmd_train(args) -> int:
     import numpy as np
 
     spec = load_spec(args.spec)
-    _check_positive(args.epochs, "--epochs")
-    _check_positive(args.batch_size, "--batch-size")
+    _check_count(args.epochs, "--epochs")
+    _check_count(args.batch_size, "--batch-size")
     data = Path(args.data)
     if data.is_dir():
         raise SpecError("--data", "is a directory", args.data)

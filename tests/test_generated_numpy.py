@@ -201,6 +201,22 @@ def test_train_refuses_bad_data_before_writing(tmp_path, capsys):
     assert not png.exists() and not weights.exists()
 
 
+@pytest.mark.parametrize("target", ["numpy", "c"])
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--epochs", "0"), ("--epochs", "1" + "0" * 30), ("--batch-size", "1000000001")],
+)
+def test_train_counts_out_of_the_spec_range(flag, value, target, tmp_path, capsys):
+    """--epochs and --batch-size take the spec's range [1, 10**9]: one line, before any work."""
+    spec, iris = str(ROOT / "examples/iris_softmax.yaml"), str(ROOT / "examples/data/iris.csv")
+    weights = tmp_path / "w.txt"
+    args = ["train", spec, "--data", iris, flag, value, "--target", target, "--out", str(weights)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {flag}: must be an integer in [1, 1000000000], got {int(value)}\n"
+    assert not weights.exists()
+
+
 def test_train_plot(tmp_path, capsys):
     png = tmp_path / "loss.png"
     spec, data = str(ROOT / "examples/xor.yaml"), tmp_path / "xor.csv"

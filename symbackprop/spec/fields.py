@@ -14,6 +14,7 @@ from .errors import SpecError, did_you_mean
 from .files import HugeInt
 
 _FLOAT_MAX = sys.float_info.max
+MAX_COUNT = 10**9  # the largest epoch count or batch size (spec, command line, programs)
 
 
 class _Fields:

@@ -20,7 +20,7 @@ from ..core.layers import LAYER_KINDS, MAX_DIM, LayerSpec
 from ..core.symbols import T, Y
 from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
-from .fields import _bool, _choice, _Fields, _int, _kind, _name, _num
+from .fields import MAX_COUNT, _bool, _choice, _Fields, _int, _kind, _name, _num
 from .files import read_data_file
 from .params import real_derivative, small_derivative
 
@@ -224,8 +224,8 @@ def _optimizer(data: Any) -> OptimizerSpec:
 
 def _train(data: Any) -> TrainSpec:
     f = _Fields(data, "train")
-    epochs = _int(f.get("epochs", 10), f.at("epochs"), 1, 10**9)
-    batch = _int(f.get("batch_size", 32), f.at("batch_size"), 1, 10**9)
+    epochs = _int(f.get("epochs", 10), f.at("epochs"), 1, MAX_COUNT)
+    batch = _int(f.get("batch_size", 32), f.at("batch_size"), 1, MAX_COUNT)
     shuffle = _bool(f.get("shuffle", True), f.at("shuffle"))
     f.done(("epochs", "batch_size", "shuffle"))
     return TrainSpec(epochs, batch, shuffle)
