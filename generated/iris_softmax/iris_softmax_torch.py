@@ -244,25 +244,6 @@ def normals(key, n):
     return out
 
 
-def distribution(scheme, fan_in, fan_out, low=-1.0, high=1.0, std=1.0, gain=1.0):
-    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved."""
-    if scheme in ("normal", "xavier_normal", "he_normal"):
-        if scheme == "xavier_normal":
-            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        elif scheme == "he_normal":
-            std = math.sqrt(2.0 / float(fan_in))
-        return "normal", float(std), 0.0
-    if scheme != "uniform":
-        if scheme == "xavier_uniform":
-            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-        elif scheme == "he_uniform":
-            bound = math.sqrt(6.0 / float(fan_in))
-        else:  # pytorch
-            bound = 1.0 / math.sqrt(float(fan_in))
-        low, high = -bound, bound
-    return "uniform", float(low), float(high)
-
-
 def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
                 gain=1.0, value=None, dtype=torch.float64):  # fmt: skip
     """Initial values of parameter tensor number k, on the CPU (prng.py's scheme table)."""
@@ -367,6 +348,30 @@ def _log1pexp(u):
     """log(1 + exp(u)) without overflow: logaddexp(0, u), as the NumPy target computes it."""
     return torch.logaddexp(u.new_zeros(()), u)
 
+
+def distribution(
+    scheme: str, fan_in: int, fan_out: int, low=-1.0, high=1.0, std=1.0, gain=1.0
+) -> tuple[str, float, float]:
+    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved.
+
+    The C target stores these numbers (exact as repr) instead of computing them again.
+    """
+    if scheme in ("normal", "xavier_normal", "he_normal"):
+        if scheme == "xavier_normal":
+            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+        elif scheme == "he_normal":
+            std = math.sqrt(2.0 / float(fan_in))
+        return "normal", float(std), 0.0
+    if scheme != "uniform":
+        if scheme == "xavier_uniform":
+            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
+        elif scheme == "he_uniform":
+            bound = math.sqrt(6.0 / float(fan_in))
+        else:  # pytorch
+            bound = 1.0 / math.sqrt(float(fan_in))
+        low, high = -bound, bound
+    return "uniform", float(low), float(high)
+
 # ---- end of runtime -----------------------------------------------------------------------------
 
 
@@ -438,7 +443,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, a2)
 
 
-loss_op = torch.library.custom_op(_free_name("iris_softmax_5fc9cbe64edd_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("iris_softmax_a7bff7e9e974_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -501,7 +506,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1)
 
 
-forward_op = torch.library.custom_op(_free_name("iris_softmax_5fc9cbe64edd_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("iris_softmax_a7bff7e9e974_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 

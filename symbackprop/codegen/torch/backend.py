@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 from importlib import resources
 
 import sympy as sp
 
+from ...core import prng
 from ...core.chain_rule import derive
 from ...core.ir import vec
 from ...core.symbols import T, Y
@@ -43,9 +45,11 @@ def vjp_program(spec: Spec) -> Program:
 
 def runtime_source() -> str:
     """symbackprop/codegen/torch/runtime.py from its first definition on (read, not imported:
-    it imports torch)."""
+    it imports torch), then core/prng.py's ``distribution``, which it shares with the other
+    targets."""
     text = (resources.files(__package__) / "runtime.py").read_text(encoding="utf-8")
-    return text[text.index("\n" + RUNTIME_START) + 1 :].rstrip() + "\n"
+    shared = inspect.getsource(prng.distribution)  # the init schemes' bounds, as NumPy and C
+    return text[text.index("\n" + RUNTIME_START) + 1 :].rstrip() + "\n\n\n" + shared
 
 
 def _symbols(o: Lowered) -> set[str]:

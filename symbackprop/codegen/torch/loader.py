@@ -5,8 +5,6 @@ tests use every target alike.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -16,18 +14,13 @@ import torch
 
 from ...core import prng
 from ...core.derivation import Derivation
+from ..numpy.loader import load_numpy
 
 
 def load_torch(path: str | Path) -> ModuleType:
-    """Import a generated ``<name>_torch.py`` from its file, under a private module name (it
-    registers its own custom operators, so importing it twice is fine)."""
-    path = Path(path)
-    name = f"_symbackprop_generated_{path.stem}_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """Import a generated ``<name>_torch.py`` from its file, as load_numpy does (it registers
+    its own custom operators, so importing it twice is fine)."""
+    return load_numpy(path)
 
 
 class TorchTarget:
@@ -172,7 +165,6 @@ def torch_module(d: Derivation, directory: str | Path | None = None) -> TorchTar
     """Generate the torch (and NumPy) target of ``d`` into ``directory`` (a temporary one by
     default), import them, and return the torch target behind the NumPy module's functions."""
     from .. import generate
-    from ..numpy.loader import load_numpy
 
     folder = Path(directory or tempfile.mkdtemp(prefix="symbackprop-torch-"))
     generate(d, "numpy", folder, force=True)

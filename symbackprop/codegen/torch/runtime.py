@@ -16,6 +16,7 @@ import re
 
 import torch
 
+from symbackprop.core.prng import distribution  # its source follows this file's in the module
 from symbackprop.safe_io import MAX_FILE_BYTES, read_bytes, write_bytes
 
 GAMMA = 0x9E3779B97F4A7C15
@@ -108,25 +109,6 @@ def normals(key, n):
         todo = todo[~ok]
         r += 1
     return out
-
-
-def distribution(scheme, fan_in, fan_out, low=-1.0, high=1.0, std=1.0, gain=1.0):
-    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved."""
-    if scheme in ("normal", "xavier_normal", "he_normal"):
-        if scheme == "xavier_normal":
-            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        elif scheme == "he_normal":
-            std = math.sqrt(2.0 / float(fan_in))
-        return "normal", float(std), 0.0
-    if scheme != "uniform":
-        if scheme == "xavier_uniform":
-            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-        elif scheme == "he_uniform":
-            bound = math.sqrt(6.0 / float(fan_in))
-        else:  # pytorch
-            bound = 1.0 / math.sqrt(float(fan_in))
-        low, high = -bound, bound
-    return "uniform", float(low), float(high)
 
 
 def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
