@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import sympy as sp
 
@@ -104,12 +105,21 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
     """The plain context of one op."""
     op = o.op
     params = {p.name: p for p in program.params}
+    shape = o.shape
+    if op.kind == "loss":  # it runs over the output's elements
+        shape = program.shapes[program.output]
+    elif op.kind.startswith("grad_"):  # over the rows of what it reads
+        shape = program.shapes[op.args[0]]
+    rows = math.prod(shape[:-1])
     out = {
         "kind": op.kind,
         "out": op.out,
         "args": list(op.args),
         "formula": o.formula,
-        "units": o.units,
+        "units": shape[-1] if shape else 1,
+        "rows": rows,  # rows of `units` numbers per sample (T of a sequence [T, K])
+        "size": math.prod(shape),
+        "m_rows": "m" if rows == 1 else f"m * {rows}",
         "scale": _scale(op.scale, scalar),
         "attrs": dict(op.attrs),
     }
@@ -137,25 +147,43 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["block"] = _block(o.units, dtype, w.shape[1])
     elif op.kind in ("matvec_t", "grad_weight"):
         w = program.param(op.args[0] if op.kind == "matvec_t" else op.args[2])
-        out["rows"], out["cols"] = w.shape  # units of delta, width of the other vector
+        out["w_rows"], out["cols"] = w.shape  # units of delta, width of the other vector
         if op.kind == "matvec_t":
             out["block"] = _block(w.shape[1], dtype, w.shape[0])
         else:  # rows of the layer input per pass over the gradient
             out["block"] = _block(w.shape[1], dtype, CHUNK)
     elif op.kind == "grad_bias":
         out["shared"] = program.param(op.args[1]).kind == "shared"
-        out["cols"] = widths[op.args[0]]
+        out["cols"] = out["units"]
     elif op.kind == "logsumexp":
-        out["in_units"] = widths[op.args[0]]
+        shape = program.shapes[op.args[0]]
+        out["in_units"], out["rows"] = shape[-1], math.prod(shape[:-1])
+        out["m_rows"] = "m" if out["rows"] == 1 else f"m * {out['rows']}"
     elif op.kind == "grad_reduce":
-        out["param"], out["cols"] = op.args[-1], widths[op.args[0]]
-    elif op.kind == "concat":
-        start, parts = 0, []
-        for a in op.args:
-            parts.append({"name": a, "start": start, "width": widths[a]})
-            start += widths[a]
-        out["parts"] = parts
+        out["param"], out["cols"] = op.args[-1], out["units"]
+    elif op.kind in ("concat", "slice"):
+        out.update(_blocks(op, program))
     return out
+
+
+def _blocks(op, program: Program) -> dict:
+    """concat and slice along a per-sample axis: a sample is ``outer`` blocks of ``inner``
+    numbers (one block when the axis is the first), each input ``width`` of a block."""
+    shapes = program.shapes
+    src = shapes[op.out] if op.kind == "concat" else shapes[op.args[0]]
+    axis = op.attr("axis", len(src) - 1)
+    outer, inner = math.prod(src[:axis]), math.prod(src[axis:])
+    if op.kind == "slice":
+        step = math.prod(src[axis + 1 :])
+        start, stop = op.attr("start"), op.attr("stop")
+        return {"outer": outer, "inner": inner, "start": start * step,
+                "width": (stop - start) * step}  # fmt: skip
+    start, parts = 0, []
+    for a in op.args:
+        width = math.prod(shapes[a][axis:])
+        parts.append({"name": a, "start": start, "width": width})
+        start += width
+    return {"outer": outer, "inner": inner, "parts": parts}
 
 
 def _param(p, k: int) -> dict:
@@ -286,7 +314,7 @@ def context(program: Program) -> dict:
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
     for o in (*program.forward, *program.backward):
         if not o.op.kind.startswith("grad_"):
-            widths[o.op.out] = o.units
+            widths[o.op.out] = math.prod(o.shape)
     forward = [_op(o, program, dtype, widths, scalar) for o in program.forward]
     by_name = {p["name"]: p for p in params}
     loss = _op(program.loss, program, dtype, widths, scalar)
@@ -299,7 +327,7 @@ def context(program: Program) -> dict:
         {"name": n, "units": u, "scalar": n in _SCALARS}
         for n, u in widths.items()
         if n not in ("x", "t")
-    ]
+    ]  # a per-sample scalar (lse) has `units` numbers: one per row of the output
     return {
         "name": spec.name,
         "NAME": spec.name.upper(),
@@ -310,14 +338,19 @@ def context(program: Program) -> dict:
         "blas": "cblas_sgemm" if dtype == "float32" else "cblas_dgemm",
         "inputs": spec.inputs,
         "outputs": spec.outputs,
+        "labels": spec.outputs // spec.units,
+        "classes": spec.units,
+        "input_shape": list(spec.input_shape),
+        "output_shape": list(spec.output_shape),
         "seed": spec.seed,
         "loss": program.loss_name,
         "optimizer": program.update.name,
         "chunk": CHUNK,
         "max_file_bytes": safe_io.MAX_FILE_BYTES,
         "layers": [
-            {"index": la.index, "units": la.shape[-1], "label": _label(la)} for la in program.layers
-        ],
+            {"index": la.index, "units": la.shape[-1], "label": _label(la), "shape": list(la.shape),
+             "size": math.prod(la.shape)} for la in program.layers
+        ],  # fmt: skip
         "params": params,
         "trainable": [p for p in params if p["trainable"]],
         "arrays": arrays,

@@ -37,11 +37,28 @@ def safe_io_source() -> str:
     return _verbatim(safe_io, "MAX_FILE_BYTES = ")
 
 
+def _batch_axes(rank: int, param_rank: int) -> str:
+    """The batch-array axes a parameter's gradient sums over: the batch and every per-sample
+    axis the parameter does not have (it broadcasts along the last ones), as Python source."""
+    axes = tuple(range(rank + 1 - param_rank))
+    return str(axes[0]) if len(axes) == 1 else repr(axes)
+
+
 def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
     op = o.op
     like = op.args[0] if op.args else "x"
     expr_code = printer.doprint(o.expr) if o.expr is not None else ""
     arrays = {s.name for s in o.expr.free_symbols} - {"N"} if o.expr is not None else set()
+    extra: dict = {}
+    if op.kind == "grad_weight":
+        units, fan_in = program.param(op.args[2]).shape
+        extra = {"rows": len(program.shapes[op.args[0]]) > 1, "units": units, "fan_in": fan_in}
+    elif op.kind in ("grad_bias", "grad_reduce"):
+        rank = len(program.shapes[op.args[0]])
+        extra = {"batch_axes": _batch_axes(rank, len(program.param(op.args[-1]).shape))}
+    elif op.kind in ("concat", "slice"):
+        axis = op.attr("axis", len(program.shapes[op.args[0]]) - 1)
+        extra = {"attrs": {**dict(op.attrs), "axis": axis}}
     return {
         "kind": op.kind,
         "out": op.out,
@@ -55,6 +72,7 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
         "like": like,
         "shared": op.kind == "grad_bias" and program.param(op.args[1]).kind == "shared",
         "attrs": dict(op.attrs),
+        **extra,
     }
 
 
@@ -96,8 +114,16 @@ def context(program: Program) -> dict:
             "value": _literal(i.value),
         })  # fmt: skip
     upd = program.update
+    multi = len(spec.input_shape) > 1 or len(spec.output_shape) > 1
     return {
         **program.summary(),
+        "multi_axis": multi,
+        "input_shape": repr(tuple(spec.input_shape)),
+        "output_shape": repr(tuple(spec.output_shape)),
+        "labels": spec.outputs // spec.units,
+        "classes": spec.units,
+        "target": ("np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)" if multi
+                   else "np.asarray(T, dtype=DTYPE)"),  # fmt: skip
         "params": params,
         "hyper": [
             {"name": h, "value": repr(v), "local": hyper_names[h], **hyper_range(h)}
