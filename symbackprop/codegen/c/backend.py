@@ -348,8 +348,14 @@ def context(program: Program) -> dict:
         "chunk": CHUNK,
         "max_file_bytes": safe_io.MAX_FILE_BYTES,
         "layers": [
-            {"index": la.index, "units": la.shape[-1], "label": _label(la), "shape": list(la.shape),
-             "size": math.prod(la.shape)} for la in program.layers
+            {
+                "index": la.index,
+                "units": la.shape[-1],
+                "label": _label(la),
+                "shape": list(la.shape),
+                "size": math.prod(la.shape),
+            }
+            for la in program.layers
         ],  # fmt: skip
         "params": params,
         "trainable": [p for p in params if p["trainable"]],

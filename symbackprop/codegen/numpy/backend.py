@@ -122,8 +122,11 @@ def context(program: Program) -> dict:
         "output_shape": repr(tuple(spec.output_shape)),
         "labels": spec.outputs // spec.units,
         "classes": spec.units,
-        "target": ("np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)" if multi
-                   else "np.asarray(T, dtype=DTYPE)"),  # fmt: skip
+        "target": (
+            "np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)"
+            if multi
+            else "np.asarray(T, dtype=DTYPE)"
+        ),  # fmt: skip
         "params": params,
         "hyper": [
             {"name": h, "value": repr(v), "local": hyper_names[h], **hyper_range(h)}
