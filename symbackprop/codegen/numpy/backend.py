@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 from ... import safe_io
 from ...core import prng
+from ...core.ops import conv_numpy
 from ...core.optimizers import P, hyper_range
 from ...printing.numpy import NumpyCodePrinter
 from .. import npyfiles
@@ -30,6 +32,17 @@ def prng_source() -> str:
 def npy_source() -> str:
     """symbackprop/codegen/npyfiles.py without its docstring and imports."""
     return _verbatim(npyfiles, "NPY_VERSIONS = ")
+
+
+CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "maxpool", "maxpool_backward",
+              "avgpool", "avgpool_backward"}  # fmt: skip
+
+
+def conv_source(program: Program) -> str:
+    """symbackprop/core/ops/conv_numpy.py from its first definition on, for a program with
+    convolution or pooling ops (else empty: other modules stay as they were)."""
+    kinds = {o.op.kind for o in (*program.forward, *program.backward)}
+    return _verbatim(conv_numpy, "_P, _K = ") if kinds & CONV_KINDS else ""
 
 
 def safe_io_source() -> str:
@@ -59,6 +72,15 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
     elif op.kind in ("concat", "slice"):
         axis = op.attr("axis", len(program.shapes[op.args[0]]) - 1)
         extra = {"attrs": {**dict(op.attrs), "axis": axis}}
+    elif op.kind == "grad_conv_bias":
+        rank = len(program.shapes[op.args[0]])
+        extra = {"spatial_axes": repr((0, *range(2, rank + 1)))}
+    elif op.kind == "global_avgpool":
+        shape = program.shapes[op.args[0]]
+        extra = {"attrs": {"channels": shape[0]}}
+    elif op.kind == "global_avgpool_backward":
+        shape = op.attr("shape")
+        extra = {"attrs": {"shape": list(shape), "size": math.prod(shape[1:])}}
     return {
         "kind": op.kind,
         "out": op.out,
@@ -70,7 +92,8 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
         "formula": o.formula,
         "const": o.expr is not None and not arrays,
         "like": like,
-        "shared": op.kind == "grad_bias" and program.param(op.args[1]).kind == "shared",
+        "shared": op.kind in ("grad_bias", "grad_conv_bias")
+        and program.param(op.args[1]).kind == "shared",
         "attrs": dict(op.attrs),
         **extra,
     }
@@ -148,6 +171,7 @@ def context(program: Program) -> dict:
         "prng_source": prng_source(),
         "npy_source": npy_source(),
         "safe_io_source": safe_io_source(),
+        "conv_source": conv_source(program),
         "forward": forward,
         "forward_values": produced,
         "output": program.output,

@@ -108,7 +108,7 @@ def avgpool(x, ks, stride, pad):
 def avgpool_backward(g, x_shape, ks, stride, pad):
     """δ / |window| to every element of each window."""
     nd = len(ks)
-    share = g / np.prod(ks)
+    share = g / float(np.prod(ks))  # a Python float keeps float32 batches float32
     cols = np.broadcast_to(share.reshape(*g.shape[:2], *(1,) * nd, *g.shape[2:]),
                            (*g.shape[:2], *ks, *g.shape[2:]))  # fmt: skip
     return _scatter(cols, x_shape, ks, stride, pad, (1,) * nd)
