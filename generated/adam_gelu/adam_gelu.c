@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xf1c70806acea
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x1e77796d2f8a
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -1082,6 +1082,8 @@ const char *adam_gelu_metadata(void)
         " \"dtype\": \"float32\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 3,"
         " \"loss\": \"mse\","
         " \"optimizer\": \"adam\","

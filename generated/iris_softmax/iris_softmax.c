@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x8da0d7f8a523
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xe6f00b48e1dd
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -1024,6 +1024,8 @@ const char *iris_softmax_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 42,"
         " \"loss\": \"cross_entropy\","
         " \"optimizer\": \"adam\","

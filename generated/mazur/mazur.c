@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mazur.h"
-#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0xab58e557939d
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x092655a8e824
 #error "mazur.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -956,6 +956,8 @@ const char *mazur_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 2,"
         " \"outputs\": 2,"
+        " \"input_shape\": [2],"
+        " \"output_shape\": [2],"
         " \"seed\": 0,"
         " \"loss\": \"sse\","
         " \"optimizer\": \"sgd\","

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0xdd4b5fe85d60
+#if !defined(MISH_BUILD) || MISH_BUILD != 0x05cfc6de38ba
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -1001,6 +1001,8 @@ const char *mish_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 3,"
         " \"outputs\": 2,"
+        " \"input_shape\": [3],"
+        " \"output_shape\": [2],"
         " \"seed\": 0,"
         " \"loss\": \"mse\","
         " \"optimizer\": \"sgd\","

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "residual_mlp.h"
-#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0xa19706952b85
+#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x9c4c19ea5f20
 #error "residual_mlp.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -1098,6 +1098,8 @@ const char *residual_mlp_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 7,"
         " \"loss\": \"cross_entropy\","
         " \"optimizer\": \"adam\","

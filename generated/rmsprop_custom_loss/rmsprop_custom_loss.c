@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "rmsprop_custom_loss.h"
-#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x8ab28e46c18e
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x5dcfe7b0a050
 #error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -994,6 +994,8 @@ const char *rmsprop_custom_loss_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 2,"
         " \"outputs\": 1,"
+        " \"input_shape\": [2],"
+        " \"output_shape\": [1],"
         " \"seed\": 5,"
         " \"loss\": \"custom\","
         " \"optimizer\": \"rmsprop\","

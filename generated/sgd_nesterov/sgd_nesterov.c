@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x33ea24ebfd09
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x836033b71bdd
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -1013,6 +1013,8 @@ const char *sgd_nesterov_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 3,"
         " \"outputs\": 2,"
+        " \"input_shape\": [3],"
+        " \"output_shape\": [2],"
         " \"seed\": 7,"
         " \"loss\": \"sse\","
         " \"optimizer\": \"sgd\","

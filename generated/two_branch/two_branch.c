@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x3ec1a5e16374
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x930d0f916c77
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -340,9 +340,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* da1 = da3[0:6] */
     for (long r = 0; r < m; ++r)
         memcpy(ws->da1[r], &ws->da3[r][0], 6 * sizeof(real));
+
     /* da2 = da3[6:12] */
     for (long r = 0; r < m; ++r)
         memcpy(ws->da2[r], &ws->da3[r][6], 6 * sizeof(real));
+
     /* delta2 = da2*Heaviside(z2, 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da2 = ws->da2[0];
@@ -1049,6 +1051,8 @@ const char *two_branch_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 3,"
         " \"loss\": \"cross_entropy\","
         " \"optimizer\": \"sgd\","

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x7f7b90d5e203
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xaa4383a0a830
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -978,6 +978,8 @@ const char *xor_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 2,"
         " \"outputs\": 1,"
+        " \"input_shape\": [2],"
+        " \"output_shape\": [1],"
         " \"seed\": 1,"
         " \"loss\": \"binary_cross_entropy\","
         " \"optimizer\": \"sgd\","

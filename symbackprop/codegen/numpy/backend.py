@@ -143,8 +143,6 @@ def context(program: Program) -> dict:
         "multi_axis": multi,
         "input_shape": repr(tuple(spec.input_shape)),
         "output_shape": repr(tuple(spec.output_shape)),
-        "labels": spec.outputs // spec.units,
-        "classes": spec.units,
         "target": (
             "np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)"
             if multi
