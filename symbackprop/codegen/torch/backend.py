@@ -181,8 +181,13 @@ def _conv_fields(op, program: Program) -> dict:
                 zip(g_shape[1:], stride, dil, ks, strict=True)]  # fmt: skip
         full = [n + lo + hi for n, (lo, hi) in zip(shape[1:], pad, strict=True)]
         out["output_padding"] = repr(tuple(f - m for f, m in zip(full, made, strict=True)))
-        out["crop"] = "" if even else ", ".join(
-            [":", ":"] + [f"{lo}:{lo + n}" for n, (lo, _) in zip(shape[1:], pad, strict=True)])
+        out["crop"] = (
+            ""
+            if even
+            else ", ".join(
+                [":", ":"] + [f"{lo}:{lo + n}" for n, (lo, _) in zip(shape[1:], pad, strict=True)]
+            )
+        )
         out["channels"] = shape[0]
         out["window"] = math.prod(ks)
     return out
