@@ -12,11 +12,12 @@ import pytest
 from conv_reference import train
 
 import symbackprop
+from symbackprop.codegen.c import c_module
 from symbackprop.codegen.numpy import numpy_module
 from symbackprop.codegen.torch.loader import torch_module
 from symbackprop.spec.errors import SpecError
 
-MAKERS = {"numpy": numpy_module, "torch": torch_module}
+MAKERS = {"numpy": numpy_module, "c": c_module, "torch": torch_module}
 TARGETS = list(MAKERS)
 _BUILT: dict = {}
 

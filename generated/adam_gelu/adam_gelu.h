@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x1e77796d2f8a /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x0fbe7568ad81 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0xe6f00b48e1dd /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0x270b777d4708 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0x092655a8e824 /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0xb2a3cb167459 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x05cfc6de38ba /* this set of files: the .c files check it */
+#define MISH_BUILD 0x135c545cb9ff /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x9c4c19ea5f20 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x2cc22a688e28 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

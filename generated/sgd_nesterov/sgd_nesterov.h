@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0x836033b71bdd /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xda7355ce3b29 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0x930d0f916c77 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0x4b5f5d7d44d6 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0xaa4383a0a830 /* this set of files: the .c files check it */
+#define XOR_BUILD 0xe095f80cdd08 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -101,6 +101,55 @@ def _branch_temps(temps, expr, prefix: str):
     return tuple(out), expr
 
 
+_CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "grad_conv_bias", "maxpool",
+               "maxpool_backward", "avgpool", "avgpool_backward", "global_avgpool",
+               "global_avgpool_backward"}  # fmt: skip
+
+
+def _conv_dims(op, program: Program) -> dict:
+    """The sizes the convolution and pooling loops run over, as 2-d maps (a 1-d map [C, L] is
+    [C, 1, L]): input C x H x W, output O x OH x OW, kernel KH x KW, stride, dilation, padding
+    (the low side: the high side only bounds the output size), groups."""
+    shapes = program.shapes
+    if op.kind in ("conv", "maxpool", "avgpool", "global_avgpool"):
+        inp, out = shapes[op.args[1] if op.kind == "conv" else op.args[0]], shapes[op.out]
+    elif op.kind in ("maxpool_backward", "grad_conv_weight"):
+        inp, out = shapes[op.args[1]], shapes[op.args[0]]
+    elif op.kind == "grad_conv_bias":
+        inp, out = shapes[op.args[0]], shapes[op.args[0]]
+    else:  # conv_grad_input, avgpool_backward, global_avgpool_backward: g -> the input's shape
+        g = op.args[1] if op.kind == "conv_grad_input" else op.args[0]
+        inp, out = tuple(op.attr("shape")), shapes[g]
+
+    def two(v: tuple, fill: int) -> tuple:
+        return ((fill,) * (2 - len(v)) + tuple(v))[-2:]
+
+    if op.kind.startswith("global_avgpool") or op.kind == "grad_conv_bias":
+        spatial = inp[1:] if op.kind != "grad_conv_bias" else out[1:]
+        return {"C": inp[0], "S": math.prod(spatial)}
+    kernel = op.attr("kernel")
+    if kernel is None:  # a convolution: the kernel is the weight's
+        w = op.args[0] if op.kind in ("conv", "conv_grad_input") else op.args[2]
+        kernel = program.param(w).shape[2:]
+    groups = op.attr("groups", 1)
+    extra = {}
+    if op.kind in ("conv", "conv_grad_input", "grad_conv_weight"):
+        w = program.param(op.args[2] if op.kind == "grad_conv_weight" else op.args[0])
+        extra["wzero"] = "[0]" * len(w.shape)
+        if op.kind == "conv" and op.args[2]:
+            extra["bias_shared"] = program.param(op.args[2]).kind == "shared"
+    H, W = two(inp[1:], 1)
+    OH, OW = two(out[1:], 1)
+    KH, KW = two(kernel, 1)
+    SH, SW = two(op.attr("stride"), 1)
+    DH, DW = two(op.attr("dilation", (1,) * len(kernel)), 1)
+    PH, PW = two(tuple(lo for lo, _ in op.attr("padding")), 0)
+    outc = out[0]
+    return {"C": inp[0], "H": H, "W": W, "O": outc, "OH": OH, "OW": OW, "KH": KH, "KW": KW,
+            "SH": SH, "SW": SW, "DH": DH, "DW": DW, "PH": PH, "PW": PW, "groups": groups,
+            "CPG": inp[0] // groups, "OPG": outc // groups, **extra}  # fmt: skip
+
+
 def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
     """The plain context of one op."""
     op = o.op
@@ -152,6 +201,10 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
             out["block"] = _block(w.shape[1], dtype, w.shape[0])
         else:  # rows of the layer input per pass over the gradient
             out["block"] = _block(w.shape[1], dtype, CHUNK)
+    elif op.kind in _CONV_KINDS:
+        out["cv"] = _conv_dims(op, program)
+        if op.kind == "grad_conv_bias":
+            out["shared"] = program.param(op.args[1]).kind == "shared"
     elif op.kind == "grad_bias":
         out["shared"] = program.param(op.args[1]).kind == "shared"
         out["cols"] = out["units"]
@@ -212,7 +265,7 @@ def _param(p, k: int) -> dict:
         "init_values": values,
         "zero": "[0]" * max(len(p.shape), 1),
         "header": " ".join([p.name, *map(str, p.shape)]),
-        "dims2": ", ".join(map(str, (*p.shape, 0, 0)[:2])),
+        "dims2": ", ".join(map(str, (*p.shape, 0, 0)[: max(2, len(p.shape))])),
     }
 
 
@@ -320,7 +373,13 @@ def context(program: Program) -> dict:
     loss = _op(program.loss, program, dtype, widths, scalar)
     backward = _weights_last([_op(o, program, dtype, widths, scalar) for o in program.backward])
     for o in backward:
-        if o["kind"] in ("grad_weight", "grad_bias", "grad_reduce"):
+        if o["kind"] in (
+            "grad_weight",
+            "grad_bias",
+            "grad_reduce",
+            "grad_conv_weight",
+            "grad_conv_bias",
+        ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
     arrays = [
@@ -360,6 +419,8 @@ def context(program: Program) -> dict:
         "params": params,
         "trainable": [p for p in params if p["trainable"]],
         "arrays": arrays,
+        "max_ndim": max(2, *(len(p["shape"]) for p in params)) if params else 2,
+        "has_conv": any(o["kind"] in _CONV_KINDS for o in (*forward, *backward)),
         "transposes": [
             {"name": op["args"][0], "rows": op["fan_in"], "cols": op["units"]}
             for op in forward
