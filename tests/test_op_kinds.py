@@ -75,6 +75,25 @@ def act_map(name):
               partials=(local,))  # fmt: skip
 
 
+def conv_attrs(nd, stride, padding, dilation, groups):
+    return (
+        ("stride", (stride,) * nd),
+        ("padding", padding),
+        ("dilation", (dilation,) * nd),
+        ("groups", groups),
+    )
+
+
+def conv_op(nd, stride, padding, dilation, groups):
+    return Op("conv", "z1", ("W1", "x", "b1"), attrs=conv_attrs(nd, stride, padding, dilation,
+                                                                groups))  # fmt: skip
+
+
+def pool_op(kind_, kernel, stride, padding):
+    return Op(kind_, "a2", ("a1",), attrs=(("kernel", kernel), ("stride", stride),
+                                           ("padding", padding)))  # fmt: skip
+
+
 # (label, forward op, tensor shapes, parameters)
 CASES = [
     ("affine", Op("affine", "z1", ("W1", "x", "b1")), {"x": (3,)},
@@ -95,6 +114,39 @@ CASES = [
      {"u": (3,)}, [param("g1", (3,))]),
     ("softmax", Op("softmax", "a1", ("z1",)), {"z1": (3,)}, []),
     ("concat", Op("concat", "a3", ("a1", "a2")), {"a1": (2,), "a2": (3,)}, []),
+    # per-sample tensors with several axes (CONTRACT §6): dense acts on the last axis
+    ("affine on a sequence", Op("affine", "z1", ("W1", "x", "b1")), {"x": (2, 3)},
+     [param("W1", (2, 3)), param("b1", (2,))]),
+    ("affine on a sequence, shared bias", Op("affine", "z1", ("W1", "a0", "b1")),
+     {"a0": (3, 2)}, [param("W1", (2, 2)), param("b1", ())]),
+    ("map on a map", act_map("tanh"), {"z1": (2, 2, 2)}, []),
+    ("map per-unit parameter on a sequence", Op("map", "y", ("g1", "u"), vec("g1") * vec("u")),
+     {"u": (2, 3)}, [param("g1", (3,))]),
+    ("softmax on each row of a sequence", Op("softmax", "a1", ("z1",)), {"z1": (2, 3)}, []),
+    ("concat maps along channels", Op("concat", "a3", ("a1", "a2"), attrs=(("axis", 0),)),
+     {"a1": (1, 2, 2), "a2": (2, 2, 2)}, []),
+    ("concat sequences along features", Op("concat", "a3", ("a1", "a2"), attrs=(("axis", 1),)),
+     {"a1": (2, 2), "a2": (2, 1)}, []),
+    ("reshape (flatten)", Op("reshape", "a2", ("a1",), attrs=(("shape", (6,)),)),
+     {"a1": (2, 3)}, []),
+    # convolution and pooling (issue 14): stride, padding (uneven too), dilation, groups
+    ("conv1d", conv_op(1, 1, ((0, 0),), 1, 1), {"x": (2, 4)},
+     [param("W1", (2, 2, 2)), param("b1", (2,))]),
+    ("conv1d stride 2 padding 1+2 dilation 2", conv_op(1, 2, ((1, 2),), 2, 1), {"x": (2, 5)},
+     [param("W1", (2, 2, 2)), param("b1", (2,))]),
+    ("conv1d grouped (depthwise), shared bias", conv_op(1, 1, ((1, 1),), 1, 2), {"x": (2, 3)},
+     [param("W1", (4, 1, 2)), param("b1", ())]),
+    ("conv2d stride 2 padding 1", conv_op(2, 2, ((1, 1), (1, 1)), 1, 1), {"x": (2, 3, 3)},
+     [param("W1", (2, 2, 2, 2)), param("b1", (2,))]),
+    ("conv2d no bias, dilation", Op("conv", "z1", ("W1", "x", ""), attrs=conv_attrs(
+        2, 1, ((0, 0), (0, 0)), 2, 1)), {"x": (1, 3, 3)}, [param("W1", (1, 1, 2, 2))]),
+    ("maxpool1d padding", pool_op("maxpool", (2,), (2,), ((1, 1),)), {"a1": (2, 3)}, []),
+    ("maxpool2d overlapping windows", pool_op("maxpool", (2, 2), (1, 1), ((0, 0), (0, 0))),
+     {"a1": (1, 3, 3)}, []),
+    ("avgpool2d stride 2 padding 1", pool_op("avgpool", (2, 2), (2, 2), ((1, 1), (1, 1))),
+     {"a1": (1, 3, 3)}, []),
+    ("avgpool1d", pool_op("avgpool", (3,), (1,), ((0, 0),)), {"a1": (2, 4)}, []),
+    ("global_avgpool", Op("global_avgpool", "a2", ("a1",)), {"a1": (2, 2, 3)}, []),
 ]  # fmt: skip
 
 
@@ -104,12 +156,18 @@ def _index_form(op, ctx):
 
 def _equal(lhs, rhs, symbols):
     """Equal as functions: SymPy proves it, or 20 random points agree to 25 digits (for the
-    transcendental cases SymPy's simplify leaves unproved)."""
+    transcendental cases SymPy's simplify leaves unproved). Max pooling's derivative is
+    piecewise constant (Heaviside of differences, ``sympy.diff`` of Max): simplify cannot
+    settle it in reasonable time, so 200 random points (without ties, almost surely) cover the
+    orderings of each window instead."""
     diff = sp.expand(lhs - rhs)
-    if diff == 0 or sp.simplify(diff) == 0:
+    if diff == 0:
+        return True
+    piecewise = diff.has(sp.Piecewise, sp.Heaviside, sp.Max)
+    if not piecewise and sp.simplify(diff) == 0:
         return True
     rng = random.Random(0)
-    for _ in range(20):
+    for _ in range(200 if piecewise else 20):
         point = {s: sp.Float(rng.uniform(-2, 2), 30) for s in symbols}
         if abs(sp.N(diff.xreplace(point), 30)) > 1e-25:
             return False

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xf1c70806acea
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x0fbe7568ad81
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -502,7 +502,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -525,7 +525,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->m, PARAMS[j].grad_offset),
                           AT(&state->v, PARAMS[j].grad_offset),
@@ -1082,6 +1082,8 @@ const char *adam_gelu_metadata(void)
         " \"dtype\": \"float32\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 3,"
         " \"loss\": \"mse\","
         " \"optimizer\": \"adam\","

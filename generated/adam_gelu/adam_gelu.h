@@ -12,13 +12,15 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0xf1c70806acea /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x0fbe7568ad81 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define ADAM_GELU_INPUTS 4
 #define ADAM_GELU_OUTPUTS 3
+#define ADAM_GELU_LABELS 1
+#define ADAM_GELU_CLASSES 3
 #define ADAM_GELU_UNITS1 6 /* layer 1: gelu */
 #define ADAM_GELU_UNITS2 6 /* layer 2: silu */
 #define ADAM_GELU_UNITS3 3 /* layer 3: identity */

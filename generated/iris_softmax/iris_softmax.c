@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x8da0d7f8a523
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x270b777d4708
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -431,7 +431,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -453,7 +453,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->m, PARAMS[j].grad_offset),
                           AT(&state->v, PARAMS[j].grad_offset),
@@ -1024,6 +1024,8 @@ const char *iris_softmax_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 42,"
         " \"loss\": \"cross_entropy\","
         " \"optimizer\": \"adam\","

@@ -12,13 +12,15 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0x8da0d7f8a523 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0x270b777d4708 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define IRIS_SOFTMAX_INPUTS 4
 #define IRIS_SOFTMAX_OUTPUTS 3
+#define IRIS_SOFTMAX_LABELS 1
+#define IRIS_SOFTMAX_CLASSES 3
 #define IRIS_SOFTMAX_UNITS1 8 /* layer 1: relu */
 #define IRIS_SOFTMAX_UNITS2 3 /* layer 2: softmax */
 #define IRIS_SOFTMAX_SEED 42

@@ -12,13 +12,15 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0xab58e557939d /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0xb2a3cb167459 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define MAZUR_INPUTS 2
 #define MAZUR_OUTPUTS 2
+#define MAZUR_LABELS 1
+#define MAZUR_CLASSES 2
 #define MAZUR_UNITS1 2 /* layer 1: sigmoid */
 #define MAZUR_UNITS2 2 /* layer 2: sigmoid */
 #define MAZUR_SEED 0

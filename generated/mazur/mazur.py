@@ -832,8 +832,9 @@ def _read_csv(path):
 def accuracy(params, X, T):
     """Fraction of samples classified right (classifiers only), else None."""
     Y = _forward(params, X)["a2"]
+    T = np.asarray(T).reshape(Y.shape)
     if LOSS == "cross_entropy":
-        return float((Y.argmax(axis=1) == T.argmax(axis=1)).mean())
+        return float((Y.argmax(axis=-1) == T.argmax(axis=-1)).mean())
     if LOSS == "binary_cross_entropy":
         logit = _forward(params, X)["z2"]
         return float(((logit > 0) == (T > 0.5)).mean())
@@ -885,7 +886,7 @@ def main(argv=None):
         params = _read_weights(args.weights)
         with np.errstate(all="ignore"):  # inf - inf in a softmax gives NaN, silently as in C
             Y = forward(params, X)
-        for row in Y:
+        for row in Y.reshape(len(Y), -1):
             print(",".join(f"{v:.17g}" for v in row))
         return 0
     if args.epochs < 1 or args.batch_size < 1:

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0xdd4b5fe85d60
+#if !defined(MISH_BUILD) || MISH_BUILD != 0x135c545cb9ff
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -433,7 +433,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -442,7 +442,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           PARAMS[j].size, c);
 }
@@ -1001,6 +1001,8 @@ const char *mish_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 3,"
         " \"outputs\": 2,"
+        " \"input_shape\": [3],"
+        " \"output_shape\": [2],"
         " \"seed\": 0,"
         " \"loss\": \"mse\","
         " \"optimizer\": \"sgd\","

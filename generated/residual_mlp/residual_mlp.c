@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "residual_mlp.h"
-#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0xa19706952b85
+#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x2cc22a688e28
 #error "residual_mlp.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -505,7 +505,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -527,7 +527,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->m, PARAMS[j].grad_offset),
                           AT(&state->v, PARAMS[j].grad_offset),
@@ -1098,6 +1098,8 @@ const char *residual_mlp_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 7,"
         " \"loss\": \"cross_entropy\","
         " \"optimizer\": \"adam\","

@@ -12,13 +12,15 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0xa19706952b85 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x2cc22a688e28 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define RESIDUAL_MLP_INPUTS 4
 #define RESIDUAL_MLP_OUTPUTS 3
+#define RESIDUAL_MLP_LABELS 1
+#define RESIDUAL_MLP_CLASSES 3
 #define RESIDUAL_MLP_UNITS1 16 /* layer 1: relu */
 #define RESIDUAL_MLP_UNITS2 16 /* layer 2: relu */
 #define RESIDUAL_MLP_UNITS3 16 /* layer 3: add */

@@ -505,11 +505,11 @@ def _forward(params, X):
     # z4 = W4 @ a3 + b4
     z4 = a3 @ W4.T + b4
     # a4 = softmax(z4)
-    _e = np.exp(z4 - z4.max(axis=1, keepdims=True))
-    a4 = _e / _e.sum(axis=1, keepdims=True)
+    _e = np.exp(z4 - z4.max(axis=-1, keepdims=True))
+    a4 = _e / _e.sum(axis=-1, keepdims=True)
     # lse = log(sum(exp(z4)))
-    _m = z4.max(axis=1, keepdims=True)
-    lse = _m + np.log(np.exp(z4 - _m).sum(axis=1, keepdims=True))
+    _m = z4.max(axis=-1, keepdims=True)
+    lse = _m + np.log(np.exp(z4 - _m).sum(axis=-1, keepdims=True))
     return {"x": x, "z1": z1, "a1": a1, "z2": z2, "a2": a2, "z3": z3, "a3": a3, "z4": z4, "a4": a4, "lse": lse, }
 
 
@@ -892,8 +892,9 @@ def _read_csv(path):
 def accuracy(params, X, T):
     """Fraction of samples classified right (classifiers only), else None."""
     Y = _forward(params, X)["a4"]
+    T = np.asarray(T).reshape(Y.shape)
     if LOSS == "cross_entropy":
-        return float((Y.argmax(axis=1) == T.argmax(axis=1)).mean())
+        return float((Y.argmax(axis=-1) == T.argmax(axis=-1)).mean())
     if LOSS == "binary_cross_entropy":
         logit = _forward(params, X)["z4"]
         return float(((logit > 0) == (T > 0.5)).mean())
@@ -945,7 +946,7 @@ def main(argv=None):
         params = _read_weights(args.weights)
         with np.errstate(all="ignore"):  # inf - inf in a softmax gives NaN, silently as in C
             Y = forward(params, X)
-        for row in Y:
+        for row in Y.reshape(len(Y), -1):
             print(",".join(f"{v:.17g}" for v in row))
         return 0
     if args.epochs < 1 or args.batch_size < 1:

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "rmsprop_custom_loss.h"
-#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x8ab28e46c18e
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x4c61b9b0bd93
 #error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -421,7 +421,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -437,7 +437,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->s, PARAMS[j].grad_offset),
                           AT(&state->buf, PARAMS[j].grad_offset),
@@ -994,6 +994,8 @@ const char *rmsprop_custom_loss_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 2,"
         " \"outputs\": 1,"
+        " \"input_shape\": [2],"
+        " \"output_shape\": [1],"
         " \"seed\": 5,"
         " \"loss\": \"custom\","
         " \"optimizer\": \"rmsprop\","

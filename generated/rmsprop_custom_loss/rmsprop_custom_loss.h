@@ -12,13 +12,15 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0x8ab28e46c18e /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0x4c61b9b0bd93 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define RMSPROP_CUSTOM_LOSS_INPUTS 2
 #define RMSPROP_CUSTOM_LOSS_OUTPUTS 1
+#define RMSPROP_CUSTOM_LOSS_LABELS 1
+#define RMSPROP_CUSTOM_LOSS_CLASSES 1
 #define RMSPROP_CUSTOM_LOSS_UNITS1 3 /* layer 1: softplus */
 #define RMSPROP_CUSTOM_LOSS_UNITS2 1 /* layer 2: identity */
 #define RMSPROP_CUSTOM_LOSS_SEED 5

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x33ea24ebfd09
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xda7355ce3b29
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -450,7 +450,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -461,7 +461,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->buf, PARAMS[j].grad_offset),
                           PARAMS[j].size, c, k);
@@ -1013,6 +1013,8 @@ const char *sgd_nesterov_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 3,"
         " \"outputs\": 2,"
+        " \"input_shape\": [3],"
+        " \"output_shape\": [2],"
         " \"seed\": 7,"
         " \"loss\": \"sse\","
         " \"optimizer\": \"sgd\","

@@ -12,13 +12,15 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0x33ea24ebfd09 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xda7355ce3b29 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define SGD_NESTEROV_INPUTS 3
 #define SGD_NESTEROV_OUTPUTS 2
+#define SGD_NESTEROV_LABELS 1
+#define SGD_NESTEROV_CLASSES 2
 #define SGD_NESTEROV_UNITS1 5 /* layer 1: leaky_relu */
 #define SGD_NESTEROV_UNITS2 4 /* layer 2: elu */
 #define SGD_NESTEROV_UNITS3 2 /* layer 3: identity */

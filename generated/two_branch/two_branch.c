@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x3ec1a5e16374
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x4b5f5d7d44d6
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -340,9 +340,11 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* da1 = da3[0:6] */
     for (long r = 0; r < m; ++r)
         memcpy(ws->da1[r], &ws->da3[r][0], 6 * sizeof(real));
+
     /* da2 = da3[6:12] */
     for (long r = 0; r < m; ++r)
         memcpy(ws->da2[r], &ws->da3[r][6], 6 * sizeof(real));
+
     /* delta2 = da2*Heaviside(z2, 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da2 = ws->da2[0];
@@ -473,7 +475,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -483,7 +485,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->buf, PARAMS[j].grad_offset),
                           PARAMS[j].size, c, k);
@@ -1049,6 +1051,8 @@ const char *two_branch_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 4,"
         " \"outputs\": 3,"
+        " \"input_shape\": [4],"
+        " \"output_shape\": [3],"
         " \"seed\": 3,"
         " \"loss\": \"cross_entropy\","
         " \"optimizer\": \"sgd\","

@@ -12,13 +12,15 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0x3ec1a5e16374 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0x4b5f5d7d44d6 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define TWO_BRANCH_INPUTS 4
 #define TWO_BRANCH_OUTPUTS 3
+#define TWO_BRANCH_LABELS 1
+#define TWO_BRANCH_CLASSES 3
 #define TWO_BRANCH_UNITS1 6 /* layer 1: tanh */
 #define TWO_BRANCH_UNITS2 6 /* layer 2: relu */
 #define TWO_BRANCH_UNITS3 12 /* layer 3: concat */

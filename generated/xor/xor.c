@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x7f7b90d5e203
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xe095f80cdd08
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -409,7 +409,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -419,7 +419,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->buf, PARAMS[j].grad_offset),
                           PARAMS[j].size, c, k);
@@ -978,6 +978,8 @@ const char *xor_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 2,"
         " \"outputs\": 1,"
+        " \"input_shape\": [2],"
+        " \"output_shape\": [1],"
         " \"seed\": 1,"
         " \"loss\": \"binary_cross_entropy\","
         " \"optimizer\": \"sgd\","

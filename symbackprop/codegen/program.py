@@ -91,6 +91,8 @@ class Program:
             "dtype": spec.dtype,
             "inputs": spec.inputs,
             "outputs": spec.outputs,
+            "input_shape": list(spec.input_shape),
+            "output_shape": list(spec.output_shape),
             "seed": spec.seed,
             "loss": self.loss_name,
             "optimizer": self.update.name,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..spec.load import Spec
 from . import activations
 from .ir import Param, Shape
-from .layers import LAYER_KINDS, Node
+from .layers import LAYER_KINDS, InputShapes, Node, output_layout
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,19 @@ class Graph:
 def build_graph(spec: Spec) -> Graph:
     """The DAG of ``spec``: one node per layer, its parameters, each activation's derivative."""
     shapes: dict[str, Shape] = {"x": spec.input_shape}
+    layouts: dict[str, str] = {"x": spec.input_layout}
     nodes: list[Node] = []
     params: list[Param] = []
     for i, ls in enumerate(spec.layers, start=1):
         kind = LAYER_KINDS[ls.type]
-        in_shapes = tuple(shapes[n] for n in ls.inputs)
+        in_shapes = InputShapes((shapes[n] for n in ls.inputs), (layouts[n] for n in ls.inputs))
         ps = kind.params(ls, i, in_shapes)
         act = ls.activation
         deriv = None if act is None or act.is_softmax else activations.derive_activation(act)
         nodes.append(Node(i, ls.type, ls.inputs, in_shapes, ls.shape, ps, act, deriv, ls))
         params.extend(ps)
         shapes[f"a{i}"] = ls.shape
+        layouts[f"a{i}"] = ls.layout or output_layout(ls, in_shapes)
     return Graph(tuple(nodes), tuple(params), spec.input_shape)
 
 

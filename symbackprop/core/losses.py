@@ -8,6 +8,7 @@ rewrite whose equality with the generic form SymPy proves, kept as a derivation 
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,11 +63,17 @@ def make(spec: LossSpec) -> Loss:
     raise KeyError(spec.type)
 
 
-def scale(loss: Loss, n: sp.Expr, outputs: int) -> sp.Expr:
-    """c in E = c Σ_n Σ_k ℓ: 1 for sum, 1/N or 1/(N K) for mean (as torch's reductions)."""
+def scale(loss: Loss, n: sp.Expr, shape: tuple[int, ...] | int) -> sp.Expr:
+    """c in E = c Σ_n Σ_k ℓ: 1 for sum, 1/N or 1/(N K) for mean (as torch's reductions).
+
+    ``shape`` is the output's per-sample shape (an int: a vector's width). An output with
+    several rows (a sequence [T, K]) counts as T samples of K outputs each, as PyTorch reduces
+    the flattened [N·T, K]: 1/(N T) or 1/(N T K)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    rows = math.prod(shape[:-1])
     if loss.reduction == "sum":
         return sp.Integer(1)
-    return 1 / n if loss.divisor == "N" else 1 / (n * outputs)
+    return 1 / (n * rows) if loss.divisor == "N" else 1 / (n * rows * shape[-1])
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,19 @@ class Factor:
 
 @dataclass(frozen=True)
 class Gradient:
-    """dE/d(param element) = scale · Π factors (per sample; summed over the batch)."""
+    """dE/d(param element) = scale · Π factors (per sample; summed over the batch).
+
+    A parameter used at several places of one sample (a conv kernel at every position, a
+    dense layer on every row of a sequence) has a sum of chains: ``terms`` then holds each
+    place's (∂E/∂z_p, ∂z_p/∂w) pair, for the documents, and ``factors`` their sum as one
+    factor."""
 
     param: str
     element: str
     index: tuple[int, ...]
     factors: tuple[Factor, ...]
     scale: sp.Expr
+    terms: tuple[tuple[Factor, ...], ...] = ()
 
     @property
     def expr(self) -> sp.Expr:
@@ -148,7 +154,8 @@ def instantiate(d: Derivation) -> ScalarDerivation:
         for ix in indices(p.shape):
             pel = param_element_name(p, ix)
             fs = _factors(None, ix, terms[ix], factors, defined, back, True, pel)
-            grads.append(Gradient(p.name, pel, ix, fs, d.scale))
+            grads.append(Gradient(p.name, pel, ix, fs, d.scale, _terms(terms[ix], factors,
+                                                                        back, pel)))  # fmt: skip
     return ScalarDerivation(tuple(defs), factors, tuple(grads))
 
 
@@ -168,6 +175,22 @@ def _factors(primal, ix, e, factors, defined, back, product: bool, den: str | No
     expanded = e.xreplace({s: defined[s.name] for s in e.free_symbols if s.name in defined
                            and s.name not in factors})  # fmt: skip
     return (Factor("E", den, expanded),)
+
+
+def _terms(e: sp.Expr, factors: dict, back: dict, den: str) -> tuple[tuple[Factor, ...], ...]:
+    """A sum of g_p · rest_p (each g_p one element of a gradient array) as its pairs
+    (∂E/∂primal_p = g_p, ∂primal_p/∂den = rest_p); () unless ``e`` is such a sum."""
+    if not e.is_Add:
+        return ()
+    out = []
+    for term in sp.Add.make_args(e):
+        grads = [s for s in term.free_symbols if s.name in factors]
+        if len(grads) != 1 or not (term == grads[0] or (term.is_Mul and grads[0] in term.args)):
+            return ()
+        g = grads[0]
+        gp = _primal_element(g.name, back)
+        out.append((Factor("E", gp, g), Factor(gp, den, term / g)))
+    return tuple(out)
 
 
 def _primal_element(name: str, back: dict) -> str:

@@ -36,7 +36,39 @@ def _partial(num: str, den: str, tex: bool) -> str:
     return f"dE/d{den}" if num == "E" else f"d{num}/d{den}"
 
 
+MAX_TERM_NUMBERS = 16  # a sum over more places shows its total only
+
+
+def _sum_gradient(g: Gradient, vals: dict | None, c: sp.Expr) -> Eq:
+    """A parameter used at several places p of a sample (a kernel at every position):
+    dE/dw = c Σ_p ∂E/∂z_p · ∂z_p/∂w, each term written out, with numbers."""
+    tensor = g.terms[0][0].den.split("_")[0]
+    lhs_t, lhs_x = _partial("E", g.element, True), _partial("E", g.element, False)
+    cpre_t = "" if c == 1 else lx.latex(c) + r" \cdot "
+    cpre_x = "" if c == 1 else lx.text(c) + " * "
+    ztex = lx.latex_name(tensor)
+    chain_t = (rf"\sum_p \frac{{\partial E}}{{\partial {ztex}_p}} \frac{{\partial {ztex}_p}}"
+               rf"{{\partial {lx.latex_name(g.element)}}}")  # fmt: skip
+    chain_x = f"sum_p dE/d{tensor}_p * d{tensor}_p/d{g.element}"
+    body = sp.Add(*(a.expr * b.expr for a, b in g.terms), evaluate=False)
+    tex = f"{lhs_t} = {cpre_t}{chain_t} = {cpre_t}" + rf"\left({lx.latex(body)}\right)"
+    txt = f"{lhs_x} = {cpre_x}{chain_x} = {cpre_x}({lx.text(body)})"
+    value = ""
+    if vals is not None:
+        total = float(g.expr.xreplace(vals))
+        value = _fmt(total)
+        if len(g.terms) <= MAX_TERM_NUMBERS:
+            nums = [f"{_fmt(float(a.expr.xreplace(vals)))}×{_fmt(float(b.expr.xreplace(vals)))}"
+                    for a, b in g.terms]  # fmt: skip
+            value = " + ".join(nums) + f" = {_fmt(total)}"
+            if c != 1:
+                value = f"{_fmt(float(c.xreplace(vals)))} × ({' + '.join(nums)}) = {_fmt(total)}"
+    return Eq(tex, txt, value)
+
+
 def _scalar_gradient(g: Gradient, vals: dict | None, c: sp.Expr) -> Eq:
+    if g.terms:
+        return _sum_gradient(g, vals, c)
     lhs_t, lhs_x = _partial("E", g.element, True), _partial("E", g.element, False)
     chain_t = r" \cdot ".join(_partial(f.num, f.den, True) for f in g.factors)
     chain_x = " * ".join(_partial(f.num, f.den, False) for f in g.factors)

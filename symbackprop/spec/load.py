@@ -6,6 +6,7 @@ anything is written. Unknown keys are errors, with a "did you mean" for misspelt
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -16,7 +17,15 @@ from typing import Any
 
 import sympy as sp
 
-from ..core.layers import LAYER_KINDS, MAX_DIM, LayerSpec
+from ..core.layers import (
+    LAYER_KINDS,
+    MAX_AXES,
+    MAX_DIM,
+    InputShapes,
+    LayerSpec,
+    default_layout,
+    output_layout,
+)
 from ..core.symbols import T, Y
 from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
@@ -75,22 +84,66 @@ class Spec:
     train: TrainSpec
     source: str = ""
     digest: str = ""
-
-    @property
-    def outputs(self) -> int:
-        return self.layers[-1].units
+    input_dims: tuple[int, ...] = ()  # the per-sample shape of x when it has several axes
+    input_layout: str = "vector"  # 'vector', 'sequence' or 'map' (see core.layers)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (self.inputs,)
+        """The per-sample shape of x: (inputs,) for a vector, else [C, L], [C, H, W], [T, F]."""
+        return self.input_dims or (self.inputs,)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The per-sample shape of the network's output (and of a sample's targets)."""
+        return self.layers[-1].shape
+
+    @property
+    def outputs(self) -> int:
+        """Numbers per sample in T (a data file's target columns): the output shape's size."""
+        return math.prod(self.output_shape)
+
+    @property
+    def units(self) -> int:
+        """Width of the output's last axis: the classes of a classifier, K of a loss's mean."""
+        return self.layers[-1].units
 
 
-def _layers(data: Any, inputs: int) -> tuple[LayerSpec, ...]:
+def _input_shape(value: Any) -> tuple[int, ...]:
+    """``inputs``: an int (a vector) or a list of 1 to 3 sizes ([C, L], [C, H, W], [T, F])."""
+    if not isinstance(value, list):
+        return (_int(value, "inputs", 1, MAX_DIM),)
+    if not 1 <= len(value) <= MAX_AXES:
+        raise SpecError("inputs", f"expected an int or a list of 1 to {MAX_AXES} sizes "
+                        "([C, L], [C, H, W] or [T, F]), got {len(value)} entries")  # fmt: skip
+    shape = tuple(_int(v, f"inputs[{i}]", 1, MAX_DIM) for i, v in enumerate(value))
+    if math.prod(shape) > MAX_DIM:
+        raise SpecError("inputs", f"at most {MAX_DIM} numbers per sample, got {math.prod(shape)}")
+    return shape
+
+
+def _x_layout(data: Any, shape: tuple[int, ...]) -> str:
+    """The layout of x: by its rank, except that a two-axis x which a layer reading maps (conv1d,
+    pooling) takes is a map [C, L] rather than a sequence [T, F] (it matters to concat)."""
+    if len(shape) == 2 and isinstance(data, list):
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                continue
+            kind = LAYER_KINDS.get(item.get("type", "dense"))
+            if kind is None or not kind.reads_maps:
+                continue
+            reads = item.get("inputs", item.get("input", "x" if i == 0 else None))
+            if reads == "x" or (isinstance(reads, list) and "x" in reads):
+                return "map"
+    return default_layout(shape)
+
+
+def _layers(data: Any, input_shape: tuple[int, ...]) -> tuple[LayerSpec, ...]:
     if not isinstance(data, list) or not data:
         raise SpecError("layers", "expected a non-empty list of layers")
     if len(data) > MAX_LAYERS:
         raise SpecError("layers", f"at most {MAX_LAYERS} layers")
-    shapes: dict[str, tuple[int, ...]] = {"x": (inputs,)}
+    shapes: dict[str, tuple[int, ...]] = {"x": input_shape}
+    layouts: dict[str, str] = {"x": _x_layout(data, input_shape)}
     layers: list[LayerSpec] = []
     used: set[str] = set()
     total = 0
@@ -100,17 +153,19 @@ def _layers(data: Any, inputs: int) -> tuple[LayerSpec, ...]:
         kind = LAYER_KINDS[_choice(f.get("type", "dense"), f.at("type"), tuple(LAYER_KINDS),
                                    "layer type")]  # fmt: skip
         names = _inputs(f, kind.multi_input, i, shapes)
-        layer = kind.parse(f, names, tuple(shapes[n] for n in names))
+        ins = InputShapes((shapes[n] for n in names), (layouts[n] for n in names))
+        layer = kind.parse(f, names, ins)
         if layer.activation is not None and layer.activation.is_softmax and i != len(data) - 1:
             raise SpecError(f.at("activation"), "softmax is allowed in the last layer only")
-        params = kind.params(layer, i + 1, tuple(shapes[n] for n in names))
+        params = kind.params(layer, i + 1, ins)
         total += sum(math.prod(p.shape) for p in params)
         if total > MAX_PARAMS:
             where = f.at("units") if f.has("units") else path
             raise SpecError(where, f"the network would have over {MAX_PARAMS} parameters")
         used.update(names)
         shapes[f"a{i + 1}"] = layer.shape
-        layers.append(layer)
+        layouts[f"a{i + 1}"] = output_layout(layer, ins)
+        layers.append(dataclasses.replace(layer, layout=layouts[f"a{i + 1}"]))
     for i in range(len(layers) - 1):
         if f"a{i + 1}" not in used:
             raise SpecError(f"layers[{i}]", f"its output a{i + 1} is used by no later layer; the "
@@ -235,17 +290,20 @@ def parse_spec(data: Any, source: str = "") -> Spec:
     """Validate already-parsed YAML/JSON ``data`` into a :class:`Spec`."""
     f = _Fields(data, "", "a mapping at the top level")
     name = _name(f.get("name", required=True), "name")
-    inputs = _int(f.get("inputs", required=True), "inputs", 1, MAX_DIM)
+    input_shape = _input_shape(f.get("inputs", required=True))
     dtype = _choice(f.get("dtype", "float64"), "dtype", ("float64", "float32"), "dtype")
     seed = _int(f.get("seed", 0), "seed", 0, 2**64 - 1)
-    layers = _layers(f.get("layers", required=True), inputs)
+    raw_layers = f.get("layers", required=True)
+    layers = _layers(raw_layers, input_shape)
     loss = _loss(f.get("loss", {"type": "mse"}), layers[-1])
     optimizer = _optimizer(f.get("optimizer", {"type": "sgd"}))
     train = _train(f.get("train", {}))
     f.done(("name", "inputs", "dtype", "seed", "layers", "loss", "optimizer", "train"))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    return Spec(name, inputs, dtype, seed, layers, loss, optimizer, train, source, digest)
+    dims = input_shape if len(input_shape) > 1 else ()
+    return Spec(name, math.prod(input_shape), dtype, seed, layers, loss, optimizer, train, source,
+                digest, dims, _x_layout(raw_layers, input_shape))  # fmt: skip
 
 
 def load_spec(path: str | Path) -> Spec:

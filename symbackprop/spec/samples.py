@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,46 @@ def _matrix(value: Any, field: str, width: int, what: str) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
+def _depth(value: Any) -> int:
+    """How deeply lists nest at the start of ``value`` (0 for a number)."""
+    depth = 0
+    while isinstance(value, list) and value:
+        depth, value = depth + 1, value[0]
+    return depth
+
+
+def _sample(value: Any, field: str, shape: tuple[int, ...], what: str) -> list[float]:
+    """One sample of a tensor of ``shape``: nested lists of exactly that shape, or its
+    numbers flattened in C order; the numbers, flattened."""
+    if _depth(value) == 1 and len(shape) > 1 and isinstance(value, list):
+        return _matrix(value, field, math.prod(shape), what)[0].tolist()
+    if not shape:
+        if not _finite(value):
+            shown = _show(value) if isinstance(value, (int, HugeInt)) else repr(value)[:40]
+            raise SpecError(field, f"expected a finite number, got {shown}")
+        return [float(value)]
+    if not isinstance(value, list) or len(value) != shape[0]:
+        dims = " x ".join(map(str, shape))
+        raise SpecError(field, f"expected {dims} {what} (nested lists, or {math.prod(shape)} "
+                        "numbers in C order)")  # fmt: skip
+    return [v for i, row in enumerate(value) for v in _sample(row, f"{field}[{i}]", shape[1:],
+                                                                what)]  # fmt: skip
+
+
+def _tensors(value: Any, field: str, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """One sample or a list of samples of ``shape`` (see _sample), as rows [n, prod(shape)]."""
+    if len(shape) == 1:
+        return _matrix(value, field, shape[0], what)
+    depth = _depth(value)
+    one = depth == len(shape) or (depth == 1 and isinstance(value, list) and value
+                                  and not isinstance(value[0], list))  # fmt: skip
+    rows = [value] if one else value
+    if not isinstance(rows, list) or not rows:
+        raise SpecError(field, f"expected {' x '.join(map(str, shape))} {what}")
+    out = [_sample(r, field if one else f"{field}[{i}]", shape, what) for i, r in enumerate(rows)]
+    return np.array(out, dtype=float)
+
+
 def _finite(v: Any) -> bool:
     """A number that is a finite float (not inf, NaN or an integer beyond the largest float)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -36,26 +77,60 @@ def _finite(v: Any) -> bool:
     return abs(v) <= sys.float_info.max
 
 
+def _labels(value: Any, lead: tuple[int, ...], rows: int) -> list[int] | None:
+    """Integer class labels, one per row of the output (one per sample for a vector, T per
+    sample for a sequence), flattened; None when ``value`` is not such labels."""
+    if not lead:
+        if _is_int(value) and rows == 1:
+            return [value]
+        if rows > 1 and isinstance(value, list) and len(value) == rows:
+            return value if all(map(_is_int, value)) else None
+        return None
+    arr = value if rows > 1 else [value]
+    if not (isinstance(arr, list) and len(arr) == rows):
+        return None
+    flat: list = []
+    for sample in arr:
+        got = _ints(sample, lead)
+        if got is None:
+            return None
+        flat += got
+    return flat
+
+
+def _ints(value: Any, shape: tuple[int, ...]) -> list[int] | None:
+    if not shape:
+        return [value] if _is_int(value) else None
+    if not isinstance(value, list) or len(value) != shape[0]:
+        return None
+    out: list[int] = []
+    for v in value:
+        got = _ints(v, shape[1:])
+        if got is None:
+            return None
+        out += got
+    return out
+
+
 def _targets(value: Any, field: str, spec: Spec, rows: int) -> np.ndarray:
-    """Targets; for cross_entropy also integer class labels (0-based): one per row of x."""
-    k = spec.outputs
+    """Targets [n, prod(output shape)]; for cross_entropy also integer class labels (0-based):
+    one per row of x (per step of each sample, for a sequence output)."""
+    shape = spec.output_shape
+    k = shape[-1]
     if spec.loss.type != "cross_entropy":
-        return _matrix(value, field, k, "targets")
-    labels = None
-    if _is_int(value) and rows == 1:
-        labels = [value]
-    elif rows > 1 and isinstance(value, list) and len(value) == rows and all(map(_is_int, value)):
-        labels = value
+        return _tensors(value, field, shape, "targets")
+    labels = _labels(value, shape[:-1], rows)
     if labels is not None:
         onehot = np.zeros((len(labels), k))
         for i, lab in enumerate(labels):
             if not 0 <= lab < k:
                 raise SpecError(field, f"class label {_show(lab)} out of range 0..{k - 1}")
             onehot[i, lab] = 1.0
-        return onehot
-    t = _matrix(value, field, k, "targets")
-    for r, row in enumerate(t):
-        where = field if len(t) == 1 else f"{field}[{r}]"
+        return onehot.reshape(rows, -1)
+    t = _tensors(value, field, shape, "targets")
+    per = t.shape[1] // k  # rows of the output per sample
+    for r, row in enumerate(t.reshape(-1, k)):
+        where = field if len(t) == 1 else f"{field}[{r // per}]"
         if (row < 0).any() or abs(row.sum() - 1) > 1e-9:
             raise SpecError(
                 where,
@@ -70,14 +145,19 @@ def _is_int(v: Any) -> bool:
 
 
 def parse_samples(data: Any, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
-    """X [n, inputs] and T [n, outputs] from parsed sample data."""
+    """X [n, *input shape] and T [n, *output shape] from parsed sample data."""
+    x, t = _flat_samples(data, spec)
+    return x.reshape(-1, *spec.input_shape), t.reshape(-1, *spec.output_shape)
+
+
+def _flat_samples(data: Any, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(data, list):
         if not data:
             raise SpecError("", "expected at least one sample")
         xs, ts = [], []
         for i, item in enumerate(data):
             try:
-                x, t = parse_samples(item, spec)
+                x, t = _flat_samples(item, spec)
             except SpecError as exc:
                 raise exc.prefixed(f"[{i}]") from None
             xs.append(x)
@@ -91,7 +171,7 @@ def parse_samples(data: Any, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
     for key in ("x", "t"):
         if key not in data:
             raise SpecError(key, "required field is missing")
-    x = _matrix(data["x"], "x", spec.inputs, "inputs")
+    x = _tensors(data["x"], "x", spec.input_shape, "inputs")
     t = _targets(data["t"], "t", spec, x.shape[0])
     if x.shape[0] != t.shape[0]:
         raise SpecError("t", f"{x.shape[0]} inputs but {t.shape[0]} targets")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import sympy as sp
 
@@ -100,16 +101,74 @@ def _branch_temps(temps, expr, prefix: str):
     return tuple(out), expr
 
 
+_CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "grad_conv_bias", "maxpool",
+               "maxpool_backward", "avgpool", "avgpool_backward", "global_avgpool",
+               "global_avgpool_backward"}  # fmt: skip
+
+
+def _conv_dims(op, program: Program) -> dict:
+    """The sizes the convolution and pooling loops run over, as 2-d maps (a 1-d map [C, L] is
+    [C, 1, L]): input C x H x W, output O x OH x OW, kernel KH x KW, stride, dilation, padding
+    (the low side: the high side only bounds the output size), groups."""
+    shapes = program.shapes
+    if op.kind in ("conv", "maxpool", "avgpool", "global_avgpool"):
+        inp, out = shapes[op.args[1] if op.kind == "conv" else op.args[0]], shapes[op.out]
+    elif op.kind in ("maxpool_backward", "grad_conv_weight"):
+        inp, out = shapes[op.args[1]], shapes[op.args[0]]
+    elif op.kind == "grad_conv_bias":
+        inp, out = shapes[op.args[0]], shapes[op.args[0]]
+    else:  # conv_grad_input, avgpool_backward, global_avgpool_backward: g -> the input's shape
+        g = op.args[1] if op.kind == "conv_grad_input" else op.args[0]
+        inp, out = tuple(op.attr("shape")), shapes[g]
+
+    def two(v: tuple, fill: int) -> tuple:
+        return ((fill,) * (2 - len(v)) + tuple(v))[-2:]
+
+    if op.kind.startswith("global_avgpool") or op.kind == "grad_conv_bias":
+        spatial = inp[1:] if op.kind != "grad_conv_bias" else out[1:]
+        return {"C": inp[0], "S": math.prod(spatial)}
+    kernel = op.attr("kernel")
+    if kernel is None:  # a convolution: the kernel is the weight's
+        w = op.args[0] if op.kind in ("conv", "conv_grad_input") else op.args[2]
+        kernel = program.param(w).shape[2:]
+    groups = op.attr("groups", 1)
+    extra = {}
+    if op.kind in ("conv", "conv_grad_input", "grad_conv_weight"):
+        w = program.param(op.args[2] if op.kind == "grad_conv_weight" else op.args[0])
+        extra["wzero"] = "[0]" * len(w.shape)
+        if op.kind == "conv" and op.args[2]:
+            extra["bias_shared"] = program.param(op.args[2]).kind == "shared"
+    H, W = two(inp[1:], 1)
+    OH, OW = two(out[1:], 1)
+    KH, KW = two(kernel, 1)
+    SH, SW = two(op.attr("stride"), 1)
+    DH, DW = two(op.attr("dilation", (1,) * len(kernel)), 1)
+    PH, PW = two(tuple(lo for lo, _ in op.attr("padding")), 0)
+    outc = out[0]
+    return {"C": inp[0], "H": H, "W": W, "O": outc, "OH": OH, "OW": OW, "KH": KH, "KW": KW,
+            "SH": SH, "SW": SW, "DH": DH, "DW": DW, "PH": PH, "PW": PW, "groups": groups,
+            "CPG": inp[0] // groups, "OPG": outc // groups, **extra}  # fmt: skip
+
+
 def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
     """The plain context of one op."""
     op = o.op
     params = {p.name: p for p in program.params}
+    shape = o.shape
+    if op.kind == "loss":  # it runs over the output's elements
+        shape = program.shapes[program.output]
+    elif op.kind.startswith("grad_"):  # over the rows of what it reads
+        shape = program.shapes[op.args[0]]
+    rows = math.prod(shape[:-1])
     out = {
         "kind": op.kind,
         "out": op.out,
         "args": list(op.args),
         "formula": o.formula,
-        "units": o.units,
+        "units": shape[-1] if shape else 1,
+        "rows": rows,  # rows of `units` numbers per sample (T of a sequence [T, K])
+        "size": math.prod(shape),
+        "m_rows": "m" if rows == 1 else f"m * {rows}",
         "scale": _scale(op.scale, scalar),
         "attrs": dict(op.attrs),
     }
@@ -137,25 +196,47 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["block"] = _block(o.units, dtype, w.shape[1])
     elif op.kind in ("matvec_t", "grad_weight"):
         w = program.param(op.args[0] if op.kind == "matvec_t" else op.args[2])
-        out["rows"], out["cols"] = w.shape  # units of delta, width of the other vector
+        out["w_rows"], out["cols"] = w.shape  # units of delta, width of the other vector
         if op.kind == "matvec_t":
             out["block"] = _block(w.shape[1], dtype, w.shape[0])
         else:  # rows of the layer input per pass over the gradient
             out["block"] = _block(w.shape[1], dtype, CHUNK)
+    elif op.kind in _CONV_KINDS:
+        out["cv"] = _conv_dims(op, program)
+        if op.kind == "grad_conv_bias":
+            out["shared"] = program.param(op.args[1]).kind == "shared"
     elif op.kind == "grad_bias":
         out["shared"] = program.param(op.args[1]).kind == "shared"
-        out["cols"] = widths[op.args[0]]
+        out["cols"] = out["units"]
     elif op.kind == "logsumexp":
-        out["in_units"] = widths[op.args[0]]
+        shape = program.shapes[op.args[0]]
+        out["in_units"], out["rows"] = shape[-1], math.prod(shape[:-1])
+        out["m_rows"] = "m" if out["rows"] == 1 else f"m * {out['rows']}"
     elif op.kind == "grad_reduce":
-        out["param"], out["cols"] = op.args[-1], widths[op.args[0]]
-    elif op.kind == "concat":
-        start, parts = 0, []
-        for a in op.args:
-            parts.append({"name": a, "start": start, "width": widths[a]})
-            start += widths[a]
-        out["parts"] = parts
+        out["param"], out["cols"] = op.args[-1], out["units"]
+    elif op.kind in ("concat", "slice"):
+        out.update(_blocks(op, program))
     return out
+
+
+def _blocks(op, program: Program) -> dict:
+    """concat and slice along a per-sample axis: a sample is ``outer`` blocks of ``inner``
+    numbers (one block when the axis is the first), each input ``width`` of a block."""
+    shapes = program.shapes
+    src = shapes[op.out] if op.kind == "concat" else shapes[op.args[0]]
+    axis = op.attr("axis", len(src) - 1)
+    outer, inner = math.prod(src[:axis]), math.prod(src[axis:])
+    if op.kind == "slice":
+        step = math.prod(src[axis + 1 :])
+        start, stop = op.attr("start"), op.attr("stop")
+        return {"outer": outer, "inner": inner, "start": start * step,
+                "width": (stop - start) * step}  # fmt: skip
+    start, parts = 0, []
+    for a in op.args:
+        width = math.prod(shapes[a][axis:])
+        parts.append({"name": a, "start": start, "width": width})
+        start += width
+    return {"outer": outer, "inner": inner, "parts": parts}
 
 
 def _param(p, k: int) -> dict:
@@ -184,7 +265,7 @@ def _param(p, k: int) -> dict:
         "init_values": values,
         "zero": "[0]" * max(len(p.shape), 1),
         "header": " ".join([p.name, *map(str, p.shape)]),
-        "dims2": ", ".join(map(str, (*p.shape, 0, 0)[:2])),
+        "dims2": ", ".join(map(str, (*p.shape, 0, 0)[: max(2, len(p.shape))])),
     }
 
 
@@ -286,20 +367,26 @@ def context(program: Program) -> dict:
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
     for o in (*program.forward, *program.backward):
         if not o.op.kind.startswith("grad_"):
-            widths[o.op.out] = o.units
+            widths[o.op.out] = math.prod(o.shape)
     forward = [_op(o, program, dtype, widths, scalar) for o in program.forward]
     by_name = {p["name"]: p for p in params}
     loss = _op(program.loss, program, dtype, widths, scalar)
     backward = _weights_last([_op(o, program, dtype, widths, scalar) for o in program.backward])
     for o in backward:
-        if o["kind"] in ("grad_weight", "grad_bias", "grad_reduce"):
+        if o["kind"] in (
+            "grad_weight",
+            "grad_bias",
+            "grad_reduce",
+            "grad_conv_weight",
+            "grad_conv_bias",
+        ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
     arrays = [
         {"name": n, "units": u, "scalar": n in _SCALARS}
         for n, u in widths.items()
         if n not in ("x", "t")
-    ]
+    ]  # a per-sample scalar (lse) has `units` numbers: one per row of the output
     return {
         "name": spec.name,
         "NAME": spec.name.upper(),
@@ -310,17 +397,30 @@ def context(program: Program) -> dict:
         "blas": "cblas_sgemm" if dtype == "float32" else "cblas_dgemm",
         "inputs": spec.inputs,
         "outputs": spec.outputs,
+        "labels": spec.outputs // spec.units,
+        "classes": spec.units,
+        "input_shape": list(spec.input_shape),
+        "output_shape": list(spec.output_shape),
         "seed": spec.seed,
         "loss": program.loss_name,
         "optimizer": program.update.name,
         "chunk": CHUNK,
         "max_file_bytes": safe_io.MAX_FILE_BYTES,
         "layers": [
-            {"index": la.index, "units": la.shape[-1], "label": _label(la)} for la in program.layers
-        ],
+            {
+                "index": la.index,
+                "units": la.shape[-1],
+                "label": _label(la),
+                "shape": list(la.shape),
+                "size": math.prod(la.shape),
+            }
+            for la in program.layers
+        ],  # fmt: skip
         "params": params,
         "trainable": [p for p in params if p["trainable"]],
         "arrays": arrays,
+        "max_ndim": max(2, *(len(p["shape"]) for p in params)) if params else 2,
+        "has_conv": any(o["kind"] in _CONV_KINDS for o in (*forward, *backward)),
         "transposes": [
             {"name": op["args"][0], "rows": op["fan_in"], "cols": op["units"]}
             for op in forward

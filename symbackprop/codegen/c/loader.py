@@ -68,6 +68,8 @@ class CModule:
         self.NAME = meta["name"]
         self.DTYPE = np.dtype(meta["dtype"]).type
         self.INPUTS, self.OUTPUTS, self.SEED = meta["inputs"], meta["outputs"], meta["seed"]
+        self.INPUT_SHAPE = tuple(meta["input_shape"])
+        self.OUTPUT_SHAPE = tuple(meta["output_shape"])
         self.LOSS = meta["loss"]
         self.PARAM_SHAPES = {n: tuple(s) for n, s, _ in meta["params"]}
         self.TRAINABLE = tuple(n for n, _, t in meta["params"] if t)
@@ -163,12 +165,17 @@ class CModule:
                 state[name][s] = values[name]
 
     def _rows(self, X, T=None):
+        """X [n, INPUTS] and T [n, OUTPUTS] as C arrays (from [n, *shape] too: C order)."""
         X = np.ascontiguousarray(X, dtype=self.DTYPE)
+        if X.ndim > 2 and X.shape[1:] == self.INPUT_SHAPE:
+            X = X.reshape(len(X), -1)
         if X.ndim != 2 or X.shape[1] != self.INPUTS:
             raise ValueError(f"X must have shape [n, {self.INPUTS}], got {X.shape}")
         if T is None:
             return X, None, X.shape[0]
         T = np.ascontiguousarray(T, dtype=self.DTYPE)
+        if T.ndim > 2 and T.shape[1:] == self.OUTPUT_SHAPE:
+            T = T.reshape(len(T), -1)
         if T.shape != (X.shape[0], self.OUTPUTS):
             raise ValueError(f"T must have shape [{X.shape[0]}, {self.OUTPUTS}], got {T.shape}")
         return X, T, X.shape[0]
@@ -194,7 +201,7 @@ class CModule:
         Y = np.empty((n, self.OUTPUTS), dtype=self.DTYPE)
         with self._lock:
             self._forward(self._pack(params), self._ptr(X), n, self._ptr(Y), self._ws_ptr())
-        return Y
+        return Y.reshape(n, *self.OUTPUT_SHAPE)
 
     def loss(self, params: dict, X, T) -> float:
         """The loss E of a batch."""
@@ -341,6 +348,8 @@ class CModule:
             X, T = npz_data(path)
         except (OSError, EOFError, ValueError, TypeError, MemoryError) as exc:
             _fail(f"{path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
+        X = X.reshape(len(X), -1) if X.ndim > 2 else X
+        T = T.reshape(len(T), -1) if T.ndim > 2 else T
         if X.ndim != 2 or T.ndim not in (1, 2) or T.shape[0] != X.shape[0]:
             _fail(f"{path}: X [n, {self.INPUTS}] and T [n, {self.OUTPUTS}] (or y [n]) needed")
         table = np.ascontiguousarray(np.hstack([X, T.reshape(X.shape[0], -1)]))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import math
 
 from ... import safe_io
 from ...core import prng
+from ...core.ops import conv_numpy
 from ...core.optimizers import P, hyper_range
 from ...printing.numpy import NumpyCodePrinter
 from .. import npyfiles
@@ -32,9 +34,27 @@ def npy_source() -> str:
     return _verbatim(npyfiles, "NPY_VERSIONS = ")
 
 
+CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "maxpool", "maxpool_backward",
+              "avgpool", "avgpool_backward"}  # fmt: skip
+
+
+def conv_source(program: Program) -> str:
+    """symbackprop/core/ops/conv_numpy.py from its first definition on, for a program with
+    convolution or pooling ops (else empty: other modules stay as they were)."""
+    kinds = {o.op.kind for o in (*program.forward, *program.backward)}
+    return _verbatim(conv_numpy, "_P, _K = ") if kinds & CONV_KINDS else ""
+
+
 def safe_io_source() -> str:
     """symbackprop/safe_io.py without its docstring and imports."""
     return _verbatim(safe_io, "MAX_FILE_BYTES = ")
+
+
+def _batch_axes(rank: int, param_rank: int) -> str:
+    """The batch-array axes a parameter's gradient sums over: the batch and every per-sample
+    axis the parameter does not have (it broadcasts along the last ones), as Python source."""
+    axes = tuple(range(rank + 1 - param_rank))
+    return str(axes[0]) if len(axes) == 1 else repr(axes)
 
 
 def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
@@ -42,6 +62,25 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
     like = op.args[0] if op.args else "x"
     expr_code = printer.doprint(o.expr) if o.expr is not None else ""
     arrays = {s.name for s in o.expr.free_symbols} - {"N"} if o.expr is not None else set()
+    extra: dict = {}
+    if op.kind == "grad_weight":
+        units, fan_in = program.param(op.args[2]).shape
+        extra = {"rows": len(program.shapes[op.args[0]]) > 1, "units": units, "fan_in": fan_in}
+    elif op.kind in ("grad_bias", "grad_reduce"):
+        rank = len(program.shapes[op.args[0]])
+        extra = {"batch_axes": _batch_axes(rank, len(program.param(op.args[-1]).shape))}
+    elif op.kind in ("concat", "slice"):
+        axis = op.attr("axis", len(program.shapes[op.args[0]]) - 1)
+        extra = {"attrs": {**dict(op.attrs), "axis": axis}}
+    elif op.kind == "grad_conv_bias":
+        rank = len(program.shapes[op.args[0]])
+        extra = {"spatial_axes": repr((0, *range(2, rank + 1)))}
+    elif op.kind == "global_avgpool":
+        shape = program.shapes[op.args[0]]
+        extra = {"attrs": {"channels": shape[0]}}
+    elif op.kind == "global_avgpool_backward":
+        shape = op.attr("shape")
+        extra = {"attrs": {"shape": list(shape), "size": math.prod(shape[1:])}}
     return {
         "kind": op.kind,
         "out": op.out,
@@ -53,8 +92,10 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
         "formula": o.formula,
         "const": o.expr is not None and not arrays,
         "like": like,
-        "shared": op.kind == "grad_bias" and program.param(op.args[1]).kind == "shared",
+        "shared": op.kind in ("grad_bias", "grad_conv_bias")
+        and program.param(op.args[1]).kind == "shared",
         "attrs": dict(op.attrs),
+        **extra,
     }
 
 
@@ -96,8 +137,17 @@ def context(program: Program) -> dict:
             "value": _literal(i.value),
         })  # fmt: skip
     upd = program.update
+    multi = len(spec.input_shape) > 1 or len(spec.output_shape) > 1
     return {
         **program.summary(),
+        "multi_axis": multi,
+        "input_shape": repr(tuple(spec.input_shape)),
+        "output_shape": repr(tuple(spec.output_shape)),
+        "target": (
+            "np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)"
+            if multi
+            else "np.asarray(T, dtype=DTYPE)"
+        ),  # fmt: skip
         "params": params,
         "hyper": [
             {"name": h, "value": repr(v), "local": hyper_names[h], **hyper_range(h)}
@@ -119,6 +169,7 @@ def context(program: Program) -> dict:
         "prng_source": prng_source(),
         "npy_source": npy_source(),
         "safe_io_source": safe_io_source(),
+        "conv_source": conv_source(program),
         "forward": forward,
         "forward_values": produced,
         "output": program.output,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import math
 from importlib import resources
 
 import sympy as sp
@@ -143,7 +144,57 @@ class _Ops:
             "like": op.args[0] if op.args else "x",
             "shared": shared,
             "attrs": dict(op.attrs),
+            **_conv_fields(op, self.program),
         }
+
+
+_CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "grad_conv_bias", "maxpool",
+               "maxpool_backward", "avgpool", "avgpool_backward", "global_avgpool",
+               "global_avgpool_backward"}  # fmt: skip
+
+
+def _conv_fields(op, program: Program) -> dict:
+    """What the convolution and pooling macros print besides the op's attrs: the
+    torch.nn.functional suffix (1d, 2d), padding as torch takes it (symmetric: an int per axis;
+    uneven: an F.pad list, applied first), and the output_padding of a transposed convolution
+    that gives back the input's exact size."""
+    if op.kind not in _CONV_KINDS:
+        return {}
+    a = dict(op.attrs)
+    if op.kind == "grad_conv_bias":
+        rank = len(program.shapes[op.args[0]])
+        return {"spatial_axes": repr((0, *range(2, rank + 1))),
+                "shared": program.param(op.args[1]).kind == "shared"}  # fmt: skip
+    if op.kind.startswith("global_avgpool"):
+        shape = tuple(a.get("shape", ()))
+        return {"size": math.prod(shape[1:]), "ones": ", 1" * (len(shape) - 1)}
+    pad = a["padding"]
+    nd = len(pad)
+    wshape = repr(tuple(program.param(op.args[2]).shape)) if op.kind == "grad_conv_weight" else ""
+    even = all(lo == hi for lo, hi in pad)
+    out = {"nd": f"{nd}d", "pad": repr(tuple(lo for lo, _ in pad)) if even else "0",
+           "fpad": "" if even else repr([v for lo, hi in reversed(pad) for v in (lo, hi)]),
+           "ks": repr(tuple(a.get("kernel", ()))), "wshape": wshape,
+           "dil": repr(tuple(a.get("dilation", (1,) * nd)))}  # fmt: skip
+    if op.kind in ("conv_grad_input", "avgpool_backward"):
+        shape = a["shape"]
+        ks = a.get("kernel") or program.param(op.args[0]).shape[2:]
+        dil, stride = a.get("dilation", (1,) * nd), a["stride"]
+        g_shape = program.shapes[op.args[1] if op.kind == "conv_grad_input" else op.args[0]]
+        made = [(p - 1) * s + d * (k - 1) + 1 for p, s, d, k in
+                zip(g_shape[1:], stride, dil, ks, strict=True)]  # fmt: skip
+        full = [n + lo + hi for n, (lo, hi) in zip(shape[1:], pad, strict=True)]
+        out["output_padding"] = repr(tuple(f - m for f, m in zip(full, made, strict=True)))
+        out["crop"] = (
+            ""
+            if even
+            else ", ".join(
+                [":", ":"] + [f"{lo}:{lo + n}" for n, (lo, _) in zip(shape[1:], pad, strict=True)]
+            )
+        )
+        out["channels"] = shape[0]
+        out["window"] = math.prod(ks)
+    return out
 
 
 def _custom_op(program: Program, printer, kind: str) -> dict:
@@ -268,6 +319,8 @@ def context(program: Program) -> dict:
     optimizer, options = _optimizer(spec)
     return {
         **program.summary(),
+        "multi_axis": len(spec.input_shape) > 1,
+        "input_shape": repr(tuple(spec.input_shape)),
         "params": params,
         "optimizer_class": optimizer,
         "optimizer_options": options,

@@ -17,6 +17,35 @@ from ..ir import Op, Param, Shape, vec
 from ..symbols import A, X
 
 MAX_DIM = 100_000
+MAX_AXES = 3  # per-sample axes of a tensor: [C, H, W] (more are refused by the spec)
+
+LAYOUTS = ("vector", "sequence", "map")
+
+
+def default_layout(shape: Shape) -> str:
+    """What a tensor of ``shape`` is when nothing says otherwise: one axis a vector [F], two a
+    sequence [T, F], three a map [C, H, W] (a two-axis map [C, L] comes from a kind that says
+    so: conv1d, pooling)."""
+    return {1: "vector", 2: "sequence"}.get(len(shape), "map")
+
+
+class InputShapes(tuple):
+    """The per-sample shapes of a layer's inputs (a tuple of shapes, one per input) and, in
+    ``layouts``, what each is ('vector', 'sequence' or 'map'): a map's features are its
+    channels (axis 0), a vector's and a sequence's the last axis. ``concat`` joins maps along
+    channels and the others along features; normalizations pick their axis the same way."""
+
+    layouts: tuple[str, ...]
+
+    def __new__(cls, shapes, layouts=None) -> InputShapes:
+        obj = super().__new__(cls, tuple(shapes))
+        obj.layouts = tuple(layouts) if layouts is not None else tuple(map(default_layout, obj))
+        return obj
+
+
+def feature_axis(layout: str) -> int:
+    """The per-sample axis of a tensor's features: channels (0) for a map, else the last."""
+    return 0 if layout == "map" else -1
 
 
 @dataclass(frozen=True)
@@ -31,6 +60,10 @@ class LayerSpec:
     weight: ParamSpec | None = None
     bias: ParamSpec | None = None
     attrs: tuple[tuple[str, Any], ...] = ()
+    layout: str = ""  # of the output: set by the loader (output_layout); "" until then
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return dict(self.attrs).get(key, default)
 
     @property
     def units(self) -> int:
@@ -93,6 +126,9 @@ class LayerKind:
         forward: ``node -> ops`` of the IR, ending with the op that writes ``a{index}``.
         textbook: general-form equations for the documents: (LaTeX, text, note) triples.
         multi_input: reads ``inputs: [...]`` (two or more) instead of ``input``.
+        reads_maps: its input is a map (conv, pooling): a two-axis x it reads is [C, L].
+        layout: the layout of its output ('map', 'vector', ...); "" keeps the first input's
+            when the rank is the same, else the default for the rank (see default_layout).
     """
 
     name: str
@@ -101,6 +137,8 @@ class LayerKind:
     forward: Callable[[Node], tuple[Op, ...]]
     textbook: tuple[tuple[str, str, str], ...] = ()
     multi_input: bool = False
+    reads_maps: bool = False
+    layout: str = ""
 
 
 LAYER_KINDS: dict[str, LayerKind] = {}
@@ -110,6 +148,17 @@ def register(kind: LayerKind) -> LayerKind:
     """Add (or replace) a layer kind: from then on specs may say ``type: <name>``."""
     LAYER_KINDS[kind.name] = kind
     return kind
+
+
+def output_layout(layer: LayerSpec, inputs: InputShapes) -> str:
+    """The layout of a layer's output: its kind's, else its first input's (same rank), else the
+    default for its rank."""
+    own = LAYER_KINDS[layer.type].layout
+    if own:
+        return own
+    if inputs and len(inputs[0]) == len(layer.shape):
+        return inputs.layouts[0]
+    return default_layout(layer.shape)
 
 
 def activation_ops(node: Node) -> tuple[Op, ...]:
@@ -124,4 +173,7 @@ def activation_ops(node: Node) -> tuple[Op, ...]:
     return (Op("map", a, (z,), f.xreplace({X: vec(z)}), why=f"{a} = f({z})", partials=(local,)),)
 
 
-__all__ = ["LAYER_KINDS", "MAX_DIM", "LayerKind", "LayerSpec", "Node", "activation_ops", "register"]
+__all__ = [
+    "LAYER_KINDS", "LAYOUTS", "MAX_AXES", "MAX_DIM", "InputShapes", "LayerKind", "LayerSpec",
+    "Node", "activation_ops", "default_layout", "feature_axis", "output_layout", "register",
+]  # fmt: skip

@@ -8,7 +8,7 @@ from ...spec.errors import SpecError
 from ...spec.fields import _Fields
 from ...spec.params import activation
 from ..ir import Op, Shape, vec
-from .base import LayerKind, LayerSpec, Node, activation_ops, register
+from .base import InputShapes, LayerKind, LayerSpec, Node, activation_ops, feature_axis, register
 
 # ---- add: a = f(in_1 + in_2 + ...), a residual -------------------------------------------------
 
@@ -41,23 +41,35 @@ register(LayerKind("add", _add_parse, lambda ls, i, shapes: (), _add_forward, AD
                    multi_input=True))  # fmt: skip
 
 
-# ---- concat: a = [in_1; in_2; ...] along the features -------------------------------------------
+# ---- concat: a = [in_1; in_2; ...] along the features (the channels of maps) -----------------
 
 
-def _concat_parse(f: _Fields, inputs: tuple[str, ...], shapes: tuple[Shape, ...]) -> LayerSpec:
+def _concat_parse(f: _Fields, inputs: tuple[str, ...], shapes: InputShapes) -> LayerSpec:
+    layouts = set(shapes.layouts)
+    if len(layouts) > 1 or any(len(s) != len(shapes[0]) for s in shapes):
+        kinds = ", ".join(f"{n} is a {lay} {list(s)}" for n, lay, s in
+                          zip(inputs, shapes.layouts, shapes, strict=True))  # fmt: skip
+        raise SpecError(f.at("inputs"), f"concat needs inputs of one kind: {kinds}")
+    axis = feature_axis(shapes.layouts[0]) % len(shapes[0])
+    what = "channels" if shapes.layouts[0] == "map" else "the last axis"
     for name, shape in zip(inputs[1:], shapes[1:], strict=True):
-        if shape[:-1] != shapes[0][:-1]:
+        if _without(shape, axis) != _without(shapes[0], axis):
             why = f"{inputs[0]} is {list(shapes[0])}, {name} is {list(shape)}"
-            raise SpecError(
-                f.at("inputs"), f"concat needs equal shapes but for the last axis: {why}"
-            )
+            raise SpecError(f.at("inputs"), f"concat needs equal shapes but for {what}: {why}")
     f.done(())
-    return LayerSpec("concat", inputs, (*shapes[0][:-1], sum(s[-1] for s in shapes)))
+    shape = list(shapes[0])
+    shape[axis] = sum(s[axis] for s in shapes)
+    return LayerSpec("concat", inputs, tuple(shape), attrs=(("axis", axis),))
+
+
+def _without(shape: Shape, axis: int) -> Shape:
+    return shape[:axis] + shape[axis + 1 :]
 
 
 def _concat_forward(node: Node) -> tuple[Op, ...]:
     why = f"{node.a} = concat({', '.join(node.inputs)})"
-    return (Op("concat", node.a, node.inputs, why=why),)
+    axis = node.spec.attr("axis", len(node.shape) - 1)
+    return (Op("concat", node.a, node.inputs, why=why, attrs=(("axis", axis),)),)
 
 
 CONCAT_TEXTBOOK = (

@@ -6,10 +6,10 @@ Every reader of a program dispatches on this table: the evaluator behind ``deriv
 scalar mode and ``verify`` (through the index form), the documents (through the formulas) and
 the chain rule (through the pullbacks). A test proves each pullback equal to ``sympy.diff`` of
 the index form on small shapes. Families of kinds live in modules of their own (dense, maps,
-softmax, structure); importing this package registers them all.
+softmax, structure, conv, pool); importing this package registers them all.
 """
 
-from . import dense, maps, softmax, structure  # noqa: F401  (each registers its kinds)
+from . import conv, dense, maps, pool, softmax, structure  # noqa: F401  (each registers its kinds)
 from .base import OPS, Backward, Context, Elements, OpKind, elementwise, indices, kind, register
 from .maps import partial
 

@@ -139,17 +139,18 @@ def indices(shape: Shape):
 
 def element_subs(expr: sp.Expr, index: tuple[int, ...], el: Elements) -> sp.Expr:
     """``expr`` (in vec symbols) at one element: tensors of the element's shape at ``index``,
-    per-sample scalars as themselves, parameters broadcast along the last axis."""
+    parameters broadcast along the last axes (as NumPy broadcasts), and per-row values of lower
+    rank (log-sum-exp: one per row of a sequence, one per sample for a vector) at the leading
+    indices."""
     subs = {}
     for s in expr.free_symbols:
         if s == N:
             continue
+        shape = el.ctx.shape(s.name)
         if el.ctx.is_param(s.name):
-            shape = el.ctx.shape(s.name)
             subs[s] = el.param(s.name, index[len(index) - len(shape) :] if shape else ())
         else:
-            shape = el.ctx.shape(s.name)
-            subs[s] = el.tensor(s.name, index[len(index) - len(shape) :] if shape else ())
+            subs[s] = el.tensor(s.name, index[: len(shape)])
     return expr.xreplace(subs)
 
 

@@ -1,5 +1,9 @@
 """Op kinds of dense layers: affine (out = W @ inp + b) and the products and sums of its
-pullback (matvec_t, grad_weight, grad_bias)."""
+pullback (matvec_t, grad_weight, grad_bias).
+
+As nn.Linear, a dense layer acts on the last axis: an input [T, F] is T rows of F features
+(a sequence), and the weight and bias gradients sum over every leading axis as over the batch.
+"""
 
 from __future__ import annotations
 
@@ -48,15 +52,22 @@ def _affine_latex(op: Op, ctx: Context) -> str:
     return f"{name_tex(op.out)} = {name_tex(w)} {name_tex(inp)}{bias}"
 
 
+def lead(name: str, ctx: Context) -> Shape:
+    """The leading axes of a tensor a dense op acts on the last axis of ([T] of [T, F])."""
+    return ctx.shape(name)[:-1]
+
+
 def _affine_elements(op: Op, el: Elements) -> dict:
     w, inp, b = op.args
     units, fan_in = el.ctx.shape(w)
     out = {}
-    for (i,) in indices((units,)):
-        total = sp.Add(*(el.param(w, (i, j)) * el.tensor(inp, (j,)) for j in range(fan_in)))
-        if b:
-            total += el.param(b, () if not el.ctx.shape(b) else (i,))
-        out[(i,)] = total
+    for row in indices(lead(inp, el.ctx)):
+        for i in range(units):
+            total = sp.Add(*(el.param(w, (i, j)) * el.tensor(inp, (*row, j))
+                             for j in range(fan_in)))  # fmt: skip
+            if b:
+                total += el.param(b, () if not el.ctx.shape(b) else (i,))
+            out[(*row, i)] = total
     return out
 
 
@@ -86,8 +97,9 @@ def _matvec_t_shape(op: Op, ctx: Context) -> Shape:
 def _matvec_t_elements(op: Op, el: Elements) -> dict:
     w, g = op.args
     units, fan_in = el.ctx.shape(w)
-    return {(j,): sp.Add(*(el.param(w, (i, j)) * el.tensor(g, (i,)) for i in range(units)))
-            for j in range(fan_in)}  # fmt: skip
+    return {(*row, j): sp.Add(*(el.param(w, (i, j)) * el.tensor(g, (*row, i))
+                                for i in range(units)))
+            for row in indices(lead(g, el.ctx)) for j in range(fan_in)}  # fmt: skip
 
 
 register(OpKind("matvec_t", _matvec_t_shape, lambda op, env, ctx: env[op.args[1]] @ env[op.args[0]],
@@ -98,26 +110,40 @@ register(OpKind("matvec_t", _matvec_t_shape, lambda op, env, ctx: env[op.args[1]
 
 
 def _gw_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
-    g, inp, _ = op.args
-    return scale_of(op, env, env["x"].dtype) * (env[g].T @ env[inp])
+    g, inp, w = op.args
+    units, fan_in = ctx.shape(w)
+    rows = env[g].reshape(-1, units).T @ env[inp].reshape(-1, fan_in)
+    return scale_of(op, env, env["x"].dtype) * rows
+
+
+def _rows(g: str, ctx: Context) -> tuple[str, str, str]:
+    """What a dense gradient sums over: the batch, and the rows r of a sequence ([T, F]): the
+    text sum, its LaTeX and the subscript of one row."""
+    if lead(g, ctx):
+        return "sum_n sum_r", r"\sum_n \sum_r", "{n,r}"
+    return "sum_n", r"\sum_n", "n"
 
 
 def _gw_text(op: Op, ctx: Context) -> str:
     g, inp, _ = op.args
-    return f"{op.out} = {c_text(op.scale)}sum_n {g}_n @ {inp}_n.T"
+    over, _, sub = _rows(g, ctx)
+    sub = sub.strip("{}")
+    return f"{op.out} = {c_text(op.scale)}{over} {g}_{sub} @ {inp}_{sub}.T"
 
 
 def _gw_latex(op: Op, ctx: Context) -> str:
     g, inp, w = op.args
-    return (rf"{name_tex('d' + w)} = {c_tex(op.scale)}\sum_n {name_tex(g)}_n "
-            rf"\left({name_tex(inp)}_n\right)^T")  # fmt: skip
+    _, over, sub = _rows(g, ctx)
+    return (rf"{name_tex('d' + w)} = {c_tex(op.scale)}{over} {name_tex(g)}_{sub} "
+            rf"\left({name_tex(inp)}_{sub}\right)^T")  # fmt: skip
 
 
 def _gw_elements(op: Op, el: Elements) -> dict:
-    """One sample's term (the batch sums it; ``scale`` is apart)."""
+    """One sample's term (the batch sums it; ``scale`` is apart), summed over leading axes."""
     g, inp, w = op.args
     units, fan_in = el.ctx.shape(w)
-    return {(i, j): el.tensor(g, (i,)) * el.tensor(inp, (j,))
+    rows = list(indices(lead(g, el.ctx)))
+    return {(i, j): sp.Add(*(el.tensor(g, (*r, i)) * el.tensor(inp, (*r, j)) for r in rows))
             for i in range(units) for j in range(fan_in)}  # fmt: skip
 
 
@@ -127,27 +153,33 @@ register(OpKind("grad_weight", param_shape, _gw_eval, _gw_text, _gw_latex, _gw_e
 def _gb_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     g, b = op.args
     c = scale_of(op, env, env["x"].dtype)
-    return c * (env[g].sum() if not ctx.shape(b) else env[g].sum(axis=0))
+    units = ctx.shape(g)[-1]
+    return c * (env[g].sum() if not ctx.shape(b) else env[g].reshape(-1, units).sum(axis=0))
 
 
 def _gb_text(op: Op, ctx: Context) -> str:
     g, b = op.args
-    inner = f"sum_i {g}_n,i" if not ctx.shape(b) else f"{g}_n"
-    return f"{op.out} = {c_text(op.scale)}sum_n {inner}"
+    over, _, sub = _rows(g, ctx)
+    sub = sub.strip("{}")
+    inner = f"sum_i {g}_{sub},i" if not ctx.shape(b) else f"{g}_{sub}"
+    return f"{op.out} = {c_text(op.scale)}{over} {inner}"
 
 
 def _gb_latex(op: Op, ctx: Context) -> str:
     g, b = op.args
-    inner = rf"\sum_i {name_tex(g)}_{{n,i}}" if not ctx.shape(b) else f"{name_tex(g)}_n"
-    return rf"{name_tex('d' + b)} = {c_tex(op.scale)}\sum_n {inner}"
+    _, over, sub = _rows(g, ctx)
+    inner = (rf"\sum_i {name_tex(g)}_{{{sub.strip('{}')},i}}" if not ctx.shape(b)
+             else f"{name_tex(g)}_{sub}")  # fmt: skip
+    return rf"{name_tex('d' + b)} = {c_tex(op.scale)}{over} {inner}"
 
 
 def _gb_elements(op: Op, el: Elements) -> dict:
     g, b = op.args
-    (units,) = el.ctx.shape(g)
+    units = el.ctx.shape(g)[-1]
+    rows = list(indices(lead(g, el.ctx)))
     if not el.ctx.shape(b):
-        return {(): sp.Add(*(el.tensor(g, (i,)) for i in range(units)))}
-    return {(i,): el.tensor(g, (i,)) for i in range(units)}
+        return {(): sp.Add(*(el.tensor(g, (*r, i)) for r in rows for i in range(units)))}
+    return {(i,): sp.Add(*(el.tensor(g, (*r, i)) for r in rows)) for i in range(units)}
 
 
 register(OpKind("grad_bias", param_shape, _gb_eval, _gb_text, _gb_latex, _gb_elements))

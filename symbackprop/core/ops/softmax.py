@@ -1,4 +1,6 @@
-"""Softmax, log-sum-exp and the softmax Jacobian's product (softmax_backward)."""
+"""Softmax, log-sum-exp and the softmax Jacobian's product (softmax_backward), over the last
+axis (each row of a sequence [T, K] is one softmax). Log-sum-exp is one number per row: its
+shape is the leading axes (() for a vector), and the evaluator keeps a trailing axis of 1."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from .base import (
     Context,
     Elements,
     OpKind,
+    indices,
     name_tex,
     register,
 )
@@ -34,10 +37,13 @@ def _softmax_latex(op: Op, ctx: Context) -> str:
 
 
 def _softmax_elements(op: Op, el: Elements) -> dict:
-    (n,) = el.ctx.shape(op.args[0])
-    zs = [el.tensor(op.args[0], (j,)) for j in range(n)]
-    total = sp.Add(*(sp.exp(z) for z in zs))
-    return {(i,): sp.exp(zs[i]) / total for i in range(n)}
+    *lead, n = el.ctx.shape(op.args[0])
+    out = {}
+    for row in indices(tuple(lead)):
+        zs = [el.tensor(op.args[0], (*row, j)) for j in range(n)]
+        total = sp.Add(*(sp.exp(z) for z in zs))
+        out |= {(*row, i): sp.exp(zs[i]) / total for i in range(n)}
+    return out
 
 
 def _softmax_pullback(op: Op, g: str, bw: Backward) -> None:
@@ -58,8 +64,9 @@ def _lse_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
 
 
 def _lse_elements(op: Op, el: Elements) -> dict:
-    (n,) = el.ctx.shape(op.args[0])
-    return {(): sp.log(sp.Add(*(sp.exp(el.tensor(op.args[0], (j,))) for j in range(n))))}
+    *lead, n = el.ctx.shape(op.args[0])
+    return {row: sp.log(sp.Add(*(sp.exp(el.tensor(op.args[0], (*row, j))) for j in range(n))))
+            for row in indices(tuple(lead))}  # fmt: skip
 
 
 register(OpKind("logsumexp", lambda op, ctx: ctx.shape(op.args[0])[:-1], _lse_eval,
@@ -85,9 +92,13 @@ def _smb_latex(op: Op, ctx: Context) -> str:
 
 def _smb_elements(op: Op, el: Elements) -> dict:
     a, g = op.args
-    (n,) = el.ctx.shape(a)
-    dot = sp.Add(*(el.tensor(a, (k,)) * el.tensor(g, (k,)) for k in range(n)))
-    return {(i,): el.tensor(a, (i,)) * (el.tensor(g, (i,)) - dot) for i in range(n)}
+    *lead, n = el.ctx.shape(a)
+    out = {}
+    for row in indices(tuple(lead)):
+        dot = sp.Add(*(el.tensor(a, (*row, k)) * el.tensor(g, (*row, k)) for k in range(n)))
+        out |= {(*row, i): el.tensor(a, (*row, i)) * (el.tensor(g, (*row, i)) - dot)
+                for i in range(n)}  # fmt: skip
+    return out
 
 
 register(OpKind("softmax_backward", _same_shape, _smb_eval, _smb_text, _smb_latex,

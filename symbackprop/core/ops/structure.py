@@ -1,4 +1,5 @@
-"""Op kinds that move values without arithmetic: concat and its pullback, slice."""
+"""Op kinds that move values without arithmetic: concat and its pullback (slice), and reshape
+(flatten and its pullback)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,18 @@ from .base import (
 # ---- concat and its pullback, slice -----------------------------------------------------------
 
 
+def concat_axis(op: Op, ctx: Context) -> int:
+    """The per-sample axis a concat (or slice) works along: its attr, else the last axis."""
+    rank = len(ctx.shape(op.args[0]))
+    return op.attr("axis", rank - 1)
+
+
 def _concat_shape(op: Op, ctx: Context) -> Shape:
     shapes = [ctx.shape(a) for a in op.args]
-    return (*shapes[0][:-1], sum(s[-1] for s in shapes))
+    axis = concat_axis(op, ctx)
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
 
 
 def _concat_latex(op: Op, ctx: Context) -> str:
@@ -28,38 +38,54 @@ def _concat_latex(op: Op, ctx: Context) -> str:
     return rf"{name_tex(op.out)} = \begin{{bmatrix}} {rows} \end{{bmatrix}}"
 
 
+def _concat_text(op: Op, ctx: Context) -> str:
+    axis = concat_axis(op, ctx)
+    along = "" if axis == len(ctx.shape(op.args[0])) - 1 else f", axis {axis}"
+    return f"{op.out} = concat({', '.join(op.args)}{along})"
+
+
 def _concat_elements(op: Op, el: Elements) -> dict:
-    out, k = {}, 0
+    axis = concat_axis(op, el.ctx)
+    out, start = {}, 0
     for a in op.args:
-        for (j,) in indices(el.ctx.shape(a)):
-            out[(k,)] = el.tensor(a, (j,))
-            k += 1
+        shape = el.ctx.shape(a)
+        for ix in indices(shape):
+            key = (*ix[:axis], ix[axis] + start, *ix[axis + 1 :])
+            out[key] = el.tensor(a, ix)
+        start += shape[axis]
     return out
 
 
 def _concat_pullback(op: Op, g: str, bw: Backward) -> None:
+    axis = concat_axis(op, bw.ctx)
     start = 0
     for a in op.args:
-        width = bw.ctx.shape(a)[-1]
+        width = bw.ctx.shape(a)[axis]
         if bw.requires(a):
-            attrs = (("start", start), ("stop", start + width))
-            why = f"∂ℓ/∂{a}: rows {start + 1}..{start + width} of ∂ℓ/∂{op.out}"
+            attrs = (("start", start), ("stop", start + width), ("axis", axis))
+            what = "channels" if axis != len(bw.ctx.shape(a)) - 1 else "rows"
+            why = f"∂ℓ/∂{a}: {what} {start + 1}..{start + width} of ∂ℓ/∂{op.out}"
             bw.contribute(a, Op("slice", bw.slot(a, op.out), (g,), why=why, attrs=attrs))
         start += width
 
 
-register(OpKind("concat", _concat_shape,
-                lambda op, env, ctx: np.concatenate([env[a] for a in op.args], axis=-1),
-                lambda op, ctx: f"{op.out} = concat({', '.join(op.args)})", _concat_latex,
+def _concat_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
+    return np.concatenate([env[a] for a in op.args], axis=concat_axis(op, ctx) + 1)
+
+
+register(OpKind("concat", _concat_shape, _concat_eval, _concat_text, _concat_latex,
                 _concat_elements, _concat_pullback))  # fmt: skip
 
 
 def _slice_shape(op: Op, ctx: Context) -> Shape:
-    return (*ctx.shape(op.args[0])[:-1], op.attr("stop") - op.attr("start"))
+    out = list(ctx.shape(op.args[0]))
+    out[concat_axis(op, ctx)] = op.attr("stop") - op.attr("start")
+    return tuple(out)
 
 
 def _slice_text(op: Op, ctx: Context) -> str:
-    return f"{op.out} = {op.args[0]}[{op.attr('start')}:{op.attr('stop')}]"
+    lead = ":, " * concat_axis(op, ctx)
+    return f"{op.out} = {op.args[0]}[{lead}{op.attr('start')}:{op.attr('stop')}]"
 
 
 def _slice_latex(op: Op, ctx: Context) -> str:
@@ -68,10 +94,61 @@ def _slice_latex(op: Op, ctx: Context) -> str:
 
 
 def _slice_elements(op: Op, el: Elements) -> dict:
-    start = op.attr("start")
-    return {(j,): el.tensor(op.args[0], (start + j,)) for j in range(_slice_shape(op, el.ctx)[0])}
+    axis, start = concat_axis(op, el.ctx), op.attr("start")
+    return {ix: el.tensor(op.args[0], (*ix[:axis], ix[axis] + start, *ix[axis + 1 :]))
+            for ix in indices(_slice_shape(op, el.ctx))}  # fmt: skip
 
 
-register(OpKind("slice", _slice_shape,
-                lambda op, env, ctx: env[op.args[0]][..., op.attr("start") : op.attr("stop")],
-                _slice_text, _slice_latex, _slice_elements))  # fmt: skip
+def _slice_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
+    where = [slice(None)] * (concat_axis(op, ctx) + 1) + [slice(op.attr("start"), op.attr("stop"))]
+    return env[op.args[0]][tuple(where)]
+
+
+register(OpKind("slice", _slice_shape, _slice_eval, _slice_text, _slice_latex, _slice_elements))
+
+
+# ---- reshape: the same numbers in C order, another per-sample shape (flatten) ----------------
+
+
+def _reshape_shape(op: Op, ctx: Context) -> Shape:
+    return tuple(op.attr("shape"))
+
+
+def _reshape_text(op: Op, ctx: Context) -> str:
+    shape = op.attr("shape")
+    if len(shape) == 1:
+        return f"{op.out} = flatten({op.args[0]})"
+    return f"{op.out} = reshape({op.args[0]}, {list(shape)})"
+
+
+def _reshape_latex(op: Op, ctx: Context) -> str:
+    shape = op.attr("shape")
+    if len(shape) == 1:
+        return rf"{name_tex(op.out)} = \operatorname{{vec}}\left({name_tex(op.args[0])}\right)"
+    dims = r" \times ".join(map(str, shape))
+    return (rf"{name_tex(op.out)} = \operatorname{{reshape}}_{{{dims}}}"
+            rf"\left({name_tex(op.args[0])}\right)")  # fmt: skip
+
+
+def _reshape_elements(op: Op, el: Elements) -> dict:
+    src = el.ctx.shape(op.args[0])
+    flat = [el.tensor(op.args[0], ix) for ix in indices(src)]
+    return dict(zip(indices(tuple(op.attr("shape"))), flat, strict=True))
+
+
+def _reshape_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
+    a = env[op.args[0]]
+    return a.reshape(a.shape[0], *op.attr("shape"))
+
+
+def _reshape_pullback(op: Op, g: str, bw: Backward) -> None:
+    inp = op.args[0]
+    if bw.requires(inp):
+        shape = bw.ctx.shape(inp)
+        why = f"∂ℓ/∂{inp}: ∂ℓ/∂{op.out} back in the shape {list(shape)}"
+        bw.contribute(inp, Op("reshape", bw.slot(inp, op.out), (g,), why=why,
+                              attrs=(("shape", tuple(shape)),)))  # fmt: skip
+
+
+register(OpKind("reshape", _reshape_shape, _reshape_eval, _reshape_text, _reshape_latex,
+                _reshape_elements, _reshape_pullback))  # fmt: skip
