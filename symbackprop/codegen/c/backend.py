@@ -18,6 +18,7 @@ from ...core.optimizers import hyper_range
 from ...printing.c import CCodePrinter
 from ...spec.errors import SpecError
 from ..program import Lowered, Program
+from ..support import refuse_unimplemented
 
 # In the order write_files renames them into place: the sources, which check the header's build
 # id, before the header, so a set interrupted halfway does not compile.
@@ -348,6 +349,7 @@ def check_size(d: Derivation) -> None:
         raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
                         f"one has {len(d.nodes)}): gcc -O3 compiles each pass over the layers as "
                         "one function, in minutes above that; use --target numpy")  # fmt: skip
+    refuse_unimplemented(d, "C", ("batch_norm", "layer_norm", "dropout"))
 
 
 def files(program: Program) -> dict[str, str]:
