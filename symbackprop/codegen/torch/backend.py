@@ -27,11 +27,12 @@ from ...core.symbols import T, Y
 from ...spec.load import LossSpec, Spec
 from ..numpy.backend import safe_io_source
 from ..program import Lowered, Program, lower
+from ..support import refuse_unimplemented
 
 TEMPLATE = "torch/module.py.j2"
 RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
 MAX_OP_ARGS = 64  # PyTorch's dispatcher takes no operator with more arguments
-_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
 
 def vjp_program(spec: Spec) -> Program:
@@ -237,7 +238,7 @@ def _optimizer(spec: Spec) -> tuple[str, str]:
     options: dict = {"lr": o.lr}
     if o.type == "sgd":
         options |= {"momentum": o.momentum, "dampening": o.dampening, "nesterov": o.nesterov}
-    elif o.type == "adam":
+    elif o.type in ("adam", "adamw"):
         options |= {"betas": tuple(o.betas), "eps": o.eps}
     else:
         options |= {"alpha": o.alpha, "eps": o.eps, "momentum": o.momentum}
@@ -278,6 +279,12 @@ def context(program: Program) -> dict:
         "loss_op": _custom_op(program, printer, "loss"),
         "forward_op": _custom_op(vjp_program(spec), printer, "forward"),
     }
+
+
+def check_size(d) -> None:
+    """The layer kinds and training controls this target does not generate yet are refused
+    (codegen/support.py)."""
+    refuse_unimplemented(d, "torch", ("batch_norm", "layer_norm", "dropout"))
 
 
 def files(program: Program) -> dict[str, str]:
