@@ -287,22 +287,7 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
     return perm
 
 
-VALIDATION_STREAM = (1 << 33) - 1  # the order that splits off the validation rows
 DROPOUT_STREAM = 1 << 33  # dropout layer i: stream_key(seed, DROPOUT_STREAM + i), then the step
-
-
-def validation_split(seed: int, n: int, fraction: float, shuffle: bool = True):
-    """(training rows, validation rows) of n: the last floor(n * fraction) rows of the order
-    permutation(stream VALIDATION_STREAM) (Fisher-Yates as in permutation), or of 0..n-1
-    without shuffling."""
-    held = int(math.floor(n * fraction))
-    perm = np.arange(n, dtype=np.int64)
-    if shuffle:
-        u = uniforms(stream_key(seed, VALIDATION_STREAM), max(n - 1, 0))
-        for s, i in enumerate(range(n - 1, 0, -1)):
-            j = int(u[s] * (i + 1))
-            perm[i], perm[j] = perm[j], perm[i]
-    return perm[: n - held], perm[n - held :]
 
 
 def dropout_key(seed: int, step: int, layer: int) -> int:
