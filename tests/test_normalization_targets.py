@@ -1,8 +1,9 @@
-"""batch_norm, layer_norm and dropout in the generated NumPy module, against PyTorch: 25 training
-steps of nn.BatchNorm1d / nn.LayerNorm / torch.optim (the same dropout masks applied by hand),
-the running buffers after every step, and evaluation mode (forward: running statistics, no
-dropout) afterwards; the masks are the portable PRNG's (core/prng.py) at the seed and the step
-count."""
+"""batch_norm, layer_norm and dropout in the generated NumPy module and C library, against
+PyTorch: 25 training steps of nn.BatchNorm1d / nn.LayerNorm / torch.optim (the same dropout masks
+applied by hand), the running buffers after every step, and evaluation mode (forward: running
+statistics, no dropout) afterwards; C and NumPy equal over 30 steps of changing batch sizes
+(float64, 1e-12), their masks being the portable PRNG's (core/prng.py) at the seed and the
+step count."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from test_normalization import NET, _torch_forward, _torch_net, batch, spec
 
+from symbackprop.codegen.c import c_module
 from symbackprop.codegen.numpy import numpy_module
 from symbackprop.core import prng
 from symbackprop.core.chain_rule import derive
@@ -19,33 +21,36 @@ from symbackprop.core.chain_rule import derive
 TOL = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
 
 
+MAKE = {"numpy": numpy_module, "c": c_module}
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize(
-    "optimizer",
-    [
-        {"type": "adamw", "lr": 0.05, "weight_decay": 0.1},
-        {"type": "sgd", "lr": 0.2, "momentum": 0.9},
-    ],
-)
-def test_numpy_target_follows_pytorch(dtype, optimizer, tmp_path):
+@pytest.mark.parametrize("optimizer", [{"type": "adamw", "lr": 0.05, "weight_decay": 0.1},
+                                       {"type": "sgd", "lr": 0.1, "momentum": 0.9},
+                                       {"type": "sgd", "lr": 0.1}])  # fmt: skip
+def test_target_follows_pytorch(target, dtype, optimizer, tmp_path):
     d = derive(spec(NET, optimizer, dtype=dtype))
-    mod = numpy_module(d, tmp_path)
+    mod = MAKE[target](d, tmp_path)
     params = mod.init_params()
     state = mod.init_state(params)
     assert set(mod.TRAINABLE) == {"W1", "b1", "g2", "b2", "W4", "b4", "g5", "b5", "W6", "b6"}
     f64 = {k: v.astype(np.float64) for k, v in params.items()}
     mods = _torch_net(d, f64)
+    tdtype = torch.float32 if dtype == "float32" else torch.float64  # torch in the same dtype
+    for m in mods:
+        m.to(tdtype)
     tensors = [t for m in mods for t in (m.weight, m.bias)]
     kind = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer["type"]]
     opt = kind(tensors, **{k: v for k, v in optimizer.items() if k != "type"})
     rtol, atol = TOL[dtype]
     for step in range(25):
-        x, t = batch(6, seed=step)
-        mask = prng.dropout_keep(prng.dropout_key(5, step, 3), 0, 6, 4, 0.25)
+        x, t = (a.astype(dtype) for a in batch(6, seed=step))
+        mask = prng.dropout_keep(prng.dropout_key(5, step, 3), 0, 6, 4, 0.25).astype(dtype)
         for m in mods:
             m.train()
         opt.zero_grad()
-        out = _torch_forward(mods, torch.from_numpy(x), torch.from_numpy(mask.astype(float)))
+        out = _torch_forward(mods, torch.from_numpy(x), torch.from_numpy(mask))
         want = F.cross_entropy(out, torch.from_numpy(t))
         want.backward()
         if step == 0:  # loss_and_grad with the step's masks, and the same gradients
@@ -72,9 +77,33 @@ def test_numpy_target_follows_pytorch(dtype, optimizer, tmp_path):
     assert state["step"] == 25
     for m in mods:
         m.eval()
-    x, _ = batch(7, seed=99)
+    x = batch(7, seed=99)[0].astype(dtype)
     want = F.softmax(_torch_forward(mods, torch.from_numpy(x), None), dim=1)
     np.testing.assert_allclose(mod.forward(params, x), want.detach().numpy(), rtol, atol)
+
+
+def test_c_equals_numpy_and_masks_bit_for_bit(tmp_path):
+    """Over 30 steps on batches of changing sizes: the same losses and parameters to 1e-12
+    (float64), hence the same masks; the masks themselves bit for bit (the training-mode loss
+    at a step with only the mask differing)."""
+    layers = [{"units": 16, "activation": "relu"}, {"type": "dropout", "p": 0.3},
+              {"units": 8, "activation": "tanh"}, {"type": "layer_norm"},
+              {"type": "dropout", "p": 0.6}, {"type": "batch_norm"},
+              {"units": 2, "activation": "softmax"}]  # fmt: skip
+    d = derive(spec(layers, {"type": "sgd", "lr": 0.05, "momentum": 0.9}))
+    c, m = c_module(d, tmp_path / "c"), numpy_module(d, tmp_path / "n")
+    pc, pn = c.init_params(), m.init_params()
+    sc, sn = c.init_state(pc), m.init_state(pn)
+    for k in range(30):
+        x, t = batch(3 + k % 7, seed=k)
+        ec, en = c.step(pc, sc, x, t), m.step(pn, sn, x, t)
+        assert abs(ec - en) <= 1e-12 * abs(en), k
+    for name in pn:
+        np.testing.assert_allclose(pc[name], pn[name], rtol=1e-12, atol=1e-14, err_msg=name)
+    x, t = batch(40, seed=1)
+    for step in (0, 1, 7, 2**40):
+        assert abs(c.loss(pc, x, t, step=step) - m.loss(pn, x, t, step=step)) <= 1e-12
+    np.testing.assert_allclose(c.forward(pc, x), m.forward(pn, x), rtol=1e-12, atol=1e-15)
 
 
 def test_dropout_p0_is_no_dropout_and_masks_follow_the_step(tmp_path):
