@@ -12,7 +12,7 @@ stabilized where PyTorch computes the loss from the logits) is ``losses.output_d
 The walk runs twice: op by op (the derivation, which the documents print), then with the
 closed forms of ``ops.CLOSED_FORMS`` for the segments that have one (normalization: what the
 code computes). Each replacement is recorded as a :class:`Rewrite`, printed as a derivation
-step and proved equal to the op-by-op form by tests/test_closed_forms.py. The evaluation-mode
+step and proved equal to the op-by-op form by tests/test_normalization.py. The evaluation-mode
 forward program and the buffer updates of a training step come from the op kinds' ``eval``
 and ``updates`` rules (modes.py).
 """

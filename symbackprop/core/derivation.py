@@ -24,7 +24,7 @@ from .ops import Context
 class Rewrite:
     """A closed form in place of the chain rule's op-by-op derivation through one layer's
     segment: ``derived`` (what the walk emitted) is replaced by ``closed`` (equal, proved by
-    tests/test_closed_forms.py)."""
+    tests/test_normalization.py)."""
 
     layer: int
     name: str  # the key in ops.CLOSED_FORMS

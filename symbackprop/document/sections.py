@@ -253,7 +253,7 @@ def _backward_eqs(d: Derivation, ops) -> list[Eq]:
 def closed_form_section(d: Derivation) -> Section:
     """Each closed form that replaces the chain rule's op-by-op steps through a segment."""
     s = Section("Closed forms", "Each replaces the op-by-op steps above through one layer; "
-                "tests/test_closed_forms.py proves the two equal with SymPy (for every element "
+                "tests/test_normalization.py proves the two equal with SymPy (for every element "
                 "of a small batch) and numerically.")  # fmt: skip
     for r in d.rewrites:
         node = next(n for n in d.nodes if n.index == r.layer)

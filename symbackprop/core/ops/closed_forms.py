@@ -4,7 +4,7 @@ that replaces what the chain rule derives op by op through the segment.
 The segment's last op carries ``attrs`` ``closed_form`` (the registry key) and what the closed
 form reads. The chain rule derives the backward pass twice: op by op (the derivation, printed
 step by step), then with each segment's closed form (what the code computes); the documents
-print each replacement as a derivation step, and tests/test_closed_forms.py proves the two
+print each replacement as a derivation step, and tests/test_normalization.py proves the two
 equal symbolically.
 
 Normalization (batch norm over the batch, layer norm over the features, M terms, σ² the
