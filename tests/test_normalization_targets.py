@@ -15,16 +15,17 @@ from test_normalization import NET, _torch_forward, _torch_net, batch, spec
 
 from symbackprop.codegen.c import c_module
 from symbackprop.codegen.numpy import numpy_module
+from symbackprop.codegen.torch import torch_module
 from symbackprop.core import prng
 from symbackprop.core.chain_rule import derive
 
 TOL = {"float64": (1e-10, 1e-12), "float32": (1e-4, 1e-5)}
 
 
-MAKE = {"numpy": numpy_module, "c": c_module}
+MAKE = {"numpy": numpy_module, "c": c_module, "torch": torch_module}
 
 
-@pytest.mark.parametrize("target", ["numpy", "c"])
+@pytest.mark.parametrize("target", ["numpy", "c", "torch"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("optimizer", [{"type": "adamw", "lr": 0.05, "weight_decay": 0.1},
                                        {"type": "sgd", "lr": 0.1, "momentum": 0.9},
