@@ -31,3 +31,6 @@ docs:
 	@for name in $(DOC_EXAMPLES); do \
 	  $(PY) -m symbackprop.cli derive examples/$$name.yaml --at examples/$${name}_sample.yaml \
 	    --format markdown -o docs/$$name.md || exit 1; done
+	$(PY) -m symbackprop.cli derive examples/normalization/normalized_mlp.yaml \
+	  --at examples/normalization/normalized_mlp_sample.yaml --format markdown \
+	  -o docs/normalized_mlp.md

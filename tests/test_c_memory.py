@@ -17,7 +17,9 @@ from symbackprop.codegen import render
 from symbackprop.codegen.c.build import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
+EXAMPLES = sorted(p for p in (*(ROOT / "examples").glob("*.yaml"),
+                             *(ROOT / "examples/normalization").glob("*.yaml"))
+                  if "sample" not in p.name)  # fmt: skip
 SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=all"]  # fmt: skip
 

@@ -493,11 +493,14 @@ TORCH_CASES = [
         hidden={"name": "leaky_relu", "alpha": 0.2},
         loss={"type": "sse", "scale": 0.5, "reduction": "sum"},
     ),
+    net({"type": "adamw", "lr": 0.02, "weight_decay": 0.1}, hidden="tanh", loss="mse"),
 ]
 
 
 @pytest.mark.parametrize(
-    "data", TORCH_CASES, ids=["sgd-decay-mse", "adam-ce", "nesterov-bce", "rmsprop-sse"]
+    "data",
+    TORCH_CASES,
+    ids=["sgd-decay-mse", "adam-ce", "nesterov-bce", "rmsprop-sse", "adamw-mse"],
 )
 def test_pytorch_parity(data, root):
     """Five steps on alternating batches equal torch.optim's, float64."""

@@ -86,11 +86,13 @@ def test_text_matrices_line_up(capsys):
     assert values == [[0.082167041, 0.082667628], [-0.02260254, -0.022740242]]  # Mazur's dW2
 
 
-@pytest.mark.parametrize("name", ["residual_mlp", "two_branch"])
+@pytest.mark.parametrize("name", ["residual_mlp", "two_branch", "normalization/normalized_mlp"])
 def test_graph_example_derivations_are_current(name):
     """docs/<name>.md is `derive --at --format markdown` of the example (`make docs` rewrites
-    it); its numbers are checked against PyTorch in tests/test_graphs.py."""
+    it); its numbers are checked against PyTorch in tests/test_graphs.py (normalization: the
+    same interpreter in tests/test_normalization.py)."""
     spec, sample = ROOT / f"examples/{name}.yaml", ROOT / f"examples/{name}_sample.yaml"
+    name = name.rsplit("/", 1)[-1]
     from symbackprop.spec.samples import load_samples
 
     d = symbackprop.derive(spec)

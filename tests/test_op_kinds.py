@@ -17,7 +17,7 @@ import sympy as sp
 
 from symbackprop.core import ops
 from symbackprop.core.activations import derive_activation, make, stabilize
-from symbackprop.core.ir import Init, Op, Param, element_name, param_element_name, vec
+from symbackprop.core.ir import Init, N, Op, Param, element_name, param_element_name, vec
 from symbackprop.core.ops import OPS, Context, indices, kind
 from symbackprop.core.symbols import A, X
 
@@ -29,6 +29,7 @@ def sym(name):
 class Names:
     def __init__(self, ctx):
         self.ctx = ctx
+        self.samples = (self,)
 
     def tensor(self, name, index):
         return sym(element_name(name, index))
@@ -147,6 +148,28 @@ CASES = [
      {"a1": (1, 3, 3)}, []),
     ("avgpool1d", pool_op("avgpool", (3,), (1,), ((0, 0),)), {"a1": (2, 4)}, []),
     ("global_avgpool", Op("global_avgpool", "a2", ("a1",)), {"a1": (2, 2, 3)}, []),
+    ("map per-sample scalar broadcast", Op("map", "y", ("u", "s"), (vec("u") - vec("s")) ** 2),
+     {"u": (3,), "s": ()}, []),
+    ("reduce mean over features", Op("reduce", "mu", ("u",), vec("u") / 3,
+                                     attrs=(("over", "features"),)), {"u": (3,)}, []),
+    ("reduce variance over features", Op("reduce", "v", ("u", "m"), (vec("u") - vec("m")) ** 2 / 3,
+                                         attrs=(("over", "features"),)), {"u": (3,), "m": ()}, []),
+]  # fmt: skip
+
+EPS = sp.Rational(1, 1000)
+# (label, forward op, tensor shapes, per-batch tensors): ops over a batch of samples
+BATCH_CASES = [
+    ("reduce mean over the batch", Op("reduce", "mu", ("u",), vec("u") / N,
+                                      attrs=(("over", "batch"),)), {"u": (2,)}, set()),
+    ("reduce variance over the batch", Op("reduce", "v", ("u", "mu"),
+                                          (vec("u") - vec("mu")) ** 2 / N,
+                                          attrs=(("over", "batch"),)),
+     {"u": (2,), "mu": (2,)}, {"mu"}),
+    ("map of a per-batch tensor", Op("map", "y", ("u", "v"), vec("u") / sp.sqrt(vec("v") + EPS)),
+     {"u": (2,), "v": (2,)}, {"v"}),
+    ("map of per-batch tensors only", Op("map", "y", ("v", "w"), vec("v") * vec("w"),
+                                         attrs=(("batch", True),)),
+     {"v": (2,), "w": (2,)}, {"v", "w"}),
 ]  # fmt: skip
 
 
@@ -221,8 +244,74 @@ def test_pullback_is_the_vector_jacobian_product(label, op, shapes, params):
     assert checked
 
 
+class BatchNames:
+    """Sample s of a batch: its own symbols for per-sample tensors (suffix _s{s}), shared ones
+    for per-batch tensors and parameters."""
+
+    def __init__(self, ctx, s, batch):
+        self.ctx, self.s, self.batch = ctx, s, batch
+        self.samples: tuple = ()
+
+    def tensor(self, name, index):
+        own = "" if name in self.batch else f"_s{self.s}"
+        return sym(element_name(name, index) + own)
+
+    def param(self, name, index):
+        return sym(param_element_name(self.ctx.params[name], index))
+
+
+SAMPLES = 3
+
+
+def _batch_form(op, batch, ctx, names):
+    """{symbol of an output element: its definition} over the whole batch (N = SAMPLES)."""
+    per_batch = kind(op).per_batch(op)
+    if per_batch:
+        batch.add(op.out)
+    out = {}
+    for el in names[:1] if per_batch else names:
+        for ix, e in kind(op).elements(op, el).items():
+            out[el.tensor(op.out, ix)] = e.xreplace({N: SAMPLES})
+    return out
+
+
+@pytest.mark.parametrize("label, op, shapes, batch", BATCH_CASES, ids=[c[0] for c in BATCH_CASES])
+def test_batch_pullback_is_the_vector_jacobian_product(label, op, shapes, batch):
+    """The same proof over a batch of SAMPLES samples: a per-batch output (a batch sum) depends
+    on every sample's input, and a per-batch input gets the sum of every sample's terms."""
+    shapes, batch = dict(shapes), set(batch)
+    ctx = Context(shapes, {}, frozenset(batch))
+    shapes[op.out] = kind(op).shape(op, ctx)
+    names = [BatchNames(ctx, s, batch) for s in range(SAMPLES)]
+    for el in names:
+        el.samples = tuple(names)
+    forward = _batch_form(op, batch, ctx, names)
+    shapes["g"] = shapes[op.out]
+    if op.out in batch:
+        batch.add("g")
+    rec = Recorder(Context(shapes, {}, frozenset(batch)))
+    kind(op).pullback(op, "g", rec)
+    g_of = {f: sym(f.name.replace(op.out, "g", 1)) for f in forward}
+    checked = 0
+    for u in dict.fromkeys(op.args):
+        got: dict = defaultdict(lambda: sp.Integer(0))
+        for part in rec.contribs[u]:
+            assert not isinstance(part, str)
+            shapes[part.out] = kind(part).shape(part, ctx)
+            assert kind(part).per_batch(part) == (u in batch), (label, u)
+            for name, e in _batch_form(part, batch, ctx, names).items():
+                got[name.name.replace(part.out, u, 1)] += e
+        targets = {el.tensor(u, ix) for el in names for ix in indices(shapes[u])}
+        for uj in targets:
+            want = sp.Add(*(g_of[f] * sp.diff(e, uj) for f, e in forward.items()))
+            lhs = got[uj.name].xreplace(forward)
+            assert _equal(lhs, want, lhs.free_symbols | want.free_symbols), (label, u, uj)
+            checked += 1
+    assert checked
+
+
 def test_every_differentiable_kind_has_a_proof():
-    proved = {op.kind for _, op, _, _ in CASES}
+    proved = {op.kind for _, op, _, _ in CASES} | {op.kind for _, op, _, _ in BATCH_CASES}
     assert proved == {name for name, k in OPS.items() if k.pullback is not None}
 
 
@@ -237,18 +326,19 @@ def test_evaluator_agrees_with_the_index_form():
         ctx = Context(shapes, pmap)
         shapes[op.out] = kind(op).shape(op, ctx)
         env = {"x": rng.normal(size=(2, *shapes.get("x", (3,))))}
-        env |= {n: rng.normal(size=(2, *s)) for n, s in shapes.items() if n != op.out}
+        env |= {n: rng.normal(size=(2, *(s or (1,)))) for n, s in shapes.items() if n != op.out}
         env |= {p.name: rng.normal(size=p.shape) for p in params}
         got = kind(op).evaluate(op, env, ctx)
         names = Names(ctx)
         for row in range(2):
-            values = {names.tensor(n, ix): env[n][row][ix] for n, s in shapes.items()
+            values = {names.tensor(n, ix): env[n][row].reshape(s)[ix] for n, s in shapes.items()
                       if n != op.out for ix in indices(s)}  # fmt: skip
             values |= {names.param(p.name, ix): env[p.name][ix] for p in params
                        for ix in indices(p.shape)}  # fmt: skip
             for ix, e in _index_form(op, ctx).items():
                 want = float(e.xreplace(values))
-                assert abs(got[row][ix] - want) <= 1e-12 * max(1, abs(want)), (label, ix)
+                value = got[row].reshape(shapes[op.out])[ix]
+                assert abs(value - want) <= 1e-12 * max(1, abs(want)), (label, ix)
 
 
 def test_registry_is_the_only_dispatch():

@@ -202,6 +202,8 @@ SPEC_FIELDS = {
     "beta2": ("adam", "betas", 1),
     "epsilon": ("adam", "eps", None),
     "alpha": ("rmsprop", "alpha", None),
+    "max_norm": ("sgd", "clip_grad_norm", None),
+    "clip": ("sgd", "clip_grad_value", None),
 }
 
 

@@ -423,6 +423,7 @@ OPTIMIZERS = [
     {"type": "sgd", "lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 0.02},
     {"type": "adam", "lr": 0.01},
     {"type": "adam", "lr": 0.01, "betas": [0.8, 0.99], "eps": 1e-6, "weight_decay": 0.1},
+    {"type": "adamw", "lr": 0.01, "betas": [0.8, 0.99], "weight_decay": 0.1},
     {"type": "rmsprop", "lr": 0.01, "alpha": 0.95},
     {"type": "rmsprop", "lr": 0.01, "momentum": 0.5, "weight_decay": 0.01, "eps": 1e-6},
 ]

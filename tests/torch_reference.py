@@ -36,7 +36,7 @@ CUSTOM_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
     "exp(y - t) - (y - t)": lambda y, t: torch.exp(y - t) - (y - t),
 }
 
-_DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-3, "rmsprop": 1e-2}
+_DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-2}
 
 
 def _activation(spec) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -93,7 +93,8 @@ def _optimizer(spec, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     kw.setdefault("lr", _DEFAULT_LR[kind])
     if "betas" in kw:
         kw["betas"] = tuple(kw["betas"])
-    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}[kind]
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+           "rmsprop": torch.optim.RMSprop}[kind]  # fmt: skip
     return cls(params, **kw)
 
 

@@ -268,6 +268,21 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
         perm[i], perm[j] = perm[j], perm[i]
     return perm
 
+
+DROPOUT_STREAM = 1 << 33  # dropout layer i: stream_key(seed, DROPOUT_STREAM + i), then the step
+
+
+def dropout_key(seed: int, step: int, layer: int) -> int:
+    """The key of layer ``layer``'s dropout masks at step ``step`` (0 for the first step)."""
+    return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
+
+
+def dropout_keep(key: int, first: int, rows: int, width: int, p: float) -> np.ndarray:
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
+    kept when u(key, r * width + j) >= p, so each is dropped with probability p."""
+    idx = np.arange(first * width, (first + rows) * width, dtype=np.uint64)
+    return (_u(key, idx) >= p).reshape(rows, width)
+
 # ---- end of prng ------------------------------------------------------------------------------
 
 # ---- reading and writing files (symbackprop/safe_io.py, verbatim) ----------------------------

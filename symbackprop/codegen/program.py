@@ -75,10 +75,26 @@ class Program:
     logits: str  # what the loss reads as z (the output's pre-activation, or the output)
     loss_name: str
     layers: tuple[LayerInfo, ...]
+    # Training versus evaluation mode (core/modes.py): ``forward`` is the training-mode program;
+    # ``evaluation`` the one of forward/predict (``forward`` itself when no op differs);
+    # ``updates`` what a training step does to the buffers after its forward pass; ``batch``
+    # the per-batch tensors (no sample axis).
+    evaluation: tuple[Lowered, ...] = ()
+    updates: tuple[Lowered, ...] = ()
+    batch: frozenset[str] = frozenset()
 
     @property
     def context(self) -> Context:
-        return Context(self.shapes, {p.name: p for p in self.params})
+        return Context(self.shapes, {p.name: p for p in self.params}, self.batch)
+
+    @property
+    def modes_differ(self) -> bool:
+        """True when evaluation mode computes something else than training mode."""
+        return tuple(o.op for o in self.evaluation) != tuple(o.op for o in self.forward)
+
+    @property
+    def buffers(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.params if p.role == "buffer")
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -112,7 +128,7 @@ def _lower_ops(d: Derivation, ops: tuple[Op, ...], prefix: str) -> tuple[Lowered
         temps, expr = (), op.expr
         if op.expr is not None:
             temps, expr = _cse(op.expr, f"{prefix}{i}_")
-        out.append(Lowered(op, d.shapes[op.out], temps, expr, kind(op).text(op, ctx)))
+        out.append(Lowered(op, ctx.shape(op.out), temps, expr, kind(op).text(op, ctx)))
     return tuple(out)
 
 
@@ -171,6 +187,10 @@ def linear(rule: UpdateRule) -> tuple[sp.Expr, sp.Expr] | None:
 def lower(d: Derivation) -> Program:
     """Stage 4: the Program of ``d``."""
     forward = _lower_ops(d, tuple(op for op in d.forward if op.kind != "loss"), "f")
+    evaluation = forward
+    if d.modes_differ:
+        evaluation = _lower_ops(d, tuple(op for op in d.evaluation if op.kind != "loss"), "e")
+    updates = _lower_ops(d, d.updates, "r")
     (loss,) = _lower_ops(d, tuple(op for op in d.forward if op.kind == "loss"), "l")
     backward = _lower_ops(d, _fold_scale(d.backward, d.scale), "b")
     rule = d.optimizer
@@ -186,4 +206,4 @@ def lower(d: Derivation) -> Program:
     shapes = dict(d.shapes)
     layers = tuple(LayerInfo(n.index, n.type, n.shape, n.spec.activation_name) for n in d.nodes)
     return Program(d.spec, d.params, forward, loss, backward, update, shapes, d.output, d.logits,
-                   d.loss.name, layers)  # fmt: skip
+                   d.loss.name, layers, evaluation, updates, d.batch)  # fmt: skip

@@ -8,6 +8,13 @@ contributions, and the walk emits their sum as an explicit, printable step.
 
 The seed is the loss: its derivative through the output layer's activation (fused and
 stabilized where PyTorch computes the loss from the logits) is ``losses.output_delta``.
+
+The walk runs twice: op by op (the derivation, which the documents print), then with the
+closed forms of ``ops.CLOSED_FORMS`` for the segments that have one (normalization: what the
+code computes). Each replacement is recorded as a :class:`Rewrite`, printed as a derivation
+step and proved equal to the op-by-op form by tests/test_normalization.py. The evaluation-mode
+forward program and the buffer updates of a training step come from the op kinds' ``eval``
+and ``updates`` rules (modes.py).
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ from collections import defaultdict
 import sympy as sp
 
 from ..spec.load import Spec
-from . import activations, losses, optimizers
-from .derivation import Derivation
+from . import activations, losses, modes, optimizers
+from .derivation import Derivation, Rewrite
 from .graph import Graph, build_graph
 from .ir import N, Op, Shape, grad_name, vec, via_name
 from .layers import LAYER_KINDS
-from .ops import Context, kind
+from .ops import CLOSED_FORMS, Context, kind
 
 
 def _loss_ops(
@@ -44,10 +51,13 @@ def _loss_ops(
 
 class _Walk:
     """The reverse walk's state: the ops emitted so far and the contributions to gradients not
-    yet collected. It is what an op kind's pullback sees (ops.Backward)."""
+    yet collected. It is what an op kind's pullback sees (ops.Backward). With ``closed``, an
+    op carrying a closed form (attr ``closed_form``) is pulled back by it; ``spans`` records
+    which backward ops each forward op's pullback emitted."""
 
-    def __init__(self, ctx: Context, forward: tuple[Op, ...], scale: sp.Expr):
-        self.ctx, self.scale = ctx, scale
+    def __init__(self, ctx: Context, forward: tuple[Op, ...], scale: sp.Expr, closed: bool):
+        self.ctx, self.scale, self.closed = ctx, scale, closed
+        self.spans: dict[str, tuple[int, int]] = {}
         self.ops: list[Op] = []
         self.pending: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
         self.names: set[str] = set()
@@ -94,7 +104,9 @@ class _Walk:
             return name
         names = tuple(p for p, _ in parts)
         why = f"∂ℓ/∂{tensor}: the {len(parts)} paths' contributions summed"
-        self.ops.append(Op("map", name, names, sp.Add(*(vec(p) for p in names)), why=why))
+        attrs = (("batch", True),) if self.ctx.is_batch(tensor) else ()
+        total = sp.Add(*(vec(p) for p in names))
+        self.ops.append(Op("map", name, names, total, why=why, attrs=attrs))
         return name
 
     def run(self, forward: tuple[Op, ...]) -> tuple[Op, ...]:
@@ -105,9 +117,14 @@ class _Walk:
             if g is None:
                 continue
             pullback = kind(op).pullback
+            closed = op.attr("closed_form")
+            if self.closed and closed is not None:
+                pullback = CLOSED_FORMS[closed].pullback
             if pullback is None:
                 raise ValueError(f"op kind '{op.kind}' has no pullback")
+            start = len(self.ops)
             pullback(op, g, self)
+            self.spans[op.out] = (start, len(self.ops))
         return tuple(self.ops)
 
 
@@ -136,15 +153,18 @@ def shapes_of(ctx_params: dict, start: dict[str, Shape], *programs: tuple[Op, ..
     ctx = Context(shapes, ctx_params)
     for program in programs:
         for op in program:
-            shapes[op.out] = kind(op).shape(op, ctx)
+            if op.out not in ctx_params:  # a buffer's update writes a parameter
+                shapes[op.out] = kind(op).shape(op, ctx)
     return shapes
 
 
 def _train_all(graph: Graph) -> Graph:
-    """The same graph with every parameter trainable (``verify`` checks frozen ones too)."""
+    """The same graph with every parameter trainable (``verify`` checks frozen ones too),
+    buffers (running statistics, never trained) left as they are."""
     nodes = tuple(
         dataclasses.replace(
-            n, params=tuple(dataclasses.replace(p, trainable=True) for p in n.params)
+            n,
+            params=tuple(dataclasses.replace(p, trainable=p.role != "buffer") for p in n.params),
         )
         for n in graph.nodes
     )
@@ -168,17 +188,55 @@ def derive(spec: Spec, all_trainable: bool = False) -> Derivation:
     delta = losses.output_delta(loss, act, deriv)
     value = losses.loss_value(loss, act)
     c = losses.scale(loss, N, out.shape)
-    forward = tuple(op for node in graph.nodes for op in LAYER_KINDS[node.type].forward(node))
+    by_node = {n.index: LAYER_KINDS[n.type].forward(n) for n in graph.nodes}
+    forward = tuple(op for ops in by_node.values() for op in ops)
     forward += _loss_ops(graph, value, c, delta)
     params = {p.name: p for p in graph.params}
     shapes = shapes_of(params, {"x": graph.input_shape, "t": out.shape}, forward)
-    walk = _Walk(Context(shapes, params), forward, c)
-    _seed(walk, graph, delta)
-    backward = walk.run(tuple(op for op in forward if op.kind != "loss"))
-    shapes = shapes_of(params, shapes, backward)
+    batch = batch_of(forward)
+    walks = {}
+    for closed in (False, True):
+        walk = _Walk(Context(shapes, params, batch), forward, c, closed)
+        _seed(walk, graph, delta)
+        walk.run(tuple(op for op in forward if op.kind != "loss"))
+        walks[closed] = walk
+    derived, backward = tuple(walks[False].ops), tuple(walks[True].ops)
+    shapes = shapes_of(params, shapes, derived, backward)
+    batch = batch | batch_of(derived, backward)
+    rewrites = _rewrites(by_node, walks[False], walks[True], derived, backward)
     rule = optimizers.make(spec.optimizer)
+    keep = {out.a, out.z or out.a}
+    evaluation, updates = modes.evaluation(forward, keep), modes.updates(forward)
+    shapes = shapes_of(params, shapes, evaluation, updates)
     return Derivation(spec, graph, loss, value, delta, c, forward, backward, rule, shapes,
-                      out.a, out.z or out.a)  # fmt: skip
+                      out.a, out.z or out.a, derived, evaluation, updates, batch,
+                      rewrites)  # fmt: skip
 
 
-__all__ = ["derive", "shapes_of"]
+def batch_of(*programs: tuple[Op, ...]) -> frozenset[str]:
+    """The per-batch tensors the programs compute (by each op kind's per_batch rule)."""
+    return frozenset(op.out for program in programs for op in program if kind(op).per_batch(op))
+
+
+def _rewrites(by_node, plain: _Walk, closed: _Walk, derived, backward) -> tuple[Rewrite, ...]:
+    """For each layer with a closed form: the ops the op-by-op walk emitted for its segment
+    (and the sum of its input's gradient, when that sums the segment's contributions) and the
+    ops the closed form emitted instead."""
+    out = []
+    for index, ops in by_node.items():
+        last = ops[-1]
+        name = last.attr("closed_form")
+        if name is None or last.out not in closed.spans:
+            continue
+        lo = min(plain.spans[op.out][0] for op in ops if op.out in plain.spans)
+        hi = max(plain.spans[op.out][1] for op in ops if op.out in plain.spans)
+        before = list(derived[lo:hi])
+        total = grad_name(last.attr("input"))
+        parts = {o.out for o in before}
+        tail = [o for o in derived[hi:] if o.out == total and set(o.args) & parts]
+        start, end = closed.spans[last.out]
+        out.append(Rewrite(index, name, tuple(before + tail), tuple(backward[start:end])))
+    return tuple(out)
+
+
+__all__ = ["batch_of", "derive", "shapes_of"]

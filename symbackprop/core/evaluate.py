@@ -6,6 +6,7 @@ derived formulas themselves (rows of every array are samples, as in the generate
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from . import optimizers, prng
 from .derivation import Derivation
 from .ir import N, Op, Param
 from .ops import elementwise, kind
+from .optimizers import NORM_EPS
 
 
 def initial_params(d: Derivation) -> dict[str, np.ndarray]:
@@ -54,9 +56,12 @@ class Evaluation:
 
 
 def run_program(d: Derivation, ops: tuple[Op, ...], env: dict, params: dict) -> None:
-    """Execute ``ops`` in place on ``env`` (name -> array with samples as rows), each by its op
-    kind's evaluator."""
+    """Execute ``ops`` in place on ``env`` (name -> array with samples as rows; per-batch
+    tensors without that axis), each by its op kind's evaluator. Dropout masks are drawn at
+    ``env['__seed']`` and ``env['__step']`` (the spec's seed and step 0 unless set)."""
     ctx = d.context
+    env.setdefault("__seed", d.spec.seed)
+    env.setdefault("__step", 0)
     scope = {**params, **env}
     for op in ops:
         scope[op.out] = env[op.out] = kind(op).evaluate(op, scope, ctx)
@@ -69,11 +74,13 @@ def apply_update(
     g: np.ndarray,
     state: dict[str, np.ndarray],
     step: int,
+    kappa: float = 1.0,
 ) -> np.ndarray:
-    """One optimizer step for one parameter (``state`` updated in place); returns the new value."""
+    """One optimizer step for one parameter (``state`` updated in place); returns the new value.
+    ``kappa`` is the step's clip_grad_norm factor (see clip_factor), read when the rule clips."""
     rule = d.optimizer
     env = {s.name: state.setdefault(s.name, np.zeros_like(p)) for s in rule.state}
-    env.update(p=p, g=g, k=np.asarray(step, dtype=p.dtype))
+    env.update(p=p, g=g, k=np.asarray(step, dtype=p.dtype), kappa=np.asarray(kappa, p.dtype))
     hyper = rule.values()
     for a in rule.assignments:
         expr = a.expr.xreplace(hyper)
@@ -83,8 +90,19 @@ def apply_update(
     return env["p"]
 
 
+def clip_factor(d: Derivation, grads: dict[str, np.ndarray]) -> float:
+    """torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm/(‖g‖₂ + 1e-6)), the 2-norm over
+    every trainable parameter's gradient; 1 when the spec does not clip by norm."""
+    limit = d.spec.optimizer.clip_grad_norm
+    if limit is None:
+        return 1.0
+    total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+    return min(1.0, limit / (total + NORM_EPS))
+
+
 def evaluate(d: Derivation, samples: tuple[np.ndarray, np.ndarray]) -> Evaluation:
-    """Forward, loss, backward and one optimizer step at the spec's initial parameters."""
+    """Forward (training mode), loss, backward and one training step (the optimizer, then the
+    running buffers) at the spec's initial parameters."""
     dtype = np.dtype(d.spec.dtype)
     x, t = (np.asarray(s, dtype=dtype) for s in samples)
     params = initial_params(d)
@@ -96,17 +114,22 @@ def evaluate(d: Derivation, samples: tuple[np.ndarray, np.ndarray]) -> Evaluatio
         for name, op in d.gradients.items()
     }
     updated = {}
+    kappa = clip_factor(d, grads)
     for p in d.params:
         if p.trainable:
-            updated[p.name] = apply_update(d, p, params[p.name], grads[p.name], {}, 1)
+            updated[p.name] = apply_update(d, p, params[p.name], grads[p.name], {}, 1, kappa)
         else:
             updated[p.name] = params[p.name]
+    buffers = dict(env)
+    run_program(d, d.updates, buffers, params)
+    updated |= {op.out: buffers[op.out] for op in d.updates}
     return Evaluation(float(env["E"]), env, grads, params, updated)
 
 
 __all__ = [
     "Evaluation",
     "apply_update",
+    "clip_factor",
     "elementwise",
     "evaluate",
     "initial_params",

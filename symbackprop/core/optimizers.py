@@ -18,6 +18,10 @@ from .symbols import number
 P = sp.Symbol("p", real=True)  # the parameter element
 G = sp.Symbol("g", real=True)  # its gradient element
 K = sp.Symbol("k", positive=True, integer=True)  # step count, 1 on the first step
+# clip_grad_norm's factor min(1, max_norm/(‖g‖ + 1e-6)), ‖g‖ the 2-norm of every trainable
+# parameter's gradient together: one number per step, which the targets compute before the rule
+KAPPA = sp.Symbol("kappa", positive=True)
+NORM_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
 
 # The range the spec allows each hyperparameter (spec._optimizer checks the spec's fields by the
@@ -32,6 +36,8 @@ _RANGES = {
     "beta2": (0.0, 1.0, False, True),
     "epsilon": (0.0, math.inf, False, False),  # eps >= 0
     "alpha": (0.0, 1.0, False, False),  # alpha in [0, 1]
+    "max_norm": (0.0, math.inf, True, False),  # clip_grad_norm > 0
+    "clip": (0.0, math.inf, True, False),  # clip_grad_value > 0
 }
 
 
@@ -71,24 +77,51 @@ class Assignment:
 
 @dataclass(frozen=True)
 class UpdateRule:
-    """An optimizer: hyperparameters (symbol, value), per-parameter state, ordered assignments."""
+    """An optimizer: hyperparameters (symbol, value), per-parameter state, ordered assignments.
+
+    ``clip_norm``: the rule reads KAPPA, the step's clip_grad_norm factor (see KAPPA)."""
 
     name: str
     hyper: tuple[tuple[sp.Symbol, sp.Expr], ...]
     state: tuple[sp.Symbol, ...]
     assignments: tuple[Assignment, ...]
+    clip_norm: bool = False
 
     def values(self) -> dict[sp.Symbol, sp.Expr]:
         return dict(self.hyper)
 
 
 def make(spec: OptimizerSpec) -> UpdateRule:
-    """The update rule of torch.optim.<SGD|Adam|RMSprop> with ``spec``'s hyperparameters."""
+    """The update rule of torch.optim.<SGD|Adam|AdamW|RMSprop> with ``spec``'s
+    hyperparameters, after torch.nn.utils' gradient clipping when the spec asks for it."""
+    rule = _make(spec)
+    clip: list[Assignment] = []
+    hyper = list(rule.hyper)
+    if spec.clip_grad_norm is not None:
+        max_norm = _sym("max_norm")
+        hyper.append((max_norm, number(spec.clip_grad_norm)))
+        clip.append(Assignment(G, KAPPA * G, "clip_grad_norm: κ = min(1, max_norm/(‖g‖₂ + "
+                               "10⁻⁶)), ‖g‖₂ over every trainable parameter"))  # fmt: skip
+    if spec.clip_grad_value is not None:
+        c = _sym("clip")
+        hyper.append((c, number(spec.clip_grad_value)))
+        clip.append(Assignment(G, sp.Min(sp.Max(G, -c), c), "clip_grad_value: g into [−c, c]"))
+    if not clip:
+        return rule
+    return UpdateRule(rule.name, tuple(hyper), rule.state, (*clip, *rule.assignments),
+                      spec.clip_grad_norm is not None)  # fmt: skip
+
+
+def _make(spec: OptimizerSpec) -> UpdateRule:
     lr, wd = _sym("eta"), _sym("lambda")
     hyper = [(lr, number(spec.lr))]
     steps: list[Assignment] = []
     g = G
-    if spec.weight_decay:
+    if spec.type == "adamw":  # decoupled: p shrinks by η λ before the Adam step, g is not touched
+        hyper.append((wd, number(spec.weight_decay)))
+        if spec.weight_decay:
+            steps.append(Assignment(P, P * (1 - lr * wd), "decoupled weight decay"))
+    elif spec.weight_decay:
         hyper.append((wd, number(spec.weight_decay)))
         steps.append(Assignment(G, G + wd * P, "weight decay"))
     if spec.type == "sgd":
@@ -112,14 +145,14 @@ def make(spec: OptimizerSpec) -> UpdateRule:
             state = (buf,)
         steps.append(Assignment(P, _minus(P, lr * G), "descend"))
         return UpdateRule("sgd", tuple(hyper), state, tuple(steps))
-    if spec.type == "adam":
+    if spec.type in ("adam", "adamw"):
         b1, b2, eps, m, v = _sym("beta1"), _sym("beta2"), _sym("epsilon"), _sym("m"), _sym("v")
         hyper += [(b1, number(spec.betas[0])), (b2, number(spec.betas[1])), (eps, number(spec.eps))]
         steps.append(Assignment(m, b1 * m + (1 - b1) * g, "first moment"))
         steps.append(Assignment(v, b2 * v + (1 - b2) * g**2, "second moment"))
         update = lr / (1 - b1**K) * m / (sp.sqrt(v) / sp.sqrt(1 - b2**K) + eps)
         steps.append(Assignment(P, _minus(P, update), "bias-corrected step"))
-        return UpdateRule("adam", tuple(hyper), (m, v), tuple(steps))
+        return UpdateRule(spec.type, tuple(hyper), (m, v), tuple(steps))
     if spec.type == "rmsprop":
         alpha, eps, s = _sym("alpha"), _sym("epsilon"), _sym("s")
         hyper += [(alpha, number(spec.alpha)), (eps, number(spec.eps))]

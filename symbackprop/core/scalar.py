@@ -74,10 +74,12 @@ class ScalarDerivation:
 
 
 class _Names:
-    """ops.Elements: the CONTRACT §2 symbol of one element of a tensor or parameter."""
+    """ops.Elements: the CONTRACT §2 symbol of one element of a tensor or parameter. Scalar
+    mode writes one sample's formulas: its batch is that sample (``samples``)."""
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
+        self.samples = (self,)
 
     def tensor(self, name: str, index: tuple[int, ...]) -> sp.Symbol:
         return sym(element_name(name, index))

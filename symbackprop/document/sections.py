@@ -15,7 +15,7 @@ import sympy as sp
 from ..core.derivation import Derivation
 from ..core.ir import vec
 from ..core.layers import LAYER_KINDS, Node
-from ..core.ops import kind
+from ..core.ops import CLOSED_FORMS, kind
 from ..core.scalar import values_at
 from ..printing import latex as lx
 from ..spec.errors import SpecError
@@ -93,9 +93,16 @@ def network_section(d: Derivation) -> Section:
     for ly in d.nodes:
         i = ly.index
         for p in ly.params:
-            what = {"weight": "weights", "bias": "bias"}.get(p.role, p.role)
-            frozen = "" if p.trainable else " (not trained)"
+            what = _ROLES.get(p.role, p.role)
+            if p.role == "buffer":
+                what = "running " + ("mean" if p.name.startswith("mean") else "variance")
+                frozen = " (a buffer: updated by each training step, never trained)"
+            else:
+                frozen = "" if p.trainable else " (not trained)"
             row(p.name, f"{what} of layer {i}{frozen}", p.shape or "scalar (shared)")
+        for op in _inner_ops(ly):
+            batch = " (per batch)" if op.out in d.batch else ""
+            row(op.out, op.why.split(": ", 1)[-1] + batch, d.shapes[op.out] or "scalar")
         if ly.z is not None:
             row(ly.z, f"pre-activation of layer {i}", d.shapes[ly.z])
             row(ly.a, f"output of layer {i} ({_act_name(ly)})", d.shapes[ly.a])
@@ -107,20 +114,50 @@ def network_section(d: Derivation) -> Section:
     return s
 
 
+_ROLES = {"weight": "weights", "bias": "bias", "scale": "scale γ", "shift": "shift β"}
+
+
+def _inner_ops(ly: Node) -> tuple:
+    """A layer's ops before the ones writing z and a (a normalization's statistics)."""
+    return tuple(op for op in LAYER_KINDS[ly.type].forward(ly) if op.out not in (ly.z, ly.a))
+
+
 def forward_section(d: Derivation) -> Section:
     s = Section("Forward pass")
+    if d.modes_differ:
+        s.intro = ("Training mode (what the loss, its gradients and each training step "
+                   "compute); evaluation mode follows.")  # fmt: skip
     ctx = d.context
     for ly in d.nodes:
-        for op in d.forward:
-            if op.out not in (ly.z, ly.a):
-                continue
+        for op in LAYER_KINDS[ly.type].forward(ly):
             act = ly.activation
             if op.kind == "map" and op.out == ly.a and act is not None:
                 expr = act.expr.xreplace({sp.Symbol("x", real=True): vec(ly.z)})
                 s.eqs.append(_eq(lx.latex_name(ly.a), ly.a, expr, note=_act_name(ly)))
             else:
                 k = kind(op)
-                s.eqs.append(Eq(k.latex(op, ctx), k.text(op, ctx)))
+                note = op.why if op.out not in (ly.z, ly.a) else ""
+                s.eqs.append(Eq(k.latex(op, ctx), k.text(op, ctx), note=note))
+    return s
+
+
+def modes_section(d: Derivation) -> Section:
+    """Evaluation mode (``forward``, ``predict``): the ops that differ from training mode, and
+    the buffer updates of a training step."""
+    s = Section("Evaluation mode and the running buffers",
+                "In evaluation mode batch statistics are the running buffers and dropout masks "
+                "their mean 1 − p (inverted dropout is then the identity); these ops replace "
+                "the training-mode ones. Each training step then updates the buffers with the "
+                "batch's statistics (PyTorch's momentum m; the variance unbiased).")  # fmt: skip
+    ctx = d.context
+    training = set(d.forward)
+    for op in d.evaluation:
+        if op not in training and op.kind != "loss":
+            k = kind(op)
+            s.eqs.append(Eq(k.latex(op, ctx), k.text(op, ctx), note="evaluation mode"))
+    for op in d.updates:
+        k = kind(op)
+        s.eqs.append(Eq(k.latex(op, ctx), k.text(op, ctx), note=op.why))
     return s
 
 
@@ -191,16 +228,40 @@ def backward_section(d: Derivation) -> Section:
     for t in dict.fromkeys(ly.type for ly in d.nodes):
         s.eqs += [Eq(tex, txt, note=f"general form: {why}") for tex, txt, why in
                   LAYER_KINDS[t].textbook]  # fmt: skip
+    if d.rewrites:
+        s.intro += (" Op by op, as the chain rule derives it; the closed forms that replace "
+                    "some of these steps in the code follow.")  # fmt: skip
+    s.eqs += _backward_eqs(d, d.derived)
+    return s
+
+
+def _backward_eqs(d: Derivation, ops) -> list[Eq]:
     ctx = d.context
-    for op in d.backward:
+    out = []
+    for op in ops:
         if op.kind.startswith("grad_"):
             continue
         k = kind(op)
         if op.kind == "map":
-            s.eqs.append(_eq(lx.latex_name(op.out), op.out, op.expr, hadamard=True, note=op.why))
+            out.append(_eq(lx.latex_name(op.out), op.out, op.expr, hadamard=True, note=op.why))
         else:
-            note = "softmax Jacobian" if op.kind == "softmax_backward" else ""
-            s.eqs.append(Eq(k.latex(op, ctx), k.text(op, ctx), note=note))
+            note = {"softmax_backward": "softmax Jacobian", "reduce": op.why}.get(op.kind, "")
+            out.append(Eq(k.latex(op, ctx), k.text(op, ctx), note=note))
+    return out
+
+
+def closed_form_section(d: Derivation) -> Section:
+    """Each closed form that replaces the chain rule's op-by-op steps through a segment."""
+    s = Section("Closed forms", "Each replaces the op-by-op steps above through one layer; "
+                "tests/test_normalization.py proves the two equal with SymPy (for every element "
+                "of a small batch) and numerically.")  # fmt: skip
+    for r in d.rewrites:
+        node = next(n for n in d.nodes if n.index == r.layer)
+        replaced = ", ".join(o.out for o in r.derived if not o.kind.startswith("grad_"))
+        cf = CLOSED_FORMS[r.name]
+        note = f"{node.type}: {cf.formula} replaces {replaced}; {cf.why}"
+        s.eqs.append(Eq(r"\text{layer " + str(r.layer) + "}", f"layer {r.layer}", note=note))
+        s.eqs += _backward_eqs(d, r.closed)
     return s
 
 
@@ -250,6 +311,15 @@ def initial_section(d: Derivation, ev) -> Section:
 
 def numbers_section(d: Derivation, ev) -> Section:
     s = Section("Worked example", f"At the initial parameters, for a batch of {ev.batch}.")
+    for ly in d.nodes:  # the statistics, masks and outputs of normalization and dropout
+        ops = LAYER_KINDS[ly.type].forward(ly)
+        if any(op.kind in ("reduce", "mask") for op in ops):
+            for op in ops:
+                value = ev.values[op.out]
+                value = value[0] if ev.batch == 1 and op.out not in d.batch else value
+                value = value[..., 0] if d.shapes[op.out] == () and op.out not in d.batch else value
+                s.eqs.append(Eq(lx.latex_name(op.out), op.out, _array_text(value),
+                                value_tex=_array_tex(value), note=op.why))  # fmt: skip
     s.eqs.append(Eq("E", "E", _fmt(ev.loss)))
     for name, g in sorted(ev.gradients.items(), key=lambda kv: _order(d, kv[0])):
         lhs = lx.latex_name("d" + name)
@@ -291,6 +361,10 @@ def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
     from .scalar import _scalar_updates, scalar_sections  # it imports Eq, Section from here
 
     mode = d.mode(mode)
+    if mode == "scalar" and d.couples_samples:
+        raise SpecError("--mode", "scalar mode writes one sample's formulas, but batch "
+                        "statistics (batch_norm) make each sample's loss depend on the whole "
+                        "batch; use --mode tensor")  # fmt: skip
     if mode == "scalar" and d.num_params > MAX_SCALAR_PARAMS:
         raise SpecError("--mode", f"scalar mode writes each parameter's gradient element by "
                         f"element, for small nets (at most {MAX_SCALAR_PARAMS:,} parameters; "
@@ -298,8 +372,13 @@ def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
     out = [network_section(d)]
     if ev is not None:
         out.append(initial_section(d, ev))
-    out += [forward_section(d), loss_section(d), local_section(d)]
-    out += [backward_section(d), gradient_section(d)]
+    out.append(forward_section(d))
+    if d.modes_differ:
+        out.append(modes_section(d))
+    out += [loss_section(d), local_section(d), backward_section(d)]
+    if d.rewrites:
+        out.append(closed_form_section(d))
+    out.append(gradient_section(d))
     if mode == "scalar":
         vals = values_at(d, ev) if ev is not None and ev.batch == 1 else None
         *secs, sd = scalar_sections(d, vals)
@@ -324,7 +403,10 @@ def to_json(d: Derivation, mode: str, ev=None) -> str:
         for op in d.forward:
             if op.kind not in ("loss", "logsumexp"):
                 arr = ev.values[op.out]
-                fwd[op.out] = (arr[0] if one else arr).tolist()
+                if op.out not in d.batch:
+                    arr = arr[..., 0] if d.shapes[op.out] == () else arr
+                    arr = arr[0] if one else arr
+                fwd[op.out] = _plain(arr)
         doc = {
             "initial": initial,
             "loss": ev.loss,

@@ -29,14 +29,16 @@ from ..core.layers import (
 from ..core.symbols import T, Y
 from .errors import SpecError, did_you_mean
 from .expressions import parse_expression
-from .fields import MAX_COUNT, _bool, _choice, _Fields, _int, _kind, _name, _num
+from .fields import _choice, _Fields, _int, _kind, _name, _num
 from .files import read_data_file
 from .params import real_derivative, small_derivative
+from .training import OptimizerSpec, TrainSpec
+from .training import optimizer as _optimizer
+from .training import train as _train
 
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "sse", "custom")
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
 
 @dataclass(frozen=True)
@@ -46,28 +48,6 @@ class LossSpec:
     scale: float = 1.0
     expr: sp.Expr | None = None  # custom losses: in y and t
     source: str = ""
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """torch.optim's hyperparameters; those an optimizer does not use keep their defaults."""
-
-    type: str
-    lr: float
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    alpha: float = 0.99
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    epochs: int = 10
-    batch_size: int = 32
-    shuffle: bool = True
 
 
 @dataclass(frozen=True)
@@ -238,52 +218,6 @@ def _loss(data: Any, last: LayerSpec) -> LossSpec:
         if last.units < 2:
             raise SpecError("loss.type", "cross_entropy needs at least 2 outputs")
     return LossSpec(kind, reduction, scale, expr, source)
-
-
-_OPT_FIELDS = {
-    "sgd": ("lr", "momentum", "dampening", "nesterov", "weight_decay"),
-    "adam": ("lr", "betas", "eps", "weight_decay"),
-    "rmsprop": ("lr", "alpha", "eps", "momentum", "weight_decay"),
-}
-_DEFAULT_LR = {"sgd": 1e-3, "adam": 1e-3, "rmsprop": 1e-2}
-
-
-def _optimizer(data: Any) -> OptimizerSpec:
-    if isinstance(data, str):
-        data = {"type": data}
-    f = _Fields(data, "optimizer", "an optimizer name or a mapping")
-    kind = _choice(f.get("type", required=True), f.at("type"), OPTIMIZERS, "optimizer")
-    for key in ("lr", "momentum", "dampening", "nesterov", "weight_decay", "betas", "eps", "alpha"):
-        if f.has(key) and key not in _OPT_FIELDS[kind]:
-            raise SpecError(
-                f.at(key), f"not an option of {kind}; its options: {', '.join(_OPT_FIELDS[kind])}"
-            )
-    lr = _num(f.get("lr", _DEFAULT_LR[kind]), f.at("lr"), 0.0, low_open=True)
-    momentum = _num(f.get("momentum", 0.0), f.at("momentum"), 0.0)
-    dampening = _num(f.get("dampening", 0.0), f.at("dampening"), 0.0, 1.0)
-    nesterov = _bool(f.get("nesterov", False), f.at("nesterov"))
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise SpecError(f.at("nesterov"), "nesterov needs momentum > 0 and dampening 0")
-    weight_decay = _num(f.get("weight_decay", 0.0), f.at("weight_decay"), 0.0)
-    betas = f.get("betas", [0.9, 0.999])
-    if not isinstance(betas, list) or len(betas) != 2:
-        raise SpecError(f.at("betas"), f"expected a list of two numbers, got {_kind(betas)}")
-    b = tuple(
-        _num(v, f"{f.at('betas')}[{i}]", 0.0, 1.0, high_open=True) for i, v in enumerate(betas)
-    )
-    eps = _num(f.get("eps", 1e-8), f.at("eps"), 0.0)
-    alpha = _num(f.get("alpha", 0.99), f.at("alpha"), 0.0, 1.0)
-    f.done(("type",) + _OPT_FIELDS[kind])
-    return OptimizerSpec(kind, lr, momentum, dampening, nesterov, weight_decay, b, eps, alpha)
-
-
-def _train(data: Any) -> TrainSpec:
-    f = _Fields(data, "train")
-    epochs = _int(f.get("epochs", 10), f.at("epochs"), 1, MAX_COUNT)
-    batch = _int(f.get("batch_size", 32), f.at("batch_size"), 1, MAX_COUNT)
-    shuffle = _bool(f.get("shuffle", True), f.at("shuffle"))
-    f.done(("epochs", "batch_size", "shuffle"))
-    return TrainSpec(epochs, batch, shuffle)
 
 
 def parse_spec(data: Any, source: str = "") -> Spec:

@@ -19,6 +19,7 @@ from ...core.optimizers import hyper_range
 from ...printing.c import CCodePrinter
 from ...spec.errors import SpecError
 from ..program import Lowered, Program
+from ..support import refuse_unimplemented
 
 # In the order write_files renames them into place: the sources, which check the header's build
 # id, before the header, so a set interrupted halfway does not compile.
@@ -43,14 +44,15 @@ def c_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def _element_names(symbols, params: dict) -> dict[str, str]:
+def _element_names(symbols, params: dict, scalars: set[str]) -> dict[str, str]:
     """How a symbol of an elementwise expression reads inside the row and unit loops: tensors
-    at [i], per-sample scalars by name, parameters from params (one number, or per unit)."""
+    (per sample or per batch) at [i], per-sample scalars by name, parameters from params (one
+    number, or per unit)."""
     names = {}
     for s in symbols:
         if s.name == "N":
             names["N"] = "Nr"
-        elif s.name in _SCALARS:
+        elif s.name in scalars:
             names[s.name] = s.name
         elif s.name in params:
             names[s.name] = f"params->{s.name}[{'i' if params[s.name].shape else '0'}]"
@@ -150,6 +152,12 @@ def _conv_dims(op, program: Program) -> dict:
             "CPG": inp[0] // groups, "OPG": outc // groups, **extra}  # fmt: skip
 
 
+def _scalars(program: Program) -> set[str]:
+    """Per-sample scalars: one number per row (lse, a layer norm's statistics)."""
+    return _SCALARS | {n for n, shape in program.shapes.items()
+                       if shape == () and n not in program.batch and n != "E"}  # fmt: skip
+
+
 def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
     """The plain context of one op."""
     op = o.op
@@ -160,6 +168,7 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
     elif op.kind.startswith("grad_"):  # over the rows of what it reads
         shape = program.shapes[op.args[0]]
     rows = math.prod(shape[:-1])
+    scalars = _scalars(program)
     out = {
         "kind": op.kind,
         "out": op.out,
@@ -177,16 +186,16 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         temp_names = {t.name for t, _ in temps}
         symbols = set(expr.free_symbols).union(*(e.free_symbols for _, e in temps))
         symbols = {s for s in symbols if s.name not in temp_names}
-        printer = CCodePrinter(dtype, _element_names(symbols, params))
+        printer = CCodePrinter(dtype, _element_names(symbols, params, scalars))
         out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in temps]
         out["expr"] = printer.doprint(expr)
-        out["reads"] = sorted(
-            s.name for s in symbols if s.name in widths and s.name not in _SCALARS
-        )
-        out["scalars"] = sorted(s.name for s in symbols if s.name in _SCALARS)
+        reads = {s.name for s in symbols if s.name in widths and s.name not in scalars}
+        out["reads"] = sorted(reads - program.batch)
+        out["batch_reads"] = sorted(reads & program.batch)  # one row for the whole batch
+        out["scalars"] = sorted(s.name for s in symbols if s.name in scalars)
         out["uses_n"] = any(s.name == "N" for s in symbols)
-        # the unit index must be the loop's own when a parameter is read per unit
-        out["rowwise"] = bool(out["scalars"]) or any(
+        # the unit index must be the loop's own when a parameter or per-batch tensor is read
+        out["rowwise"] = bool(out["scalars"] or out["batch_reads"]) or any(
             s.name in params and params[s.name].shape for s in symbols
         )
     if op.kind == "affine":
@@ -216,6 +225,10 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["param"], out["cols"] = op.args[-1], out["units"]
     elif op.kind in ("concat", "slice"):
         out.update(_blocks(op, program))
+    elif op.kind == "reduce":  # the terms' width: the op's own (batch) or its input's (features)
+        out["width"] = max(widths.get(a, 1) for a in op.args if a not in params)
+    elif op.kind == "mask":
+        out["p"], out["width"] = repr(float(op.attr("p"))), o.units
     return out
 
 
@@ -365,10 +378,13 @@ def context(program: Program) -> dict:
     scalar = CCodePrinter("float64", {"N": "Nd"})
     params = [_param(p, k) for k, p in enumerate(program.params)]
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
-    for o in (*program.forward, *program.backward):
-        if not o.op.kind.startswith("grad_"):
+    buffers = {p.name for p in program.buffers}
+    for o in (*program.forward, *program.evaluation, *program.backward):
+        if not o.op.kind.startswith("grad_") and o.op.out not in buffers:
             widths[o.op.out] = math.prod(o.shape)
     forward = [_op(o, program, dtype, widths, scalar) for o in program.forward]
+    evaluation = [_op(o, program, dtype, widths, scalar) for o in program.evaluation]
+    updates = [_op(o, program, dtype, widths, scalar) for o in program.updates]
     by_name = {p["name"]: p for p in params}
     loss = _op(program.loss, program, dtype, widths, scalar)
     backward = _weights_last([_op(o, program, dtype, widths, scalar) for o in program.backward])
@@ -382,8 +398,9 @@ def context(program: Program) -> dict:
         ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
+    scalars = _scalars(program)
     arrays = [
-        {"name": n, "units": u, "scalar": n in _SCALARS}
+        {"name": n, "units": u, "scalar": n in scalars, "batch": n in program.batch}
         for n, u in widths.items()
         if n not in ("x", "t")
     ]  # a per-sample scalar (lse) has `units` numbers: one per row of the output
@@ -427,6 +444,13 @@ def context(program: Program) -> dict:
             if op["kind"] == "affine"
         ],
         "forward": forward,
+        "forward_uses_n": any(o.get("uses_n") for o in forward),
+        "modes_differ": program.modes_differ,
+        "evaluation": evaluation,
+        "evaluation_uses_n": any(o.get("uses_n") for o in evaluation),
+        "updates": updates,
+        "couples": bool(program.batch),
+        "dropout": any(o["kind"] == "mask" for o in forward),
         "loss_op": loss,
         "backward": backward,
         "backward_uses_n": any(o.get("uses_n") for o in backward),
@@ -448,6 +472,7 @@ def check_size(d: Derivation) -> None:
         raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
                         f"one has {len(d.nodes)}): gcc -O3 compiles each pass over the layers as "
                         "one function, in minutes above that; use --target numpy")  # fmt: skip
+    refuse_unimplemented(d, "C")
 
 
 def files(program: Program) -> dict[str, str]:

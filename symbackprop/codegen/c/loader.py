@@ -34,6 +34,8 @@ _PROTOTYPES = {
     "forward": ("", "PVLVV"),
     "loss": ("D", "PVVLV"),
     "loss_and_grad": ("D", "PVVLGV"),
+    "loss_at": ("D", "PVVLJV"),
+    "loss_and_grad_at": ("D", "PVVLJGV"),
     "init_state": ("", "S"),
     "step": ("D", "PSVVLV"),
     "train": ("I", "PSVVLLLIUVFVV"),
@@ -102,6 +104,7 @@ class CModule:
             "G": ctypes.POINTER(self._Grads),
             "V": ctypes.c_void_p,
             "L": ctypes.c_long,
+            "J": ctypes.c_int64,
             "I": ctypes.c_int,
             "U": ctypes.c_uint64,
             "D": ctypes.c_double,
@@ -203,21 +206,23 @@ class CModule:
             self._forward(self._pack(params), self._ptr(X), n, self._ptr(Y), self._ws_ptr())
         return Y.reshape(n, *self.OUTPUT_SHAPE)
 
-    def loss(self, params: dict, X, T) -> float:
-        """The loss E of a batch."""
+    def loss(self, params: dict, X, T, step: int = 0) -> float:
+        """The training-mode loss E of a batch (dropout masks of step count ``step``)."""
         X, T, n = self._rows(X, T)
         with self._lock:
             return float(
-                self._loss(self._pack(params), self._ptr(X), self._ptr(T), n, self._ws_ptr())
+                self._loss_at(
+                    self._pack(params), self._ptr(X), self._ptr(T), n, step, self._ws_ptr()
+                )
             )
 
-    def loss_and_grad(self, params: dict, X, T) -> tuple[float, dict]:
-        """E and dE/dparam for every trainable parameter."""
+    def loss_and_grad(self, params: dict, X, T, step: int = 0) -> tuple[float, dict]:
+        """E and dE/dparam for every trainable parameter (training mode, masks at ``step``)."""
         X, T, n = self._rows(X, T)
         g = self._Grads()
         with self._lock:
-            E = self._loss_and_grad(
-                self._pack(params), self._ptr(X), self._ptr(T), n, g, self._ws_ptr()
+            E = self._loss_and_grad_at(
+                self._pack(params), self._ptr(X), self._ptr(T), n, step, g, self._ws_ptr()
             )
         return float(E), self._unpack(g, self.TRAINABLE)
 

@@ -7,11 +7,13 @@ import math
 
 from ... import safe_io
 from ...core import prng
-from ...core.ops import conv_numpy
+from ...core.ops import conv_numpy, kind
+from ...core.ops.base import full_shape
 from ...core.optimizers import P, hyper_range
 from ...printing.numpy import NumpyCodePrinter
 from .. import npyfiles
 from ..program import Lowered, Program
+from ..support import refuse_unimplemented
 
 TEMPLATE = "numpy/module.py.j2"
 _PYTHON_KEYWORDS = {"lambda"}
@@ -81,6 +83,10 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
     elif op.kind == "global_avgpool_backward":
         shape = op.attr("shape")
         extra = {"attrs": {"shape": list(shape), "size": math.prod(shape[1:])}}
+    ctx = program.context
+    # a per-sample map of per-batch tensors only (dE/du through a batch mean) gets its rows
+    rows = (op.kind == "map" and bool(arrays) and not kind(op).per_batch(op)
+            and all(ctx.is_batch(a) for a in arrays))  # fmt: skip
     return {
         "kind": op.kind,
         "out": op.out,
@@ -95,7 +101,10 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
         "shared": op.kind in ("grad_bias", "grad_conv_bias")
         and program.param(op.args[1]).kind == "shared",
         "attrs": dict(op.attrs),
-        **extra,
+        "rows": rows,
+        "full": list(full_shape(op, ctx)) if op.kind == "reduce" else [],
+        "p": repr(float(op.attr("p"))) if op.kind == "mask" else "",
+        **extra,  # after "rows": grad_weight's own (rows of a sequence)
     }
 
 
@@ -119,9 +128,12 @@ def context(program: Program) -> dict:
     hyper_names = {h: (f"h_{h}" if h in _PYTHON_KEYWORDS else h) for h, _ in program.update.hyper}
     printer = NumpyCodePrinter(hyper_names)
     forward = [_op(o, printer, program) for o in program.forward]
+    evaluation = [_op(o, printer, program) for o in program.evaluation]
+    updates = [_op(o, printer, program) for o in program.updates]
     loss = {**_op(program.loss, printer, program), "like": program.output}
     backward = [_op(o, printer, program) for o in program.backward]
     produced = ["x"] + [o["out"] for o in forward]
+    update_inputs = sorted({a for lo in program.updates for a in lo.op.args if a in produced})
     needed_back = sorted({a for lo in program.backward for a in lo.op.args if a in produced}
                          | {s.name for lo in program.backward if lo.expr is not None
                             for s in lo.expr.free_symbols if s.name in produced})  # fmt: skip
@@ -172,6 +184,11 @@ def context(program: Program) -> dict:
         "conv_source": conv_source(program),
         "forward": forward,
         "forward_values": produced,
+        "modes_differ": program.modes_differ,
+        "evaluation": evaluation,
+        "evaluation_values": ["x"] + [o["out"] for o in evaluation],
+        "updates": updates,
+        "update_inputs": update_inputs,
         "output": program.output,
         "logits": program.logits,
         "loss_op": loss,
@@ -191,7 +208,9 @@ def _literal(value) -> str:
 
 
 def check_size(d) -> None:
-    """Any net the spec allows (MAX_LAYERS layers) generates and imports in seconds."""
+    """Any net the spec allows (MAX_LAYERS layers) generates and imports in seconds; the
+    training controls not generated yet are refused (codegen/support.py)."""
+    refuse_unimplemented(d, "NumPy")
 
 
 def files(program: Program) -> dict[str, str]:

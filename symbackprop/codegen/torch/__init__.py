@@ -13,7 +13,7 @@ from pathlib import Path
 from ...core.derivation import Derivation
 from ...spec.errors import SpecError
 from ..target import Target
-from .backend import files
+from .backend import check_size, files
 
 
 def torch_module(d: Derivation, directory: str | Path | None = None):
@@ -26,6 +26,6 @@ def torch_module(d: Derivation, directory: str | Path | None = None):
     return load(d, directory)
 
 
-TARGET = Target("torch", files, torch_module, needs=("torch",))
+TARGET = Target("torch", files, torch_module, check_size, needs=("torch",))
 
 __all__ = ["TARGET", "files", "torch_module"]

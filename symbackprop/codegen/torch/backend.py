@@ -26,15 +26,18 @@ import sympy as sp
 from ...core import prng
 from ...core.chain_rule import derive
 from ...core.ir import vec
+from ...core.ops import kind
+from ...core.ops.base import full_shape
 from ...core.symbols import T, Y
 from ...spec.load import LossSpec, Spec
 from ..numpy.backend import safe_io_source
 from ..program import Lowered, Program, lower
+from ..support import refuse_unimplemented
 
 TEMPLATE = "torch/module.py.j2"
 RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
 MAX_OP_ARGS = 64  # PyTorch's dispatcher takes no operator with more arguments
-_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop"}
 
 
 def vjp_program(spec: Spec) -> Program:
@@ -131,10 +134,16 @@ class _Ops:
         arrays = {s.name for s in o.expr.free_symbols} - {"N"} if o.expr is not None else set()
         scale = "" if op.scale is None or op.scale == 1 else f"({printer.doprint(op.scale)}) * "
         shared = op.kind == "grad_bias" and self.program.param(op.args[1]).kind == "shared"
+        ctx = self.program.context
+        rows = (op.kind == "map" and bool(arrays) and not kind(op).per_batch(op)
+                and all(ctx.is_batch(a) for a in arrays))  # fmt: skip
         return {
             "kind": op.kind,
             "out": op.out,
             "args": list(op.args),
+            "rows": rows,
+            "full": list(full_shape(op, ctx)) if op.kind == "reduce" else [],
+            "p": repr(float(op.attr("p"))) if op.kind == "mask" else "",
             "temps": [{"name": t.name, "code": printer.doprint(e)} for t, e in o.temps],
             "expr": printer.doprint(o.expr) if o.expr is not None else "",
             "scale_mul": scale,
@@ -199,13 +208,25 @@ def _conv_fields(op, program: Program) -> dict:
 
 def _custom_op(program: Program, printer, kind: str) -> dict:
     """The context of one custom op: 'loss' (E from x, t) or 'forward' (y from x, whose
-    backward is the VJP program, with the incoming gradient as t)."""
-    program = dataclasses.replace(program, backward=relu_masks(program))
+    backward is the VJP program, with the incoming gradient as t).
+
+    Where training and evaluation mode differ (batch norm, dropout): the loss op is training
+    mode, takes the step count (its dropout masks') as an input after t and also returns the
+    batch statistics the buffers' updates read; the forward op is evaluation mode and has no
+    derived gradient (the derivation is of training mode)."""
+    modes = program.modes_differ
+    backward = () if modes and kind == "forward" else relu_masks(program)
+    if kind == "forward" and modes:
+        program = dataclasses.replace(program, forward=program.evaluation)
+    program = dataclasses.replace(program, backward=backward)
     params = [p.name for p in program.params]
-    inputs = ["x", "t", *params] if kind == "loss" else ["x", *params]
+    head = (["x", "t", "step"] if modes else ["x", "t"]) if kind == "loss" else ["x"]
+    inputs = [*head, *params]
     result = "E" if kind == "loss" else program.output
     produced = {o.op.out for o in program.backward}
     backward_reads = set().union(*(_symbols(o) for o in program.backward)) - produced
+    if kind == "loss":  # the batch statistics the buffers' updates read
+        backward_reads |= {a for o in program.updates for a in o.op.args} - set(params)
     aliases = {o.op.out: _alias(o) for o in program.forward if _alias(o)}
 
     def root(name: str) -> str:
@@ -227,6 +248,14 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
     prelude = [(n, source(n)) for n in reads if source(n) != n]
     grads = {o.op.args[-1]: o.op.out for o in program.backward if o.op.kind.startswith("grad_")}
     shapes = {n: program.shapes[n] for n in outputs if n != "E"}
+
+    def fake(n: str) -> str:
+        if n == "E":
+            return "x.new_empty(())"
+        if n in program.batch:  # one for the batch: no sample axis
+            return f"x.new_empty({tuple(shapes[n])!r})"
+        return f"x.new_empty({_fake_shape(shapes[n])})"
+
     to_dict = _Ops(program, printer)
     return {
         "kind": kind,
@@ -236,13 +265,16 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
         "result": result,
         "forward": [to_dict(o) for o in forward],
         "outputs": outputs,
-        "fake": [f"x.new_empty({'()' if n == 'E' else _fake_shape(shapes[n])})" for n in outputs],
+        "fake": [fake(n) for n in outputs],
         "saved": saved,
         "prelude": [{"name": n, "source": s} for n, s in prelude],
         "backward": [to_dict(o) for o in program.backward],
         "seed": program.backward[0].op.out if kind == "loss" and program.backward else None,
         "underived": [str(i) for i, n in enumerate(inputs) if n not in grads],
         "underived_names": [f'{i}: "{n}"' for i, n in enumerate(inputs) if n not in grads],
+        "updates": [to_dict(o) for o in program.updates] if kind == "loss" else [],
+        "update_reads": sorted({a for o in program.updates for a in o.op.args} - set(params)),
+        "update_buffers": [o.op.out for o in program.updates] if kind == "loss" else [],
     }
 
 
@@ -292,7 +324,7 @@ def _optimizer(spec: Spec) -> tuple[str, str]:
     options: dict = {"lr": o.lr}
     if o.type == "sgd":
         options |= {"momentum": o.momentum, "dampening": o.dampening, "nesterov": o.nesterov}
-    elif o.type == "adam":
+    elif o.type in ("adam", "adamw"):
         options |= {"betas": tuple(o.betas), "eps": o.eps}
     else:
         options |= {"alpha": o.alpha, "eps": o.eps, "momentum": o.momentum}
@@ -332,9 +364,16 @@ def context(program: Program) -> dict:
         "safe_io_source": safe_io_source(),
         "runtime_source": runtime_source(),
         "output": program.output,
+        "modes_differ": program.modes_differ,
         "loss_op": _custom_op(program, printer, "loss"),
         "forward_op": _custom_op(vjp_program(spec), printer, "forward"),
     }
+
+
+def check_size(d) -> None:
+    """The layer kinds and training controls this target does not generate yet are refused
+    (codegen/support.py)."""
+    refuse_unimplemented(d, "torch")
 
 
 def files(program: Program) -> dict[str, str]:

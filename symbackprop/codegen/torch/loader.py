@@ -5,6 +5,7 @@ tests use every target alike.
 
 from __future__ import annotations
 
+import inspect
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -67,17 +68,21 @@ class TorchTarget:
         with torch.no_grad():
             return self._model(self._tensor(X)).numpy()
 
-    def loss(self, params: dict, X, T) -> float:
+    def _at(self, step: int) -> dict:
+        """loss's step argument where the Model has one (training and evaluation differ)."""
+        return {"step": step} if "step" in inspect.signature(self._model.loss).parameters else {}
+
+    def loss(self, params: dict, X, T, step: int = 0) -> float:
         self._set(self._model, params)
         with torch.no_grad():
-            return float(self._model.loss(self._tensor(X), self._tensor(T)))
+            return float(self._model.loss(self._tensor(X), self._tensor(T), **self._at(step)))
 
-    def loss_and_grad(self, params: dict, X, T) -> tuple[float, dict]:
+    def loss_and_grad(self, params: dict, X, T, step: int = 0) -> tuple[float, dict]:
         """E and dE/dparam for every trainable parameter, by E.backward()."""
         model = self._model
         self._set(model, params)
         model.zero_grad(set_to_none=True)
-        E = model.loss(self._tensor(X), self._tensor(T))
+        E = model.loss(self._tensor(X), self._tensor(T), **self._at(step))
         E.backward()
         grads = {n: getattr(model, n).grad.numpy().copy() for n in self.TRAINABLE}
         return float(E.detach()), grads

@@ -4,11 +4,11 @@ A :class:`LayerKind` reads its spec fields (with the shapes of its inputs, so ev
 its field), lists its parameters with PyTorch's shapes, returns its forward ops in the IR, and
 carries the textbook equations the documents print for it. Its backward pass is not written
 here: the chain rule derives it from the pullbacks of the forward ops (``core.ops``). Families
-of kinds live in modules of their own (dense, merge, reshape, conv); importing this package
-registers them.
+of kinds live in modules of their own (dense, merge, reshape, conv, normalization,
+dropout); importing this package registers them.
 """
 
-from . import conv, dense, merge, reshape  # noqa: F401  (each registers its kinds)
+from . import conv, dense, dropout, merge, normalization, reshape  # noqa: F401  (each registers its kinds)
 from .base import (
     LAYER_KINDS,
     LAYOUTS,

@@ -24,10 +24,13 @@ from ..ir import N, Op, Param, Shape
 
 @dataclass(frozen=True)
 class Context:
-    """What the rules need to know besides the op: every tensor's and parameter's shape."""
+    """What the rules need to know besides the op: every tensor's and parameter's shape, and
+    which tensors are per batch (computed once per batch, like batch statistics, with no
+    sample axis: ``batch``) rather than per sample."""
 
     shapes: Mapping[str, Shape]
     params: Mapping[str, Param]
+    batch: frozenset[str] = frozenset()
 
     def shape(self, name: str) -> Shape:
         return self.params[name].shape if name in self.params else self.shapes[name]
@@ -35,11 +38,21 @@ class Context:
     def is_param(self, name: str) -> bool:
         return name in self.params
 
+    def is_batch(self, name: str) -> bool:
+        """A per-batch tensor (no sample axis), or a parameter (the same for every sample)."""
+        return name in self.batch or name in self.params
+
 
 class Elements(Protocol):
-    """Scalar symbols of single elements (0-based indices), for the index forms."""
+    """Scalar symbols of single elements (0-based indices) of one sample, for the index forms.
+
+    ``samples`` is the batch the sample belongs to (an Elements per sample, this one among
+    them): what a reduction over the batch sums over. Per-batch tensors and parameters have
+    the same symbols in every sample. Scalar mode has a batch of one sample.
+    """
 
     ctx: Context
+    samples: tuple[Elements, ...]
 
     def tensor(self, name: str, index: tuple[int, ...]) -> sp.Symbol: ...
 
@@ -62,10 +75,25 @@ class Backward(Protocol):
     def contribute(self, tensor: str, op: Op | None = None, alias: str | None = None) -> None: ...
 
 
+Substitution = dict[str, sp.Expr]  # tensor name -> what replaces its symbol
+
+
+def _never(op: Op) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class OpKind:
     """One kind of op: its rules. ``pullback`` is None for ops that only occur in backward
-    programs (they are never differentiated)."""
+    programs (they are never differentiated).
+
+    Training and evaluation mode: the forward program is the training-mode one. ``eval``, for
+    kinds that differ in evaluation mode, gives the op's evaluation-mode ops and what the
+    symbol of its output becomes in every later expression (a dropout mask becomes 1, a batch
+    statistic its running buffer); ``updates`` gives the ops a training step runs after the
+    forward pass (a running buffer's update). ``per_batch`` says the op's output has no
+    sample axis (a reduction over the batch).
+    """
 
     name: str
     shape: Callable[[Op, Context], Shape]
@@ -74,6 +102,9 @@ class OpKind:
     latex: Callable[[Op, Context], str]
     elements: Callable[[Op, Elements], dict[tuple[int, ...], sp.Expr]]
     pullback: Callable[[Op, str, Backward], None] | None = None
+    per_batch: Callable[[Op], bool] = _never
+    eval: Callable[[Op], tuple[tuple[Op, ...], Substitution]] | None = None
+    updates: Callable[[Op], tuple[Op, ...]] | None = None
 
 
 OPS: dict[str, OpKind] = {}
@@ -139,9 +170,9 @@ def indices(shape: Shape):
 
 def element_subs(expr: sp.Expr, index: tuple[int, ...], el: Elements) -> sp.Expr:
     """``expr`` (in vec symbols) at one element: tensors of the element's shape at ``index``,
-    parameters broadcast along the last axes (as NumPy broadcasts), and per-row values of lower
-    rank (log-sum-exp: one per row of a sequence, one per sample for a vector) at the leading
-    indices."""
+    per-sample scalars as themselves, parameters and per-batch tensors broadcast along the last
+    axes (as NumPy broadcasts), and per-row values of lower rank (log-sum-exp: one per row of a
+    sequence, one per sample for a vector) at the leading indices."""
     subs = {}
     for s in expr.free_symbols:
         if s == N:
@@ -172,7 +203,15 @@ def param_shape(op: Op, ctx: Context) -> Shape:
     return ctx.shape(op.args[-1])
 
 
+def full_shape(op: Op, ctx: Context) -> Shape:
+    """The longest shape among an op's tensor arguments (what an elementwise expression of
+    them broadcasts to)."""
+    shapes = [ctx.shape(a) for a in op.args if a and not ctx.is_param(a)]
+    return max(shapes, key=len) if shapes else ()
+
+
 __all__ = [
-    "OPS", "Backward", "Context", "Elements", "OpKind", "c_tex", "c_text", "element_subs",
-    "elementwise", "indices", "kind", "name_tex", "param_shape", "register", "rows", "scale_of",
+    "OPS", "Backward", "Context", "Elements", "OpKind", "Substitution", "c_tex", "c_text",
+    "element_subs", "elementwise", "full_shape", "indices", "kind", "name_tex", "param_shape",
+    "register", "rows", "scale_of",
 ]  # fmt: skip

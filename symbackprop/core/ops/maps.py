@@ -17,6 +17,7 @@ from .base import (
     c_text,
     element_subs,
     elementwise,
+    full_shape,
     indices,
     name_tex,
     param_shape,
@@ -29,14 +30,20 @@ from .base import (
 
 
 def _map_shape(op: Op, ctx: Context) -> Shape:
-    shapes = [ctx.shape(a) for a in op.args if not ctx.is_param(a)]
-    return max(shapes, key=len) if shapes else ()
+    return full_shape(op, ctx)
+
+
+def _map_batch(op: Op) -> bool:
+    """A map over per-batch tensors (the sum of several contributions to a per-batch gradient)
+    is per batch; every other map is per sample, even one that reads per-batch tensors only
+    (dE/du via a batch mean: the same number for every sample)."""
+    return bool(op.attr("batch", False))
 
 
 def _map_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     dtype = env["x"].dtype
     shape = _map_shape(op, ctx)
-    full = (rows(env), *(shape or (1,)))
+    full = (*shape,) if _map_batch(op) else (rows(env), *(shape or (1,)))
     return np.broadcast_to(elementwise(op.expr, env, dtype), full).copy()
 
 
@@ -61,29 +68,39 @@ def partial(op: Op, arg: str) -> sp.Expr:
 
 
 def _map_pullback(op: Op, g: str, bw: Backward) -> None:
+    ctx = bw.ctx
+    shape, batch = _map_shape(op, ctx), _map_batch(op)
     for arg in dict.fromkeys(op.args):
         if not bw.requires(arg) or vec(arg) not in op.expr.free_symbols:
             continue
         local = partial(op, arg)
         inputs = (g, *dict.fromkeys((*op.args, op.out)))
-        if bw.ctx.is_param(arg):
-            axes = "all" if not bw.ctx.shape(arg) else "batch"
+        why = f"∂ℓ/∂{arg} = ∂ℓ/∂{op.out} ⊙ ∂{op.out}/∂{arg}"
+        if ctx.is_param(arg):
+            axes = "all" if not ctx.shape(arg) else "batch"
             bw.emit(Op("grad_reduce", f"d{arg}", (g, *inputs[1:], arg), vec(g) * local,
                        bw.scale, f"∂E/∂{arg} = c Σ ∂ℓ/∂{op.out} ⊙ ∂{op.out}/∂{arg}",
                        attrs=(("axes", axes),)))  # fmt: skip
+        elif ctx.is_batch(arg) and not batch:  # the same for every sample: summed over them
+            why = f"∂ℓ/∂{arg} = Σ_n ∂ℓ/∂{op.out} ⊙ ∂{op.out}/∂{arg} ({arg} is per batch)"
+            bw.contribute(arg, Op("reduce", bw.slot(arg, op.out), inputs, vec(g) * local,
+                                  why=why, attrs=(("over", "batch"),)))  # fmt: skip
+        elif len(ctx.shape(arg)) < len(shape):  # one number per sample, broadcast: summed
+            why = f"∂ℓ/∂{arg} = Σ_j ∂ℓ/∂{op.out}_j ∂{op.out}_j/∂{arg}"
+            bw.contribute(arg, Op("reduce", bw.slot(arg, op.out), inputs, vec(g) * local,
+                                  why=why, attrs=(("over", "features"),)))  # fmt: skip
         elif local == 1:
             bw.contribute(arg, alias=g)
         else:
-            why = (
-                "δ = ∂ℓ/∂a ⊙ f'(z)"
-                if op.partials
-                else f"∂ℓ/∂{arg} = ∂ℓ/∂{op.out} ⊙ ∂{op.out}/∂{arg}"
-            )
-            bw.contribute(arg, Op("map", bw.slot(arg, op.out), inputs, vec(g) * local, why=why))
+            if op.partials:
+                why = "δ = ∂ℓ/∂a ⊙ f'(z)"
+            attrs = (("batch", True),) if batch else ()
+            op_ = Op("map", bw.slot(arg, op.out), inputs, vec(g) * local, why=why, attrs=attrs)
+            bw.contribute(arg, op_)
 
 
 register(OpKind("map", _map_shape, _map_eval, _map_text, _map_latex, _map_elements,
-                _map_pullback))  # fmt: skip
+                _map_pullback, per_batch=_map_batch))  # fmt: skip
 
 
 # ---- the loss: E = c Σ_n Σ_k expr -------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""What the spec may ask that a target does not implement yet: a SpecError naming the field,
+raised by the target's ``check_size`` before any lowering, so no target silently ignores a
+layer kind or a training control (issue 16 lands them target by target)."""
+
+from __future__ import annotations
+
+from ..core.derivation import Derivation
+from ..spec.errors import SpecError
+
+# CONTRACT §7 controls no target's generated code applies yet (the spec and `derive` have them)
+_CONTROLS = (("optimizer", "schedule"), ("optimizer", "clip_grad_norm"),
+             ("optimizer", "clip_grad_value"), ("train", "validation"),
+             ("train", "early_stopping"))  # fmt: skip
+_UNSET = {"schedule": None, "clip_grad_norm": None, "clip_grad_value": None,
+          "validation": 0.0, "early_stopping": None}  # fmt: skip
+
+
+def refuse_unimplemented(d: Derivation, target: str, layer_types: tuple[str, ...] = ()) -> None:
+    """A SpecError for the first layer of ``layer_types`` or training control of ``d`` that
+    ``target`` cannot generate yet."""
+    for node in d.nodes:
+        if node.type in layer_types:
+            raise SpecError(f"layers[{node.index - 1}].type", f"{node.type} is not in the "
+                            f"{target} target yet; use --target numpy")  # fmt: skip
+    for section, field in _CONTROLS:
+        value = getattr(getattr(d.spec, section), field)
+        if value != _UNSET[field]:
+            raise SpecError(f"{section}.{field}", f"not in the generated {target} code yet "
+                            "(derive documents it); leave it out to generate")  # fmt: skip
+
+
+__all__ = ["refuse_unimplemented"]
