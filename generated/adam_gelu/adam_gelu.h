@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x0fbe7568ad81 /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x07275fec4492 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +112,13 @@ double adam_gelu_loss(const adam_gelu_params *params, const adam_gelu_real *X,
 /* E, and dE/dparam of every trainable parameter in grads. */
 double adam_gelu_loss_and_grad(const adam_gelu_params *params, const adam_gelu_real *X,
     const adam_gelu_real *T, long n, adam_gelu_grads *grads, adam_gelu_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double adam_gelu_loss_at(const adam_gelu_params *params, const adam_gelu_real *X,
+    const adam_gelu_real *T, long n, int64_t step, adam_gelu_workspace *ws);
+double adam_gelu_loss_and_grad_at(const adam_gelu_params *params, const adam_gelu_real *X,
+    const adam_gelu_real *T, long n, int64_t step, adam_gelu_grads *grads,
+    adam_gelu_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void adam_gelu_init_state(adam_gelu_state *state);

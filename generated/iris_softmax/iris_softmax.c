@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x270b777d4708
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xd4793ed60bbe
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -335,13 +335,15 @@ static void backward_chunk(const Params *params, Grads *grads,
 
 }
 
-/* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk */
+/* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk, in training mode
+ * (dropout masks at the step count step) */
 static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
                                  const long *idx, long n, Grads *grads,
-                                 Work *ws, const fused *fz)
+                                 Work *ws, const fused *fz, int64_t step)
 {
     double sum = 0;
     const double Nd = (double)n;
+    (void)step;
     if (grads) { /* the weight gradients are overwritten by the first chunk */
         memset(grads->b1, 0, sizeof grads->b1);
         memset(grads->b2, 0, sizeof grads->b2);
@@ -374,13 +376,25 @@ void iris_softmax_forward(const Params *params, const real *X, long n, real *Y,
 double iris_softmax_loss(const Params *params, const real *X, const real *T, long n,
                        Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
+    return iris_softmax_loss_at(params, X, T, n, 0, ws);
 }
 
 double iris_softmax_loss_and_grad(const Params *params, const real *X, const real *T,
                                 long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
+    return iris_softmax_loss_and_grad_at(params, X, T, n, 0, grads, ws);
+}
+
+double iris_softmax_loss_at(const Params *params, const real *X, const real *T, long n,
+                          int64_t step, Work *ws)
+{
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+}
+
+double iris_softmax_loss_and_grad_at(const Params *params, const real *X, const real *T,
+                                   long n, int64_t step, Grads *grads, Work *ws)
+{
+    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -460,12 +474,23 @@ static void update(Params *params, State *state, const Grads *grads, int all)
                           PARAMS[j].size, c);
 }
 
+/* The running buffers' updates from the batch statistics of the step's forward pass (none
+ * when the loss is NaN: the batch was not computed) */
+static void update_buffers(Params *params, const Work *ws, long n, double E)
+{
+    (void)params;
+    (void)ws;
+    (void)n;
+    (void)E;
+}
+
 static double step_rows(Params *params, State *state, const real *X,
                         const real *T, const long *idx, long n, Work *ws)
 {
     double E;
-    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL);
+    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
+    update_buffers(params, ws, n, E);
     return E;
 }
 

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0x270b777d4708 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0xd4793ed60bbe /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -102,6 +102,13 @@ double iris_softmax_loss(const iris_softmax_params *params, const iris_softmax_r
 /* E, and dE/dparam of every trainable parameter in grads. */
 double iris_softmax_loss_and_grad(const iris_softmax_params *params, const iris_softmax_real *X,
     const iris_softmax_real *T, long n, iris_softmax_grads *grads, iris_softmax_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double iris_softmax_loss_at(const iris_softmax_params *params, const iris_softmax_real *X,
+    const iris_softmax_real *T, long n, int64_t step, iris_softmax_workspace *ws);
+double iris_softmax_loss_and_grad_at(const iris_softmax_params *params, const iris_softmax_real *X,
+    const iris_softmax_real *T, long n, int64_t step, iris_softmax_grads *grads,
+    iris_softmax_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void iris_softmax_init_state(iris_softmax_state *state);

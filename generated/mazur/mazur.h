@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0xb2a3cb167459 /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0x27dd284e0226 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +94,13 @@ double mazur_loss(const mazur_params *params, const mazur_real *X,
 /* E, and dE/dparam of every trainable parameter in grads. */
 double mazur_loss_and_grad(const mazur_params *params, const mazur_real *X,
     const mazur_real *T, long n, mazur_grads *grads, mazur_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double mazur_loss_at(const mazur_params *params, const mazur_real *X,
+    const mazur_real *T, long n, int64_t step, mazur_workspace *ws);
+double mazur_loss_and_grad_at(const mazur_params *params, const mazur_real *X,
+    const mazur_real *T, long n, int64_t step, mazur_grads *grads,
+    mazur_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void mazur_init_state(mazur_state *state);

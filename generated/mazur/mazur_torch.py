@@ -201,6 +201,21 @@ def _u(key, idx):
     return _shr(z, 11).to(torch.float64) * _TWO_M53
 
 
+DROPOUT_STREAM = 1 << 33  # dropout layer i: stream_key(seed, DROPOUT_STREAM + i), then the step
+
+
+def dropout_key(seed, step, layer):
+    """The key of layer ``layer``'s dropout masks at step count ``step`` (core/prng.py's)."""
+    return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
+
+
+def dropout_keep(key, first, rows, width, p):
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
+    kept when u(key, r * width + j) >= p (core/prng.py's)."""
+    idx = torch.arange(first * width, (first + rows) * width, dtype=torch.int64)
+    return (_u(key, idx) >= p).reshape(rows, width)
+
+
 def uniforms(key, n):
     """u(key, 0), ..., u(key, n-1)."""
     return _u(key, torch.arange(n, dtype=torch.int64))
@@ -441,7 +456,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, a2)
 
 
-loss_op = torch.library.custom_op(_free_name("mazur_c4e4719d3c45_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("mazur_ff11a74cd39b_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -500,7 +515,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1)
 
 
-forward_op = torch.library.custom_op(_free_name("mazur_c4e4719d3c45_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("mazur_ff11a74cd39b_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 

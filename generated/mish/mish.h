@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x135c545cb9ff /* this set of files: the .c files check it */
+#define MISH_BUILD 0xbb3c0d9c500d /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -96,6 +96,13 @@ double mish_loss(const mish_params *params, const mish_real *X,
 /* E, and dE/dparam of every trainable parameter in grads. */
 double mish_loss_and_grad(const mish_params *params, const mish_real *X,
     const mish_real *T, long n, mish_grads *grads, mish_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double mish_loss_at(const mish_params *params, const mish_real *X,
+    const mish_real *T, long n, int64_t step, mish_workspace *ws);
+double mish_loss_and_grad_at(const mish_params *params, const mish_real *X,
+    const mish_real *T, long n, int64_t step, mish_grads *grads,
+    mish_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void mish_init_state(mish_state *state);

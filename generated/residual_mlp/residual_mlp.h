@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x2cc22a688e28 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x6804c3942267 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -116,6 +116,13 @@ double residual_mlp_loss(const residual_mlp_params *params, const residual_mlp_r
 /* E, and dE/dparam of every trainable parameter in grads. */
 double residual_mlp_loss_and_grad(const residual_mlp_params *params, const residual_mlp_real *X,
     const residual_mlp_real *T, long n, residual_mlp_grads *grads, residual_mlp_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double residual_mlp_loss_at(const residual_mlp_params *params, const residual_mlp_real *X,
+    const residual_mlp_real *T, long n, int64_t step, residual_mlp_workspace *ws);
+double residual_mlp_loss_and_grad_at(const residual_mlp_params *params, const residual_mlp_real *X,
+    const residual_mlp_real *T, long n, int64_t step, residual_mlp_grads *grads,
+    residual_mlp_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void residual_mlp_init_state(residual_mlp_state *state);

@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0x4c61b9b0bd93 /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0xcc5e3f5003d8 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -102,6 +102,13 @@ double rmsprop_custom_loss_loss(const rmsprop_custom_loss_params *params, const 
 /* E, and dE/dparam of every trainable parameter in grads. */
 double rmsprop_custom_loss_loss_and_grad(const rmsprop_custom_loss_params *params, const rmsprop_custom_loss_real *X,
     const rmsprop_custom_loss_real *T, long n, rmsprop_custom_loss_grads *grads, rmsprop_custom_loss_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double rmsprop_custom_loss_loss_at(const rmsprop_custom_loss_params *params, const rmsprop_custom_loss_real *X,
+    const rmsprop_custom_loss_real *T, long n, int64_t step, rmsprop_custom_loss_workspace *ws);
+double rmsprop_custom_loss_loss_and_grad_at(const rmsprop_custom_loss_params *params, const rmsprop_custom_loss_real *X,
+    const rmsprop_custom_loss_real *T, long n, int64_t step, rmsprop_custom_loss_grads *grads,
+    rmsprop_custom_loss_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void rmsprop_custom_loss_init_state(rmsprop_custom_loss_state *state);

@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0xda7355ce3b29 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0x5f1fa39dd1c7 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -107,6 +107,13 @@ double sgd_nesterov_loss(const sgd_nesterov_params *params, const sgd_nesterov_r
 /* E, and dE/dparam of every trainable parameter in grads. */
 double sgd_nesterov_loss_and_grad(const sgd_nesterov_params *params, const sgd_nesterov_real *X,
     const sgd_nesterov_real *T, long n, sgd_nesterov_grads *grads, sgd_nesterov_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double sgd_nesterov_loss_at(const sgd_nesterov_params *params, const sgd_nesterov_real *X,
+    const sgd_nesterov_real *T, long n, int64_t step, sgd_nesterov_workspace *ws);
+double sgd_nesterov_loss_and_grad_at(const sgd_nesterov_params *params, const sgd_nesterov_real *X,
+    const sgd_nesterov_real *T, long n, int64_t step, sgd_nesterov_grads *grads,
+    sgd_nesterov_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void sgd_nesterov_init_state(sgd_nesterov_state *state);

@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0x4b5f5d7d44d6 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0x7ac988cea524 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +112,13 @@ double two_branch_loss(const two_branch_params *params, const two_branch_real *X
 /* E, and dE/dparam of every trainable parameter in grads. */
 double two_branch_loss_and_grad(const two_branch_params *params, const two_branch_real *X,
     const two_branch_real *T, long n, two_branch_grads *grads, two_branch_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double two_branch_loss_at(const two_branch_params *params, const two_branch_real *X,
+    const two_branch_real *T, long n, int64_t step, two_branch_workspace *ws);
+double two_branch_loss_and_grad_at(const two_branch_params *params, const two_branch_real *X,
+    const two_branch_real *T, long n, int64_t step, two_branch_grads *grads,
+    two_branch_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void two_branch_init_state(two_branch_state *state);

@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0xe095f80cdd08 /* this set of files: the .c files check it */
+#define XOR_BUILD 0x1068721e9af6 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -98,6 +98,13 @@ double xor_loss(const xor_params *params, const xor_real *X,
 /* E, and dE/dparam of every trainable parameter in grads. */
 double xor_loss_and_grad(const xor_params *params, const xor_real *X,
     const xor_real *T, long n, xor_grads *grads, xor_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double xor_loss_at(const xor_params *params, const xor_real *X,
+    const xor_real *T, long n, int64_t step, xor_workspace *ws);
+double xor_loss_and_grad_at(const xor_params *params, const xor_real *X,
+    const xor_real *T, long n, int64_t step, xor_grads *grads,
+    xor_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void xor_init_state(xor_state *state);
