@@ -75,6 +75,7 @@ class Spec:
     train: TrainSpec
     source: str = ""
     digest: str = ""
+    dims: tuple[int, ...] = ()  # the per-sample input shape when not a vector ([T, F])
 
     @property
     def outputs(self) -> int:
@@ -82,15 +83,17 @@ class Spec:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (self.inputs,)
+        """x's per-sample shape: (inputs,), or (T, F) for sequences (``inputs`` is then T·F,
+        the width of one flattened row of a data file)."""
+        return self.dims or (self.inputs,)
 
 
-def _layers(data: Any, inputs: int) -> tuple[LayerSpec, ...]:
+def _layers(data: Any, inputs: tuple[int, ...]) -> tuple[LayerSpec, ...]:
     if not isinstance(data, list) or not data:
         raise SpecError("layers", "expected a non-empty list of layers")
     if len(data) > MAX_LAYERS:
         raise SpecError("layers", f"at most {MAX_LAYERS} layers")
-    shapes: dict[str, tuple[int, ...]] = {"x": (inputs,)}
+    shapes: dict[str, tuple[int, ...]] = {"x": inputs}
     layers: list[LayerSpec] = []
     used: set[str] = set()
     total = 0
@@ -111,6 +114,10 @@ def _layers(data: Any, inputs: int) -> tuple[LayerSpec, ...]:
         used.update(names)
         shapes[f"a{i + 1}"] = layer.shape
         layers.append(layer)
+    if len(layers[-1].shape) != 1:
+        raise SpecError(f"layers[{len(layers) - 1}]", "the network's output must be a vector "
+                        f"for now, not {list(layers[-1].shape)} (sequence outputs are not "
+                        "supported yet: end with return_sequences: false)")  # fmt: skip
     for i in range(len(layers) - 1):
         if f"a{i + 1}" not in used:
             raise SpecError(f"layers[{i}]", f"its output a{i + 1} is used by no later layer; the "
@@ -235,17 +242,32 @@ def parse_spec(data: Any, source: str = "") -> Spec:
     """Validate already-parsed YAML/JSON ``data`` into a :class:`Spec`."""
     f = _Fields(data, "", "a mapping at the top level")
     name = _name(f.get("name", required=True), "name")
-    inputs = _int(f.get("inputs", required=True), "inputs", 1, MAX_DIM)
+    dims = _input_dims(f.get("inputs", required=True))
+    inputs = math.prod(dims)
     dtype = _choice(f.get("dtype", "float64"), "dtype", ("float64", "float32"), "dtype")
     seed = _int(f.get("seed", 0), "seed", 0, 2**64 - 1)
-    layers = _layers(f.get("layers", required=True), inputs)
+    layers = _layers(f.get("layers", required=True), dims)
     loss = _loss(f.get("loss", {"type": "mse"}), layers[-1])
     optimizer = _optimizer(f.get("optimizer", {"type": "sgd"}))
     train = _train(f.get("train", {}))
     f.done(("name", "inputs", "dtype", "seed", "layers", "loss", "optimizer", "train"))
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    return Spec(name, inputs, dtype, seed, layers, loss, optimizer, train, source, digest)
+    return Spec(name, inputs, dtype, seed, layers, loss, optimizer, train, source, digest,
+                dims if len(dims) > 1 else ())  # fmt: skip
+
+
+def _input_dims(raw: Any) -> tuple[int, ...]:
+    """``inputs``: an int (a vector of features) or [T, F] (a sequence of T steps of F)."""
+    if not isinstance(raw, list):
+        return (_int(raw, "inputs", 1, MAX_DIM),)
+    if len(raw) != 2:
+        raise SpecError("inputs", f"expected an int or [T, F] (a sequence), got a list of "
+                        f"{len(raw)}")  # fmt: skip
+    dims = tuple(_int(v, f"inputs[{k}]", 1, MAX_DIM) for k, v in enumerate(raw))
+    if math.prod(dims) > MAX_DIM:
+        raise SpecError("inputs", f"T·F must be at most {MAX_DIM}")
+    return dims
 
 
 def load_spec(path: str | Path) -> Spec:

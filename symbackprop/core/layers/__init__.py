@@ -7,7 +7,7 @@ here: the chain rule derives it from the pullbacks of the forward ops (``core.op
 of kinds live in modules of their own (dense, merge); importing this package registers them.
 """
 
-from . import dense, merge  # noqa: F401  (each registers its kinds)
+from . import dense, merge, recurrent  # noqa: F401  (each registers its kinds)
 from .base import LAYER_KINDS, MAX_DIM, LayerKind, LayerSpec, Node, activation_ops, register
 
 __all__ = ["LAYER_KINDS", "MAX_DIM", "LayerKind", "LayerSpec", "Node", "activation_ops", "register"]

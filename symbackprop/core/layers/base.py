@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ...spec.errors import SpecError
 from ...spec.fields import _Fields
 from ...spec.params import ParamSpec
 from .. import activations
@@ -112,6 +113,15 @@ def register(kind: LayerKind) -> LayerKind:
     return kind
 
 
+def vector_inputs(f: _Fields, kind: str, inputs: tuple[str, ...], shapes: tuple[Shape, ...]):
+    """Refuse a sequence (or map) input to a kind that acts on vectors only, for now."""
+    for name, shape in zip(inputs, shapes, strict=True):
+        if len(shape) != 1:
+            field = f.at("input") if len(inputs) == 1 else f.at("inputs")
+            raise SpecError(field, f"{kind} takes vectors for now; {name} is {list(shape)} (end "
+                            "a recurrent layer with return_sequences: false before it)")  # fmt: skip
+
+
 def activation_ops(node: Node) -> tuple[Op, ...]:
     """``a = f(z)``: softmax, or a map carrying f' rewritten in forward quantities."""
     z, a, act = node.z, node.a, node.activation
@@ -124,4 +134,5 @@ def activation_ops(node: Node) -> tuple[Op, ...]:
     return (Op("map", a, (z,), f.xreplace({X: vec(z)}), why=f"{a} = f({z})", partials=(local,)),)
 
 
-__all__ = ["LAYER_KINDS", "MAX_DIM", "LayerKind", "LayerSpec", "Node", "activation_ops", "register"]
+__all__ = ["LAYER_KINDS", "MAX_DIM", "LayerKind", "LayerSpec", "Node", "activation_ops", "register",
+           "vector_inputs"]  # fmt: skip

@@ -5,12 +5,13 @@ from __future__ import annotations
 from ...spec.fields import _Fields, _int
 from ...spec.params import activation, param_spec
 from ..ir import Op, Param, Shape
-from .base import MAX_DIM, LayerKind, LayerSpec, Node, activation_ops, register
+from .base import MAX_DIM, LayerKind, LayerSpec, Node, activation_ops, register, vector_inputs
 
 # ---- dense: a = f(W in + b) ------------------------------------------------------------------
 
 
 def _dense_parse(f: _Fields, inputs: tuple[str, ...], shapes: tuple[Shape, ...]) -> LayerSpec:
+    vector_inputs(f, "dense", inputs, shapes)
     units = _int(f.get("units", required=True), f.at("units"), 1, MAX_DIM)
     act = activation(f.get("activation", "identity"), f.at("activation"))
     (shape,) = shapes

@@ -8,12 +8,13 @@ from ...spec.errors import SpecError
 from ...spec.fields import _Fields
 from ...spec.params import activation
 from ..ir import Op, Shape, vec
-from .base import LayerKind, LayerSpec, Node, activation_ops, register
+from .base import LayerKind, LayerSpec, Node, activation_ops, register, vector_inputs
 
 # ---- add: a = f(in_1 + in_2 + ...), a residual -------------------------------------------------
 
 
 def _add_parse(f: _Fields, inputs: tuple[str, ...], shapes: tuple[Shape, ...]) -> LayerSpec:
+    vector_inputs(f, "add", inputs, shapes)
     for name, shape in zip(inputs[1:], shapes[1:], strict=True):
         if shape != shapes[0]:
             raise SpecError(f.at("inputs"), f"add needs equal shapes: {inputs[0]} is "
@@ -45,6 +46,7 @@ register(LayerKind("add", _add_parse, lambda ls, i, shapes: (), _add_forward, AD
 
 
 def _concat_parse(f: _Fields, inputs: tuple[str, ...], shapes: tuple[Shape, ...]) -> LayerSpec:
+    vector_inputs(f, "concat", inputs, shapes)
     for name, shape in zip(inputs[1:], shapes[1:], strict=True):
         if shape[:-1] != shapes[0][:-1]:
             why = f"{inputs[0]} is {list(shapes[0])}, {name} is {list(shape)}"

@@ -9,7 +9,7 @@ the index form on small shapes. Families of kinds live in modules of their own (
 softmax, structure); importing this package registers them all.
 """
 
-from . import dense, maps, softmax, structure  # noqa: F401  (each registers its kinds)
+from . import dense, maps, recurrent, softmax, structure  # noqa: F401  (each registers its kinds)
 from .base import OPS, Backward, Context, Elements, OpKind, elementwise, indices, kind, register
 from .maps import partial
 
