@@ -118,8 +118,8 @@ def vector_inputs(f: _Fields, kind: str, inputs: tuple[str, ...], shapes: tuple[
     for name, shape in zip(inputs, shapes, strict=True):
         if len(shape) != 1:
             field = f.at("input") if len(inputs) == 1 else f.at("inputs")
-            raise SpecError(field, f"{kind} takes vectors for now; {name} is {list(shape)} (end "
-                            "a recurrent layer with return_sequences: false before it)")  # fmt: skip
+            why = "end a recurrent layer with return_sequences: false before it"
+            raise SpecError(field, f"{kind} takes vectors for now; {name} is {list(shape)} ({why})")
 
 
 def activation_ops(node: Node) -> tuple[Op, ...]:

@@ -65,10 +65,8 @@ def step_functions(name: str):
     relu(z) > 0 exactly where z > 0, with relu'(0) = 0 as PyTorch)."""
     act = activations.make(name)
     deriv = activations.derive_activation(act)
-    if deriv.in_output:
-        df = deriv.expr.xreplace({A: HT})
-    else:  # relu: its derivative is a step in z, and the step of relu(z) is the same step
-        df = deriv.expr.xreplace({X: HT})
+    # relu: its derivative is a step in z, and the step of relu(z) is the same step
+    df = deriv.expr.xreplace({A: HT} if deriv.in_output else {X: HT})
     return activations.stabilize(act.expr).xreplace({X: ZT}), df
 
 

@@ -249,7 +249,11 @@ def _smt_elements(op: Op, el: Elements) -> dict:
             for t in range(steps) for j in range(fan_in)}  # fmt: skip
 
 
-register(OpKind("seq_matvec_t", lambda op, ctx: (ctx.shape(op.args[1])[0], ctx.shape(op.args[0])[1]),
+def _smt_shape(op: Op, ctx: Context) -> Shape:
+    return (ctx.shape(op.args[1])[0], ctx.shape(op.args[0])[1])
+
+
+register(OpKind("seq_matvec_t", _smt_shape,
                 lambda op, env, ctx: env[op.args[1]] @ env[op.args[0]],
                 lambda op, ctx: f"{op.out}_t = {op.args[0]}.T @ {op.args[1]}_t",
                 lambda op, ctx: rf"{name_tex(op.out)}_t = \left({name_tex(op.args[0])}\right)^T "
