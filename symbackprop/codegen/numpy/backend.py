@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import sympy as sp
+
 from ... import safe_io
 from ...core import prng
 from ...core.optimizers import P, hyper_range
@@ -54,8 +56,13 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
         "const": o.expr is not None and not arrays,
         "like": like,
         "shared": op.kind == "grad_bias" and program.param(op.args[1]).kind == "shared",
-        "attrs": dict(op.attrs),
+        "attrs": _attrs(op, printer),
     }
+
+
+def _attrs(op, printer: NumpyCodePrinter) -> dict:
+    """An op's attrs; SymPy expressions among them (a loop's step function) printed as code."""
+    return {k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs}
 
 
 def _assignment(target, expr, printer: NumpyCodePrinter) -> dict:
@@ -98,6 +105,7 @@ def context(program: Program) -> dict:
     upd = program.update
     return {
         **program.summary(),
+        "input_shape": list(spec.input_shape) if len(spec.input_shape) > 1 else None,
         "params": params,
         "hyper": [
             {"name": h, "value": repr(v), "local": hyper_names[h], **hyper_range(h)}

@@ -1,0 +1,180 @@
+"""Recurrent layers (issue 15) against torch.nn.RNN with copied weights, step for step.
+
+The reference is built from the spec dict directly (nn.RNN(batch_first=True) per rnn layer,
+nn.Linear per dense layer, the loss and torch.optim from the spec), so it shares nothing with
+the package but the input format. Both code targets (the ``build`` fixture) must follow it for
+10 optimizer steps: float64 to 1e-10, float32 to 1e-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+ACTS = {"identity": lambda z: z, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+        "relu": torch.relu, "softmax": lambda z: z}  # fmt: skip
+
+
+class Reference(torch.nn.Module):
+    """The spec as torch modules: nn.RNN for rnn layers, nn.Linear for dense ones (a chain)."""
+
+    def __init__(self, spec: dict, params: dict, dtype):
+        super().__init__()
+        self.spec, self.mods = spec, torch.nn.ModuleList()
+        width = spec["inputs"][-1]
+        for i, ly in enumerate(spec["layers"], start=1):
+            if ly.get("type") == "rnn":
+                m = torch.nn.RNN(
+                    width,
+                    ly["units"],
+                    nonlinearity=ly.get("nonlinearity", "tanh"),
+                    bias=ly.get("bias", True),
+                    batch_first=True,
+                    dtype=dtype,
+                )
+                names = {"weight_ih_l0": f"W{i}", "weight_hh_l0": f"U{i}",
+                         "bias_ih_l0": f"b{i}", "bias_hh_l0": f"br{i}"}  # fmt: skip
+            else:
+                m = torch.nn.Linear(width, ly["units"], dtype=dtype)
+                names = {"weight": f"W{i}", "bias": f"b{i}"}
+            with torch.no_grad():
+                for own, ours in names.items():
+                    if hasattr(m, own) and getattr(m, own) is not None:
+                        getattr(m, own).copy_(torch.tensor(params[ours]))
+            m.names = names
+            self.mods.append(m)
+            width = ly["units"]
+
+    def forward(self, x):
+        for ly, m in zip(self.spec["layers"], self.mods, strict=True):
+            if ly.get("type") == "rnn":
+                seq, _ = m(x)
+                x = seq if ly.get("return_sequences", False) else seq[:, -1]
+            else:
+                x = ACTS[ly.get("activation", "identity")](m(x))
+        return x
+
+    def loss(self, x, t):
+        y = self.forward(x)
+        kind = self.spec.get("loss", "mse")
+        if kind == "mse":
+            return F.mse_loss(y, t)
+        if kind == "cross_entropy":
+            return F.cross_entropy(y, t)
+        raise ValueError(kind)
+
+    def named(self):
+        return {ours: getattr(m, own) for m in self.mods for own, ours in m.names.items()
+                if getattr(m, own, None) is not None}  # fmt: skip
+
+
+def _optimizer(spec, params):
+    opt = dict(spec.get("optimizer", {"type": "sgd"}))
+    kind = opt.pop("type")
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[kind]
+    return cls(params, **opt)
+
+
+def _data(spec, n, seed=0):
+    rng = np.random.default_rng(seed)
+    steps, feats = spec["inputs"]
+    x = rng.normal(size=(n, steps, feats))
+    outputs = spec["layers"][-1]["units"]
+    if spec.get("loss") == "cross_entropy":
+        t = np.eye(outputs)[rng.integers(0, outputs, n)]
+    else:
+        t = rng.normal(size=(n, outputs))
+    return x, t
+
+
+def _spec(layers, steps=5, feats=3, loss="mse", optimizer=None, dtype="float64"):
+    return {"name": "seq", "inputs": [steps, feats], "dtype": dtype, "seed": 3, "layers": layers,
+            "loss": loss, "optimizer": optimizer or {"type": "sgd", "lr": 0.1}}  # fmt: skip
+
+
+CASES = {
+    "many-to-one tanh, dense head": _spec([{"type": "rnn", "units": 4}, {"units": 2}]),
+    "many-to-one relu, sgd momentum": _spec(
+        [{"type": "rnn", "units": 5, "nonlinearity": "relu"}, {"units": 3, "activation": "tanh"}],
+        optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9}),
+    "stacked rnn -> rnn, softmax head, adam": _spec(
+        [{"type": "rnn", "units": 4, "return_sequences": True}, {"type": "rnn", "units": 3},
+         {"units": 3, "activation": "softmax"}], steps=12, loss="cross_entropy",
+        optimizer={"type": "adam", "lr": 0.01}),
+    "T = 1, no bias": _spec([{"type": "rnn", "units": 3, "bias": False}, {"units": 1}], steps=1),
+    "rnn as the output layer": _spec([{"type": "rnn", "units": 2}], steps=4),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("label", CASES)
+def test_training_steps_follow_torch_rnn(build, label):
+    spec = CASES[label]
+    net = build(spec)
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float64)
+    opt = _optimizer(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = _data(spec, 7)
+    xt, tt = torch.tensor(x), torch.tensor(t)
+    for step in range(10):
+        opt.zero_grad()
+        want = ref.loss(xt, tt)
+        want.backward()
+        if step == 0:
+            e, grads = net.loss_and_grad(params, x, t)
+            for name, p in ref.named().items():
+                np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+        got = net.step(params, state, x, t)
+        assert got == pytest.approx(want.item(), rel=1e-10)
+        opt.step()
+        for name, p in ref.named().items():
+            np.testing.assert_allclose(
+                params[name],
+                p.detach().numpy(),
+                rtol=1e-10,
+                atol=1e-12,
+                err_msg=f"{label}: {name} after step {step + 1}",
+            )
+
+
+def test_float32_follows_torch(build):
+    spec = _spec([{"type": "rnn", "units": 6}, {"units": 2}], steps=8, dtype="float32",
+                 optimizer={"type": "adam", "lr": 0.01})  # fmt: skip
+    net = build(spec)
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float32)
+    opt = _optimizer(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = (a.astype(np.float32) for a in _data(spec, 9))
+    for _ in range(10):
+        opt.zero_grad()
+        ref.loss(torch.tensor(x), torch.tensor(t)).backward()
+        net.step(params, state, x, t)
+        opt.step()
+    for name, p in ref.named().items():
+        np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_sequence_rows_may_come_flattened(build):
+    """Data files hold X as [n, T·F] rows (CONTRACT §6): the same numbers as [n, T, F]."""
+    spec = CASES["many-to-one tanh, dense head"]
+    net = build(spec)
+    params = net.init_params()
+    x, _ = _data(spec, 4)
+    np.testing.assert_array_equal(net.forward(params, x), net.forward(params, x.reshape(4, -1)))
+
+
+def test_default_init_is_pytorchs_distribution():
+    """nn.RNN draws every parameter from U(−1/√units, 1/√units)."""
+    import symbackprop
+    from symbackprop.core.evaluate import initial_params
+
+    d = symbackprop.derive(_spec([{"type": "rnn", "units": 16}, {"units": 2}], feats=40))
+    params = initial_params(d)
+    bound = 1 / 4
+    for name in ("W1", "U1", "b1", "br1"):
+        assert np.abs(params[name]).max() <= bound
+        assert np.abs(params[name]).max() > 0.9 * bound  # the whole range is used
+    assert params["W1"].shape == (16, 40) and params["U1"].shape == (16, 16)
