@@ -178,3 +178,84 @@ def test_default_init_is_pytorchs_distribution():
         assert np.abs(params[name]).max() <= bound
         assert np.abs(params[name]).max() > 0.9 * bound  # the whole range is used
     assert params["W1"].shape == (16, 40) and params["U1"].shape == (16, 16)
+
+
+# ---- the C target: equal to the NumPy target, strict and sanitizer-clean builds ---------------
+
+
+def _generate(spec: dict, folder) -> None:
+    import symbackprop
+    from symbackprop.codegen import render
+
+    d = symbackprop.derive(spec)
+    for target in ("c", "numpy"):
+        for name, text in render(d, target).items():
+            (folder / name).write_text(text)
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.1}, {"type": "adam", "lr": 0.01}],
+                         ids=["sgd (fused one-chunk steps)", "adam"])  # fmt: skip
+def test_c_equals_numpy(optimizer, tmp_path):
+    """Many steps, batches of one chunk and of several (300 rows > CHUNK) and shuffled rows."""
+    from symbackprop.codegen.c.loader import load_c
+    from symbackprop.codegen.numpy.loader import load_numpy
+
+    spec = _spec([{"type": "rnn", "units": 5, "return_sequences": True},
+                  {"type": "rnn", "units": 4, "nonlinearity": "relu"}, {"units": 2}], steps=6,
+                 optimizer=optimizer)  # fmt: skip
+    _generate(spec, tmp_path)
+    c, py = load_c(tmp_path), load_numpy(tmp_path / "seq.py")
+    pc, pp = c.init_params(), py.init_params()
+    for name in pp:
+        np.testing.assert_array_equal(pc[name], pp[name])
+    sc, sp_ = c.init_state(pc), py.init_state(pp)
+    x, t = _data(spec, 300, seed=1)
+    for rows in (slice(0, 20), slice(0, 300), slice(20, 60)):
+        for _ in range(3):
+            assert c.step(pc, sc, x[rows], t[rows]) == pytest.approx(
+                py.step(pp, sp_, x[rows], t[rows]), rel=1e-12
+            )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c.forward(pc, x), py.forward(pp, x), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        c.train(pc, x, t, 2, 32, True, 5, sc), py.train(pp, x, t, 2, 32, True, 5, sp_), rtol=1e-11
+    )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-11, atol=1e-12)
+
+
+def _run(program, *args):
+    import subprocess
+
+    return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=program.parent)  # fmt: skip
+
+
+@pytest.mark.parametrize("flags", [["-Wall", "-Wextra", "-Werror", "-pedantic"],
+                                   ["-O1", "-g", "-fsanitize=address,undefined",
+                                    "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]],
+                         ids=["strict", "sanitizers"])  # fmt: skip
+def test_c_program_trains_on_flattened_sequence_rows(flags, tmp_path):
+    """The program trains and predicts on a CSV of [T·F features, targets] rows."""
+    import os
+
+    from symbackprop.codegen.c.build import build_program
+
+    spec = _spec([{"type": "rnn", "units": 4, "return_sequences": True},
+                  {"type": "rnn", "units": 3}, {"units": 2}], steps=3, feats=2)  # fmt: skip
+    _generate(spec, tmp_path)
+    try:
+        program = build_program(tmp_path, flags)
+    except Exception:
+        if "-fsanitize=address,undefined" not in flags or os.environ.get("CI"):
+            raise
+        pytest.skip("no sanitizer runtime on this machine")
+    x, t = _data(spec, 40)
+    np.savetxt(tmp_path / "seq.csv", np.hstack([x.reshape(40, -1), t]), delimiter=",")
+    out = _run(program, "train", tmp_path / "seq.csv", "--epochs", "3", "--batch-size", "7",
+               "--out", tmp_path / "w.txt")  # fmt: skip
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    out = _run(program, "predict", tmp_path / "w.txt", tmp_path / "seq.csv")
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 40

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import sympy as sp
 
@@ -149,6 +150,8 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["in_units"] = widths[op.args[0]]
     elif op.kind == "grad_reduce":
         out["param"], out["cols"] = op.args[-1], widths[op.args[0]]
+    elif op.kind in _SEQUENCE_OPS:
+        _sequence_op(out, o, program, widths, dtype)
     elif op.kind == "concat":
         start, parts = 0, []
         for a in op.args:
@@ -156,6 +159,36 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
             start += widths[a]
         out["parts"] = parts
     return out
+
+
+_SEQUENCE_OPS = ("rnn", "rnn_bptt", "grad_seq_weight", "grad_seq_bias", "seq_matvec_t",
+                 "time_last", "time_last_backward")  # fmt: skip
+
+
+def _sequence_op(out: dict, o: Lowered, program: Program, widths: dict, dtype: str) -> None:
+    """Steps and widths of a recurrent op's loops; its step functions (attrs that are SymPy
+    expressions, in zt and ht) printed as C on scalars."""
+    op = o.op
+    printer = CCodePrinter(dtype, {"zt": "zt", "ht": "ht"})
+    out["attrs"] = {k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs}
+    shapes = program.shapes
+    if op.kind in ("rnn", "seq_matvec_t"):
+        w = program.param(op.args[0]).shape
+        seq = op.args[4] if op.kind == "rnn" else op.args[1]
+        out["steps"], out["units"], out["fan_in"] = shapes[seq][0], w[0], w[1]
+    elif op.kind == "rnn_bptt":
+        out["steps"], out["units"] = shapes[op.args[1]]
+    elif op.kind == "grad_seq_weight":
+        out["steps"], (out["rows"], out["cols"]) = (
+            shapes[op.args[0]][0],
+            program.param(op.args[2]).shape,
+        )
+    elif op.kind == "grad_seq_bias":
+        out["steps"], out["cols"] = shapes[op.args[0]]
+    elif op.kind == "time_last":
+        out["steps"], out["units"] = shapes[op.args[0]]
+    else:  # time_last_backward
+        out["steps"], out["units"] = op.attr("steps"), shapes[op.args[0]][0]
 
 
 def _param(p, k: int) -> dict:
@@ -234,9 +267,9 @@ def _weights_last(ops: list[dict]) -> list[dict]:
     may overwrite W with its gradient gemm. The values are the same in either order."""
     out, pending = [], []
     for o in ops:
-        if o["kind"] in ("grad_weight", "grad_bias"):
+        if o["kind"] in ("grad_weight", "grad_bias", "grad_seq_weight", "grad_seq_bias"):
             pending.append(o)
-        elif o["kind"] == "matvec_t":
+        elif o["kind"] in ("matvec_t", "seq_matvec_t"):
             out += [o, *pending]
             pending = []
         else:
@@ -286,13 +319,19 @@ def context(program: Program) -> dict:
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
     for o in (*program.forward, *program.backward):
         if not o.op.kind.startswith("grad_"):
-            widths[o.op.out] = o.units
+            widths[o.op.out] = math.prod(o.shape)  # a sequence [T, units]: T·units per row
     forward = [_op(o, program, dtype, widths, scalar) for o in program.forward]
     by_name = {p["name"]: p for p in params}
     loss = _op(program.loss, program, dtype, widths, scalar)
     backward = _weights_last([_op(o, program, dtype, widths, scalar) for o in program.backward])
     for o in backward:
-        if o["kind"] in ("grad_weight", "grad_bias", "grad_reduce"):
+        if o["kind"] in (
+            "grad_weight",
+            "grad_bias",
+            "grad_reduce",
+            "grad_seq_weight",
+            "grad_seq_bias",
+        ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
     arrays = [
