@@ -13,6 +13,32 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+
+@pytest.fixture(scope="module", params=["numpy", "c", "torch"])
+def build(request, tmp_path_factory):
+    """build(spec dict) -> the generated target behind the NumPy module's functions, once per
+    spec: the NumPy module, the C library (load_c) or the torch module (each op's backward the
+    derived BPTT)."""
+    import json
+
+    import symbackprop
+    from symbackprop.codegen.c import c_module
+    from symbackprop.codegen.numpy import numpy_module
+    from symbackprop.codegen.torch import torch_module
+
+    make = {"numpy": numpy_module, "c": c_module, "torch": torch_module}[request.param]
+    cache: dict = {}
+
+    def _build(data: dict):
+        key = json.dumps(data, sort_keys=True)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"{request.param}-rnn")
+            cache[key] = make(symbackprop.derive(data), folder)
+        return cache[key]
+
+    return _build
+
+
 ACTS = {"identity": lambda z: z, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
         "relu": torch.relu, "softmax": lambda z: z}  # fmt: skip
 
