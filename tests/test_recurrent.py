@@ -285,3 +285,89 @@ def test_c_program_trains_on_flattened_sequence_rows(flags, tmp_path):
     out = _run(program, "predict", tmp_path / "w.txt", tmp_path / "seq.csv")
     assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
     assert len(out.stdout.splitlines()) == 40
+
+
+# ---- documents: scalar mode and the worked example (T = 3) -----------------------------------
+
+TINY = {"name": "tiny_rnn", "inputs": [3, 2], "seed": 1, "loss": "mse",
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "layers": [{"type": "rnn", "units": 2}, {"units": 1}]}  # fmt: skip
+TINY_X = [[0.5, -1.0], [0.25, 0.75], [-0.5, 0.1]]
+
+
+def _tiny_torch():
+    import symbackprop
+    from symbackprop.core.evaluate import initial_params
+
+    params = initial_params(symbackprop.derive(TINY))
+    ref = Reference(TINY, params, torch.float64)
+    ref.loss(
+        torch.tensor([TINY_X], dtype=torch.float64), torch.tensor([[0.3]], dtype=torch.float64)
+    ).backward()
+    return params, {k: p.grad.numpy() for k, p in ref.named().items()}
+
+
+def test_scalar_mode_gradients_are_pytorchs():
+    """Every element's gradient in scalar mode (δ_t and h_t named, substituted back by their
+    own definitions down to x, t and the parameters) equals autograd through nn.RNN."""
+    import sympy as sp
+
+    import symbackprop
+    from symbackprop.core.ir import param_element_name
+    from symbackprop.core.ops import indices
+    from symbackprop.core.scalar import instantiate
+
+    d = symbackprop.derive(TINY)
+    sd = instantiate(d)
+    defs = {sp.Symbol(n, real=True): e for n, e in sd.definitions}
+    params, want = _tiny_torch()
+    values = {sp.Symbol(f"x{t + 1}_{f + 1}", real=True): TINY_X[t][f]
+              for t in range(3) for f in range(2)}  # fmt: skip
+    values[sp.Symbol("t1", real=True)] = 0.3
+    values[sp.Symbol("N", positive=True, integer=True)] = 1
+    for p in d.params:
+        for ix in indices(p.shape):
+            values[sp.Symbol(param_element_name(p, ix), real=True)] = float(params[p.name][ix])
+    assert sd.gradients
+    for g in sd.gradients:
+        e = g.expr
+        for _ in range(50):
+            if not e.free_symbols & defs.keys():
+                break
+            e = e.xreplace(defs)
+        assert float(e.xreplace(values)) == pytest.approx(want[g.param][g.index], rel=1e-12)
+
+
+def test_worked_example_json_is_pytorchs(tmp_path, capsys):
+    """`derive --at --format json` on T = 3: the loss, gradients and SGD update as autograd."""
+    import json
+
+    import yaml
+
+    from symbackprop.cli import main
+
+    spec, sample = tmp_path / "tiny.yaml", tmp_path / "sample.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    sample.write_text(yaml.safe_dump({"x": TINY_X, "t": [0.3]}))
+    assert main(["derive", str(spec), "--at", str(sample), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    params, want = _tiny_torch()
+    for name, g in want.items():
+        np.testing.assert_allclose(out["gradients"][name], g, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(out["updated"][name], params[name] - 0.1 * g, rtol=1e-12)
+
+
+def test_documents_print_the_recurrences():
+    """The forward loop and BPTT in text and LaTeX; scalar mode names h and δ per step."""
+    import symbackprop
+    from symbackprop.document.sections import render as render_document
+
+    d = symbackprop.derive(TINY)
+    text = render_document(d, "text")
+    assert "h1_t = tanh(W1 @ x_t + U1 @ h1_(t-1) + b1 + br1), t = 1..3, h1_0 = 0" in text
+    assert "delta1_t = (dh1_t + U1.T @ delta1_(t+1)) * tanh'(z_t), t = 3..1" in text
+    assert "dU1 = 1/N * sum_n sum_t delta1_t @ h1_(t-1).T" in text
+    assert "delta1_2_1 = (1 - h1_2_1**2)*(dh1_2_1 + delta1_3_1*u1_11 + delta1_3_2*u1_21)" in text
+    assert "dE/du1_12 = 1/N * dE/du1_12 = 1/N * (delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2)" in text
+    latex = render_document(d, "latex")
+    assert r"\operatorname{tanh}'" in latex

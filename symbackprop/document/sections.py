@@ -111,8 +111,9 @@ def forward_section(d: Derivation) -> Section:
     s = Section("Forward pass")
     ctx = d.context
     for ly in d.nodes:
+        own = {op.out for op in LAYER_KINDS[ly.type].forward(ly)}  # a loop's state (h) too
         for op in d.forward:
-            if op.out not in (ly.z, ly.a):
+            if op.out not in own:
                 continue
             act = ly.activation
             if op.kind == "map" and op.out == ly.a and act is not None:

@@ -91,7 +91,14 @@ def parse_samples(data: Any, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
     for key in ("x", "t"):
         if key not in data:
             raise SpecError(key, "required field is missing")
-    x = _matrix(data["x"], "x", spec.inputs, "inputs")
+    if spec.dims:  # a sequence: x is [T, F], one row per step
+        steps, feats = spec.dims
+        x = _matrix(data["x"], "x", feats, "features per step")
+        if x.shape[0] != steps:
+            raise SpecError("x", f"expected {steps} steps of {feats} features, got {x.shape[0]}")
+        x = x.reshape(1, -1)
+    else:
+        x = _matrix(data["x"], "x", spec.inputs, "inputs")
     t = _targets(data["t"], "t", spec, x.shape[0])
     if x.shape[0] != t.shape[0]:
         raise SpecError("t", f"{x.shape[0]} inputs but {t.shape[0]} targets")

@@ -92,7 +92,8 @@ def _rnn_latex(op: Op, ctx: Context) -> str:
 
 
 def _rnn_elements(op: Op, el: Elements) -> dict:
-    """Unrolled: h_t's elements in x and the parameters, h_{t-1} substituted (small T only)."""
+    """h_t's elements in x_t, the parameters and h_{t-1}'s elements: the recurrence, one step
+    per element (substituting repeatedly unrolls it, as the pullback proofs do)."""
     w, u, b, br, inp = op.args
     units, fan_in = el.ctx.shape(w)
     steps = el.ctx.shape(inp)[0]
@@ -101,7 +102,9 @@ def _rnn_elements(op: Op, el: Elements) -> dict:
         for i in range(units):
             z = sp.Add(*(el.param(w, (i, j)) * el.tensor(inp, (t, j)) for j in range(fan_in)))
             if t:
-                z += sp.Add(*(el.param(u, (i, k)) * out[(t - 1, k)] for k in range(units)))
+                z += sp.Add(
+                    *(el.param(u, (i, k)) * el.tensor(op.out, (t - 1, k)) for k in range(units))
+                )
             z += sum((el.param(p, (i,)) for p in (b, br) if p), sp.Integer(0))
             out[(t, i)] = op.attr("f").xreplace({ZT: z})
     return out
@@ -168,7 +171,7 @@ def _bptt_latex(op: Op, ctx: Context) -> str:
 
 
 def _bptt_elements(op: Op, el: Elements) -> dict:
-    """Unrolled backwards: δ_t in g, h and U, δ_{t+1} substituted."""
+    """δ_t's elements in g_t, h_t, U and δ_{t+1}'s elements: the BPTT recurrence."""
     u, h, g = op.args
     steps, units = el.ctx.shape(h)
     out: dict = {}
@@ -176,7 +179,9 @@ def _bptt_elements(op: Op, el: Elements) -> dict:
         for j in range(units):
             total = el.tensor(g, (t, j))
             if t + 1 < steps:
-                total += sp.Add(*(el.param(u, (k, j)) * out[(t + 1, k)] for k in range(units)))
+                total += sp.Add(
+                    *(el.param(u, (k, j)) * el.tensor(op.out, (t + 1, k)) for k in range(units))
+                )
             out[(t, j)] = total * op.attr("df").xreplace({HT: el.tensor(h, (t, j))})
     return out
 
