@@ -778,7 +778,6 @@ def load_data(path):
     else:
         data = _table(path)
         X, T = data[:, :INPUTS], data[:, INPUTS:]
-    X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X  # sequences [n, T, F]: rows flattened
     if X.ndim != 2 or X.shape[1] != INPUTS:
         _fail(f"{path}: X needs {INPUTS} columns, got shape {X.shape}")
     if X.shape[0] == 0:

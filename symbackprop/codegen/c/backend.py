@@ -294,6 +294,8 @@ def _metadata(program: Program, params: list[dict]) -> list[str]:
         "logits": program.logits,
         "output": program.output,
     }
+    if len(spec.input_shape) > 1:  # a sequence [T, F] per sample (rows of X are flattened)
+        meta["input_shape"] = list(spec.input_shape)
     lines = []
     for i, (key, value) in enumerate(meta.items()):
         sep = "{" if i == 0 else " "

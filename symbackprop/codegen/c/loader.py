@@ -164,7 +164,7 @@ class CModule:
 
     def _rows(self, X, T=None):
         X = np.ascontiguousarray(X, dtype=self.DTYPE)
-        if X.ndim > 2:  # sequences [n, T, F]: rows flattened, as in the library
+        if X.ndim == 3 and "input_shape" in self.meta:  # sequences [n, T, F]: rows flattened
             X = X.reshape(X.shape[0], -1)
         if X.ndim != 2 or X.shape[1] != self.INPUTS:
             raise ValueError(f"X must have shape [n, {self.INPUTS}], got {X.shape}")
@@ -343,7 +343,8 @@ class CModule:
             X, T = npz_data(path)
         except (OSError, EOFError, ValueError, TypeError, MemoryError) as exc:
             _fail(f"{path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
-        X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X  # sequences [n, T, F]
+        if X.ndim == 3 and "input_shape" in self.meta:  # sequences [n, T, F]
+            X = X.reshape(X.shape[0], -1)
         if X.ndim != 2 or T.ndim not in (1, 2) or T.shape[0] != X.shape[0]:
             _fail(f"{path}: X [n, {self.INPUTS}] and T [n, {self.OUTPUTS}] (or y [n]) needed")
         table = np.ascontiguousarray(np.hstack([X, T.reshape(X.shape[0], -1)]))
