@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_rnn.h"
-#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x5668b10175d7
+#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x7b3803ae0f56
 #error "sine_rnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -320,46 +320,59 @@ static void backward_chunk(const Params *params, Grads *grads,
         const real *restrict gs = ws->dh1[r];
         real *restrict ds = ws->delta1[r];
         for (int t = 12 - 1; t >= 0; --t) {
-            const real *restrict dn = t + 1 < 12 ? ds + (long)(t + 1) * 8 : ds;
+            real s[8];
+            for (int j = 0; j < 8; ++j) s[j] = gs[(long)t * 8 + j];
+            if (t + 1 < 12) { /* + U^T delta_(t+1), by rows of U */
+                const real *restrict dn = ds + (long)(t + 1) * 8;
+                for (int k = 0; k < 8; ++k) {
+                    const real dk = dn[k];
+                    for (int j = 0; j < 8; ++j) s[j] += params->U1[k][j] * dk;
+                }
+            }
             for (int j = 0; j < 8; ++j) {
-                real s = gs[(long)t * 8 + j];
-                if (t + 1 < 12)
-                    for (int k = 0; k < 8; ++k) s += params->U1[k][j] * dn[k];
                 const real ht = hs[(long)t * 8 + j];
-                ds[(long)t * 8 + j] = s * (1 - (ht*ht));
+                ds[(long)t * 8 + j] = s[j] * (1 - (ht*ht));
             }
         }
     }
 
-    /* dW1 = sum_n sum_t delta1_t @ x_t.T */
-    for (int i = 0; i < 8; ++i)
-        for (int j = 0; j < 1; ++j) {
-            real acc = 0;
-            for (long r = 0; r < m; ++r) {
-                const real *restrict gs = ws->delta1[r];
-                const real *restrict is = ws->x[r];
-                for (int t = 0; t < 12; ++t)
-                    acc += gs[(long)t * 8 + i] * is[(long)(t - 0) * 1 + j];
+    /* dW1 = sum_n sum_t delta1_t @ x_t.T: summed into grads (also the scratch of a fused step, then applied) */
+    if (first || fz) memset(grads->W1, 0, sizeof grads->W1);
+    for (long r = 0; r < m; ++r) {
+        const real *restrict gs = ws->delta1[r];
+        const real *restrict is = ws->x[r];
+        for (int t = 0; t < 12; ++t) {
+            const real *restrict it = is + (long)(t - 0) * 1;
+            for (int i = 0; i < 8; ++i) {
+                const real gi = gs[(long)t * 8 + i];
+                real *restrict row = grads->W1[i];
+                for (int j = 0; j < 1; ++j) row[j] += gi * it[j];
             }
-            acc *= 1;
-            if (fz) fz->params->W1[i][j] = fz->beta * fz->params->W1[i][j] + fz->alpha * acc;
-            else grads->W1[i][j] = (first ? 0 : grads->W1[i][j]) + acc;
         }
+    }
+    if (fz)
+        for (int i = 0; i < 8; ++i)
+            for (int j = 0; j < 1; ++j)
+                fz->params->W1[i][j] = fz->beta * fz->params->W1[i][j] + fz->alpha * grads->W1[i][j];
 
-    /* dU1 = sum_n sum_t delta1_t @ h1_(t-1).T */
-    for (int i = 0; i < 8; ++i)
-        for (int j = 0; j < 8; ++j) {
-            real acc = 0;
-            for (long r = 0; r < m; ++r) {
-                const real *restrict gs = ws->delta1[r];
-                const real *restrict is = ws->h1[r];
-                for (int t = 1; t < 12; ++t)
-                    acc += gs[(long)t * 8 + i] * is[(long)(t - 1) * 8 + j];
+    /* dU1 = sum_n sum_t delta1_t @ h1_(t-1).T: summed into grads (also the scratch of a fused step, then applied) */
+    if (first || fz) memset(grads->U1, 0, sizeof grads->U1);
+    for (long r = 0; r < m; ++r) {
+        const real *restrict gs = ws->delta1[r];
+        const real *restrict is = ws->h1[r];
+        for (int t = 1; t < 12; ++t) {
+            const real *restrict it = is + (long)(t - 1) * 8;
+            for (int i = 0; i < 8; ++i) {
+                const real gi = gs[(long)t * 8 + i];
+                real *restrict row = grads->U1[i];
+                for (int j = 0; j < 8; ++j) row[j] += gi * it[j];
             }
-            acc *= 1;
-            if (fz) fz->params->U1[i][j] = fz->beta * fz->params->U1[i][j] + fz->alpha * acc;
-            else grads->U1[i][j] = (first ? 0 : grads->U1[i][j]) + acc;
         }
+    }
+    if (fz)
+        for (int i = 0; i < 8; ++i)
+            for (int j = 0; j < 8; ++j)
+                fz->params->U1[i][j] = fz->beta * fz->params->U1[i][j] + fz->alpha * grads->U1[i][j];
 
     /* db1 = sum_n sum_t delta1_t */
     for (long r = 0; r < m; ++r) {
