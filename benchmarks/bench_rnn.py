@@ -72,8 +72,9 @@ def main() -> None:
             opt.step()
 
         times = {
-            "generated C (load_c, -O3)": timed(lambda: c.step(pc, sc, x, t), args.repeat,
-                                               args.min_time),
+            "generated C (load_c, -O3)": timed(
+                lambda: c.step(pc, sc, x, t), args.repeat, args.min_time
+            ),
             "generated NumPy": timed(lambda: py.step(pn, sn, x, t), args.repeat, args.min_time),
             "PyTorch eager nn.RNN": timed(torch_step, args.repeat, args.min_time),
         }
