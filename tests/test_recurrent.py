@@ -387,3 +387,22 @@ def test_sine_example_trains_with_the_generated_c(tmp_path):
     assert out.returncode == 0, out.stderr
     losses = [float(v) for v in re.findall(r"loss ([0-9.e+-]+)", out.stdout + out.stderr)]
     assert losses[0] > 0.05 and losses[-1] < 0.003, losses
+
+
+@pytest.mark.parametrize("expr, ok", [
+    ("delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2", True),  # Σ_t δ_t h_{t-1}ᵀ, t = 2..3
+    ("delta1_3_1*h1_2_2", False),  # a time step's term forgotten
+    ("delta1_1_1*h1_1_2 + delta1_2_1*h1_2_2", False),  # h_t instead of h_{t-1}
+    ("(1 - h1_2_1**2)*dh1_2_1*h1_1_2 + delta1_3_1*h1_2_2", False),  # δ_2 without U δ_3
+])  # fmt: skip
+def test_verify_a_hand_bptt_formula(tmp_path, capsys, expr, ok):
+    """verify --wrt u1_12 (the sequence's scalar names x1_1 .. x3_2 are probed too)."""
+    import yaml
+
+    from symbackprop.cli import main
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    code = main(["verify", str(spec), "--wrt", "u1_12", "--expr", expr])
+    assert code == (0 if ok else 1), capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("equivalent" if ok else "not equivalent")
