@@ -75,11 +75,12 @@ def act_map(name):
               partials=(local,))  # fmt: skip
 
 
-def rnn_op(nonlinearity, bias=True, out="h1"):
+def rnn_op(nonlinearity, bias=True, out="h1", truncate=0):
     from symbackprop.core.layers.recurrent import step_functions
 
     f, df = step_functions(nonlinearity)
-    attrs = (("act", nonlinearity), ("f", f), ("df", df), ("delta", "delta1"))
+    attrs = (("act", nonlinearity), ("f", f), ("df", df), ("delta", "delta1"),
+             ("truncate", truncate))  # fmt: skip
     b = ("b1", "br1") if bias else ("", "")
     return Op("rnn", out, ("W1", "U1", *b, "x"), attrs=attrs)
 

@@ -76,7 +76,13 @@ class Reference(torch.nn.Module):
     def forward(self, x):
         for ly, m in zip(self.spec["layers"], self.mods, strict=True):
             if ly.get("type") == "rnn":
-                seq, _ = m(x)
+                k = ly.get("bptt") or x.shape[1]
+                parts, h = [], None
+                for start in range(0, x.shape[1], k):  # truncated BPTT: windows of k steps,
+                    seq, h = m(x[:, start : start + k], h)  # the state detached between them
+                    parts.append(seq)
+                    h = h.detach()
+                seq = torch.cat(parts, 1)
                 x = seq if ly.get("return_sequences", False) else seq[:, -1]
             else:
                 x = ACTS[ly.get("activation", "identity")](m(x))
@@ -131,6 +137,12 @@ CASES = {
         optimizer={"type": "adam", "lr": 0.01}),
     "T = 1, no bias": _spec([{"type": "rnn", "units": 3, "bias": False}, {"units": 1}], steps=1),
     "rnn as the output layer": _spec([{"type": "rnn", "units": 2}], steps=4),
+    "truncated BPTT (bptt: 3 of T = 8), stacked": _spec(
+        [{"type": "rnn", "units": 4, "return_sequences": True, "bptt": 3},
+         {"type": "rnn", "units": 3, "nonlinearity": "relu", "bptt": 3}, {"units": 2}],
+        steps=8, optimizer={"type": "adam", "lr": 0.01}),
+    "truncated BPTT, windows dividing T (bptt: 2 of T = 6)": _spec(
+        [{"type": "rnn", "units": 4, "bptt": 2}, {"units": 2}], steps=6),
 }  # fmt: skip
 
 

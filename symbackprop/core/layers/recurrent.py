@@ -38,9 +38,11 @@ def _rnn_parse(f: _Fields, inputs: tuple[str, ...], shapes: tuple[Shape, ...]) -
                            "nonlinearity")  # fmt: skip
     sequences = _bool(f.get("return_sequences", False), f.at("return_sequences"))
     bias = _bool(f.get("bias", True), f.at("bias"))
-    f.done(("units", "nonlinearity", "return_sequences", "bias"))
+    truncate = 0 if f.get("bptt") is None else _int(f.get("bptt"), f.at("bptt"), 1, MAX_DIM)
+    f.done(("units", "nonlinearity", "return_sequences", "bias", "bptt"))
     shape = (steps, units) if sequences else (units,)
-    attrs = (("nonlinearity", nonlinearity), ("return_sequences", sequences), ("bias", bias))
+    attrs = (("nonlinearity", nonlinearity), ("return_sequences", sequences), ("bias", bias),
+             ("bptt", truncate if 0 < truncate < steps else 0))  # fmt: skip
     return LayerSpec("rnn", inputs, shape, attrs=attrs)
 
 
@@ -78,7 +80,7 @@ def _rnn_forward(node: Node) -> tuple[Op, ...]:
             node.inputs[0])  # fmt: skip
     h = node.a if attrs["return_sequences"] else f"h{node.index}"
     op_attrs = (("act", attrs["nonlinearity"]), ("f", f), ("df", df),
-                ("delta", f"delta{node.index}"))  # fmt: skip
+                ("delta", f"delta{node.index}"), ("truncate", attrs["bptt"]))  # fmt: skip
     why = f"{h}_t = {attrs['nonlinearity']}(W x_t + U {h}_(t-1) + b + br), {h}_0 = 0"
     ops = [Op("rnn", h, args, why=why, attrs=op_attrs)]
     if not attrs["return_sequences"]:

@@ -139,6 +139,13 @@ register(OpKind("rnn", _rnn_shape, _rnn_eval, _rnn_text, _rnn_latex, _rnn_elemen
                 _rnn_pullback))  # fmt: skip
 
 
+def _cut(op: Op, t: int) -> bool:
+    """Truncated BPTT (``bptt: K``): no gradient flows from step t+1 back into step t where a
+    new window of K steps starts (h_t detached there, as PyTorch's truncated BPTT does)."""
+    k = op.attr("truncate", 0)
+    return bool(k) and (t + 1) % k == 0
+
+
 # ---- rnn_bptt: δ_t = (g_t + Uᵀ δ_{t+1}) ⊙ f'(z_t), backwards in time ---------------------------
 
 
@@ -149,6 +156,8 @@ def _bptt_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     out = np.zeros_like(hv)
     nxt = np.zeros((n, units), dtype=hv.dtype)
     for t in reversed(range(steps)):
+        if _cut(op, t):
+            nxt = np.zeros_like(nxt)
         nxt = (gv[:, t] + nxt @ env[u]) * _f(op, hv[:, t], HT, "df", hv.dtype)
         out[:, t] = nxt
     return out
@@ -157,8 +166,10 @@ def _bptt_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
 def _bptt_text(op: Op, ctx: Context) -> str:
     u, h, g = op.args
     steps = ctx.shape(h)[0]
+    k = op.attr("truncate", 0)
+    cut = f", and 0 at t+1 = {k}, {2 * k}, ... (bptt: {k})" if k else ""
     return (f"{op.out}_t = ({g}_t + {u}.T @ {op.out}_(t+1)) * {op.attr('act')}'(z_t), "
-            f"t = {steps}..1, {op.out}_{steps + 1} = 0")  # fmt: skip
+            f"t = {steps}..1, {op.out}_{steps + 1} = 0{cut}")  # fmt: skip
 
 
 def _bptt_latex(op: Op, ctx: Context) -> str:
@@ -166,8 +177,10 @@ def _bptt_latex(op: Op, ctx: Context) -> str:
     d = name_tex(op.out)
     steps = ctx.shape(h)[0]
     deriv = rf"\operatorname{{{op.attr('act')}}}'\left(\mathbf{{z}}_t\right)"
+    k = op.attr("truncate", 0)
+    cut = rf",\ {d}_{{t+1}} := \mathbf{{0}} \text{{ at }} t+1 = {k}, {2 * k}, \ldots" if k else ""
     return (rf"{d}_t = \left({name_tex(g)}_t + \left({name_tex(u)}\right)^T {d}_{{t+1}}\right)"
-            rf" \odot {deriv},\ t = {steps}..1,\ {d}_{{{steps + 1}}} = \mathbf{{0}}")  # fmt: skip
+            rf" \odot {deriv},\ t = {steps}..1,\ {d}_{{{steps + 1}}} = \mathbf{{0}}{cut}")  # fmt: skip
 
 
 def _bptt_elements(op: Op, el: Elements) -> dict:
@@ -178,7 +191,7 @@ def _bptt_elements(op: Op, el: Elements) -> dict:
     for t in reversed(range(steps)):
         for j in range(units):
             total = el.tensor(g, (t, j))
-            if t + 1 < steps:
+            if t + 1 < steps and not _cut(op, t):
                 total += sp.Add(
                     *(el.param(u, (k, j)) * el.tensor(op.out, (t + 1, k)) for k in range(units))
                 )
