@@ -179,8 +179,9 @@ def _bptt_latex(op: Op, ctx: Context) -> str:
     deriv = rf"\operatorname{{{op.attr('act')}}}'\left(\mathbf{{z}}_t\right)"
     k = op.attr("truncate", 0)
     cut = rf",\ {d}_{{t+1}} := \mathbf{{0}} \text{{ at }} t+1 = {k}, {2 * k}, \ldots" if k else ""
+    end = rf"{d}_{{{steps + 1}}} = \mathbf{{0}}{cut}"
     return (rf"{d}_t = \left({name_tex(g)}_t + \left({name_tex(u)}\right)^T {d}_{{t+1}}\right)"
-            rf" \odot {deriv},\ t = {steps}..1,\ {d}_{{{steps + 1}}} = \mathbf{{0}}{cut}")  # fmt: skip
+            rf" \odot {deriv},\ t = {steps}..1,\ {end}")  # fmt: skip
 
 
 def _bptt_elements(op: Op, el: Elements) -> dict:
