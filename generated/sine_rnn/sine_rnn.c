@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_rnn.h"
-#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x7b3803ae0f56
+#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x4c32480811cf
 #error "sine_rnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -215,19 +215,33 @@ static void gather(Work *ws, const real *X, const real *T, const long *idx,
 static void forward_chunk(const Params *params, Work *ws, long m)
 {
     /* h1_t = tanh(W1 @ x_t + U1 @ h1_(t-1) + b1 + br1), t = 1..12, h1_0 = 0 */
+    for (int i = 0; i < 8; ++i) { /* W^T and U^T: rows contiguous for the loops */
+        for (int j = 0; j < 1; ++j) ws->W1T[j][i] = params->W1[i][j];
+        for (int j = 0; j < 8; ++j) ws->U1T[j][i] = params->U1[i][j];
+    }
     for (long r = 0; r < m; ++r) {
         const real *restrict xs = ws->x[r];
         real *restrict hs = ws->h1[r];
         for (int t = 0; t < 12; ++t) {
             const real *restrict xt = xs + (long)t * 1;
-            real *restrict ht_ = hs + (long)t * 8;
-            const real *restrict hp = t > 0 ? ht_ - 8 : hs; /* h_(t-1), read for t > 0 */
+            real *restrict zs = hs + (long)t * 8; /* z_t, then h_t in place */
+            for (int i = 0; i < 8; ++i) zs[i] = params->b1[i] + params->br1[i];
+            for (int j = 0; j < 1; ++j) {
+                const real xj = xt[j];
+                const real *restrict wj = ws->W1T[j];
+                for (int i = 0; i < 8; ++i) zs[i] += wj[i] * xj;
+            }
+            if (t > 0) {
+                const real *restrict hp = zs - 8; /* h_(t-1) */
+                for (int k = 0; k < 8; ++k) {
+                    const real hk = hp[k];
+                    const real *restrict uk = ws->U1T[k];
+                    for (int i = 0; i < 8; ++i) zs[i] += uk[i] * hk;
+                }
+            }
             for (int i = 0; i < 8; ++i) {
-                real zt = params->b1[i] + params->br1[i];
-                for (int j = 0; j < 1; ++j) zt += params->W1[i][j] * xt[j];
-                if (t > 0)
-                    for (int j = 0; j < 8; ++j) zt += params->U1[i][j] * hp[j];
-                ht_[i] = tanh(zt);
+                const real zt = zs[i];
+                zs[i] = tanh(zt);
             }
         }
     }
@@ -320,18 +334,19 @@ static void backward_chunk(const Params *params, Grads *grads,
         const real *restrict gs = ws->dh1[r];
         real *restrict ds = ws->delta1[r];
         for (int t = 12 - 1; t >= 0; --t) {
-            real s[8];
-            for (int j = 0; j < 8; ++j) s[j] = gs[(long)t * 8 + j];
+            real *restrict dt = ds + (long)t * 8;
+            for (int j = 0; j < 8; ++j) dt[j] = gs[(long)t * 8 + j];
             if (t + 1 < 12) { /* + U^T delta_(t+1), by rows of U */
-                const real *restrict dn = ds + (long)(t + 1) * 8;
+                const real *restrict dn = dt + 8;
                 for (int k = 0; k < 8; ++k) {
                     const real dk = dn[k];
-                    for (int j = 0; j < 8; ++j) s[j] += params->U1[k][j] * dk;
+                    const real *restrict uk = params->U1[k];
+                    for (int j = 0; j < 8; ++j) dt[j] += uk[j] * dk;
                 }
             }
             for (int j = 0; j < 8; ++j) {
                 const real ht = hs[(long)t * 8 + j];
-                ds[(long)t * 8 + j] = s[j] * (1 - (ht*ht));
+                dt[j] *= 1 - (ht*ht);
             }
         }
     }

@@ -12,7 +12,7 @@
  */
 #ifndef SINE_RNN_H
 #define SINE_RNN_H
-#define SINE_RNN_BUILD 0x7b3803ae0f56 /* this set of files: the .c files check it */
+#define SINE_RNN_BUILD 0x4c32480811cf /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -83,6 +83,8 @@ typedef struct {
     sine_rnn_real delta1[SINE_RNN_CHUNK][96];
     /* weights transposed, for the matrix loops (unused with SINE_RNN_BLAS) */
     sine_rnn_real W2T[8][1];
+    sine_rnn_real W1T[1][8]; /* a recurrent layer's W^T, U^T */
+    sine_rnn_real U1T[8][8]; /* a recurrent layer's W^T, U^T */
     sine_rnn_grads grads; /* of the last step */
 } sine_rnn_workspace;
 

@@ -367,6 +367,12 @@ def context(program: Program) -> dict:
             for op in forward
             if op["kind"] == "affine"
         ],
+        "loop_transposes": [
+            {"name": op["args"][k], "rows": rows, "cols": op["units"]}
+            for op in forward
+            if op["kind"] == "rnn"
+            for k, rows in ((0, op["fan_in"]), (1, op["units"]))
+        ],
         "forward": forward,
         "loss_op": loss,
         "backward": backward,
