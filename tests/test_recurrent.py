@@ -418,3 +418,38 @@ def test_verify_a_hand_bptt_formula(tmp_path, capsys, expr, ok):
     code = main(["verify", str(spec), "--wrt", "u1_12", "--expr", expr])
     assert code == (0 if ok else 1), capsys.readouterr().out
     assert capsys.readouterr().out.startswith("equivalent" if ok else "not equivalent")
+
+
+# ---- bad specs: one line naming the field, exit 2 -----------------------------------------------
+
+BAD = [
+    ({"inputs": 4, "layers": [{"type": "rnn", "units": 3}, {"units": 1}]},
+     "layers[0].input", "rnn takes a sequence [T, F]; x is [4]"),
+    ({"layers": [{"units": 3}, {"units": 1}]}, "layers[0].input", "dense takes vectors for now"),
+    ({"layers": [{"type": "rnn", "units": 3, "nonlinearity": "sigmoid"}, {"units": 1}]},
+     "layers[0].nonlinearity", "sigmoid"),
+    ({"layers": [{"type": "rnn", "units": 3, "bptt": 0}, {"units": 1}]}, "layers[0].bptt", ""),
+    ({"layers": [{"type": "rnn", "units": 3, "return_sequences": True}]}, "layers[0]",
+     "the network's output must be a vector"),
+    ({"layers": [{"type": "rnn", "units": 3, "return_sequences": True}, {"units": 1}]},
+     "layers[1].input", "dense takes vectors for now"),
+    ({"inputs": [3, 2, 2], "layers": [{"units": 1}]}, "inputs", "[T, F]"),
+    ({"inputs": [3, 0], "layers": [{"units": 1}]}, "inputs[1]", ""),
+    ({"layers": [{"type": "rnn", "units": 3, "weight": {}}, {"units": 1}]}, "layers[0].weight",
+     "unknown field"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change, field, reason", BAD, ids=[b[1] + " " + b[2] for b in BAD])
+def test_bad_recurrent_specs_are_refused(tmp_path, capsys, change, field, reason):
+    import yaml
+
+    from symbackprop.cli import main
+
+    data = {"name": "bad", "inputs": [4, 2], "layers": [], **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["derive", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {field}: ") and reason in err, err
+    assert err.count("\n") == 1
