@@ -105,6 +105,7 @@ def evaluate(d: Derivation, samples: tuple[np.ndarray, np.ndarray]) -> Evaluatio
     running buffers) at the spec's initial parameters."""
     dtype = np.dtype(d.spec.dtype)
     x, t = (np.asarray(s, dtype=dtype) for s in samples)
+    x = x.reshape(x.shape[0], *d.graph.input_shape)  # sequences: rows of T·F, unflattened
     params = initial_params(d)
     env: dict[str, np.ndarray] = {"x": x, "t": t, N.name: np.asarray(x.shape[0], dtype=dtype)}
     run_program(d, d.forward, env, params)

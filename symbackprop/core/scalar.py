@@ -149,19 +149,34 @@ def instantiate(d: Derivation) -> ScalarDerivation:
             elif op.out in back:
                 product = op.kind == "map"  # a local partial; else a sum over paths
                 factors[name] = _factors(back[op.out], ix, e, factors, defined, back, product)
+    # quantities a pullback names on its own (BPTT's δ_t), neither a tensor's gradient nor one
+    # path's contribution: a gradient that sums them keeps their names (each is defined above)
+    named = {element_name(op.out, ix) for op in d.backward
+             if not op.kind.startswith("grad_") and op.out not in back and "__via_" not in op.out
+             for ix in indices(d.shapes[op.out])}  # fmt: skip
     grads: list[Gradient] = []
     for p in d.trainable:
         op = d.gradients[p.name]
         terms = kind(op).elements(op, el)
         for ix in indices(p.shape):
             pel = param_element_name(p, ix)
-            fs = _factors(None, ix, terms[ix], factors, defined, back, True, pel)
+            fs = _factors(None, ix, terms[ix], factors, defined, back, True, pel, named)
             grads.append(Gradient(p.name, pel, ix, fs, d.scale, _terms(terms[ix], factors,
                                                                         back, pel)))  # fmt: skip
     return ScalarDerivation(tuple(defs), factors, tuple(grads))
 
 
-def _factors(primal, ix, e, factors, defined, back, product: bool, den: str | None = None):
+def _factors(
+    primal,
+    ix,
+    e,
+    factors,
+    defined,
+    back,
+    product: bool,
+    den: str | None = None,
+    keep: set | frozenset = frozenset(),
+):
     """Factors of one element: for a ``product`` e = g · rest with g one element of a gradient
     array, g's factors then ∂primal(g)/∂(this) = rest; else the one factor ∂E/∂(this) = e."""
     den = den or element_name(primal, ix)
@@ -175,7 +190,7 @@ def _factors(primal, ix, e, factors, defined, back, product: bool, den: str | No
     if product and e.is_Symbol and e.name in factors:
         return factors[e.name] + (Factor(_primal_element(e.name, back), den, sp.Integer(1)),)
     expanded = e.xreplace({s: defined[s.name] for s in e.free_symbols if s.name in defined
-                           and s.name not in factors})  # fmt: skip
+                           and s.name not in factors and s.name not in keep})  # fmt: skip
     return (Factor("E", den, expanded),)
 
 

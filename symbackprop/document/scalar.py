@@ -16,7 +16,7 @@ def scalar_sections(d: Derivation, vals: dict | None) -> list[Section]:
     forward = Section("Forward pass, element by element")
     back = Section("Backward pass, element by element")
     for name, expr in sd.definitions:
-        sec = forward if name[0] in "za" or name.startswith("p") else back
+        sec = forward if name[0] in "zah" or name.startswith("p") else back
         value = _fmt(float(sp.Symbol(name, real=True).xreplace(vals))) if vals else ""
         sec.eqs.append(_eq(lx.latex_name(name), name, expr, value=value))
     grads = Section(
@@ -76,6 +76,11 @@ def _scalar_gradient(g: Gradient, vals: dict | None, c: sp.Expr) -> Eq:
     cpre_x = "" if c == 1 else lx.text(c) + " * "
     tex = f"{lhs_t} = {cpre_t}{chain_t}"
     txt = f"{lhs_x} = {cpre_x}{chain_x}"
+    (only,) = g.factors if len(g.factors) == 1 else (None,)
+    if only is not None and only.den == g.element and not only.expr.is_Symbol:
+        # one factor that is a sum (over time steps or paths): show the sum
+        tex += f" = {cpre_t}" + rf"\left({lx.latex(only.expr)}\right)"
+        txt += f" = {cpre_x}({lx.text(only.expr)})"
     if len(g.factors) > 1:
         tex += (
             " = "

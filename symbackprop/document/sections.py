@@ -74,11 +74,19 @@ def _describe(ly: Node) -> str:
     return f"{ly.type}({', '.join(ly.inputs)}){act}"
 
 
+def _inputs_of(spec) -> str:
+    """'4 inputs', or for sequences 'sequences of 12 steps of 1 feature(s)'."""
+    if len(spec.input_shape) == 1:
+        return f"{spec.inputs} inputs"
+    steps, feats = spec.input_shape
+    return f"sequences of {steps} steps of {feats} feature{'s' if feats > 1 else ''}"
+
+
 def network_section(d: Derivation) -> Section:
     spec = d.spec
     s = Section("Network and notation", columns=("symbol", "meaning", "shape"))
     s.intro = (
-        f"Network '{spec.name}': {spec.inputs} inputs, "
+        f"Network '{spec.name}': {_inputs_of(spec)}, "
         + ", ".join(_describe(ly) for ly in d.nodes)
         + f"; loss {d.loss.name} ({d.loss.reduction}); optimizer {d.optimizer.name}; "
         f"{d.num_params} parameters. Vectors are one sample's columns; a batch has N samples; "
@@ -129,7 +137,10 @@ def forward_section(d: Derivation) -> Section:
                    "compute); evaluation mode follows.")  # fmt: skip
     ctx = d.context
     for ly in d.nodes:
-        for op in LAYER_KINDS[ly.type].forward(ly):
+        own = {op.out for op in LAYER_KINDS[ly.type].forward(ly)}  # a loop's state (h) too
+        for op in d.forward:
+            if op.out not in own:
+                continue
             act = ly.activation
             if op.kind == "map" and op.out == ly.a and act is not None:
                 expr = act.expr.xreplace({sp.Symbol("x", real=True): vec(ly.z)})

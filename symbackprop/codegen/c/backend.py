@@ -229,6 +229,8 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["width"] = max(widths.get(a, 1) for a in op.args if a not in params)
     elif op.kind == "mask":
         out["p"], out["width"] = repr(float(op.attr("p"))), o.units
+    elif op.kind in _SEQUENCE_OPS:
+        _sequence_op(out, o, program, widths, dtype)
     return out
 
 
@@ -250,6 +252,36 @@ def _blocks(op, program: Program) -> dict:
         parts.append({"name": a, "start": start, "width": width})
         start += width
     return {"outer": outer, "inner": inner, "parts": parts}
+
+
+_SEQUENCE_OPS = ("rnn", "rnn_bptt", "grad_seq_weight", "grad_seq_bias", "seq_matvec_t",
+                 "time_last", "time_last_backward")  # fmt: skip
+
+
+def _sequence_op(out: dict, o: Lowered, program: Program, widths: dict, dtype: str) -> None:
+    """Steps and widths of a recurrent op's loops; its step functions (attrs that are SymPy
+    expressions, in zt and ht) printed as C on scalars."""
+    op = o.op
+    printer = CCodePrinter(dtype, {"zt": "zt", "ht": "ht"})
+    out["attrs"] = {k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs}
+    shapes = program.shapes
+    if op.kind in ("rnn", "seq_matvec_t"):
+        w = program.param(op.args[0]).shape
+        seq = op.args[4] if op.kind == "rnn" else op.args[1]
+        out["steps"], out["units"], out["fan_in"] = shapes[seq][0], w[0], w[1]
+    elif op.kind == "rnn_bptt":
+        out["steps"], out["units"] = shapes[op.args[1]]
+    elif op.kind == "grad_seq_weight":
+        out["steps"], (out["rows"], out["cols"]) = (
+            shapes[op.args[0]][0],
+            program.param(op.args[2]).shape,
+        )
+    elif op.kind == "grad_seq_bias":
+        out["steps"], out["cols"] = shapes[op.args[0]]
+    elif op.kind == "time_last":
+        out["steps"], out["units"] = shapes[op.args[0]]
+    else:  # time_last_backward
+        out["steps"], out["units"] = op.attr("steps"), shapes[op.args[0]][0]
 
 
 def _param(p, k: int) -> dict:
@@ -328,9 +360,9 @@ def _weights_last(ops: list[dict]) -> list[dict]:
     may overwrite W with its gradient gemm. The values are the same in either order."""
     out, pending = [], []
     for o in ops:
-        if o["kind"] in ("grad_weight", "grad_bias"):
+        if o["kind"] in ("grad_weight", "grad_bias", "grad_seq_weight", "grad_seq_bias"):
             pending.append(o)
-        elif o["kind"] == "matvec_t":
+        elif o["kind"] in ("matvec_t", "seq_matvec_t"):
             out += [o, *pending]
             pending = []
         else:
@@ -355,6 +387,8 @@ def _metadata(program: Program, params: list[dict]) -> list[str]:
         "logits": program.logits,
         "output": program.output,
     }
+    if len(spec.input_shape) > 1:  # a sequence [T, F] per sample (rows of X are flattened)
+        meta["input_shape"] = list(spec.input_shape)
     lines = []
     for i, (key, value) in enumerate(meta.items()):
         sep = "{" if i == 0 else " "
@@ -395,6 +429,8 @@ def context(program: Program) -> dict:
             "grad_reduce",
             "grad_conv_weight",
             "grad_conv_bias",
+            "grad_seq_weight",
+            "grad_seq_bias",
         ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
@@ -442,6 +478,12 @@ def context(program: Program) -> dict:
             {"name": op["args"][0], "rows": op["fan_in"], "cols": op["units"]}
             for op in forward
             if op["kind"] == "affine"
+        ],
+        "loop_transposes": [
+            {"name": op["args"][k], "rows": rows, "cols": op["units"]}
+            for op in forward
+            if op["kind"] == "rnn"
+            for k, rows in ((0, op["fan_in"]), (1, op["units"]))
         ],
         "forward": forward,
         "forward_uses_n": any(o.get("uses_n") for o in forward),

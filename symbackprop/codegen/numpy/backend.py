@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import math
 
+import sympy as sp
+
 from ... import safe_io
 from ...core import prng
 from ...core.ops import conv_numpy, kind
@@ -100,12 +102,17 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
         "like": like,
         "shared": op.kind in ("grad_bias", "grad_conv_bias")
         and program.param(op.args[1]).kind == "shared",
-        "attrs": dict(op.attrs),
+        "attrs": _attrs(op, printer),
         "rows": rows,
         "full": list(full_shape(op, ctx)) if op.kind == "reduce" else [],
         "p": repr(float(op.attr("p"))) if op.kind == "mask" else "",
         **extra,  # after "rows": grad_weight's own (rows of a sequence)
     }
+
+
+def _attrs(op, printer: NumpyCodePrinter) -> dict:
+    """An op's attrs; SymPy expressions among them (a loop's step function) printed as code."""
+    return {k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs}
 
 
 def _assignment(target, expr, printer: NumpyCodePrinter) -> dict:

@@ -152,8 +152,15 @@ class _Ops:
             "const": o.expr is not None and not arrays,
             "like": op.args[0] if op.args else "x",
             "shared": shared,
-            "attrs": dict(op.attrs),
+            "attrs": {
+                k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs
+            },  # a loop's step functions, printed
             **_conv_fields(op, self.program),
+            "seq": {
+                a: list(self.program.shapes[a])
+                for a in op.args
+                if a in self.program.shapes and len(self.program.shapes[a]) == 2
+            },
         }
 
 

@@ -12,7 +12,7 @@ importing this package registers them all. ``CLOSED_FORMS`` holds the pullbacks 
 segments of ops (normalization) that replace the op-by-op derivation in the code.
 """
 
-from . import conv, dense, dropout, maps, pool, reduce, softmax, structure  # noqa: F401
+from . import conv, dense, dropout, maps, pool, recurrent, reduce, softmax, structure  # noqa: F401
 from .base import (
     OPS,
     Backward,

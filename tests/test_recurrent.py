@@ -1,0 +1,455 @@
+"""Recurrent layers (issue 15) against torch.nn.RNN with copied weights, step for step.
+
+The reference is built from the spec dict directly (nn.RNN(batch_first=True) per rnn layer,
+nn.Linear per dense layer, the loss and torch.optim from the spec), so it shares nothing with
+the package but the input format. Both code targets (the ``build`` fixture) must follow it for
+10 optimizer steps: float64 to 1e-10, float32 to 1e-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+
+@pytest.fixture(scope="module", params=["numpy", "c", "torch"])
+def build(request, tmp_path_factory):
+    """build(spec dict) -> the generated target behind the NumPy module's functions, once per
+    spec: the NumPy module, the C library (load_c) or the torch module (each op's backward the
+    derived BPTT)."""
+    import json
+
+    import symbackprop
+    from symbackprop.codegen.c import c_module
+    from symbackprop.codegen.numpy import numpy_module
+    from symbackprop.codegen.torch import torch_module
+
+    make = {"numpy": numpy_module, "c": c_module, "torch": torch_module}[request.param]
+    cache: dict = {}
+
+    def _build(data: dict):
+        key = json.dumps(data, sort_keys=True)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"{request.param}-rnn")
+            cache[key] = make(symbackprop.derive(data), folder)
+        return cache[key]
+
+    return _build
+
+
+ACTS = {"identity": lambda z: z, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+        "relu": torch.relu, "softmax": lambda z: z}  # fmt: skip
+
+
+class Reference(torch.nn.Module):
+    """The spec as torch modules: nn.RNN for rnn layers, nn.Linear for dense ones (a chain)."""
+
+    def __init__(self, spec: dict, params: dict, dtype):
+        super().__init__()
+        self.spec, self.mods = spec, torch.nn.ModuleList()
+        width = spec["inputs"][-1]
+        for i, ly in enumerate(spec["layers"], start=1):
+            if ly.get("type") == "rnn":
+                m = torch.nn.RNN(
+                    width,
+                    ly["units"],
+                    nonlinearity=ly.get("nonlinearity", "tanh"),
+                    bias=ly.get("bias", True),
+                    batch_first=True,
+                    dtype=dtype,
+                )
+                names = {"weight_ih_l0": f"W{i}", "weight_hh_l0": f"U{i}",
+                         "bias_ih_l0": f"b{i}", "bias_hh_l0": f"br{i}"}  # fmt: skip
+            else:
+                m = torch.nn.Linear(width, ly["units"], dtype=dtype)
+                names = {"weight": f"W{i}", "bias": f"b{i}"}
+            with torch.no_grad():
+                for own, ours in names.items():
+                    if hasattr(m, own) and getattr(m, own) is not None:
+                        getattr(m, own).copy_(torch.tensor(params[ours]))
+            m.names = names
+            self.mods.append(m)
+            width = ly["units"]
+
+    def forward(self, x):
+        for ly, m in zip(self.spec["layers"], self.mods, strict=True):
+            if ly.get("type") == "rnn":
+                k = ly.get("bptt") or x.shape[1]
+                parts, h = [], None
+                for start in range(0, x.shape[1], k):  # truncated BPTT: windows of k steps,
+                    seq, h = m(x[:, start : start + k], h)  # the state detached between them
+                    parts.append(seq)
+                    h = h.detach()
+                seq = torch.cat(parts, 1)
+                x = seq if ly.get("return_sequences", False) else seq[:, -1]
+            else:
+                x = ACTS[ly.get("activation", "identity")](m(x))
+        return x
+
+    def loss(self, x, t):
+        y = self.forward(x)
+        kind = self.spec.get("loss", "mse")
+        if kind == "mse":
+            return F.mse_loss(y, t)
+        if kind == "cross_entropy":
+            return F.cross_entropy(y, t)
+        raise ValueError(kind)
+
+    def named(self):
+        return {ours: getattr(m, own) for m in self.mods for own, ours in m.names.items()
+                if getattr(m, own, None) is not None}  # fmt: skip
+
+
+def _optimizer(spec, params):
+    opt = dict(spec.get("optimizer", {"type": "sgd"}))
+    kind = opt.pop("type")
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[kind]
+    return cls(params, **opt)
+
+
+def _data(spec, n, seed=0):
+    rng = np.random.default_rng(seed)
+    steps, feats = spec["inputs"]
+    x = rng.normal(size=(n, steps, feats))
+    outputs = spec["layers"][-1]["units"]
+    if spec.get("loss") == "cross_entropy":
+        t = np.eye(outputs)[rng.integers(0, outputs, n)]
+    else:
+        t = rng.normal(size=(n, outputs))
+    return x, t
+
+
+def _spec(layers, steps=5, feats=3, loss="mse", optimizer=None, dtype="float64"):
+    return {"name": "seq", "inputs": [steps, feats], "dtype": dtype, "seed": 3, "layers": layers,
+            "loss": loss, "optimizer": optimizer or {"type": "sgd", "lr": 0.1}}  # fmt: skip
+
+
+CASES = {
+    "many-to-one tanh, dense head": _spec([{"type": "rnn", "units": 4}, {"units": 2}]),
+    "many-to-one relu, sgd momentum": _spec(
+        [{"type": "rnn", "units": 5, "nonlinearity": "relu"}, {"units": 3, "activation": "tanh"}],
+        optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9}),
+    "stacked rnn -> rnn, softmax head, adam": _spec(
+        [{"type": "rnn", "units": 4, "return_sequences": True}, {"type": "rnn", "units": 3},
+         {"units": 3, "activation": "softmax"}], steps=12, loss="cross_entropy",
+        optimizer={"type": "adam", "lr": 0.01}),
+    "T = 1, no bias": _spec([{"type": "rnn", "units": 3, "bias": False}, {"units": 1}], steps=1),
+    "rnn as the output layer": _spec([{"type": "rnn", "units": 2}], steps=4),
+    "truncated BPTT (bptt: 3 of T = 8), stacked": _spec(
+        [{"type": "rnn", "units": 4, "return_sequences": True, "bptt": 3},
+         {"type": "rnn", "units": 3, "nonlinearity": "relu", "bptt": 3}, {"units": 2}],
+        steps=8, optimizer={"type": "adam", "lr": 0.01}),
+    "truncated BPTT, windows dividing T (bptt: 2 of T = 6)": _spec(
+        [{"type": "rnn", "units": 4, "bptt": 2}, {"units": 2}], steps=6),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("label", CASES)
+def test_training_steps_follow_torch_rnn(build, label):
+    spec = CASES[label]
+    net = build(spec)
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float64)
+    opt = _optimizer(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = _data(spec, 7)
+    xt, tt = torch.tensor(x), torch.tensor(t)
+    for step in range(10):
+        opt.zero_grad()
+        want = ref.loss(xt, tt)
+        want.backward()
+        if step == 0:
+            e, grads = net.loss_and_grad(params, x, t)
+            for name, p in ref.named().items():
+                np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+        got = net.step(params, state, x, t)
+        assert got == pytest.approx(want.item(), rel=1e-10)
+        opt.step()
+        for name, p in ref.named().items():
+            np.testing.assert_allclose(
+                params[name],
+                p.detach().numpy(),
+                rtol=1e-10,
+                atol=1e-12,
+                err_msg=f"{label}: {name} after step {step + 1}",
+            )
+
+
+def test_float32_follows_torch(build):
+    spec = _spec([{"type": "rnn", "units": 6}, {"units": 2}], steps=8, dtype="float32",
+                 optimizer={"type": "adam", "lr": 0.01})  # fmt: skip
+    net = build(spec)
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float32)
+    opt = _optimizer(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = (a.astype(np.float32) for a in _data(spec, 9))
+    for _ in range(10):
+        opt.zero_grad()
+        ref.loss(torch.tensor(x), torch.tensor(t)).backward()
+        net.step(params, state, x, t)
+        opt.step()
+    for name, p in ref.named().items():
+        np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_sequence_rows_may_come_flattened(build):
+    """Data files hold X as [n, T·F] rows (CONTRACT §6): the same numbers as [n, T, F]."""
+    spec = CASES["many-to-one tanh, dense head"]
+    net = build(spec)
+    params = net.init_params()
+    x, _ = _data(spec, 4)
+    np.testing.assert_array_equal(net.forward(params, x), net.forward(params, x.reshape(4, -1)))
+
+
+def test_default_init_is_pytorchs_distribution():
+    """nn.RNN draws every parameter from U(−1/√units, 1/√units)."""
+    import symbackprop
+    from symbackprop.core.evaluate import initial_params
+
+    d = symbackprop.derive(_spec([{"type": "rnn", "units": 16}, {"units": 2}], feats=40))
+    params = initial_params(d)
+    bound = 1 / 4
+    for name in ("W1", "U1", "b1", "br1"):
+        assert np.abs(params[name]).max() <= bound
+        assert np.abs(params[name]).max() > 0.9 * bound  # the whole range is used
+    assert params["W1"].shape == (16, 40) and params["U1"].shape == (16, 16)
+
+
+# ---- the C target: equal to the NumPy target, strict and sanitizer-clean builds ---------------
+
+
+def _generate(spec: dict, folder) -> None:
+    import symbackprop
+    from symbackprop.codegen import render
+
+    d = symbackprop.derive(spec)
+    for target in ("c", "numpy"):
+        for name, text in render(d, target).items():
+            (folder / name).write_text(text)
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.1}, {"type": "adam", "lr": 0.01}],
+                         ids=["sgd (fused one-chunk steps)", "adam"])  # fmt: skip
+def test_c_equals_numpy(optimizer, tmp_path):
+    """Many steps, batches of one chunk and of several (300 rows > CHUNK) and shuffled rows."""
+    from symbackprop.codegen.c.loader import load_c
+    from symbackprop.codegen.numpy.loader import load_numpy
+
+    spec = _spec([{"type": "rnn", "units": 5, "return_sequences": True},
+                  {"type": "rnn", "units": 4, "nonlinearity": "relu"}, {"units": 2}], steps=6,
+                 optimizer=optimizer)  # fmt: skip
+    _generate(spec, tmp_path)
+    c, py = load_c(tmp_path), load_numpy(tmp_path / "seq.py")
+    pc, pp = c.init_params(), py.init_params()
+    for name in pp:
+        np.testing.assert_array_equal(pc[name], pp[name])
+    sc, sp_ = c.init_state(pc), py.init_state(pp)
+    x, t = _data(spec, 300, seed=1)
+    for rows in (slice(0, 20), slice(0, 300), slice(20, 60)):
+        for _ in range(3):
+            assert c.step(pc, sc, x[rows], t[rows]) == pytest.approx(
+                py.step(pp, sp_, x[rows], t[rows]), rel=1e-12
+            )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c.forward(pc, x), py.forward(pp, x), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        c.train(pc, x, t, 2, 32, True, 5, sc), py.train(pp, x, t, 2, 32, True, 5, sp_), rtol=1e-11
+    )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-11, atol=1e-12)
+
+
+def _run(program, *args):
+    import subprocess
+
+    return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=program.parent)  # fmt: skip
+
+
+@pytest.mark.parametrize("flags", [["-Wall", "-Wextra", "-Werror", "-pedantic"],
+                                   ["-O1", "-g", "-fsanitize=address,undefined",
+                                    "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]],
+                         ids=["strict", "sanitizers"])  # fmt: skip
+def test_c_program_trains_on_flattened_sequence_rows(flags, tmp_path):
+    """The program trains and predicts on a CSV of [T·F features, targets] rows."""
+    import os
+
+    from symbackprop.codegen.c.build import build_program
+
+    spec = _spec([{"type": "rnn", "units": 4, "return_sequences": True},
+                  {"type": "rnn", "units": 3}, {"units": 2}], steps=3, feats=2)  # fmt: skip
+    _generate(spec, tmp_path)
+    try:
+        program = build_program(tmp_path, flags)
+    except Exception:
+        if "-fsanitize=address,undefined" not in flags or os.environ.get("CI"):
+            raise
+        pytest.skip("no sanitizer runtime on this machine")
+    x, t = _data(spec, 40)
+    np.savetxt(tmp_path / "seq.csv", np.hstack([x.reshape(40, -1), t]), delimiter=",")
+    out = _run(program, "train", tmp_path / "seq.csv", "--epochs", "3", "--batch-size", "7",
+               "--out", tmp_path / "w.txt")  # fmt: skip
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    out = _run(program, "predict", tmp_path / "w.txt", tmp_path / "seq.csv")
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 40
+
+
+# ---- documents: scalar mode and the worked example (T = 3) -----------------------------------
+
+TINY = {"name": "tiny_rnn", "inputs": [3, 2], "seed": 1, "loss": "mse",
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "layers": [{"type": "rnn", "units": 2}, {"units": 1}]}  # fmt: skip
+TINY_X = [[0.5, -1.0], [0.25, 0.75], [-0.5, 0.1]]
+
+
+def _tiny_torch():
+    import symbackprop
+    from symbackprop.core.evaluate import initial_params
+
+    params = initial_params(symbackprop.derive(TINY))
+    ref = Reference(TINY, params, torch.float64)
+    ref.loss(
+        torch.tensor([TINY_X], dtype=torch.float64), torch.tensor([[0.3]], dtype=torch.float64)
+    ).backward()
+    return params, {k: p.grad.numpy() for k, p in ref.named().items()}
+
+
+def test_scalar_mode_gradients_are_pytorchs():
+    """Every element's gradient in scalar mode (δ_t and h_t named, substituted back by their
+    own definitions down to x, t and the parameters) equals autograd through nn.RNN."""
+    import sympy as sp
+
+    import symbackprop
+    from symbackprop.core.ir import param_element_name
+    from symbackprop.core.ops import indices
+    from symbackprop.core.scalar import instantiate
+
+    d = symbackprop.derive(TINY)
+    sd = instantiate(d)
+    defs = {sp.Symbol(n, real=True): e for n, e in sd.definitions}
+    params, want = _tiny_torch()
+    values = {sp.Symbol(f"x{t + 1}_{f + 1}", real=True): TINY_X[t][f]
+              for t in range(3) for f in range(2)}  # fmt: skip
+    values[sp.Symbol("t1", real=True)] = 0.3
+    values[sp.Symbol("N", positive=True, integer=True)] = 1
+    for p in d.params:
+        for ix in indices(p.shape):
+            values[sp.Symbol(param_element_name(p, ix), real=True)] = float(params[p.name][ix])
+    assert sd.gradients
+    for g in sd.gradients:
+        e = g.expr
+        for _ in range(50):
+            if not e.free_symbols & defs.keys():
+                break
+            e = e.xreplace(defs)
+        assert float(e.xreplace(values)) == pytest.approx(want[g.param][g.index], rel=1e-12)
+
+
+def test_worked_example_json_is_pytorchs(tmp_path, capsys):
+    """`derive --at --format json` on T = 3: the loss, gradients and SGD update as autograd."""
+    import json
+
+    import yaml
+
+    from symbackprop.cli import main
+
+    spec, sample = tmp_path / "tiny.yaml", tmp_path / "sample.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    sample.write_text(yaml.safe_dump({"x": TINY_X, "t": [0.3]}))
+    assert main(["derive", str(spec), "--at", str(sample), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    params, want = _tiny_torch()
+    for name, g in want.items():
+        np.testing.assert_allclose(out["gradients"][name], g, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(out["updated"][name], params[name] - 0.1 * g, rtol=1e-12)
+
+
+def test_documents_print_the_recurrences():
+    """The forward loop and BPTT in text and LaTeX; scalar mode names h and δ per step."""
+    import symbackprop
+    from symbackprop.document.sections import render as render_document
+
+    d = symbackprop.derive(TINY)
+    text = render_document(d, "text")
+    assert "h1_t = tanh(W1 @ x_t + U1 @ h1_(t-1) + b1 + br1), t = 1..3, h1_0 = 0" in text
+    assert "delta1_t = (dh1_t + U1.T @ delta1_(t+1)) * tanh'(z_t), t = 3..1" in text
+    assert "dU1 = 1/N * sum_n sum_t delta1_t @ h1_(t-1).T" in text
+    assert "delta1_2_1 = (1 - h1_2_1**2)*(dh1_2_1 + delta1_3_1*u1_11 + delta1_3_2*u1_21)" in text
+    assert "dE/du1_12 = 1/N * dE/du1_12 = 1/N * (delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2)" in text
+    latex = render_document(d, "latex")
+    assert r"\operatorname{tanh}'" in latex
+
+
+def test_sine_example_trains_with_the_generated_c(tmp_path):
+    """examples/sine_rnn.yaml: the golden C program learns next-value prediction on the noisy
+    sine (the mean squared error falls from about 0.5, the signal's variance, to the noise's)."""
+    import re
+    from pathlib import Path
+
+    from symbackprop.codegen.c.build import build_program
+
+    root = Path(__file__).resolve().parents[1]
+    program = build_program(root / "generated/sine_rnn", ["-Wall", "-Wextra", "-Werror"])
+    out = _run(program, "train", root / "examples/data/sine.csv", "--out", tmp_path / "w.txt")
+    assert out.returncode == 0, out.stderr
+    losses = [float(v) for v in re.findall(r"loss ([0-9.e+-]+)", out.stdout + out.stderr)]
+    assert losses[0] > 0.05 and losses[-1] < 0.003, losses
+
+
+@pytest.mark.parametrize("expr, ok", [
+    ("delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2", True),  # Σ_t δ_t h_{t-1}ᵀ, t = 2..3
+    ("delta1_3_1*h1_2_2", False),  # a time step's term forgotten
+    ("delta1_1_1*h1_1_2 + delta1_2_1*h1_2_2", False),  # h_t instead of h_{t-1}
+    ("(1 - h1_2_1**2)*dh1_2_1*h1_1_2 + delta1_3_1*h1_2_2", False),  # δ_2 without U δ_3
+])  # fmt: skip
+def test_verify_a_hand_bptt_formula(tmp_path, capsys, expr, ok):
+    """verify --wrt u1_12 (the sequence's scalar names x1_1 .. x3_2 are probed too)."""
+    import yaml
+
+    from symbackprop.cli import main
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    code = main(["verify", str(spec), "--wrt", "u1_12", "--expr", expr])
+    assert code == (0 if ok else 1), capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("equivalent" if ok else "not equivalent")
+
+
+# ---- bad specs: one line naming the field, exit 2 -----------------------------------------------
+
+BAD = [
+    ({"inputs": 4, "layers": [{"type": "rnn", "units": 3}, {"units": 1}]},
+     "layers[0].input", "rnn takes a sequence [T, F]; x is [4]"),
+    ({"layers": [{"units": 3}, {"units": 1}]}, "layers[0].input", "dense takes vectors for now"),
+    ({"layers": [{"type": "rnn", "units": 3, "nonlinearity": "sigmoid"}, {"units": 1}]},
+     "layers[0].nonlinearity", "sigmoid"),
+    ({"layers": [{"type": "rnn", "units": 3, "bptt": 0}, {"units": 1}]}, "layers[0].bptt", ""),
+    ({"layers": [{"type": "rnn", "units": 3, "return_sequences": True}]}, "layers[0]",
+     "the network's output must be a vector"),
+    ({"layers": [{"type": "rnn", "units": 3, "return_sequences": True}, {"units": 1}]},
+     "layers[1].input", "dense takes vectors for now"),
+    ({"inputs": [3, 2, 2], "layers": [{"units": 1}]}, "inputs", "[T, F]"),
+    ({"inputs": [3, 0], "layers": [{"units": 1}]}, "inputs[1]", ""),
+    ({"layers": [{"type": "rnn", "units": 3, "weight": {}}, {"units": 1}]}, "layers[0].weight",
+     "unknown field"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change, field, reason", BAD, ids=[b[1] + " " + b[2] for b in BAD])
+def test_bad_recurrent_specs_are_refused(tmp_path, capsys, change, field, reason):
+    import yaml
+
+    from symbackprop.cli import main
+
+    data = {"name": "bad", "inputs": [4, 2], "layers": [], **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["derive", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {field}: ") and reason in err, err
+    assert err.count("\n") == 1
