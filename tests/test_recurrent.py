@@ -109,15 +109,23 @@ def _optimizer(spec, params):
     return cls(params, **opt)
 
 
+def _sequence_output(spec) -> bool:
+    """The network's output is a sequence [T, units]: its last recurrent layer returns every
+    step, and only dense layers (acting on each step) follow it."""
+    rnns = [ly for ly in spec["layers"] if ly.get("type") == "rnn"]
+    return bool(rnns) and rnns[-1].get("return_sequences", False)
+
+
 def _data(spec, n, seed=0):
     rng = np.random.default_rng(seed)
     steps, feats = spec["inputs"]
     x = rng.normal(size=(n, steps, feats))
     outputs = spec["layers"][-1]["units"]
+    rows = (n, steps) if _sequence_output(spec) else (n,)
     if spec.get("loss") == "cross_entropy":
-        t = np.eye(outputs)[rng.integers(0, outputs, n)]
+        t = np.eye(outputs)[rng.integers(0, outputs, rows)]
     else:
-        t = rng.normal(size=(n, outputs))
+        t = rng.normal(size=(*rows, outputs))
     return x, t
 
 
@@ -143,6 +151,9 @@ CASES = {
         steps=8, optimizer={"type": "adam", "lr": 0.01}),
     "truncated BPTT, windows dividing T (bptt: 2 of T = 6)": _spec(
         [{"type": "rnn", "units": 4, "bptt": 2}, {"units": 2}], steps=6),
+    "many-to-many: return_sequences, dense on every step": _spec(
+        [{"type": "rnn", "units": 4, "return_sequences": True}, {"units": 2, "activation": "tanh"}],
+        steps=4),
 }  # fmt: skip
 
 
@@ -425,15 +436,9 @@ def test_verify_a_hand_bptt_formula(tmp_path, capsys, expr, ok):
 BAD = [
     ({"inputs": 4, "layers": [{"type": "rnn", "units": 3}, {"units": 1}]},
      "layers[0].input", "rnn takes a sequence [T, F]; x is [4]"),
-    ({"layers": [{"units": 3}, {"units": 1}]}, "layers[0].input", "dense takes vectors for now"),
     ({"layers": [{"type": "rnn", "units": 3, "nonlinearity": "sigmoid"}, {"units": 1}]},
      "layers[0].nonlinearity", "sigmoid"),
     ({"layers": [{"type": "rnn", "units": 3, "bptt": 0}, {"units": 1}]}, "layers[0].bptt", ""),
-    ({"layers": [{"type": "rnn", "units": 3, "return_sequences": True}]}, "layers[0]",
-     "the network's output must be a vector"),
-    ({"layers": [{"type": "rnn", "units": 3, "return_sequences": True}, {"units": 1}]},
-     "layers[1].input", "dense takes vectors for now"),
-    ({"inputs": [3, 2, 2], "layers": [{"units": 1}]}, "inputs", "[T, F]"),
     ({"inputs": [3, 0], "layers": [{"units": 1}]}, "inputs[1]", ""),
     ({"layers": [{"type": "rnn", "units": 3, "weight": {}}, {"units": 1}]}, "layers[0].weight",
      "unknown field"),

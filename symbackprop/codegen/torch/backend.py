@@ -142,6 +142,9 @@ class _Ops:
             "out": op.out,
             "args": list(op.args),
             "rows": rows,
+            # a gradient of a dense layer acting on each row of a sequence (or map): rows first
+            "per_row": op.kind in ("grad_weight", "grad_bias")
+            and len(self.program.shapes.get(op.args[0], ())) > 1,
             "full": list(full_shape(op, ctx)) if op.kind == "reduce" else [],
             "p": repr(float(op.attr("p"))) if op.kind == "mask" else "",
             "temps": [{"name": t.name, "code": printer.doprint(e)} for t, e in o.temps],
