@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
+
+import symbackprop
+from symbackprop.codegen.c import c_module
+from symbackprop.codegen.c.build import build_program
+from symbackprop.codegen.numpy import numpy_module
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS_GENERATED = ROOT / "generated/iris_softmax"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,3 +30,31 @@ def c_build_cache(tmp_path_factory):
         os.environ.pop("SYMBACKPROP_CACHE", None)
     else:
         os.environ["SYMBACKPROP_CACHE"] = old
+
+
+@pytest.fixture(scope="session", params=["numpy", "c"])
+def build(request, tmp_path_factory):
+    """build(spec dict) -> the generated NumPy module, or the C library behind the same
+    functions (load_c), derived and generated once per spec: a test using it runs on both
+    targets."""
+    cache: dict[str, object] = {}
+    make = numpy_module if request.param == "numpy" else c_module
+
+    def _build(data: dict):
+        key = json.dumps(data, sort_keys=True)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"{request.param}-build")
+            cache[key] = make(symbackprop.derive(data), folder)
+        return cache[key]
+
+    return _build
+
+
+@pytest.fixture(scope="session")
+def iris_programs() -> dict:
+    """The golden iris training programs: the NumPy module, and the C program when a compiler
+    is there (CI has one: there its absence is a failure, not a skip)."""
+    found = {"numpy": [sys.executable, IRIS_GENERATED / "iris_softmax.py"]}
+    if shutil.which(os.environ.get("CC", "cc")) or os.environ.get("CI"):
+        found["c"] = [build_program(IRIS_GENERATED)]
+    return found

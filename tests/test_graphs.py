@@ -9,7 +9,6 @@ are checked against PyTorch too.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ import yaml
 from torch_reference import torch_forward, torch_step
 
 import symbackprop
-from symbackprop.codegen.c.loader import c_module
 from symbackprop.codegen.numpy.loader import numpy_module
 from symbackprop.core.scalar import values_at
 
@@ -107,21 +105,6 @@ def batches(data: dict, seed: int = 0, sizes=(5, 3, 1, 4)) -> list:
             t = rng.normal(size=(n, k))
         out.append((x, t))
     return out
-
-
-@pytest.fixture(scope="module", params=["numpy", "c"])
-def build(request, tmp_path_factory):
-    make = numpy_module if request.param == "numpy" else c_module
-    cache: dict = {}
-
-    def _build(data: dict):
-        key = json.dumps(data, sort_keys=True)
-        if key not in cache:
-            folder = tmp_path_factory.mktemp(f"graph-{request.param}")
-            cache[key] = make(symbackprop.derive(data), folder)
-        return cache[key]
-
-    return _build
 
 
 @pytest.mark.parametrize("label", list(NETS))

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from processes import cli, run
 
-from symbackprop.codegen.c.build import build_program
 from symbackprop.safe_io import MAX_FILE_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +20,6 @@ MAZUR = ROOT / "examples/mazur.yaml"
 SAMPLE = ROOT / "examples/mazur_sample.yaml"
 IRIS_SPEC = ROOT / "examples/iris_softmax.yaml"
 IRIS = ROOT / "examples/data/iris.csv"
-GENERATED = ROOT / "generated/iris_softmax"
-HAS_CC = shutil.which(os.environ.get("CC", "cc")) is not None
 GIB = 1 << 30
 
 
@@ -48,14 +43,6 @@ def endless(tmp_path) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
-def programs() -> dict:
-    found = {"numpy": [sys.executable, GENERATED / "iris_softmax.py"]}
-    if HAS_CC or os.environ.get("CI"):
-        found["c"] = [build_program(GENERATED)]
-    return found
-
-
 def assert_small(result, limit_mb: float) -> None:
     assert result.peak_mb < limit_mb, f"peak memory {result.peak_mb:.0f} MB: the file was read"
 
@@ -74,8 +61,8 @@ def test_spec_and_sample_files_are_read_with_a_limit(kind, endless):
 
 @pytest.mark.parametrize("target", ["numpy", "c"])
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "sparse", "huge"])
-def test_cli_train_data_is_read_with_a_limit(kind, target, endless, programs):
-    if target not in programs:
+def test_cli_train_data_is_read_with_a_limit(kind, target, endless, iris_programs):
+    if target not in iris_programs:
         pytest.skip("no cc (CI has it)")
     path = endless[kind]
     args = ["train", IRIS_SPEC, "--data", path, "--target", target, "--out", path.parent / "w"]
@@ -89,10 +76,10 @@ def test_cli_train_data_is_read_with_a_limit(kind, target, endless, programs):
 
 
 @pytest.mark.parametrize("target", ["numpy", "c"])
-def test_programs_read_files_with_a_limit(target, programs, endless, tmp_path):
-    if target not in programs:
+def test_programs_read_files_with_a_limit(target, iris_programs, endless, tmp_path):
+    if target not in iris_programs:
         pytest.skip("no cc (CI has it)")
-    command, weights = programs[target], tmp_path / "w"
+    command, weights = iris_programs[target], tmp_path / "w"
     inputs = {**endless, "sparse.npy": sparse(tmp_path / "sparse.npy", GIB)}
     fifo_npy = tmp_path / "fifo.npy"
     os.mkfifo(fifo_npy)
@@ -118,12 +105,12 @@ def test_programs_read_files_with_a_limit(target, programs, endless, tmp_path):
 
 
 @pytest.mark.parametrize("target", ["numpy", "c"])
-def test_a_pipe_that_is_written_is_read(target, programs, tmp_path):
+def test_a_pipe_that_is_written_is_read(target, iris_programs, tmp_path):
     """Not blocking on a FIFO nobody writes to does not refuse one that is written: process
     substitution hands the program a pipe whose writer is there."""
-    if target not in programs:
+    if target not in iris_programs:
         pytest.skip("no cc (CI has it)")
-    command = shlex.join(map(str, programs[target]))
+    command = shlex.join(map(str, iris_programs[target]))
     weights = tmp_path / "w"
     script = f"{command} train <(cat {shlex.quote(str(IRIS))}) --epochs 2 --quiet --out {weights}"
     run_ = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)

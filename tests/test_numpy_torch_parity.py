@@ -19,32 +19,12 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from torch_reference import CUSTOM_ACTIVATIONS, CUSTOM_LOSSES, torch_forward, torch_step
 
-import symbackprop
-from symbackprop.codegen.c.loader import c_module
-from symbackprop.codegen.numpy.loader import numpy_module
 from symbackprop.core.prng import permutation
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 25
 F64 = {"rtol": 1e-10, "atol": 1e-13}
 F32 = {"rtol": 1e-4, "atol": 1e-6}
-
-
-@pytest.fixture(scope="session", params=["numpy", "c"])
-def build(request, tmp_path_factory):
-    """build(spec dict) -> the generated NumPy module, or the C library behind the same
-    functions (load_c), derived and generated once per spec: every test runs on both targets."""
-    cache: dict[str, object] = {}
-    make = numpy_module if request.param == "numpy" else c_module
-
-    def _build(data: dict):
-        key = json.dumps(data, sort_keys=True)
-        if key not in cache:
-            folder = tmp_path_factory.mktemp(f"{request.param}-parity")
-            cache[key] = make(symbackprop.derive(data), folder)
-        return cache[key]
-
-    return _build
 
 
 def targets(rng: np.random.Generator, loss: dict, n: int, k: int, one_hot: bool = False):

@@ -15,23 +15,12 @@ import pytest
 from processes import cli, main_as_nobody, public_folder, run
 
 from symbackprop.cli import main
-from symbackprop.codegen.c.build import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 MAZUR = ROOT / "examples/mazur.yaml"
 IRIS_SPEC = ROOT / "examples/iris_softmax.yaml"
 IRIS = ROOT / "examples/data/iris.csv"
-GENERATED = ROOT / "generated/iris_softmax"
 HAS_CC = shutil.which(os.environ.get("CC", "cc")) is not None
-
-
-@pytest.fixture(scope="module")
-def programs() -> dict:
-    """The iris training programs: the NumPy module and (with a compiler) the C program."""
-    found = {"numpy": [sys.executable, GENERATED / "iris_softmax.py"]}
-    if HAS_CC or os.environ.get("CI"):
-        found["c"] = [build_program(GENERATED)]
-    return found
 
 
 def device(folder: Path) -> Path:
@@ -118,10 +107,10 @@ def test_cli_train_writes_weights_through_a_symlink(target, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("target", ["numpy", "c"])
-def test_programs_write_weights_without_replacing_links_or_devices(target, programs, tmp_path):
-    if target not in programs:
+def test_programs_write_weights_without_replacing_links_or_devices(target, iris_programs, tmp_path):
+    if target not in iris_programs:
         pytest.skip("no cc (CI has it)")
-    command = [*programs[target], "train", IRIS, "--epochs", "1", "--quiet"]
+    command = [*iris_programs[target], "train", IRIS, "--epochs", "1", "--quiet"]
     for name in ("real", "real_ck"):
         (tmp_path / name).write_text("old\n")
         (tmp_path / name.replace("real", "link")).symlink_to(tmp_path / name)
@@ -176,7 +165,7 @@ def test_derive_and_generate_refuse_unwritable_outputs(case, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", BAD_OUTPUTS)
-def test_train_refuses_an_unwritable_output_before_training(case, programs, tmp_path, capsys):
+def test_train_refuses_an_unwritable_output_before_training(case, iris_programs, tmp_path, capsys):
     out = bad_output(tmp_path, case)
     argv = ["train", str(IRIS_SPEC), "--data", str(IRIS), "--epochs", "1"]
     assert main([*argv, "--out", str(out)]) == 2
@@ -184,7 +173,7 @@ def test_train_refuses_an_unwritable_output_before_training(case, programs, tmp_
     assert err.out == "" and err.err.startswith("error: ") and err.err.count("\n") == 1, err
     assert main([*argv, "--out", str(tmp_path / "w"), "--plot", str(out)]) == 2
     assert capsys.readouterr().out == "" and not (tmp_path / "w").exists()
-    for command in programs.values():  # the generated programs: before reading the data too
+    for command in iris_programs.values():  # the generated programs: before reading the data too
         for flag in ("--out", "--checkpoint"):
             run([*command, "train", IRIS, "--epochs", "1", flag, out]).refused(str(out))
 

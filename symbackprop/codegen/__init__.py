@@ -15,11 +15,14 @@ from ..core.derivation import Derivation
 from ..spec.load import Spec
 from . import c as c_target
 from . import numpy as numpy_target
+from . import torch as torch_target
 from .files import write_files
 from .program import Program, lower
 from .target import Target
 
-TARGETS: dict[str, Target] = {t.name: t for t in (numpy_target.TARGET, c_target.TARGET)}
+TARGETS: dict[str, Target] = {
+    t.name: t for t in (numpy_target.TARGET, c_target.TARGET, torch_target.TARGET)
+}
 
 
 def render(d: Derivation | Spec, target: str) -> dict[str, str]:

@@ -100,11 +100,16 @@ def target_rows(reference, other, params: dict, x, t, label: str, steps: int = 3
 
 
 def skipped(d: Derivation) -> dict[str, str]:
-    """{target: why} for the targets ``check`` leaves out: the net is too large for them."""
+    """{target: why} for the targets ``check`` leaves out: the net is too large for them, or
+    an optional package they need is not installed."""
     from . import TARGETS
 
     out = {}
     for name, target in TARGETS.items():
+        if not target.available():
+            needs = ", ".join(target.needs)
+            out[name] = f"{needs} is not installed (pip install {' '.join(target.needs)})"
+            continue
         try:
             target.check_size(d)
         except SpecError as exc:

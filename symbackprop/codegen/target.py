@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,20 @@ class Target:
             train, the tests) drives every target.
         check_size: ``derivation -> None``, a SpecError for a net the target cannot build in
             reasonable time (before any lowering).
+        needs: Python packages ``module`` needs beyond symbackprop's own dependencies (an
+            optional dependency such as torch); ``check`` leaves out a target whose needs are
+            not installed. ``files`` never needs them.
     """
 
     name: str
     files: Callable[[Program], dict[str, str]]
     module: Callable[[Derivation, str | Path | None], Any]
     check_size: Callable[[Derivation], None] = lambda d: None
+    needs: tuple[str, ...] = ()
+
+    def available(self) -> bool:
+        """Whether the packages in ``needs`` are installed (found, not imported)."""
+        return all(importlib.util.find_spec(name) is not None for name in self.needs)
 
 
 __all__ = ["Target"]

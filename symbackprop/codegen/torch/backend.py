@@ -1,0 +1,298 @@
+"""The torch target: a Program rendered through templates/torch into one PyTorch module.
+
+The module registers two custom operators (torch.library.custom_op) whose backward passes are the
+derived formulas (register_autograd), with fake implementations for torch.compile:
+
+- the loss: E(x, t, params); its backward is the Program's backward program times dE.
+- the forward: y(x, params); its backward is the vector-Jacobian product y -> params, derived
+  by the same engine as the gradient of E = Σ y ⊙ t (a custom loss, reduction sum), so the
+  incoming gradient of y plays the target t.
+
+Each op returns, besides E or y, the forward values its backward reads (custom ops save only
+inputs and outputs), marked non-differentiable. Torch is not imported here: generating the
+target does not need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from importlib import resources
+
+import sympy as sp
+
+from ...core.chain_rule import derive
+from ...core.ir import vec
+from ...core.symbols import T, Y
+from ...spec.load import LossSpec, Spec
+from ..numpy.backend import safe_io_source
+from ..program import Lowered, Program, lower
+
+TEMPLATE = "torch/module.py.j2"
+RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
+MAX_OP_ARGS = 64  # PyTorch's dispatcher takes no operator with more arguments
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}
+
+
+def vjp_program(spec: Spec) -> Program:
+    """The Program of E = Σ_n Σ_k y ⊙ t: its backward is the vector-Jacobian product of the
+    network output y with the cotangent t, for every trainable parameter."""
+    loss = LossSpec("custom", "sum", 1.0, Y * T, "y*t")
+    return lower(derive(dataclasses.replace(spec, loss=loss)))
+
+
+def runtime_source() -> str:
+    """symbackprop/codegen/torch/runtime.py from its first definition on (read, not imported:
+    it imports torch)."""
+    text = (resources.files(__package__) / "runtime.py").read_text(encoding="utf-8")
+    return text[text.index("\n" + RUNTIME_START) + 1 :].rstrip() + "\n"
+
+
+def _symbols(o: Lowered) -> set[str]:
+    """Every name an op's code reads: for an op with an expression, the free symbols of its
+    CSE'd expressions (its args only document what they may use), and its first arg where the
+    code takes a shape from it (a constant, grad_reduce's ones_like); else its args."""
+    if o.expr is None:  # a gradient op names its parameter last, for the record only
+        args = o.op.args[:-1] if o.op.kind.startswith("grad_") else o.op.args
+        return set(args) - {""}
+    names: set[str] = set()
+    for expr in [o.expr, *(e for _, e in o.temps)]:
+        names |= {s.name for s in expr.free_symbols}
+    names -= {"N"} | {t.name for t, _ in o.temps}
+    if o.op.args and (not names or o.op.kind == "grad_reduce"):
+        names.add(o.op.args[0])
+    return names
+
+
+def _alias(o: Lowered) -> str | None:
+    """The name a map op merely renames (a3 = z3 for an identity activation), else None."""
+    if o.op.kind == "map" and not o.temps and isinstance(o.expr, sp.Symbol):
+        return o.expr.name
+    return None
+
+
+def _needed(ops: tuple[Lowered, ...], wanted: set[str]) -> tuple[Lowered, ...]:
+    """The ops (in order) that ``wanted`` depends on."""
+    keep, need = [], set(wanted)
+    for o in reversed(ops):
+        if o.op.out in need:
+            keep.append(o)
+            need |= _symbols(o)
+    return tuple(reversed(keep))
+
+
+def _relu_outputs(program: Program) -> dict[sp.Symbol, sp.Symbol]:
+    """z -> a for every forward map a = Max(0, z) of a tensor z."""
+    out = {}
+    for o in program.forward:
+        e = o.expr
+        if o.op.kind == "map" and isinstance(e, sp.Max) and len(e.args) == 2 and 0 in e.args:
+            z = next(arg for arg in e.args if arg != 0)
+            if isinstance(z, sp.Symbol):
+                out[z] = vec(o.op.out)
+    return out
+
+
+def relu_masks(program: Program) -> tuple[Lowered, ...]:
+    """The backward ops, with Heaviside(z, 0) read as Heaviside(a, 0) where a = Max(0, z).
+
+    The same mask (NaN and -0.0 included: neither is > 0 in either form), read from a tensor
+    the backward keeps anyway for the next weight gradient, as autograd's threshold_backward
+    does. Under torch.compile the partitioner would otherwise keep the bool z > 0 from the
+    forward, and Inductor stores bools slowly on the CPU (on this machine, 20 times slower).
+    """
+    rules = {sp.Heaviside(z, 0): sp.Heaviside(a, 0) for z, a in _relu_outputs(program).items()}
+    out = []
+    for o in program.backward:
+        exprs = [e for e in (o.expr, *(e for _, e in o.temps)) if e is not None]
+        used = [h for h in rules if any(e.has(h) for e in exprs)]
+        if used:
+            note = ", ".join(f"H({h.args[0]}) = H({rules[h].args[0]})" for h in used)
+            o = dataclasses.replace(o, expr=o.expr.xreplace(rules),
+                                    temps=tuple((t, e.xreplace(rules)) for t, e in o.temps),
+                                    formula=f"{o.formula}    [{note}]")  # fmt: skip
+        out.append(o)
+    return tuple(out)
+
+
+class _Ops:
+    """Turns lowered ops into the plain dicts the op macros print."""
+
+    def __init__(self, program: Program, printer):
+        self.program, self.printer = program, printer
+
+    def __call__(self, o: Lowered) -> dict:
+        op, printer = o.op, self.printer
+        arrays = {s.name for s in o.expr.free_symbols} - {"N"} if o.expr is not None else set()
+        scale = "" if op.scale is None or op.scale == 1 else f"({printer.doprint(op.scale)}) * "
+        shared = op.kind == "grad_bias" and self.program.param(op.args[1]).kind == "shared"
+        return {
+            "kind": op.kind,
+            "out": op.out,
+            "args": list(op.args),
+            "temps": [{"name": t.name, "code": printer.doprint(e)} for t, e in o.temps],
+            "expr": printer.doprint(o.expr) if o.expr is not None else "",
+            "scale_mul": scale,
+            "bias": f", {op.args[2]}" if op.kind == "affine" and op.args[2] else "",
+            "formula": o.formula,
+            "const": o.expr is not None and not arrays,
+            "like": op.args[0] if op.args else "x",
+            "shared": shared,
+            "attrs": dict(op.attrs),
+        }
+
+
+def _custom_op(program: Program, printer, kind: str) -> dict:
+    """The context of one custom op: 'loss' (E from x, t) or 'forward' (y from x, whose
+    backward is the VJP program, with the incoming gradient as t)."""
+    program = dataclasses.replace(program, backward=relu_masks(program))
+    params = [p.name for p in program.params]
+    inputs = ["x", "t", *params] if kind == "loss" else ["x", *params]
+    result = "E" if kind == "loss" else program.output
+    produced = {o.op.out for o in program.backward}
+    backward_reads = set().union(*(_symbols(o) for o in program.backward)) - produced
+    aliases = {o.op.out: _alias(o) for o in program.forward if _alias(o)}
+
+    def root(name: str) -> str:
+        while name in aliases:
+            name = aliases[name]
+        return name
+
+    def source(name: str) -> str:
+        """Where the backward finds ``name``: an input, the result, or another output."""
+        if name in inputs:
+            return name
+        return result if root(name) == root(result) else root(name)
+
+    reads = sorted(backward_reads - {"t"}) if kind == "forward" else sorted(backward_reads)
+    ops = program.forward + ((program.loss,) if kind == "loss" else ())
+    forward = _needed(ops, {result} | {root(n) for n in reads})
+    outputs = [result, *sorted({source(n) for n in reads} - set(inputs) - {result})]
+    saved = [n for n in (*inputs, *outputs) if n in {source(m) for m in reads}]
+    prelude = [(n, source(n)) for n in reads if source(n) != n]
+    grads = {o.op.args[-1]: o.op.out for o in program.backward if o.op.kind.startswith("grad_")}
+    shapes = {n: program.shapes[n] for n in outputs if n != "E"}
+    to_dict = _Ops(program, printer)
+    return {
+        "kind": kind,
+        "inputs": inputs,
+        **_arguments(inputs, params, [grads.get(n, "None") for n in inputs]),
+        "params": params,
+        "result": result,
+        "forward": [to_dict(o) for o in forward],
+        "outputs": outputs,
+        "fake": [f"x.new_empty({'()' if n == 'E' else _fake_shape(shapes[n])})" for n in outputs],
+        "saved": saved,
+        "prelude": [{"name": n, "source": s} for n, s in prelude],
+        "backward": [to_dict(o) for o in program.backward],
+        "seed": program.backward[0].op.out if kind == "loss" and program.backward else None,
+        "underived": [str(i) for i, n in enumerate(inputs) if n not in grads],
+        "underived_names": [f'{i}: "{n}"' for i, n in enumerate(inputs) if n not in grads],
+    }
+
+
+def _arguments(inputs: list[str], params: list[str], grads: list[str]) -> dict:
+    """How an op takes its inputs: one Tensor argument each, or, past the dispatcher's limit of
+    MAX_OP_ARGS arguments, the parameters as one list[Tensor] (a deep net)."""
+    head = inputs[: len(inputs) - len(params)]
+    nones = ["None"] * len(inputs)
+    if len(inputs) <= MAX_OP_ARGS:
+        return {
+            "packed": False,
+            "signature": ", ".join(f"{n}: Tensor" for n in inputs),
+            "arguments": inputs,
+            "grads": grads,
+            "nones": nones,
+        }
+
+    def packed(values: list[str]) -> list[str]:
+        return [*values[: len(head)], "[" + ", ".join(values[len(head) :]) + "]"]
+
+    return {
+        "packed": True,
+        "signature": ", ".join([*(f"{n}: Tensor" for n in head), "params: list[Tensor]"]),
+        "arguments": [*head, "params"],
+        "grads": packed(grads),
+        "nones": packed(nones),
+    }
+
+
+def _fake_shape(shape: tuple[int, ...]) -> str:
+    """The batch shape of a per-sample shape as code in n (a per-sample scalar keeps an axis)."""
+    return "(" + ", ".join(["n", *map(str, shape or (1,))]) + ")"
+
+
+def _literal(value) -> str:
+    """A Python literal for an explicit init value (a float or nested tuples of floats)."""
+    if value is None:
+        return "None"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return repr(float(value))
+
+
+def _optimizer(spec: Spec) -> tuple[str, str]:
+    """torch.optim's class name and keyword arguments (as a dict literal) for the spec."""
+    o = spec.optimizer
+    options: dict = {"lr": o.lr}
+    if o.type == "sgd":
+        options |= {"momentum": o.momentum, "dampening": o.dampening, "nesterov": o.nesterov}
+    elif o.type == "adam":
+        options |= {"betas": tuple(o.betas), "eps": o.eps}
+    else:
+        options |= {"alpha": o.alpha, "eps": o.eps, "momentum": o.momentum}
+    options["weight_decay"] = o.weight_decay
+    body = ", ".join(f'"{k}": {v!r}' for k, v in options.items())
+    return _OPTIMIZERS[o.type], "{" + body + "}"
+
+
+def context(program: Program) -> dict:
+    """The plain context the torch templates print (strings, numbers, lists)."""
+    from ...printing.torch import TorchCodePrinter
+
+    spec = program.spec
+    printer = TorchCodePrinter()
+    params = []
+    for k, p in enumerate(program.params):
+        i = p.init
+        params.append({
+            "name": p.name, "shape": repr(tuple(p.shape)), "trainable": p.trainable, "k": k,
+            "scheme": i.scheme, "fan_in": p.fan_in, "fan_out": p.fan_out, "low": repr(i.low),
+            "high": repr(i.high), "std": repr(i.std), "gain": repr(i.gain),
+            "value": _literal(i.value),
+        })  # fmt: skip
+    optimizer, options = _optimizer(spec)
+    return {
+        **program.summary(),
+        "params": params,
+        "optimizer_class": optimizer,
+        "optimizer_options": options,
+        "train": {
+            "epochs": spec.train.epochs,
+            "batch_size": spec.train.batch_size,
+            "shuffle": spec.train.shuffle,
+        },
+        "safe_io_source": safe_io_source(),
+        "runtime_source": runtime_source(),
+        "output": program.output,
+        "loss_op": _custom_op(program, printer, "loss"),
+        "forward_op": _custom_op(vjp_program(spec), printer, "forward"),
+    }
+
+
+def files(program: Program) -> dict[str, str]:
+    """The torch target's files: {'<name>_torch.py': source}.
+
+    The operators are named after the network and a hash of the module's own text (rendered
+    once with a blank hash): a changed formula is a new operator, so no compiled artifact that
+    torch.compile caches by operator name can outlive the code it was compiled from.
+    """
+    from ..templating import render
+
+    ctx = context(program)
+    draft = render(TEMPLATE, **ctx, code_hash="0" * 12)
+    code_hash = hashlib.sha256(draft.encode()).hexdigest()[:12]
+    return {f"{program.spec.name}_torch.py": render(TEMPLATE, **ctx, code_hash=code_hash)}
+
+
+__all__ = ["TEMPLATE", "context", "files", "runtime_source", "vjp_program"]

@@ -1,0 +1,184 @@
+"""Load the generated torch module into this process, and drive it behind the NumPy module's
+functions (arrays in, arrays out), so ``symbackprop train --target torch``, ``check`` and the
+tests use every target alike.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+
+from ...core import prng
+from ...core.derivation import Derivation
+
+
+def load_torch(path: str | Path) -> ModuleType:
+    """Import a generated ``<name>_torch.py`` from its file, under a private module name (it
+    registers its own custom operators, so importing it twice is fine)."""
+    path = Path(path)
+    name = f"_symbackprop_generated_{path.stem}_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class TorchTarget:
+    """The generated Model and make_optimizer behind the NumPy module's functions.
+
+    ``step`` and ``train`` are torch.optim steps on a Model (the state holds it and its
+    optimizer); ``train`` visits the batches in the NumPy module's order (the portable
+    permutation). Reading data files and the accuracy shown while training are the NumPy
+    module's (``numpy``), so every target refuses the same files with the same words.
+    """
+
+    def __init__(self, module: ModuleType, numpy: ModuleType):
+        self.module, self._numpy = module, numpy
+        self.NAME, self.INPUTS, self.OUTPUTS = module.NAME, module.INPUTS, module.OUTPUTS
+        self.SEED, self.LOSS, self.TRAIN = module.SEED, module.LOSS, dict(module.TRAIN)
+        self.DTYPE = np.dtype(str(module.DTYPE).removeprefix("torch.")).type
+        self.PARAM_SHAPES = dict(module.PARAM_SHAPES)
+        self.TRAINABLE = tuple(module.TRAINABLE)
+        self._model = module.Model()
+
+    # ---- parameters between NumPy arrays and a Model ------------------------------------------
+
+    def _set(self, model, params: dict) -> None:
+        with torch.no_grad():
+            for name in self.PARAM_SHAPES:
+                getattr(model, name).copy_(torch.as_tensor(np.asarray(params[name])))
+
+    def _get(self, model, params: dict) -> None:
+        """Copy the model's parameters into the arrays of ``params``, in place."""
+        for name in self.PARAM_SHAPES:
+            params[name][...] = getattr(model, name).detach().numpy()
+
+    def _tensor(self, value) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(value, dtype=self.DTYPE))
+
+    # ---- the NumPy module's functions ---------------------------------------------------------
+
+    def init_params(self, seed: int | None = None) -> dict:
+        """The initial parameters (bit-identical to the NumPy target's)."""
+        return {k: v.numpy() for k, v in self.module.init_params(seed).items()}
+
+    def forward(self, params: dict, X) -> np.ndarray:
+        self._set(self._model, params)
+        with torch.no_grad():
+            return self._model(self._tensor(X)).numpy()
+
+    def loss(self, params: dict, X, T) -> float:
+        self._set(self._model, params)
+        with torch.no_grad():
+            return float(self._model.loss(self._tensor(X), self._tensor(T)))
+
+    def loss_and_grad(self, params: dict, X, T) -> tuple[float, dict]:
+        """E and dE/dparam for every trainable parameter, by E.backward()."""
+        model = self._model
+        self._set(model, params)
+        model.zero_grad(set_to_none=True)
+        E = model.loss(self._tensor(X), self._tensor(T))
+        E.backward()
+        grads = {n: getattr(model, n).grad.numpy().copy() for n in self.TRAINABLE}
+        return float(E.detach()), grads
+
+    def init_state(self, params: dict) -> dict:
+        """The step count, and a Model with the spec's torch.optim optimizer."""
+        model = self.module.Model()
+        self._set(model, params)
+        return {
+            "step": 0,
+            "model": model,
+            "optimizer": self.module.make_optimizer(model.parameters()),
+        }
+
+    def _step(self, state: dict, X: torch.Tensor, T: torch.Tensor) -> float:
+        model, optimizer = state["model"], state["optimizer"]
+        optimizer.zero_grad()
+        E = model.loss(X, T)
+        E.backward()
+        optimizer.step()
+        state["step"] += 1
+        return float(E.detach())
+
+    def step(self, params: dict, state: dict, X, T) -> float:
+        """One optimizer step in place; returns the loss before it."""
+        self._set(state["model"], params)
+        E = self._step(state, self._tensor(X), self._tensor(T))
+        self._get(state["model"], params)
+        return E
+
+    def train(
+        self,
+        params: dict,
+        X,
+        T,
+        epochs: int,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int | None = None,
+        state: dict | None = None,
+        progress=None,
+    ) -> list:
+        """Mini-batch training in place (the NumPy module's batches); mean loss per epoch."""
+        X, T = self._tensor(X), self._tensor(T)
+        seed = self.SEED if seed is None else seed
+        state = self.init_state(params) if state is None else state
+        self._set(state["model"], params)
+        n, history = X.shape[0], []
+        for epoch in range(epochs):
+            order = prng.permutation(seed, epoch, n) if shuffle else np.arange(n)
+            total, batches = 0.0, 0
+            for start in range(0, n, batch_size):
+                idx = torch.from_numpy(order[start : start + batch_size])
+                total += self._step(state, X[idx], T[idx])
+                batches += 1
+            history.append(total / batches)
+            if progress is not None:
+                self._get(state["model"], params)
+                progress(epoch, epochs, history[-1])
+        self._get(state["model"], params)
+        return history
+
+    def accuracy(self, params: dict, X, T) -> float | None:
+        """Fraction of samples classified right (classifiers only), else None."""
+        return self._numpy.accuracy(params, X, T)
+
+    def save(self, params: dict, path) -> None:
+        """Write the weights with the generated Model.save."""
+        self._set(self._model, params)
+        self._model.save(str(path))
+
+    def load(self, path) -> dict:
+        """Read weights of any target with the generated Model.load."""
+        params = self.init_params()
+        self._get(self._model.load(str(path)), params)
+        return params
+
+    def load_data(self, path) -> tuple[np.ndarray, np.ndarray]:
+        """X and T from .csv, .npy or .npz, read and checked by the NumPy module (bad data:
+        one error line, exit 2)."""
+        return self._numpy.load_data(str(path))
+
+
+def torch_module(d: Derivation, directory: str | Path | None = None) -> TorchTarget:
+    """Generate the torch (and NumPy) target of ``d`` into ``directory`` (a temporary one by
+    default), import them, and return the torch target behind the NumPy module's functions."""
+    from .. import generate
+    from ..numpy.loader import load_numpy
+
+    folder = Path(directory or tempfile.mkdtemp(prefix="symbackprop-torch-"))
+    generate(d, "numpy", folder, force=True)
+    generate(d, "torch", folder, force=True)
+    name = d.spec.name
+    return TorchTarget(load_torch(folder / f"{name}_torch.py"), load_numpy(folder / f"{name}.py"))
+
+
+__all__ = ["TorchTarget", "load_torch", "torch_module"]

@@ -1,0 +1,234 @@
+"""The torch target's runtime: copied verbatim into every generated ``<name>_torch.py``.
+
+Everything from the line ``GAMMA = ...`` on is the text the template includes (the generated
+module imports math, numbers, re and torch itself, and carries symbackprop/safe_io.py before
+it, as the NumPy module does, for reading and writing files). It is a real module so that it
+is linted and tested directly: the portable PRNG of ``symbackprop/prng.py`` with torch instead of
+NumPy (uint64 arithmetic as wrapping int64, logical shifts masked; float64 ``+ - * /`` and
+``sqrt`` only, so the initial weights equal the NumPy and C targets' bit for bit), and the
+weight-file format read and written exactly as the NumPy module does it. The only square root
+is Python's ``math.sqrt`` (correctly rounded), not ``torch.sqrt``.
+"""
+
+import math
+import numbers
+import re
+
+import torch
+
+from symbackprop.safe_io import MAX_FILE_BYTES, read_bytes, write_bytes
+
+GAMMA = 0x9E3779B97F4A7C15
+MASK64 = (1 << 64) - 1
+SQRT2 = 1.4142135623730951
+LN2 = 0.6931471805599453
+_INV_ODD = [1.0 / d for d in range(23, 2, -2)]  # 1/23, 1/21, ..., 1/3 (innermost first)
+_TWO_M53 = 2.0**-53
+
+
+def _int64(z):
+    """The int64 holding the bits of z mod 2**64 (torch has no uint64 arithmetic)."""
+    z &= MASK64
+    return z - (1 << 64) if z >> 63 else z
+
+
+_GAMMA64 = _int64(GAMMA)
+_MIX1 = _int64(0xBF58476D1CE4E5B9)
+_MIX2 = _int64(0x94D049BB133111EB)
+
+
+def _mix64_int(z):
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def _shr(z, s):
+    """Logical right shift of the uint64 bits in an int64 tensor (>> on int64 is arithmetic)."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix64(z):
+    """splitmix64's output function on an int64 tensor (multiplication wraps, as uint64's)."""
+    z = (z ^ _shr(z, 30)) * _MIX1
+    z = (z ^ _shr(z, 27)) * _MIX2
+    return z ^ _shr(z, 31)
+
+
+def stream_key(seed, k):
+    """Key of parameter tensor number k (seed is taken modulo 2**64)."""
+    return _mix64_int(seed + (k + 1) * GAMMA)
+
+
+def _u(key, idx):
+    """u(key, i) in [0, 1) as float64 for an int64 index tensor."""
+    z = _mix64(_int64(key) + (idx + 1) * _GAMMA64)
+    return _shr(z, 11).to(torch.float64) * _TWO_M53
+
+
+def uniforms(key, n):
+    """u(key, 0), ..., u(key, n-1)."""
+    return _u(key, torch.arange(n, dtype=torch.int64))
+
+
+def plog(s):
+    """Portable natural log for 0 < s < 1 (+ - * / only; see symbackprop/prng.py)."""
+    fm, e = torch.frexp(s)
+    m = fm * 2.0
+    k = e.to(torch.int64) - 1
+    big = m > SQRT2
+    m = torch.where(big, m / 2.0, m)
+    k = k + big.to(torch.int64)
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    p = torch.full_like(f, _INV_ODD[0])
+    for c in _INV_ODD[1:]:
+        p = c + f2 * p
+    p = 1.0 + f2 * p
+    return k.to(torch.float64) * LN2 + (2.0 * f) * p
+
+
+def normals(key, n):
+    """n standard normals (Marsaglia's polar method; rejected elements retried, r = 1, 2, ...)."""
+    out = torch.empty(n, dtype=torch.float64)
+    todo = torch.arange(n, dtype=torch.int64)
+    r = 0
+    while todo.numel():
+        c = 2 * (todo + _int64(r * n))
+        a = 2.0 * _u(key, c) - 1.0
+        b = 2.0 * _u(key, c + 1) - 1.0
+        s = a * a + b * b
+        ok = (s > 0.0) & (s < 1.0)
+        sa = s[ok]
+        # math.sqrt is correctly rounded, as IEEE 754 requires; torch.sqrt is not on every CPU
+        # (an AVX-512 build is 1 ulp off for about 1 value in 150)
+        roots = [math.sqrt(q) for q in (-2.0 * plog(sa) / sa).tolist()]
+        out[todo[ok]] = a[ok] * torch.tensor(roots, dtype=torch.float64)
+        todo = todo[~ok]
+        r += 1
+    return out
+
+
+def distribution(scheme, fan_in, fan_out, low=-1.0, high=1.0, std=1.0, gain=1.0):
+    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved."""
+    if scheme in ("normal", "xavier_normal", "he_normal"):
+        if scheme == "xavier_normal":
+            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+        elif scheme == "he_normal":
+            std = math.sqrt(2.0 / float(fan_in))
+        return "normal", float(std), 0.0
+    if scheme != "uniform":
+        if scheme == "xavier_uniform":
+            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
+        elif scheme == "he_uniform":
+            bound = math.sqrt(6.0 / float(fan_in))
+        else:  # pytorch
+            bound = 1.0 / math.sqrt(float(fan_in))
+        low, high = -bound, bound
+    return "uniform", float(low), float(high)
+
+
+def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
+                gain=1.0, value=None, dtype=torch.float64):  # fmt: skip
+    """Initial values of parameter tensor number k, on the CPU (prng.py's scheme table)."""
+    n = math.prod(shape)
+    if scheme == "values":
+        if isinstance(value, numbers.Real):
+            out = torch.full(shape, float(value), dtype=torch.float64)
+        else:
+            out = torch.tensor(value, dtype=torch.float64).reshape(shape)
+    elif scheme == "zeros":
+        out = torch.zeros(shape, dtype=torch.float64)
+    else:
+        kind, a, b = distribution(scheme, fan_in, fan_out, low, high, std, gain)
+        key = stream_key(seed, k)
+        out = a * normals(key, n) if kind == "normal" else a + (b - a) * uniforms(key, n)
+        out = out.reshape(shape)
+    return out.to(dtype)
+
+
+# ---- weight files, read and written as the NumPy module does it --------------------------------
+# Bytes, whatever the locale (latin-1 maps each byte to one character), no NUL byte, lines ending
+# at "\n" only (a "\r" is a blank), numbers as C's strtod reads them, less hex.
+_BLANKS = " \t\r\v\f"
+_BLANK_RUN = re.compile("[ \t\r\v\f]+")
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
+)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _text_lines(path):
+    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark (read as the
+    NumPy module reads it: bounded, never blocking, no NUL byte)."""
+    try:
+        data = read_bytes(path, MAX_FILE_BYTES, text=True)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
+
+
+def _words(line):
+    return [w for w in _BLANK_RUN.split(line) if w]
+
+
+def _number(s):
+    s = s.strip(_BLANKS)
+    return float(s) if _DECIMAL.fullmatch(s) else None
+
+
+def _integer(s):
+    s = s.strip(_BLANKS)
+    try:
+        return int(s) if _INTEGER.fullmatch(s) else None
+    except ValueError:  # more digits than int() converts: out of every range here
+        return None
+
+
+def read_weights(path, shapes):
+    """{name: float64 tensor} for every name of ``shapes`` from a weight file (any target's)."""
+    lines = [ln for ln in _text_lines(path) if ln.strip(_BLANKS) and not ln.startswith("#")]
+    arrays, i = {}, 0
+    for name, shape in shapes.items():
+        if i + 1 >= len(lines):
+            raise ValueError(f"{path}: missing parameter {name}")
+        head = _words(lines[i])
+        if head[0] != name or tuple(_integer(s) for s in head[1:]) != shape:
+            got = lines[i].strip(_BLANKS)
+            raise ValueError(f"{path}: expected {name} {shape}, got {got[:60]!r}")
+        words = _words(lines[i + 1])
+        values = [_number(s) for s in words]
+        if None in values:
+            bad = words[values.index(None)]
+            raise ValueError(f"{path}: {name}: not a number: {bad[:40]!r}")
+        if len(values) != math.prod(shape):
+            raise ValueError(f"{path}: {name} needs {math.prod(shape)} numbers, got {len(values)}")
+        arrays[name] = torch.tensor(values, dtype=torch.float64).reshape(shape)
+        i += 2
+    return arrays
+
+
+def write_weights(path, header, tensors):
+    """Write ``header`` and each tensor as a name-and-shape line and a line of its values
+    (17 significant digits: exact), as the NumPy module writes it (atomically for a regular
+    file, in place for a device or FIFO: see safe_io.write_bytes)."""
+    lines = [header]
+    for name, value in tensors.items():
+        lines.append(" ".join([name, *map(str, value.shape)]))
+        flat = value.detach().to("cpu", torch.float64).reshape(-1).tolist()
+        lines.append(" ".join(f"{v:.17g}" for v in flat))
+    write_bytes(path, ("\n".join(lines) + "\n").encode("latin-1"))
+
+
+# ---- elementwise helpers of the printed formulas -------------------------------------------------
+
+
+def _step(x):
+    """Heaviside step with H(0) = 0 as a float mask (relu'(0) = 0, as in PyTorch)."""
+    return (x > 0).to(x.dtype)
+
+
+def _log1pexp(u):
+    """log(1 + exp(u)) without overflow: logaddexp(0, u), as the NumPy target computes it."""
+    return torch.logaddexp(u.new_zeros(()), u)

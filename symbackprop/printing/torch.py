@@ -1,0 +1,140 @@
+"""The PyTorch code printer of the torch target: SymPy's TorchPrinter, subclassed where the
+generated module must differ.
+
+Importing this module imports SymPy's ``sympy.printing.pytorch``, which imports torch when it is
+installed; the torch backend imports it only when it renders.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.pytorch import TorchPrinter
+
+from ..core.symbols import as_expr
+from .numpy import log1p_argument, numeric_constants
+
+
+def _is_step(factor: sp.Expr) -> bool:
+    return isinstance(factor, sp.Heaviside) and factor.args[1:] == (0,)
+
+
+class TorchCodePrinter(TorchPrinter):
+    """Strict printer for elementwise expressions on tensors (``import torch``).
+
+    Customizations (each keeps the NumPy target's numbers, NaN included):
+    Heaviside(x, 0) as the mask ``(x > 0)`` when it multiplies a tensor expression (bool times
+    float is float: relu'(0) = 0, and NaN * 0 stays NaN as in NumPy), elsewhere as
+    ``_step(x)`` (a float mask); Max/Min with a number as ``torch.clamp_min``/``clamp_max``
+    and of tensors as ``torch.maximum``/``minimum`` (SymPy's printer calls torch.max, a
+    reduction; all four propagate NaN like np.maximum); log(1 + exp(u)) as ``_log1pexp(u)``
+    (= np.logaddexp(0, u): no overflow) and log(1 + u) as ``torch.log1p(u)``; Piecewise as
+    nested ``torch.where`` whose number-only branches take the dtype of a tensor of the
+    condition (torch.where of two Python floats would be float32); x**2 as ``x**2``,
+    x**-n as ``1/x**n``, x**(1/2) as ``torch.sqrt``; relations infix; Float as its shortest
+    exact repr, Rational as a Python quotient; a function it has no mapping for raises.
+    """
+
+    _default_settings = {**TorchPrinter._default_settings, "strict": True, "order": "none"}
+
+    def __init__(self, settings=None):
+        super().__init__(settings or {})
+
+    def _print_Function(self, expr):
+        if type(expr) not in self.mapping:
+            raise ValueError(f"the torch printer has no mapping for {type(expr).__name__}")
+        return super()._print_Function(expr)
+
+    _print_Expr = _print_Function
+    _print_Application = _print_Function
+
+    def _print_Symbol(self, expr):
+        return expr.name
+
+    def _print_Float(self, expr):
+        text = repr(float(expr))
+        if text in ("inf", "-inf", "nan"):
+            raise ValueError(f"cannot print the non-finite number {text}")
+        return text
+
+    def _print_Rational(self, expr):
+        return f"{expr.p}/{expr.q}" if expr.q != 1 else str(expr.p)
+
+    def _print_Integer(self, expr):
+        return str(int(expr))
+
+    def _print_Heaviside(self, expr):
+        if not _is_step(expr):
+            raise ValueError("only Heaviside(x, 0) is supported (H(0) = 0, as PyTorch's relu')")
+        return f"_step({self._print(expr.args[0])})"
+
+    def _print_Mul(self, expr):
+        steps = [f for f in expr.args if _is_step(f)]
+        rest = [f for f in expr.args if not _is_step(f)]
+        floats = any(not s.is_integer for f in rest for s in f.free_symbols)
+        if not steps or not floats:
+            return super()._print_Mul(expr)
+        head = self.parenthesize(sp.Mul(*rest), PRECEDENCE["Mul"])
+        masks = "*".join(f"({self._print(f.args[0])} > 0)" for f in steps)
+        return f"{head}*{masks}"
+
+    def _print_Max(self, expr):
+        return self._extremum(expr, "torch.maximum", "torch.clamp_min")
+
+    def _print_Min(self, expr):
+        return self._extremum(expr, "torch.minimum", "torch.clamp_max")
+
+    def _extremum(self, expr, pairwise: str, clamp: str) -> str:
+        numbers = [a for a in expr.args if a.is_Number]
+        tensors = [a for a in expr.args if not a.is_Number]
+        out = self._print(tensors[0])
+        for arg in tensors[1:]:
+            out = f"{pairwise}({out}, {self._print(arg)})"
+        for c in numbers:
+            out = f"{clamp}({out}, {self._print(c)})"
+        return out
+
+    def _print_log(self, expr):
+        rest = log1p_argument(expr.args[0])
+        if rest is None:
+            return f"torch.log({self._print(expr.args[0])})"
+        if isinstance(rest, sp.exp):
+            return f"_log1pexp({self._print(rest.args[0])})"
+        return f"torch.log1p({self._print(rest)})"
+
+    def _print_Piecewise(self, expr):
+        if expr.args[-1].cond != sp.true:
+            raise ValueError("a Piecewise needs a final (expr, True) branch")
+        (value, cond), rest = expr.args[0], expr.args[1:]
+        if not rest:
+            return self._print(value)
+        tail = rest[0].expr if len(rest) == 1 else sp.Piecewise(*rest)
+        first = self._print(value)
+        if value.is_Number and tail.is_Number:
+            tensors = sorted((s for s in cond.free_symbols if not s.is_integer), key=str)
+            if not tensors:
+                raise ValueError(f"a Piecewise on numbers alone: {expr}")
+            first = f"{self._print(tensors[0])}.new_full((), {first})"
+        return f"torch.where({self._print(cond)}, {first}, {self._print(tail)})"
+
+    def _print_Relational(self, expr):
+        op = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}[expr.rel_op]
+        return f"({self._print(expr.lhs)} {op} {self._print(expr.rhs)})"
+
+    def _print_Pow(self, expr, rational=False):
+        base, exp = expr.as_base_exp()
+        if exp == sp.S.Half:
+            return f"torch.sqrt({self._print(base)})"
+        if exp == -sp.S.Half:
+            return f"1/torch.sqrt({self._print(base)})"
+        if exp.is_Integer and exp < 0:
+            inv = base if exp == -1 else sp.Pow(base, -exp, evaluate=False)
+            return f"1/{self.parenthesize(inv, PRECEDENCE['Pow'])}"
+        base_code = self.parenthesize(base, PRECEDENCE["Pow"])
+        return f"{base_code}**{self.parenthesize(exp, PRECEDENCE['Pow'])}"
+
+    def doprint(self, expr, assign_to=None):
+        return super().doprint(numeric_constants(as_expr(expr)), assign_to)
+
+
+__all__ = ["TorchCodePrinter"]
