@@ -17,6 +17,7 @@ from collections import defaultdict
 
 import sympy as sp
 
+from ..printing.names import latex_name
 from ..spec.load import Spec
 from . import activations, losses, optimizers
 from .derivation import Derivation
@@ -93,7 +94,7 @@ class _Walk:
             self.ops[k] = dataclasses.replace(self.ops[k], out=name)
             return name
         names = tuple(p for p, _ in parts)
-        why = f"∂ℓ/∂{tensor}: the {len(parts)} paths' contributions summed"
+        why = f"the {len(parts)} paths' contributions to ${latex_name(name)}$ summed"
         self.ops.append(Op("map", name, names, sp.Add(*(vec(p) for p in names)), why=why))
         return name
 
@@ -123,11 +124,13 @@ def _seed(walk: _Walk, graph: Graph, delta: losses.OutputDelta) -> None:
     name = grad_name(logits)
     if delta.kind == "softmax":
         da = f"d{out.a}"
-        walk.emit(Op("map", da, (out.a, "t"), delta.expr.xreplace(subs), why="∂ℓ/∂a"))
+        why = r"$\partial\ell/\partial\mathbf{a}$"
+        walk.emit(Op("map", da, (out.a, "t"), delta.expr.xreplace(subs), why=why))
         walk.contribute(logits, Op("softmax_backward", name, (out.a, da), why="softmax"))
     else:
         args = tuple(dict.fromkeys((logits, out.a, "t")))
-        walk.contribute(logits, Op("map", name, args, delta.expr.xreplace(subs), why="δ^L"))
+        why = r"the output layer's $\boldsymbol{\delta}$"
+        walk.contribute(logits, Op("map", name, args, delta.expr.xreplace(subs), why=why))
 
 
 def shapes_of(ctx_params: dict, start: dict[str, Shape], *programs: tuple[Op, ...]) -> dict:

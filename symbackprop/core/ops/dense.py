@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from ...printing.names import element_tex
 from ..ir import Op, Shape
 from .base import (
     Backward,
@@ -138,7 +139,7 @@ def _gb_text(op: Op, ctx: Context) -> str:
 
 def _gb_latex(op: Op, ctx: Context) -> str:
     g, b = op.args
-    inner = rf"\sum_i {name_tex(g)}_{{n,i}}" if not ctx.shape(b) else f"{name_tex(g)}_n"
+    inner = rf"\sum_i {element_tex(g, 'n,i')}" if not ctx.shape(b) else f"{name_tex(g)}_n"
     return rf"{name_tex('d' + b)} = {c_tex(op.scale)}\sum_n {inner}"
 
 

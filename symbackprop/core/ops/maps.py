@@ -7,7 +7,7 @@ import numpy as np
 import sympy as sp
 
 from ...printing import latex as lx
-from ..ir import Op, Shape, vec
+from ..ir import Op, Shape, grad_name, vec
 from .base import (
     Backward,
     Context,
@@ -75,9 +75,10 @@ def _map_pullback(op: Op, g: str, bw: Backward) -> None:
             bw.contribute(arg, alias=g)
         else:
             why = (
-                "δ = ∂ℓ/∂a ⊙ f'(z)"
+                r"$\boldsymbol{\delta} = \partial\ell/\partial\mathbf{a} \odot f'(\mathbf{z})$"
                 if op.partials
-                else f"∂ℓ/∂{arg} = ∂ℓ/∂{op.out} ⊙ ∂{op.out}/∂{arg}"
+                else f"${name_tex(grad_name(arg))} = {name_tex(grad_name(op.out))} \\odot "
+                f"\\partial {name_tex(op.out)}/\\partial {name_tex(arg)}$"
             )
             bw.contribute(arg, Op("map", bw.slot(arg, op.out), inputs, vec(g) * local, why=why))
 
