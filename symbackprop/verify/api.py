@@ -29,6 +29,7 @@ from .explain import explain_element, explain_matrix
 from .formula import matrix_formula, scalar_formula
 from .latex import latex_to_expr
 from .matrix import ShapeMismatch, parse_matrix, shape_of, shape_text
+from .notation import hand_notation, primes
 from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
 
 MAX_NODES = 3000  # larger expanded differences are left to the probe (10x: not even expanded)
@@ -133,14 +134,15 @@ def verify(
             )
         if not isinstance(expr, str):
             raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
-        text = latex_to_expr(expr, name in params, "--expr") if latex else expr
+        text = latex_to_expr(expr, name in params, "--expr") if latex else primes(expr)
+        notation = hand_notation(tuple(ly.activation for ly in d.nodes if ly.activation))
         if name not in params:
-            hand = parse_expression(text, net.names, "--expr")
+            hand = parse_expression(text, net.names, "--expr", notation)
             return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
         p = params[name]
         els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
         try:
-            hand = parse_matrix(text, net.names, net.matrices(), "--expr")
+            hand = parse_matrix(text, net.names, net.matrices(), "--expr", notation)
         except ShapeMismatch as exc:
             why, shape = f"shape mismatch {exc}", None
         else:

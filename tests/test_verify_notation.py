@@ -1,0 +1,124 @@
+"""verify reads what people write (issue 13, item 3): relu' in every common notation, every
+named activation's derivative as name'(z), NumPy broadcasting, and its own correct formula
+pasted back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from symbackprop import derive
+from symbackprop.spec.errors import SpecError
+from symbackprop.verify.api import verify
+
+ROOT = Path(__file__).resolve().parents[1]
+MAZUR = ROOT / "examples" / "mazur.yaml"
+
+RELU_NET = {
+    "name": "relu_net",
+    "inputs": 2,
+    "layers": [
+        {"units": 2, "activation": "relu",
+         "weight": {"init": [[0.3, -0.2], [0.5, 0.4]]}, "bias": {"init": [0.1, -0.1]}},
+        {"units": 2, "activation": "sigmoid",
+         "weight": {"init": [[0.2, -0.7], [0.6, 0.3]]}, "bias": {"init": [0.0, 0.1]}},
+    ],
+    "loss": {"type": "mse", "reduction": "sum"},
+    "optimizer": {"type": "sgd", "lr": 0.1},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def relu():
+    return derive(RELU_NET)
+
+
+@pytest.fixture(scope="module")
+def mazur():
+    return derive(MAZUR)
+
+
+DELTA2 = "(2*(a2_1 - t1)*a2_1*(1 - a2_1)*w2_11 + 2*(a2_2 - t2)*a2_2*(1 - a2_2)*w2_21)"
+RELU_PRIME = ["(z1_1 > 0)", "heaviside(z1_1)", "step(z1_1)", "Heaviside(z1_1, 0)",
+              "heaviside(z1_1, 0)", "relu'(z1_1)", "relu' (z1_1)"]  # fmt: skip
+
+
+@pytest.mark.parametrize("prime", RELU_PRIME)
+def test_relu_derivative_in_every_scalar_notation(relu, prime):
+    r = verify(relu, "w1_11", f"{DELTA2} * {prime} * x1")
+    assert r.equivalent, r.text()
+
+
+@pytest.mark.parametrize("prime", ["(z1_1 < 0)", "(z1_1 <= 0)", "step(-z1_1)", "(x1 > 0)"])
+def test_a_wrong_indicator_is_caught(relu, prime):
+    """1 - relu', or the indicator of the wrong variable, is not relu'. (z >= 0) differs from
+    PyTorch's relu' only at z = 0 and is judged equivalent, as any probe would.)"""
+    assert not verify(relu, "w1_11", f"{DELTA2} * {prime} * x1").equivalent
+
+
+MATRIX_DELTA2 = "(W2.T @ (2*(a2 - t) * a2 * (1 - a2)))"
+
+
+@pytest.mark.parametrize(
+    "prime", ["(z1 > 0)", "heaviside(z1, 0)", "step(z1)", "relu'(z1)", "Heaviside(z1, 0)"]
+)
+def test_relu_derivative_in_matrix_form(relu, prime):
+    r = verify(relu, "W1", f"({MATRIX_DELTA2} * {prime}) @ x.T")
+    assert r.equivalent, r.text()
+
+
+def test_max_in_matrix_form_is_elementwise(relu):
+    """relu written as max(z1, 0) in matrix form (a1 recomputed): elementwise, as np.maximum."""
+    r = verify(relu, "W2", "(2*(a2 - t) * a2 * (1 - a2)) @ max(z1, 0).T")
+    assert r.equivalent, r.text()
+
+
+@pytest.mark.parametrize(
+    ("wrt", "expr"),
+    [
+        ("w2_11", "2*(a2_1 - t1)*sigmoid'(z2_1)*a1_1"),
+        ("W2", "(2*(a2 - t) * sigmoid'(z2)) @ a1.T"),
+    ],
+)
+def test_named_activation_derivatives(relu, wrt, expr):
+    assert verify(relu, wrt, expr).equivalent
+
+
+def test_tanh_prime_on_a_tanh_net():
+    net = derive(ROOT / "examples" / "verify" / "softmax3.yaml")
+    delta2 = "(W3.T @ (a3 - t)) * a2 * (1 - a2)"
+    assert verify(net, "W1", f"((W2.T @ ({delta2})) * tanh'(z1)) @ x.T").equivalent
+    assert not verify(net, "W1", f"((W2.T @ ({delta2})) * sigmoid'(z1)) @ x.T").equivalent
+
+
+def test_numpy_broadcasting_is_judged_as_numpy_computes_it(mazur):
+    """(a2 - t) * a2 * (1 - a2) * a1.T: a column times a row is their outer product in NumPy,
+    the right matrix; a wrong one is still caught; shapes NumPy refuses stay a shape error."""
+    assert verify(mazur, "W2", "(a2 - t) * a2 * (1 - a2) * a1.T").equivalent
+    assert not verify(mazur, "W2", "(a2 - t) * a2 * a1.T").equivalent
+    r = verify(mazur, "W2", "(a2 - t) * a2 * (1 - a2) * W1.T @ x")
+    assert not r.equivalent
+
+
+def test_comparisons_stay_out_of_specs():
+    """The notation is verify's: a spec's expression still refuses comparisons."""
+    from symbackprop.spec.expressions import parse_expression
+
+    with pytest.raises(SpecError, match="comparisons are not allowed"):
+        parse_expression("(x > 0)", {})
+    with pytest.raises(SpecError, match="only one comparison"):
+        verify(MAZUR, "w2_11", "(0 < z2_1 < 1)")
+
+
+def test_the_correct_formula_verify_prints_parses_back(relu):
+    """What verify prints as the correct formula of every element, pasted back: equivalent."""
+    for wrt in ("w1_11", "w1_22", "b1_2", "w2_12", "b2_1"):
+        shown = verify(relu, wrt, "0")
+        assert not shown.equivalent
+        lines = shown.text().split("correct formula", 1)[1].splitlines()[1:]
+        defs = dict(line.strip().split(" = ", 1) for line in lines if " = " in line)
+        rhs = defs.pop(f"dE/d{wrt}")
+        for name, value in defs.items():  # the helper deltas, substituted
+            rhs = rhs.replace(name, f"({value})")
+        assert verify(relu, wrt, rhs).equivalent, (wrt, rhs)
