@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x8da0d7f8a523
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x8ed1bf81aa9e
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -217,7 +217,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 8; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 8, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
-    /* a1 = Max(0, z1) */
+    /* a1 = max(0, z1) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
@@ -312,7 +312,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         for (int i = 0; i < 3; ++i) grads->b2[i] += d[i];
     }
 
-    /* delta1 = da1*Heaviside(z1, 0) */
+    /* delta1 = da1*(z1 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da1 = ws->da1[0];
         const real *restrict z1 = ws->z1[0];

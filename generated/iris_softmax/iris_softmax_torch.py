@@ -425,7 +425,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
@@ -438,7 +438,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, a2)
 
 
-loss_op = torch.library.custom_op(_free_name("iris_softmax_5fc9cbe64edd_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("iris_softmax_91b072e53b50_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -474,7 +474,7 @@ def _loss_backward(ctx, grad, *_):
     db2 = delta2.sum(0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -492,7 +492,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
@@ -501,7 +501,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1)
 
 
-forward_op = torch.library.custom_op(_free_name("iris_softmax_5fc9cbe64edd_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("iris_softmax_91b072e53b50_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -538,7 +538,7 @@ def _forward_backward(ctx, t, *_):
     db2 = delta2.sum(0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "residual_mlp.h"
-#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0xa19706952b85
+#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x9e5c5a3e9046
 #error "residual_mlp.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -223,7 +223,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 16; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 16, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
-    /* a1 = Max(0, z1) */
+    /* a1 = max(0, z1) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
@@ -237,7 +237,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 16; ++i) ws->z2[r][i] = params->b2[i];
     gemm(0, 1, m, 16, 16, 16, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
-    /* a2 = Max(0, z2) */
+    /* a2 = max(0, z2) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z2 = ws->z2[0];
         real *restrict a2 = ws->a2[0];
@@ -351,7 +351,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         for (int i = 0; i < 3; ++i) grads->b4[i] += d[i];
     }
 
-    /* delta2 = da3*Heaviside(z2, 0) */
+    /* delta2 = da3*(z2 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da3 = ws->da3[0];
         const real *restrict z2 = ws->z2[0];
@@ -385,7 +385,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* delta1 = da1*Heaviside(z1, 0) */
+    /* delta1 = da1*(z1 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da1 = ws->da1[0];
         const real *restrict z1 = ws->z1[0];

@@ -429,11 +429,11 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = torch.clamp_min(z2, 0)
     # z3 = a1 + a2
     z3 = a1 + a2
@@ -450,7 +450,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, a4, z3)
 
 
-loss_op = torch.library.custom_op(_free_name("residual_mlp_2c8d76f52126_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("residual_mlp_c8e26c5ceb7a_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -487,7 +487,7 @@ def _loss_backward(ctx, grad, *_):
     db4 = delta4.sum(0)
     # da3 = W4.T @ delta4
     da3 = delta4 @ W4
-    # delta2 = da3*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    # delta2 = da3*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da3*(a2 > 0)
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
@@ -497,7 +497,7 @@ def _loss_backward(ctx, grad, *_):
     da1__via_z2 = delta2 @ W2
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -515,11 +515,11 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = torch.clamp_min(z2, 0)
     # z3 = a1 + a2
     z3 = a1 + a2
@@ -532,7 +532,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     return (a4, a1, a2, z3)
 
 
-forward_op = torch.library.custom_op(_free_name("residual_mlp_2c8d76f52126_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("residual_mlp_c8e26c5ceb7a_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -570,7 +570,7 @@ def _forward_backward(ctx, t, *_):
     db4 = delta4.sum(0)
     # da3 = W4.T @ delta4
     da3 = delta4 @ W4
-    # delta2 = da3*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    # delta2 = da3*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da3*(a2 > 0)
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
@@ -580,7 +580,7 @@ def _forward_backward(ctx, t, *_):
     da1__via_z2 = delta2 @ W2
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x33ea24ebfd09
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x385711040bd8
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -222,7 +222,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 5; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 5, 3, 3, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
-    /* a1 = Piecewise((z1, z1 > 0), (z1/10, True)) */
+    /* a1 = {z1 > 0: z1; otherwise: z1/10} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
@@ -236,7 +236,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 4; ++i) ws->z2[r][i] = params->b2[0];
     gemm(0, 1, m, 4, 5, 5, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
-    /* a2 = Piecewise((z2, z2 > 0), (-1/2 + exp(z2)/2, True)) */
+    /* a2 = {z2 > 0: z2; otherwise: -1/2 + exp(z2)/2} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z2 = ws->z2[0];
         real *restrict a2 = ws->a2[0];
@@ -313,7 +313,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     gemm(1, 0, 2, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta3[0][0], &ws->a2[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
-    /* delta2 = da2*Piecewise((1, z2 > 0), (exp(z2)/2, True)) */
+    /* delta2 = da2*{z2 > 0: 1; otherwise: exp(z2)/2} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da2 = ws->da2[0];
         const real *restrict z2 = ws->z2[0];
@@ -337,7 +337,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         for (int i = 0; i < 4; ++i) grads->b2[0] += d[i];
     }
 
-    /* delta1 = da1*Piecewise((1, z1 > 0), (1/10, True)) */
+    /* delta1 = da1*{z1 > 0: 1; otherwise: 1/10} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da1 = ws->da1[0];
         const real *restrict z1 = ws->z1[0];
@@ -431,7 +431,7 @@ static void update_tensor(real *restrict P, const real *restrict G,
         real g = G[e];
         real buf = S_buf[e];
         /* g = g + lambda*p */
-        /* buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True)) */
+        /* buf = {k = 1: g; otherwise: g + buf*mu} */
         /* g = g + buf*mu */
         /* p = p - eta*g */
         g = g + lambda*p;

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x3ec1a5e16374
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x5f597a6e6863
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -237,7 +237,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 6; ++i) ws->z2[r][i] = params->b2[i];
     gemm(0, 1, m, 6, 4, 4, 1, &ws->x[0][0], WT(W2), 1, &ws->z2[0][0]);
 
-    /* a2 = Max(0, z2) */
+    /* a2 = max(0, z2) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z2 = ws->z2[0];
         real *restrict a2 = ws->a2[0];
@@ -343,7 +343,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* da2 = da3[6:12] */
     for (long r = 0; r < m; ++r)
         memcpy(ws->da2[r], &ws->da3[r][6], 6 * sizeof(real));
-    /* delta2 = da2*Heaviside(z2, 0) */
+    /* delta2 = da2*(z2 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da2 = ws->da2[0];
         const real *restrict z2 = ws->z2[0];
@@ -455,7 +455,7 @@ static void update_tensor(real *restrict P, const real *restrict G,
         real p = P[e];
         real g = G[e];
         real buf = S_buf[e];
-        /* buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True)) */
+        /* buf = {k = 1: g; otherwise: g + buf*mu} */
         /* g = buf */
         /* p = p - eta*g */
         buf = (k == 1 ? g : g + buf*mu);

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x7f7b90d5e203
+#if !defined(XOR_BUILD) || XOR_BUILD != 0x04a15422444f
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -247,7 +247,7 @@ static double loss_chunk(const Work *ws, long m, long n)
 {
     double sum = 0;
     (void)n;
-    /* E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2))) */
+    /* E = 1/N * sum_n sum_k -t*z2 + max(0, z2) + log(1 + exp(-abs(z2))) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict t = ws->t[0];
         const real *restrict z2 = ws->z2[0];
@@ -343,7 +343,7 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
         if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
-    /* E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2))) */
+    /* E = 1/N * sum_n sum_k -t*z2 + max(0, z2) + log(1 + exp(-abs(z2))) */
     return (1.0/Nd) * sum;
 }
 
@@ -391,7 +391,7 @@ static void update_tensor(real *restrict P, const real *restrict G,
         real p = P[e];
         real g = G[e];
         real buf = S_buf[e];
-        /* buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True)) */
+        /* buf = {k = 1: g; otherwise: g + buf*mu} */
         /* g = buf */
         /* p = p - eta*g */
         buf = (k == 1 ? g : g + buf*mu);
