@@ -122,3 +122,40 @@ def test_the_correct_formula_verify_prints_parses_back(relu):
         for name, value in defs.items():  # the helper deltas, substituted
             rhs = rhs.replace(name, f"({value})")
         assert verify(relu, wrt, rhs).equivalent, (wrt, rhs)
+
+
+LATEX_DELTA2 = (
+    r"\left(2 (a^{(2)}_1 - t_1) a^{(2)}_1 (1 - a^{(2)}_1) w^{(2)}_{11}"
+    r" + 2 (a^{(2)}_2 - t_2) a^{(2)}_2 (1 - a^{(2)}_2) w^{(2)}_{21}\right)"
+)
+LATEX_RELU_PRIME = [
+    r"\mathbb{1}[z^{(1)}_1 > 0]",
+    r"\mathbb{1}\left[z^{(1)}_1 > 0\right]",
+    r"\mathbf{1}[z^{(1)}_1 > 0]",
+    r"\mathbb{1}_{z^{(1)}_1 > 0}",
+    r"[z^{(1)}_1 \gt 0]",
+    r"H(z^{(1)}_1)",
+    r"\operatorname{relu}'(z^{(1)}_1)",
+    r"\operatorname{relu}'\left(z^{(1)}_1\right)",
+]
+
+
+@pytest.mark.parametrize("prime", LATEX_RELU_PRIME)
+def test_relu_derivative_in_latex(relu, prime):
+    r = verify(relu, "w1_11", rf"{LATEX_DELTA2} \cdot {prime} \cdot x_1", latex=True)
+    assert r.equivalent, r.text()
+
+
+def test_latex_derivative_names_and_matrix_indicator(relu):
+    assert verify(relu, "w2_11", r"2 (a^{(2)}_1 - t_1) \sigma'(z^{(2)}_1) a^{(1)}_1", latex=True)
+    assert verify(
+        relu, "w2_11", r"2 (a^{(2)}_1 - t_1) \operatorname{sigmoid}'(z^{(2)}_1) a^{(1)}_1",
+        latex=True,
+    )  # fmt: skip
+    matrix = (
+        r"\left((W^{(2)})^T (2 (\mathbf{a}^{(2)} - \mathbf{t}) \odot \mathbf{a}^{(2)} \odot "
+        r"(1 - \mathbf{a}^{(2)})) \odot \mathbb{1}[\mathbf{z}^{(1)} > 0]\right) \mathbf{x}^T"
+    )
+    assert verify(relu, "W1", matrix, latex=True).equivalent
+    with pytest.raises(SpecError, match="unknown function"):
+        verify(relu, "w2_11", r"\operatorname{foo}'(z^{(2)}_1)", latex=True)

@@ -30,10 +30,10 @@ _PRIME = re.compile(r"\b([A-Za-z]\w*)'(?=\s*\()")
 def primes(text: str) -> str:
     """``relu'(z)`` as ``relu_(z)``, for every named activation (other quotes stay, and are
     refused by the parser with its message)."""
-    return _PRIME.sub(lambda m: m.group(1) + "_" if m.group(1) in _DERIVABLE else m.group(0), text)
+    return _PRIME.sub(lambda m: m.group(1) + "_" if m.group(1) in DERIVABLE else m.group(0), text)
 
 
-_DERIVABLE = frozenset(n for n in acts.NAMES if n != "softmax")
+DERIVABLE = frozenset(n for n in acts.NAMES if n != "softmax")
 
 
 def _step(u: sp.Expr, at_zero: sp.Expr | int = 0) -> sp.Expr:
@@ -47,8 +47,8 @@ def _derivative(act: acts.Activation) -> sp.Expr:
 
 def hand_notation(net_activations: tuple[acts.Activation, ...] = ()) -> Notation:
     """The notation of hand formulas for a net whose layers use ``net_activations``."""
-    chosen = {name: acts.make(name) for name in _DERIVABLE}
-    chosen |= {a.name: a for a in net_activations if a.name in _DERIVABLE}
+    chosen = {name: acts.make(name) for name in DERIVABLE}
+    chosen |= {a.name: a for a in net_activations if a.name in DERIVABLE}
     functions = {
         "heaviside": (_step, (1, 2)),
         "Heaviside": (_step, (1, 2)),
@@ -61,4 +61,4 @@ def hand_notation(net_activations: tuple[acts.Activation, ...] = ()) -> Notation
     return Notation(functions)
 
 
-__all__ = ["hand_notation", "primes"]
+__all__ = ["DERIVABLE", "hand_notation", "primes"]
