@@ -173,4 +173,10 @@ def latex(d, secs: list[Section]) -> str:
     return "\n".join(out) + "\n"
 
 
-FORMATS = {"text": text, "markdown": markdown, "latex": latex}
+def html(d, secs: list[Section]) -> str:
+    from .html import html as page  # it imports Eq, Section from sections, as this module
+
+    return page(d, secs)
+
+
+FORMATS = {"text": text, "markdown": markdown, "latex": latex, "html": html}
