@@ -120,6 +120,7 @@ def _chunk_terms(side: str) -> list[str]:
     if _visible(side) <= WIDTH:
         return [side]
     terms = split_top(side, (" + ", " - ", r" \cdot ", r" \times "))
+    terms = [piece for term in terms for piece in _open_parentheses(term)]
     lines, current = [], ""
     for term in terms:
         if current and _visible(current + " " + term) > WIDTH:
@@ -129,6 +130,28 @@ def _chunk_terms(side: str) -> list[str]:
             current = f"{current} {term}".strip()
     lines.append(current)
     return lines
+
+
+def _open_parentheses(term: str) -> list[str]:
+    """A term too wide for a line that is one parenthesized sum, ``\\left(A + B + ...\\right)``,
+    as pieces that break between A, B, ...: each line's delimiters balanced with ``\\left.``
+    and ``\\right.``, as amsmath needs."""
+    head = re.match(r"((?:[-+]|\\cdot|\\times)?\s*)\\left\(", term)
+    if _visible(term) <= WIDTH or head is None or not term.endswith(r"\right)"):
+        return [term]
+    inner = term[head.end() : -len(r"\right)")]
+    if split_top(rf"\left({inner}\right)", (" ",)) != [rf"\left({inner}\right)"]:
+        return [term]  # not one group: (a + b) (c + d)
+    parts = _chunk_terms(inner)
+    if len(parts) == 1:
+        return [term]
+    last = len(parts) - 1
+    return [
+        (head.group(1) + r"\left(" if i == 0 else r"\left. ")
+        + part
+        + (r"\right)" if i == last else r" \right.")
+        for i, part in enumerate(parts)
+    ]
 
 
 def _tag(e: Eq) -> str:
