@@ -155,3 +155,16 @@ def test_pdf_shows_no_underscores_or_theta(tmp_path):
         body = out.split("Network and notation", 1)[1]
         assert "_" not in body and "θ" not in body, name
         assert "∂ℓ" in body and "⊙" in body
+
+
+def test_softmax_of_logits_is_defined_before_its_use():
+    """Cross-entropy on an identity last layer: δ = p - t, with p defined in the Loss section."""
+    from symbackprop.spec.load import parse_spec
+
+    spec = {"name": "logits", "inputs": 2, "layers": [{"units": 3, "activation": "identity"}],
+            "loss": {"type": "cross_entropy"}, "optimizer": {"type": "sgd", "lr": 0.1}}  # fmt: skip
+    d = symbackprop.derive(parse_spec(spec))
+    text = d.render("text", "tensor")
+    assert text.index("p = softmax(z1)") < text.index("delta1 = p - t")
+    tex = d.render("latex", "tensor")
+    assert tex.index(r"p_{i} = \frac{e^{z^{(1)}_{i}}}") < tex.index(r"= \mathbf{p} - \mathbf{t}")

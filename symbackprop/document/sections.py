@@ -180,6 +180,10 @@ def loss_section(d: Derivation) -> Section:
             else ""
         )  # fmt: skip
     )
+    if d.output_delta.needs_softmax:  # p, used by the output delta p - t: defined here
+        op = next(op for op in d.forward if op.kind == "softmax" and op.out == "p")
+        note = "the softmax of the logits, which the loss compares with $t$"
+        s.eqs.append(Eq(kind(op).latex(op, d.context), kind(op).text(op, d.context), note=note))
     elem = lx.latex_name(name, True)
     s.eqs.append(Eq(rf"E = c \sum_{{n}} \sum_{{k}} \ell\left({elem}_{{nk}}, t_{{nk}}\right)",
                     f"E = c * sum_n sum_k ℓ({name}_nk, t_nk)"))  # fmt: skip
