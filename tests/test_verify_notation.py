@@ -159,3 +159,31 @@ def test_latex_derivative_names_and_matrix_indicator(relu):
     assert verify(relu, "W1", matrix, latex=True).equivalent
     with pytest.raises(SpecError, match="unknown function"):
         verify(relu, "w2_11", r"\operatorname{foo}'(z^{(2)}_1)", latex=True)
+
+
+def test_gradient_with_respect_to_the_input_against_torch_autograd():
+    """--wrt x: the correct values verify reports at its probe point are PyTorch autograd's
+    dE/dx for Mazur's net (sigmoid layers, shared biases, E = Σ (a - t)²/2) at that point."""
+    import torch
+
+    r = verify(MAZUR, "x", "W1 @ delta1")  # wrong (W1, not W1.T): shows the correct numbers
+    assert not r.equivalent and r.true_shape == (2,)
+    p = {k: torch.tensor(v, dtype=torch.float64) for k, v in r.counterexample.items()}
+    w1 = torch.stack([torch.stack([p["w1_11"], p["w1_12"]]), torch.stack([p["w1_21"], p["w1_22"]])])
+    w2 = torch.stack([torch.stack([p["w2_11"], p["w2_12"]]), torch.stack([p["w2_21"], p["w2_22"]])])
+    x = torch.stack([p["x1"], p["x2"]]).requires_grad_()
+    a1 = torch.sigmoid(w1 @ x + p["b1"])
+    a2 = torch.sigmoid(w2 @ a1 + p["b2"])
+    loss = ((a2 - torch.stack([p["t1"], p["t2"]])) ** 2).sum() / 2
+    (grad,) = torch.autograd.grad(loss, x)
+    assert r.true_value == pytest.approx(grad.tolist(), rel=1e-10)
+    assert verify(MAZUR, "x", "W1.T @ delta1").equivalent
+    assert verify(MAZUR, "x2", "delta1_1*w1_12 + delta1_2*w1_22").equivalent
+
+
+def test_input_gradient_through_a_relu_in_every_notation(relu):
+    for prime in ("(z1 > 0)", "relu'(z1)", "heaviside(z1)"):
+        assert verify(relu, "x", f"W1.T @ ({MATRIX_DELTA2} * {prime})").equivalent
+    assert not verify(relu, "x", f"W1.T @ {MATRIX_DELTA2}").equivalent  # relu' forgotten
+    with pytest.raises(SpecError, match="the input has 2 elements"):
+        verify(relu, "x3", "0")

@@ -47,12 +47,14 @@ class _Walk:
     """The reverse walk's state: the ops emitted so far and the contributions to gradients not
     yet collected. It is what an op kind's pullback sees (ops.Backward)."""
 
-    def __init__(self, ctx: Context, forward: tuple[Op, ...], scale: sp.Expr):
+    def __init__(
+        self, ctx: Context, forward: tuple[Op, ...], scale: sp.Expr, inputs: tuple[str, ...] = ()
+    ):
         self.ctx, self.scale = ctx, scale
         self.ops: list[Op] = []
         self.pending: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
         self.names: set[str] = set()
-        self.needs: set[str] = set()
+        self.needs: set[str] = set(inputs)  # the input, when its gradient is asked for
         for op in forward:  # requires_grad, forward: a trainable parameter upstream
             if any(self.requires(a) for a in op.args):
                 self.needs.add(op.out)
@@ -154,11 +156,12 @@ def _train_all(graph: Graph) -> Graph:
     return Graph(nodes, tuple(p for n in nodes for p in n.params), graph.input_shape)
 
 
-def derive(spec: Spec, all_trainable: bool = False) -> Derivation:
+def derive(spec: Spec, all_trainable: bool = False, input_gradient: bool = False) -> Derivation:
     """Stage 3: the full Derivation of ``spec`` (cost independent of layer width).
 
-    ``all_trainable`` derives the gradient of every parameter, frozen ones included (for
-    checking hand derivations; training never uses it)."""
+    ``all_trainable`` derives the gradient of every parameter, frozen ones included, and
+    ``input_gradient`` the gradient dx of one sample's loss with respect to the input (both for
+    checking hand derivations; training never uses them)."""
     graph = build_graph(spec)
     if all_trainable:
         graph = _train_all(graph)
@@ -175,9 +178,12 @@ def derive(spec: Spec, all_trainable: bool = False) -> Derivation:
     forward += _loss_ops(graph, value, c, delta)
     params = {p.name: p for p in graph.params}
     shapes = shapes_of(params, {"x": graph.input_shape, "t": out.shape}, forward)
-    walk = _Walk(Context(shapes, params), forward, c)
+    walk = _Walk(Context(shapes, params), forward, c, ("x",) if input_gradient else ())
     _seed(walk, graph, delta)
     backward = walk.run(tuple(op for op in forward if op.kind != "loss"))
+    if input_gradient:
+        walk.gradient("x")  # the input has no producing op: its contributions summed here
+        backward = tuple(walk.ops)
     shapes = shapes_of(params, shapes, backward)
     rule = optimizers.make(spec.optimizer)
     return Derivation(spec, graph, loss, value, delta, c, forward, backward, rule, shapes,
