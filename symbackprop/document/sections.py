@@ -119,6 +119,11 @@ def network_section(d: Derivation) -> Section:
         f"{d.num_params} parameters. Bold letters are one sample's vectors (columns) and the "
         "weight matrices, italic letters their elements and other scalars; a batch has $N$ "
         r"samples; $\odot$ is the elementwise product (* in text)."
+        + (
+            r" A shared bias $b$ adds $b \mathbf{1}$, with $\mathbf{1}$ a vector of ones."
+            if any(not p.shape for p in d.params)
+            else ""
+        )  # fmt: skip
     )
 
     def row(name: str, meaning: str, shape: tuple[int, ...] | str) -> None:

@@ -155,6 +155,8 @@ def _text(node: Node | None) -> str:
         return f"√({_text(node.kids[0])})"
     if k in ("style", "accent"):
         kid = node.kids[0]
+        if node.variant == "bold" and _text(kid) == "1":
+            return "𝟏"  # the vector of ones
         if kid.kind == "row" and all(c.kind in ("mi", "mn") for c in kid.kids):
             return "".join(_text(c) for c in kid.kids)  # \mathit{buf}: one word
         return _text(kid)
