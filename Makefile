@@ -21,13 +21,18 @@ regen: docs
 bench:
 	$(PY) benchmarks/bench_derive.py
 
-# The Mazur worked example as a PDF and a PNG of its first page, for the README; the graph
+# The Mazur worked example as a PDF and a PNG of its first page, and as an HTML page and its
+# screenshot in Chromium, for the README; the graph
 # examples' derivations with their worked example, as Markdown.
 DOC_EXAMPLES := residual_mlp two_branch
 docs:
 	$(PY) -m symbackprop.cli derive examples/mazur.yaml --at examples/mazur_sample.yaml \
 	  --format latex -o docs/mazur.tex --pdf docs/mazur.pdf
 	pdftoppm -png -r 80 -f 1 -l 1 -singlefile docs/mazur.pdf docs/mazur
+	$(PY) -m symbackprop.cli derive examples/mazur.yaml --at examples/mazur_sample.yaml \
+	  --format html -o docs/mazur.html
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=900,1300 \
+	  --screenshot=docs/mazur_html.png file://$(CURDIR)/docs/mazur.html 2>/dev/null
 	@for name in $(DOC_EXAMPLES); do \
 	  $(PY) -m symbackprop.cli derive examples/$$name.yaml --at examples/$${name}_sample.yaml \
 	    --format markdown -o docs/$$name.md || exit 1; done

@@ -25,7 +25,7 @@ from .spec.samples import load_samples
 from .verify.api import add_parser as add_verify_parser
 from .verify.api import run as run_verify
 
-FORMATS = ("text", "latex", "markdown", "json")
+FORMATS = ("text", "latex", "markdown", "json", "html")
 
 
 class _Parser(argparse.ArgumentParser):

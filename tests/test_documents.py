@@ -51,6 +51,12 @@ def test_long_equations_break_at_equals_and_terms():
     assert body[0].startswith("z^{(1)}_{1} &= ") and body[-1] == "&= 1.5"
     assert all(len(re.sub(r"\\[a-zA-Z]+|[{}^_&]", "", ln)) <= WIDTH + 10 for ln in body)
     assert split_top(r"\left(a + b\right) + c", (" + ",)) == [r"\left(a + b\right)", "+ c"]
+    wide = r"\frac{1}{N} \cdot \left(" + " + ".join(f"d_{{{i}}} w_{{{i}1}}" for i in range(40))
+    out = _display(Eq("y = " + wide + r"\right) \cdot x_{1}", "..."))  # a long sum in ( )
+    body = out.splitlines()[1:-1]
+    opened = [ln for ln in body if r"\left(" in ln]
+    assert len(body) > 2 and len(opened) == 1 and opened[0].endswith(r"\right. \\")
+    assert all(ln.count(r"\left") == ln.count(r"\right") for ln in body)  # balanced per line
 
 
 def test_pdf_option(tmp_path, capsys, monkeypatch):

@@ -7,6 +7,7 @@ but never in CI (CI=true), where a missing pdflatex fails them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,6 +48,7 @@ def compile_tex(tex: Path) -> str:
     log = tex.with_suffix(".log").read_text(errors="replace")
     assert run.returncode == 0, log[-3000:]
     assert "Undefined control sequence" not in log
+    assert "Overfull" not in log, re.findall(r"Overfull.*", log)[:3]  # nothing off the page
     return log
 
 

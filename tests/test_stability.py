@@ -153,7 +153,7 @@ def test_custom_logistic_loss_at_1e3(tmp_path, monkeypatch):
     monkeypatch.setitem(CUSTOM_LOSSES, LOGISTIC, _logistic)
     data = logit_net({"type": "custom", "expr": LOGISTIC})
     text = symbackprop.derive(data).render("text")
-    assert "Max(0, -a*t) + log(1 + exp(-Abs(a*t)))" in text
+    assert "max(0, -a*t) + log(1 + exp(-abs(a*t)))" in text
     assert "∂ℓ/∂a = -t/(1 + exp(a*t))" in text
     check(data, tmp_path)
 
@@ -176,11 +176,11 @@ def test_literal_torch_expression_overflows_where_ours_does_not(tmp_path):
 def test_stable_rewrites_are_derivation_steps():
     """The derivation shows how log(1 + exp(u)) and its derivative are computed."""
     text = symbackprop.derive(hidden_net({"expr": SOFTPLUS})).render("text")
-    assert "f(x) = Max(0, x) + log(1 + exp(-Abs(x)))" in text
-    assert "log(1 + e^u) = max(u, 0) + log(1 + e^-|u|)" in text
-    assert "f'(x) = 1/(1 + exp(-x))" in text and "cannot overflow to inf/inf" in text
+    assert "f(x) = max(0, x) + log(1 + exp(-abs(x)))" in text
+    assert "log(1 + e^u) = max(u, 0) + log(1 + e^(−|u|))" in text
+    assert "f'(x) = 1/(1 + exp(-x))" in text and "cannot overflow to ∞/∞" in text
     text = symbackprop.derive(hidden_net({"expr": LOGISTIC_FN})).render("text")
-    assert "f(x) = 1/(1 + exp(-x))    [custom: exp(x)/(1 + exp(x)): rewritten so exp" in text
+    assert "f(x) = 1/(1 + exp(-x))    [custom: exp(x)/(1 + exp(x)): rewritten so that exp" in text
     plain = derive_activation(custom(1 + XSYM, "1 + x"))
     assert [s.why for s in plain.steps] == ["definition", "differentiate"]  # nothing to rewrite
 

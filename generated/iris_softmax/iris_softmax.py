@@ -501,7 +501,7 @@ def _forward(params, X):
     x = np.asarray(X, dtype=DTYPE)
     # z1 = W1 @ x + b1
     z1 = x @ W1.T + b1
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = np.maximum(0, z1)
     # z2 = W2 @ a1 + b2
     z2 = a1 @ W2.T + b2
@@ -561,7 +561,7 @@ def loss_and_grad(params, X, T):
     grads["b2"] = delta2.sum(axis=0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Heaviside(z1, 0)
+    # delta1 = da1*(z1 > 0)
     delta1 = da1*_step(z1)
     # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)

@@ -507,11 +507,11 @@ def _forward(params, X):
     x = np.asarray(X, dtype=DTYPE)
     # z1 = W1 @ x + b1
     z1 = x @ W1.T + b1
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = np.maximum(0, z1)
     # z2 = W2 @ a1 + b2
     z2 = a1 @ W2.T + b2
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = np.maximum(0, z2)
     # z3 = a1 + a2
     z3 = a1 + a2
@@ -580,7 +580,7 @@ def loss_and_grad(params, X, T):
     grads["b4"] = delta4.sum(axis=0)
     # da3 = W4.T @ delta4
     da3 = delta4 @ W4
-    # delta2 = da3*Heaviside(z2, 0)
+    # delta2 = da3*(z2 > 0)
     delta2 = da3*_step(z2)
     # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
@@ -590,7 +590,7 @@ def loss_and_grad(params, X, T):
     da1__via_z2 = delta2 @ W2
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
-    # delta1 = da1*Heaviside(z1, 0)
+    # delta1 = da1*(z1 > 0)
     delta1 = da1*_step(z1)
     # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)

@@ -502,11 +502,11 @@ def _forward(params, X):
     x = np.asarray(X, dtype=DTYPE)
     # z1 = W1 @ x + b1
     z1 = x @ W1.T + b1
-    # a1 = Piecewise((z1, z1 > 0), (z1/10, True))
+    # a1 = {z1 > 0: z1; otherwise: z1/10}
     a1 = np.where((z1 > 0), z1, (1/10)*z1)
     # z2 = W2 @ a1 + b2
     z2 = a1 @ W2.T + b2
-    # a2 = Piecewise((z2, z2 > 0), (-1/2 + exp(z2)/2, True))
+    # a2 = {z2 > 0: z2; otherwise: -1/2 + exp(z2)/2}
     a2 = np.where((z2 > 0), z2, -1/2 + (1/2)*np.exp(z2))
     # z3 = W3 @ a2
     z3 = a2 @ W3.T
@@ -561,7 +561,7 @@ def loss_and_grad(params, X, T):
     grads["W3"] = (delta3.T @ a2)
     # da2 = W3.T @ delta3
     da2 = delta3 @ W3
-    # delta2 = da2*Piecewise((1, z2 > 0), (exp(z2)/2, True))
+    # delta2 = da2*{z2 > 0: 1; otherwise: exp(z2)/2}
     delta2 = da2*np.where((z2 > 0), 1, (1/2)*np.exp(z2))
     # dW2 = sum_n delta2_n @ a1_n.T
     grads["W2"] = (delta2.T @ a1)
@@ -569,7 +569,7 @@ def loss_and_grad(params, X, T):
     grads["b2"] = np.asarray(delta2.sum(), dtype=DTYPE)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Piecewise((1, z1 > 0), (1/10, True))
+    # delta1 = da1*{z1 > 0: 1; otherwise: 1/10}
     delta1 = da1*np.where((z1 > 0), 1, 1/10)
     # dW1 = sum_n delta1_n @ x_n.T
     grads["W1"] = (delta1.T @ x)
@@ -599,7 +599,7 @@ def step(params, state, X, T):
         st = state[name]
         buf = st["buf"]
         # g = g + lambda*p
-        # buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True))
+        # buf = {k = 1: g; otherwise: g + buf*mu}
         # g = g + buf*mu
         # p = p - eta*g
         g = g + h_lambda*p

@@ -507,7 +507,7 @@ def _forward(params, X):
     a1 = np.tanh(z1)
     # z2 = W2 @ x + b2
     z2 = x @ W2.T + b2
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = np.maximum(0, z2)
     # a3 = concat(a1, a2)
     a3 = np.concatenate((a1, a2), axis=1)
@@ -578,7 +578,7 @@ def loss_and_grad(params, X, T):
     da1 = da3[:, 0:6]
     # da2 = da3[6:12]
     da2 = da3[:, 6:12]
-    # delta2 = da2*Heaviside(z2, 0)
+    # delta2 = da2*(z2 > 0)
     delta2 = da2*_step(z2)
     # dW2 = sum_n delta2_n @ x_n.T
     grads["W2"] = (delta2.T @ x)
@@ -612,7 +612,7 @@ def step(params, state, X, T):
         g = grads[name]
         st = state[name]
         buf = st["buf"]
-        # buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True))
+        # buf = {k = 1: g; otherwise: g + buf*mu}
         # g = buf
         # p = p - eta*g
         buf = (g if (k == 1) else g + buf*mu)

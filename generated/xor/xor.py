@@ -515,7 +515,7 @@ def forward(params, X):
 def _loss(v, t, N):
     z2 = v["z2"]
     a2 = v["a2"]
-    # E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2)))
+    # E = 1/N * sum_n sum_k -t*z2 + max(0, z2) + log(1 + exp(-abs(z2)))
     E = (1/N) * np.sum(-t*z2 + np.maximum(0, z2) + np.logaddexp(0, -abs(z2)))
     return float(E)
 
@@ -580,7 +580,7 @@ def step(params, state, X, T):
         g = grads[name]
         st = state[name]
         buf = st["buf"]
-        # buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True))
+        # buf = {k = 1: g; otherwise: g + buf*mu}
         # g = buf
         # p = p - eta*g
         buf = (g if (k == 1) else g + buf*mu)

@@ -46,9 +46,12 @@ class Activation:
 
 @dataclass(frozen=True)
 class Step:
-    """One line of a derivation: ``lhs = rhs`` with a short justification."""
+    """One line of a derivation: ``lhs = rhs`` with a short justification.
 
-    lhs: str
+    ``lhs`` is a label the documents know (document.sections.STEP_LABELS) or an expression;
+    ``why`` is prose with $LaTeX$ mathematics (document.prose)."""
+
+    lhs: str | sp.Expr
     rhs: sp.Expr
     why: str = ""
 
@@ -161,8 +164,10 @@ def stabilize(expr: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> sp.Expr:
     return out
 
 
-STABLE_SOFTPLUS_WHY = "computed so: log(1 + e^u) = max(u, 0) + log(1 + e^-|u|), no overflow"
-STABILIZE_WHY = "rewritten so exp cannot overflow to inf/inf"
+STABLE_SOFTPLUS_WHY = (
+    r"computed so, with no overflow: $\log(1 + e^u) = \max(u, 0) + \log(1 + e^{-|u|})$"
+)
+STABILIZE_WHY = r"rewritten so that $\exp$ cannot overflow to $\infty/\infty$"
 
 
 def stable_softplus(expr: sp.Expr, symbols: tuple[sp.Symbol, ...] = (X,)) -> sp.Expr:
@@ -229,8 +234,8 @@ def derive_activation(act: Activation) -> ActivationDerivative:
             steps.append(Step("f'(x)", stable, STABILIZE_WHY))
         return ActivationDerivative(stable, raw, False, tuple(steps))
     kernel, solved, expr = rewritten
-    steps.append(Step(sp.latex(kernel), solved, "solve a = f(x) for it"))
-    steps.append(Step("f'(x)", expr, "substitute; a = f(x)"))
+    steps.append(Step(kernel, solved, "solve $a = f(x)$ for it"))
+    steps.append(Step("f'(x)", expr, "substitute $a = f(x)$"))
     return ActivationDerivative(expr, raw, True, tuple(steps))
 
 

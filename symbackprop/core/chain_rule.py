@@ -24,6 +24,7 @@ from collections import defaultdict
 
 import sympy as sp
 
+from ..printing.names import latex_name
 from ..spec.load import Spec
 from . import activations, losses, modes, optimizers
 from .derivation import Derivation, Rewrite
@@ -55,13 +56,20 @@ class _Walk:
     op carrying a closed form (attr ``closed_form``) is pulled back by it; ``spans`` records
     which backward ops each forward op's pullback emitted."""
 
-    def __init__(self, ctx: Context, forward: tuple[Op, ...], scale: sp.Expr, closed: bool):
+    def __init__(
+        self,
+        ctx: Context,
+        forward: tuple[Op, ...],
+        scale: sp.Expr,
+        closed: bool,
+        inputs: tuple[str, ...] = (),
+    ):
         self.ctx, self.scale, self.closed = ctx, scale, closed
         self.spans: dict[str, tuple[int, int]] = {}
         self.ops: list[Op] = []
         self.pending: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
         self.names: set[str] = set()
-        self.needs: set[str] = set()
+        self.needs: set[str] = set(inputs)  # the input, when its gradient is asked for
         for op in forward:  # requires_grad, forward: a trainable parameter upstream
             if any(self.requires(a) for a in op.args):
                 self.needs.add(op.out)
@@ -103,7 +111,7 @@ class _Walk:
             self.ops[k] = dataclasses.replace(self.ops[k], out=name)
             return name
         names = tuple(p for p, _ in parts)
-        why = f"∂ℓ/∂{tensor}: the {len(parts)} paths' contributions summed"
+        why = f"the {len(parts)} paths' contributions to ${latex_name(name)}$ summed"
         attrs = (("batch", True),) if self.ctx.is_batch(tensor) else ()
         total = sp.Add(*(vec(p) for p in names))
         self.ops.append(Op("map", name, names, total, why=why, attrs=attrs))
@@ -140,11 +148,13 @@ def _seed(walk: _Walk, graph: Graph, delta: losses.OutputDelta) -> None:
     name = grad_name(logits)
     if delta.kind == "softmax":
         da = f"d{out.a}"
-        walk.emit(Op("map", da, (out.a, "t"), delta.expr.xreplace(subs), why="∂ℓ/∂a"))
+        why = r"$\partial\ell/\partial\mathbf{a}$"
+        walk.emit(Op("map", da, (out.a, "t"), delta.expr.xreplace(subs), why=why))
         walk.contribute(logits, Op("softmax_backward", name, (out.a, da), why="softmax"))
     else:
         args = tuple(dict.fromkeys((logits, out.a, "t")))
-        walk.contribute(logits, Op("map", name, args, delta.expr.xreplace(subs), why="δ^L"))
+        why = r"the output layer's $\boldsymbol{\delta}$"
+        walk.contribute(logits, Op("map", name, args, delta.expr.xreplace(subs), why=why))
 
 
 def shapes_of(ctx_params: dict, start: dict[str, Shape], *programs: tuple[Op, ...]) -> dict:
@@ -171,11 +181,12 @@ def _train_all(graph: Graph) -> Graph:
     return Graph(nodes, tuple(p for n in nodes for p in n.params), graph.input_shape)
 
 
-def derive(spec: Spec, all_trainable: bool = False) -> Derivation:
+def derive(spec: Spec, all_trainable: bool = False, input_gradient: bool = False) -> Derivation:
     """Stage 3: the full Derivation of ``spec`` (cost independent of layer width).
 
-    ``all_trainable`` derives the gradient of every parameter, frozen ones included (for
-    checking hand derivations; training never uses it)."""
+    ``all_trainable`` derives the gradient of every parameter, frozen ones included, and
+    ``input_gradient`` the gradient dx of one sample's loss with respect to the input (both for
+    checking hand derivations; training never uses them)."""
     graph = build_graph(spec)
     if all_trainable:
         graph = _train_all(graph)
@@ -196,9 +207,12 @@ def derive(spec: Spec, all_trainable: bool = False) -> Derivation:
     batch = batch_of(forward)
     walks = {}
     for closed in (False, True):
-        walk = _Walk(Context(shapes, params, batch), forward, c, closed)
+        inputs = ("x",) if input_gradient else ()
+        walk = _Walk(Context(shapes, params, batch), forward, c, closed, inputs)
         _seed(walk, graph, delta)
         walk.run(tuple(op for op in forward if op.kind != "loss"))
+        if input_gradient:
+            walk.gradient("x")  # the input has no producing op: its contributions summed here
         walks[closed] = walk
     derived, backward = tuple(walks[False].ops), tuple(walks[True].ops)
     shapes = shapes_of(params, shapes, derived, backward)

@@ -27,6 +27,7 @@ from .activations import (
 )
 from .symbols import A, T, X, Y, number
 
+S = sp.Symbol("s", real=True)  # the logit, in the BCE steps
 P = sp.Symbol("p", real=True)  # softmax of the logits, when the last layer is identity
 L = sp.Symbol("lse", real=True)  # per-sample log-sum-exp of the logits
 
@@ -117,13 +118,14 @@ def output_delta(loss: Loss, act: Activation, deriv: ActivationDerivative | None
         fused = 1 / (1 + sp.exp(-Y)) - T
         if not _proved(d, fused):
             raise AssertionError("BCE: dl/ds != sigmoid(s) - t")
+        logit = {Y: S}
         steps = [
-            Step("ℓ(s, t)", loss.expr, "BCE on the logit s = z"),
-            Step("∂ℓ/∂s", d, "differentiate"),
-            Step("∂ℓ/∂s", fused, "simplify (SymPy proves it equal)"),
+            Step("ℓ(s, t)", loss.expr.xreplace(logit), "BCE on the logit $s = z$"),
+            Step("∂ℓ/∂s", d.xreplace(logit), "differentiate"),
+            Step("∂ℓ/∂s", fused.xreplace(logit), "simplify (SymPy proves it equal)"),
         ]
         if act.name == "sigmoid":
-            steps.append(Step("δ", A - T, "a = σ(z)"))
+            steps.append(Step("δ", A - T, r"$a = \sigma(z)$"))
             return OutputDelta("elementwise", A - T, tuple(steps))
         return OutputDelta("elementwise", fused.subs(Y, X), tuple(steps))
     if loss.name == "cross_entropy":
@@ -138,11 +140,15 @@ def output_delta(loss: Loss, act: Activation, deriv: ActivationDerivative | None
     if g != raw:
         steps.append(Step("∂ℓ/∂a", g, STABILIZE_WHY))
     if act.is_softmax:
-        steps.append(Step("δ", sp.Symbol("a ⊙ (g − aᵀg)"), "softmax Jacobian, g = ∂ℓ/∂a"))
+        j, k = sp.symbols("j k", integer=True)
+        a, g_ = sp.IndexedBase("a"), sp.IndexedBase("g")
+        with sp.evaluate(False):
+            jac = a[k] * (g_[k] - sp.Sum(a[j] * g_[j], (j, 1, sp.Symbol("K"))))
+        steps.append(Step("δ_k", jac, r"softmax Jacobian, $g = \partial\ell/\partial a$"))
         return OutputDelta("softmax", g, tuple(steps))
     assert deriv is not None
     delta = g * deriv.expr
-    steps.append(Step("δ", delta, "∂ℓ/∂a · f'(z)"))
+    steps.append(Step("δ", delta, r"$\partial\ell/\partial a \cdot f'(z)$"))
     return OutputDelta("elementwise", delta, tuple(steps))
 
 
@@ -169,12 +175,18 @@ def _softmax_ce_steps(n: int = 3) -> tuple[Step, ...]:
     delta0 = sum(g[j] * a[j] * (int(j == 0) - a[0]) for j in range(n))
     if not _proved(delta0, a[0] * sum(t) - t[0]):
         raise AssertionError("softmax + cross-entropy")
+    j, k, big_k = sp.symbols("j k", integer=True) + (sp.Symbol("K", integer=True),)
+    ai, ti = sp.IndexedBase("a"), sp.IndexedBase("t")
+    total = sp.Sum(ti[j], (j, 1, big_k))
+    with sp.evaluate(False):
+        jacobian = ai[j] * (sp.KroneckerDelta(j, k) - ai[k])
+        summed = ai[k] * total - ti[k]
     return (
-        Step("ℓ(a, t)", -T * sp.log(A), "cross-entropy per output, a = softmax(z)"),
+        Step("ℓ(a, t)", -T * sp.log(A), r"cross-entropy, $a = \operatorname{softmax}(z)$"),
         Step("∂ℓ/∂a_j", -T / A, "differentiate"),
-        Step("∂a_j/∂z_k", sp.Symbol("a_j (δ_jk − a_k)"), "softmax Jacobian (SymPy-proved)"),
-        Step("δ_k", sp.Symbol("a_k Σ_j t_j − t_k"), "Σ_j (−t_j/a_j) a_j (δ_jk − a_k)"),
-        Step("δ", A - T, "targets are probabilities: Σ_j t_j = 1"),
+        Step("∂a_j/∂z_k", jacobian, "softmax Jacobian (SymPy-proved)"),
+        Step("δ_k", summed, r"$\sum_j (-t_j/a_j)\, a_j (\delta_{jk} - a_k)$"),
+        Step("δ", A - T, r"targets are probabilities: $\sum_j t_j = 1$"),
     )
 
 
@@ -192,9 +204,14 @@ def loss_value(loss: Loss, act: Activation) -> LossValue:
         return LossValue("elementwise", stable, steps)
     if loss.name == "cross_entropy":
         expr = T * (L - X)
+        j, k, big_k = sp.symbols("j k", integer=True) + (sp.Symbol("K", integer=True),)
+        zi, ti = sp.IndexedBase("z"), sp.IndexedBase("t")
+        with sp.evaluate(False):
+            softmax = sp.exp(zi[k]) / sp.Sum(sp.exp(zi[j]), (j, 1, big_k))
+            definition = -ti[k] * sp.log(softmax)
         steps = (
-            Step("ℓ_k", -T * sp.log(sp.Symbol("softmax(z)_k")), "definition"),
-            Step("ℓ_k", expr, "log softmax(z)_k = z_k − logsumexp(z)"),
+            Step("ℓ_k", definition, "definition"),
+            Step("ℓ", expr, r"$\log \operatorname{softmax}(z)_k = z_k - \operatorname{lse}$"),
         )
         return LossValue("logsumexp", expr, steps)
     expr = loss.expr.subs(Y, A)

@@ -156,7 +156,7 @@ def _make(spec: OptimizerSpec) -> UpdateRule:
     if spec.type == "rmsprop":
         alpha, eps, s = _sym("alpha"), _sym("epsilon"), _sym("s")
         hyper += [(alpha, number(spec.alpha)), (eps, number(spec.eps))]
-        steps.append(Assignment(s, alpha * s + (1 - alpha) * g**2, "running mean of g²"))
+        steps.append(Assignment(s, alpha * s + (1 - alpha) * g**2, "running mean of $g^2$"))
         state = (s,)
         if spec.momentum:
             mu, buf = _sym("mu"), _sym("buf")

@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import re
 
+from .prose import as_latex, as_markdown, as_text, tex_escape
 from .sections import Eq, Section
 
 _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[utf8]{inputenc}
 \usepackage{amsmath,amssymb}
 \usepackage[margin=2cm]{geometry}
-\DeclareUnicodeCharacter{2202}{\ensuremath{\partial}}
-\DeclareUnicodeCharacter{03A3}{\ensuremath{\Sigma}}
-\DeclareUnicodeCharacter{2113}{\ensuremath{\ell}}
-\DeclareUnicodeCharacter{03B4}{\ensuremath{\delta}}
-\DeclareUnicodeCharacter{2299}{\ensuremath{\odot}}
-\DeclareUnicodeCharacter{1D40}{\ensuremath{^T}}
-\DeclareUnicodeCharacter{2212}{\ensuremath{-}}
-\DeclareUnicodeCharacter{03C3}{\ensuremath{\sigma}}
-\DeclareUnicodeCharacter{00D7}{\ensuremath{\times}}
+\let\amsmathbb\mathbb  % amsfonts has no blackboard 1: the indicator drawn as in print
+\renewcommand{\mathbb}[1]{\ifx1#1\mathrm{1\!\!1}\else\amsmathbb{#1}\fi}
 \allowdisplaybreaks
 """
 WIDTH = 70  # visible characters per display line (10pt, 2 cm margins)
@@ -33,9 +27,9 @@ def text(d, secs: list[Section]) -> str:
     for s in secs:
         lines += [s.title, "=" * len(s.title)]
         if s.intro:
-            lines.append(s.intro)
+            lines.append(as_text(s.intro))
         if s.rows:
-            cells = [[c[1] for c in r] for r in s.rows]
+            cells = [[r[0][1], *(as_text(c[1]) for c in r[1:])] for r in s.rows]
             widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(s.columns)]
             lines.append(
                 "  " + "  ".join(h.ljust(w) for h, w in zip(s.columns, widths, strict=True))
@@ -49,7 +43,7 @@ def text(d, secs: list[Section]) -> str:
                 line += "  =  "
                 line += e.value.replace("\n", "\n" + " " * len(line))
             if e.note:
-                line += f"    [{e.note}]"
+                line += f"    [{as_text(e.note)}]"
             lines.append(line)
         lines.append("")
     return "\n".join(lines)
@@ -60,18 +54,18 @@ def markdown(d, secs: list[Section]) -> str:
     for s in secs:
         lines += [f"## {s.title}", ""]
         if s.intro:
-            lines += [s.intro, ""]
+            lines += [as_markdown(s.intro), ""]
         if s.rows:
             lines.append("| " + " | ".join(s.columns) + " |")
             lines.append("|" + "---|" * len(s.columns))
             for r in s.rows:
                 first = f"${r[0][0]}$"
-                lines.append("| " + " | ".join([first, *(c[1] for c in r[1:])]) + " |")
+                lines.append("| " + " | ".join([first, *(as_markdown(c[1]) for c in r[1:])]) + " |")
             lines.append("")
         for e in s.eqs:
             lines += ["$$", e.tex + _value_tex(e), "$$"]
             if e.note:
-                lines.append(f"*{e.note}*")
+                lines.append(f"*{as_markdown(e.note)}*")
             lines.append("")
     return "\n".join(lines)
 
@@ -82,14 +76,6 @@ def _value_tex(e: Eq) -> str:
     if e.value:
         return " = " + e.value.replace("×", r"\times")
     return ""
-
-
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#",
-                "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}  # fmt: skip
-
-
-def _tex_escape(s: str) -> str:
-    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in s)
 
 
 def _visible(tex: str) -> int:
@@ -134,6 +120,7 @@ def _chunk_terms(side: str) -> list[str]:
     if _visible(side) <= WIDTH:
         return [side]
     terms = split_top(side, (" + ", " - ", r" \cdot ", r" \times "))
+    terms = [piece for term in terms for piece in _open_parentheses(term)]
     lines, current = [], ""
     for term in terms:
         if current and _visible(current + " " + term) > WIDTH:
@@ -145,42 +132,74 @@ def _chunk_terms(side: str) -> list[str]:
     return lines
 
 
+def _open_parentheses(term: str) -> list[str]:
+    """A term too wide for a line that is one parenthesized sum, ``\\left(A + B + ...\\right)``,
+    as pieces that break between A, B, ...: each line's delimiters balanced with ``\\left.``
+    and ``\\right.``, as amsmath needs."""
+    head = re.match(r"((?:[-+]|\\cdot|\\times)?\s*)\\left\(", term)
+    if _visible(term) <= WIDTH or head is None or not term.endswith(r"\right)"):
+        return [term]
+    inner = term[head.end() : -len(r"\right)")]
+    if split_top(rf"\left({inner}\right)", (" ",)) != [rf"\left({inner}\right)"]:
+        return [term]  # not one group: (a + b) (c + d)
+    parts = _chunk_terms(inner)
+    if len(parts) == 1:
+        return [term]
+    last = len(parts) - 1
+    return [
+        (head.group(1) + r"\left(" if i == 0 else r"\left. ")
+        + part
+        + (r"\right)" if i == last else r" \right.")
+        for i, part in enumerate(parts)
+    ]
+
+
+def _tag(e: Eq) -> str:
+    """The step's annotation as a right-aligned tag (amsmath moves it below when it does not
+    fit beside the formula)."""
+    return rf" \tag*{{\small {as_latex(e.note)}}}" if e.note else ""
+
+
 def _display(e: Eq) -> str:
     tex = e.tex + _value_tex(e)
     if _visible(tex) <= WIDTH:
-        return "\\[\n" + tex + "\n\\]"
+        return "\\[\n" + tex + _tag(e) + "\n\\]"
     lhs, *sides = split_top(tex, (" = ",))
     if not sides:
-        return "\\[\n" + tex + "\n\\]"
+        return "\\[\n" + tex + _tag(e) + "\n\\]"
     out = []
     for n, side in enumerate(sides):
         side = side[2:].strip() if side.startswith("= ") else side
         for m, chunk in enumerate(_chunk_terms(side)):
             head = f"{lhs} &= " if n == 0 and m == 0 else ("&= " if m == 0 else r"&\quad ")
             out.append(head + chunk)
-    return "\\begin{align*}\n" + " \\\\\n".join(out) + "\n\\end{align*}"
+    return "\\begin{align*}\n" + " \\\\\n".join(out) + _tag(e) + "\n\\end{align*}"
 
 
 def latex(d, secs: list[Section]) -> str:
-    out = [_PREAMBLE, r"\title{Gradients of \texttt{" + _tex_escape(d.spec.name) + "}}",
+    out = [_PREAMBLE, r"\title{Gradients of \texttt{" + tex_escape(d.spec.name) + "}}",
            r"\author{symbackprop}", r"\date{}", r"\begin{document}", r"\maketitle"]  # fmt: skip
     for s in secs:
-        out.append(r"\section*{" + _tex_escape(s.title) + "}")
+        out.append(r"\section*{" + tex_escape(s.title) + "}")
         if s.intro:
-            out.append(_tex_escape(s.intro) + "\n")
+            out.append(as_latex(s.intro) + "\n")
         if s.rows:
             out.append(r"\begin{center}\begin{tabular}{lll}")
             out.append(" & ".join(rf"\textbf{{{c}}}" for c in s.columns) + r" \\ \hline")
             for r in s.rows:
-                cells = [f"${r[0][0]}$", _tex_escape(r[1][1]), _tex_escape(r[2][1])]
+                cells = [f"${r[0][0]}$", as_latex(r[1][1]), as_latex(r[2][1])]
                 out.append(" & ".join(cells) + r" \\")
             out.append(r"\end{tabular}\end{center}")
         for e in s.eqs:
             out.append(_display(e))
-            if e.note:
-                out.append(r"\noindent{\small\emph{" + _tex_escape(e.note) + "}}\n")
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
 
-FORMATS = {"text": text, "markdown": markdown, "latex": latex}
+def html(d, secs: list[Section]) -> str:
+    from .html import html as page  # it imports Eq, Section from sections, as this module
+
+    return page(d, secs)
+
+
+FORMATS = {"text": text, "markdown": markdown, "latex": latex, "html": html}

@@ -5,6 +5,7 @@ All formats are built from one list of sections of equations, so they say the sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from ..core.layers import LAYER_KINDS, Node
 from ..core.ops import CLOSED_FORMS, kind
 from ..core.scalar import values_at
 from ..printing import latex as lx
+from ..printing.names import notation
 from ..spec.errors import SpecError
 
 # Scalar mode prints every parameter's gradient: about 5-10 ms each on this 2-core machine
@@ -47,14 +49,47 @@ class Section:
     rows: list[tuple[tuple[str, str], ...]] = field(default_factory=list)
 
 
-def _eq(lhs_tex: str, lhs_txt: str, rhs: sp.Expr | str, *, hadamard=False, note="", value=""):
-    if isinstance(rhs, str):
-        return Eq(f"{lhs_tex} = {rhs}", f"{lhs_txt} = {rhs}", value, note)
-    return Eq(f"{lhs_tex} = {lx.latex(rhs, hadamard)}", f"{lhs_txt} = {lx.text(rhs)}", value, note)
+def _eq(
+    lhs_tex: str, lhs_txt: str, rhs: sp.Expr, *, hadamard=False, elements=False, note="", value=""
+):
+    """``lhs = rhs``, the right side printed (``elements``: its names are scalars, as in a
+    function's definition f(x) or ℓ(a, t)). ``note`` is prose with $math$ (document.prose)."""
+    tex = lx.latex(rhs, hadamard, elements=elements)
+    return Eq(f"{lhs_tex} = {tex}", f"{lhs_txt} = {lx.text(rhs)}", value, note)
+
+
+# The left sides of derivation steps (core.activations.Step), in LaTeX; a Step whose lhs is an
+# expression is printed by the printers.
+STEP_LABELS = {
+    "f(x)": "f(x)", "f'(x)": "f'(x)", "ℓ": r"\ell", "ℓ_k": r"\ell_k", "ℓ(a, t)": r"\ell(a, t)",
+    "ℓ(s, t)": r"\ell(s, t)", "∂ℓ/∂s": r"\frac{\partial \ell}{\partial s}",
+    "∂ℓ/∂a": r"\frac{\partial \ell}{\partial a}",
+    "∂ℓ/∂a_j": r"\frac{\partial \ell}{\partial a_j}",
+    "∂a_j/∂z_k": r"\frac{\partial a_j}{\partial z_k}", "δ": r"\delta", "δ_k": r"\delta_k",
+}  # fmt: skip
+
+
+def _step(step, note: str) -> Eq:
+    """One derivation step: its left side from STEP_LABELS or printed, its right side printed
+    with scalar names (a step is about one element)."""
+    if isinstance(step.lhs, str):
+        lhs_tex, lhs_txt = STEP_LABELS[step.lhs], step.lhs
+    else:
+        lhs_tex, lhs_txt = lx.latex(step.lhs, elements=True), lx.text(step.lhs)
+    return _eq(lhs_tex, lhs_txt, step.rhs, elements=True, note=note)
 
 
 def _fmt(x: float) -> str:
     return f"{x:.9g}"
+
+
+def _num_tex(x: float) -> str:
+    """A hyperparameter in LaTeX: 0.9, and 1e-08 as 10^{-8} (not the letter e)."""
+    text = f"{x:g}"
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return ("" if mantissa == "1" else rf"{mantissa} \cdot ") + f"10^{{{int(exponent)}}}"
 
 
 def _act_name(layer: Node) -> str:
@@ -89,8 +124,14 @@ def network_section(d: Derivation) -> Section:
         f"Network '{spec.name}': {_inputs_of(spec)}, "
         + ", ".join(_describe(ly) for ly in d.nodes)
         + f"; loss {d.loss.name} ({d.loss.reduction}); optimizer {d.optimizer.name}; "
-        f"{d.num_params} parameters. Vectors are one sample's columns; a batch has N samples; "
-        "elementwise products are written ⊙ (* in text)."
+        f"{d.num_params} parameters. Bold letters are one sample's vectors (columns) and the "
+        "weight matrices, italic letters their elements and other scalars; a batch has $N$ "
+        r"samples; $\odot$ is the elementwise product (* in text)."
+        + (
+            r" A shared bias $b$ adds $b \mathbf{1}$, with $\mathbf{1}$ a vector of ones."
+            if any(not p.shape for p in d.params)
+            else ""
+        )  # fmt: skip
     )
 
     def row(name: str, meaning: str, shape: tuple[int, ...] | str) -> None:
@@ -114,7 +155,8 @@ def network_section(d: Derivation) -> Section:
         if ly.z is not None:
             row(ly.z, f"pre-activation of layer {i}", d.shapes[ly.z])
             row(ly.a, f"output of layer {i} ({_act_name(ly)})", d.shapes[ly.a])
-            row(f"delta{i}", f"∂ℓ/∂z of layer {i} (one sample)", d.shapes[ly.z])
+            row(f"delta{i}", rf"$\partial\ell/\partial\mathbf{{z}}^{{({i})}}$ (one sample)",
+                d.shapes[ly.z])  # fmt: skip
         else:
             row(ly.a, f"output of layer {i} ({ly.type})", d.shapes[ly.a])
     row("t", "target", d.shapes["t"])
@@ -176,25 +218,46 @@ def loss_section(d: Derivation) -> Section:
     s = Section("Loss")
     last = d.graph.output
     c = d.scale
-    ell = d.loss.expr.xreplace({sp.Symbol("y", real=True): sp.Symbol("a", real=True)})
+    logits = d.loss.on_logits
+    on_z = logits and d.loss.name == "binary_cross_entropy"  # CE's y is the softmax of z
+    name = f"z{last.index}" if on_z else ("p" if d.output_delta.needs_softmax else last.a)
+    arg = sp.Symbol("z" if on_z else "a", real=True)
+    ell = d.loss.expr.xreplace({sp.Symbol("y", real=True): arg})
     s.intro = (
-        f"E = c Σ_n Σ_k ℓ(a{last.index}_k, t_k) with c = {lx.text(c)} "
-        f"(reduction '{d.loss.reduction}'). "
+        f"The loss of the batch sums the loss of each output element over the outputs $k$ and "
+        f"the samples $n$, scaled by $c$ (reduction '{d.loss.reduction}')."
         + (
-            "PyTorch computes this loss from the logits z; the stable form is used."
-            if d.loss.on_logits
+            " PyTorch computes this loss from the logits; so does the code, in the stable form "
+            "below."
+            if logits
             else ""
-        )
+        )  # fmt: skip
     )
-    s.eqs.append(_eq(r"\ell(a, t)", "l(a, t)", ell, note="per output element"))
+    if d.output_delta.needs_softmax:  # p, used by the output delta p - t: defined here
+        op = next(op for op in d.forward if op.kind == "softmax" and op.out == "p")
+        note = "the softmax of the logits, which the loss compares with $t$"
+        s.eqs.append(Eq(kind(op).latex(op, d.context), kind(op).text(op, d.context), note=note))
+    elem = lx.latex_name(name, True)
+    s.eqs.append(Eq(rf"E = c \sum_{{n}} \sum_{{k}} \ell\left({elem}_{{nk}}, t_{{nk}}\right)",
+                    f"E = c * sum_n sum_k ℓ({name}_nk, t_nk)"))  # fmt: skip
     s.eqs.append(_eq("c", "c", c))
-    for step in d.loss_value.steps[1:]:
-        s.eqs.append(_eq(r"\ell", "l", step.rhs, note=step.why))
+    lhs = "z, t" if on_z else "a, t"
+    note = "per output element" + (", on the logit $z$" if on_z else "")
+    s.eqs.append(_eq(rf"\ell({lhs})", f"ℓ({lhs})", ell, elements=True, note=note))
+    steps = d.loss_value.steps[1:]
+    if d.loss_value.kind == "logsumexp":
+        s.eqs.append(Eq(r"\operatorname{lse} = \log \sum_{j} e^{z_{j}}", "lse = log sum_j exp(z_j)",
+                        note="the log-sum-exp of the logits, computed as "
+                        r"$m + \log \sum_j e^{z_j - m}$ with $m = \max_j z_j$"))  # fmt: skip
+    for step in steps:
+        rhs = step.rhs.xreplace({sp.Symbol("x", real=True): sp.Symbol("z", real=True)})
+        s.eqs.append(_step(dataclasses.replace(step, rhs=rhs), step.why))
     return s
 
 
 def local_section(d: Derivation) -> Section:
-    s = Section("Local derivatives", "Each activation's derivative, derived by SymPy; a = f(x).")
+    s = Section("Local derivatives",
+                "Each activation's derivative, derived by SymPy, with $a = f(x)$.")  # fmt: skip
     seen = set()
     for ly in d.nodes:
         if ly.activation is None:
@@ -204,33 +267,13 @@ def local_section(d: Derivation) -> Section:
             continue
         seen.add(key)
         for step in ly.derivative.steps:
-            tex = r"f'(x)" if step.lhs == "f'(x)" else ("f(x)" if step.lhs == "f(x)" else step.lhs)
-            s.eqs.append(_eq(tex, step.lhs, step.rhs, note=f"{_act_name(ly)}: {step.why}"))
+            note = f"{_act_name(ly)}: {step.why}"
+            if step.rhs.has(sp.Heaviside):
+                note += "; $f'(0) = 0$, as PyTorch"
+            s.eqs.append(_step(step, note))
     for step in d.output_delta.steps:
-        s.eqs.append(
-            _eq(_tex_label(step.lhs), step.lhs, step.rhs, note=f"output layer: {step.why}")
-        )
+        s.eqs.append(_step(step, f"output layer: {step.why}"))
     return s
-
-
-def _tex_label(label: str) -> str:
-    table = {
-        "∂": r"\partial ",
-        "ℓ": r"\ell",
-        "δ": r"\delta",
-        "Σ": r"\sum",
-        "ᵀ": "^T",
-        "⊙": r"\odot",
-        "−": "-",
-        "_j": "_j",
-        "_k": "_k",
-    }
-    for k, v in table.items():
-        label = label.replace(k, v)
-    if label.startswith(r"\partial "):
-        num, den = label.split("/")
-        label = rf"\frac{{{num}}}{{{den.replace(chr(92) + 'partial', chr(92) + 'partial ')}}}"
-    return label
 
 
 def backward_section(d: Derivation) -> Section:
@@ -277,7 +320,7 @@ def closed_form_section(d: Derivation) -> Section:
 
 
 def gradient_section(d: Derivation) -> Section:
-    s = Section("Parameter gradients", "Summed over the N samples of a batch, scaled by c.")
+    s = Section("Parameter gradients", "Summed over the $N$ samples of a batch, scaled by $c$.")
     ctx = d.context
     for op in d.backward:
         if op.kind.startswith("grad_"):
@@ -287,14 +330,18 @@ def gradient_section(d: Derivation) -> Section:
 
 def optimizer_section(d: Derivation) -> Section:
     rule = d.optimizer
-    hyper = ", ".join(f"{lx.text(s)} = {float(v):g}" for s, v in rule.hyper)
+    hyper = ", ".join(f"${lx.latex(s)} = {_num_tex(float(v))}$" for s, v in rule.hyper)
+    state = ", ".join(f"${lx.latex(x, elements=True)}$" for x in rule.state)
+    torch_name = {"sgd": "SGD", "adam": "Adam", "rmsprop": "RMSprop"}.get(rule.name, rule.name)
     s = Section(
         "Optimizer update",
-        f"torch.optim.{rule.name}: {hyper}; for every trainable "
-        "parameter element p with gradient g; k counts steps from 1; state starts at 0.",
+        f"torch.optim.{torch_name} with {hyper}, applied to every trainable parameter element "
+        "$p$ with its gradient $g$; $k$ counts the steps from 1"
+        + (f"; the state {state} starts at 0." if state else "."),
     )
     for a in rule.assignments:
-        s.eqs.append(_eq(lx.latex(a.target), lx.text(a.target), a.expr, note=a.why))
+        target = lx.latex(a.target, elements=True)
+        s.eqs.append(_eq(target, lx.text(a.target), a.expr, elements=True, note=a.why))
     return s
 
 
@@ -446,11 +493,21 @@ def _plain(a: np.ndarray):
     return float(a) if a.ndim == 0 else a.tolist()
 
 
+def names_of(d: Derivation):
+    """The notation of ``d``'s documents (printing.names): which names are one number per
+    sample (a shared bias, lse), which are parameters, which are tensors."""
+    scalars = [p.name for p in d.params if not p.shape]
+    scalars += [t for t, shape in d.shapes.items() if shape == ()]
+    tensors = [t for t, shape in d.shapes.items() if shape != ()]
+    return notation(scalars, [p.name for p in d.params], tensors)
+
+
 def render(d: Derivation, fmt: str = "text", mode: str = "auto", ev=None) -> str:
     """The derivation of ``d`` in ``fmt`` (text, markdown, latex or json)."""
-    if fmt == "json":
-        return to_json(d, mode, ev)
-    secs = sections(d, mode, ev)
-    from .layout import FORMATS
+    with names_of(d):
+        if fmt == "json":
+            return to_json(d, mode, ev)
+        secs = sections(d, mode, ev)
+        from .layout import FORMATS
 
-    return FORMATS[fmt](d, secs)
+        return FORMATS[fmt](d, secs)

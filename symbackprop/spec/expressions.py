@@ -13,6 +13,7 @@ import math
 import string
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import sympy as sp
 
@@ -125,11 +126,32 @@ def _depth(tree: ast.AST) -> int:
     return deepest
 
 
+@dataclass(frozen=True)
+class Notation:
+    """What a reader of hand formulas (verify) accepts beyond the spec grammar.
+
+    Attributes:
+        functions: extra function names and the SymPy expression each builds from its arguments
+            (``heaviside``, ``relu_`` for relu', ...), with the number of arguments allowed.
+        comparisons: ``(u > v)`` is the indicator 1[u > v] (as NumPy's True is 1):
+            ``Heaviside(u - v, 0)``; ``>=`` is ``Heaviside(u - v, 1)``.
+    """
+
+    functions: Mapping[str, tuple[Callable[..., sp.Expr], tuple[int, ...]]]
+    comparisons: bool = True
+
+
+_COMPARE = {ast.Gt: (1, 0), ast.GtE: (1, 1), ast.Lt: (-1, 0), ast.LtE: (-1, 1)}
+
+
 class _Builder:
     """Walks a parsed tree against the whitelist and builds the SymPy expression."""
 
-    def __init__(self, names: Mapping[str, sp.Symbol], field: str):
+    def __init__(
+        self, names: Mapping[str, sp.Symbol], field: str, notation: Notation | None = None
+    ):
         self.names, self.field, self.minmax_args = names, field, 0
+        self.notation = notation
 
     def fail(self, reason: str) -> SpecError:
         return SpecError(self.field, reason)
@@ -176,6 +198,8 @@ class _Builder:
             return self.binop(node)
         if isinstance(node, ast.Call):
             return self.call(node)
+        if isinstance(node, ast.Compare) and self.notation and self.notation.comparisons:
+            return self.compare(node)
         raise self.fail(_BAD_NODES.get(type(node), f"{type(node).__name__} is not allowed"))
 
     def constant(self, value: object) -> sp.Expr:
@@ -233,11 +257,28 @@ class _Builder:
                 raise self.fail("division by zero (0 to a negative power)")
         return self.checked(lambda: sp.Pow(base, exponent))
 
+    def compare(self, node: ast.Compare) -> sp.Expr:
+        """``(u > v)``: 1 where it holds, else 0, so relu' is ``(z > 0)`` (0 at the kink, as
+        PyTorch); one comparison at a time (``0 < z < 1`` is refused)."""
+        if len(node.ops) != 1 or type(node.ops[0]) not in _COMPARE:
+            raise self.fail("only one comparison with >, >=, < or <= at a time is allowed")
+        sign, at_zero = _COMPARE[type(node.ops[0])]
+        left, right = self.build(node.left), self.build(node.comparators[0])
+        return self.checked(lambda: sp.Heaviside(sign * (left - right), at_zero))
+
     def call(self, node: ast.Call) -> sp.Expr:
         allowed = ", ".join(FUNCTIONS)
         if not isinstance(node.func, ast.Name):
             raise self.fail(f"calls are only allowed to: {allowed}")
         fname = node.func.id
+        extra = self.notation.functions if self.notation else {}
+        if fname in extra and not node.keywords:
+            make, counts = extra[fname]
+            if len(node.args) not in counts or any(isinstance(a, ast.Starred) for a in node.args):
+                want = " or ".join(map(str, counts))
+                raise self.fail(f"{fname}() takes {want} argument(s), got {len(node.args)}")
+            args = [self.build(arg) for arg in node.args]
+            return self.checked(lambda: make(*args))
         if fname not in FUNCTIONS:
             hint = did_you_mean(fname, FUNCTIONS)
             raise self.fail(
@@ -298,13 +339,19 @@ def check_alphabet(text: str, field: str, extra: str = "") -> None:
         raise SpecError(field, f"character {ch!r}{code} at column {i + 1} is not allowed: {hint}")
 
 
-def parse_expression(text: str, names: Mapping[str, sp.Symbol], field: str = "expr") -> sp.Expr:
+def parse_expression(
+    text: str,
+    names: Mapping[str, sp.Symbol],
+    field: str = "expr",
+    notation: Notation | None = None,
+) -> sp.Expr:
     """Parse ``text`` into a SymPy expression using only the whitelisted grammar.
 
     Args:
         text: the user's expression, e.g. ``"x*tanh(softplus(x))"``.
         names: each allowed variable name and the Symbol to use for it.
         field: the field path reported in errors.
+        notation: what a hand formula may use beyond a spec's grammar (verify); None: a spec.
 
     Returns:
         The SymPy expression (built with normal evaluation).
@@ -319,7 +366,7 @@ def parse_expression(text: str, names: Mapping[str, sp.Symbol], field: str = "ex
     stripped = text.lstrip()
     if not stripped.strip():
         raise SpecError(field, "empty expression")
-    check_alphabet(text, field)
+    check_alphabet(text, field, "<>=" if notation and notation.comparisons else "")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -335,6 +382,6 @@ def parse_expression(text: str, names: Mapping[str, sp.Symbol], field: str = "ex
     if _depth(tree) > MAX_DEPTH:
         raise SpecError(field, f"expression nested too deeply (more than {MAX_DEPTH} levels)")
     try:
-        return _Builder(names, field).build(tree.body)
+        return _Builder(names, field, notation).build(tree.body)
     except RecursionError:
         raise SpecError(field, "expression nested too deeply") from None

@@ -14,6 +14,7 @@ in ``verify_formula``, and the matrix-notation grammar in ``matrix_input``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,10 @@ from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import parse_expression
 from ..spec.load import Spec, load_spec, parse_spec
 from .explain import explain_element, explain_matrix
-from .formula import matrix_formula, scalar_formula
+from .formula import input_formula, matrix_formula, scalar_formula
 from .latex import latex_to_expr
 from .matrix import ShapeMismatch, parse_matrix, shape_of, shape_text
+from .notation import hand_notation, primes
 from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
 
 MAX_NODES = 3000  # larger expanded differences are left to the probe (10x: not even expanded)
@@ -114,14 +116,17 @@ def verify(
     """
     spec = load_spec(spec) if isinstance(spec, (str, Path)) else spec
     spec = parse_spec(spec) if isinstance(spec, dict) else spec
-    d = derive(spec.spec if isinstance(spec, Derivation) else spec, all_trainable=True)
+    name = wrt.strip() if isinstance(wrt, str) else str(wrt)[:100]
+    wrt_input = name == "x" or re.fullmatch(r"x\d+", name) is not None
+    d = derive(spec.spec if isinstance(spec, Derivation) else spec, True, wrt_input)
     if d.num_params > MAX_PARAMS:
         raise SpecError("layers", f"verify works element by element, for nets of at most "
                         f"{MAX_PARAMS} parameters; this one has {d.num_params}")  # fmt: skip
     with mpmath.workdps(DIGITS):
         net = ScalarNet(d)
         params = {p.name: p for p in net.d.params}
-        name = wrt.strip() if isinstance(wrt, str) else str(wrt)[:100]
+        if wrt_input:
+            return _verify_input(net, name, expr, latex)
         if name not in params and name not in net.elements:
             what = "not a parameter" if name in net.names else "unknown parameter"
             hint = "" if name in net.names else did_you_mean(name, [*params, *net.elements])
@@ -133,14 +138,15 @@ def verify(
             )
         if not isinstance(expr, str):
             raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
-        text = latex_to_expr(expr, name in params, "--expr") if latex else expr
+        text = latex_to_expr(expr, name in params, "--expr") if latex else primes(expr)
+        notation = hand_notation(tuple(ly.activation for ly in d.nodes if ly.activation))
         if name not in params:
-            hand = parse_expression(text, net.names, "--expr")
+            hand = parse_expression(text, net.names, "--expr", notation)
             return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
         p = params[name]
         els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
         try:
-            hand = parse_matrix(text, net.names, net.matrices(), "--expr")
+            hand = parse_matrix(text, net.names, net.matrices(), "--expr", notation)
         except ShapeMismatch as exc:
             why, shape = f"shape mismatch {exc}", None
         else:
@@ -164,6 +170,34 @@ def verify(
             hand_shape=shape,
             true_shape=p.shape,
         )
+
+
+def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyResult:
+    """dE/dx (``--wrt x``, column-vector notation) or dE/dx_j (``--wrt x1``): the gradient of
+    one sample's loss with respect to the input, as an attack or a saliency map needs it."""
+    inputs = [x.name for x in net.inputs]
+    if name != "x" and name not in inputs:
+        raise SpecError("--wrt", f"the input has {len(inputs)} elements: {', '.join(inputs)}")
+    if not isinstance(expr, str):
+        raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
+    text = latex_to_expr(expr, name == "x", "--expr") if latex else primes(expr)
+    notation = hand_notation(tuple(ly.activation for ly in net.d.nodes if ly.activation))
+    formula = input_formula(net, inputs if name == "x" else [name])
+    if name != "x":
+        hand = parse_expression(text, net.names, "--expr", notation)
+        return _decide(net, name, expr, [name], [hand], (), formula)
+    shape = (len(inputs),)
+    try:
+        hand = parse_matrix(text, net.names, net.matrices(), "--expr", notation)
+    except ShapeMismatch as exc:
+        why, got = f"shape mismatch {exc}", None
+    else:
+        got = shape_of(hand)
+        if got in (shape, (*shape, 1)):
+            return _decide(net, name, expr, inputs, list(hand), shape, formula)
+        why = f"shape mismatch: yours is {shape_text(got)}, dE/dx is {shape_text(shape)}"
+    return VerifyResult(name, expr, False, "shape check", *formula, explanation=why,
+                        hand_shape=got, true_shape=shape)  # fmt: skip
 
 
 def _decide(
@@ -190,7 +224,9 @@ def _decide(
             return [flat[r * shape[1] : (r + 1) * shape[1]] for r in range(shape[0])]
         return flat if shape else flat[0]
 
-    if shape:
+    if els[0] in net.input_grads:
+        why = None  # the explanations name chain-rule factors of parameters
+    elif shape:
         why = explain_matrix(net, net.elements[els[0]][0], els, hands, hs, ts)
     else:
         why = explain_element(net, els[0], hands[0], hs[0], ts[0])
@@ -211,7 +247,8 @@ def add_parser(subparsers):
         "when EXPR starts with '-'.",
     )
     v.add_argument("spec", help="network spec (YAML or JSON)")
-    v.add_argument("--wrt", required=True, metavar="NAME", help="w2_11 (scalar) or W2 (matrix)")
+    v.add_argument("--wrt", required=True, metavar="NAME",
+                   help="w2_11 (scalar), W2 (matrix), x1 or x (the input)")  # fmt: skip
     v.add_argument("--expr", required=True, metavar="EXPR", help="e.g. delta2_1*a1_1")
     v.add_argument("--latex", action="store_true", help="EXPR is LaTeX")
     return v

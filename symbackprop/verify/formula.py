@@ -42,6 +42,18 @@ def scalar_formula(net: ScalarNet, el: str) -> tuple[str, str]:
     return "\n".join(txt), r",\quad ".join(tex)
 
 
+def input_formula(net: ScalarNet, inputs: list[str]) -> tuple[str, str]:
+    """dE/dx_j = c dx_j for each input element, with dx_j's definition (its δ's as symbols)."""
+    c = net.d.scale.xreplace({N: 1})
+    defs = dict(net.sd.definitions)
+    txt, tex = [], []
+    for x in inputs:
+        rhs = c * defs[net.input_grads[x].name]
+        txt.append(f"dE/d{x} = {lx.text(rhs)}")
+        tex.append(f"{lx.latex_name('dE_' + x)} = {lx.latex(rhs)}")
+    return "\n".join(txt), r",\quad ".join(tex)
+
+
 def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
     """dE/dP in column-vector notation with the backward recurrences it needs."""
     name, c = lx.latex_name, net.d.scale.xreplace({N: 1})

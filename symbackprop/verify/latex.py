@@ -13,13 +13,14 @@ import re
 
 from ..spec.errors import SpecError
 from ..spec.expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH
+from .notation import DERIVABLE
 
 MAX_LATEX_LENGTH = 4000
 MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parser allows
 
 _TOKEN = re.compile(
     r"\s+|~|\\[,;:! ]|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
-    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|])",
+    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|<>])",
     re.ASCII,  # \d and \s: ASCII digits and blanks only, as the plain grammar has
 )
 _SKIP = {r"\left", r"\right", r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\big", r"\Big"}
@@ -31,6 +32,9 @@ _MULS = {r"\cdot", r"\times", "*"}
 _HADAMARD = {r"\odot", r"\circ"}
 _TRANSPOSE = {"T", r"\top", r"\intercal"}
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
+_COMPARISONS = {">": ">", "<": "<", r"\gt": ">", r"\lt": "<", r"\geq": ">=", r"\ge": ">=",
+                r"\leq": "<=", r"\le": "<=", r"\geqslant": ">=", r"\leqslant": "<="}  # fmt: skip
+_ONE = {r"\mathbb", r"\mathbf", r"\mathds", r"\mathbbm", r"\boldsymbol", r"\mathrm"}
 
 
 class _Parser:
@@ -86,8 +90,26 @@ class _Parser:
         while self.peek() in ("+", "-"):
             op = self.take()
             out = f"{out} {op} {self.term()}"
+        if self.peek() in _COMPARISONS:  # [z > 0]: an indicator (Iverson bracket)
+            op = _COMPARISONS[self.take()]
+            out = f"({out}) {op} {self.term()}"
         self.nest(-1)
         return f"({out})"
+
+    def indicator(self) -> str | None:
+        r"""``\mathbb{1}[z > 0]``, ``\mathbf{1}_{z > 0}``: the indicator, as ``(z > 0)``."""
+        if not (self.peek(1) == "{" and self.peek(2) == "1" and self.peek(3) == "}"):
+            return None
+        if self.peek(4) not in ("[", "(", "_", r"\left"):
+            return None
+        self.i += 4
+        if self.peek() == "_":
+            self.take()
+            return self.braced()
+        close = _OPENERS[self.take()]
+        out = self.expr()
+        self.take(close)
+        return out
 
     def term(self) -> str:
         if self.peek() in ("-", "+"):
@@ -180,15 +202,23 @@ class _Parser:
             return "pi"
         if tok in _FUNCS:
             return self.function(_FUNCS[self.take()])
+        if tok in _ONE and (found := self.indicator()) is not None:
+            return found
+        if tok == "H" and self.peek(1) == "(":  # the Heaviside step H(z)
+            self.take()
+            return self.function("heaviside")
         if tok in (r"\operatorname", r"\mathrm") and self.peek(1) == "{":
             start = self.i
             self.i += 2
             word = ""
             while self.peek() not in ("}", None) and len(self.peek() or "") == 1:
                 word += self.take()
-            if word in FUNCTIONS and self.peek() == "}":
+            if (word in FUNCTIONS or word in DERIVABLE) and self.peek() == "}":
                 self.take()
                 return self.function(word)
+            if len(word) > 1 and self.peek() == "}":
+                known = ", ".join(sorted({*FUNCTIONS, *DERIVABLE}))
+                raise self.fail(f"unknown function {tok}{{{word}}}; known: {known}")
             self.i = start
         if tok in _WRAPPERS:
             self.take()
@@ -212,10 +242,10 @@ class _Parser:
         prime = self.peek() == "'"
         if prime:
             self.take()
-            if fname not in _PRIME:
-                raise self.fail(
-                    f"a derivative ' is only understood for \\sigma and \\tanh, not {fname}"
-                )
+            if fname not in _PRIME and fname not in DERIVABLE:
+                named = ", ".join(sorted(DERIVABLE))
+                raise self.fail(f"a derivative ' is understood for the activations {named}, "
+                                f"not {fname}")  # fmt: skip
         exponent = None
         if self.peek() == "^":
             self.take()
@@ -231,7 +261,10 @@ class _Parser:
             args = [self.braced()]
         else:
             args = [self.power()]
-        out = _PRIME[fname].format(args[0]) if prime else f"{fname}({', '.join(args)})"
+        if prime and fname not in _PRIME:
+            out = f"{fname}_({args[0]})"  # the notation's derivative (verify.notation)
+        else:
+            out = _PRIME[fname].format(args[0]) if prime else f"{fname}({', '.join(args)})"
         if prime and len(out) > MAX_LENGTH:  # each ' doubles its argument: refuse before it grows
             raise self.fail(
                 f"too long once each derivative ' is written out (over {MAX_LENGTH} characters)"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import sympy as sp
 
 from ..spec.errors import SpecError, did_you_mean
-from ..spec.expressions import MAX_LENGTH, check_alphabet, parse_expression
+from ..spec.expressions import MAX_LENGTH, Notation, check_alphabet, parse_expression
 
 MAX_MATRIX_DEPTH = 100
 _ELEMENTWISE = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "erf")
@@ -38,11 +38,24 @@ class _MatrixBuilder:
     """Walks the tree: ``@``, ``.T``, elementwise ``+ - * / **``, elementwise functions and
     ``sum``; subtrees without matrices are handed to the scalar parser whole."""
 
-    def __init__(self, text: str, names: Mapping[str, sp.Expr], mats: Mapping, field: str):
+    def __init__(
+        self,
+        text: str,
+        names: Mapping[str, sp.Expr],
+        mats: Mapping,
+        field: str,
+        notation: Notation | None = None,
+    ):
         self.text, self.names, self.mats, self.field = text, names, mats, field
+        self.notation = notation
+
+    def extra(self, count: int) -> set[str]:
+        """The notation's function names that take ``count`` arguments."""
+        functions = self.notation.functions if self.notation else {}
+        return {name for name, (_, counts) in functions.items() if count in counts}
 
     def op(self, template: str, **operands: sp.Expr) -> sp.Expr:
-        return parse_expression(template, operands, self.field)
+        return parse_expression(template, operands, self.field, self.notation)
 
     def segment(self, node: ast.AST) -> str:
         return (ast.get_source_segment(self.text, node) or ast.unparse(node))[:80]
@@ -58,7 +71,8 @@ class _MatrixBuilder:
                 hint = did_you_mean(node.id, [*self.mats, *self.names])
                 known = ", ".join(self.mats)
                 raise SpecError(self.field, f"unknown name '{node.id}'{hint}; vectors: {known}")
-            return parse_expression(self.segment(node), self.names, self.field)
+            source = ast.get_source_segment(self.text, node) or ast.unparse(node)
+            return parse_expression(source, self.names, self.field, self.notation)
         if isinstance(node, ast.Name):
             return self.mats[node.id]
         if isinstance(node, ast.Attribute):
@@ -81,8 +95,22 @@ class _MatrixBuilder:
             if node.func.id == "sum":
                 v = self.build(node.args[0])
                 return self.op("u", u=sp.Add(*v)) if isinstance(v, sp.MatrixBase) else v
-            if node.func.id in _ELEMENTWISE:
+            if node.func.id in _ELEMENTWISE or node.func.id in self.extra(1):
                 return self.map(self.build(node.args[0]), f"{node.func.id}(u)")
+        if (  # max(z1, 0), heaviside(z1, 0): elementwise, broadcast as NumPy does
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and len(node.args) == 2
+            and not node.keywords
+            and (node.func.id in ("max", "min") or node.func.id in self.extra(2))
+        ):
+            left, right = (self.build(arg) for arg in node.args)
+            return self.pair(node, left, right, f"{node.func.id}(u, v)")
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and self.notation:
+            symbol = {ast.Gt: ">", ast.GtE: ">=", ast.Lt: "<", ast.LtE: "<="}.get(type(node.ops[0]))
+            if symbol is not None:
+                left, right = self.build(node.left), self.build(node.comparators[0])
+                return self.pair(node, left, right, f"(u {symbol} v)")
         raise SpecError(self.field, f"not allowed in matrix form: {self.segment(node)}")
 
     def map(self, v, template: str):
@@ -109,24 +137,32 @@ class _MatrixBuilder:
         return self.pair(node, left, right, _BINOPS[type(node.op)])
 
     def pair(self, node: ast.AST, left, right, template: str):
+        """An elementwise operation, broadcast as NumPy does: a column times a row is their
+        outer product ((a2 - t) * a1.T), a [1, 1] operand acts as a scalar."""
         ls, rs = shape_of(left), shape_of(right)
-        if ls and rs and ls != rs:
+        if ls and rs and any(p != q and 1 not in (p, q) for p, q in zip(ls, rs, strict=True)):
             where = self.segment(node)
             raise ShapeMismatch(f"in {where}: elementwise on {shape_text(ls)} and {shape_text(rs)}")
         if not (ls or rs):
             return self.op(template, u=left, v=right)
 
         def entry(m, i: int, j: int) -> sp.Expr:
-            return m[i, j] if isinstance(m, sp.MatrixBase) else m
+            if not isinstance(m, sp.MatrixBase):
+                return m
+            return m[i if m.rows > 1 else 0, j if m.cols > 1 else 0]
 
-        rows, cols = ls or rs
+        rows, cols = (max(p, q) for p, q in zip(ls or rs, rs or ls, strict=True))
         return sp.Matrix(
             rows, cols, lambda i, j: self.op(template, u=entry(left, i, j), v=entry(right, i, j))
         )
 
 
 def parse_matrix(
-    text: str, names: Mapping[str, sp.Expr], mats: Mapping, field: str = "--expr"
+    text: str,
+    names: Mapping[str, sp.Expr],
+    mats: Mapping,
+    field: str = "--expr",
+    notation: Notation | None = None,
 ) -> sp.Expr | sp.Matrix:
     """Parse matrix notation into a SymPy Matrix (or a scalar expression).
 
@@ -142,13 +178,13 @@ def parse_matrix(
         SpecError: anything outside the grammar or the bounds.
     """
     if not isinstance(text, str) or len(text) > MAX_LENGTH or not text.strip():
-        return parse_expression(text, names, field)  # its message for each of these
-    check_alphabet(text, field, extra="@")
+        return parse_expression(text, names, field, notation)  # its message for each
+    check_alphabet(text, field, extra="@" + ("<>=" if notation and notation.comparisons else ""))
     text = text.strip()
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return parse_expression(text, names, field)
+        return parse_expression(text, names, field, notation)
     stack = [(tree.body, 1)]
     while stack:
         node, depth = stack.pop()
@@ -156,6 +192,6 @@ def parse_matrix(
             raise SpecError(field, f"expression nested too deeply (more than {MAX_MATRIX_DEPTH})")
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
     try:
-        return _MatrixBuilder(text, names, mats, field).build(tree.body)
+        return _MatrixBuilder(text, names, mats, field, notation).build(tree.body)
     except RecursionError:
         raise SpecError(field, "expression nested too deeply") from None

@@ -43,15 +43,15 @@ def _dense_forward(node: Node) -> tuple[Op, ...]:
 DENSE_TEXTBOOK = (
     (r"\boldsymbol{\delta}^{(L)} = \nabla_{\mathbf{a}^{(L)}} \ell"
      r" \odot f'\left(\mathbf{z}^{(L)}\right)",
-     "delta_L = grad_a l * f'(z_L)", "output layer (softmax: its Jacobian instead of f')"),
-    (r"\boldsymbol{\delta}^{(l)} = \left(\left(W^{(l+1)}\right)^T"
+     "delta_L = grad_a l * f'(z_L)", "output layer (softmax: its Jacobian instead of $f'$)"),
+    (r"\boldsymbol{\delta}^{(l)} = \left(\left(\mathbf{W}^{(l+1)}\right)^T"
      r" \boldsymbol{\delta}^{(l+1)}\right) \odot f'\left(\mathbf{z}^{(l)}\right)",
      "delta_l = (W_{l+1}.T @ delta_{l+1}) * f'(z_l)", "hidden layers"),
-    (r"\frac{\partial E}{\partial W^{(l)}} = c \sum_n \boldsymbol{\delta}^{(l)}_n "
+    (r"\frac{\partial E}{\partial \mathbf{W}^{(l)}} = c \sum_n \boldsymbol{\delta}^{(l)}_n "
      r"\left(\mathbf{a}^{(l-1)}_n\right)^T, \quad \frac{\partial E}{\partial \mathbf{b}^{(l)}}"
      r" = c \sum_n \boldsymbol{\delta}^{(l)}_n",
      "dE/dW_l = c sum_n delta_l,n a_{l-1},n^T,  dE/db_l = c sum_n delta_l,n",
-     "parameters (a shared bias sums over its units too; a^(0) = x)"),
+     r"parameters (a shared bias sums over its units too; $\mathbf{a}^{(0)} = \mathbf{x}$)"),
 )  # fmt: skip
 
 register(LayerKind("dense", _dense_parse, _dense_params, _dense_forward, DENSE_TEXTBOOK))

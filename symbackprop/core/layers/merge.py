@@ -34,7 +34,7 @@ ADD_TEXTBOOK = (
     (r"\mathbf{z}^{(l)} = \sum_{k} \mathbf{a}^{(k)}, \quad "
      r"\frac{\partial \ell}{\partial \mathbf{a}^{(k)}} \mathrel{+}= \boldsymbol{\delta}^{(l)}",
      "z_l = sum_k a_k;  dl/da_k += delta_l",
-     "add: δ flows unchanged into every input (a residual's skip path)"),
+     r"add: $\boldsymbol{\delta}$ flows unchanged into every input (a residual's skip path)"),
 )  # fmt: skip
 
 register(LayerKind("add", _add_parse, lambda ls, i, shapes: (), _add_forward, ADD_TEXTBOOK,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from ...printing.names import element_tex
 from ..ir import Op, Shape
 from .base import (
     Backward,
@@ -168,8 +169,9 @@ def _gb_text(op: Op, ctx: Context) -> str:
 def _gb_latex(op: Op, ctx: Context) -> str:
     g, b = op.args
     _, over, sub = _rows(g, ctx)
-    inner = (rf"\sum_i {name_tex(g)}_{{{sub.strip('{}')},i}}" if not ctx.shape(b)
-             else f"{name_tex(g)}_{sub}")  # fmt: skip
+    sub = sub.strip("{}")
+    inner = (rf"\sum_i {element_tex(g, sub + ',i')}" if not ctx.shape(b)
+             else element_tex(g, sub))  # fmt: skip
     return rf"{name_tex('d' + b)} = {c_tex(op.scale)}{over} {inner}"
 
 

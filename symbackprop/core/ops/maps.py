@@ -7,7 +7,7 @@ import numpy as np
 import sympy as sp
 
 from ...printing import latex as lx
-from ..ir import Op, Shape, vec
+from ..ir import Op, Shape, grad_name, vec
 from .base import (
     Backward,
     Context,
@@ -92,8 +92,12 @@ def _map_pullback(op: Op, g: str, bw: Backward) -> None:
         elif local == 1:
             bw.contribute(arg, alias=g)
         else:
-            if op.partials:
-                why = "δ = ∂ℓ/∂a ⊙ f'(z)"
+            why = (
+                r"$\boldsymbol{\delta} = \partial\ell/\partial\mathbf{a} \odot f'(\mathbf{z})$"
+                if op.partials
+                else f"${name_tex(grad_name(arg))} = {name_tex(grad_name(op.out))} \\odot "
+                f"\\partial {name_tex(op.out)}/\\partial {name_tex(arg)}$"
+            )
             attrs = (("batch", True),) if batch else ()
             op_ = Op("map", bw.slot(arg, op.out), inputs, vec(g) * local, why=why, attrs=attrs)
             bw.contribute(arg, op_)

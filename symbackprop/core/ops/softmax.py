@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from ...printing.names import element_tex
 from ..ir import Op, Shape
 from .base import (
     Backward,
@@ -32,8 +33,9 @@ def _softmax_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
 
 
 def _softmax_latex(op: Op, ctx: Context) -> str:
-    a, z = name_tex(op.out), name_tex(op.args[0])
-    return rf"{a}_i = \frac{{e^{{{z}_i}}}}{{\sum_j e^{{{z}_j}}}}"
+    a, z = op.out, op.args[0]
+    zi, zj = element_tex(z, "i"), element_tex(z, "j")
+    return rf"{element_tex(a, 'i')} = \frac{{e^{{{zi}}}}}{{\sum_j e^{{{zj}}}}}"
 
 
 def _softmax_elements(op: Op, el: Elements) -> dict:
@@ -69,10 +71,13 @@ def _lse_elements(op: Op, el: Elements) -> dict:
             for row in indices(tuple(lead))}  # fmt: skip
 
 
+def _lse_latex(op: Op, ctx: Context) -> str:
+    return rf"\operatorname{{lse}} = \log \sum_k e^{{{element_tex(op.args[0], 'k')}}}"
+
+
 register(OpKind("logsumexp", lambda op, ctx: ctx.shape(op.args[0])[:-1], _lse_eval,
                 lambda op, ctx: f"{op.out} = log(sum(exp({op.args[0]})))",
-                lambda op, c: rf"\operatorname{{lse}} = \log \sum_k e^{{{name_tex(op.args[0])}_k}}",
-                _lse_elements))  # fmt: skip
+                _lse_latex, _lse_elements))  # fmt: skip
 
 
 def _smb_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
