@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .codegen import TARGETS, generate
-from .codegen.files import check_writable, write_atomic
+from .codegen.files import check_writable, write_atomic, write_files
 from .core.chain_rule import derive
 from .core.evaluate import evaluate
 from .document.sections import render
@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     g.add_argument("-o", "--output", metavar="DIR", help="default: generated/<name>/")
     g.add_argument("--force", action="store_true", help="overwrite files symbackprop did not write")
+    g.add_argument("--inference", action="store_true", help="C: <name>_infer.c/.h, no heap/stdio")
+    g.add_argument("--weights", metavar="FILE", help="with --inference: the weights to build in")
     c = sub.add_parser("check", help="check generated gradients against finite differences")
     c.add_argument("spec")
     t = sub.add_parser("train", help="generate, train on data, save the weights")
@@ -110,8 +112,19 @@ def cmd_derive(args) -> int:
 def cmd_generate(args) -> int:
     spec = load_spec(args.spec)
     folder = Path(args.output or Path("generated") / spec.name)
+    if args.weights is not None and not args.inference:
+        raise SpecError("--weights", "goes with --inference (the weights to build in)")
+    if args.inference and args.target != "c":
+        raise SpecError("--inference", "the inference export is C's: use --target c")
     with _about(args.spec):
-        written = generate(derive(spec), args.target, folder, args.force)
+        if args.inference:
+            from .codegen.c.inference import inference_files
+
+            d = derive(spec)
+            TARGETS["c"].check_size(d)
+            written = write_files(folder, inference_files(d, args.weights), args.force)
+        else:
+            written = generate(derive(spec), args.target, folder, args.force)
     for path in written:
         print(path)
     return 0
