@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xf1c70806acea
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x2a1367a044e1
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -441,13 +441,13 @@ void adam_gelu_forward(const Params *params, const real *X, long n, real *Y,
 double adam_gelu_loss(const Params *params, const real *X, const real *T, long n,
                        Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
 }
 
 double adam_gelu_loss_and_grad(const Params *params, const real *X, const real *T,
                                 long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -460,6 +460,24 @@ void adam_gelu_init_state(State *state)
     state->hyper.beta1 = 0.9;
     state->hyper.beta2 = 0.999;
     state->hyper.epsilon = 1e-08;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -511,8 +529,8 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double beta2 = state->hyper.beta2;
     const double s0 = 1 - beta1;
     const double s1 = 1 - beta2;
-    const double s2 = eta/(1 - pow(beta1, k));
-    const double s3 = 1.0/sqrt(1 - pow(beta2, k));
+    const double s2 = eta/(1 - ipow(beta1, k));
+    const double s3 = 1.0F/sqrtf((float)(1 - ipow(beta2, k)));
     const real c[] = {
         (real)(state->hyper.lambda),
         (real)(state->hyper.beta1),
@@ -544,7 +562,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double adam_gelu_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int adam_gelu_train(Params *params, State *state, const real *X,

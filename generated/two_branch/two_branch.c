@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x3ec1a5e16374
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xd88682182f57
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -426,13 +426,13 @@ void two_branch_forward(const Params *params, const real *X, long n, real *Y,
 double two_branch_loss(const Params *params, const real *X, const real *T, long n,
                        Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
 }
 
 double two_branch_loss_and_grad(const Params *params, const real *X, const real *T,
                                 long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
@@ -442,6 +442,24 @@ void two_branch_init_state(State *state)
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.05;
     state->hyper.mu = 0.9;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -501,7 +519,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double two_branch_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int two_branch_train(Params *params, State *state, const real *X,
@@ -563,7 +581,7 @@ double two_branch_accuracy(const Params *params, const real *X, const real *T, l
             right += y == t;
         }
     }
-    return n < 1 ? NAN : (double)right / ((double)n);
+    return n < 1 ? (double)NAN : (double)right / ((double)n);
 }
 
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */

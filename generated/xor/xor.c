@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x7f7b90d5e203
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xc0b76ca35d48
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -362,13 +362,13 @@ void xor_forward(const Params *params, const real *X, long n, real *Y,
 double xor_loss(const Params *params, const real *X, const real *T, long n,
                        Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
 }
 
 double xor_loss_and_grad(const Params *params, const real *X, const real *T,
                                 long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
@@ -378,6 +378,24 @@ void xor_init_state(State *state)
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.5;
     state->hyper.mu = 0.9;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -437,7 +455,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double xor_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int xor_train(Params *params, State *state, const real *X,
@@ -491,10 +509,10 @@ double xor_accuracy(const Params *params, const real *X, const real *T, long n,
         forward_chunk(params, ws, m);
         for (long r = 0; r < m; ++r) {
             /* each output: logit > 0 equals target > 0.5 */
-            for (int i = 0; i < OUTPUTS; ++i) right += (ws->z2[r][i] > 0) == (ws->t[r][i] > 0.5);
+            for (int i = 0; i < OUTPUTS; ++i) right += (ws->z2[r][i] > 0) == (ws->t[r][i] > (real)0.5);
         }
     }
-    return n < 1 ? NAN : (double)right / ((double)n * OUTPUTS);
+    return n < 1 ? (double)NAN : (double)right / ((double)n * OUTPUTS);
 }
 
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
