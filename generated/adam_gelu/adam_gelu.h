@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x2a1367a044e1 /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0xb86ce4a8fadb /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x2a1367a044e1
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xb86ce4a8fadb
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0x8c21e3ac36a9 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0xf7f895458a61 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0xd435b6bee970 /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0xd531f669f059 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

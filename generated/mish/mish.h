@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x50afdc087a63 /* this set of files: the .c files check it */
+#define MISH_BUILD 0x951aa3686e62 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x2cd829e0a695 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x2549e96997bf /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

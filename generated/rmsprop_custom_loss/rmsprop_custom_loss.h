@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0xd5dd5b0db2e9 /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0x999b509f9975 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

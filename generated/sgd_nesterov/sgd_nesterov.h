@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0x30c07f56c0c5 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0x12fc1b35c369 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

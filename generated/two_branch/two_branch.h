@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0xd88682182f57 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0xe2384fe8a499 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
