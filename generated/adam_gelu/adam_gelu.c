@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xb86ce4a8fadb
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xdf13406c499d
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -577,6 +577,12 @@ int adam_gelu_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef ADAM_GELU_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int adam_gelu_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, adam_gelu_progress progress, void *context,
@@ -585,8 +591,14 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef ADAM_GELU_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[ADAM_GELU_MAX_ROWS];
+    if (n > ADAM_GELU_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -600,11 +612,11 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -619,6 +631,7 @@ double adam_gelu_accuracy(const Params *params, const real *X, const real *T, lo
     return -1; /* not a classifier */
 }
 
+#ifndef ADAM_GELU_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1084,6 +1097,7 @@ void adam_gelu_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t adam_gelu_layout(int which)
 {

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xf7f895458a61
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x734ad3604eae
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -505,6 +505,12 @@ int iris_softmax_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef IRIS_SOFTMAX_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int iris_softmax_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, iris_softmax_progress progress, void *context,
@@ -513,8 +519,14 @@ int iris_softmax_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef IRIS_SOFTMAX_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[IRIS_SOFTMAX_MAX_ROWS];
+    if (n > IRIS_SOFTMAX_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -528,11 +540,11 @@ int iris_softmax_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -558,6 +570,7 @@ double iris_softmax_accuracy(const Params *params, const real *X, const real *T,
     return n < 1 ? (double)NAN : (double)right / ((double)n);
 }
 
+#ifndef IRIS_SOFTMAX_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1026,6 +1039,7 @@ void iris_softmax_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t iris_softmax_layout(int which)
 {

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "mazur.h"
-#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0xd531f669f059
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x52a637fa0d67
 #error "mazur.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0x951aa3686e62
+#if !defined(MISH_BUILD) || MISH_BUILD != 0xb54e5e08d4e6
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -504,6 +504,12 @@ int mish_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef MISH_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int mish_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, mish_progress progress, void *context,
@@ -512,8 +518,14 @@ int mish_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef MISH_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[MISH_MAX_ROWS];
+    if (n > MISH_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -527,11 +539,11 @@ int mish_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -546,6 +558,7 @@ double mish_accuracy(const Params *params, const real *X, const real *T, long n,
     return -1; /* not a classifier */
 }
 
+#ifndef MISH_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1005,6 +1018,7 @@ void mish_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t mish_layout(int which)
 {

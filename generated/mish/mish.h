@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x951aa3686e62 /* this set of files: the .c files check it */
+#define MISH_BUILD 0xb54e5e08d4e6 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +28,10 @@
 #ifndef MISH_CHUNK
 #define MISH_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define MISH_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and MISH_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double mish_real; /* the spec's dtype: float64 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0x951aa3686e62
+#if !defined(MISH_BUILD) || MISH_BUILD != 0xb54e5e08d4e6
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "residual_mlp.h"
-#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x2549e96997bf
+#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0xcebc2f03c081
 #error "residual_mlp.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -579,6 +579,12 @@ int residual_mlp_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef RESIDUAL_MLP_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int residual_mlp_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, residual_mlp_progress progress, void *context,
@@ -587,8 +593,14 @@ int residual_mlp_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef RESIDUAL_MLP_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[RESIDUAL_MLP_MAX_ROWS];
+    if (n > RESIDUAL_MLP_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -602,11 +614,11 @@ int residual_mlp_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -632,6 +644,7 @@ double residual_mlp_accuracy(const Params *params, const real *X, const real *T,
     return n < 1 ? (double)NAN : (double)right / ((double)n);
 }
 
+#ifndef RESIDUAL_MLP_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1100,6 +1113,7 @@ void residual_mlp_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t residual_mlp_layout(int which)
 {

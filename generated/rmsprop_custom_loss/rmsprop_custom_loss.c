@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "rmsprop_custom_loss.h"
-#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x999b509f9975
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0xec6b33373600
 #error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -489,6 +489,12 @@ int rmsprop_custom_loss_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef RMSPROP_CUSTOM_LOSS_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int rmsprop_custom_loss_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, rmsprop_custom_loss_progress progress, void *context,
@@ -497,8 +503,14 @@ int rmsprop_custom_loss_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef RMSPROP_CUSTOM_LOSS_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[RMSPROP_CUSTOM_LOSS_MAX_ROWS];
+    if (n > RMSPROP_CUSTOM_LOSS_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -512,11 +524,11 @@ int rmsprop_custom_loss_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -531,6 +543,7 @@ double rmsprop_custom_loss_accuracy(const Params *params, const real *X, const r
     return -1; /* not a classifier */
 }
 
+#ifndef RMSPROP_CUSTOM_LOSS_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -996,6 +1009,7 @@ void rmsprop_custom_loss_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t rmsprop_custom_loss_layout(int which)
 {

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x12fc1b35c369
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xfec0fd7ee7b9
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -512,6 +512,12 @@ int sgd_nesterov_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef SGD_NESTEROV_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int sgd_nesterov_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, sgd_nesterov_progress progress, void *context,
@@ -520,8 +526,14 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef SGD_NESTEROV_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[SGD_NESTEROV_MAX_ROWS];
+    if (n > SGD_NESTEROV_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -535,11 +547,11 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -554,6 +566,7 @@ double sgd_nesterov_accuracy(const Params *params, const real *X, const real *T,
     return -1; /* not a classifier */
 }
 
+#ifndef SGD_NESTEROV_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1016,6 +1029,7 @@ void sgd_nesterov_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t sgd_nesterov_layout(int which)
 {

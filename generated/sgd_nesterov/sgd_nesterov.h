@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0x12fc1b35c369 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xfec0fd7ee7b9 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +29,10 @@
 #ifndef SGD_NESTEROV_CHUNK
 #define SGD_NESTEROV_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define SGD_NESTEROV_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and SGD_NESTEROV_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double sgd_nesterov_real; /* the spec's dtype: float64 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x12fc1b35c369
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xfec0fd7ee7b9
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xe2384fe8a499
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xdf7f824b4a22
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -534,6 +534,12 @@ int two_branch_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef TWO_BRANCH_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int two_branch_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, two_branch_progress progress, void *context,
@@ -542,8 +548,14 @@ int two_branch_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef TWO_BRANCH_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[TWO_BRANCH_MAX_ROWS];
+    if (n > TWO_BRANCH_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -557,11 +569,11 @@ int two_branch_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -587,6 +599,7 @@ double two_branch_accuracy(const Params *params, const real *X, const real *T, l
     return n < 1 ? (double)NAN : (double)right / ((double)n);
 }
 
+#ifndef TWO_BRANCH_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1052,6 +1065,7 @@ void two_branch_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t two_branch_layout(int which)
 {

@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0xe2384fe8a499 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0xdf7f824b4a22 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,10 @@
 #ifndef TWO_BRANCH_CHUNK
 #define TWO_BRANCH_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define TWO_BRANCH_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and TWO_BRANCH_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double two_branch_real; /* the spec's dtype: float64 */
 

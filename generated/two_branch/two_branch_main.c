@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xe2384fe8a499
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xdf7f824b4a22
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 

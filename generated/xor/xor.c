@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x312b17d1c809
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xc9a289a6568b
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -470,6 +470,12 @@ int xor_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef XOR_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int xor_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, xor_progress progress, void *context,
@@ -478,8 +484,14 @@ int xor_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef XOR_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[XOR_MAX_ROWS];
+    if (n > XOR_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -493,11 +505,11 @@ int xor_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -518,6 +530,7 @@ double xor_accuracy(const Params *params, const real *X, const real *T, long n,
     return n < 1 ? (double)NAN : (double)right / ((double)n * OUTPUTS);
 }
 
+#ifndef XOR_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -981,6 +994,7 @@ void xor_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t xor_layout(int which)
 {

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x312b17d1c809
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xc9a289a6568b
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
