@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .codegen import TARGETS, generate
+from .codegen import TARGETS, generate, lower
 from .codegen.files import check_writable, write_atomic, write_files
 from .core.chain_rule import derive
 from .core.evaluate import evaluate
@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
     t.add_argument("--plot", metavar="PNG", help="plot the loss curve (needs matplotlib)")
     t.add_argument("--quiet", action="store_true")
+    f = sub.add_parser("footprint", help="memory, code size and work of the C library")
+    f.add_argument("spec")
+    f.add_argument("--batch", type=int, default=1, help="rows per chunk of the workspace")
+    f.add_argument("--format", choices=("text", "json"), default="text")
+    f.add_argument("--arch", choices=("host", "cortex-m4"), default="host")
     add_verify_parser(sub)
     demo = sub.add_parser("demo", help="derive Mazur's example, generate code, train on iris")
     demo.add_argument("-o", "--output", metavar="DIR", default="symbackprop-demo")
@@ -127,6 +132,18 @@ def cmd_generate(args) -> int:
             written = generate(derive(spec), args.target, folder, args.force)
     for path in written:
         print(path)
+    return 0
+
+
+def cmd_footprint(args) -> int:
+    from .codegen.c.footprint import footprint, render_report
+
+    spec = load_spec(args.spec)
+    with _about(args.spec):
+        d = derive(spec)
+        TARGETS["c"].check_size(d)
+        report = footprint(lower(d), args.batch, args.arch)
+    print(render_report(report, args.format))
     return 0
 
 
@@ -334,6 +351,7 @@ COMMANDS = {
     "derive": cmd_derive,
     "generate": cmd_generate,
     "check": cmd_check,
+    "footprint": cmd_footprint,
     "train": cmd_train,
     "demo": cmd_demo,
     "verify": run_verify,
