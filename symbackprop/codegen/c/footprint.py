@@ -107,16 +107,17 @@ def footprint(program: Program, batch: int = 1, arch: str = "host") -> dict:
 def text(report: dict) -> str:
     """The report as aligned lines, with totals."""
     r = report
-    ram = r["params_bytes"] + r["grads_bytes"] + r["state_bytes"] + r["workspace_bytes"]
+    ram = r["params_bytes"] + r["state_bytes"] + r["workspace_bytes"]
     cc = "arm-none-eabi-gcc" if r["arch"] == "cortex-m4" else "cc"
     rows = "1 row" if r["batch"] == 1 else f"{r['batch']} rows"
     lines = [
         f"footprint of '{r['name']}' ({r['dtype']}, {r['arch']}, a chunk of {rows})",
         f"  parameters        {r['params_bytes']:>10,} B",
-        f"  gradients         {r['grads_bytes']:>10,} B",
+        f"  gradients         {r['grads_bytes']:>10,} B (a grads struct; step keeps its own in "
+        "the workspace)",
         f"  optimizer state   {r['state_bytes']:>10,} B",
         f"  workspace         {r['workspace_bytes']:>10,} B",
-        f"  RAM in all        {ram:>10,} B",
+        f"  RAM to train      {ram:>10,} B (parameters, state and workspace)",
         f"  code              {r['code_bytes']:>10,} B (-Os, {cc}, without file functions)",
         f"  forward           {r['forward_macs']:>10,} multiply-adds a sample",
         f"  training step     {r['train_macs']:>10,} multiply-adds a sample",
