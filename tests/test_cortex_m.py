@@ -1,7 +1,8 @@
 """The C target on a Cortex-M4F: the training library and the inference export build with
 arm-none-eabi-gcc (-Os, hard float, -Wall -Wextra -Werror -Wdouble-promotion), and training steps
 of iris 4-8-3 (float32, Adam) run on QEMU's mps2-an386 board equal the host's float32 run (the
-NumPy module): the initial weights bit for bit, the losses and the weights after the steps to 1e-5.
+NumPy module): the initial weights bit for bit, the losses and the weights after the steps to 1e-5;
+and the inference export's predictions on the board equal the NumPy module's forward to 1e-5.
 
 CI installs the cross compiler and QEMU (.ci/run): there this test fails rather than skips.
 """
@@ -89,9 +90,11 @@ def test_training_on_the_board_equals_the_host(folder):
         f"#define ROWS {ROWS}\n#define STEPS {STEPS}\n" + c_array("X", X) + c_array("T", T)
     )
     flags = (f"-I{folder}", f"-DNET_CHUNK={ROWS}", "-Wall", "-Wextra", "-Werror")
-    image = cm.build_firmware([folder / "net.c", DRIVER], folder / "train.elf", flags)
+    image = cm.build_firmware([folder / "net.c", folder / "net_infer.c", DRIVER],
+                              folder / "train.elf", flags)  # fmt: skip
     lines = cm.run(image, timeout=60).strip().split("\n")
-    first, losses, last = (line.split() for line in lines[-3:])
+    first, losses, last = (line.split() for line in lines[-3 - ROWS : -ROWS])
+    predictions = np.array([floats(line.split()) for line in lines[-ROWS:]])
 
     host = numpy_module(symbackprop.derive(symbackprop.parse_spec(SPEC)), folder / "host")
     params = host.init_params()
@@ -104,3 +107,6 @@ def test_training_on_the_board_equals_the_host(folder):
     assert want[-1] < want[0]  # it learns
     flat = np.concatenate([v.ravel() for v in params.values()])
     np.testing.assert_allclose(floats(last), flat, rtol=1e-5, atol=1e-6)
+    # the inference export on the board, with its built-in (initial) weights
+    want = host.forward(host.init_params(), X)
+    np.testing.assert_allclose(predictions, want, rtol=1e-5, atol=1e-6)

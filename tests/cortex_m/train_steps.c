@@ -1,28 +1,34 @@
 /* A training run on the emulated Cortex-M4 (tests/test_cortex_m.py): the generated library of the
- * network 'net' and a batch in data.h (X, T, ROWS, STEPS, written by the test). Prints, as exact
- * hexadecimal bits, the initial parameters, the loss before each step and the final parameters.
- * Everything is static: no heap. */
+ * network 'net', its inference export, and a batch in data.h (X, T, ROWS, STEPS, written by the
+ * test). Prints, as exact hexadecimal bits, one line each: the initial parameters, the loss before
+ * each step, the final parameters, and the export's predictions for the rows of X (with its
+ * built-in weights). Everything is static or on the stack: no heap. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "data.h"
 #include "net.h"
+#include "net_infer.h"
 #include "semihost.h"
 
 static net_params params;
 static net_state state;
 static net_workspace ws;
 
-static void put_params(void)
+static void put_floats(const float *p, size_t n)
 {
-    const net_real *p = (const net_real *)&params;
-    for (size_t i = 0; i < sizeof params / sizeof *p; ++i) {
+    for (size_t i = 0; i < n; ++i) {
         uint32_t bits;
         memcpy(&bits, &p[i], sizeof bits);
         put_hex(bits, 8);
     }
     put_string("\n");
+}
+
+static void put_params(void)
+{
+    put_floats((const net_real *)&params, sizeof params / sizeof(net_real));
 }
 
 int main(void)
@@ -38,5 +44,10 @@ int main(void)
     }
     put_string("\n");
     put_params();
+    for (int r = 0; r < ROWS; ++r) {
+        float y[NET_INFER_OUTPUTS];
+        net_predict(X[r], y);
+        put_floats(y, NET_INFER_OUTPUTS);
+    }
     return 0;
 }
