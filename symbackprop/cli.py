@@ -119,19 +119,22 @@ def cmd_generate(args) -> int:
     folder = Path(args.output or Path("generated") / spec.name)
     if args.weights is not None and not args.inference:
         raise SpecError("--weights", "goes with --inference (the weights to build in)")
-    if args.inference and args.target != "c":
-        raise SpecError("--inference", "the inference export is C's: use --target c")
+    target = TARGETS[args.target]
+    if args.inference and target.inference is None:
+        have = [t.name for t in TARGETS.values() if t.inference]
+        raise SpecError("--inference", f"the {args.target} target has no inference export "
+                        f"(use --target {' or '.join(have)})")  # fmt: skip
     with _about(args.spec):
+        d = derive(spec)
         if args.inference:
-            from .codegen.c.inference import inference_files
-
-            d = derive(spec)
-            TARGETS["c"].check_size(d)
-            written = write_files(folder, inference_files(d, args.weights), args.force)
+            target.check_size(d)
+            written = write_files(folder, target.inference(d, args.weights), args.force)
         else:
-            written = generate(derive(spec), args.target, folder, args.force)
+            written = generate(d, args.target, folder, args.force)
     for path in written:
         print(path)
+    if target.summary and not args.inference:
+        print(target.summary(lower(d)), file=sys.stderr)
     return 0
 
 

@@ -122,3 +122,17 @@ def test_command_line(tmp_path, capsys):
     assert main(["footprint", spec, "--batch", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--batch: must be at least 1" in err
+
+
+def test_generate_prints_the_footprint(tmp_path, capsys):
+    """generate --target c says what the library costs at the default chunk (on stderr: stdout
+    stays the list of files written)."""
+    spec = str(ROOT / "examples/iris_softmax.yaml")
+    assert main(["generate", spec, "--target", "c", "-o", str(tmp_path / "c")]) == 0
+    out, err = capsys.readouterr()
+    assert all(line.startswith(str(tmp_path)) for line in out.strip().split("\n"))
+    mem = memory(lower(symbackprop.derive(symbackprop.load_spec(spec))), 256)
+    assert err.startswith("footprint: parameters 536 B, ") and err.count("\n") == 1
+    assert f"workspace {mem['workspace_bytes']:,} B at the default chunk of 256 rows" in err
+    assert main(["generate", spec, "--target", "numpy", "-o", str(tmp_path / "py")]) == 0
+    assert capsys.readouterr().err == ""

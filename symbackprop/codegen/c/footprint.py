@@ -127,9 +127,23 @@ def text(report: dict) -> str:
     return "\n".join(lines)
 
 
+def summary(program: Program) -> str:
+    """The line ``generate --target c`` prints: memory at the default chunk, and the work."""
+    from .backend import CHUNK
+
+    m, w = memory(program, CHUNK), macs(program)
+    return (
+        f"footprint: parameters {m['params_bytes']:,} B, optimizer state {m['state_bytes']:,} B, "
+        f"workspace {m['workspace_bytes']:,} B at the default chunk of {CHUNK} rows "
+        f"(-D{program.spec.name.upper()}_CHUNK=B; symbackprop footprint --batch B); "
+        f"{w['forward_macs']:,} multiply-adds a sample forward, {w['train_macs']:,} a training step"
+    )
+
+
 def render_report(report: dict, fmt: str) -> str:
     """``text`` or ``json``."""
     return json.dumps(report, indent=2) if fmt == "json" else text(report)
 
 
-__all__ = ["ARCHES", "code_bytes", "footprint", "macs", "memory", "render_report", "text"]
+__all__ = ["ARCHES", "code_bytes", "footprint", "macs", "memory", "render_report", "summary",
+           "text"]  # fmt: skip
