@@ -2,7 +2,9 @@
 arm-none-eabi-gcc (-Os, hard float, -Wall -Wextra -Werror -Wdouble-promotion), and training steps
 of iris 4-8-3 (float32, Adam) run on QEMU's mps2-an386 board equal the host's float32 run (the
 NumPy module): the initial weights bit for bit, the losses and the weights after the steps to 1e-5;
-and the inference export's predictions on the board equal the NumPy module's forward to 1e-5.
+and the inference export's predictions on the board equal the NumPy module's forward to 1e-5. The
+program links train (NET_MAX_ROWS) and the library without file functions (NET_NO_FILES): the
+board's linker script has no heap, so a malloc would not even link, and nm shows no stdio.
 
 CI installs the cross compiler and QEMU (.ci/run): there this test fails rather than skips.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests/cortex_m/train_steps.c"
 WARN = ("-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-pedantic")
 ROWS, STEPS = 16, 6
+HEAP_AND_STDIO = {"malloc", "_malloc_r", "free", "_free_r", "calloc", "realloc", "_sbrk", "printf",
+                  "fopen", "fwrite", "_write", "time", "clock"}  # fmt: skip
 pytestmark = pytest.mark.skipif(
     not cm.available() and not os.environ.get("CI"),
     reason="arm-none-eabi-gcc and qemu-system-arm are not installed (CI installs them)",
@@ -89,9 +94,13 @@ def test_training_on_the_board_equals_the_host(folder):
     (folder / "data.h").write_text(
         f"#define ROWS {ROWS}\n#define STEPS {STEPS}\n" + c_array("X", X) + c_array("T", T)
     )
-    flags = (f"-I{folder}", f"-DNET_CHUNK={ROWS}", "-Wall", "-Wextra", "-Werror")
+    flags = (f"-I{folder}", f"-DNET_CHUNK={ROWS}", "-DNET_NO_FILES", "-DNET_MAX_ROWS=150",
+             "-Wall", "-Wextra", "-Werror")  # fmt: skip
     image = cm.build_firmware([folder / "net.c", folder / "net_infer.c", DRIVER],
                               folder / "train.elf", flags)  # fmt: skip
+    nm = subprocess.run(["arm-none-eabi-nm", str(image)], capture_output=True, text=True)
+    linked = {line.split()[-1] for line in nm.stdout.split("\n") if line.strip()}
+    assert "net_step" in linked and not linked & HEAP_AND_STDIO, linked & HEAP_AND_STDIO
     lines = cm.run(image, timeout=60).strip().split("\n")
     first, losses, last = (line.split() for line in lines[-3 - ROWS : -ROWS])
     predictions = np.array([floats(line.split()) for line in lines[-ROWS:]])
