@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .codegen import TARGETS, generate
-from .codegen.files import check_writable, write_atomic
+from .codegen import TARGETS, generate, lower
+from .codegen.files import check_writable, write_atomic, write_files
 from .core.chain_rule import derive
 from .core.evaluate import evaluate
 from .document.sections import render
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     g.add_argument("-o", "--output", metavar="DIR", help="default: generated/<name>/")
     g.add_argument("--force", action="store_true", help="overwrite files symbackprop did not write")
+    g.add_argument("--inference", action="store_true", help="C: <name>_infer.c/.h, no heap/stdio")
+    g.add_argument("--weights", metavar="FILE", help="with --inference: the weights to build in")
     c = sub.add_parser("check", help="check generated gradients against finite differences")
     c.add_argument("spec")
     t = sub.add_parser("train", help="generate, train on data, save the weights")
@@ -62,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
     t.add_argument("--plot", metavar="PNG", help="plot the loss curve (needs matplotlib)")
     t.add_argument("--quiet", action="store_true")
+    f = sub.add_parser("footprint", help="memory, code size and work of the C library")
+    f.add_argument("spec")
+    f.add_argument("--batch", type=int, default=1, help="rows per chunk of the workspace")
+    f.add_argument("--format", choices=("text", "json"), default="text")
+    f.add_argument("--arch", choices=("host", "cortex-m4"), default="host")
     add_verify_parser(sub)
     demo = sub.add_parser("demo", help="derive Mazur's example, generate code, train on iris")
     demo.add_argument("-o", "--output", metavar="DIR", default="symbackprop-demo")
@@ -111,10 +118,36 @@ def cmd_derive(args) -> int:
 def cmd_generate(args) -> int:
     spec = load_spec(args.spec)
     folder = Path(args.output or Path("generated") / spec.name)
+    if args.weights is not None and not args.inference:
+        raise SpecError("--weights", "goes with --inference (the weights to build in)")
+    target = TARGETS[args.target]
+    if args.inference and target.inference is None:
+        have = [t.name for t in TARGETS.values() if t.inference]
+        raise SpecError("--inference", f"the {args.target} target has no inference export "
+                        f"(use --target {' or '.join(have)})")  # fmt: skip
     with _about(args.spec):
-        written = generate(derive(spec), args.target, folder, args.force)
+        d = derive(spec)
+        if args.inference:
+            target.check_size(d)
+            written = write_files(folder, target.inference(d, args.weights), args.force)
+        else:
+            written = generate(d, args.target, folder, args.force)
     for path in written:
         print(path)
+    if target.summary and not args.inference:
+        print(target.summary(lower(d)), file=sys.stderr)
+    return 0
+
+
+def cmd_footprint(args) -> int:
+    from .codegen.c.footprint import footprint, render_report
+
+    spec = load_spec(args.spec)
+    with _about(args.spec):
+        d = derive(spec)
+        TARGETS["c"].check_size(d)
+        report = footprint(lower(d), args.batch, args.arch)
+    print(render_report(report, args.format))
     return 0
 
 
@@ -323,6 +356,7 @@ COMMANDS = {
     "derive": cmd_derive,
     "generate": cmd_generate,
     "check": cmd_check,
+    "footprint": cmd_footprint,
     "train": cmd_train,
     "demo": cmd_demo,
     "verify": run_verify,

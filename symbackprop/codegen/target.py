@@ -28,6 +28,10 @@ class Target:
         needs: Python packages ``module`` needs beyond symbackprop's own dependencies (an
             optional dependency such as torch); ``check`` leaves out a target whose needs are
             not installed. ``files`` never needs them.
+        inference: ``(derivation, weight file or None) -> {file name: text}``, the target's
+            inference-only export (``generate --inference``), or None when it has none.
+        summary: ``program -> str``, one line ``generate`` prints (on stderr) after writing the
+            files (the C target: what the library costs in memory and work), or None.
     """
 
     name: str
@@ -35,6 +39,8 @@ class Target:
     module: Callable[[Derivation, str | Path | None], Any]
     check_size: Callable[[Derivation], None] = lambda d: None
     needs: tuple[str, ...] = ()
+    inference: Callable[[Derivation, str | None], dict[str, str]] | None = None
+    summary: Callable[[Program], str] | None = None
 
     def available(self) -> bool:
         """Whether the packages in ``needs`` are installed (found, not imported)."""

@@ -26,6 +26,9 @@ class CCodePrinter(C99CodePrinter):
     erf as libm's ``erf``; Piecewise as nested ternaries on one line; Float as its shortest
     exact repr; Rational as a quotient ``1.0/3.0`` (parenthesized inside products) that the
     compiler folds exactly; x**2..x**4 as products, x**-n as ``1.0/(...)``, x**(1/2) as sqrt;
+    x**k for a nonnegative integer symbol k (Adam's beta1**k) as ``ipow(x, k)``, binary powering
+    (the generated library defines it): no libm pow, which is kilobytes of soft double on a
+    microcontroller;
     ``names`` renames symbols (the vector ``z1`` becomes ``z1[i]``). Irrational constants print
     as 17-digit floats (numeric_constants).
     """
@@ -113,6 +116,8 @@ class CCodePrinter(C99CodePrinter):
         if exp.is_Integer and exp < 0:
             inv = base if exp == -1 else sp.Pow(base, -exp, evaluate=False)
             return f"1.0{self._suffix}/{self.parenthesize(inv, PRECEDENCE['Mul'], strict=True)}"
+        if exp.is_Symbol and exp.is_integer and exp.is_nonnegative:
+            return f"ipow{f}({self._print(base)}, {self._print(exp)})"
         if exp.is_Integer and 2 <= exp <= _SMALL_POWERS:
             b = self.parenthesize(base, PRECEDENCE["Atom"], strict=True)
             return "(" + "*".join([b] * int(exp)) + ")"
@@ -122,4 +127,23 @@ class CCodePrinter(C99CodePrinter):
         return super().doprint(numeric_constants(as_expr(expr)), assign_to)
 
 
-__all__ = ["CCodePrinter"]
+class StepScalarPrinter(CCodePrinter):
+    """The optimizer's once-a-step scalars (bias corrections) in double, as torch.optim computes
+    them in Python floats: 1 - beta2**k loses five digits in float at k = 1. For a float32 spec a
+    square root is still float math, ``sqrtf((float)(...))`` (the result is rounded to float
+    anyway): a float32 library calls no double libm function.
+    """
+
+    def __init__(self, dtype: str):
+        super().__init__("float64")
+        self.spec_dtype = dtype
+
+    def _print_Pow(self, expr):
+        base, exp = expr.as_base_exp()
+        if self.spec_dtype == "float32" and exp in (sp.S.Half, -sp.S.Half):
+            root = f"sqrtf((float)({self._print(base)}))"
+            return root if exp == sp.S.Half else f"1.0F/{root}"
+        return super()._print_Pow(expr)
+
+
+__all__ = ["CCodePrinter", "StepScalarPrinter"]

@@ -16,7 +16,7 @@ from ... import safe_io
 from ...core import prng
 from ...core.derivation import Derivation
 from ...core.optimizers import hyper_range
-from ...printing.c import CCodePrinter
+from ...printing.c import CCodePrinter, StepScalarPrinter
 from ...spec.errors import SpecError
 from ..program import Lowered, Program
 from ..support import refuse_unimplemented
@@ -317,7 +317,7 @@ def _param(p, k: int) -> dict:
 def _update(program: Program, dtype: str) -> dict:
     upd = program.update
     hyper = [h for h, _ in upd.hyper]
-    scalar = CCodePrinter("float64")
+    scalar = StepScalarPrinter(dtype)
     element = CCodePrinter(dtype)
     fixed = {"p", "g", *upd.state}
     used = set().union(*(e.free_symbols for _, e in upd.steps)) if upd.steps else set()

@@ -1,0 +1,94 @@
+"""The generated C library on a Cortex-M4F (QEMU's mps2-an386): RAM, flash and instructions a
+training step, for the README's table.
+
+For each net and chunk (= batch) size: the footprint report's bytes for the M4 (parameters,
+optimizer state, workspace: what step needs, the workspace holding the gradients), the flash of
+a whole program that trains (the library without its file functions, main, startup, and what it
+pulls in from libm, libgcc's soft double and newlib-nano), and instructions a step: under
+``-icount`` the board's SysTick ticks once every 40 instructions (benchmarks/cortex_m/steps.c
+calibrates it), so counts are repeatable to 40.
+
+Run: python benchmarks/bench_cortex_m.py  (needs arm-none-eabi-gcc and qemu-system-arm)
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import symbackprop
+from symbackprop.codegen import lower, render
+from symbackprop.codegen.c import cortex_m as cm
+from symbackprop.codegen.c.footprint import macs, memory
+
+HERE = Path(__file__).resolve().parent
+STEPS = 20
+LOOPS = 1_000_000  # steps.c's calibration loop, 2 instructions an iteration
+
+
+def net(sizes: list[int], optimizer: dict) -> dict:
+    """A float32 relu classifier inputs-hidden...-classes with softmax and cross-entropy."""
+    *hidden, classes = sizes[1:]
+    layers = [{"units": u, "activation": "relu", "weight": {"init": "he_uniform"}} for u in hidden]
+    layers.append({"units": classes, "activation": "softmax"})
+    return {"name": "net", "dtype": "float32", "inputs": sizes[0], "seed": 1, "layers": layers,
+            "loss": {"type": "cross_entropy"}, "optimizer": optimizer}  # fmt: skip
+
+
+NETS = [
+    ("iris 4-8-3, Adam", net([4, 8, 3], {"type": "adam", "lr": 0.01})),
+    ("64-32-10, SGD", net([64, 32, 10], {"type": "sgd", "lr": 0.05})),
+]
+
+
+def measure(data: dict, rows: int, folder: Path) -> dict:
+    program = lower(symbackprop.derive(symbackprop.parse_spec(data)))
+    for name, text in render(symbackprop.parse_spec(data), "c").items():
+        (folder / name).write_text(text)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(rows, data["inputs"]))
+    T = np.eye(data["layers"][-1]["units"])[rng.integers(0, data["layers"][-1]["units"], rows)]
+
+    def array(name, a):
+        body = ", ".join("{" + ", ".join(f"{v:.8e}F" for v in row) + "}" for row in a)
+        return f"static const float {name}[{a.shape[0]}][{a.shape[1]}] = {{{body}}};\n"
+
+    (folder / "data.h").write_text(
+        f"#define ROWS {rows}\n#define STEPS {STEPS}\n" + array("X", X) + array("T", T)
+    )
+    flags = (f"-I{folder}", f"-DNET_CHUNK={rows}", "-DNET_NO_FILES")
+    image = cm.build_firmware(
+        [folder / "net.c", HERE / "cortex_m/steps.c"], folder / "b.elf", flags
+    )
+    calibration, ticks = (int(w, 16) for w in cm.run(image, icount=True).split())
+    per_tick = 2 * LOOPS / calibration
+    lib = cm.compile_object(folder / "net.c", folder / "net.o", ("-DNET_NO_FILES",))
+    return {
+        **memory(program, rows, pointer=4),
+        **macs(program),
+        "library": cm.text_bytes(lib),
+        "flash": cm.text_bytes(image),
+        "instructions": round(ticks * per_tick / STEPS),
+    }
+
+
+def main() -> None:
+    print(
+        "| net | chunk | params | state | workspace | RAM to train | library | program flash "
+        "| instructions/step |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, data in NETS:
+        for rows in (1, 16):
+            with tempfile.TemporaryDirectory() as tmp:
+                m = measure(data, rows, Path(tmp))
+            ram = sum(m[k] for k in ("params_bytes", "state_bytes", "workspace_bytes"))
+            print(f"| {label} | {rows} | {m['params_bytes']:,} | "
+                  f"{m['state_bytes']:,} | {m['workspace_bytes']:,} | {ram:,} | "
+                  f"{m['library']:,} | {m['flash']:,} | {m['instructions']:,} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

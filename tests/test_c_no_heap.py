@@ -1,0 +1,78 @@
+"""The training library on a device: with NAME_NO_FILES, NAME_MAX_ROWS and a fixed NAME_CHUNK it
+calls nothing from the heap, stdio, the file system or the clock (nm), and trains exactly as
+the NumPy module does, chunk 1 (one sample at a time through the workspace) included.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import symbackprop
+from symbackprop.codegen import render
+from symbackprop.codegen.c import load_c
+from symbackprop.codegen.numpy import numpy_module
+
+ROOT = Path(__file__).resolve().parents[1]
+CC = os.environ.get("CC", "cc")
+STRICT = ["-std=c99", "-Os", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-pedantic"]
+FORBIDDEN = {"malloc", "calloc", "realloc", "free", "printf", "fprintf", "snprintf", "fopen",
+             "fdopen", "fclose", "fwrite", "fread", "time", "clock", "rename", "remove", "open",
+             "stat", "strtod"}  # fmt: skip
+pytestmark = pytest.mark.skipif(shutil.which(CC) is None and not os.environ.get("CI"),
+                                reason="no cc")  # fmt: skip
+
+
+def folder_of(example: str, dtype: str, out: Path) -> tuple[dict, Path]:
+    data = yaml.safe_load((ROOT / f"examples/{example}.yaml").read_text())
+    data["dtype"] = dtype
+    for name, text in render(symbackprop.parse_spec(data), "c").items():
+        (out / name).write_text(text)
+    return data, out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("example", ["iris_softmax", "residual_mlp", "two_branch"])
+def test_no_heap_no_stdio(example, dtype, tmp_path):
+    data, folder = folder_of(example, dtype, tmp_path)
+    name, NAME = data["name"], data["name"].upper()
+    obj = folder / "lib.o"
+    defines = [f"-D{NAME}_NO_FILES", f"-D{NAME}_MAX_ROWS=150", f"-D{NAME}_CHUNK=1"]
+    cmd = [CC, *STRICT, *defines, "-c", str(folder / f"{name}.c"), "-o", str(obj)]
+    subprocess.run(cmd, check=True)
+    nm = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True).stdout
+    symbols = {line.split()[-1]: line.split()[-2] for line in nm.split("\n") if line.strip()}
+    undefined = {s for s, kind in symbols.items() if kind == "U"}
+    assert not undefined & FORBIDDEN, undefined & FORBIDDEN
+    assert symbols[f"{name}_train"] == "T" and f"{name}_save" not in symbols
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_static_order_and_small_chunks_train_as_numpy(chunk, tmp_path):
+    """train with MAX_ROWS (the static sample order) and CHUNK 1 or 7 (batches of 16 cut into
+    chunks): the same weights and losses as the NumPy module, float64 to 1e-12."""
+    data, folder = folder_of("iris_softmax", "float64", tmp_path)
+    flags = ["-DIRIS_SOFTMAX_MAX_ROWS=40", f"-DIRIS_SOFTMAX_CHUNK={chunk}"]
+    c = load_c(folder, cflags=flags)
+    py = numpy_module(symbackprop.derive(symbackprop.parse_spec(data)), tmp_path / "py")
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(40, 4))
+    T = np.eye(3)[rng.integers(0, 3, 40)]
+    results = []
+    for module in (c, py):
+        params = module.init_params()
+        history = module.train(params, X, T, epochs=3, batch_size=16, shuffle=True, seed=9)
+        results.append((history, params))
+    (hc, pc), (hp, pp) = results
+    np.testing.assert_allclose(hc, hp, rtol=1e-12)
+    for k in pp:
+        np.testing.assert_allclose(pc[k], pp[k], rtol=1e-12, atol=1e-14)
+    params = c.init_params()
+    with pytest.raises(ValueError, match="n=41"):  # more rows than MAX_ROWS: refused
+        c.train(params, np.zeros((41, 4)), np.zeros((41, 3)), epochs=1, batch_size=16)
