@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ...printing.names import latex_name
 from ...spec.errors import SpecError
 from ...spec.fields import _bool, _choice, _Fields, _int
 from .. import activations
@@ -81,10 +82,16 @@ def _rnn_forward(node: Node) -> tuple[Op, ...]:
     h = node.a if attrs["return_sequences"] else f"h{node.index}"
     op_attrs = (("act", attrs["nonlinearity"]), ("f", f), ("df", df),
                 ("delta", f"delta{node.index}"), ("truncate", attrs["bptt"]))  # fmt: skip
-    why = f"{h}_t = {attrs['nonlinearity']}(W x_t + U {h}_(t-1) + b + br), {h}_0 = 0"
+    f_tex = r"\tanh" if attrs["nonlinearity"] == "tanh" else r"\operatorname{relu}"
+    ht, xt = latex_name(h), latex_name(node.inputs[0])
+    w, u = latex_name(args[0]), latex_name(args[1])
+    biases = "".join(f" + {latex_name(p)}" for p in args[2:4] if p)
+    why = (f"${ht}_t = {f_tex}\\left({w} {xt}_t + {u} {ht}_{{t-1}}{biases}\\right)$, "
+           f"${ht}_0 = \\mathbf{{0}}$")  # fmt: skip
     ops = [Op("rnn", h, args, why=why, attrs=op_attrs)]
     if not attrs["return_sequences"]:
-        ops.append(Op("time_last", node.a, (h,), why=f"{node.a} = {h}_T (many-to-one)"))
+        last = f"${latex_name(node.a)} = {ht}_T$ (many-to-one)"
+        ops.append(Op("time_last", node.a, (h,), why=last))
     return tuple(ops)
 
 
