@@ -155,3 +155,95 @@ def test_impossible_shapes_are_spec_errors(layer, field, reason):
     with pytest.raises(SpecError) as err:
         symbackprop.parse_spec(spec)
     assert err.value.field == field and reason in err.value.reason
+
+
+# ---- the C target against the NumPy target, its strict build and its sanitizers -------------
+
+STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all"]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])
+def test_c_equals_numpy(spec, tmp_path):
+    """Initial weights bit for bit; loss and gradients over 300 rows (two workspace chunks) at
+    1e-12; 10 steps of batches of varying size."""
+    c = c_module(symbackprop.derive(spec), tmp_path / "c", cflags=STRICT)
+    m = numpy_module(symbackprop.derive(spec), tmp_path / "np")
+    pc, pn = c.init_params(), m.init_params()
+    for name in pn:
+        assert np.array_equal(pc[name], pn[name]), name
+    X, T = data(spec, 300, ties=True)
+    E_c, g_c = c.loss_and_grad(pc, X, T)
+    E_n, g_n = m.loss_and_grad(pn, X, T)
+    close(E_c, E_n, 1e-12)
+    for name in g_n:
+        close(g_c[name], g_n[name], 1e-12)
+    close(c.forward(pc, X), m.forward(pn, X), 1e-12)
+    sc, sn = c.init_state(pc), m.init_state(pn)
+    for k in range(10):
+        rows = slice(11 * k, 11 * k + 1 + 29 * k)
+        close(c.step(pc, sc, X[rows], T[rows]), m.step(pn, sn, X[rows], T[rows]), 1e-12)
+    for name in pn:
+        close(pc[name], pn[name], 1e-12)
+
+
+@pytest.mark.parametrize("spec", SPECS[:3], ids=[s["name"] for s in SPECS[:3]])
+@pytest.mark.parametrize("target", ["numpy", "c", "torch"])
+def test_float32_steps_near_torch(spec, target, tmp_path):
+    """float32 targets follow torch's float64 steps to 1e-4."""
+    spec32 = {**spec, "name": spec["name"] + "_f32", "dtype": "float32"}
+    m = MAKERS[target](symbackprop.derive(spec32), tmp_path)
+    params = m.init_params()
+    assert all(p.dtype == np.float32 for p in params.values())
+    X, T = data(spec, 6)
+    history, _ = train(spec, params, X, T, 10, spec["optimizer"]["lr"],
+                       spec["optimizer"].get("momentum", 0.0))  # fmt: skip
+    state = m.init_state(params)
+    for _ in range(10):
+        m.step(params, state, X.astype(np.float32), T.astype(np.float32))
+    for name in m.TRAINABLE:
+        close(params[name], history[-1][name], 1e-4)
+
+
+ALL_KINDS = net("all_kinds", [2, 9, 9], [
+    {"type": "conv2d", "channels": 4, "kernel": 3, "stride": 2, "padding": "valid",
+     "activation": "relu"},
+    {"type": "conv2d", "channels": 4, "kernel": 2, "groups": 4, "padding": "same",
+     "dilation": 2},
+    {"type": "maxpool2d", "kernel": 2, "stride": 1, "padding": 1},
+    {"type": "avgpool2d", "kernel": 3, "stride": 2, "padding": 1},
+    {"type": "global_avgpool"},
+    {"units": 3, "activation": "softmax"}], "cross_entropy")  # fmt: skip
+ALL_KINDS_1D = net("all_kinds_1d", [2, 10], [
+    {"type": "conv1d", "channels": 3, "kernel": 3, "padding": "same", "activation": "tanh"},
+    {"type": "maxpool1d", "kernel": 2},
+    {"type": "avgpool1d", "kernel": 2, "padding": 1},
+    {"type": "flatten"},
+    {"units": 2}])  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", [ALL_KINDS, ALL_KINDS_1D], ids=["2d", "1d"])
+def test_c_program_strict_and_sanitizer_clean(spec, tmp_path):
+    """Every conv and pooling kind in one net: the program builds with -Wall -Wextra -Werror
+    -pedantic, and trains and predicts clean under AddressSanitizer and UBSan."""
+    import subprocess
+
+    from symbackprop.codegen import render
+    from symbackprop.codegen.c.build import build_program
+
+    for name, text in render(symbackprop.derive(spec), "c").items():
+        (tmp_path / name).write_text(text)
+    assert build_program(tmp_path, STRICT).exists()
+    program = build_program(tmp_path, SANITIZE)
+    X, T = data(spec, 13, ties=True)
+    labels = T.argmax(axis=1)[:, None] if spec["loss"]["type"] == "cross_entropy" else T
+    good = tmp_path / "good.csv"
+    np.savetxt(good, np.hstack([X.reshape(13, -1), labels]), delimiter=",", fmt="%.17g")
+    weights = tmp_path / "w.txt"
+    for cmd in (["train", good, "--epochs", "3", "--batch-size", "5", "--out", weights],
+                ["predict", weights, good]):  # fmt: skip
+        out = subprocess.run([str(a) for a in (program, *cmd)], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 13
