@@ -6,6 +6,7 @@ global average pooling, conv1d), in the generated targets; spec errors for impos
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,3 +248,23 @@ def test_c_program_strict_and_sanitizer_clean(spec, tmp_path):
                              timeout=300, cwd=tmp_path)  # fmt: skip
         assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
     assert len(out.stdout.splitlines()) == 13
+
+
+def test_digits_example_trains_to_97_percent_in_c(tmp_path):
+    """examples/digits_cnn.yaml, trained by the generated C on the shipped training split,
+    classifies at least 97% of the held-out digits."""
+    root = Path(__file__).resolve().parents[1]
+    spec = symbackprop.load_spec(root / "examples/digits_cnn.yaml")
+    c = c_module(symbackprop.derive(spec), tmp_path)
+
+    def load(name):
+        a = np.loadtxt(root / "examples/data" / name, delimiter=",", skiprows=1)
+        return a[:, :64].reshape(-1, 1, 8, 8), np.eye(10)[a[:, 64].astype(int)]
+
+    X, T = load("digits_train.csv")
+    Xt, Tt = load("digits_test.csv")
+    assert len(X) == 1437 and len(Xt) == 360
+    params = c.init_params()
+    c.train(params, X, T, spec.train.epochs, spec.train.batch_size, seed=1,
+            state=c.init_state(params))  # fmt: skip
+    assert c.accuracy(params, Xt, Tt) >= 0.97
