@@ -268,3 +268,67 @@ def test_digits_example_trains_to_97_percent_in_c(tmp_path):
     c.train(params, X, T, spec.train.epochs, spec.train.batch_size, seed=1,
             state=c.init_state(params))  # fmt: skip
     assert c.accuracy(params, Xt, Tt) >= 0.97
+
+
+# ---- the documents: scalar mode, the worked example, verify ---------------------------------
+
+WORKED = net("conv_worked", [1, 4, 4], [
+    {"type": "conv2d", "channels": 2, "kernel": 2, "activation": "relu"},
+    {"type": "maxpool2d", "kernel": 3, "stride": 1},
+    {"type": "flatten"},
+    {"units": 1}])  # fmt: skip
+WORKED_X = np.array([[[[1, 2, 0, -1], [0, 1, 3, 1], [2, -1, 1, 0], [1, 0, 2, 1]]]], float)
+
+
+def test_scalar_mode_gradients_equal_torch():
+    """One 4x4 input, two 2x2 kernels, max pooling: every kernel element's scalar-mode chain
+    (Σ_p ∂E/∂z_p ∂z_p/∂w, element by element, w1_2_1_1_1 ...) equals torch's gradient, and so
+    does the worked example (derive --at) of the tensor mode."""
+    import sympy as sp
+
+    from symbackprop.core.scalar import values_at
+
+    d = symbackprop.derive(WORKED)
+    T = np.array([[0.5]])
+    ev = d.at((WORKED_X, T))
+    _, grads = train(WORKED, ev.params, WORKED_X, T, 1, 0.05)
+    sd = d.scalar()
+    values = values_at(d, ev, 0)
+    names = set()
+    for g in sd.gradients:
+        total = float(sp.Mul(*(f.expr for f in g.factors)).xreplace(values))
+        total *= float(g.scale.xreplace(values))
+        close(total, grads[g.param][g.index], 1e-12)
+        names.add(g.element)
+    assert {"w1_2_1_1_1", "w1_1_1_2_2", "b1_2", "w4_12"} <= names
+    for name, g in ev.gradients.items():
+        close(g, grads[name], 1e-12)
+
+
+def test_worked_example_document_prints_the_kernel_sums(tmp_path):
+    """derive --mode scalar --at: each kernel gradient written as its sum over positions, with
+    the numbers, ending in torch's value."""
+    from symbackprop.cli import main
+
+    spec, sample = tmp_path / "w.json", tmp_path / "s.json"
+    spec.write_text(json.dumps(WORKED))
+    sample.write_text(json.dumps({"x": WORKED_X[0].tolist(), "t": [0.5]}))
+    out = tmp_path / "doc.txt"
+    assert main(["derive", str(spec), "--mode", "scalar", "--at", str(sample), "-o", str(out)]) == 0
+    text = out.read_text()
+    d = symbackprop.derive(WORKED)
+    ev = d.at((WORKED_X, np.array([[0.5]])))
+    _, grads = train(WORKED, ev.params, WORKED_X, np.array([[0.5]]), 1, 0.05)
+    line = next(x for x in text.splitlines() if x.strip().startswith("dE/dw1_2_1_1_1 ="))
+    assert "sum_p dE/dz1_p * dz1_p/dw1_2_1_1_1" in line and "delta1_2_1_1*x1_1_1" in line
+    assert float(line.rsplit("=", 1)[1]) == pytest.approx(grads["W1"][1, 0, 0, 0], rel=1e-8)
+
+
+def test_verify_takes_a_hand_formula_for_a_kernel_element(tmp_path):
+    from symbackprop.cli import main
+
+    spec = tmp_path / "w.json"
+    spec.write_text(json.dumps(WORKED))
+    right = " + ".join(f"delta1_1_{i}_{j}*x1_{i}_{j}" for i in (1, 2, 3) for j in (1, 2, 3))
+    assert main(["verify", str(spec), "--wrt", "w1_1_1_1_1", "--expr", right]) == 0
+    assert main(["verify", str(spec), "--wrt", "w1_1_1_1_1", "--expr", "delta1_1_1_1*x1_1_1"]) == 1
