@@ -100,7 +100,7 @@ def bench(name, shape, c1, c2, batch, rounds, min_time, folder: Path) -> dict:
     for label, m in mods.items():
         p, s = m.init_params(), None
         s = m.init_state(p)
-        steps[label] = (lambda m=m, p=p, s=s: m.step(p, s, X, T))
+        steps[label] = lambda m=m, p=p, s=s: m.step(p, s, X, T)
     ref = reference(shape, c1, c2, mods["NumPy"].init_params())
     Xt, yt = torch.as_tensor(X), torch.as_tensor(labels)
     steps["PyTorch eager"] = lambda: ref(Xt, yt)
