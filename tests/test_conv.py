@@ -68,6 +68,10 @@ SPECS = [
         {"type": "avgpool1d", "kernel": 2},
         {"type": "flatten"},
         {"units": 2}]),
+    net("c2_flatten_after_relu", [2, 4, 4], [
+        {"type": "conv2d", "channels": 3, "kernel": 3, "activation": "relu"},
+        {"type": "flatten"},
+        {"units": 2, "activation": "softmax"}], "cross_entropy"),
     net("c2_overlapping_max_no_bias", [1, 6, 6], [
         {"type": "conv2d", "channels": 2, "kernel": 2, "bias": "none"},
         {"type": "maxpool2d", "kernel": 3, "stride": 1},

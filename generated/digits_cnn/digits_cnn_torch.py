@@ -439,7 +439,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, 
     # a3 = Max(0, z3)
     a3 = torch.clamp_min(z3, 0)
     # a4 = flatten(a3)
-    a4 = a3.reshape(a3.shape[0], 256)
+    a4 = a3.reshape(a3.shape[0], 256).clone()
     # z5 = W5 @ a4 + b5
     z5 = torch.nn.functional.linear(a4, W5, b5)
     # a5 = softmax(z5)
@@ -451,7 +451,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, 
     return (E, a1, a2, a3, a4, a5)
 
 
-loss_op = torch.library.custom_op(_free_name("digits_cnn_8caf4ab0712a_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("digits_cnn_a8192d508798_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -488,7 +488,7 @@ def _loss_backward(ctx, grad, *_):
     # da4 = W5.T @ delta5
     da4 = delta5 @ W5
     # da3 = reshape(da4, [16, 4, 4])
-    da3 = da4.reshape(da4.shape[0], 16, 4, 4)
+    da3 = da4.reshape(da4.shape[0], 16, 4, 4).clone()
     # delta3 = da3*Heaviside(z3, 0)    [H(z3) = H(a3)]
     delta3 = da3*(a3 > 0)
     # dW3 = sum_n correlate(a2_n, delta3_n, padding 1x1)
@@ -527,7 +527,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, W5: Tens
     # a3 = Max(0, z3)
     a3 = torch.clamp_min(z3, 0)
     # a4 = flatten(a3)
-    a4 = a3.reshape(a3.shape[0], 256)
+    a4 = a3.reshape(a3.shape[0], 256).clone()
     # z5 = W5 @ a4 + b5
     z5 = torch.nn.functional.linear(a4, W5, b5)
     # a5 = softmax(z5)
@@ -535,7 +535,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, W5: Tens
     return (a5, a1, a2, a3, a4)
 
 
-forward_op = torch.library.custom_op(_free_name("digits_cnn_8caf4ab0712a_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("digits_cnn_a8192d508798_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -573,7 +573,7 @@ def _forward_backward(ctx, t, *_):
     # da4 = W5.T @ delta5
     da4 = delta5 @ W5
     # da3 = reshape(da4, [16, 4, 4])
-    da3 = da4.reshape(da4.shape[0], 16, 4, 4)
+    da3 = da4.reshape(da4.shape[0], 16, 4, 4).clone()
     # delta3 = da3*Heaviside(z3, 0)    [H(z3) = H(a3)]
     delta3 = da3*(a3 > 0)
     # dW3 = sum_n correlate(a2_n, delta3_n, padding 1x1)
