@@ -6,6 +6,7 @@ global average pooling, conv1d), in the generated targets; spec errors for impos
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,10 @@ SPECS = [
         {"type": "avgpool1d", "kernel": 2},
         {"type": "flatten"},
         {"units": 2}]),
+    net("c2_flatten_after_relu", [2, 4, 4], [
+        {"type": "conv2d", "channels": 3, "kernel": 3, "activation": "relu"},
+        {"type": "flatten"},
+        {"units": 2, "activation": "softmax"}], "cross_entropy"),
     net("c2_overlapping_max_no_bias", [1, 6, 6], [
         {"type": "conv2d", "channels": 2, "kernel": 2, "bias": "none"},
         {"type": "maxpool2d", "kernel": 3, "stride": 1},
@@ -155,3 +160,179 @@ def test_impossible_shapes_are_spec_errors(layer, field, reason):
     with pytest.raises(SpecError) as err:
         symbackprop.parse_spec(spec)
     assert err.value.field == field and reason in err.value.reason
+
+
+# ---- the C target against the NumPy target, its strict build and its sanitizers -------------
+
+STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all"]  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])
+def test_c_equals_numpy(spec, tmp_path):
+    """Initial weights bit for bit; loss and gradients over 300 rows (two workspace chunks) at
+    1e-12; 10 steps of batches of varying size."""
+    c = c_module(symbackprop.derive(spec), tmp_path / "c", cflags=STRICT)
+    m = numpy_module(symbackprop.derive(spec), tmp_path / "np")
+    pc, pn = c.init_params(), m.init_params()
+    for name in pn:
+        assert np.array_equal(pc[name], pn[name]), name
+    X, T = data(spec, 300, ties=True)
+    E_c, g_c = c.loss_and_grad(pc, X, T)
+    E_n, g_n = m.loss_and_grad(pn, X, T)
+    close(E_c, E_n, 1e-12)
+    for name in g_n:
+        close(g_c[name], g_n[name], 1e-12)
+    close(c.forward(pc, X), m.forward(pn, X), 1e-12)
+    sc, sn = c.init_state(pc), m.init_state(pn)
+    for k in range(10):
+        rows = slice(11 * k, 11 * k + 1 + 29 * k)
+        close(c.step(pc, sc, X[rows], T[rows]), m.step(pn, sn, X[rows], T[rows]), 1e-12)
+    for name in pn:
+        close(pc[name], pn[name], 1e-12)
+
+
+@pytest.mark.parametrize("spec", SPECS[:3], ids=[s["name"] for s in SPECS[:3]])
+@pytest.mark.parametrize("target", ["numpy", "c", "torch"])
+def test_float32_steps_near_torch(spec, target, tmp_path):
+    """float32 targets follow torch's float64 steps to 1e-4."""
+    spec32 = {**spec, "name": spec["name"] + "_f32", "dtype": "float32"}
+    m = MAKERS[target](symbackprop.derive(spec32), tmp_path)
+    params = m.init_params()
+    assert all(p.dtype == np.float32 for p in params.values())
+    X, T = data(spec, 6)
+    history, _ = train(spec, params, X, T, 10, spec["optimizer"]["lr"],
+                       spec["optimizer"].get("momentum", 0.0))  # fmt: skip
+    state = m.init_state(params)
+    for _ in range(10):
+        m.step(params, state, X.astype(np.float32), T.astype(np.float32))
+    for name in m.TRAINABLE:
+        close(params[name], history[-1][name], 1e-4)
+
+
+ALL_KINDS = net("all_kinds", [2, 9, 9], [
+    {"type": "conv2d", "channels": 4, "kernel": 3, "stride": 2, "padding": "valid",
+     "activation": "relu"},
+    {"type": "conv2d", "channels": 4, "kernel": 2, "groups": 4, "padding": "same",
+     "dilation": 2},
+    {"type": "maxpool2d", "kernel": 2, "stride": 1, "padding": 1},
+    {"type": "avgpool2d", "kernel": 3, "stride": 2, "padding": 1},
+    {"type": "global_avgpool"},
+    {"units": 3, "activation": "softmax"}], "cross_entropy")  # fmt: skip
+ALL_KINDS_1D = net("all_kinds_1d", [2, 10], [
+    {"type": "conv1d", "channels": 3, "kernel": 3, "padding": "same", "activation": "tanh"},
+    {"type": "maxpool1d", "kernel": 2},
+    {"type": "avgpool1d", "kernel": 2, "padding": 1},
+    {"type": "flatten"},
+    {"units": 2}])  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", [ALL_KINDS, ALL_KINDS_1D], ids=["2d", "1d"])
+def test_c_program_strict_and_sanitizer_clean(spec, tmp_path):
+    """Every conv and pooling kind in one net: the program builds with -Wall -Wextra -Werror
+    -pedantic, and trains and predicts clean under AddressSanitizer and UBSan."""
+    import subprocess
+
+    from symbackprop.codegen import render
+    from symbackprop.codegen.c.build import build_program
+
+    for name, text in render(symbackprop.derive(spec), "c").items():
+        (tmp_path / name).write_text(text)
+    assert build_program(tmp_path, STRICT).exists()
+    program = build_program(tmp_path, SANITIZE)
+    X, T = data(spec, 13, ties=True)
+    labels = T.argmax(axis=1)[:, None] if spec["loss"]["type"] == "cross_entropy" else T
+    good = tmp_path / "good.csv"
+    np.savetxt(good, np.hstack([X.reshape(13, -1), labels]), delimiter=",", fmt="%.17g")
+    weights = tmp_path / "w.txt"
+    for cmd in (["train", good, "--epochs", "3", "--batch-size", "5", "--out", weights],
+                ["predict", weights, good]):  # fmt: skip
+        out = subprocess.run([str(a) for a in (program, *cmd)], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 13
+
+
+def test_digits_example_trains_to_97_percent_in_c(tmp_path):
+    """examples/digits_cnn.yaml, trained by the generated C on the shipped training split,
+    classifies at least 97% of the held-out digits."""
+    root = Path(__file__).resolve().parents[1]
+    spec = symbackprop.load_spec(root / "examples/digits_cnn.yaml")
+    c = c_module(symbackprop.derive(spec), tmp_path)
+
+    def load(name):
+        a = np.loadtxt(root / "examples/data" / name, delimiter=",", skiprows=1)
+        return a[:, :64].reshape(-1, 1, 8, 8), np.eye(10)[a[:, 64].astype(int)]
+
+    X, T = load("digits_train.csv")
+    Xt, Tt = load("digits_test.csv")
+    assert len(X) == 1437 and len(Xt) == 360
+    params = c.init_params()
+    c.train(params, X, T, spec.train.epochs, spec.train.batch_size, seed=1,
+            state=c.init_state(params))  # fmt: skip
+    assert c.accuracy(params, Xt, Tt) >= 0.97
+
+
+# ---- the documents: scalar mode, the worked example, verify ---------------------------------
+
+WORKED = net("conv_worked", [1, 4, 4], [
+    {"type": "conv2d", "channels": 2, "kernel": 2, "activation": "relu"},
+    {"type": "maxpool2d", "kernel": 3, "stride": 1},
+    {"type": "flatten"},
+    {"units": 1}])  # fmt: skip
+WORKED_X = np.array([[[[1, 2, 0, -1], [0, 1, 3, 1], [2, -1, 1, 0], [1, 0, 2, 1]]]], float)
+
+
+def test_scalar_mode_gradients_equal_torch():
+    """One 4x4 input, two 2x2 kernels, max pooling: every kernel element's scalar-mode chain
+    (Σ_p ∂E/∂z_p ∂z_p/∂w, element by element, w1_2_1_1_1 ...) equals torch's gradient, and so
+    does the worked example (derive --at) of the tensor mode."""
+    import sympy as sp
+
+    from symbackprop.core.scalar import values_at
+
+    d = symbackprop.derive(WORKED)
+    T = np.array([[0.5]])
+    ev = d.at((WORKED_X, T))
+    _, grads = train(WORKED, ev.params, WORKED_X, T, 1, 0.05)
+    sd = d.scalar()
+    values = values_at(d, ev, 0)
+    names = set()
+    for g in sd.gradients:
+        total = float(sp.Mul(*(f.expr for f in g.factors)).xreplace(values))
+        total *= float(g.scale.xreplace(values))
+        close(total, grads[g.param][g.index], 1e-12)
+        names.add(g.element)
+    assert {"w1_2_1_1_1", "w1_1_1_2_2", "b1_2", "w4_12"} <= names
+    for name, g in ev.gradients.items():
+        close(g, grads[name], 1e-12)
+
+
+def test_worked_example_document_prints_the_kernel_sums(tmp_path):
+    """derive --mode scalar --at: each kernel gradient written as its sum over positions, with
+    the numbers, ending in torch's value."""
+    from symbackprop.cli import main
+
+    spec, sample = tmp_path / "w.json", tmp_path / "s.json"
+    spec.write_text(json.dumps(WORKED))
+    sample.write_text(json.dumps({"x": WORKED_X[0].tolist(), "t": [0.5]}))
+    out = tmp_path / "doc.txt"
+    assert main(["derive", str(spec), "--mode", "scalar", "--at", str(sample), "-o", str(out)]) == 0
+    text = out.read_text()
+    d = symbackprop.derive(WORKED)
+    ev = d.at((WORKED_X, np.array([[0.5]])))
+    _, grads = train(WORKED, ev.params, WORKED_X, np.array([[0.5]]), 1, 0.05)
+    line = next(x for x in text.splitlines() if x.strip().startswith("dE/dw1_2_1_1_1 ="))
+    assert "sum_p dE/dz1_p * dz1_p/dw1_2_1_1_1" in line and "delta1_2_1_1*x1_1_1" in line
+    assert float(line.rsplit("=", 1)[1]) == pytest.approx(grads["W1"][1, 0, 0, 0], rel=1e-8)
+
+
+def test_verify_takes_a_hand_formula_for_a_kernel_element(tmp_path):
+    from symbackprop.cli import main
+
+    spec = tmp_path / "w.json"
+    spec.write_text(json.dumps(WORKED))
+    right = " + ".join(f"delta1_1_{i}_{j}*x1_{i}_{j}" for i in (1, 2, 3) for j in (1, 2, 3))
+    assert main(["verify", str(spec), "--wrt", "w1_1_1_1_1", "--expr", right]) == 0
+    assert main(["verify", str(spec), "--wrt", "w1_1_1_1_1", "--expr", "delta1_1_1_1*x1_1_1"]) == 1

@@ -389,11 +389,13 @@ def numbers_section(d: Derivation, ev) -> Section:
 
 
 def _array_tex(a: np.ndarray, limit: int = 6) -> str:
-    """A bmatrix of at most ``limit`` rows and columns (\\cdots / \\vdots beyond)."""
+    """A bmatrix of at most ``limit`` rows and columns (\\cdots / \\vdots beyond); a tensor of
+    more than two axes shows its rows of the last axis."""
     a = np.asarray(a, dtype=float)
     if a.ndim == 0:
         return f"{float(a):.9g}"
-    m = a.reshape(-1, 1) if a.ndim == 1 else a
+    # a map or a kernel of more axes: its rows (the last axis) one under the other
+    m = a.reshape(-1, 1) if a.ndim == 1 else a.reshape(-1, a.shape[-1])
     rows = []
     for i, r in enumerate(m[:limit]):
         cells = [f"{v:.6g}" for v in r[:limit]] + ([r"\cdots"] if m.shape[1] > limit else [])

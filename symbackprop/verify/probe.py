@@ -59,6 +59,7 @@ class ScalarNet:
         self.elements = {
             param_element(p, ix): (p, ix) for p in d.params for ix in element_indices(p)
         }
+        # x1, x2, ... for a vector; x1_2_3 for a map's element [0, 1, 2] (as scalar mode)
         self.inputs = [sym(element_name("x", ix)) for ix in indices(d.shapes["x"])]
         self.targets = [sym(element_name("t", ix)) for ix in indices(d.shapes["t"])]
         self.raw = [sym(n) for n in self.elements] + self.inputs + self.targets
