@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", help="the learning rate instead of the spec's (as the programs' --lr)")
     t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
     t.add_argument("--plot", metavar="PNG", help="plot the loss curve (needs matplotlib)")
     t.add_argument("--quiet", action="store_true")
@@ -137,6 +138,24 @@ def _check_positive(value: int | None, flag: str) -> None:
         raise SpecError(flag, f"must be at least 1, got {value}")
 
 
+def _with_lr(spec, text: str):
+    """``spec`` with optimizer.lr = ``text``, held to the spec's own rule for lr (what the
+    generated programs' --lr checks too)."""
+    import dataclasses
+    import math
+
+    from .core.optimizers import hyper_range
+
+    r = hyper_range("eta")
+    try:
+        lr = float(text)
+    except ValueError:
+        lr = math.nan
+    if not r["low"] <= lr <= r["high"]:
+        raise SpecError("--lr", f"must be a finite number {r['rule']}, got {text[:40]!r}")
+    return dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer, lr=lr))
+
+
 class _Diverged(Exception):
     """An epoch ended with a mean loss or a weight that is not finite."""
 
@@ -149,6 +168,8 @@ def cmd_train(args) -> int:
     spec = load_spec(args.spec)
     _check_positive(args.epochs, "--epochs")
     _check_positive(args.batch_size, "--batch-size")
+    if args.lr is not None:
+        spec = _with_lr(spec, args.lr)
     data = Path(args.data)
     if data.is_dir():
         raise SpecError("--data", "is a directory", args.data)
