@@ -29,7 +29,7 @@ from ...core.symbols import T, Y
 from ...spec.load import LossSpec, Spec
 from ..numpy.backend import safe_io_source
 from ..program import Lowered, Program, lower
-from ..support import refuse_unimplemented
+from ..support import CLIPPING, refuse_unimplemented
 
 TEMPLATE = "torch/module.py.j2"
 RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
@@ -308,6 +308,10 @@ def context(program: Program) -> dict:
         "runtime_source": runtime_source(),
         "output": program.output,
         "modes_differ": program.modes_differ,
+        "clip_norm": repr(spec.optimizer.clip_grad_norm) if spec.optimizer.clip_grad_norm else "",
+        "clip_value": repr(spec.optimizer.clip_grad_value)
+        if spec.optimizer.clip_grad_value
+        else "",
         "loss_op": _custom_op(program, printer, "loss"),
         "forward_op": _custom_op(vjp_program(spec), printer, "forward"),
     }
@@ -316,7 +320,7 @@ def context(program: Program) -> dict:
 def check_size(d) -> None:
     """The layer kinds and training controls this target does not generate yet are refused
     (codegen/support.py)."""
-    refuse_unimplemented(d, "torch")
+    refuse_unimplemented(d, "torch", done=CLIPPING)
 
 
 def files(program: Program) -> dict[str, str]:

@@ -109,6 +109,7 @@ class TorchTarget:
         optimizer.zero_grad()
         E = model.loss(X, T)
         E.backward()
+        self.module.clip_gradients([p for p in model.parameters() if p.requires_grad])
         optimizer.step()
         state["step"] += 1
         return float(E.detach())
