@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__
 from .codegen import TARGETS, generate
 from .codegen.files import check_writable, write_atomic
+from .codegen.schedule import lr_at
 from .core.chain_rule import derive
 from .core.evaluate import evaluate
 from .document.sections import render
@@ -207,6 +208,8 @@ def cmd_train(args) -> int:
         if not args.quiet and (epoch % every == 0 or epoch == total - 1):
             acc = module.accuracy(params, x, t)
             extra = "" if acc is None else f"  accuracy {acc:.4f}"
+            if spec.optimizer.schedule is not None:  # the rate this epoch trained at
+                extra += f"  lr {lr_at(spec.optimizer.schedule, spec.optimizer.lr, epoch):.6g}"
             print(f"epoch {epoch + 1:>{len(str(total))}}/{total}  loss {mean_loss:.6g}{extra}")
 
     diverged = None

@@ -451,7 +451,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, z1, z2)
 
 
-loss_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_bb01b4af6cb9_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_323ac67f2c80_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -516,7 +516,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1, z1)
 
 
-forward_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_bb01b4af6cb9_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("rmsprop_custom_loss_323ac67f2c80_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -627,10 +627,16 @@ def make_optimizer(params):
     return torch.optim.RMSprop(params, **OPTIMIZER_OPTIONS)
 
 
+def make_scheduler(optimizer):
+    """The spec's learning-rate schedule: none (None)."""
+    return None
+
+
 def clip_gradients(params):
     """The spec's gradient clipping (torch.nn.utils), for between backward() and the
     optimizer's step: none."""
     return
 
 
-__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer"]
+__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer",
+           "make_scheduler"]

@@ -18,6 +18,7 @@ from ...core.optimizers import hyper_range
 from ...printing.c import CCodePrinter
 from ...spec.errors import SpecError
 from ..program import Lowered, Program
+from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
 
 # In the order write_files renames them into place: the sources, which check the header's build
@@ -366,6 +367,7 @@ def context(program: Program) -> dict:
             "shuffle": int(spec.train.shuffle),
         },
         "metadata": _metadata(program, params),
+        "schedule": c_expr(spec.optimizer.schedule) if spec.optimizer.schedule else "",
     }
 
 
@@ -375,7 +377,7 @@ def check_size(d: Derivation) -> None:
         raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
                         f"one has {len(d.nodes)}): gcc -O3 compiles each pass over the layers as "
                         "one function, in minutes above that; use --target numpy")  # fmt: skip
-    refuse_unimplemented(d, "C", done=CLIPPING)
+    refuse_unimplemented(d, "C", done=(*CLIPPING, "schedule"))
 
 
 def files(program: Program) -> dict[str, str]:
