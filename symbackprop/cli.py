@@ -15,6 +15,7 @@ from pathlib import Path
 from . import __version__
 from .codegen import TARGETS, generate, lower
 from .codegen.files import check_writable, write_atomic, write_files
+from .codegen.schedule import lr_at
 from .core.chain_rule import derive
 from .core.evaluate import evaluate
 from .document.sections import render
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--target", choices=tuple(TARGETS), default="numpy")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", help="the learning rate instead of the spec's (as the programs' --lr)")
     t.add_argument("--out", metavar="WEIGHTS", help="default: <name>.weights")
     t.add_argument("--plot", metavar="PNG", help="plot the loss curve (needs matplotlib)")
     t.add_argument("--quiet", action="store_true")
@@ -172,6 +174,24 @@ def _check_count(value: int | None, flag: str) -> None:
         raise SpecError(flag, f"must be an integer in [1, {MAX_COUNT}], got {value}")
 
 
+def _with_lr(spec, text: str):
+    """``spec`` with optimizer.lr = ``text``, held to the spec's own rule for lr (what the
+    generated programs' --lr checks too)."""
+    import dataclasses
+    import math
+
+    from .core.optimizers import hyper_range
+
+    r = hyper_range("eta")
+    try:
+        lr = float(text)
+    except ValueError:
+        lr = math.nan
+    if not r["low"] <= lr <= r["high"]:
+        raise SpecError("--lr", f"must be a finite number {r['rule']}, got {text[:40]!r}")
+    return dataclasses.replace(spec, optimizer=dataclasses.replace(spec.optimizer, lr=lr))
+
+
 class _Diverged(Exception):
     """An epoch ended with a mean loss or a weight that is not finite."""
 
@@ -184,6 +204,8 @@ def cmd_train(args) -> int:
     spec = load_spec(args.spec)
     _check_count(args.epochs, "--epochs")
     _check_count(args.batch_size, "--batch-size")
+    if args.lr is not None:
+        spec = _with_lr(spec, args.lr)
     data = Path(args.data)
     if data.is_dir():
         raise SpecError("--data", "is a directory", args.data)
@@ -221,6 +243,8 @@ def cmd_train(args) -> int:
         if not args.quiet and (epoch % every == 0 or epoch == total - 1):
             acc = module.accuracy(params, x, t)
             extra = "" if acc is None else f"  accuracy {acc:.4f}"
+            if spec.optimizer.schedule is not None:  # the rate this epoch trained at
+                extra += f"  lr {lr_at(spec.optimizer.schedule, spec.optimizer.lr, epoch):.6g}"
             print(f"epoch {epoch + 1:>{len(str(total))}}/{total}  loss {mean_loss:.6g}{extra}")
 
     diverged = None

@@ -106,6 +106,29 @@ def test_cli_train_reads_a_bom_csv_as_without_it(target, tmp_path, capsys):
     assert (tmp_path / "a.w").read_bytes() == (tmp_path / "b.w").read_bytes()
 
 
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_cli_train_lr_is_the_programs_lr(target, programs, tmp_path, capsys):
+    """`symbackprop train --lr` trains as the generated program's own --lr does (CONTRACT §7),
+    and as not without it; a value the spec would refuse for lr is one error line, exit 2."""
+    spec = str(ROOT / "examples/iris_softmax.yaml")
+    data = tmp_path / "iris.csv"
+    data.write_bytes(iris_rows())
+    args = ["train", spec, "--data", str(data), "--target", target, "--epochs", "2", "--quiet"]
+    assert main([*args, "--lr", "0.05", "--out", str(tmp_path / "a.w")]) == 0
+    assert main([*args, "--out", str(tmp_path / "c.w")]) == 0
+    out = run(command(IRIS, target, programs), "train", data, "--epochs", "2", "--lr", "0.05",
+              "--out", tmp_path / "b.w", "--quiet")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "a.w").read_bytes() == (tmp_path / "b.w").read_bytes()
+    assert (tmp_path / "a.w").read_bytes() != (tmp_path / "c.w").read_bytes()
+    capsys.readouterr()
+    for bad in ("0", "-1", "nan", "inf", "1e999", "fast"):
+        assert main([*args, "--lr", bad, "--out", str(tmp_path / "never.w")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "--lr" in err and err.count("\n") == 1, err
+        assert not (tmp_path / "never.w").exists()
+
+
 # ---- .npz files: not a zip archive, damaged, or claiming more than they hold -------------------
 
 

@@ -89,7 +89,7 @@ def _optimizer(spec, params: list[torch.Tensor]) -> torch.optim.Optimizer:
     if isinstance(spec, str):
         spec = {"type": spec}
     kind = spec["type"]
-    kw = {k: v for k, v in spec.items() if k != "type"}
+    kw = {k: v for k, v in spec.items() if k not in ("type", "clip_grad_norm", "clip_grad_value")}
     kw.setdefault("lr", _DEFAULT_LR[kind])
     if "betas" in kw:
         kw["betas"] = tuple(kw["betas"])
@@ -148,6 +148,11 @@ def torch_step(
         z, a = _network(data, tensors, a)
         loss = _loss(loss_spec, z, a, t)
         loss.backward()
+        opt_spec = data.get("optimizer", {})
+        if isinstance(opt_spec, dict) and "clip_grad_norm" in opt_spec:
+            torch.nn.utils.clip_grad_norm_(list(trainable.values()), opt_spec["clip_grad_norm"])
+        if isinstance(opt_spec, dict) and "clip_grad_value" in opt_spec:
+            torch.nn.utils.clip_grad_value_(list(trainable.values()), opt_spec["clip_grad_value"])
         losses.append(float(loss.detach()))
         if k == 0:
             first = {

@@ -47,6 +47,9 @@ class Update:
     steps: tuple[tuple[sp.Symbol, sp.Expr], ...]  # targets p, g, state names or temporaries
     formulas: tuple[str, ...]
     linear: tuple[sp.Expr, sp.Expr] | None = None  # (beta, alpha): p <- beta p + alpha g
+    # clip_grad_norm's max_norm hyperparameter: the steps read kappa = min(1, max_norm/(‖g‖₂ +
+    # 1e-6)), ‖g‖₂ over every trainable gradient, which the target computes once per step
+    clip_norm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,8 @@ def lower(d: Derivation) -> Program:
         steps += [*temps, (a.target, expr)]
         formulas.append(f"{a.target.name} = {text_of(a.expr)}")
     update = Update(rule.name, hyper, tuple(s.name for s in rule.state), tuple(once),
-                    tuple(steps), tuple(formulas), linear(rule))  # fmt: skip
+                    tuple(steps), tuple(formulas), linear(rule),
+                    "max_norm" if rule.clip_norm else None)  # fmt: skip
     shapes = dict(d.shapes)
     layers = tuple(LayerInfo(n.index, n.type, n.shape, n.spec.activation_name) for n in d.nodes)
     return Program(d.spec, d.params, forward, loss, backward, update, shapes, d.output, d.logits,

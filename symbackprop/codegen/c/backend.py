@@ -19,7 +19,8 @@ from ...core.optimizers import hyper_range
 from ...printing.c import CCodePrinter, StepScalarPrinter
 from ...spec.errors import SpecError
 from ..program import Lowered, Program
-from ..support import refuse_unimplemented
+from ..schedule import c_expr
+from ..support import CLIPPING, refuse_unimplemented
 
 # In the order write_files renames them into place: the sources, which check the header's build
 # id, before the header, so a set interrupted halfway does not compile.
@@ -325,6 +326,8 @@ def _update(program: Program, dtype: str) -> dict:
     scalar_used = set().union(*(e.free_symbols for _, e in upd.scalars)) if upd.scalars else set()
     consts = [{"name": n, "source": f"state->hyper.{n}"} for n in hyper if n in used_names]
     consts += [{"name": s.name, "source": s.name} for s, _ in upd.scalars if s.name in used_names]
+    if upd.clip_norm:
+        consts.append({"name": "kappa", "source": "kappa"})
     return {
         "hyper": [{"name": h, "value": repr(v), **hyper_range(h)} for h, v in upd.hyper],
         "state": list(upd.state),
@@ -339,6 +342,7 @@ def _update(program: Program, dtype: str) -> dict:
         ],
         "formulas": list(upd.formulas),
         "linear": _linear(upd, scalar),
+        "clip_norm": upd.clip_norm,
     }
 
 
@@ -505,6 +509,7 @@ def context(program: Program) -> dict:
             "shuffle": int(spec.train.shuffle),
         },
         "metadata": _metadata(program, params),
+        "schedule": c_expr(spec.optimizer.schedule) if spec.optimizer.schedule else "",
     }
 
 
@@ -514,7 +519,7 @@ def check_size(d: Derivation) -> None:
         raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
                         f"one has {len(d.nodes)}): gcc -O3 compiles each pass over the layers as "
                         "one function, in minutes above that; use --target numpy")  # fmt: skip
-    refuse_unimplemented(d, "C")
+    refuse_unimplemented(d, "C", done=(*CLIPPING, "schedule"))
 
 
 def files(program: Program) -> dict[str, str]:

@@ -15,7 +15,8 @@ from ...core.optimizers import P, hyper_range
 from ...printing.numpy import NumpyCodePrinter
 from .. import npyfiles
 from ..program import Lowered, Program
-from ..support import refuse_unimplemented
+from ..schedule import python_expr
+from ..support import CLIPPING, refuse_unimplemented
 
 TEMPLATE = "numpy/module.py.j2"
 _PYTHON_KEYWORDS = {"lambda"}
@@ -180,6 +181,8 @@ def context(program: Program) -> dict:
         "state_names": ", ".join(upd.state),
         "update": [_assignment(t, e, printer) for t, e in upd.steps],
         "update_formulas": list(upd.formulas),
+        "clip_norm": upd.clip_norm,
+        "schedule": python_expr(spec.optimizer.schedule) if spec.optimizer.schedule else "",
         "train": {
             "epochs": spec.train.epochs,
             "batch_size": spec.train.batch_size,
@@ -217,7 +220,7 @@ def _literal(value) -> str:
 def check_size(d) -> None:
     """Any net the spec allows (MAX_LAYERS layers) generates and imports in seconds; the
     training controls not generated yet are refused (codegen/support.py)."""
-    refuse_unimplemented(d, "NumPy")
+    refuse_unimplemented(d, "NumPy", done=(*CLIPPING, "schedule"))
 
 
 def files(program: Program) -> dict[str, str]:

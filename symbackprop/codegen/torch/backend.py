@@ -32,7 +32,8 @@ from ...core.symbols import T, Y
 from ...spec.load import LossSpec, Spec
 from ..numpy.backend import safe_io_source
 from ..program import Lowered, Program, lower
-from ..support import refuse_unimplemented
+from ..schedule import torch_class
+from ..support import CLIPPING, refuse_unimplemented
 
 TEMPLATE = "torch/module.py.j2"
 RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
@@ -359,6 +360,7 @@ def context(program: Program) -> dict:
             "value": _literal(i.value),
         })  # fmt: skip
     optimizer, options = _optimizer(spec)
+    o = spec.optimizer
     return {
         **program.summary(),
         "multi_axis": len(spec.input_shape) > 1,
@@ -375,6 +377,9 @@ def context(program: Program) -> dict:
         "runtime_source": runtime_source(),
         "output": program.output,
         "modes_differ": program.modes_differ,
+        "clip_norm": repr(o.clip_grad_norm) if o.clip_grad_norm else "",
+        "clip_value": repr(o.clip_grad_value) if o.clip_grad_value else "",
+        "scheduler": torch_class(o.schedule) if o.schedule else None,
         "loss_op": _custom_op(program, printer, "loss"),
         "forward_op": _custom_op(vjp_program(spec), printer, "forward"),
     }
@@ -383,7 +388,7 @@ def context(program: Program) -> dict:
 def check_size(d) -> None:
     """The layer kinds and training controls this target does not generate yet are refused
     (codegen/support.py)."""
-    refuse_unimplemented(d, "torch")
+    refuse_unimplemented(d, "torch", done=(*CLIPPING, "schedule"))
 
 
 def files(program: Program) -> dict[str, str]:

@@ -102,6 +102,7 @@ class TorchTarget:
         optimizer.zero_grad()
         E = model.loss(X, T)
         E.backward()
+        self.module.clip_gradients([p for p in model.parameters() if p.requires_grad])
         optimizer.step()
         state["step"] += 1
         return float(E.detach())
@@ -131,6 +132,9 @@ class TorchTarget:
         state = self.init_state(params) if state is None else state
         self._set(state["model"], params)
         n, history = X.shape[0], []
+        groups = state["optimizer"].param_groups
+        base = [g["lr"] for g in groups]
+        scheduler = self.module.make_scheduler(state["optimizer"])  # stepped once per epoch
         for epoch in range(epochs):
             order = prng.permutation(seed, epoch, n) if shuffle else np.arange(n)
             total, batches = 0.0, 0
@@ -139,9 +143,13 @@ class TorchTarget:
                 total += self._step(state, X[idx], T[idx])
                 batches += 1
             history.append(total / batches)
+            if scheduler is not None:
+                scheduler.step()
             if progress is not None:
                 self._get(state["model"], params)
                 progress(epoch, epochs, history[-1])
+        for group, lr in zip(groups, base, strict=True):  # the base rate, as the other targets
+            group["lr"] = lr
         self._get(state["model"], params)
         return history
 
