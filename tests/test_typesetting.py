@@ -14,11 +14,22 @@ from pathlib import Path
 import pytest
 
 import symbackprop
+from symbackprop.document.sections import MAX_SCALAR_PARAMS
 from symbackprop.spec.samples import load_samples
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@cache
+def _derivation(spec: Path):
+    return symbackprop.derive(spec)
+
+
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
-CASES = [(s, m, at) for s in EXAMPLES for m in ("scalar", "tensor") for at in (False, True)]
+# scalar mode is for small nets (digits_cnn is refused there, as test_documents checks)
+SMALL = {s for s in EXAMPLES if _derivation(s).num_params <= MAX_SCALAR_PARAMS}
+CASES = [(s, m, at) for s in EXAMPLES for m in ("scalar", "tensor") for at in (False, True)
+         if m == "tensor" or s in SMALL]  # fmt: skip
 IDS = [f"{s.stem}-{m}-{'at' if a else 'sym'}" for s, m, a in CASES]
 
 # SymPy's own syntax and LaTeX commands, which the text format must never show
@@ -27,11 +38,6 @@ SYMPY_SYNTAX = re.compile(
     r"\bSum\(|\bDerivative\(|\bexp_polar|\bzoo\b|\\[A-Za-z]+|\{\\|\bTrue\b"
 )
 UNICODE_MATH = re.compile("[∂ℓδΣ∑⊙ᵀ−σθ×∇∈≤≥√αβγεηλμτ𝟙]")
-
-
-@cache
-def _derivation(spec: Path):
-    return symbackprop.derive(spec)
 
 
 def _sample(spec: Path) -> Path:

@@ -110,11 +110,15 @@ def _describe(ly: Node) -> str:
 
 
 def _inputs_of(spec) -> str:
-    """'4 inputs', or for sequences 'sequences of 12 steps of 1 feature(s)'."""
-    if len(spec.input_shape) == 1:
+    """'4 inputs', 'sequences of 12 steps of 1 feature', or 'maps of 1 channel of 8 x 8'."""
+    shape = spec.input_shape
+    if len(shape) == 1:
         return f"{spec.inputs} inputs"
-    steps, feats = spec.input_shape
-    return f"sequences of {steps} steps of {feats} feature{'s' if feats > 1 else ''}"
+    if spec.input_layout == "sequence":
+        steps, feats = shape
+        return f"sequences of {steps} steps of {feats} feature{'s' if feats > 1 else ''}"
+    channels, size = shape[0], " x ".join(map(str, shape[1:]))
+    return f"maps of {channels} channel{'s' if channels > 1 else ''} of {size}"
 
 
 def network_section(d: Derivation) -> Section:

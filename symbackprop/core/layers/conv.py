@@ -18,26 +18,28 @@ CONV_TEXTBOOK = (
     (r"z^{(l)}_{o,p} = \sum_{c} \sum_{k} W^{(l)}_{o,c,k}\, a^{(l-1)}_{c,\, s p + d k - \pi}"
      r" + b^{(l)}_o",
      "z_l[o,p] = sum_c sum_k W_l[o,c,k] a_{l-1}[c, s*p + d*k - pad] + b_l[o]",
-     "convolution (a cross-correlation, as PyTorch): stride s, dilation d, padding π; with "
+     "convolution (a cross-correlation, as PyTorch): stride s, dilation d, padding $\\pi$; with "
      "groups, c runs over the input channels of o's group"),
     (r"\frac{\partial E}{\partial W^{(l)}_{o,c,k}} = c_E \sum_n \sum_p \delta^{(l)}_{n,o,p}\,"
      r" a^{(l-1)}_{n,c,\, s p + d k - \pi}, \quad \frac{\partial E}{\partial b^{(l)}_o} = "
      r"c_E \sum_n \sum_p \delta^{(l)}_{n,o,p}",
      "dE/dW_l[o,c,k] = c sum_n sum_p delta_l[n,o,p] a_{l-1}[n,c,s*p+d*k-pad];  "
      "dE/db_l[o] = c sum_n sum_p delta_l[n,o,p]",
-     "the kernel gradient is the input correlated with δ (strided by s, dilated by d)"),
+     "the kernel gradient is the input correlated with $\\boldsymbol{\\delta}$ (strided by s, "
+     "dilated by d)"),
     (r"\frac{\partial \ell}{\partial a^{(l-1)}_{c,i}} = \sum_o \sum_{p,k:\ s p + d k - \pi = i}"
      r" W^{(l)}_{o,c,k}\, \delta^{(l)}_{o,p}",
      "dl/da_{l-1}[c,i] = sum_o sum_{p,k: s*p+d*k-pad=i} W_l[o,c,k] delta_l[o,p]",
-     "the input gradient is the transposed (full) convolution of δ with the kernel"),
+     "the input gradient is the transposed (full) convolution of $\\boldsymbol{\\delta}$ with "
+     "the kernel"),
 )  # fmt: skip
 
 POOL_TEXTBOOK = (
     (r"a^{(l)}_{c,p} = \max_{k} a^{(l-1)}_{c,\, s p + k - \pi} \;\text{or}\; "
      r"\frac{1}{|K|}\sum_k a^{(l-1)}_{c,\, s p + k - \pi}",
      "a_l[c,p] = max_k a_{l-1}[c, s*p+k-pad]  or  mean_k a_{l-1}[c, s*p+k-pad]",
-     "pooling: max sends δ to the first maximum of each window (as PyTorch); average shares "
-     "δ equally by the |K| elements of the window (padding counted)"),
+     "pooling: max sends $\\boldsymbol{\\delta}$ to the first maximum of each window (as "
+     "PyTorch); average shares $\\boldsymbol{\\delta}$ equally by the $|K|$ elements of the window (padding counted)"),
 )  # fmt: skip
 
 GAP_TEXTBOOK = (
