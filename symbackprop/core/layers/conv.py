@@ -39,7 +39,8 @@ POOL_TEXTBOOK = (
      r"\frac{1}{|K|}\sum_k a^{(l-1)}_{c,\, s p + k - \pi}",
      "a_l[c,p] = max_k a_{l-1}[c, s*p+k-pad]  or  mean_k a_{l-1}[c, s*p+k-pad]",
      "pooling: max sends $\\boldsymbol{\\delta}$ to the first maximum of each window (as "
-     "PyTorch); average shares $\\boldsymbol{\\delta}$ equally by the $|K|$ elements of the window (padding counted)"),
+     "PyTorch); average shares $\\boldsymbol{\\delta}$ equally by the $|K|$ elements of the "
+     "window (padding counted)"),
 )  # fmt: skip
 
 GAP_TEXTBOOK = (
