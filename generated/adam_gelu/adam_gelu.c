@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x07275fec4492
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x9a4f340a3283
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -181,10 +181,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -455,13 +458,13 @@ double adam_gelu_loss_and_grad(const Params *params, const real *X, const real *
 double adam_gelu_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
 }
 
 double adam_gelu_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -474,6 +477,24 @@ void adam_gelu_init_state(State *state)
     state->hyper.beta1 = 0.9;
     state->hyper.beta2 = 0.999;
     state->hyper.epsilon = 1e-08;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -525,8 +546,8 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double beta2 = state->hyper.beta2;
     const double s0 = 1 - beta1;
     const double s1 = 1 - beta2;
-    const double s2 = eta/(1 - pow(beta1, k));
-    const double s3 = 1.0/sqrt(1 - pow(beta2, k));
+    const double s2 = eta/(1 - ipow(beta1, k));
+    const double s3 = 1.0F/sqrtf((float)(1 - ipow(beta2, k)));
     const real c[] = {
         (real)(state->hyper.lambda),
         (real)(state->hyper.beta1),
@@ -569,7 +590,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double adam_gelu_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int adam_gelu_train(Params *params, State *state, const real *X,
@@ -581,6 +602,12 @@ int adam_gelu_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef ADAM_GELU_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int adam_gelu_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, adam_gelu_progress progress, void *context,
@@ -589,8 +616,14 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef ADAM_GELU_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[ADAM_GELU_MAX_ROWS];
+    if (n > ADAM_GELU_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -604,11 +637,11 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -623,6 +656,7 @@ double adam_gelu_accuracy(const Params *params, const real *X, const real *T, lo
     return -1; /* not a classifier */
 }
 
+#ifndef ADAM_GELU_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1088,6 +1122,7 @@ void adam_gelu_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t adam_gelu_layout(int which)
 {

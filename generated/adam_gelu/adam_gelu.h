@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x07275fec4492 /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x9a4f340a3283 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +31,10 @@
 #ifndef ADAM_GELU_CHUNK
 #define ADAM_GELU_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define ADAM_GELU_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and ADAM_GELU_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef float adam_gelu_real; /* the spec's dtype: float32 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x07275fec4492
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x9a4f340a3283
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "digits_cnn.h"
-#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0x135a156d3796
+#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0xa3cce3f836bf
 #error "digits_cnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -148,10 +148,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -255,7 +258,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
             }            }
         }
     }
-    /* a1 = Max(0, z1) */
+    /* a1 = max(0, z1) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
@@ -307,7 +310,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
             }            }
         }
     }
-    /* a3 = Max(0, z3) */
+    /* a3 = max(0, z3) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z3 = ws->z3[0];
         real *restrict a3 = ws->a3[0];
@@ -406,7 +409,7 @@ static void backward_chunk(const Params *params, Grads *grads,
 
     /* da3 = reshape(da4, [16, 4, 4]): the same numbers */
     memcpy(ws->da3, ws->da4, (size_t)m * sizeof ws->da3[0]);
-    /* delta3 = da3*Heaviside(z3, 0) */
+    /* delta3 = da3*(z3 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da3 = ws->da3[0];
         const real *restrict z3 = ws->z3[0];
@@ -500,7 +503,7 @@ static void backward_chunk(const Params *params, Grads *grads,
                 }
         }
     }
-    /* delta1 = da1*Heaviside(z1, 0) */
+    /* delta1 = da1*(z1 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da1 = ws->da1[0];
         const real *restrict z1 = ws->z1[0];
@@ -545,13 +548,15 @@ static void backward_chunk(const Params *params, Grads *grads,
         }
 }
 
-/* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk */
+/* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk, in training mode
+ * (dropout masks at the step count step) */
 static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
                                  const long *idx, long n, Grads *grads,
-                                 Work *ws, const fused *fz)
+                                 Work *ws, const fused *fz, int64_t step)
 {
     double sum = 0;
     const double Nd = (double)n;
+    (void)step;
     if (grads) { /* the weight gradients are overwritten by the first chunk */
         memset(grads->W1, 0, sizeof grads->W1);
         memset(grads->b1, 0, sizeof grads->b1);
@@ -587,13 +592,25 @@ void digits_cnn_forward(const Params *params, const real *X, long n, real *Y,
 double digits_cnn_loss(const Params *params, const real *X, const real *T, long n,
                        Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
+    return digits_cnn_loss_at(params, X, T, n, 0, ws);
 }
 
 double digits_cnn_loss_and_grad(const Params *params, const real *X, const real *T,
                                 long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
+    return digits_cnn_loss_and_grad_at(params, X, T, n, 0, grads, ws);
+}
+
+double digits_cnn_loss_at(const Params *params, const real *X, const real *T, long n,
+                          int64_t step, Work *ws)
+{
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+}
+
+double digits_cnn_loss_and_grad_at(const Params *params, const real *X, const real *T,
+                                   long n, int64_t step, Grads *grads, Work *ws)
+{
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -606,6 +623,24 @@ void digits_cnn_init_state(State *state)
     state->hyper.beta1 = 0.9;
     state->hyper.beta2 = 0.999;
     state->hyper.epsilon = 1e-08;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -657,8 +692,8 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double beta2 = state->hyper.beta2;
     const double s0 = 1 - beta1;
     const double s1 = 1 - beta2;
-    const double s2 = eta/(1 - pow(beta1, k));
-    const double s3 = 1.0/sqrt(1 - pow(beta2, k));
+    const double s2 = eta/(1 - ipow(beta1, k));
+    const double s3 = 1.0/sqrt(1 - ipow(beta2, k));
     const real c[] = {
         (real)(state->hyper.lambda),
         (real)(state->hyper.beta1),
@@ -678,19 +713,30 @@ static void update(Params *params, State *state, const Grads *grads, int all)
                           PARAMS[j].size, c);
 }
 
+/* The running buffers' updates from the batch statistics of the step's forward pass (none
+ * when the loss is NaN: the batch was not computed) */
+static void update_buffers(Params *params, const Work *ws, long n, double E)
+{
+    (void)params;
+    (void)ws;
+    (void)n;
+    (void)E;
+}
+
 static double step_rows(Params *params, State *state, const real *X,
                         const real *T, const long *idx, long n, Work *ws)
 {
     double E;
-    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL);
+    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
+    update_buffers(params, ws, n, E);
     return E;
 }
 
 double digits_cnn_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int digits_cnn_train(Params *params, State *state, const real *X,
@@ -702,6 +748,12 @@ int digits_cnn_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef DIGITS_CNN_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int digits_cnn_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, digits_cnn_progress progress, void *context,
@@ -710,8 +762,14 @@ int digits_cnn_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef DIGITS_CNN_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[DIGITS_CNN_MAX_ROWS];
+    if (n > DIGITS_CNN_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -725,11 +783,11 @@ int digits_cnn_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -752,9 +810,10 @@ double digits_cnn_accuracy(const Params *params, const real *X, const real *T, l
             right += y == t;
         }
     }
-    return n < 1 ? NAN : (double)right / ((double)n);
+    return n < 1 ? (double)NAN : (double)right / ((double)n);
 }
 
+#ifndef DIGITS_CNN_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1224,6 +1283,7 @@ void digits_cnn_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t digits_cnn_layout(int which)
 {

@@ -12,7 +12,7 @@
  */
 #ifndef DIGITS_CNN_H
 #define DIGITS_CNN_H
-#define DIGITS_CNN_BUILD 0x135a156d3796 /* this set of files: the .c files check it */
+#define DIGITS_CNN_BUILD 0xa3cce3f836bf /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +35,10 @@
 #ifndef DIGITS_CNN_CHUNK
 #define DIGITS_CNN_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define DIGITS_CNN_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and DIGITS_CNN_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double digits_cnn_real; /* the spec's dtype: float64 */
 
@@ -119,6 +123,13 @@ double digits_cnn_loss(const digits_cnn_params *params, const digits_cnn_real *X
 /* E, and dE/dparam of every trainable parameter in grads. */
 double digits_cnn_loss_and_grad(const digits_cnn_params *params, const digits_cnn_real *X,
     const digits_cnn_real *T, long n, digits_cnn_grads *grads, digits_cnn_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double digits_cnn_loss_at(const digits_cnn_params *params, const digits_cnn_real *X,
+    const digits_cnn_real *T, long n, int64_t step, digits_cnn_workspace *ws);
+double digits_cnn_loss_and_grad_at(const digits_cnn_params *params, const digits_cnn_real *X,
+    const digits_cnn_real *T, long n, int64_t step, digits_cnn_grads *grads,
+    digits_cnn_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void digits_cnn_init_state(digits_cnn_state *state);

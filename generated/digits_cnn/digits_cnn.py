@@ -272,6 +272,21 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
         perm[i], perm[j] = perm[j], perm[i]
     return perm
 
+
+DROPOUT_STREAM = 1 << 33  # dropout layer i: stream_key(seed, DROPOUT_STREAM + i), then the step
+
+
+def dropout_key(seed: int, step: int, layer: int) -> int:
+    """The key of layer ``layer``'s dropout masks at step ``step`` (0 for the first step)."""
+    return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
+
+
+def dropout_keep(key: int, first: int, rows: int, width: int, p: float) -> np.ndarray:
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
+    kept when u(key, r * width + j) >= p, so each is dropped with probability p."""
+    idx = np.arange(first * width, (first + rows) * width, dtype=np.uint64)
+    return (_u(key, idx) >= p).reshape(rows, width)
+
 # ---- end of prng ------------------------------------------------------------------------------
 
 # ---- reading and writing files (symbackprop/safe_io.py, verbatim) ----------------------------
@@ -601,13 +616,13 @@ def _forward(params, X):
     x = x.reshape(len(x), *INPUT_SHAPE)
     # z1 = conv(W1, x, padding 1x1) + b1
     z1 = conv_forward(x, W1, b1, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = np.maximum(0, z1)
     # a2 = maxpool(a1, 2x2)
     a2 = maxpool(a1, (2, 2), (2, 2), ((0, 0), (0, 0)))
     # z3 = conv(W3, a2, padding 1x1) + b3
     z3 = conv_forward(a2, W3, b3, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
-    # a3 = Max(0, z3)
+    # a3 = max(0, z3)
     a3 = np.maximum(0, z3)
     # a4 = flatten(a3)
     a4 = a3.reshape(len(a3), 256)
@@ -677,7 +692,7 @@ def loss_and_grad(params, X, T):
     da4 = delta5 @ W5
     # da3 = reshape(da4, [16, 4, 4])
     da3 = da4.reshape(len(da4), 16, 4, 4)
-    # delta3 = da3*Heaviside(z3, 0)
+    # delta3 = da3*(z3 > 0)
     delta3 = da3*_step(z3)
     # dW3 = sum_n correlate(a2_n, delta3_n, padding 1x1)
     grads["W3"] = conv_grad_weight(delta3, a2, W3.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
@@ -687,7 +702,7 @@ def loss_and_grad(params, X, T):
     da2 = conv_grad_input(delta3, W3, (8, 4, 4), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     # da1 = da2 to the first maximum of each window of a1 (2x2)
     da1 = maxpool_backward(da2, a1, (2, 2), (2, 2), ((0, 0), (0, 0)))
-    # delta1 = da1*Heaviside(z1, 0)
+    # delta1 = da1*(z1 > 0)
     delta1 = da1*_step(z1)
     # dW1 = sum_n correlate(x_n, delta1_n, padding 1x1)
     grads["W1"] = conv_grad_weight(delta1, x, W1.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), 1)

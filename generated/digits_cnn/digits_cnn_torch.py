@@ -204,6 +204,21 @@ def _u(key, idx):
     return _shr(z, 11).to(torch.float64) * _TWO_M53
 
 
+DROPOUT_STREAM = 1 << 33  # dropout layer i: stream_key(seed, DROPOUT_STREAM + i), then the step
+
+
+def dropout_key(seed, step, layer):
+    """The key of layer ``layer``'s dropout masks at step count ``step`` (core/prng.py's)."""
+    return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
+
+
+def dropout_keep(key, first, rows, width, p):
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
+    kept when u(key, r * width + j) >= p (core/prng.py's)."""
+    idx = torch.arange(first * width, (first + rows) * width, dtype=torch.int64)
+    return (_u(key, idx) >= p).reshape(rows, width)
+
+
 def uniforms(key, n):
     """u(key, 0), ..., u(key, n-1)."""
     return _u(key, torch.arange(n, dtype=torch.int64))
@@ -245,25 +260,6 @@ def normals(key, n):
         todo = todo[~ok]
         r += 1
     return out
-
-
-def distribution(scheme, fan_in, fan_out, low=-1.0, high=1.0, std=1.0, gain=1.0):
-    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved."""
-    if scheme in ("normal", "xavier_normal", "he_normal"):
-        if scheme == "xavier_normal":
-            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        elif scheme == "he_normal":
-            std = math.sqrt(2.0 / float(fan_in))
-        return "normal", float(std), 0.0
-    if scheme != "uniform":
-        if scheme == "xavier_uniform":
-            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-        elif scheme == "he_uniform":
-            bound = math.sqrt(6.0 / float(fan_in))
-        else:  # pytorch
-            bound = 1.0 / math.sqrt(float(fan_in))
-        low, high = -bound, bound
-    return "uniform", float(low), float(high)
 
 
 def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
@@ -370,6 +366,30 @@ def _log1pexp(u):
     """log(1 + exp(u)) without overflow: logaddexp(0, u), as the NumPy target computes it."""
     return torch.logaddexp(u.new_zeros(()), u)
 
+
+def distribution(
+    scheme: str, fan_in: int, fan_out: int, low=-1.0, high=1.0, std=1.0, gain=1.0
+) -> tuple[str, float, float]:
+    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved.
+
+    The C target stores these numbers (exact as repr) instead of computing them again.
+    """
+    if scheme in ("normal", "xavier_normal", "he_normal"):
+        if scheme == "xavier_normal":
+            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+        elif scheme == "he_normal":
+            std = math.sqrt(2.0 / float(fan_in))
+        return "normal", float(std), 0.0
+    if scheme != "uniform":
+        if scheme == "xavier_uniform":
+            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
+        elif scheme == "he_uniform":
+            bound = math.sqrt(6.0 / float(fan_in))
+        else:  # pytorch
+            bound = 1.0 / math.sqrt(float(fan_in))
+        low, high = -bound, bound
+    return "uniform", float(low), float(high)
+
 # ---- end of runtime -----------------------------------------------------------------------------
 
 
@@ -430,13 +450,13 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, 
     N = x.shape[0]
     # z1 = conv(W1, x, padding 1x1) + b1
     z1 = torch.nn.functional.conv2d(x, W1, b1, (1, 1), (1, 1), (1, 1), 1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # a2 = maxpool(a1, 2x2)
     a2 = torch.nn.functional.max_pool2d(a1, (2, 2), (2, 2), (0, 0))
     # z3 = conv(W3, a2, padding 1x1) + b3
     z3 = torch.nn.functional.conv2d(a2, W3, b3, (1, 1), (1, 1), (1, 1), 1)
-    # a3 = Max(0, z3)
+    # a3 = max(0, z3)
     a3 = torch.clamp_min(z3, 0)
     # a4 = flatten(a3)
     a4 = a3.reshape(a3.shape[0], 256).clone()
@@ -451,7 +471,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, 
     return (E, a1, a2, a3, a4, a5)
 
 
-loss_op = torch.library.custom_op(_free_name("digits_cnn_a8192d508798_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("digits_cnn_2390e7eadcce_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -489,7 +509,7 @@ def _loss_backward(ctx, grad, *_):
     da4 = delta5 @ W5
     # da3 = reshape(da4, [16, 4, 4])
     da3 = da4.reshape(da4.shape[0], 16, 4, 4).clone()
-    # delta3 = da3*Heaviside(z3, 0)    [H(z3) = H(a3)]
+    # delta3 = da3*(z3 > 0)    [H(z3) = H(a3)]
     delta3 = da3*(a3 > 0)
     # dW3 = sum_n correlate(a2_n, delta3_n, padding 1x1)
     dW3 = torch.nn.grad.conv2d_weight(a2, (16, 8, 3, 3), delta3, (1, 1), (1, 1), (1, 1), 1)
@@ -500,7 +520,7 @@ def _loss_backward(ctx, grad, *_):
     # da1 = da2 to the first maximum of each window of a1 (2x2)
     _, _first = torch.nn.functional.max_pool2d(a1, (2, 2), (2, 2), (0, 0), return_indices=True)
     da1 = torch.zeros_like(a1).flatten(2).scatter_add_(2, _first.flatten(2), da2.flatten(2)).view_as(a1)
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n correlate(x_n, delta1_n, padding 1x1)
     dW1 = torch.nn.grad.conv2d_weight(x, (8, 1, 3, 3), delta1, (1, 1), (1, 1), (1, 1), 1)
@@ -518,13 +538,13 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, W5: Tens
     N = x.shape[0]
     # z1 = conv(W1, x, padding 1x1) + b1
     z1 = torch.nn.functional.conv2d(x, W1, b1, (1, 1), (1, 1), (1, 1), 1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # a2 = maxpool(a1, 2x2)
     a2 = torch.nn.functional.max_pool2d(a1, (2, 2), (2, 2), (0, 0))
     # z3 = conv(W3, a2, padding 1x1) + b3
     z3 = torch.nn.functional.conv2d(a2, W3, b3, (1, 1), (1, 1), (1, 1), 1)
-    # a3 = Max(0, z3)
+    # a3 = max(0, z3)
     a3 = torch.clamp_min(z3, 0)
     # a4 = flatten(a3)
     a4 = a3.reshape(a3.shape[0], 256).clone()
@@ -535,7 +555,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, W5: Tens
     return (a5, a1, a2, a3, a4)
 
 
-forward_op = torch.library.custom_op(_free_name("digits_cnn_a8192d508798_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("digits_cnn_2390e7eadcce_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -574,7 +594,7 @@ def _forward_backward(ctx, t, *_):
     da4 = delta5 @ W5
     # da3 = reshape(da4, [16, 4, 4])
     da3 = da4.reshape(da4.shape[0], 16, 4, 4).clone()
-    # delta3 = da3*Heaviside(z3, 0)    [H(z3) = H(a3)]
+    # delta3 = da3*(z3 > 0)    [H(z3) = H(a3)]
     delta3 = da3*(a3 > 0)
     # dW3 = sum_n correlate(a2_n, delta3_n, padding 1x1)
     dW3 = torch.nn.grad.conv2d_weight(a2, (16, 8, 3, 3), delta3, (1, 1), (1, 1), (1, 1), 1)
@@ -585,7 +605,7 @@ def _forward_backward(ctx, t, *_):
     # da1 = da2 to the first maximum of each window of a1 (2x2)
     _, _first = torch.nn.functional.max_pool2d(a1, (2, 2), (2, 2), (0, 0), return_indices=True)
     da1 = torch.zeros_like(a1).flatten(2).scatter_add_(2, _first.flatten(2), da2.flatten(2)).view_as(a1)
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n correlate(x_n, delta1_n, padding 1x1)
     dW1 = torch.nn.grad.conv2d_weight(x, (8, 1, 3, 3), delta1, (1, 1), (1, 1), (1, 1), 1)
@@ -665,4 +685,16 @@ def make_optimizer(params):
     return torch.optim.Adam(params, **OPTIMIZER_OPTIONS)
 
 
-__all__ = ["Model", "forward_op", "init_params", "loss_op", "make_optimizer"]
+def make_scheduler(optimizer):
+    """The spec's learning-rate schedule: none (None)."""
+    return None
+
+
+def clip_gradients(params):
+    """The spec's gradient clipping (torch.nn.utils), for between backward() and the
+    optimizer's step: none."""
+    return
+
+
+__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer",
+           "make_scheduler"]

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xd4793ed60bbe
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x9f031aaed568
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -144,10 +144,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -217,7 +220,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 8; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 8, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
-    /* a1 = Max(0, z1) */
+    /* a1 = max(0, z1) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
@@ -312,7 +315,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         for (int i = 0; i < 3; ++i) grads->b2[i] += d[i];
     }
 
-    /* delta1 = da1*Heaviside(z1, 0) */
+    /* delta1 = da1*(z1 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da1 = ws->da1[0];
         const real *restrict z1 = ws->z1[0];
@@ -388,13 +391,13 @@ double iris_softmax_loss_and_grad(const Params *params, const real *X, const rea
 double iris_softmax_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
 }
 
 double iris_softmax_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -406,6 +409,24 @@ void iris_softmax_init_state(State *state)
     state->hyper.beta1 = 0.9;
     state->hyper.beta2 = 0.999;
     state->hyper.epsilon = 1e-08;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -454,8 +475,8 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double beta2 = state->hyper.beta2;
     const double s0 = 1 - beta1;
     const double s1 = 1 - beta2;
-    const double s2 = eta/(1 - pow(beta1, k));
-    const double s3 = 1.0/sqrt(1 - pow(beta2, k));
+    const double s2 = eta/(1 - ipow(beta1, k));
+    const double s3 = 1.0/sqrt(1 - ipow(beta2, k));
     const real c[] = {
         (real)(state->hyper.beta1),
         (real)(state->hyper.beta2),
@@ -497,7 +518,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double iris_softmax_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int iris_softmax_train(Params *params, State *state, const real *X,
@@ -509,6 +530,12 @@ int iris_softmax_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef IRIS_SOFTMAX_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int iris_softmax_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, iris_softmax_progress progress, void *context,
@@ -517,8 +544,14 @@ int iris_softmax_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef IRIS_SOFTMAX_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[IRIS_SOFTMAX_MAX_ROWS];
+    if (n > IRIS_SOFTMAX_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -532,11 +565,11 @@ int iris_softmax_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -559,9 +592,10 @@ double iris_softmax_accuracy(const Params *params, const real *X, const real *T,
             right += y == t;
         }
     }
-    return n < 1 ? NAN : (double)right / ((double)n);
+    return n < 1 ? (double)NAN : (double)right / ((double)n);
 }
 
+#ifndef IRIS_SOFTMAX_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1030,6 +1064,7 @@ void iris_softmax_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t iris_softmax_layout(int which)
 {

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0xd4793ed60bbe /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0x9f031aaed568 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,10 @@
 #ifndef IRIS_SOFTMAX_CHUNK
 #define IRIS_SOFTMAX_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define IRIS_SOFTMAX_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and IRIS_SOFTMAX_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double iris_softmax_real; /* the spec's dtype: float64 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xd4793ed60bbe
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x9f031aaed568
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -445,7 +445,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
@@ -458,7 +458,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, a2)
 
 
-loss_op = torch.library.custom_op(_free_name("iris_softmax_6be90383d5a5_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("iris_softmax_ead7e6b8515d_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -494,7 +494,7 @@ def _loss_backward(ctx, grad, *_):
     db2 = delta2.sum(0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -512,7 +512,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
@@ -521,7 +521,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1)
 
 
-forward_op = torch.library.custom_op(_free_name("iris_softmax_6be90383d5a5_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("iris_softmax_ead7e6b8515d_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -558,7 +558,7 @@ def _forward_backward(ctx, t, *_):
     db2 = delta2.sum(0)
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -634,4 +634,16 @@ def make_optimizer(params):
     return torch.optim.Adam(params, **OPTIMIZER_OPTIONS)
 
 
-__all__ = ["Model", "forward_op", "init_params", "loss_op", "make_optimizer"]
+def make_scheduler(optimizer):
+    """The spec's learning-rate schedule: none (None)."""
+    return None
+
+
+def clip_gradients(params):
+    """The spec's gradient clipping (torch.nn.utils), for between backward() and the
+    optimizer's step: none."""
+    return
+
+
+__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer",
+           "make_scheduler"]

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mazur.h"
-#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x27dd284e0226
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x24b6cbe3f2f4
 #error "mazur.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -148,10 +148,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -364,13 +367,13 @@ double mazur_loss_and_grad(const Params *params, const real *X, const real *T,
 double mazur_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
 }
 
 double mazur_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
@@ -379,6 +382,24 @@ void mazur_init_state(State *state)
 {
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.5;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -452,7 +473,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double mazur_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int mazur_train(Params *params, State *state, const real *X,
@@ -464,6 +485,12 @@ int mazur_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef MAZUR_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int mazur_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, mazur_progress progress, void *context,
@@ -472,8 +499,14 @@ int mazur_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef MAZUR_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[MAZUR_MAX_ROWS];
+    if (n > MAZUR_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -487,11 +520,11 @@ int mazur_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -506,6 +539,7 @@ double mazur_accuracy(const Params *params, const real *X, const real *T, long n
     return -1; /* not a classifier */
 }
 
+#ifndef MAZUR_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -965,6 +999,7 @@ void mazur_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t mazur_layout(int which)
 {

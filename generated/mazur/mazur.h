@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0x27dd284e0226 /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0x24b6cbe3f2f4 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,10 @@
 #ifndef MAZUR_CHUNK
 #define MAZUR_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define MAZUR_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and MAZUR_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double mazur_real; /* the spec's dtype: float64 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "mazur.h"
-#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x27dd284e0226
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x24b6cbe3f2f4
 #error "mazur.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0xbb3c0d9c500d /* this set of files: the .c files check it */
+#define MISH_BUILD 0xcab15fea3f4a /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,10 @@
 #ifndef MISH_CHUNK
 #define MISH_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define MISH_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and MISH_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double mish_real; /* the spec's dtype: float64 */
 

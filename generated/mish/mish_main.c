@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0xbb3c0d9c500d
+#if !defined(MISH_BUILD) || MISH_BUILD != 0xcab15fea3f4a
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x6804c3942267 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x62504f70f77e /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +32,10 @@
 #ifndef RESIDUAL_MLP_CHUNK
 #define RESIDUAL_MLP_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define RESIDUAL_MLP_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and RESIDUAL_MLP_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double residual_mlp_real; /* the spec's dtype: float64 */
 

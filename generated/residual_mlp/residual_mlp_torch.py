@@ -449,11 +449,11 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = torch.clamp_min(z2, 0)
     # z3 = a1 + a2
     z3 = a1 + a2
@@ -470,7 +470,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, a4, z3)
 
 
-loss_op = torch.library.custom_op(_free_name("residual_mlp_b1489d03d12b_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("residual_mlp_e87b23d184c5_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -507,7 +507,7 @@ def _loss_backward(ctx, grad, *_):
     db4 = delta4.sum(0)
     # da3 = W4.T @ delta4
     da3 = delta4 @ W4
-    # delta2 = da3*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    # delta2 = da3*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da3*(a2 > 0)
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
@@ -517,7 +517,7 @@ def _loss_backward(ctx, grad, *_):
     da1__via_z2 = delta2 @ W2
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -535,11 +535,11 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Max(0, z1)
+    # a1 = max(0, z1)
     a1 = torch.clamp_min(z1, 0)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = torch.clamp_min(z2, 0)
     # z3 = a1 + a2
     z3 = a1 + a2
@@ -552,7 +552,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     return (a4, a1, a2, z3)
 
 
-forward_op = torch.library.custom_op(_free_name("residual_mlp_b1489d03d12b_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("residual_mlp_e87b23d184c5_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -590,7 +590,7 @@ def _forward_backward(ctx, t, *_):
     db4 = delta4.sum(0)
     # da3 = W4.T @ delta4
     da3 = delta4 @ W4
-    # delta2 = da3*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    # delta2 = da3*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da3*(a2 > 0)
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
@@ -600,7 +600,7 @@ def _forward_backward(ctx, t, *_):
     da1__via_z2 = delta2 @ W2
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
-    # delta1 = da1*Heaviside(z1, 0)    [H(z1) = H(a1)]
+    # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
     delta1 = da1*(a1 > 0)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -678,4 +678,16 @@ def make_optimizer(params):
     return torch.optim.Adam(params, **OPTIMIZER_OPTIONS)
 
 
-__all__ = ["Model", "forward_op", "init_params", "loss_op", "make_optimizer"]
+def make_scheduler(optimizer):
+    """The spec's learning-rate schedule: none (None)."""
+    return None
+
+
+def clip_gradients(params):
+    """The spec's gradient clipping (torch.nn.utils), for between backward() and the
+    optimizer's step: none."""
+    return
+
+
+__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer",
+           "make_scheduler"]

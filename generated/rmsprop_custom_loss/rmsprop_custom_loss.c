@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "rmsprop_custom_loss.h"
-#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0xcc5e3f5003d8
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x5b78e826565a
 #error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -144,10 +144,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -376,13 +379,13 @@ double rmsprop_custom_loss_loss_and_grad(const Params *params, const real *X, co
 double rmsprop_custom_loss_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
 }
 
 double rmsprop_custom_loss_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: rmsprop, elementwise ----------------------------------------- */
@@ -395,6 +398,24 @@ void rmsprop_custom_loss_init_state(State *state)
     state->hyper.alpha = 0.9;
     state->hyper.epsilon = 1e-08;
     state->hyper.mu = 0.5;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -481,7 +502,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double rmsprop_custom_loss_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int rmsprop_custom_loss_train(Params *params, State *state, const real *X,
@@ -493,6 +514,12 @@ int rmsprop_custom_loss_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef RMSPROP_CUSTOM_LOSS_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int rmsprop_custom_loss_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, rmsprop_custom_loss_progress progress, void *context,
@@ -501,8 +528,14 @@ int rmsprop_custom_loss_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef RMSPROP_CUSTOM_LOSS_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[RMSPROP_CUSTOM_LOSS_MAX_ROWS];
+    if (n > RMSPROP_CUSTOM_LOSS_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -516,11 +549,11 @@ int rmsprop_custom_loss_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -535,6 +568,7 @@ double rmsprop_custom_loss_accuracy(const Params *params, const real *X, const r
     return -1; /* not a classifier */
 }
 
+#ifndef RMSPROP_CUSTOM_LOSS_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1000,6 +1034,7 @@ void rmsprop_custom_loss_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t rmsprop_custom_loss_layout(int which)
 {

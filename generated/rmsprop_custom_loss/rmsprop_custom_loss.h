@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0xcc5e3f5003d8 /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0x5b78e826565a /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,10 @@
 #ifndef RMSPROP_CUSTOM_LOSS_CHUNK
 #define RMSPROP_CUSTOM_LOSS_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define RMSPROP_CUSTOM_LOSS_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and RMSPROP_CUSTOM_LOSS_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double rmsprop_custom_loss_real; /* the spec's dtype: float64 */
 

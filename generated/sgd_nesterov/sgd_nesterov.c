@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x5f1fa39dd1c7
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x25e499a06646
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -147,10 +147,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -222,7 +225,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 5; ++i) ws->z1[r][i] = params->b1[i];
     gemm(0, 1, m, 5, 3, 3, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
 
-    /* a1 = Piecewise((z1, z1 > 0), (z1/10, True)) */
+    /* a1 = {z1 > 0: z1; otherwise: z1/10} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
@@ -236,7 +239,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 4; ++i) ws->z2[r][i] = params->b2[0];
     gemm(0, 1, m, 4, 5, 5, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
 
-    /* a2 = Piecewise((z2, z2 > 0), (-1/2 + exp(z2)/2, True)) */
+    /* a2 = {z2 > 0: z2; otherwise: -1/2 + exp(z2)/2} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z2 = ws->z2[0];
         real *restrict a2 = ws->a2[0];
@@ -313,7 +316,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     gemm(1, 0, 2, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta3[0][0], &ws->a2[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
-    /* delta2 = da2*Piecewise((1, z2 > 0), (exp(z2)/2, True)) */
+    /* delta2 = da2*{z2 > 0: 1; otherwise: exp(z2)/2} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da2 = ws->da2[0];
         const real *restrict z2 = ws->z2[0];
@@ -337,7 +340,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         for (int i = 0; i < 4; ++i) grads->b2[0] += d[i];
     }
 
-    /* delta1 = da1*Piecewise((1, z1 > 0), (1/10, True)) */
+    /* delta1 = da1*{z1 > 0: 1; otherwise: 1/10} */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da1 = ws->da1[0];
         const real *restrict z1 = ws->z1[0];
@@ -413,13 +416,13 @@ double sgd_nesterov_loss_and_grad(const Params *params, const real *X, const rea
 double sgd_nesterov_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
 }
 
 double sgd_nesterov_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
@@ -430,6 +433,24 @@ void sgd_nesterov_init_state(State *state)
     state->hyper.eta = 0.05;
     state->hyper.lambda = 0.001;
     state->hyper.mu = 0.9;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -445,7 +466,7 @@ static void update_tensor(real *restrict P, const real *restrict G,
         real g = G[e];
         real buf = S_buf[e];
         /* g = g + lambda*p */
-        /* buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True)) */
+        /* buf = {k = 1: g; otherwise: g + buf*mu} */
         /* g = g + buf*mu */
         /* p = p - eta*g */
         g = g + lambda*p;
@@ -504,7 +525,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double sgd_nesterov_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int sgd_nesterov_train(Params *params, State *state, const real *X,
@@ -516,6 +537,12 @@ int sgd_nesterov_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef SGD_NESTEROV_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int sgd_nesterov_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, sgd_nesterov_progress progress, void *context,
@@ -524,8 +551,14 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef SGD_NESTEROV_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[SGD_NESTEROV_MAX_ROWS];
+    if (n > SGD_NESTEROV_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -539,11 +572,11 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -558,6 +591,7 @@ double sgd_nesterov_accuracy(const Params *params, const real *X, const real *T,
     return -1; /* not a classifier */
 }
 
+#ifndef SGD_NESTEROV_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1020,6 +1054,7 @@ void sgd_nesterov_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t sgd_nesterov_layout(int which)
 {

@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0x5f1fa39dd1c7 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0x25e499a06646 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +31,10 @@
 #ifndef SGD_NESTEROV_CHUNK
 #define SGD_NESTEROV_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define SGD_NESTEROV_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and SGD_NESTEROV_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double sgd_nesterov_real; /* the spec's dtype: float64 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x5f1fa39dd1c7
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x25e499a06646
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 

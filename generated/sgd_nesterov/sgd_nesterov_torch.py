@@ -447,11 +447,11 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Piecewise((z1, z1 > 0), (z1/10, True))
+    # a1 = {z1 > 0: z1; otherwise: z1/10}
     a1 = torch.where((z1 > 0), z1, (1/10)*z1)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
-    # a2 = Piecewise((z2, z2 > 0), (-1/2 + exp(z2)/2, True))
+    # a2 = {z2 > 0: z2; otherwise: -1/2 + exp(z2)/2}
     a2 = torch.where((z2 > 0), z2, -1/2 + (1/2)*torch.exp(z2))
     # z3 = W3 @ a2
     z3 = torch.nn.functional.linear(a2, W3)
@@ -462,7 +462,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, z1, z2, z3)
 
 
-loss_op = torch.library.custom_op(_free_name("sgd_nesterov_b2ba9c435621_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("sgd_nesterov_592101ecbcb4_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -497,7 +497,7 @@ def _loss_backward(ctx, grad, *_):
     dW3 = (delta3.t() @ a2)
     # da2 = W3.T @ delta3
     da2 = delta3 @ W3
-    # delta2 = da2*Piecewise((1, z2 > 0), (exp(z2)/2, True))
+    # delta2 = da2*{z2 > 0: 1; otherwise: exp(z2)/2}
     delta2 = da2*torch.where((z2 > 0), 1, (1/2)*torch.exp(z2))
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
@@ -505,7 +505,7 @@ def _loss_backward(ctx, grad, *_):
     db2 = delta2.sum()
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Piecewise((1, z1 > 0), (1/10, True))
+    # delta1 = da1*{z1 > 0: 1; otherwise: 1/10}
     delta1 = da1*torch.where((z1 > 0), z1.new_full((), 1), 1/10)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -523,11 +523,11 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W3: Tens
     N = x.shape[0]
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
-    # a1 = Piecewise((z1, z1 > 0), (z1/10, True))
+    # a1 = {z1 > 0: z1; otherwise: z1/10}
     a1 = torch.where((z1 > 0), z1, (1/10)*z1)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
-    # a2 = Piecewise((z2, z2 > 0), (-1/2 + exp(z2)/2, True))
+    # a2 = {z2 > 0: z2; otherwise: -1/2 + exp(z2)/2}
     a2 = torch.where((z2 > 0), z2, -1/2 + (1/2)*torch.exp(z2))
     # z3 = W3 @ a2
     z3 = torch.nn.functional.linear(a2, W3)
@@ -536,7 +536,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W3: Tens
     return (a3, a1, a2, z1, z2)
 
 
-forward_op = torch.library.custom_op(_free_name("sgd_nesterov_b2ba9c435621_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("sgd_nesterov_592101ecbcb4_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -569,7 +569,7 @@ def _forward_backward(ctx, t, *_):
     dW3 = (delta3.t() @ a2)
     # da2 = W3.T @ delta3
     da2 = delta3 @ W3
-    # delta2 = da2*Piecewise((1, z2 > 0), (exp(z2)/2, True))
+    # delta2 = da2*{z2 > 0: 1; otherwise: exp(z2)/2}
     delta2 = da2*torch.where((z2 > 0), 1, (1/2)*torch.exp(z2))
     # dW2 = sum_n delta2_n @ a1_n.T
     dW2 = (delta2.t() @ a1)
@@ -577,7 +577,7 @@ def _forward_backward(ctx, t, *_):
     db2 = delta2.sum()
     # da1 = W2.T @ delta2
     da1 = delta2 @ W2
-    # delta1 = da1*Piecewise((1, z1 > 0), (1/10, True))
+    # delta1 = da1*{z1 > 0: 1; otherwise: 1/10}
     delta1 = da1*torch.where((z1 > 0), z1.new_full((), 1), 1/10)
     # dW1 = sum_n delta1_n @ x_n.T
     dW1 = (delta1.t() @ x)
@@ -654,4 +654,16 @@ def make_optimizer(params):
     return torch.optim.SGD(params, **OPTIMIZER_OPTIONS)
 
 
-__all__ = ["Model", "forward_op", "init_params", "loss_op", "make_optimizer"]
+def make_scheduler(optimizer):
+    """The spec's learning-rate schedule: none (None)."""
+    return None
+
+
+def clip_gradients(params):
+    """The spec's gradient clipping (torch.nn.utils), for between backward() and the
+    optimizer's step: none."""
+    return
+
+
+__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer",
+           "make_scheduler"]

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_rnn.h"
-#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x4c32480811cf
+#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0xf002fd9c8a98
 #error "sine_rnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -148,10 +148,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -405,13 +408,15 @@ static void backward_chunk(const Params *params, Grads *grads,
 
 }
 
-/* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk */
+/* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk, in training mode
+ * (dropout masks at the step count step) */
 static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
                                  const long *idx, long n, Grads *grads,
-                                 Work *ws, const fused *fz)
+                                 Work *ws, const fused *fz, int64_t step)
 {
     double sum = 0;
     const double Nd = (double)n;
+    (void)step;
     if (grads) { /* the weight gradients are overwritten by the first chunk */
         memset(grads->b1, 0, sizeof grads->b1);
         memset(grads->br1, 0, sizeof grads->br1);
@@ -445,13 +450,25 @@ void sine_rnn_forward(const Params *params, const real *X, long n, real *Y,
 double sine_rnn_loss(const Params *params, const real *X, const real *T, long n,
                        Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL);
+    return sine_rnn_loss_at(params, X, T, n, 0, ws);
 }
 
 double sine_rnn_loss_and_grad(const Params *params, const real *X, const real *T,
                                 long n, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL);
+    return sine_rnn_loss_and_grad_at(params, X, T, n, 0, grads, ws);
+}
+
+double sine_rnn_loss_at(const Params *params, const real *X, const real *T, long n,
+                          int64_t step, Work *ws)
+{
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+}
+
+double sine_rnn_loss_and_grad_at(const Params *params, const real *X, const real *T,
+                                   long n, int64_t step, Grads *grads, Work *ws)
+{
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -463,6 +480,24 @@ void sine_rnn_init_state(State *state)
     state->hyper.beta1 = 0.9;
     state->hyper.beta2 = 0.999;
     state->hyper.epsilon = 1e-08;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -502,7 +537,7 @@ static int64_t next_step(int64_t k)
 }
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them) */
+ * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
@@ -511,8 +546,8 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double beta2 = state->hyper.beta2;
     const double s0 = 1 - beta1;
     const double s1 = 1 - beta2;
-    const double s2 = eta/(1 - pow(beta1, k));
-    const double s3 = 1.0/sqrt(1 - pow(beta2, k));
+    const double s2 = eta/(1 - ipow(beta1, k));
+    const double s3 = 1.0/sqrt(1 - ipow(beta2, k));
     const real c[] = {
         (real)(state->hyper.beta1),
         (real)(state->hyper.beta2),
@@ -524,26 +559,37 @@ static void update(Params *params, State *state, const Grads *grads, int all)
         0};
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
-        if (!FROZEN(j) && (all || PARAMS[j].ndim < 2))
+        if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
             update_tensor(AT(params, PARAMS[j].offset), AT(grads, PARAMS[j].grad_offset),
                           AT(&state->m, PARAMS[j].grad_offset),
                           AT(&state->v, PARAMS[j].grad_offset),
                           PARAMS[j].size, c);
 }
 
+/* The running buffers' updates from the batch statistics of the step's forward pass (none
+ * when the loss is NaN: the batch was not computed) */
+static void update_buffers(Params *params, const Work *ws, long n, double E)
+{
+    (void)params;
+    (void)ws;
+    (void)n;
+    (void)E;
+}
+
 static double step_rows(Params *params, State *state, const real *X,
                         const real *T, const long *idx, long n, Work *ws)
 {
     double E;
-    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL);
+    E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
+    update_buffers(params, ws, n, E);
     return E;
 }
 
 double sine_rnn_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int sine_rnn_train(Params *params, State *state, const real *X,
@@ -555,6 +601,12 @@ int sine_rnn_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef SINE_RNN_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int sine_rnn_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, sine_rnn_progress progress, void *context,
@@ -563,8 +615,14 @@ int sine_rnn_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef SINE_RNN_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[SINE_RNN_MAX_ROWS];
+    if (n > SINE_RNN_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -578,11 +636,11 @@ int sine_rnn_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -597,6 +655,7 @@ double sine_rnn_accuracy(const Params *params, const real *X, const real *T, lon
     return -1; /* not a classifier */
 }
 
+#ifndef SINE_RNN_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1061,6 +1120,7 @@ void sine_rnn_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t sine_rnn_layout(int which)
 {
@@ -1080,6 +1140,8 @@ const char *sine_rnn_metadata(void)
         " \"dtype\": \"float64\","
         " \"inputs\": 12,"
         " \"outputs\": 1,"
+        " \"input_shape\": [12, 1],"
+        " \"output_shape\": [1],"
         " \"seed\": 7,"
         " \"loss\": \"mse\","
         " \"optimizer\": \"adam\","
@@ -1089,6 +1151,5 @@ const char *sine_rnn_metadata(void)
         " \"state\": [\"m\", \"v\"],"
         " \"train\": {\"epochs\": 60, \"batch_size\": 32, \"shuffle\": true},"
         " \"logits\": \"z2\","
-        " \"output\": \"a2\","
-        " \"input_shape\": [12, 1]}";
+        " \"output\": \"a2\"}";
 }

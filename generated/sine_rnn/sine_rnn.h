@@ -12,13 +12,17 @@
  */
 #ifndef SINE_RNN_H
 #define SINE_RNN_H
-#define SINE_RNN_BUILD 0x4c32480811cf /* this set of files: the .c files check it */
+#define SINE_RNN_BUILD 0xf002fd9c8a98 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define SINE_RNN_INPUTS 12
 #define SINE_RNN_OUTPUTS 1
+/* One sample of X is [12][1], of T [1], in C order
+ * (a row of INPUTS and of OUTPUTS numbers); LABELS integer labels per sample, of CLASSES classes. */
+#define SINE_RNN_LABELS 1
+#define SINE_RNN_CLASSES 1
 #define SINE_RNN_UNITS1 8 /* layer 1: rnn */
 #define SINE_RNN_UNITS2 1 /* layer 2: identity */
 #define SINE_RNN_SEED 7
@@ -28,6 +32,10 @@
 #ifndef SINE_RNN_CHUNK
 #define SINE_RNN_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define SINE_RNN_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and SINE_RNN_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double sine_rnn_real; /* the spec's dtype: float64 */
 
@@ -105,6 +113,13 @@ double sine_rnn_loss(const sine_rnn_params *params, const sine_rnn_real *X,
 /* E, and dE/dparam of every trainable parameter in grads. */
 double sine_rnn_loss_and_grad(const sine_rnn_params *params, const sine_rnn_real *X,
     const sine_rnn_real *T, long n, sine_rnn_grads *grads, sine_rnn_workspace *ws);
+
+/* loss and loss_and_grad with the dropout masks of step count step (they use step 0). */
+double sine_rnn_loss_at(const sine_rnn_params *params, const sine_rnn_real *X,
+    const sine_rnn_real *T, long n, int64_t step, sine_rnn_workspace *ws);
+double sine_rnn_loss_and_grad_at(const sine_rnn_params *params, const sine_rnn_real *X,
+    const sine_rnn_real *T, long n, int64_t step, sine_rnn_grads *grads,
+    sine_rnn_workspace *ws);
 
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void sine_rnn_init_state(sine_rnn_state *state);

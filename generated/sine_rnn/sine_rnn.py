@@ -23,8 +23,9 @@ import numpy as np
 NAME = "sine_rnn"
 DTYPE = np.float64
 INPUTS = 12
-INPUT_SHAPE = (12, 1)  # a sequence per sample: X rows are [T, F] flattened
 OUTPUTS = 1
+INPUT_SHAPE = (12, 1)  # X is [n, *INPUT_SHAPE] (or [n, INPUTS], C order)
+OUTPUT_SHAPE = (1,)  # T is [n, *OUTPUT_SHAPE] (or [n, OUTPUTS], C order)
 SEED = 7
 LOSS = "mse"
 PARAM_SHAPES = {
@@ -269,6 +270,21 @@ def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
         perm[i], perm[j] = perm[j], perm[i]
     return perm
 
+
+DROPOUT_STREAM = 1 << 33  # dropout layer i: stream_key(seed, DROPOUT_STREAM + i), then the step
+
+
+def dropout_key(seed: int, step: int, layer: int) -> int:
+    """The key of layer ``layer``'s dropout masks at step ``step`` (0 for the first step)."""
+    return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
+
+
+def dropout_keep(key: int, first: int, rows: int, width: int, p: float) -> np.ndarray:
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
+    kept when u(key, r * width + j) >= p, so each is dropped with probability p."""
+    idx = np.arange(first * width, (first + rows) * width, dtype=np.uint64)
+    return (_u(key, idx) >= p).reshape(rows, width)
+
 # ---- end of prng ------------------------------------------------------------------------------
 
 # ---- reading and writing files (symbackprop/safe_io.py, verbatim) ----------------------------
@@ -490,7 +506,8 @@ def _forward(params, X):
     br1 = params["br1"]
     W2 = params["W2"]
     b2 = params["b2"]
-    x = np.asarray(X, dtype=DTYPE).reshape(-1, *INPUT_SHAPE)
+    x = np.asarray(X, dtype=DTYPE)
+    x = x.reshape(len(x), *INPUT_SHAPE)
     # h1_t = tanh(W1 @ x_t + U1 @ h1_(t-1) + b1 + br1), t = 1..12, h1_0 = 0
     _xw = x @ W1.T + b1 + br1
     h1 = np.empty(_xw.shape, dtype=DTYPE)
@@ -509,7 +526,7 @@ def _forward(params, X):
 
 @np.errstate(over="ignore")
 def forward(params, X):
-    """The network's output for X [n, INPUTS] -> [n, OUTPUTS]."""
+    """The network's output for X [n, *INPUT_SHAPE] -> [n, *OUTPUT_SHAPE]."""
     return _forward(params, X)["a2"]
 
 
@@ -523,7 +540,7 @@ def _loss(v, t, N):
 @np.errstate(over="ignore")
 def loss(params, X, T):
     """The loss E of a batch (reduction as in the spec)."""
-    t = np.asarray(T, dtype=DTYPE)
+    t = np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)
     return _loss(_forward(params, X), t, t.shape[0])
 
 
@@ -537,7 +554,7 @@ def loss_and_grad(params, X, T):
     W2 = params["W2"]
     b2 = params["b2"]
     v = _forward(params, X)
-    t = np.asarray(T, dtype=DTYPE)
+    t = np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)
     N = t.shape[0]
     E = _loss(v, t, N)
     a1 = v["a1"]
@@ -805,16 +822,19 @@ def _refuse(path, exc):
 
 
 def load_data(path):
-    """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv."""
+    """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv    (a .npz may hold X [n, *INPUT_SHAPE] and T [n, *OUTPUT_SHAPE]; rows are flattened in C order)."""
     if path.endswith(".npz"):
         try:
             X, T = npz_data(path)
         except (OSError, EOFError, ValueError, TypeError, MemoryError) as exc:
             _refuse(path, exc)
+        if X.ndim > 2:  # [n, *INPUT_SHAPE]
+            X = X.reshape(len(X), -1)
+        if T.ndim > 2:  # [n, *OUTPUT_SHAPE], or labels [n, ...]
+            T = T.reshape(len(T), -1)
     else:
         data = _table(path)
         X, T = data[:, :INPUTS], data[:, INPUTS:]
-    X = X.reshape(X.shape[0], -1) if X.ndim == 3 else X  # sequences [n, T, F]: rows flattened
     if X.ndim != 2 or X.shape[1] != INPUTS:
         _fail(f"{path}: X needs {INPUTS} columns, got shape {X.shape}")
     if X.shape[0] == 0:
@@ -883,8 +903,9 @@ def _read_csv(path):
 def accuracy(params, X, T):
     """Fraction of samples classified right (classifiers only), else None."""
     Y = _forward(params, X)["a2"]
+    T = np.asarray(T).reshape(Y.shape)
     if LOSS == "cross_entropy":
-        return float((Y.argmax(axis=1) == T.argmax(axis=1)).mean())
+        return float((Y.argmax(axis=-1) == T.argmax(axis=-1)).mean())
     if LOSS == "binary_cross_entropy":
         logit = _forward(params, X)["z2"]
         return float(((logit > 0) == (T > 0.5)).mean())
@@ -936,7 +957,7 @@ def main(argv=None):
         params = _read_weights(args.weights)
         with np.errstate(all="ignore"):  # inf - inf in a softmax gives NaN, silently as in C
             Y = forward(params, X)
-        for row in Y:
+        for row in Y.reshape(len(Y), -1):
             print(",".join(f"{v:.17g}" for v in row))
         return 0
     if args.epochs < 1 or args.batch_size < 1:

@@ -36,6 +36,7 @@ NAME = "sine_rnn"
 DTYPE = torch.float64
 INPUTS = 12
 OUTPUTS = 1
+INPUT_SHAPE = (12, 1)  # X is [n, *INPUT_SHAPE] (or [n, INPUTS], C order)
 SEED = 7
 LOSS = "mse"
 PARAM_SHAPES = {
@@ -203,6 +204,21 @@ def _u(key, idx):
     return _shr(z, 11).to(torch.float64) * _TWO_M53
 
 
+DROPOUT_STREAM = 1 << 33  # dropout layer i: stream_key(seed, DROPOUT_STREAM + i), then the step
+
+
+def dropout_key(seed, step, layer):
+    """The key of layer ``layer``'s dropout masks at step count ``step`` (core/prng.py's)."""
+    return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
+
+
+def dropout_keep(key, first, rows, width, p):
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
+    kept when u(key, r * width + j) >= p (core/prng.py's)."""
+    idx = torch.arange(first * width, (first + rows) * width, dtype=torch.int64)
+    return (_u(key, idx) >= p).reshape(rows, width)
+
+
 def uniforms(key, n):
     """u(key, 0), ..., u(key, n-1)."""
     return _u(key, torch.arange(n, dtype=torch.int64))
@@ -244,25 +260,6 @@ def normals(key, n):
         todo = todo[~ok]
         r += 1
     return out
-
-
-def distribution(scheme, fan_in, fan_out, low=-1.0, high=1.0, std=1.0, gain=1.0):
-    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved."""
-    if scheme in ("normal", "xavier_normal", "he_normal"):
-        if scheme == "xavier_normal":
-            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
-        elif scheme == "he_normal":
-            std = math.sqrt(2.0 / float(fan_in))
-        return "normal", float(std), 0.0
-    if scheme != "uniform":
-        if scheme == "xavier_uniform":
-            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
-        elif scheme == "he_uniform":
-            bound = math.sqrt(6.0 / float(fan_in))
-        else:  # pytorch
-            bound = 1.0 / math.sqrt(float(fan_in))
-        low, high = -bound, bound
-    return "uniform", float(low), float(high)
 
 
 def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
@@ -369,6 +366,30 @@ def _log1pexp(u):
     """log(1 + exp(u)) without overflow: logaddexp(0, u), as the NumPy target computes it."""
     return torch.logaddexp(u.new_zeros(()), u)
 
+
+def distribution(
+    scheme: str, fan_in: int, fan_out: int, low=-1.0, high=1.0, std=1.0, gain=1.0
+) -> tuple[str, float, float]:
+    """("uniform", low, high) or ("normal", std, 0.0) of a random scheme, its bounds resolved.
+
+    The C target stores these numbers (exact as repr) instead of computing them again.
+    """
+    if scheme in ("normal", "xavier_normal", "he_normal"):
+        if scheme == "xavier_normal":
+            std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+        elif scheme == "he_normal":
+            std = math.sqrt(2.0 / float(fan_in))
+        return "normal", float(std), 0.0
+    if scheme != "uniform":
+        if scheme == "xavier_uniform":
+            bound = gain * math.sqrt(6.0 / float(fan_in + fan_out))
+        elif scheme == "he_uniform":
+            bound = math.sqrt(6.0 / float(fan_in))
+        else:  # pytorch
+            bound = 1.0 / math.sqrt(float(fan_in))
+        low, high = -bound, bound
+    return "uniform", float(low), float(high)
+
 # ---- end of runtime -----------------------------------------------------------------------------
 
 
@@ -446,7 +467,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, U1: Tensor, b1: Tensor, br1: Tensor,
     return (E, a1, h1, z2)
 
 
-loss_op = torch.library.custom_op(_free_name("sine_rnn_161c2ef80a13_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("sine_rnn_e28e3b143d2e_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -528,7 +549,7 @@ def _forward(x: Tensor, W1: Tensor, U1: Tensor, b1: Tensor, br1: Tensor, W2: Ten
     return (a2, a1, h1)
 
 
-forward_op = torch.library.custom_op(_free_name("sine_rnn_161c2ef80a13_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("sine_rnn_e28e3b143d2e_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -614,7 +635,9 @@ class Model(nn.Module):
     def _batch(self, *batch):
         """The batch as tensors of the parameters' dtype and device."""
         like = self._parameters["W1"]
-        return [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        out = [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        out[0] = out[0].reshape(out[0].shape[0], *INPUT_SHAPE)  # rows of INPUTS numbers, or maps
+        return out
 
     def _params(self):
         """The parameters in PARAM_SHAPES order (read from _parameters: nn.Module.__getattr__
@@ -653,4 +676,16 @@ def make_optimizer(params):
     return torch.optim.Adam(params, **OPTIMIZER_OPTIONS)
 
 
-__all__ = ["Model", "forward_op", "init_params", "loss_op", "make_optimizer"]
+def make_scheduler(optimizer):
+    """The spec's learning-rate schedule: none (None)."""
+    return None
+
+
+def clip_gradients(params):
+    """The spec's gradient clipping (torch.nn.utils), for between backward() and the
+    optimizer's step: none."""
+    return
+
+
+__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer",
+           "make_scheduler"]

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x7ac988cea524
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xa19415ca8bf9
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -148,10 +148,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -237,7 +240,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 6; ++i) ws->z2[r][i] = params->b2[i];
     gemm(0, 1, m, 6, 4, 4, 1, &ws->x[0][0], WT(W2), 1, &ws->z2[0][0]);
 
-    /* a2 = Max(0, z2) */
+    /* a2 = max(0, z2) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict z2 = ws->z2[0];
         real *restrict a2 = ws->a2[0];
@@ -345,7 +348,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     for (long r = 0; r < m; ++r)
         memcpy(ws->da2[r], &ws->da3[r][6], 6 * sizeof(real));
 
-    /* delta2 = da2*Heaviside(z2, 0) */
+    /* delta2 = da2*(z2 > 0) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict da2 = ws->da2[0];
         const real *restrict z2 = ws->z2[0];
@@ -442,13 +445,13 @@ double two_branch_loss_and_grad(const Params *params, const real *X, const real 
 double two_branch_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
 }
 
 double two_branch_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
@@ -458,6 +461,24 @@ void two_branch_init_state(State *state)
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.05;
     state->hyper.mu = 0.9;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -471,7 +492,7 @@ static void update_tensor(real *restrict P, const real *restrict G,
         real p = P[e];
         real g = G[e];
         real buf = S_buf[e];
-        /* buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True)) */
+        /* buf = {k = 1: g; otherwise: g + buf*mu} */
         /* g = buf */
         /* p = p - eta*g */
         buf = (k == 1 ? g : g + buf*mu);
@@ -528,7 +549,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double two_branch_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int two_branch_train(Params *params, State *state, const real *X,
@@ -540,6 +561,12 @@ int two_branch_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef TWO_BRANCH_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int two_branch_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, two_branch_progress progress, void *context,
@@ -548,8 +575,14 @@ int two_branch_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef TWO_BRANCH_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[TWO_BRANCH_MAX_ROWS];
+    if (n > TWO_BRANCH_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -563,11 +596,11 @@ int two_branch_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -590,9 +623,10 @@ double two_branch_accuracy(const Params *params, const real *X, const real *T, l
             right += y == t;
         }
     }
-    return n < 1 ? NAN : (double)right / ((double)n);
+    return n < 1 ? (double)NAN : (double)right / ((double)n);
 }
 
+#ifndef TWO_BRANCH_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -1058,6 +1092,7 @@ void two_branch_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t two_branch_layout(int which)
 {

@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0x7ac988cea524 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0xa19415ca8bf9 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +32,10 @@
 #ifndef TWO_BRANCH_CHUNK
 #define TWO_BRANCH_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define TWO_BRANCH_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and TWO_BRANCH_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double two_branch_real; /* the spec's dtype: float64 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x7ac988cea524
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xa19415ca8bf9
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -453,7 +453,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     a1 = torch.tanh(z1)
     # z2 = W2 @ x + b2
     z2 = torch.nn.functional.linear(x, W2, b2)
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = torch.clamp_min(z2, 0)
     # a3 = concat(a1, a2)
     a3 = torch.cat((a1, a2), 1)
@@ -468,7 +468,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, a3, a4)
 
 
-loss_op = torch.library.custom_op(_free_name("two_branch_37a6628eea7e_loss"), _loss, mutates_args=())
+loss_op = torch.library.custom_op(_free_name("two_branch_0a60dc672b1a_loss"), _loss, mutates_args=())
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -508,7 +508,7 @@ def _loss_backward(ctx, grad, *_):
     da1 = da3[:, 0:6]
     # da2 = da3[6:12]
     da2 = da3[:, 6:12]
-    # delta2 = da2*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    # delta2 = da2*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da2*(a2 > 0)
     # dW2 = sum_n delta2_n @ x_n.T
     dW2 = (delta2.t() @ x)
@@ -536,7 +536,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     a1 = torch.tanh(z1)
     # z2 = W2 @ x + b2
     z2 = torch.nn.functional.linear(x, W2, b2)
-    # a2 = Max(0, z2)
+    # a2 = max(0, z2)
     a2 = torch.clamp_min(z2, 0)
     # a3 = concat(a1, a2)
     a3 = torch.cat((a1, a2), 1)
@@ -547,7 +547,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     return (a4, a1, a2, a3)
 
 
-forward_op = torch.library.custom_op(_free_name("two_branch_37a6628eea7e_forward"), _forward, mutates_args=())
+forward_op = torch.library.custom_op(_free_name("two_branch_0a60dc672b1a_forward"), _forward, mutates_args=())
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -588,7 +588,7 @@ def _forward_backward(ctx, t, *_):
     da1 = da3[:, 0:6]
     # da2 = da3[6:12]
     da2 = da3[:, 6:12]
-    # delta2 = da2*Heaviside(z2, 0)    [H(z2) = H(a2)]
+    # delta2 = da2*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da2*(a2 > 0)
     # dW2 = sum_n delta2_n @ x_n.T
     dW2 = (delta2.t() @ x)
@@ -672,4 +672,16 @@ def make_optimizer(params):
     return torch.optim.SGD(params, **OPTIMIZER_OPTIONS)
 
 
-__all__ = ["Model", "forward_op", "init_params", "loss_op", "make_optimizer"]
+def make_scheduler(optimizer):
+    """The spec's learning-rate schedule: none (None)."""
+    return None
+
+
+def clip_gradients(params):
+    """The spec's gradient clipping (torch.nn.utils), for between backward() and the
+    optimizer's step: none."""
+    return
+
+
+__all__ = ["Model", "clip_gradients", "forward_op", "init_params", "loss_op", "make_optimizer",
+           "make_scheduler"]

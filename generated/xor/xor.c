@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x1068721e9af6
+#if !defined(XOR_BUILD) || XOR_BUILD != 0x2239aeb9ae08
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -144,10 +144,13 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    for (; k < count; ++k) {
-        const real ak = alpha * a[k * as];
-        const real *restrict xk = x + k * xs;
-        for (int i = 0; i < n; ++i) y[i] += ak * xk[i];
+    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
+     * iteration 2^30 (past the address space) is undefined */
+    a += k * as;
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
 }
 
@@ -247,7 +250,7 @@ static double loss_chunk(const Work *ws, long m, long n)
 {
     double sum = 0;
     (void)n;
-    /* E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2))) */
+    /* E = 1/N * sum_n sum_k -t*z2 + max(0, z2) + log(1 + exp(-abs(z2))) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict t = ws->t[0];
         const real *restrict z2 = ws->z2[0];
@@ -345,7 +348,7 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
         if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
-    /* E = 1/N * sum_n sum_k -t*z2 + Max(0, z2) + log(1 + exp(-Abs(z2))) */
+    /* E = 1/N * sum_n sum_k -t*z2 + max(0, z2) + log(1 + exp(-abs(z2))) */
     return (1.0/Nd) * sum;
 }
 
@@ -376,13 +379,13 @@ double xor_loss_and_grad(const Params *params, const real *X, const real *T,
 double xor_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
 }
 
 double xor_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
@@ -392,6 +395,24 @@ void xor_init_state(State *state)
     memset(state, 0, sizeof *state);
     state->hyper.eta = 0.5;
     state->hyper.mu = 0.9;
+}
+
+/* b**k for k >= 0 by binary powering (the printer's x**k for the step count k): at most 2 log2(k)
+ * products, and no libm pow (kilobytes of soft double on a microcontroller) */
+static inline double ipow(double b, int64_t k)
+{
+    double r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
+}
+
+static inline float ipowf(float b, int64_t k)
+{
+    float r = 1;
+    for (; k > 0; k >>= 1, b *= b)
+        if (k & 1) r *= b;
+    return r;
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
@@ -405,7 +426,7 @@ static void update_tensor(real *restrict P, const real *restrict G,
         real p = P[e];
         real g = G[e];
         real buf = S_buf[e];
-        /* buf = Piecewise((g, Eq(k, 1)), (g + buf*mu, True)) */
+        /* buf = {k = 1: g; otherwise: g + buf*mu} */
         /* g = buf */
         /* p = p - eta*g */
         buf = (k == 1 ? g : g + buf*mu);
@@ -462,7 +483,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double xor_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
 }
 
 int xor_train(Params *params, State *state, const real *X,
@@ -474,6 +495,12 @@ int xor_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
+#ifdef XOR_MAX_ROWS
+#define release(order) ((void)(order)) /* the static order */
+#else
+#define release(order) free(order)
+#endif
+
 int xor_train_from(Params *params, State *state, const real *X,
     const real *T, long n, long first_epoch, long epochs, long batch_size, int shuffle,
     uint64_t seed, double *history, xor_progress progress, void *context,
@@ -482,8 +509,14 @@ int xor_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef XOR_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+    static long order_rows[XOR_MAX_ROWS];
+    if (n > XOR_MAX_ROWS) return -1;
+    order = order_rows;
+#else
     order = malloc((size_t)n * sizeof *order);
     if (!order) return -1;
+#endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
@@ -497,11 +530,11 @@ int xor_train_from(Params *params, State *state, const real *X,
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
-            free(order);
+            release(order);
             return 1;
         }
     }
-    free(order);
+    release(order);
     return 0;
 }
 
@@ -516,12 +549,13 @@ double xor_accuracy(const Params *params, const real *X, const real *T, long n,
         forward_chunk(params, ws, m);
         for (long r = 0; r < m; ++r) {
             /* each output: logit > 0 equals target > 0.5 */
-            for (int i = 0; i < OUTPUTS; ++i) right += (ws->z2[r][i] > 0) == (ws->t[r][i] > 0.5);
+            for (int i = 0; i < OUTPUTS; ++i) right += (ws->z2[r][i] > 0) == (ws->t[r][i] > (real)0.5);
         }
     }
-    return n < 1 ? NAN : (double)right / ((double)n * OUTPUTS);
+    return n < 1 ? (double)NAN : (double)right / ((double)n * OUTPUTS);
 }
 
+#ifndef XOR_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
@@ -985,6 +1019,7 @@ void xor_free_data(real *X, real *T)
     free(X);
     free(T);
 }
+#endif
 
 size_t xor_layout(int which)
 {

@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0x1068721e9af6 /* this set of files: the .c files check it */
+#define XOR_BUILD 0x2239aeb9ae08 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,6 +30,10 @@
 #ifndef XOR_CHUNK
 #define XOR_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+
+/* For a device, define XOR_NO_FILES (no stdio, no file system, no clock: the file functions
+ * below are left out) and XOR_MAX_ROWS (train's sample order is a static array of that
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
 
 typedef double xor_real; /* the spec's dtype: float64 */
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x1068721e9af6
+#if !defined(XOR_BUILD) || XOR_BUILD != 0x2239aeb9ae08
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
