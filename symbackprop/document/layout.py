@@ -133,23 +133,27 @@ def _chunk_terms(side: str) -> list[str]:
 
 
 def _open_parentheses(term: str) -> list[str]:
-    """A term too wide for a line that is one parenthesized sum, ``\\left(A + B + ...\\right)``,
-    as pieces that break between A, B, ...: each line's delimiters balanced with ``\\left.``
-    and ``\\right.``, as amsmath needs."""
-    head = re.match(r"((?:[-+]|\\cdot|\\times)?\s*)\\left\(", term)
-    if _visible(term) <= WIDTH or head is None or not term.endswith(r"\right)"):
+    """A term too wide for a line that ends in one parenthesized sum, ``F \\left(A + B +
+    ...\\right)`` (F: a sign or other factors, maybe none), or in a function of one (SymPy's
+    ``\\tanh{\\left(A + B\\right)}``), as pieces that break between A, B, ...: each line's
+    delimiters balanced with ``\\left.`` and ``\\right.``, as amsmath needs (a function's braces
+    go: ``\\tanh\\left(...\\right)`` reads the same)."""
+    if _visible(term) <= WIDTH:
         return [term]
-    inner = term[head.end() : -len(r"\right)")]
-    if split_top(rf"\left({inner}\right)", (" ",)) != [rf"\left({inner}\right)"]:
-        return [term]  # not one group: (a + b) (c + d)
-    parts = _chunk_terms(inner)
+    factors = split_top(term, (" ",))
+    last = factors[-1]
+    head = re.match(r"(\\[a-zA-Z]+\{)?\\left\(", last)
+    close = r"\right)}" if head and head.group(1) else r"\right)"
+    if head is None or not last.endswith(close):
+        return [term]
+    parts = _chunk_terms(last[head.end() : -len(close)].strip())
     if len(parts) == 1:
         return [term]
-    last = len(parts) - 1
+    prefix = "".join(f + " " for f in factors[:-1])
+    opening = prefix + (head.group(1) or "")[:-1] + r"\left("
+    n = len(parts) - 1
     return [
-        (head.group(1) + r"\left(" if i == 0 else r"\left. ")
-        + part
-        + (r"\right)" if i == last else r" \right.")
+        (opening if i == 0 else r"\left. ") + part + (r"\right)" if i == n else r" \right.")
         for i, part in enumerate(parts)
     ]
 
