@@ -5,7 +5,7 @@ TARGETS := $(shell $(PY) -c 'from symbackprop.codegen import TARGETS; print(*TAR
 
 .PHONY: test lint regen bench docs
 test:
-	$(PY) -m pip install -q -e '.[test]' && $(PY) -m pytest -q
+	$(PY) -m pip install -q -e '.[test]' && $(PY) -m pytest -q -n auto
 
 lint:
 	ruff check . && ruff format --check .

@@ -108,6 +108,20 @@ def test_macs_by_hand_and_frozen_layers():
         symbackprop.parse_spec(IRIS))).update.hyper) + 8 + 2 * 8 * 27  # fmt: skip
 
 
+def test_macs_of_dense_layers_on_sequences_and_uncounted_kinds():
+    """A dense layer on each row of a sequence [T, F] multiplies once a row; kinds whose products
+    are not counted yet give None rather than a count without them."""
+
+    def count(data):
+        return macs(lower(symbackprop.derive(symbackprop.parse_spec(data))))
+
+    seq = {"name": "seq", "inputs": [3, 4], "layers": [{"units": 5}, {"units": 2}]}
+    # forward 3·(4·5) + 3·(5·2); backward dW2, dW1 (3·10 + 3·20) and dW2ᵀδ2 (3·10)
+    assert count(seq) == {"forward_macs": 90, "train_macs": 90 + 90 + 30}
+    rnn = {"name": "seq", "inputs": [3, 4], "layers": [{"type": "rnn", "units": 5}, {"units": 2}]}
+    assert count(rnn) == {"forward_macs": None, "train_macs": None}
+
+
 def test_command_line(tmp_path, capsys):
     spec = str(ROOT / "examples/iris_softmax.yaml")
     assert main(["footprint", spec, "--batch", "16", "--format", "json"]) == 0

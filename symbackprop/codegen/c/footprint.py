@@ -156,8 +156,12 @@ def summary(program: Program) -> str:
         f"footprint: parameters {m['params_bytes']:,} B, optimizer state {m['state_bytes']:,} B, "
         f"workspace {m['workspace_bytes']:,} B at the default chunk of {CHUNK} rows "
         f"(-D{program.spec.name.upper()}_CHUNK=B; symbackprop footprint --batch B); "
-        f"multiply-adds a sample: {_count(w['forward_macs'])} forward, {_count(w['train_macs'])} "
-        "a training step"
+        + (
+            f"{w['forward_macs']:,} multiply-adds a sample forward, {w['train_macs']:,} a "
+            "training step"
+            if w["forward_macs"] is not None
+            else f"multiply-adds {_count(None)}"
+        )
     )
 
 
