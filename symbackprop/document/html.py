@@ -12,8 +12,8 @@ from __future__ import annotations
 import html as _html
 
 from ..printing.mathml import to_mathml
+from .equations import Eq, Section
 from .prose import _pieces
-from .sections import Eq, Section
 
 _STYLE = """
 body { font-family: Georgia, "Times New Roman", serif; max-width: 60rem; margin: 2rem auto;

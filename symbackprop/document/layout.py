@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
+from .equations import Eq, Section
+from .html import html as html_page
 from .prose import as_latex, as_markdown, as_text, tex_escape
-from .sections import Eq, Section
 
 _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[utf8]{inputenc}
@@ -201,9 +202,7 @@ def latex(d, secs: list[Section]) -> str:
 
 
 def html(d, secs: list[Section]) -> str:
-    from .html import html as page  # it imports Eq, Section from sections, as this module
-
-    return page(d, secs)
+    return html_page(d, secs)
 
 
 FORMATS = {"text": text, "markdown": markdown, "latex": latex, "html": html}

@@ -8,7 +8,7 @@ import sympy as sp
 from ..core.derivation import Derivation
 from ..core.scalar import Gradient, instantiate
 from ..printing import latex as lx
-from .sections import Eq, Section, _eq, _fmt
+from .equations import Eq, Section, _eq, _fmt
 
 
 def scalar_sections(d: Derivation, vals: dict | None) -> list[Section]:

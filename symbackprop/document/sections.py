@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 import sympy as sp
@@ -21,41 +20,13 @@ from ..core.scalar import values_at
 from ..printing import latex as lx
 from ..printing.names import notation
 from ..spec.errors import SpecError
+from .equations import Eq, Section, _eq, _fmt
+from .layout import FORMATS
+from .scalar import _scalar_updates, scalar_sections
 
 # Scalar mode prints every parameter's gradient: about 5-10 ms each on this 2-core machine
 # (1,001 parameters: 5-10 s by format; 20,001: 89 s), so it is for small nets (README, Choices).
 MAX_SCALAR_PARAMS = 1000
-
-
-@dataclass(frozen=True)
-class Eq:
-    """``lhs = rhs`` in LaTeX and text; ``value`` is the number at the sample, if any."""
-
-    tex: str
-    txt: str
-    value: str = ""
-    note: str = ""
-    value_tex: str = ""  # LaTeX of the value when it is not plain text (a matrix)
-
-
-@dataclass
-class Section:
-    """A titled block: an intro, an optional table of (LaTeX, text) cells, and equations."""
-
-    title: str
-    intro: str = ""
-    eqs: list[Eq] = field(default_factory=list)
-    columns: tuple[str, ...] = ()
-    rows: list[tuple[tuple[str, str], ...]] = field(default_factory=list)
-
-
-def _eq(
-    lhs_tex: str, lhs_txt: str, rhs: sp.Expr, *, hadamard=False, elements=False, note="", value=""
-):
-    """``lhs = rhs``, the right side printed (``elements``: its names are scalars, as in a
-    function's definition f(x) or ℓ(a, t)). ``note`` is prose with $math$ (document.prose)."""
-    tex = lx.latex(rhs, hadamard, elements=elements)
-    return Eq(f"{lhs_tex} = {tex}", f"{lhs_txt} = {lx.text(rhs)}", value, note)
 
 
 # The left sides of derivation steps (core.activations.Step), in LaTeX; a Step whose lhs is an
@@ -77,10 +48,6 @@ def _step(step, note: str) -> Eq:
     else:
         lhs_tex, lhs_txt = lx.latex(step.lhs, elements=True), lx.text(step.lhs)
     return _eq(lhs_tex, lhs_txt, step.rhs, elements=True, note=note)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.9g}"
 
 
 def _num_tex(x: float) -> str:
@@ -422,8 +389,6 @@ def _array_text(a: np.ndarray) -> str:
 
 
 def sections(d: Derivation, mode: str, ev=None) -> list[Section]:
-    from .scalar import _scalar_updates, scalar_sections  # it imports Eq, Section from here
-
     mode = d.mode(mode)
     if mode == "scalar" and d.couples_samples:
         raise SpecError("--mode", "scalar mode writes one sample's formulas, but batch "
@@ -514,6 +479,4 @@ def render(d: Derivation, fmt: str = "text", mode: str = "auto", ev=None) -> str
         if fmt == "json":
             return to_json(d, mode, ev)
         secs = sections(d, mode, ev)
-        from .layout import FORMATS
-
         return FORMATS[fmt](d, secs)
