@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import sympy as sp
 
@@ -510,7 +511,20 @@ def context(program: Program) -> dict:
         },
         "metadata": _metadata(program, params),
         "schedule": c_expr(spec.optimizer.schedule) if spec.optimizer.schedule else "",
+        "runtime_io_source": runtime_io_source(),
     }
+
+
+RUNTIME_IO = Path(__file__).with_name("runtime_io.c")
+_RUNTIME_MARK = "/* ---- symbackprop runtime: reading files (copied from the next line on)"
+
+
+def runtime_io_source() -> str:
+    """symbackprop/codegen/c/runtime_io.c after its marker line: the file reading every
+    generated program carries (templates/c/io.c.j2 includes it), without the stand-ins above."""
+    text = RUNTIME_IO.read_text(encoding="utf-8")
+    start = text.index("\n", text.index(_RUNTIME_MARK)) + 1
+    return text[start:].rstrip() + "\n"
 
 
 def check_size(d: Derivation) -> None:
@@ -543,5 +557,5 @@ def build_id(texts: dict[str, str]) -> str:
     return digest.hexdigest()[:12]
 
 
-__all__ = ["CHUNK", "MAX_LAYERS", "TEMPLATES", "build_id", "c_string", "check_size", "context",
-           "files"]  # fmt: skip
+__all__ = ["CHUNK", "MAX_LAYERS", "RUNTIME_IO", "TEMPLATES", "build_id", "c_string", "check_size",
+           "context", "files", "runtime_io_source"]  # fmt: skip

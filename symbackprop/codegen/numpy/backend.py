@@ -17,6 +17,7 @@ from .. import npyfiles
 from ..program import Lowered, Program
 from ..schedule import python_expr
 from ..support import CLIPPING, refuse_unimplemented
+from . import runtime
 
 TEMPLATE = "numpy/module.py.j2"
 _PYTHON_KEYWORDS = {"lambda"}
@@ -53,6 +54,12 @@ def conv_source(program: Program) -> str:
 def safe_io_source() -> str:
     """symbackprop/safe_io.py without its docstring and imports."""
     return _verbatim(safe_io, "MAX_FILE_BYTES = ")
+
+
+def runtime_source() -> str:
+    """symbackprop/codegen/numpy/runtime.py from ``def train(`` on: training, the files and the
+    command line, without the stand-ins above it."""
+    return _verbatim(runtime, "def train(")
 
 
 def _batch_axes(rank: int, param_rank: int) -> str:
@@ -192,6 +199,7 @@ def context(program: Program) -> dict:
         "npy_source": npy_source(),
         "safe_io_source": safe_io_source(),
         "conv_source": conv_source(program),
+        "runtime_source": runtime_source(),
         "forward": forward,
         "forward_values": produced,
         "modes_differ": program.modes_differ,
@@ -231,4 +239,4 @@ def files(program: Program) -> dict[str, str]:
 
 
 __all__ = ["TEMPLATE", "check_size", "context", "files", "npy_source", "prng_source",
-           "safe_io_source"]  # fmt: skip
+           "runtime_source", "safe_io_source"]  # fmt: skip
