@@ -164,6 +164,7 @@ def context(program: Program) -> dict:
             "value": _literal(i.value),
         })  # fmt: skip
     upd = program.update
+    stop = spec.train.early_stopping
     multi = len(spec.input_shape) > 1 or len(spec.output_shape) > 1
     return {
         **program.summary(),
@@ -194,6 +195,9 @@ def context(program: Program) -> dict:
             "epochs": spec.train.epochs,
             "batch_size": spec.train.batch_size,
             "shuffle": spec.train.shuffle,
+            "validation": repr(spec.train.validation),
+            "patience": stop.patience if stop else None,
+            "min_delta": repr(stop.min_delta if stop else 0.0),
         },  # fmt: skip
         "prng_source": prng_source(),
         "npy_source": npy_source(),
@@ -228,7 +232,7 @@ def _literal(value) -> str:
 def check_size(d) -> None:
     """Any net the spec allows (MAX_LAYERS layers) generates and imports in seconds; the
     training controls not generated yet are refused (codegen/support.py)."""
-    refuse_unimplemented(d, "NumPy", done=(*CLIPPING, "schedule"))
+    refuse_unimplemented(d, "NumPy", done=(*CLIPPING, "schedule", "validation", "early_stopping"))
 
 
 def files(program: Program) -> dict[str, str]:

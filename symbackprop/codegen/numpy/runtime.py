@@ -35,7 +35,8 @@ PARAM_SHAPES: dict = {}
 TRAINABLE: tuple = ()
 HYPER: dict = {"eta": 0.1}
 HYPER_RANGES: dict = {"eta": (0.0, math.inf, "> 0")}
-TRAIN: dict = {"epochs": 1, "batch_size": 1, "shuffle": True}
+TRAIN: dict = {"epochs": 1, "batch_size": 1, "shuffle": True, "validation": 0.0,
+               "patience": None, "min_delta": 0.0}  # fmt: skip
 STATE_BUFFERS: tuple = ()
 OUTPUT = "y"  # the forward pass's output value
 LOGITS = "z"  # the value a binary cross-entropy net's output is the sigmoid of
@@ -69,6 +70,11 @@ def loss(params, X, T):
 
 def step(params, state, X, T):
     """Stand-in: the generated module's optimizer step."""
+    raise NotImplementedError
+
+
+def validation_loss(params, X, T):
+    """Stand-in: the generated module's loss in evaluation mode."""
     raise NotImplementedError
 
 
@@ -113,6 +119,57 @@ def train(
     if lr_schedule is not None:
         HYPER["eta"] = base
     return history
+
+
+def split_validation(X, T, fraction, shuffle=True, seed=None):
+    """(X_train, T_train, X_val, T_val): the last rows, floor(n * (1 - fraction)) on, held out
+    for validation (as Keras' validation_split), after the seed's shuffle when shuffling: the
+    rows in the order permutation(seed, -1, n), the stream before epoch 0's. The C program
+    splits the same rows."""
+    n = len(X)
+    seed = SEED if seed is None else seed
+    order = permutation(seed, -1, n) if shuffle else np.arange(n)
+    n_train = math.floor(n * (1.0 - fraction))
+    if not 1 <= n_train < n:
+        raise ValueError(f"validation {fraction:g} of {n} rows leaves no rows to "
+                         f"{'train on' if n_train < 1 else 'validate on'}")  # fmt: skip
+    fit, held = order[:n_train], order[n_train:]
+    return X[fit], T[fit], X[held], T[held]
+
+
+def train_validated(
+    params, X, T, X_val, T_val, epochs, batch_size, shuffle=True, seed=None, state=None,
+    progress=None, first_epoch=0, patience=None, min_delta=0.0,
+):  # fmt: skip
+    """train, epoch by epoch, scoring the validation rows after each (validation_loss: the
+    evaluation-mode loss). Epoch e is the best so far when its validation loss is below the
+    best before it by more than min_delta. With patience (early stopping, as Keras'
+    EarlyStopping(restore_best_weights=True)): stop after `patience` epochs in a row that are
+    not the best, and leave params at the best epoch's weights.
+
+    progress(e, first_epoch + epochs, mean_loss, val_loss, best_epoch) is called after each.
+    Returns (mean training loss per epoch, validation loss per epoch, best epoch).
+    """
+    seed = SEED if seed is None else seed
+    state = init_state(params) if state is None else state
+    history, val_history = [], []
+    best, best_epoch, kept, wait = math.inf, None, None, 0
+    for epoch in range(first_epoch, first_epoch + epochs):
+        history += train(params, X, T, 1, batch_size, shuffle, seed, state, None, epoch)
+        val_history.append(validation_loss(params, X_val, T_val))
+        if val_history[-1] < best - min_delta:
+            best, best_epoch, wait = val_history[-1], epoch, 0
+            kept = {name: value.copy() for name, value in params.items()}
+        else:
+            wait += 1
+        if progress is not None:
+            progress(epoch, first_epoch + epochs, history[-1], val_history[-1], best_epoch)
+        if patience is not None and wait >= patience:
+            break
+    if patience is not None and kept is not None:
+        for name, value in kept.items():
+            params[name][...] = value
+    return history, val_history, best_epoch
 
 
 def _blocks(arrays, prefix=""):
@@ -448,9 +505,17 @@ def main(argv=None):
         state = init_state(params)
     if lr is not None:
         HYPER["eta"] = lr
+    if args.resume and TRAIN["patience"] is not None:
+        _fail("--resume: not with train.early_stopping (the best epoch is not in a checkpoint)")
+    if TRAIN["validation"]:
+        try:
+            X, T, X_val, T_val = split_validation(X, T, TRAIN["validation"], TRAIN["shuffle"], seed)
+        except ValueError as exc:
+            _refuse(args.data, exc)
+    base_lr = HYPER["eta"]
     kept = {name: value.copy() for name, value in params.items()}
 
-    def progress(epoch, epochs, mean_loss):
+    def progress(epoch, epochs, mean_loss, val_loss=None, best=None):
         finite = all(np.isfinite(value).all() for value in params.values())
         if not (finite and math.isfinite(mean_loss)):
             raise _Diverged(epoch, mean_loss, finite)
@@ -459,7 +524,12 @@ def main(argv=None):
         every = max(1, epochs // 20)
         if not args.quiet and (epoch % every == 0 or epoch == epochs - 1):
             acc = accuracy(params, X, T)
-            extra = "" if acc is None else f"  accuracy {acc:.4f}"
+            extra = "" if val_loss is None else f"  val_loss {val_loss:.6g}"
+            extra += "" if acc is None else f"  accuracy {acc:.4f}"
+            if lr_schedule is not None:  # the rate this epoch trained at
+                extra += f"  lr {lr_schedule(base_lr, epoch):.6g}"
+            if TRAIN["patience"] is not None and best is not None:
+                extra += f"  best epoch {best + 1}"
             print(f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  loss {mean_loss:.6g}{extra}")
         if args.checkpoint:
             try:
@@ -468,15 +538,27 @@ def main(argv=None):
                 _refuse(args.checkpoint, exc)
 
     epochs = max(0, args.epochs - first)
-    diverged = None
+    diverged = stopping = None
     try:
         with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below
             shuffle = TRAIN["shuffle"]
-            train(params, X, T, epochs, args.batch_size, shuffle, seed, state, progress, first)
+            if TRAIN["validation"]:
+                stopping = train_validated(
+                    params, X, T, X_val, T_val, epochs, args.batch_size, shuffle, seed, state,
+                    progress, first, TRAIN["patience"], TRAIN["min_delta"],
+                )  # fmt: skip
+            else:
+                train(params, X, T, epochs, args.batch_size, shuffle, seed, state, progress, first)
     except _Diverged as exc:
         diverged = exc
         for name, value in kept.items():
             params[name][...] = value
+    if stopping is not None and stopping[2] is not None and TRAIN["patience"] is not None:
+        history, val_history, best = stopping
+        ran = f"stopped after epoch {first + len(history)}; " if len(history) < epochs else ""
+        if not args.quiet:
+            print(f"early stopping: {ran}kept the weights of epoch {best + 1} "
+                  f"(val_loss {val_history[best - first]:.6g})")  # fmt: skip
     try:
         save(params, args.out)
     except OSError as exc:
