@@ -508,6 +508,11 @@ def context(program: Program) -> dict:
             "epochs": spec.train.epochs,
             "batch_size": spec.train.batch_size,
             "shuffle": int(spec.train.shuffle),
+            "validation": repr(spec.train.validation),
+            "patience": spec.train.early_stopping.patience if spec.train.early_stopping else 0,
+            "min_delta": repr(
+                spec.train.early_stopping.min_delta if spec.train.early_stopping else 0.0
+            ),
         },
         "metadata": _metadata(program, params),
         "schedule": c_expr(spec.optimizer.schedule) if spec.optimizer.schedule else "",
@@ -533,7 +538,10 @@ def check_size(d: Derivation) -> None:
         raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
                         f"one has {len(d.nodes)}): gcc -O3 compiles each pass over the layers as "
                         "one function, in minutes above that; use --target numpy")  # fmt: skip
-    refuse_unimplemented(d, "C", done=(*CLIPPING, "schedule"))
+    modes = any(node.type in ("batch_norm", "dropout") for node in d.nodes)
+    # the C library's loss is training mode's: the validation loss of these needs evaluation mode
+    validation = () if modes else ("validation", "early_stopping")
+    refuse_unimplemented(d, "C", done=(*CLIPPING, "schedule", *validation))
 
 
 def files(program: Program) -> dict[str, str]:
