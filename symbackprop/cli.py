@@ -230,35 +230,59 @@ def cmd_train(args) -> int:
     epochs = args.epochs or spec.train.epochs
     batch = args.batch_size or spec.train.batch_size
     history: list[float] = []
+    val_history: list[float] = []
+    stop = spec.train.early_stopping
+    if spec.train.validation:  # the rows the generated programs hold out
+        try:
+            x, t, x_val, t_val = module.split_validation(x, t, spec.train.validation,
+                                                         spec.train.shuffle)  # fmt: skip
+        except ValueError as exc:
+            raise SpecError("train.validation", str(exc), args.data) from None
 
-    def progress(epoch, total, mean_loss):
+    def progress(epoch, total, mean_loss, val_loss=None, best=None):
         finite = all(np.isfinite(value).all() for value in params.values())
         if not (finite and np.isfinite(mean_loss)):
             why = f"loss {mean_loss:.6g}" + ("" if finite else ", weights not finite")
             raise _Diverged(epoch, why)
         history.append(mean_loss)
+        if val_loss is not None:
+            val_history.append(val_loss)
         for name, value in params.items():  # the weights of the last epoch that did not diverge
             kept[name][...] = value
         every = max(1, total // 20)
         if not args.quiet and (epoch % every == 0 or epoch == total - 1):
             acc = module.accuracy(params, x, t)
-            extra = "" if acc is None else f"  accuracy {acc:.4f}"
+            extra = "" if val_loss is None else f"  val_loss {val_loss:.6g}"
+            extra += "" if acc is None else f"  accuracy {acc:.4f}"
             if spec.optimizer.schedule is not None:  # the rate this epoch trained at
                 extra += f"  lr {lr_at(spec.optimizer.schedule, spec.optimizer.lr, epoch):.6g}"
+            if stop is not None and best is not None:
+                extra += f"  best epoch {best + 1}"
             print(f"epoch {epoch + 1:>{len(str(total))}}/{total}  loss {mean_loss:.6g}{extra}")
 
-    diverged = None
+    diverged = stopping = None
     try:
         with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below
-            module.train(params, x, t, epochs, batch, spec.train.shuffle, None, None, progress)
+            if spec.train.validation:
+                stopping = module.train_validated(
+                    params, x, t, x_val, t_val, epochs, batch, spec.train.shuffle, None, None,
+                    progress, 0, stop and stop.patience, stop.min_delta if stop else 0.0,
+                )  # fmt: skip
+            else:
+                module.train(params, x, t, epochs, batch, spec.train.shuffle, None, None, progress)
     except _Diverged as exc:
         diverged = exc.args
         params = kept
+    if stopping is not None and stop is not None and stopping[2] is not None and not args.quiet:
+        _, _, best = stopping
+        ran = f"stopped after epoch {len(history)}; " if len(history) < epochs else ""
+        print(f"early stopping: {ran}kept the weights of epoch {best + 1} "
+              f"(val_loss {val_history[best]:.6g})")  # fmt: skip
     _save(module, params, out, "--out")
     if diverged is None:
         print(f"saved weights to {out}")
     if plt is not None and history:
-        _plot(plt, history, spec.name, args.plot)
+        _plot(plt, history, spec.name, args.plot, val_history)
     if diverged is not None:
         epoch, why = diverged
         weights = f"the weights of epoch {epoch}" if epoch else "the initial weights"
@@ -277,14 +301,18 @@ def _save(module, params: dict, path: str, field: str) -> None:
         raise SpecError(field, f"cannot write: {reason}", path) from None
 
 
-def _plot(plt, history: list[float], name: str, path: str) -> None:
-    """The loss curve (mean loss per epoch) as a PNG, written as every output is."""
+def _plot(plt, history: list[float], name: str, path: str, val_history=()) -> None:
+    """The loss curves (mean training loss per epoch and, with train.validation, the
+    validation loss) as a PNG, written as every output is."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(range(1, len(history) + 1), history)
+    ax.plot(range(1, len(history) + 1), history, label="training")
+    if val_history:
+        ax.plot(range(1, len(val_history) + 1), val_history, label="validation")
+        ax.legend()
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean loss")
-    ax.set_yscale("log" if min(history) > 0 else "linear")
-    ax.set_title(f"{name}: training loss")
+    ax.set_yscale("log" if min([*history, *val_history]) > 0 else "linear")
+    ax.set_title(f"{name}: training {'and validation ' if val_history else ''}loss")
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)

@@ -20,6 +20,7 @@ from ..npyfiles import npz_data
 from ..program import lower
 from .backend import files
 from .build import CompileError, build_library, build_program, network_name
+from .validated import ValidationMixin
 
 _PROGRESS = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_double, ctypes.c_void_p
@@ -38,7 +39,8 @@ _PROTOTYPES = {
     "loss_and_grad_at": ("D", "PVVLJGV"),
     "init_state": ("", "S"),
     "step": ("D", "PSVVLV"),
-    "train": ("I", "PSVVLLLIUVFVV"),
+    "train_from": ("I", "PSVVLLLLIUVFVV"),
+    "validation_split": ("L", "LDIUV"),
     "accuracy": ("D", "PVVLV"),
     "save": ("I", "PCCZ"),
     "load": ("I", "PCCZ"),
@@ -54,7 +56,7 @@ def _fail(message: str):
     raise SpecError("", message)
 
 
-class CModule:
+class CModule(ValidationMixin):
     """The C target behind the NumPy module's interface (arrays in, arrays out).
 
     Calls share one workspace, guarded by a lock. ``HYPER`` may be changed between calls, as in
@@ -258,8 +260,10 @@ class CModule:
         seed: int | None = None,
         state: dict | None = None,
         progress=None,
+        first_epoch: int = 0,
     ) -> list:
-        """Mini-batch training in place (the NumPy module's order); mean batch loss per epoch."""
+        """Mini-batch training in place (the NumPy module's order) of the epochs first_epoch ..
+        first_epoch + epochs - 1; mean batch loss per epoch."""
         X, T, n = self._rows(X, T)
         state = self.init_state(params) if state is None else state
         P, S = self._pack(params), self._pack_state(state)
@@ -279,12 +283,13 @@ class CModule:
         callback = _PROGRESS(report) if progress is not None else _PROGRESS()
         seed = (self.SEED if seed is None else seed) % 2**64
         with self._lock:
-            rc = self._train(
+            rc = self._train_from(
                 P,
                 S,
                 self._ptr(X),
                 self._ptr(T),
                 n,
+                first_epoch,
                 epochs,
                 batch_size,
                 int(bool(shuffle)),

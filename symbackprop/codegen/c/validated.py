@@ -1,0 +1,62 @@
+"""train.validation and train.early_stopping for the C library loaded in Python: the NumPy
+module's split_validation and train_validated (symbackprop/codegen/numpy/runtime.py), over the
+library's own split (<name>_validation_split) and train_from, so that ``symbackprop train
+--target c`` keeps the rows, the epochs and the weights the generated programs keep."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import numpy as np
+
+
+class ValidationMixin:
+    """split_validation and train_validated for CModule (which supplies the rest)."""
+
+    def validation_loss(self, params: dict, X, T) -> float:
+        """The loss of the validation rows. The C target generates validation only for nets
+        whose training and evaluation modes agree, so this is ``loss``."""
+        return self.loss(params, X, T)
+
+    def split_validation(self, X, T, fraction: float, shuffle: bool = True, seed=None):
+        """(X_train, T_train, X_val, T_val), the rows the C program splits."""
+        n = len(X)
+        seed = (self.SEED if seed is None else seed) % 2**64
+        order = np.zeros(max(n, 1), dtype=np.int64)
+        assert ctypes.sizeof(ctypes.c_long) == 8, "long is 64 bits on the platforms built for"
+        n_train = self._validation_split(n, fraction, int(bool(shuffle)), seed, order.ctypes.data)
+        if not 1 <= n_train < n:
+            raise ValueError(f"validation {fraction:g} of {n} rows leaves no rows to "
+                             f"{'train on' if n_train < 1 else 'validate on'}")  # fmt: skip
+        fit, held = order[:n_train], order[n_train:n]
+        X, T = np.asarray(X), np.asarray(T)
+        return X[fit], T[fit], X[held], T[held]
+
+    def train_validated(self, params, X, T, X_val, T_val, epochs, batch_size, shuffle=True,
+                        seed=None, state=None, progress=None, first_epoch=0, patience=None,
+                        min_delta=0.0):  # fmt: skip
+        """The NumPy module's train_validated: epoch by epoch, the validation loss after each,
+        Keras' EarlyStopping(restore_best_weights=True) rule with ``patience``."""
+        state = self.init_state(params) if state is None else state
+        history, val_history = [], []
+        best, best_epoch, kept, wait = math.inf, None, None, 0
+        for epoch in range(first_epoch, first_epoch + epochs):
+            history += self.train(params, X, T, 1, batch_size, shuffle, seed, state, None, epoch)
+            val_history.append(self.validation_loss(params, X_val, T_val))
+            if val_history[-1] < best - min_delta:
+                best, best_epoch, wait = val_history[-1], epoch, 0
+                kept = {name: value.copy() for name, value in params.items()}
+            else:
+                wait += 1
+            if progress is not None:
+                progress(epoch, first_epoch + epochs, history[-1], val_history[-1], best_epoch)
+            if patience is not None and wait >= patience:
+                break
+        if patience is not None and kept is not None:
+            for name, value in kept.items():
+                params[name][...] = value
+        return history, val_history, best_epoch
+
+
+__all__ = ["ValidationMixin"]
