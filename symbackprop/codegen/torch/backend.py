@@ -388,7 +388,7 @@ def context(program: Program) -> dict:
 def check_size(d) -> None:
     """The layer kinds and training controls this target does not generate yet are refused
     (codegen/support.py)."""
-    refuse_unimplemented(d, "torch", done=(*CLIPPING, "schedule"))
+    refuse_unimplemented(d, "torch", done=(*CLIPPING, "schedule", "validation", "early_stopping"))
 
 
 def files(program: Program) -> dict[str, str]:

@@ -6,6 +6,7 @@ tests use every target alike.
 from __future__ import annotations
 
 import inspect
+import math
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -127,31 +128,80 @@ class TorchTarget:
         progress=None,
     ) -> list:
         """Mini-batch training in place (the NumPy module's batches); mean loss per epoch."""
+        history = []
+        run = self._epochs(params, X, T, epochs, batch_size, shuffle, seed, state)
+        try:
+            for epoch, mean_loss in run:
+                history.append(mean_loss)
+                if progress is not None:
+                    progress(epoch, epochs, mean_loss)
+        finally:
+            run.close()  # the base rate back now, not when the generator is collected
+        return history
+
+    def _epochs(self, params, X, T, epochs, batch_size, shuffle, seed, state):
+        """Train epoch by epoch, yielding (epoch, mean loss) with params holding its weights."""
         X, T = self._tensor(X), self._tensor(T)
         seed = self.SEED if seed is None else seed
         state = self.init_state(params) if state is None else state
         self._set(state["model"], params)
-        n, history = X.shape[0], []
+        n = X.shape[0]
         groups = state["optimizer"].param_groups
         base = [g["lr"] for g in groups]
         scheduler = self.module.make_scheduler(state["optimizer"])  # stepped once per epoch
-        for epoch in range(epochs):
-            order = prng.permutation(seed, epoch, n) if shuffle else np.arange(n)
-            total, batches = 0.0, 0
-            for start in range(0, n, batch_size):
-                idx = torch.from_numpy(order[start : start + batch_size])
-                total += self._step(state, X[idx], T[idx])
-                batches += 1
-            history.append(total / batches)
-            if scheduler is not None:
-                scheduler.step()
-            if progress is not None:
+        try:
+            for epoch in range(epochs):
+                order = prng.permutation(seed, epoch, n) if shuffle else np.arange(n)
+                total, batches = 0.0, 0
+                for start in range(0, n, batch_size):
+                    idx = torch.from_numpy(order[start : start + batch_size])
+                    total += self._step(state, X[idx], T[idx])
+                    batches += 1
+                if scheduler is not None:
+                    scheduler.step()
                 self._get(state["model"], params)
-                progress(epoch, epochs, history[-1])
-        for group, lr in zip(groups, base, strict=True):  # the base rate, as the other targets
-            group["lr"] = lr
-        self._get(state["model"], params)
-        return history
+                yield epoch, total / batches
+        finally:
+            for group, lr in zip(groups, base, strict=True):  # the base rate, as the others
+                group["lr"] = lr
+            self._get(state["model"], params)
+
+    def split_validation(self, X, T, fraction: float, shuffle: bool = True, seed=None):
+        """The NumPy module's split: the same held-out rows."""
+        return self._numpy.split_validation(X, T, fraction, shuffle, seed)
+
+    def validation_loss(self, params: dict, X, T) -> float:
+        """The evaluation-mode loss, as the NumPy module computes it."""
+        return self._numpy.validation_loss(params, X, T)
+
+    def train_validated(self, params, X, T, X_val, T_val, epochs, batch_size, shuffle=True,
+                        seed=None, state=None, progress=None, first_epoch=0, patience=None,
+                        min_delta=0.0):  # fmt: skip
+        """The NumPy module's train_validated (from epoch 0: no resuming here)."""
+        if first_epoch:
+            raise ValueError("train_validated: the torch target starts at epoch 0")
+        history, val_history = [], []
+        best, best_epoch, kept, wait = math.inf, None, None, 0
+        run = self._epochs(params, X, T, epochs, batch_size, shuffle, seed, state)
+        try:
+            for epoch, mean_loss in run:
+                history.append(mean_loss)
+                val_history.append(self.validation_loss(params, X_val, T_val))
+                if val_history[-1] < best - min_delta:
+                    best, best_epoch, wait = val_history[-1], epoch, 0
+                    kept = {name: value.copy() for name, value in params.items()}
+                else:
+                    wait += 1
+                if progress is not None:
+                    progress(epoch, epochs, mean_loss, val_history[-1], best_epoch)
+                if patience is not None and wait >= patience:
+                    break
+        finally:
+            run.close()
+        if patience is not None and kept is not None:
+            for name, value in kept.items():
+                params[name][...] = value
+        return history, val_history, best_epoch
 
     def accuracy(self, params: dict, X, T) -> float | None:
         """Fraction of samples classified right (classifiers only), else None."""
