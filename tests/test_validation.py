@@ -195,3 +195,49 @@ def test_too_few_rows_is_one_error_line(runs, tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr == f"error: {tiny}: validation 0.3 of 1 rows leaves no rows to train on\n"
+
+
+def test_progress_lines_show_the_schedules_rate(runs, tmp_path):
+    """With optimizer.schedule, each progress line of both programs shows the rate its epoch
+    trained at: torch.optim.lr_scheduler.MultiStepLR's get_last_lr() before its step."""
+    _, data, _ = runs
+    milestones, gamma = [2, 5], 0.3
+    spec = {**SPEC, "name": "stepped", "train": {"epochs": 8, "batch_size": 8},
+            "optimizer": {"type": "sgd", "lr": LR, "schedule": {
+                "type": "multistep", "milestones": milestones, "gamma": gamma}}}  # fmt: skip
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma)
+    want = []
+    for _ in range(8):
+        want.append(f"{scheduler.get_last_lr()[0]:.6g}")
+        opt.step()
+        scheduler.step()
+    d = symbackprop.derive(spec)
+    generate(d, "numpy", tmp_path / "numpy")
+    generate(d, "c", tmp_path / "c")
+    for argv in ([sys.executable, str(tmp_path / "numpy" / "stepped.py")],
+                 [str(build_program(tmp_path / "c"))]):  # fmt: skip
+        done = subprocess.run([*argv, "train", str(data), "--out", str(tmp_path / "w")],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert re.findall(r"  lr (\S+)\n", done.stdout) == want, done.stdout
+    assert len(set(want)) == 3
+
+
+def test_validation_loss_is_evaluation_mode_and_c_refuses_it(tmp_path):
+    """A dropout net's validation loss is the loss of its evaluation-mode output (no dropout),
+    computed here by hand; the C target, whose library has only the training-mode loss, refuses
+    train.validation for it with one line naming the field."""
+    spec = {**SPEC, "name": "drop", "layers": [SPEC["layers"][0], {"type": "dropout", "p": 0.5},
+                                                SPEC["layers"][1]]}  # fmt: skip
+    module = numpy_module(symbackprop.derive(spec))
+    params = module.init_params()
+    rows = _data()
+    X, T = rows[:, :2], rows[:, 2:]
+    Y = np.tanh(X @ params["W1"].T + params["b1"]) @ params["W3"].T + params["b3"]
+    assert module.validation_loss(params, X, T) == pytest.approx(np.mean((Y - T) ** 2), 1e-13)
+    assert abs(module.loss(params, X, T) - module.validation_loss(params, X, T)) > 1e-3
+    path = tmp_path / "drop.yaml"
+    path.write_text(json.dumps(spec))
+    code = main(["generate", str(path), "--target", "c", "-o", str(tmp_path / "c")])
+    assert code == 2 and not (tmp_path / "c").exists()
