@@ -241,3 +241,45 @@ def test_validation_loss_is_evaluation_mode_and_c_refuses_it(tmp_path):
     path.write_text(json.dumps(spec))
     code = main(["generate", str(path), "--target", "c", "-o", str(tmp_path / "c")])
     assert code == 2 and not (tmp_path / "c").exists()
+
+
+class _Axes:
+    """Records what _plot draws (matplotlib is optional: this checks the curves themselves)."""
+
+    def __init__(self):
+        self.curves, self.title = [], ""
+
+    def plot(self, x, y, label=""):
+        self.curves.append((list(x), list(y), label))
+
+    def set_title(self, title):
+        self.title = title
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class _Figure:
+    def tight_layout(self):
+        pass
+
+    def savefig(self, out, format, dpi):  # noqa: A002 - matplotlib's keyword
+        out.write(b"\x89PNG")
+
+
+def test_plot_draws_training_and_validation_loss(tmp_path):
+    """--plot's figure has the training and the validation curve, epoch by epoch."""
+    from symbackprop import cli
+
+    ax = _Axes()
+
+    class _Plt:
+        @staticmethod
+        def subplots(figsize):
+            return _Figure(), ax
+
+    cli._plot(_Plt, [3.0, 2.0, 1.5], "net", str(tmp_path / "p.png"), [2.5, 2.2, 2.4])
+    assert ax.curves == [([1, 2, 3], [3.0, 2.0, 1.5], "training"),
+                         ([1, 2, 3], [2.5, 2.2, 2.4], "validation")]  # fmt: skip
+    assert ax.title == "net: training and validation loss"
+    assert (tmp_path / "p.png").read_bytes() == b"\x89PNG"
