@@ -118,3 +118,41 @@ def explain_matrix(
         if not same(h, t) and (why := explain_element(net, el, hand, h, t)):
             return f"in element {el}: {why}"
     return None
+
+
+def explain_batch(net: ScalarNet, hs: list, ts: list) -> str | None:
+    """A batch's gradient off by a constant factor of the reduction (1/N of a mean, 1/K of
+    MSE's mean over the outputs) or by its sign, for every element (``hs``, ``ts``: the hand's
+    and the truth's probe values per element). None: the mistake is elsewhere."""
+    n, k = net.batch, len(net.targets)
+    scale = sp.nsimplify(net.d.scale.xreplace({N: n}) / net.d.scale.xreplace({N: 1}))
+    factors: dict[sp.Rational, str] = {}
+    for c, why in (  # truth = c × yours; the first reading of a factor wins (N = K)
+        (
+            sp.Rational(1, n),
+            f"missing the factor 1/N = 1/{n} of the mean over the batch "
+            f"(yours is N = {n} × the correct value)",
+        ),
+        (
+            sp.Integer(n),
+            f"an extra factor 1/N = 1/{n}: the loss sums over the batch "
+            "(reduction 'sum'), it does not average",
+        ),
+        (sp.Rational(1, k), f"missing the factor 1/K = 1/{k} of the mean over the {k} outputs"),
+        (
+            sp.Rational(1, n * k),
+            f"missing the factor 1/(N K) = 1/{n * k} of the mean over the "
+            f"batch and the {k} outputs",
+        ),
+        (sp.Integer(-1), _SIGN_FLIPPED),
+    ):
+        mean = "mean over the batch" in why
+        if (scale == 1 and mean) or (scale != 1 and why.startswith("an extra")):
+            continue  # a sum over the batch: 1/N is extra, never missing; a mean: the reverse
+        factors.setdefault(c, why)
+    for c, why in factors.items():
+        if c != 1 and all(
+            same(lift(lambda h, c=c: h * c.p / c.q, h), t) for h, t in zip(hs, ts, strict=True)
+        ):
+            return why
+    return None

@@ -20,7 +20,7 @@ MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parse
 
 _TOKEN = re.compile(
     r"\s+|~|\\[,;:! ]|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
-    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|<>])",
+    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|<>=])",
     re.ASCII,  # \d and \s: ASCII digits and blanks only, as the plain grammar has
 )
 _SKIP = {r"\left", r"\right", r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\big", r"\Big"}
@@ -138,7 +138,7 @@ class _Parser:
         return (
             tok in _FUNCS
             or tok in _WRAPPERS
-            or tok in (r"\frac", r"\dfrac", r"\tfrac", r"\delta", r"\pi")
+            or tok in (r"\frac", r"\dfrac", r"\tfrac", r"\delta", r"\pi", r"\sum")
         )
 
     def power(self) -> str:
@@ -200,6 +200,8 @@ class _Parser:
         if tok == r"\pi":
             self.take()
             return "pi"
+        if tok == r"\sum":
+            return self.batch_sum()
         if tok in _FUNCS:
             return self.function(_FUNCS[self.take()])
         if tok in _ONE and (found := self.indicator()) is not None:
@@ -231,6 +233,30 @@ class _Parser:
         if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):
             return self.name(self.base())
         raise self.fail(f"unexpected '{tok}'")
+
+    def batch_sum(self) -> str:
+        r"""``\sum_n``, ``\sum_{n=1}^{N}``: Σ over the batch's samples of the rest of the term
+        (up to the next top-level + or -), as ``sum_n(...)`` (``verify --batch``)."""
+        self.take(r"\sum")
+        if self.peek() != "_":
+            raise self.fail(r"a sum is over the batch's samples: \sum_n or \sum_{n=1}^{N}")
+        self.take("_")
+        limits = [self.take()] if self.peek() != "{" else []
+        if not limits:
+            self.take("{")
+            while self.peek() not in ("}", None):
+                limits.append(self.take())
+            self.take("}")
+        if limits not in (["n"], ["n", "=", "1"]):
+            raise self.fail(r"a sum is over the batch's samples: \sum_n or \sum_{n=1}^{N}")
+        if self.peek() == "^":
+            self.take()
+            if self.group() not in ("N", "(N)"):
+                raise self.fail("a sum over the batch runs to N")
+        self.nest(1)
+        out = f"sum_n({self.term()})"
+        self.nest(-1)
+        return out
 
     def braced(self) -> str:
         self.take("{")
@@ -294,6 +320,8 @@ class _Parser:
             elif self.peek() == "_" and index is None:
                 self.take()
                 index = self.index()
+        if index == "n":  # the sample index of a batch: \mathbf{x}_n is sample n's x
+            index = None
         if base == "e" and layer is None and index is None:
             return "exp(1)"
         if base in ("w", "W") and layer and index:
@@ -311,6 +339,8 @@ class _Parser:
             return self.group()
         self.take()
         parts: list[str] = []
+        if self.peek() == "n" and self.peek(1) != "}":  # the sample index: a^{(2)}_{n1}
+            self.take()
         while self.peek() != "}":
             tok = self.take()
             if tok != ",":
