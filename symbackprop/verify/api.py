@@ -26,11 +26,11 @@ from ..core.scalar import param_element
 from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import Notation, parse_expression
 from ..spec.load import Spec, load_spec, parse_spec
+from .definitions import bind, split
 from .explain import explain_batch, explain_element, explain_matrix
 from .formula import input_formula, matrix_formula, scalar_formula
-from .latex import latex_to_expr
 from .matrix import ShapeMismatch, parse_matrix, shape_of, shape_text
-from .notation import hand_notation, primes
+from .notation import hand_notation
 from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
 
 MAX_NODES = 3000  # larger expanded differences are left to the probe (10x: not even expanded)
@@ -174,19 +174,17 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
         )
     if not isinstance(expr, str):
         raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
-    text = latex_to_expr(expr, name in params, "--expr") if latex else primes(expr)
     notation = hand_notation(tuple(ly.activation for ly in d.nodes if ly.activation))
     if batch:
         notation = Notation({**notation.functions, "sum_n": (net.sum_n, (1,))})
-    elif re.search(r"\bsum_n\b", text):
-        raise SpecError("--expr", "sum_n(...) sums over a batch: add --batch N")
+    text, names, mats = _read(net, name, expr, latex, name in params, notation, batch)
     if name not in params:
-        hand = _outside_sums(net, parse_expression(text, net.names, "--expr", notation))
+        hand = _outside_sums(net, parse_expression(text, names, "--expr", notation))
         return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
     p = params[name]
     els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
     try:
-        hand = _outside_sums(net, parse_matrix(text, net.names, net.matrices(), "--expr", notation))
+        hand = _outside_sums(net, parse_matrix(text, names, mats, "--expr", notation))
     except ShapeMismatch as exc:
         why, shape = f"shape mismatch {exc}", None
     else:
@@ -198,6 +196,20 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
             why += " (it is transposed)"
     return VerifyResult(name, expr, False, "shape check", *formula, explanation=why,
                         hand_shape=shape, true_shape=p.shape)  # fmt: skip
+
+
+def _read(
+    net: ScalarNet, name: str, expr: str, latex: bool, matrix: bool, notation, batch: bool
+) -> tuple[str, dict, dict]:
+    """The formula in the plain grammar, and the names and vectors it reads, each defined
+    name (its later lines: ``delta2 = ...``) standing for its definition."""
+    text, defs = split(expr, name, latex, matrix)
+    if not batch and any(re.search(r"\bsum_n\b", t) for t in [text, *(t for _, t in defs)]):
+        raise SpecError("--expr", "sum_n(...) sums over a batch: add --batch N")
+    if not defs:
+        return text, net.names, net.matrices()
+    given = {*net.elements, *(s.name for s in net.inputs + net.targets)}
+    return text, *bind(defs, net.names, net.matrices(), given, notation)
 
 
 def _outside_sums(net: ScalarNet, hand):
@@ -218,15 +230,15 @@ def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyRe
         raise SpecError("--wrt", f"the input has {len(inputs)} elements: {', '.join(inputs)}")
     if not isinstance(expr, str):
         raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
-    text = latex_to_expr(expr, name == "x", "--expr") if latex else primes(expr)
     notation = hand_notation(tuple(ly.activation for ly in net.d.nodes if ly.activation))
+    text, names, mats = _read(net, name, expr, latex, name == "x", notation, False)
     formula = input_formula(net, inputs if name == "x" else [name])
     if name != "x":
-        hand = parse_expression(text, net.names, "--expr", notation)
+        hand = parse_expression(text, names, "--expr", notation)
         return _decide(net, name, expr, [name], [hand], (), formula)
     shape = (len(inputs),)
     try:
-        hand = parse_matrix(text, net.names, net.matrices(), "--expr", notation)
+        hand = parse_matrix(text, names, mats, "--expr", notation)
     except ShapeMismatch as exc:
         why, got = f"shape mismatch {exc}", None
     else:
