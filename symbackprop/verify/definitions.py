@@ -131,8 +131,21 @@ def bind(
             else:
                 names[n] = parse_expression(given[n], names, "--expr", notation)
                 mats = _refresh(mats, {sp.Symbol(n, real=True): names[n]})
+            _bounded(n, mats[n] if n in mats and isinstance(mats[n], sp.MatrixBase) else names[n])
             done.append(n)
     return names, mats
+
+
+MAX_NODES = 20_000  # a definition written out in the names it uses (d2 = d1*d1, d3 = d2*d2...)
+
+
+def _bounded(name: str, value) -> None:
+    """Refuse definitions that grow without bound once substituted into each other."""
+    count = 0
+    for count, _ in enumerate(sp.preorder_traversal(value)):  # noqa: B007
+        if count > MAX_NODES:
+            raise SpecError("--expr", f"the definition of {name} is too large once the names it "
+                            f"uses are written out (over {MAX_NODES} nodes)")  # fmt: skip
 
 
 def _refresh(mats: dict, override: dict) -> dict:

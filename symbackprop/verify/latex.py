@@ -19,7 +19,7 @@ MAX_LATEX_LENGTH = 4000
 MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parser allows
 
 _TOKEN = re.compile(
-    r"\s+|~|\\[,;:! ]|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
+    r"\s+|~|\\[,;:! ]|\\left\.|\\right\.|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
     r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|<>=])",
     re.ASCII,  # \d and \s: ASCII digits and blanks only, as the plain grammar has
 )
@@ -194,6 +194,8 @@ class _Parser:
             out = self.expr()
             self.take(_OPENERS[tok])
             return out
+        if tok in (r"\frac", r"\dfrac", r"\tfrac") and self.peek(2) == r"\partial":
+            return self.partial()
         if tok in (r"\frac", r"\dfrac", r"\tfrac"):
             self.take()
             return f"({self.braced()} / {self.braced()})"
@@ -233,6 +235,28 @@ class _Parser:
         if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):
             return self.name(self.base())
         raise self.fail(f"unexpected '{tok}'")
+
+    def partial(self) -> str:
+        r"""``\frac{\partial \ell}{\partial \mathbf{a}^{(3)}}`` (one sample's ∂ℓ/∂a3, as the
+        documents and verify print it) as the name ``da3``; ``\left.\frac{...}{...}\right|_{
+        \mathbf{z}^{(2)}}`` (its part through z2) as ``da3__via_z2``."""
+        self.take()
+        self.take("{")
+        self.take(r"\partial")
+        if self.take() not in (r"\ell", "E", "L"):
+            raise self.fail(r"a derivative of the loss: \frac{\partial \ell}{\partial ...}")
+        self.take("}")
+        self.take("{")
+        self.take(r"\partial")
+        name = self.primary()
+        self.take("}")
+        if not re.fullmatch(r"[a-z]\w*", name):
+            raise self.fail(f"a derivative with respect to one name, not {name[:40]}")
+        if self.peek() == "|" and self.peek(1) == "_":
+            self.i += 2
+            via = self.group().strip("()")
+            return f"d{name}__via_{via}"
+        return f"d{name}"
 
     def batch_sum(self) -> str:
         r"""``\sum_n``, ``\sum_{n=1}^{N}``: Σ over the batch's samples of the rest of the term
@@ -324,8 +348,10 @@ class _Parser:
             index = None
         if base == "e" and layer is None and index is None:
             return "exp(1)"
-        if base in ("w", "W") and layer and index:
-            text = f"w{layer}_{index}"
+        if base in ("w", "W", "u", "U") and layer and index:
+            if re.fullmatch(r"\d_\d", index):  # w^{(2)}_{1,2} is w2_12, as w^{(2)}_{12}
+                index = index.replace("_", "")
+            text = f"{base.lower()}{layer}_{index}"
         elif layer and index:
             text = f"{base}{layer}_{index}"
         elif layer:
@@ -339,18 +365,25 @@ class _Parser:
             return self.group()
         self.take()
         parts: list[str] = []
+        comma = False
         if self.peek() == "n" and self.peek(1) != "}":  # the sample index: a^{(2)}_{n1}
             self.take()
+            comma = self.peek() == ","
+            if comma:
+                self.take()
         while self.peek() != "}":
             tok = self.take()
-            if tok != ",":
-                if not tok.isdigit():
-                    raise self.fail(f"an index must be digits, found '{tok}'")
-                parts.append(tok)
+            if tok == ",":
+                comma = True
+                continue
+            if not tok.isdigit():
+                raise self.fail(f"an index must be digits, found '{tok}'")
+            parts.append(tok)
         self.take("}")
         if not parts:
             raise self.fail("empty index")
-        return ("_" if len(parts) > 1 and any(len(p) > 1 for p in parts) else "").join(parts)
+        split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
+        return ("_" if split else "").join(parts)
 
 
 def latex_to_expr(text: str, matrix: bool = False, field: str = "--expr") -> str:
