@@ -87,3 +87,57 @@ def test_readme_page_is_current():
     d = symbackprop.derive(ROOT / "examples/mazur.yaml")
     page = d.render("html", "auto", d.at(load_samples(ROOT / "examples/mazur_sample.yaml", d.spec)))
     assert (ROOT / "docs/mazur.html").read_text() == page, "docs/mazur.html is stale: make docs"
+
+
+# Every displayed formula: the horizontal extent of its laid-out content (the union of the
+# <math> element's children) against its row's, and its note's box.
+_LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const rows = [...document.querySelectorAll(".eq")].map((eq) => {
+    const box = (e) => e.getBoundingClientRect();
+    const formula = eq.querySelector(".formula"), math = formula.querySelector("math");
+    const parts = [...math.children].map(box);
+    const note = eq.querySelector(".note");
+    return {row: [box(eq).left, box(eq).right],
+            math: [Math.min(...parts.map((r) => r.left)), Math.max(...parts.map((r) => r.right)),
+                   Math.max(...parts.map((r) => r.bottom))],
+            overflows: formula.scrollWidth > formula.clientWidth + 1,
+            beside: eq.classList.contains("beside"),
+            note: note ? [box(note).left, box(note).right, box(note).top] : null};
+  });
+  document.body.setAttribute("data-probe", JSON.stringify(rows));
+});
+</script>"""
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"), [("mazur", "scalar"), ("digits_cnn", "tensor"), ("sine_rnn", "tensor")]
+)
+def test_noted_formulas_are_centred_on_the_page(tmp_path, name, mode):
+    """A formula is centred on the page whether or not it has a note, as a textbook's display:
+    the note sits right-aligned beside it without pushing it off centre, or below it when the
+    two do not fit on one line (as amsmath moves a tag), and never overlaps it."""
+    exe = _chromium()
+    d = symbackprop.derive(ROOT / f"examples/{name}.yaml")
+    page = d.render("html", mode, d.at(load_samples(ROOT / f"examples/{name}_sample.yaml", d.spec)))
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", _LAYOUT_PROBE + "</body>"))
+    run = subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900",
+         "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    found = re.search(r'data-probe="([^"]*)"', run.stdout)
+    assert found, run.stderr[-2000:]
+    rows = json.loads(found.group(1).replace("&quot;", '"'))
+    noted = [r for r in rows if r["note"]]
+    assert len(noted) >= 3 and any(r["beside"] for r in noted), len(noted)
+    for r in rows:
+        if r["overflows"]:  # a formula wider than the page scrolls; it has no centre to keep
+            continue
+        (left, right), (m_left, m_right, m_bottom) = r["row"], r["math"]
+        assert abs((m_left + m_right) / 2 - (left + right) / 2) <= 2, r  # centred on the page
+        if r["note"] and r["beside"]:
+            assert r["note"][0] >= m_right and abs(r["note"][1] - right) <= 1, r  # beside it
+        elif r["note"]:
+            assert r["note"][2] >= m_bottom - 1, r  # below it

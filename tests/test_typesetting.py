@@ -91,6 +91,40 @@ def test_markdown_math_is_latex_and_prose_is_prose(spec, mode, at):
 
 
 @pytest.mark.parametrize(("spec", "mode", "at"), CASES, ids=IDS)
+def test_markdown_notes_are_tags_or_sentences(spec, mode, at):
+    """A step's annotation is a right-aligned tag inside its $$ block (\\tag*, text mode with
+    $math$, as MathJax reads it) or, when long, a sentence ending in a colon that introduces the
+    formula: never an italic line under the block, left-aligned like a stray caption."""
+    md = _render(spec, "markdown", mode, at)
+    lines = md.splitlines()
+    for i, line in enumerate(lines):
+        if line == "$$" and i + 1 < len(lines) and lines[i - 1] != "":
+            assert not lines[i - 1].startswith("*"), lines[i - 1]  # a caption glued below
+        assert not re.fullmatch(r"\*[^*].*\*", line), line  # no italic caption anywhere
+    blocks = md.split("$$")
+    for math in blocks[1::2]:
+        tags = re.findall(r"\\tag\*\{(.*)\}\s*$", math.strip())
+        assert math.count(r"\tag") == len(tags) <= 1, math  # one tag, at the end
+        for tag in tags:
+            assert "$" not in tag.replace("$", "", 2 * (tag.count("$") // 2)), tag  # paired
+            assert len(re.sub(r"\$[^$]*\$", "m", tag)) <= 40, tag  # short: it fits beside
+    for before, math in zip(blocks[0::2], blocks[1::2], strict=False):
+        last = before.strip().splitlines()[-1] if before.strip() else ""
+        if r"\tag" not in math and last.endswith(":"):
+            assert last[0].isupper() or last[0] == "$", last  # a sentence
+
+
+def test_markdown_tags_say_what_the_other_formats_say():
+    """The same notes as the LaTeX document's tags, in the same places (Mazur's net)."""
+    spec = ROOT / "examples/mazur.yaml"
+    md, tex = (_render(spec, f, "scalar", True) for f in ("markdown", "latex"))
+    md_tags = re.findall(r"\\tag\*\{(.*)\}\n\$\$", md)
+    tex_tags = re.findall(r"\\tag\*\{\\small (.*)\}\n\\(?:\]|end)", tex)
+    assert "sigmoid: solve $a = f(x)$ for it" in md_tags
+    assert len(md_tags) >= 10 and set(md_tags) <= set(tex_tags), set(md_tags) - set(tex_tags)
+
+
+@pytest.mark.parametrize(("spec", "mode", "at"), CASES, ids=IDS)
 def test_text_shows_no_sympy_syntax(spec, mode, at):
     text = _render(spec, "text", mode, at)
     found = SYMPY_SYNTAX.search(text)

@@ -4,6 +4,7 @@ scalar) and the layouts (layout, html) all import it, and none of them imports a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -44,3 +45,9 @@ def _eq(
 
 def _fmt(x: float) -> str:
     return f"{x:.9g}"
+
+
+def visible(tex: str) -> int:
+    """A rough count of the characters a formula shows (commands and braces do not count)."""
+    tex = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: max(m[1], m[2], key=len), tex)
+    return len(re.sub(r"\\[a-zA-Z]+|[{}^_&]|\\left|\\right", "", tex))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import html as _html
 
 from ..printing.mathml import to_mathml
-from .equations import Eq, Section
-from .prose import _pieces
+from .equations import Eq, Section, visible
+from .prose import _pieces, as_text
 
 _STYLE = """
 body { font-family: Georgia, "Times New Roman", serif; max-width: 60rem; margin: 2rem auto;
@@ -23,10 +23,13 @@ h2 { margin-top: 2rem; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: 1rem auto; }
 th, td { padding: 0.15rem 0.8rem; text-align: left; }
 th { border-bottom: 1px solid #333; }
-.eq { display: flex; align-items: center; gap: 1rem; margin: 0.6rem 0; }
-.eq .formula { flex: 1; overflow-x: auto; overflow-y: hidden; padding: 0.25rem 0;
-               text-align: center; }
-.eq .note { flex: 0 1 20rem; text-align: right; font-size: 0.85rem; color: #444; }
+.eq { margin: 0.6rem 0; }
+.eq .formula { overflow-x: auto; overflow-y: hidden; padding: 0.25rem 0; text-align: center; }
+.eq .note { text-align: right; font-size: 0.85rem; color: #444; }
+.eq.beside { display: grid; grid-template-columns: minmax(0, 1fr) auto minmax(0, 1fr);
+             align-items: center; column-gap: 1rem; }
+.eq.beside .formula { grid-column: 2; }
+.eq.beside .note { grid-column: 3; }
 math[display="block"] { margin: 0; }
 """
 
@@ -44,10 +47,20 @@ def _value(e: Eq) -> str:
     return ""
 
 
+BESIDE = 40  # visible characters of formula and note that fit on one line (60rem page)
+
+
 def _equation(e: Eq) -> str:
-    formula = to_mathml(e.tex + _value(e), display=True)
-    note = f'<div class="note">{_prose(e.note)}</div>' if e.note else ""
-    return f'<div class="eq"><div class="formula">{formula}</div>{note}</div>'
+    """A formula centred on the page, as a textbook's display; its note right-aligned beside it
+    when both fit on one line (a grid whose side columns are equal, so the note does not push
+    the formula off centre), else below it, as amsmath moves a tag that does not fit."""
+    tex = e.tex + _value(e)
+    formula = to_mathml(tex, display=True)
+    if not e.note:
+        return f'<div class="eq"><div class="formula">{formula}</div></div>'
+    note = f'<div class="note">{_prose(e.note)}</div>'
+    beside = " beside" if visible(tex) <= BESIDE and len(as_text(e.note)) <= 2 * BESIDE else ""
+    return f'<div class="eq{beside}"><div class="formula">{formula}</div>{note}</div>'
 
 
 def _section(s: Section) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .equations import Eq, Section
+from .equations import Eq, Section, visible
 from .html import html as html_page
 from .prose import as_latex, as_markdown, as_text, tex_escape
 
@@ -64,11 +64,21 @@ def markdown(d, secs: list[Section]) -> str:
                 lines.append("| " + " | ".join([first, *(as_markdown(c[1]) for c in r[1:])]) + " |")
             lines.append("")
         for e in s.eqs:
-            lines += ["$$", e.tex + _value_tex(e), "$$"]
-            if e.note:
-                lines.append(f"*{as_markdown(e.note)}*")
-            lines.append("")
+            long = e.note and len(as_text(e.note)) > MD_TAG_WIDTH
+            if long:  # a sentence that introduces its formula, as a textbook page does
+                lines += [_sentence(as_markdown(e.note)), ""]
+            tag = rf" \tag*{{{as_markdown(e.note)}}}" if e.note and not long else ""
+            lines += ["$$", e.tex + _value_tex(e) + tag, "$$", ""]
     return "\n".join(lines)
+
+
+MD_TAG_WIDTH = 40  # a longer note would squeeze its formula (MathJax never moves a tag below)
+
+
+def _sentence(note: str) -> str:
+    """A long note as prose before its formula: capitalized, ending with a colon."""
+    first = note[:1].upper() if note[:1].isalpha() else note[:1]
+    return first + note[1:].rstrip(".") + ":"
 
 
 def _value_tex(e: Eq) -> str:
@@ -77,12 +87,6 @@ def _value_tex(e: Eq) -> str:
     if e.value:
         return " = " + e.value.replace("×", r"\times")
     return ""
-
-
-def _visible(tex: str) -> int:
-    """A rough count of the characters a formula shows (commands and braces do not count)."""
-    tex = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: max(m[1], m[2], key=len), tex)
-    return len(re.sub(r"\\[a-zA-Z]+|[{}^_&]|\\left|\\right", "", tex))
 
 
 def split_top(tex: str, separators: tuple[str, ...]) -> list[str]:
@@ -118,13 +122,13 @@ def split_top(tex: str, separators: tuple[str, ...]) -> list[str]:
 
 def _chunk_terms(side: str) -> list[str]:
     """Break one long side of an equation between the terms of its top-level sum."""
-    if _visible(side) <= WIDTH:
+    if visible(side) <= WIDTH:
         return [side]
     terms = split_top(side, (" + ", " - ", r" \cdot ", r" \times "))
     terms = [piece for term in terms for piece in _open_parentheses(term)]
     lines, current = [], ""
     for term in terms:
-        if current and _visible(current + " " + term) > WIDTH:
+        if current and visible(current + " " + term) > WIDTH:
             lines.append(current)
             current = term
         else:
@@ -139,7 +143,7 @@ def _open_parentheses(term: str) -> list[str]:
     ``\\tanh{\\left(A + B\\right)}``), as pieces that break between A, B, ...: each line's
     delimiters balanced with ``\\left.`` and ``\\right.``, as amsmath needs (a function's braces
     go: ``\\tanh\\left(...\\right)`` reads the same)."""
-    if _visible(term) <= WIDTH:
+    if visible(term) <= WIDTH:
         return [term]
     factors = split_top(term, (" ",))
     last = factors[-1]
@@ -167,7 +171,7 @@ def _tag(e: Eq) -> str:
 
 def _display(e: Eq) -> str:
     tex = e.tex + _value_tex(e)
-    if _visible(tex) <= WIDTH:
+    if visible(tex) <= WIDTH:
         return "\\[\n" + tex + _tag(e) + "\n\\]"
     lhs, *sides = split_top(tex, (" = ",))
     if not sides:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mpmath
@@ -24,17 +24,18 @@ from ..core.chain_rule import derive
 from ..core.derivation import Derivation
 from ..core.scalar import param_element
 from ..spec.errors import SpecError, did_you_mean
-from ..spec.expressions import parse_expression
+from ..spec.expressions import Notation, parse_expression
 from ..spec.load import Spec, load_spec, parse_spec
-from .explain import explain_element, explain_matrix
+from .definitions import bind, split
+from .explain import explain_batch, explain_element, explain_matrix
 from .formula import input_formula, matrix_formula, scalar_formula
-from .latex import latex_to_expr
 from .matrix import ShapeMismatch, parse_matrix, shape_of, shape_text
-from .notation import hand_notation, primes
+from .notation import hand_notation
 from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
 
 MAX_NODES = 3000  # larger expanded differences are left to the probe (10x: not even expanded)
 MAX_PARAMS = 1000  # element by element: 1,001 parameters take 11-19 s here, 4,997 over 3 min
+MAX_BATCH = 16  # --batch: every sample's definitions are instantiated
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class VerifyResult:
     hand_shape: tuple[int, ...] | None = None
     true_shape: tuple[int, ...] | None = None
     element: str | None = None
+    batch: int | None = None
 
     def __bool__(self) -> bool:
         return self.equivalent
@@ -74,7 +76,7 @@ class VerifyResult:
         if self.explanation:
             out.append(f"  explanation: {self.explanation}")
         if not self.equivalent:
-            out.append("  correct formula (one sample, N = 1):")
+            out.append(f"  correct formula ({self.scope()}):")
             out.extend(f"    {line}" for line in self.correct_formula.splitlines())
         return "\n".join(out)
 
@@ -90,8 +92,14 @@ class VerifyResult:
         if self.explanation:
             out.append(f"*Explanation:* {self.explanation}")
         if not self.equivalent:
-            out.append(f"Correct formula (one sample):\n\n$$\n{self.correct_formula_latex}\n$$")
+            out.append(f"Correct formula ({self.scope()}):\n\n$$\n{self.correct_formula_latex}\n$$")
         return "\n\n".join(out)
+
+    def scope(self) -> str:
+        """What the correct formula is for: one sample, or a batch summed with sum_n."""
+        if self.batch is None:
+            return "one sample, N = 1"
+        return f"a batch of N = {self.batch}; inside sum_n the names are sample n's"
 
 
 def _num(v: object) -> str:
@@ -101,15 +109,22 @@ def _num(v: object) -> str:
 
 
 def verify(
-    spec: Spec | Derivation | str | Path | dict, wrt: str, expr: str, latex: bool = False
+    spec: Spec | Derivation | str | Path | dict,
+    wrt: str,
+    expr: str,
+    latex: bool = False,
+    batch: int | None = None,
 ) -> VerifyResult:
-    """Check a hand derivation ``expr`` of dE/d``wrt`` for one sample.
+    """Check a hand derivation ``expr`` of dE/d``wrt`` for one sample, or for a batch.
 
     Args:
         spec: a Spec, a Derivation, a path to a spec file, or parsed spec data.
         wrt: a parameter element (``w2_11``: scalar form) or a whole parameter (``W2``: matrix
             form, column vectors for one sample with ``@``, ``.T`` and elementwise ``*``).
         expr: the hand formula in CONTRACT §2 names, or LaTeX when ``latex``.
+        batch: the gradient of a batch of ``batch`` samples' loss E (mean or sum, as the spec's
+            reduction): ``sum_n(...)`` (LaTeX ``\\sum_n``) sums its argument, written in one
+            sample's names, over the samples, and ``N`` is the batch size. None: one sample.
 
     Raises:
         SpecError: bad input (unknown names or parameter, syntax, anything outside the grammar).
@@ -118,58 +133,93 @@ def verify(
     spec = parse_spec(spec) if isinstance(spec, dict) else spec
     name = wrt.strip() if isinstance(wrt, str) else str(wrt)[:100]
     wrt_input = name == "x" or re.fullmatch(r"x\d+", name) is not None
+    if batch is not None and (
+        isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH
+    ):
+        raise SpecError("--batch", f"expected a batch size from 1 to {MAX_BATCH}, got {batch!r}")
+    if batch is not None and wrt_input:
+        raise SpecError("--batch", "the input's gradient is one sample's: drop --batch")
     d = derive(spec.spec if isinstance(spec, Derivation) else spec, True, wrt_input)
-    if d.num_params > MAX_PARAMS:
+    if d.num_params * (batch or 1) > MAX_PARAMS:
+        times = f" (times the batch of {batch})" if batch else ""
         raise SpecError("layers", f"verify works element by element, for nets of at most "
-                        f"{MAX_PARAMS} parameters; this one has {d.num_params}")  # fmt: skip
+                        f"{MAX_PARAMS} parameters{times}; this one has {d.num_params}")  # fmt: skip
     with mpmath.workdps(DIGITS):
-        net = ScalarNet(d)
-        params = {p.name: p for p in net.d.params}
+        net = ScalarNet(d, batch=batch or 1)
         if wrt_input:
             return _verify_input(net, name, expr, latex)
-        if name not in params and name not in net.elements:
-            what = "not a parameter" if name in net.names else "unknown parameter"
-            hint = "" if name in net.names else did_you_mean(name, [*params, *net.elements])
-            example = next(iter(net.elements))
-            raise SpecError(
-                "--wrt",
-                f"{what} '{name}'{hint}; the net has {', '.join(params)} "
-                f"(or their elements, such as {example})",
-            )
-        if not isinstance(expr, str):
-            raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
-        text = latex_to_expr(expr, name in params, "--expr") if latex else primes(expr)
-        notation = hand_notation(tuple(ly.activation for ly in d.nodes if ly.activation))
-        if name not in params:
-            hand = parse_expression(text, net.names, "--expr", notation)
-            return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
-        p = params[name]
-        els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
-        try:
-            hand = parse_matrix(text, net.names, net.matrices(), "--expr", notation)
-        except ShapeMismatch as exc:
-            why, shape = f"shape mismatch {exc}", None
-        else:
-            shape = shape_of(hand)
-            if shape in (p.shape, (*p.shape, 1)) or math.prod(shape) == math.prod(p.shape) == 1:
-                return _decide(
-                    net, name, expr, els, list(hand) if shape else [hand], p.shape, formula
-                )
-            why = (
-                f"shape mismatch: yours is {shape_text(shape)}, dE/d{name} is {shape_text(p.shape)}"
-            )
-            if len(shape) == 2 and shape[::-1] in (p.shape, (*p.shape, 1)):
-                why += " (it is transposed)"
-        return VerifyResult(
-            name,
-            expr,
-            False,
-            "shape check",
-            *formula,
-            explanation=why,
-            hand_shape=shape,
-            true_shape=p.shape,
+        result = _verify_param(net, name, expr, latex, batch is not None)
+        if batch is None or result.equivalent:
+            return replace(result, batch=batch)
+        why = result.explanation
+        if why is None and batch > 1:  # a mistake inside Σ_n: name it as for one sample
+            one = _verify_param(ScalarNet(d), name, expr, latex, True)
+            why = None if one.equivalent else one.explanation
+            why = why and f"in each sample's term: {why}"
+        return replace(result, batch=batch, explanation=why)
+
+
+def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool) -> VerifyResult:
+    """dE/d(parameter or element), for one sample or (``batch``) the batch of ``net``."""
+    d = net.d
+    params = {p.name: p for p in d.params}
+    if name not in params and name not in net.elements:
+        what = "not a parameter" if name in net.names else "unknown parameter"
+        hint = "" if name in net.names else did_you_mean(name, [*params, *net.elements])
+        example = next(iter(net.elements))
+        raise SpecError(
+            "--wrt",
+            f"{what} '{name}'{hint}; the net has {', '.join(params)} "
+            f"(or their elements, such as {example})",
         )
+    if not isinstance(expr, str):
+        raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
+    notation = hand_notation(tuple(ly.activation for ly in d.nodes if ly.activation))
+    if batch:
+        notation = Notation({**notation.functions, "sum_n": (net.sum_n, (1,))})
+    text, names, mats = _read(net, name, expr, latex, name in params, notation, batch)
+    if name not in params:
+        hand = _outside_sums(net, parse_expression(text, names, "--expr", notation))
+        return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
+    p = params[name]
+    els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
+    try:
+        hand = _outside_sums(net, parse_matrix(text, names, mats, "--expr", notation))
+    except ShapeMismatch as exc:
+        why, shape = f"shape mismatch {exc}", None
+    else:
+        shape = shape_of(hand)
+        if shape in (p.shape, (*p.shape, 1)) or math.prod(shape) == math.prod(p.shape) == 1:
+            return _decide(net, name, expr, els, list(hand) if shape else [hand], p.shape, formula)
+        why = f"shape mismatch: yours is {shape_text(shape)}, dE/d{name} is {shape_text(p.shape)}"
+        if len(shape) == 2 and shape[::-1] in (p.shape, (*p.shape, 1)):
+            why += " (it is transposed)"
+    return VerifyResult(name, expr, False, "shape check", *formula, explanation=why,
+                        hand_shape=shape, true_shape=p.shape)  # fmt: skip
+
+
+def _read(
+    net: ScalarNet, name: str, expr: str, latex: bool, matrix: bool, notation, batch: bool
+) -> tuple[str, dict, dict]:
+    """The formula in the plain grammar, and the names and vectors it reads, each defined
+    name (its later lines: ``delta2 = ...``) standing for its definition."""
+    text, defs = split(expr, name, latex, matrix)
+    if not batch and any(re.search(r"\bsum_n\b", t) for t in [text, *(t for _, t in defs)]):
+        raise SpecError("--expr", "sum_n(...) sums over a batch: add --batch N")
+    if not defs:
+        return text, net.names, net.matrices()
+    given = {*net.elements, *(s.name for s in net.inputs + net.targets)}
+    return text, *bind(defs, net.names, net.matrices(), given, notation)
+
+
+def _outside_sums(net: ScalarNet, hand):
+    """Refuse a sample's name outside every sum_n (which sample would it be?)."""
+    free = hand.free_symbols if hasattr(hand, "free_symbols") else set()
+    stray = sorted(s.name for s in free & net.sample_symbols)
+    if stray:
+        raise SpecError("--expr", "with --batch, one sample's names go inside sum_n(...); "
+                        f"outside every sum_n: {', '.join(stray[:3])}")  # fmt: skip
+    return hand
 
 
 def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyResult:
@@ -180,15 +230,15 @@ def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyRe
         raise SpecError("--wrt", f"the input has {len(inputs)} elements: {', '.join(inputs)}")
     if not isinstance(expr, str):
         raise SpecError("--expr", f"expected an expression string, got {type(expr).__name__}")
-    text = latex_to_expr(expr, name == "x", "--expr") if latex else primes(expr)
     notation = hand_notation(tuple(ly.activation for ly in net.d.nodes if ly.activation))
+    text, names, mats = _read(net, name, expr, latex, name == "x", notation, False)
     formula = input_formula(net, inputs if name == "x" else [name])
     if name != "x":
-        hand = parse_expression(text, net.names, "--expr", notation)
+        hand = parse_expression(text, names, "--expr", notation)
         return _decide(net, name, expr, [name], [hand], (), formula)
     shape = (len(inputs),)
     try:
-        hand = parse_matrix(text, net.names, net.matrices(), "--expr", notation)
+        hand = parse_matrix(text, names, mats, "--expr", notation)
     except ShapeMismatch as exc:
         why, got = f"shape mismatch {exc}", None
     else:
@@ -226,6 +276,8 @@ def _decide(
 
     if els[0] in net.input_grads:
         why = None  # the explanations name chain-rule factors of parameters
+    elif net.batch > 1:
+        why = explain_batch(net, hs, ts)
     elif shape:
         why = explain_matrix(net, net.elements[els[0]][0], els, hands, hs, ts)
     else:
@@ -251,6 +303,8 @@ def add_parser(subparsers):
                    help="w2_11 (scalar), W2 (matrix), x1 or x (the input)")  # fmt: skip
     v.add_argument("--expr", required=True, metavar="EXPR", help="e.g. delta2_1*a1_1")
     v.add_argument("--latex", action="store_true", help="EXPR is LaTeX")
+    v.add_argument("--batch", type=int, metavar="N",
+                   help="the gradient of a batch of N samples: sum_n(...) in EXPR")  # fmt: skip
     return v
 
 
@@ -258,7 +312,7 @@ def run(args) -> int:
     """The ``verify`` command: print the verdict; 0 equivalent, 1 not (SpecError -> exit 2)."""
     spec = load_spec(args.spec)
     try:
-        result = verify(spec, args.wrt, args.expr, latex=args.latex)
+        result = verify(spec, args.wrt, args.expr, latex=args.latex, batch=args.batch)
     except SpecError as exc:
         raise exc.with_file(str(args.spec)) from None
     print(result.text())

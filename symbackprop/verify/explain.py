@@ -8,6 +8,7 @@ asks the probe whether it turns the hand formula into the truth at every probe p
 from __future__ import annotations
 
 import math
+import re
 
 import mpmath
 import sympy as sp
@@ -34,6 +35,30 @@ def _describe(net: ScalarNet, f: Factor) -> str:
     return f"the factor ∂{f.num}/∂{f.den} = {lx.text(f.expr)}"
 
 
+def _is_grad(name: str) -> bool:
+    """δ's and ∂ℓ/∂a's (delta2_1, da3_1): the names a sum over paths is made of."""
+    return name.startswith("delta") or (name.startswith("d") and name[1:2] in "ahz")
+
+
+def _path(net: ScalarNet, p: Param, grad: str) -> str:
+    """The path a term of a sum comes by: a layer's unit, a residual's skip path, a time step
+    of a recurrent layer or a position of a convolution (the same weight used at each)."""
+    m = re.fullmatch(r"(?:delta|d[ahz])(\d+)((?:_\d+)*)", grad)
+    if m is None:
+        return f"the path through {grad}"
+    tensor, index = m.group(1), m.group(2).split("_")[1:]
+    layer = next((n for n in net.d.nodes if n.index == int(tensor)), None)
+    own = next((n for n in net.d.nodes if n.index == p.layer), None)
+    if layer is not None and own is not None and layer is own and len(index) >= 2:
+        if own.type in ("rnn", "gru", "lstm"):
+            return f"time step {index[0]}"
+        if own.type.startswith("conv"):
+            return f"output position ({', '.join(index[1:])})"
+    if layer is not None and layer.type == "add":
+        return f"the skip path through the add layer a{layer.index}"
+    return f"the path through a{tensor}_{'_'.join(index)}"
+
+
 def explain_element(net: ScalarNet, el: str, hand: sp.Expr, hs: list, ts: list) -> str | None:
     """Name the first simple correction that turns the hand formula into the truth."""
     g = net.gradient(el)
@@ -55,20 +80,19 @@ def explain_element(net: ScalarNet, el: str, hand: sp.Expr, hs: list, ts: list) 
                 f"an extra factor {a}*(1 - {a}): ∂E/∂{f.den} = {lx.text(f.expr)} already "
                 "includes the output activation's derivative"
             )
+    p = net.elements[el][0]
     for i, f in enumerate(g.factors):  # ∂E/∂a_hidden = Σ_k w_ki δ_k: a missing path
-        deltas = [
-            [s.name for s in t.free_symbols if s.name.startswith("delta")] for t in f.expr.args
-        ]
+        deltas = [sorted(s.name for s in t.free_symbols if _is_grad(s.name)) for t in f.expr.args]
         if f.num != "E" or not f.expr.is_Add or not all(deltas):
             continue
         c = sp.Rational(g.scale.xreplace({N: 1}))
         rest = mul([mpmath.mpf(c.p) / c.q] * POINTS, *(fvals[:i] + fvals[i + 1 :]))
         for term, ds in zip(f.expr.args, deltas, strict=True):
-            path, tv = ds[0].replace("delta", "a"), mul(rest, net.values(term))
+            path, tv = _path(net, p, ds[0]), mul(rest, net.values(term))
             if same(hs, tv):
-                return f"only the path through {path}, but ∂E/∂{f.den} = {lx.text(f.expr)}"
+                return f"only {path}, but ∂E/∂{f.den} = {lx.text(f.expr)}"
             if same(lift(lambda t, h: t - h, ts, hs), tv):
-                return f"missing the path through {path}: the term {lx.text(term)} of ∂E/∂{f.den}"
+                return f"missing {path}: the term {lx.text(term)} of ∂E/∂{f.den}"
     for layer in net.d.nodes:  # σ' dropped inside every δ of one layer
         if layer.z is None:
             continue
@@ -84,7 +108,6 @@ def explain_element(net: ScalarNet, el: str, hand: sp.Expr, hs: list, ts: list) 
             if same(hs, net.values(net.truth(el), envs)):
                 z = element(layer.z, 1)[:-1] + "k"
                 return f"missing the activation derivative {_f_prime(net, z)} inside {delta}_k"
-    p = net.elements[el][0]
     for other in sorted(net.elements, key=lambda e: net.elements[e][0] is not p):
         if other != el and other in net.grads and same(hs, net.values(net.truth(other))):
             return f"this is dE/d{other}, not dE/d{el} (wrong index)"
@@ -117,4 +140,42 @@ def explain_matrix(
     for el, hand, h, t in zip(els, hands, hs, ts, strict=True):
         if not same(h, t) and (why := explain_element(net, el, hand, h, t)):
             return f"in element {el}: {why}"
+    return None
+
+
+def explain_batch(net: ScalarNet, hs: list, ts: list) -> str | None:
+    """A batch's gradient off by a constant factor of the reduction (1/N of a mean, 1/K of
+    MSE's mean over the outputs) or by its sign, for every element (``hs``, ``ts``: the hand's
+    and the truth's probe values per element). None: the mistake is elsewhere."""
+    n, k = net.batch, len(net.targets)
+    scale = sp.nsimplify(net.d.scale.xreplace({N: n}) / net.d.scale.xreplace({N: 1}))
+    factors: dict[sp.Rational, str] = {}
+    for c, why in (  # truth = c × yours; the first reading of a factor wins (N = K)
+        (
+            sp.Rational(1, n),
+            f"missing the factor 1/N = 1/{n} of the mean over the batch "
+            f"(yours is N = {n} × the correct value)",
+        ),
+        (
+            sp.Integer(n),
+            f"an extra factor 1/N = 1/{n}: the loss sums over the batch "
+            "(reduction 'sum'), it does not average",
+        ),
+        (sp.Rational(1, k), f"missing the factor 1/K = 1/{k} of the mean over the {k} outputs"),
+        (
+            sp.Rational(1, n * k),
+            f"missing the factor 1/(N K) = 1/{n * k} of the mean over the "
+            f"batch and the {k} outputs",
+        ),
+        (sp.Integer(-1), _SIGN_FLIPPED),
+    ):
+        mean = "mean over the batch" in why
+        if (scale == 1 and mean) or (scale != 1 and why.startswith("an extra")):
+            continue  # a sum over the batch: 1/N is extra, never missing; a mean: the reverse
+        factors.setdefault(c, why)
+    for c, why in factors.items():
+        if c != 1 and all(
+            same(lift(lambda h, c=c: h * c.p / c.q, h), t) for h, t in zip(hs, ts, strict=True)
+        ):
+            return why
     return None

@@ -25,9 +25,10 @@ def scalar_formula(net: ScalarNet, el: str) -> tuple[str, str]:
         parts += [f"({show(f.expr)})" if f.expr.is_Add else show(f.expr) for f in fs if f.expr != 1]
         return (r" \cdot " if tex else " * ").join(parts) or "1"
 
-    c = g.scale.xreplace({N: 1})
-    txt = [f"dE/d{g.element} = {product(g.factors, False, c)}"]
-    tex = [f"{lx.latex_name('dE_' + g.element)} = {product(g.factors, True, c)}"]
+    c = g.scale.xreplace({N: 1}) if net.batch == 1 else sp.Integer(1)
+    rhs = batch_sum(net, g.scale, product(g.factors, False, c), product(g.factors, True, c))
+    txt = [f"dE/d{g.element} = {rhs[0]}"]
+    tex = [f"{lx.latex_name('dE_' + g.element)} = {rhs[1]}"]
     used, todo = set(), {s.name for f in g.factors for s in f.expr.free_symbols}
     while todo:
         name = todo.pop()
@@ -40,6 +41,16 @@ def scalar_formula(net: ScalarNet, el: str) -> tuple[str, str]:
             txt.append(f"{name} = {product(fs, False, one)}")
             tex.append(f"{lx.latex_name(name)} = {product(fs, True, one)}")
     return "\n".join(txt), r",\quad ".join(tex)
+
+
+def batch_sum(net: ScalarNet, scale: sp.Expr, txt: str, tex: str) -> tuple[str, str]:
+    """A batch's gradient (``--batch``): the reduction's scale (1/N for a mean) times Σ_n of
+    one sample's term, in text (``sum_n(...)``) and LaTeX; one sample's term as it is."""
+    if net.batch == 1:
+        return txt, tex
+    if scale == 1:
+        return f"sum_n({txt})", rf"\sum_{{n}} \left({tex}\right)"
+    return f"{lx.text(scale)} * sum_n({txt})", rf"{lx.latex(scale)} \sum_{{n}} \left({tex}\right)"
 
 
 def input_formula(net: ScalarNet, inputs: list[str]) -> tuple[str, str]:
@@ -70,8 +81,11 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
         txt, tex = lx.text(op.expr), lx.latex(op.expr, hadamard=True)
         if not p.shape:
             txt, tex = f"sum({txt})", rf"\sum_i {tex}"
-    txts = [f"dE/d{p.name} = " + ("" if c == 1 else f"{lx.text(c)} * ") + txt]
-    texs = [f"{name('d' + p.name)} = " + ("" if c == 1 else lx.latex(c) + " ") + tex]
+    if net.batch > 1:
+        txt, tex = batch_sum(net, net.d.scale, txt, tex)
+    elif c != 1:
+        txt, tex = f"{lx.text(c)} * {txt}", f"{lx.latex(c)} {tex}"
+    txts, texs = [f"dE/d{p.name} = {txt}"], [f"{name('d' + p.name)} = {tex}"]
     needed = {s.name for s in op.expr.free_symbols} if op.expr is not None else set(op.args)
     ctx = net.d.context
     for o in reversed(net.d.backward):  # the recurrences it reads, back to the loss

@@ -19,8 +19,8 @@ MAX_LATEX_LENGTH = 4000
 MAX_NESTING = 2 * MAX_DEPTH  # as many levels of parentheses as the scalar parser allows
 
 _TOKEN = re.compile(
-    r"\s+|~|\\[,;:! ]|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
-    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|<>])",
+    r"\s+|~|\\[,;:! ]|\\left\.|\\right\.|(?P<cmd>\\[A-Za-z]+)|(?P<num>\d+(?:\.\d*)?|\.\d+)"
+    r"|(?P<char>[A-Za-z{}()\[\]^_+\-*/',|<>=])",
     re.ASCII,  # \d and \s: ASCII digits and blanks only, as the plain grammar has
 )
 _SKIP = {r"\left", r"\right", r"\bigl", r"\bigr", r"\Bigl", r"\Bigr", r"\big", r"\Big"}
@@ -138,7 +138,7 @@ class _Parser:
         return (
             tok in _FUNCS
             or tok in _WRAPPERS
-            or tok in (r"\frac", r"\dfrac", r"\tfrac", r"\delta", r"\pi")
+            or tok in (r"\frac", r"\dfrac", r"\tfrac", r"\delta", r"\pi", r"\sum")
         )
 
     def power(self) -> str:
@@ -194,12 +194,16 @@ class _Parser:
             out = self.expr()
             self.take(_OPENERS[tok])
             return out
+        if tok in (r"\frac", r"\dfrac", r"\tfrac") and self.peek(2) == r"\partial":
+            return self.partial()
         if tok in (r"\frac", r"\dfrac", r"\tfrac"):
             self.take()
             return f"({self.braced()} / {self.braced()})"
         if tok == r"\pi":
             self.take()
             return "pi"
+        if tok == r"\sum":
+            return self.batch_sum()
         if tok in _FUNCS:
             return self.function(_FUNCS[self.take()])
         if tok in _ONE and (found := self.indicator()) is not None:
@@ -231,6 +235,52 @@ class _Parser:
         if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):
             return self.name(self.base())
         raise self.fail(f"unexpected '{tok}'")
+
+    def partial(self) -> str:
+        r"""``\frac{\partial \ell}{\partial \mathbf{a}^{(3)}}`` (one sample's ∂ℓ/∂a3, as the
+        documents and verify print it) as the name ``da3``; ``\left.\frac{...}{...}\right|_{
+        \mathbf{z}^{(2)}}`` (its part through z2) as ``da3__via_z2``."""
+        self.take()
+        self.take("{")
+        self.take(r"\partial")
+        if self.take() not in (r"\ell", "E", "L"):
+            raise self.fail(r"a derivative of the loss: \frac{\partial \ell}{\partial ...}")
+        self.take("}")
+        self.take("{")
+        self.take(r"\partial")
+        name = self.primary()
+        self.take("}")
+        if not re.fullmatch(r"[a-z]\w*", name):
+            raise self.fail(f"a derivative with respect to one name, not {name[:40]}")
+        if self.peek() == "|" and self.peek(1) == "_":
+            self.i += 2
+            via = self.group().strip("()")
+            return f"d{name}__via_{via}"
+        return f"d{name}"
+
+    def batch_sum(self) -> str:
+        r"""``\sum_n``, ``\sum_{n=1}^{N}``: Σ over the batch's samples of the rest of the term
+        (up to the next top-level + or -), as ``sum_n(...)`` (``verify --batch``)."""
+        self.take(r"\sum")
+        if self.peek() != "_":
+            raise self.fail(r"a sum is over the batch's samples: \sum_n or \sum_{n=1}^{N}")
+        self.take("_")
+        limits = [self.take()] if self.peek() != "{" else []
+        if not limits:
+            self.take("{")
+            while self.peek() not in ("}", None):
+                limits.append(self.take())
+            self.take("}")
+        if limits not in (["n"], ["n", "=", "1"]):
+            raise self.fail(r"a sum is over the batch's samples: \sum_n or \sum_{n=1}^{N}")
+        if self.peek() == "^":
+            self.take()
+            if self.group() not in ("N", "(N)"):
+                raise self.fail("a sum over the batch runs to N")
+        self.nest(1)
+        out = f"sum_n({self.term()})"
+        self.nest(-1)
+        return out
 
     def braced(self) -> str:
         self.take("{")
@@ -294,10 +344,14 @@ class _Parser:
             elif self.peek() == "_" and index is None:
                 self.take()
                 index = self.index()
+        if index == "n":  # the sample index of a batch: \mathbf{x}_n is sample n's x
+            index = None
         if base == "e" and layer is None and index is None:
             return "exp(1)"
-        if base in ("w", "W") and layer and index:
-            text = f"w{layer}_{index}"
+        if base in ("w", "W", "u", "U") and layer and index:
+            if re.fullmatch(r"\d_\d", index):  # w^{(2)}_{1,2} is w2_12, as w^{(2)}_{12}
+                index = index.replace("_", "")
+            text = f"{base.lower()}{layer}_{index}"
         elif layer and index:
             text = f"{base}{layer}_{index}"
         elif layer:
@@ -311,16 +365,25 @@ class _Parser:
             return self.group()
         self.take()
         parts: list[str] = []
+        comma = False
+        if self.peek() == "n" and self.peek(1) != "}":  # the sample index: a^{(2)}_{n1}
+            self.take()
+            comma = self.peek() == ","
+            if comma:
+                self.take()
         while self.peek() != "}":
             tok = self.take()
-            if tok != ",":
-                if not tok.isdigit():
-                    raise self.fail(f"an index must be digits, found '{tok}'")
-                parts.append(tok)
+            if tok == ",":
+                comma = True
+                continue
+            if not tok.isdigit():
+                raise self.fail(f"an index must be digits, found '{tok}'")
+            parts.append(tok)
         self.take("}")
         if not parts:
             raise self.fail("empty index")
-        return ("_" if len(parts) > 1 and any(len(p) > 1 for p in parts) else "").join(parts)
+        split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
+        return ("_" if split else "").join(parts)
 
 
 def latex_to_expr(text: str, matrix: bool = False, field: str = "--expr") -> str:

@@ -53,17 +53,29 @@ def same(hs: list, ts: list) -> bool:
 class ScalarNet:
     """The scalar instantiation of a net, its random probe points and mpmath evaluation."""
 
-    def __init__(self, d: Derivation, seed: int = 0):
-        self.d, self.sd = d, instantiate(d)
-        self.defs = [(sym(n), e) for n, e in self.sd.definitions]
+    def __init__(self, d: Derivation, seed: int = 0, batch: int = 1):
+        self.d, self.sd, self.batch = d, instantiate(d), batch
+        one = [(sym(n), e) for n, e in self.sd.definitions]
         self.elements = {
             param_element(p, ix): (p, ix) for p in d.params for ix in element_indices(p)
         }
         # x1, x2, ... for a vector; x1_2_3 for a map's element [0, 1, 2] (as scalar mode)
         self.inputs = [sym(element_name("x", ix)) for ix in indices(d.shapes["x"])]
         self.targets = [sym(element_name("t", ix)) for ix in indices(d.shapes["t"])]
-        self.raw = [sym(n) for n in self.elements] + self.inputs + self.targets
-        self.names = {s.name: s for s in self.raw} | {s.name: s for s, _ in self.defs}
+        params = [sym(n) for n in self.elements]
+        # a batch: every sample's own copy of the inputs, targets and definitions (x1[2] is
+        # sample 2's x1); the one-sample names stand for sample n inside sum_n(...)
+        per_sample = self.inputs + self.targets + [s for s, _ in one]
+        self.samples = [{s: sym(f"{s.name}[{n}]") for s in per_sample} for n in range(1, batch + 1)]
+        self.sample_symbols = frozenset(per_sample) if batch > 1 else frozenset()
+        if batch == 1:
+            self.defs = one
+            self.raw = params + self.inputs + self.targets
+        else:
+            self.defs = [(r[s], e.xreplace(r)) for r in self.samples for s, e in one]
+            self.raw = params + [r[s] for r in self.samples for s in self.inputs + self.targets]
+        self.names = {s.name: s for s in params + self.inputs + self.targets}
+        self.names |= {s.name: s for s, _ in one}
         self.grads = {g.element: g for g in self.sd.gradients}
         defined = {n for n, _ in self.sd.definitions}  # dx_j when d has the input's gradient
         self.input_grads = {
@@ -75,14 +87,18 @@ class ScalarNet:
         self._defined, self._full, self._sizes = dict(self.defs), {}, {}
         for s, e in self.defs:
             self._sizes[s] = self.size(e)
-        self.names["N"] = sp.Integer(1)  # one sample
+        self.names["N"] = sp.Integer(batch)
+        targets = (
+            [[r[t] for t in self.targets] for r in self.samples] if batch > 1 else [self.targets]
+        )
         rng, self.points, self.envs, spare = random.Random(seed), [], [], []
         for _ in range(10 * POINTS):
             point = {s: mpmath.mpf(round(rng.uniform(-2, 2), 4)) for s in self.raw}
-            ts = [mpmath.mpf(round(rng.uniform(0.05, 0.95), 4)) for _ in self.targets]
-            if d.loss.name == "cross_entropy":  # class probabilities sum to 1
-                ts = [t / mpmath.fsum(ts) for t in ts]
-            point.update(zip(self.targets, ts, strict=True))
+            for sample in targets:
+                ts = [mpmath.mpf(round(rng.uniform(0.05, 0.95), 4)) for _ in sample]
+                if d.loss.name == "cross_entropy":  # class probabilities sum to 1
+                    ts = [t / mpmath.fsum(ts) for t in ts]
+                point.update(zip(sample, ts, strict=True))
             env = self.env(point, self.defs)
             good = all(v is not None for v in env.values()) and all(
                 abs(env[s]) > 1e-9 for s, _ in self.defs if s.name[0] == "z"
@@ -92,6 +108,12 @@ class ScalarNet:
                 break
         self.points = (self.points + spare)[:POINTS]
         self.envs = [self.env(point, self.defs) for point in self.points]
+
+    def sum_n(self, u: sp.Expr) -> sp.Expr:
+        """Σ_n over the batch: ``u`` in one sample's names, for each sample in turn."""
+        if self.batch == 1:
+            return u
+        return sp.Add(*(u.xreplace(r) for r in self.samples))
 
     def env(self, point: dict, defs: list) -> dict:
         env = dict(point)
@@ -134,7 +156,10 @@ class ScalarNet:
     def truth(self, el: str) -> sp.Expr:
         if el in self.input_grads:  # dE/dx_j = c dx_j (one sample)
             return self.d.scale.xreplace({N: 1}) * self.input_grads[el]
-        return self.gradient(el).expr.xreplace({N: 1})
+        g = self.gradient(el)
+        if self.batch == 1:
+            return g.expr.xreplace({N: 1})
+        return g.scale.xreplace({N: self.batch}) * self.sum_n(sp.Mul(*(f.expr for f in g.factors)))
 
     def matrices(self) -> dict[str, sp.Expr | sp.Matrix]:
         """Column vectors of every tensor with a scalar name (x, t, z1, a1, delta1, da1, p, ...)
