@@ -83,8 +83,10 @@ def _map_pullback(op: Op, g: str, bw: Backward) -> None:
                        attrs=(("axes", axes),)))  # fmt: skip
         elif ctx.is_batch(arg) and not batch:  # the same for every sample: summed over them
             why = f"∂ℓ/∂{arg} = Σ_n ∂ℓ/∂{op.out} ⊙ ∂{op.out}/∂{arg} ({arg} is per batch)"
+            # [C] into a map with its channels last, [S, C]: summed over the rows as well
+            over = "batch" if len(ctx.shape(arg)) == len(shape) else "channels"
             bw.contribute(arg, Op("reduce", bw.slot(arg, op.out), inputs, vec(g) * local,
-                                  why=why, attrs=(("over", "batch"),)))  # fmt: skip
+                                  why=why, attrs=(("over", over),)))  # fmt: skip
         elif len(ctx.shape(arg)) < len(shape):  # one number per sample, broadcast: summed
             why = f"∂ℓ/∂{arg} = Σ_j ∂ℓ/∂{op.out}_j ∂{op.out}_j/∂{arg}"
             bw.contribute(arg, Op("reduce", bw.slot(arg, op.out), inputs, vec(g) * local,
