@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from symbackprop.codegen.c import c_module
 from symbackprop.codegen.numpy import numpy_module
 from symbackprop.codegen.torch import torch_module
+from symbackprop.core import prng
 from symbackprop.core.chain_rule import derive
 from symbackprop.core.evaluate import apply_update, initial_params, run_program
 from symbackprop.core.ir import N, element_name, param_element_name
@@ -60,8 +61,14 @@ class TorchNet(torch.nn.Module):
                 t.copy_(torch.from_numpy(params[name]))
 
     def named(self):
-        out = [(self.conv.weight, "W1"), (self.conv.bias, "b1"), (self.bn.running_mean, "mean2"),
-               (self.bn.running_var, "var2"), (self.lin.weight, "W4"), (self.lin.bias, "b4")]
+        out = [
+            (self.conv.weight, "W1"),
+            (self.conv.bias, "b1"),
+            (self.bn.running_mean, "mean2"),
+            (self.bn.running_var, "var2"),
+            (self.lin.weight, "W4"),
+            (self.lin.bias, "b4"),
+        ]
         if self.bn.affine:
             out += [(self.bn.weight, "g2"), (self.bn.bias, "b2")]
         return out
@@ -192,3 +199,76 @@ def test_closed_form_proved_by_sympy():
             name = el.tensor(out, ix)
             assert derived[name] != closed[name]  # two different formulas...
             assert sp.simplify(sp.together(derived[name] - closed[name])) == 0  # ...equal
+
+
+MAKE = {"numpy": numpy_module, "c": c_module, "torch": torch_module}
+
+
+@pytest.mark.parametrize("target", ["numpy", "c", "torch"])
+@pytest.mark.parametrize("conv", ["conv1d", "conv2d"])
+def test_targets_follow_pytorch(target, conv, tmp_path):
+    """The generated module's ``step`` for 10 steps on batches of changing sizes (the C
+    library's chunks split none: batch statistics need the whole batch): losses, parameters
+    and running buffers as nn.Conv*d + nn.BatchNorm*d + torch.optim.Adam; then ``forward`` in
+    evaluation mode."""
+    d = derive(spec(conv, {"type": "adam", "lr": 0.01}))
+    mod = MAKE[target](d, tmp_path)
+    params = mod.init_params()
+    state = mod.init_state(params)
+    net = TorchNet(conv, {k: np.asarray(v, dtype=np.float64) for k, v in params.items()})
+    opt = torch.optim.Adam(_trainable(net), lr=0.01)
+    for step in range(10):
+        x, t = batch(conv, 3 + step % 4 * 5, step)
+        net.train()
+        opt.zero_grad()
+        want = F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(t))
+        want.backward()
+        opt.step()
+        got = mod.step(params, state, x, t)
+        assert abs(got - want.item()) <= 1e-10 * abs(want.item()), step
+        for tensor, name in net.named():
+            np.testing.assert_allclose(params[name], tensor.detach().numpy(), 1e-10, 1e-13,
+                                       err_msg=f"{name} after step {step}")  # fmt: skip
+    net.eval()
+    x = batch(conv, 6, 99)[0]
+    want = F.softmax(net(torch.from_numpy(x)), dim=1).detach().numpy()
+    np.testing.assert_allclose(mod.forward(params, x), want, rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_on_maps_and_c_equals_numpy(tmp_path):
+    """conv2d, batch_norm over channels, dropout on the maps: C and torch equal NumPy over 12
+    steps of changing batch sizes (float64, 1e-12), the masks being the portable PRNG's over
+    each map's flat elements (drawn as the interpreter draws them); evaluation mode too."""
+    data = {"name": "bnd", "inputs": [2, 4, 3], "seed": 3, "dtype": "float64",
+            "layers": [{"type": "conv2d", "channels": 4, "kernel": 3, "padding": 1},
+                       {"type": "batch_norm"}, {"type": "dropout", "p": 0.4},
+                       {"type": "conv2d", "channels": 2, "kernel": 2, "activation": "relu"},
+                       {"type": "batch_norm", "affine": False},
+                       {"type": "flatten"}, {"units": 3, "activation": "softmax"}],
+            "loss": {"type": "cross_entropy"},
+            "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9}}  # fmt: skip
+    d = derive(parse_spec(data))
+    mods = {t: MAKE[t](d, tmp_path / t) for t in MAKE}
+    params = {t: m.init_params() for t, m in mods.items()}
+    states = {t: m.init_state(params[t]) for t, m in mods.items()}
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        n = 2 + k % 5
+        x, t = rng.normal(size=(n, 2, 4, 3)), np.eye(3)[rng.integers(0, 3, n)]
+        if k == 0:  # the interpreter draws the same mask for this step
+            env = {"x": x, "t": t, N.name: np.asarray(float(n)), "__step": 0, "__seed": 3}
+            run_program(d, d.forward, env, {k: v.copy() for k, v in params["numpy"].items()})
+            want = prng.dropout_keep(prng.dropout_key(3, 0, 3), 0, n, 48, 0.4)
+            np.testing.assert_array_equal(env["m3"], want.reshape(n, 4, 4, 3))
+            assert abs(float(env["E"]) - mods["numpy"].loss(params["numpy"], x, t)) < 1e-12
+        losses = {name: m.step(params[name], states[name], x, t) for name, m in mods.items()}
+        for name in ("c", "torch"):
+            assert abs(losses[name] - losses["numpy"]) <= 1e-12 * abs(losses["numpy"]), k
+    for name in ("c", "torch"):
+        for p in params["numpy"]:
+            np.testing.assert_allclose(params[name][p], params["numpy"][p], rtol=1e-12,
+                                       atol=1e-14, err_msg=f"{name} {p}")  # fmt: skip
+    x = rng.normal(size=(5, 2, 4, 3))
+    want = mods["numpy"].forward(params["numpy"], x)
+    for name in ("c", "torch"):
+        np.testing.assert_allclose(mods[name].forward(params[name], x), want, 1e-12, 1e-15)

@@ -139,13 +139,21 @@ def _gr_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     return scale_of(op, env, dtype) * terms.sum(axis=axes)
 
 
+def _positions(op: Op, ctx: Context) -> bool:
+    """A per-channel parameter's gradient over a map with its channels last: Σ over n and s."""
+    shape = ctx.shape(op.args[-1])
+    return bool(shape) and len(ctx.shape(op.args[0])) > len(shape)
+
+
 def _gr_text(op: Op, ctx: Context) -> str:
     over = "sum_n sum_i" if not ctx.shape(op.args[-1]) else "sum_n"
+    over = "sum_n,s" if _positions(op, ctx) else over
     return f"{op.out} = {c_text(op.scale)}{over} {lx.text(op.expr)}"
 
 
 def _gr_latex(op: Op, ctx: Context) -> str:
     over = r"\sum_n \sum_i" if not ctx.shape(op.args[-1]) else r"\sum_n"
+    over = r"\sum_{n,s}" if _positions(op, ctx) else over
     body = lx.latex(op.expr, hadamard=True)
     return rf"{name_tex(op.out)} = {c_tex(op.scale)}{over} {body}"
 
