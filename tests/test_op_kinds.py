@@ -142,6 +142,12 @@ CASES = [
      {"a1": (2, 2), "a2": (2, 1)}, []),
     ("reshape (flatten)", Op("reshape", "a2", ("a1",), attrs=(("shape", (6,)),)),
      {"a1": (2, 3)}, []),
+    ("transpose a map [C, H, W] to channels last", Op("transpose", "t", ("a1",),
+                                                     attrs=(("to", "last"), ("shape", (6, 2)))),
+     {"a1": (2, 3, 2)}, []),
+    ("transpose channels last back to [C, L]", Op("transpose", "a2", ("t",),
+                                                  attrs=(("to", "first"), ("shape", (2, 3)))),
+     {"t": (3, 2)}, []),
     # convolution and pooling (issue 14): stride, padding (uneven too), dilation, groups
     ("conv1d", conv_op(1, 1, ((0, 0),), 1, 1), {"x": (2, 4)},
      [param("W1", (2, 2, 2)), param("b1", (2,))]),
@@ -185,6 +191,15 @@ BATCH_CASES = [
      {"u": (2,), "mu": (2,)}, {"mu"}),
     ("map of a per-batch tensor", Op("map", "y", ("u", "v"), vec("u") / sp.sqrt(vec("v") + EPS)),
      {"u": (2,), "v": (2,)}, {"v"}),
+    ("reduce mean over the batch and positions (channels)",
+     Op("reduce", "mu", ("u",), vec("u") / (3 * N), attrs=(("over", "channels"),)),
+     {"u": (3, 2)}, set()),
+    ("reduce variance over channels", Op("reduce", "v", ("u", "mu"),
+                                         (vec("u") - vec("mu")) ** 2 / (3 * N),
+                                         attrs=(("over", "channels"),)),
+     {"u": (3, 2), "mu": (2,)}, {"mu"}),
+    ("map of a per-channel tensor", Op("map", "y", ("u", "v"), vec("u") / sp.sqrt(vec("v") + EPS)),
+     {"u": (3, 2), "v": (2,)}, {"v"}),
     ("map of per-batch tensors only", Op("map", "y", ("v", "w"), vec("v") * vec("w"),
                                          attrs=(("batch", True),)),
      {"v": (2,), "w": (2,)}, {"v", "w"}),
@@ -323,6 +338,9 @@ def test_batch_pullback_is_the_vector_jacobian_product(label, op, shapes, batch)
         batch.add("g")
     rec = Recorder(Context(shapes, {}, frozenset(batch)))
     kind(op).pullback(op, "g", rec)
+    ctx = Context(shapes, {}, frozenset(batch))  # g per batch too: its elements broadcast
+    for el in names:
+        el.ctx = ctx
     g_of = {f: sym(f.name.replace(op.out, "g", 1)) for f in forward}
     checked = 0
     for u in dict.fromkeys(op.args):

@@ -238,10 +238,15 @@ def _rewrites(by_node, plain: _Walk, closed: _Walk, derived, backward) -> tuple[
     ops the closed form emitted instead."""
     out = []
     for index, ops in by_node.items():
-        last = ops[-1]
+        # the segment: the op carrying the closed form (a map's batch norm transposes after it)
+        # and the ops before it back to its input (which a transpose may make within the node)
+        at = next((k for k in range(len(ops) - 1, -1, -1) if ops[k].attr("closed_form")), -1)
+        last = ops[at]
         name = last.attr("closed_form")
         if name is None or last.out not in closed.spans:
             continue
+        made = [k for k in range(at) if ops[k].out == last.attr("input")]
+        ops = ops[made[0] + 1 if made else 0 : at + 1]
         lo = min(plain.spans[op.out][0] for op in ops if op.out in plain.spans)
         hi = max(plain.spans[op.out][1] for op in ops if op.out in plain.spans)
         before = list(derived[lo:hi])

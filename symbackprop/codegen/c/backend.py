@@ -16,6 +16,7 @@ import sympy as sp
 from ... import safe_io
 from ...core import prng
 from ...core.derivation import Derivation
+from ...core.ops.base import full_shape
 from ...core.optimizers import hyper_range
 from ...printing.c import CCodePrinter, StepScalarPrinter
 from ...spec.errors import SpecError
@@ -229,8 +230,15 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out.update(_blocks(op, program))
     elif op.kind == "reduce":  # the terms' width: the op's own (batch) or its input's (features)
         out["width"] = max(widths.get(a, 1) for a in op.args if a not in params)
-    elif op.kind == "mask":
-        out["p"], out["width"] = repr(float(op.attr("p"))), o.units
+        if op.attr("over") == "channels":  # [S, C] rows of C summed into [C]
+            full = full_shape(op, program.context)
+            out["rows"], out["units"] = math.prod(full[:-1]), full[-1]
+            out["m_rows"] = f"m * {out['rows']}"
+    elif op.kind == "transpose":  # the map side's channels and positions
+        mapped = program.shapes[op.args[0]] if op.attr("to") == "last" else op.attr("shape")
+        out["channels"], out["positions"] = mapped[0], math.prod(mapped[1:])
+    elif op.kind == "mask":  # a map's mask is drawn over its flat elements
+        out["p"], out["width"] = repr(float(op.attr("p"))), math.prod(op.attr("shape"))
     elif op.kind in _SEQUENCE_OPS:
         _sequence_op(out, o, program, widths, dtype)
     return out

@@ -93,6 +93,11 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
     elif op.kind == "global_avgpool_backward":
         shape = op.attr("shape")
         extra = {"attrs": {"shape": list(shape), "size": math.prod(shape[1:])}}
+    elif op.kind == "transpose":  # the map side's channels and positions
+        mapped = program.shapes[op.args[0]] if op.attr("to") == "last" else op.attr("shape")
+        extra = {"channels": mapped[0], "positions": math.prod(mapped[1:])}
+    elif op.kind == "mask" and len(op.attr("shape")) > 1:  # a map's mask, drawn flat
+        extra = {"width": math.prod(op.attr("shape"))}
     ctx = program.context
     # a per-sample map of per-batch tensors only (dE/du through a batch mean) gets its rows
     rows = (op.kind == "map" and bool(arrays) and not kind(op).per_batch(op)

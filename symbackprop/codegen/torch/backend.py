@@ -160,12 +160,28 @@ class _Ops:
                 k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs
             },  # a loop's step functions, printed
             **_conv_fields(op, self.program),
+            **_channel_fields(op, self.program),
             "seq": {
                 a: list(self.program.shapes[a])
                 for a in op.args
                 if a in self.program.shapes and len(self.program.shapes[a]) == 2
             },
         }
+
+
+def _channel_fields(op, program: Program) -> dict:
+    """Batch norm over channels: a transpose's channels and positions, the axes a parameter
+    gradient of [S, C] rows sums over, a map's mask drawn over its flat elements."""
+    if op.kind == "transpose":
+        mapped = program.shapes[op.args[0]] if op.attr("to") == "last" else op.attr("shape")
+        return {"channels": mapped[0], "positions": math.prod(mapped[1:])}
+    if op.kind == "grad_reduce" and op.attr("axes") == "batch":
+        rank, prank = len(program.shapes[op.args[0]]), len(program.param(op.args[-1]).shape)
+        if rank > prank:
+            return {"sum_axes": repr(tuple(range(rank + 1 - prank)))}
+    if op.kind == "mask" and len(op.attr("shape")) > 1:
+        return {"width": math.prod(op.attr("shape"))}
+    return {}
 
 
 _CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "grad_conv_bias", "maxpool",

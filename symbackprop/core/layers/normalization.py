@@ -9,8 +9,10 @@ so the chain rule derives their backward pass through every step (ops.reduce, op
 the closed form (ops.closed_forms) replaces it in the code. Batch norm's two batch statistics
 carry their running buffers (``mean{i}``, ``var{i}``: parameters that are never trained): in
 evaluation mode the statistics are the buffers, and each training step updates them with
-PyTorch's momentum (the variance with Bessel's correction). Over channels (conv maps) the
-statistics will sum over the batch and the positions of a channel; vectors are features.
+PyTorch's momentum (the variance with Bessel's correction). Over channels (conv maps, [C, L]
+or [C, H, W], as nn.BatchNorm1d/2d) the map is transposed to [S, C] first, so the statistics
+sum over the batch and the S positions of each channel (M = N·S terms) and the same ops apply;
+vectors are features.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from .base import LayerKind, LayerSpec, Node, register
 def _parse(kind: str):
     def parse(f: _Fields, inputs: tuple[str, ...], shapes: tuple[Shape, ...]) -> LayerSpec:
         (shape,) = shapes
-        if len(shape) != 1:
+        maps = kind == "batch_norm" and len(shape) in (2, 3)  # [C, L], [C, H, W]: per channel
+        if len(shape) != 1 and not maps:
             raise SpecError(f.at("input"), f"{kind} takes vectors here (the input is "
                             f"{list(shape)})")  # fmt: skip
         eps = _num(f.get("eps", 1e-5), f.at("eps"), 0.0, low_open=True)
@@ -47,7 +50,7 @@ def _parse(kind: str):
 def _params(ls: LayerSpec, i: int, shapes: tuple[Shape, ...]) -> tuple[Param, ...]:
     """γ (ones) and β (zeros) when affine, then batch norm's buffers: the running mean
     (zeros) and variance (ones); nn.BatchNorm1d's order and initial values."""
-    (features,) = shapes[0]
+    features = shapes[0][0]  # a vector's features, a map's channels
     attrs = dict(ls.attrs)
     out = []
     ones, zeros = Init("values", 1.0), Init("zeros")
@@ -64,23 +67,41 @@ def _params(ls: LayerSpec, i: int, shapes: tuple[Shape, ...]) -> tuple[Param, ..
 
 
 def _forward(node: Node) -> tuple[Op, ...]:
+    """The ops over features (vectors, batch statistics or each sample's), or for a map the
+    same ops between two transposes: channels last, [S, C], normalized over the batch and the
+    S positions of each channel, then channels first again."""
     i, u = node.index, node.inputs[0]
     attrs = dict(node.spec.attrs)
     eps = number(attrs["eps"])
     batch = node.type == "batch_norm"
-    over = "batch" if batch else "features"
-    size = N if batch else sp.Integer(node.shape[-1])
+    shape = tuple(node.shape)
+    channels = batch and len(shape) > 1
+    positions = 1
+    for n in shape[1:]:
+        positions *= n
+    over = "channels" if channels else "batch" if batch else "features"
+    size = N * positions if batch else sp.Integer(shape[-1])
     mu, xc, var, xhat = f"mu{i}", f"xc{i}", f"v{i}", f"xhat{i}"
     stat: dict[str, tuple] = {"mu": (), "var": ()}
+    count = (("positions", positions),) if channels else ()
     if batch:
         m = number(attrs["momentum"])
-        stat = {"mu": (("running", f"mean{i}"), ("momentum", m)),
-                "var": (("running", f"var{i}"), ("momentum", m), ("unbiased", True))}  # fmt: skip
-    axis = "batch" if batch else "features"
+        stat = {"mu": (("running", f"mean{i}"), ("momentum", m), *count),
+                "var": (("running", f"var{i}"), ("momentum", m), ("unbiased", True),
+                        *count)}  # fmt: skip
+    axis = {"batch": "batch", "channels": "batch and positions"}.get(over, "features")
     gamma = node.param("scale")
     beta = node.param("shift")
-    out = node.a if gamma is None else xhat
+    final = f"y{i}" if channels else node.a  # a map's result before channels go first again
+    out = final if gamma is None else xhat
+    pre: list[Op] = []
+    if channels:
+        t = f"t{i}"
+        pre.append(Op("transpose", t, (u,), why=f"{t}: {u} with its channels last",
+                      attrs=(("to", "last"), ("shape", (positions, shape[0])))))  # fmt: skip
+        u = t
     ops = [
+        *pre,
         Op("reduce", mu, (u,), vec(u) / size, why=f"{mu}: mean of {u} over the {axis}",
            attrs=(("over", over), *stat["mu"])),
         Op("map", xc, (u, mu), vec(u) - vec(mu), why=f"{xc} = {u} − {mu}"),
@@ -92,15 +113,18 @@ def _forward(node: Node) -> tuple[Op, ...]:
     ]  # fmt: skip
     if gamma is not None:
         assert beta is not None
-        ops.append(Op("map", node.a, (gamma.name, xhat, beta.name),
+        ops.append(Op("map", final, (gamma.name, xhat, beta.name),
                       vec(gamma.name) * vec(xhat) + vec(beta.name),
-                      why=f"{node.a} = γ ⊙ {xhat} + β"))  # fmt: skip
+                      why=f"{final} = γ ⊙ {xhat} + β"))  # fmt: skip
     names = (("gamma", gamma.name if gamma else ""), ("beta", beta.name if beta else ""))
     closed = (("closed_form", "normalize"), ("input", u), ("over", over), ("layer", i),
-              ("xhat", out), ("var", var), ("eps", eps), *names)  # fmt: skip
+              ("xhat", out), ("var", var), ("eps", eps), *names, *count)  # fmt: skip
     last = ops[-1]
     ops[-1] = Op(last.kind, last.out, last.args, last.expr, why=last.why,
                  attrs=last.attrs + closed)  # fmt: skip
+    if channels:
+        ops.append(Op("transpose", node.a, (final,), why=f"{node.a}: {final} with its channels "
+                      "first again", attrs=(("to", "first"), ("shape", shape))))  # fmt: skip
     return tuple(ops)
 
 

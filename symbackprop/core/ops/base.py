@@ -178,8 +178,11 @@ def element_subs(expr: sp.Expr, index: tuple[int, ...], el: Elements) -> sp.Expr
         if s == N:
             continue
         shape = el.ctx.shape(s.name)
+        last = index[len(index) - len(shape) :] if shape else ()
         if el.ctx.is_param(s.name):
-            subs[s] = el.param(s.name, index[len(index) - len(shape) :] if shape else ())
+            subs[s] = el.param(s.name, last)
+        elif el.ctx.is_batch(s.name):  # a statistic [C] of a map with its channels last
+            subs[s] = el.tensor(s.name, last)
         else:
             subs[s] = el.tensor(s.name, index[: len(shape)])
     return expr.xreplace(subs)

@@ -13,7 +13,8 @@ biased variance, x̂ = (u − μ)/σ, y = γ ⊙ x̂ + β):
     ∂ℓ/∂u = (1/(M σ)) (M h − Σ h − x̂ ⊙ Σ(h ⊙ x̂)),   h = γ ⊙ ∂ℓ/∂y
 
 which for batch norm, γ being the same for every sample, is the CS231n form
-(γ/(N σ)) (N g − Σ_n g − x̂ ⊙ Σ_n (g ⊙ x̂)).
+(γ/(N σ)) (N g − Σ_n g − x̂ ⊙ Σ_n (g ⊙ x̂)); over channels (a map with its channels last,
+[S, C]) the sums run over the batch and the S positions, M = N·S.
 """
 
 from __future__ import annotations
@@ -60,9 +61,10 @@ def _normalize_pullback(op: Op, g: str, bw: Backward) -> None:
                    f"∂E/∂{beta} = c Σ_n ∂ℓ/∂{op.out}", attrs=(("axes", "batch"),)))  # fmt: skip
     if not bw.requires(u):
         return
-    batch = over == "batch"
-    size = N if batch else sp.Integer(bw.ctx.shape(u)[-1])
-    axis = "n" if batch else "j"
+    batch = over != "features"  # over the batch, or over the batch and positions (channels)
+    positions = op.attr("positions", 1)
+    size = N * positions if batch else sp.Integer(bw.ctx.shape(u)[-1])
+    axis = {"batch": "n", "channels": "n,s"}.get(over, "j")
     # h = γ ⊙ g inside the sums when γ varies along the axis (layer norm); outside (batch norm)
     h = vec(g) * vec(gamma) if gamma and not batch else vec(g)
     args = (g, gamma) if gamma and not batch else (g,)
@@ -76,7 +78,9 @@ def _normalize_pullback(op: Op, g: str, bw: Backward) -> None:
     body = size * h - vec(sg) - vec(xhat) * vec(sgx)
     expr = scale / (size * sp.sqrt(vec(var) + eps)) * body
     reads = tuple(dict.fromkeys((g, *((gamma,) if gamma else ()), sg, sgx, xhat, var)))
-    why = ("closed form: (γ/(Nσ)) (N g − Σ_n g − x̂ ⊙ Σ_n g ⊙ x̂)" if batch
+    why = (f"closed form: (γ/(Mσ)) (M g − Σ_{axis} g − x̂ ⊙ Σ_{axis} g ⊙ x̂), M = {size}"
+           if over == "channels"
+           else "closed form: (γ/(Nσ)) (N g − Σ_n g − x̂ ⊙ Σ_n g ⊙ x̂)" if batch
            else "closed form: (1/(Fσ)) (F h − Σ_j h − x̂ ⊙ Σ_j h ⊙ x̂), h = γ ⊙ g")  # fmt: skip
     bw.contribute(u, Op("map", bw.slot(u, op.out), reads, expr, why=why))
 

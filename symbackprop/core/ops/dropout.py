@@ -2,8 +2,8 @@
 portable PRNG (core/prng.py) at the seed and the step count, so every target draws the same.
 
 Element j of row r of a batch at step k, layer i: kept iff u(dropout_key(seed, k, i), r·F + j)
-≥ p. In evaluation mode the mask is its mean 1 − p (its ``eval``): u ⊙ m/(1 − p) becomes u,
-inverted dropout's identity.
+≥ p (F the numbers of a sample, j in C order: a map's flat index). In evaluation mode the mask
+is its mean 1 − p (its ``eval``): u ⊙ m/(1 − p) becomes u, inverted dropout's identity.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ def _mask_shape(op: Op, ctx: Context) -> Shape:
 def _mask_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     from .. import prng
 
-    (width,) = _mask_shape(op, ctx)
+    shape = _mask_shape(op, ctx)
+    width = int(np.prod(shape))  # a map's elements in C order: r·size + flat index
     key = prng.dropout_key(int(env["__seed"]), int(env["__step"]), op.attr("layer"))
     keep = prng.dropout_keep(key, 0, rows(env), width, float(op.attr("p")))
-    return keep.astype(env["x"].dtype)
+    return keep.reshape(rows(env), *shape).astype(env["x"].dtype)
 
 
 def _mask_text(op: Op, ctx: Context) -> str:

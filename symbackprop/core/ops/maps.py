@@ -83,8 +83,10 @@ def _map_pullback(op: Op, g: str, bw: Backward) -> None:
                        attrs=(("axes", axes),)))  # fmt: skip
         elif ctx.is_batch(arg) and not batch:  # the same for every sample: summed over them
             why = f"∂ℓ/∂{arg} = Σ_n ∂ℓ/∂{op.out} ⊙ ∂{op.out}/∂{arg} ({arg} is per batch)"
+            # [C] into a map with its channels last, [S, C]: summed over the rows as well
+            over = "batch" if len(ctx.shape(arg)) == len(shape) else "channels"
             bw.contribute(arg, Op("reduce", bw.slot(arg, op.out), inputs, vec(g) * local,
-                                  why=why, attrs=(("over", "batch"),)))  # fmt: skip
+                                  why=why, attrs=(("over", over),)))  # fmt: skip
         elif len(ctx.shape(arg)) < len(shape):  # one number per sample, broadcast: summed
             why = f"∂ℓ/∂{arg} = Σ_j ∂ℓ/∂{op.out}_j ∂{op.out}_j/∂{arg}"
             bw.contribute(arg, Op("reduce", bw.slot(arg, op.out), inputs, vec(g) * local,
@@ -137,13 +139,21 @@ def _gr_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     return scale_of(op, env, dtype) * terms.sum(axis=axes)
 
 
+def _positions(op: Op, ctx: Context) -> bool:
+    """A per-channel parameter's gradient over a map with its channels last: Σ over n and s."""
+    shape = ctx.shape(op.args[-1])
+    return bool(shape) and len(ctx.shape(op.args[0])) > len(shape)
+
+
 def _gr_text(op: Op, ctx: Context) -> str:
     over = "sum_n sum_i" if not ctx.shape(op.args[-1]) else "sum_n"
+    over = "sum_n,s" if _positions(op, ctx) else over
     return f"{op.out} = {c_text(op.scale)}{over} {lx.text(op.expr)}"
 
 
 def _gr_latex(op: Op, ctx: Context) -> str:
     over = r"\sum_n \sum_i" if not ctx.shape(op.args[-1]) else r"\sum_n"
+    over = r"\sum_{n,s}" if _positions(op, ctx) else over
     body = lx.latex(op.expr, hadamard=True)
     return rf"{name_tex(op.out)} = {c_tex(op.scale)}{over} {body}"
 

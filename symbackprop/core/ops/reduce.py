@@ -1,6 +1,8 @@
 """Reductions: out = Σ expr(args) over the samples of the batch (a per-batch tensor, such as a
-batch statistic) or over the features of one sample (a per-sample scalar, such as a layer's
-mean); and the update of a running buffer from a batch statistic.
+batch statistic), over the samples and the rows of each (``over: channels``: a map with its
+channels last, [S, C], summed to [C] — batch norm over channels), or over the features of one
+sample (a per-sample scalar, such as a layer's mean); and the update of a running buffer from a
+batch statistic.
 
 A reduction with attr ``running`` is a batch statistic: in evaluation mode its output is the
 running buffer of that name instead (the op's ``eval``), and a training step then moves the
@@ -38,7 +40,8 @@ def _over(op: Op) -> str:
 
 def _reduce_shape(op: Op, ctx: Context) -> Shape:
     full = full_shape(op, ctx)
-    return full if _over(op) == "batch" else full[:-1]
+    over = _over(op)
+    return full if over == "batch" else full[-1:] if over == "channels" else full[:-1]
 
 
 def _reduce_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
@@ -47,11 +50,13 @@ def _reduce_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     terms = np.broadcast_to(elementwise(op.expr, env, dtype), (rows(env), *(full or (1,))))
     if _over(op) == "batch":
         return terms.sum(axis=0, dtype=dtype)
+    if _over(op) == "channels":
+        return terms.reshape(-1, terms.shape[-1]).sum(axis=0, dtype=dtype)
     return terms.sum(axis=-1, keepdims=True, dtype=dtype)
 
 
 def _index(op: Op) -> str:
-    return "n" if _over(op) == "batch" else "j"
+    return {"batch": "n", "channels": "n,s"}.get(_over(op), "j")
 
 
 def _reduce_text(op: Op, ctx: Context) -> str:
@@ -70,6 +75,12 @@ def _reduce_elements(op: Op, el: Elements) -> dict:
     if _over(op) == "batch":
         return {ix: sp.Add(*(element_subs(op.expr, ix, s) for s in el.samples))
                 for ix in indices(full)}  # fmt: skip
+    if _over(op) == "channels":  # per channel: every sample's every row
+        out: dict = {}
+        for s in el.samples:
+            for ix in indices(full):
+                out[ix[-1:]] = out.get(ix[-1:], 0) + element_subs(op.expr, ix, s)
+        return out
     return {(): sp.Add(*(element_subs(op.expr, ix, el) for ix in indices(full)))}
 
 
@@ -87,7 +98,7 @@ def _reduce_pullback(op: Op, g: str, bw: Backward) -> None:
         inputs = (g, *dict.fromkeys(op.args))
         if ctx.is_param(arg):  # no layer sums a parameter; its gradient would need its own rule
             raise ValueError(f"{op.out}: a sum of a parameter is not differentiated")
-        summed = ctx.is_batch(arg) if over == "batch" else len(ctx.shape(arg)) < len(full)
+        summed = ctx.is_batch(arg) if over != "features" else len(ctx.shape(arg)) < len(full)
         if summed:
             why = f"∂ℓ/∂{arg} = Σ_{_index(op)} ∂ℓ/∂{op.out} ∂{op.out}/∂{arg}"
             bw.contribute(arg, Op("reduce", bw.slot(arg, op.out), inputs, vec(g) * local,
@@ -111,14 +122,15 @@ def _reduce_updates(op: Op) -> tuple[Op, ...]:
     if running is None:
         return ()
     m = op.attr("momentum")
-    stat = vec(op.out) * (N / (N - 1) if op.attr("unbiased") else 1)
+    count = N * op.attr("positions", 1)  # the terms of the statistic: N, or N·S over channels
+    stat = vec(op.out) * (count / (count - 1) if op.attr("unbiased") else 1)
     expr = (1 - m) * vec(running) + m * stat
     what = "running variance (unbiased)" if op.attr("unbiased") else "running mean"
     return (Op("running", running, (running, op.out), expr, why=f"{what}, momentum {m}"),)
 
 
 register(OpKind("reduce", _reduce_shape, _reduce_eval, _reduce_text, _reduce_latex,
-                _reduce_elements, _reduce_pullback, per_batch=lambda op: _over(op) == "batch",
+                _reduce_elements, _reduce_pullback, per_batch=lambda op: _over(op) != "features",
                 eval=_reduce_eval_mode, updates=_reduce_updates))  # fmt: skip
 
 

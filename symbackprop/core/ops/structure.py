@@ -152,3 +152,65 @@ def _reshape_pullback(op: Op, g: str, bw: Backward) -> None:
 
 register(OpKind("reshape", _reshape_shape, _reshape_eval, _reshape_text, _reshape_latex,
                 _reshape_elements, _reshape_pullback))  # fmt: skip
+
+
+# ---- transpose: a map [C, *S] with its channels last, [S, C], and back ------------------------
+# Batch norm over channels (nn.BatchNorm1d/2d on maps) normalizes each channel over the batch
+# and the positions: with the channels last, its ops are those over features, per-batch
+# statistics of shape [C] broadcasting along the last axis as everywhere else.
+
+
+def _transpose_shape(op: Op, ctx: Context) -> Shape:
+    return tuple(op.attr("shape"))
+
+
+def _channels_positions(op: Op, ctx: Context) -> tuple[int, int]:
+    """(C, S): the channels and positions of the map side of the transpose."""
+    mapped = ctx.shape(op.args[0]) if op.attr("to") == "last" else tuple(op.attr("shape"))
+    size = 1
+    for n in mapped[1:]:
+        size *= n
+    return mapped[0], size
+
+
+def _transpose_text(op: Op, ctx: Context) -> str:
+    what = "channels last" if op.attr("to") == "last" else "channels first"
+    return f"{op.out} = {op.args[0]} with its {what}, {list(op.attr('shape'))}"
+
+
+def _transpose_latex(op: Op, ctx: Context) -> str:
+    sup = r"^{\top}"
+    return rf"{name_tex(op.out)} = {name_tex(op.args[0])}{sup}"
+
+
+def _transpose_elements(op: Op, el: Elements) -> dict:
+    c, s = _channels_positions(op, el.ctx)
+    src = el.ctx.shape(op.args[0])
+    flat = [el.tensor(op.args[0], ix) for ix in indices(src)]
+    out_shape = tuple(op.attr("shape"))
+    outs = list(indices(out_shape))
+    if op.attr("to") == "last":  # in[c, s] (flat c·S + s) -> out[s, c] (flat s·C + c)
+        return {outs[p * c + ch]: flat[ch * s + p] for ch in range(c) for p in range(s)}
+    return {outs[ch * s + p]: flat[p * c + ch] for ch in range(c) for p in range(s)}
+
+
+def _transpose_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
+    a = env[op.args[0]]
+    c, s = _channels_positions(op, ctx)
+    if op.attr("to") == "last":
+        return np.ascontiguousarray(a.reshape(len(a), c, s).transpose(0, 2, 1))
+    return np.ascontiguousarray(a.transpose(0, 2, 1)).reshape(len(a), *op.attr("shape"))
+
+
+def _transpose_pullback(op: Op, g: str, bw: Backward) -> None:
+    inp = op.args[0]
+    if bw.requires(inp):
+        back = "first" if op.attr("to") == "last" else "last"
+        shape = bw.ctx.shape(inp)
+        why = f"∂ℓ/∂{inp}: ∂ℓ/∂{op.out} with its channels {back} again"
+        bw.contribute(inp, Op("transpose", bw.slot(inp, op.out), (g,), why=why,
+                              attrs=(("to", back), ("shape", tuple(shape)))))  # fmt: skip
+
+
+register(OpKind("transpose", _transpose_shape, _transpose_eval, _transpose_text,
+                _transpose_latex, _transpose_elements, _transpose_pullback))  # fmt: skip
