@@ -13,6 +13,15 @@ from .numpy import log1p_argument, numeric_constants
 _SMALL_POWERS = 4  # x**2 .. x**4 as products (exactly what NumPy's x**2 gives; fast)
 
 
+def _logistic_argument(base: sp.Expr) -> sp.Expr | None:
+    """u when ``base`` is 1 + exp(-u) (so 1/base is the logistic sigmoid of u), else None."""
+    if isinstance(base, sp.Add) and len(base.args) == 2 and sp.S.One in base.args:
+        rest = base.args[1] if base.args[0] == sp.S.One else base.args[0]
+        if isinstance(rest, sp.exp):
+            return -rest.args[0]
+    return None
+
+
 class CCodePrinter(C99CodePrinter):
     """Strict C99 printer for one element of the generated loops (``-std=c99``, libm only).
 
@@ -23,6 +32,9 @@ class CCodePrinter(C99CodePrinter):
     log1p(u); Max/Min of a symbol and a number as a ternary (``(z < 0 ? 0 : z)``, which gcc
     vectorizes; NaN and -0.0 pass through as in np.maximum(0, z) and torch.relu), other Max/Min
     as nested ``fmax``/``fmin`` (they differ from np.maximum only for NaN);
+    exp, log, tanh and the logistic 1/(1 + exp(-u)) as the generated C's own vectorizable
+    ``sbp_exp``, ``sbp_log``, ``sbp_tanh``, ``sbp_sigmoid`` (``sbp_expf``, ... for float;
+    templates/c/sbp_math.c.j2, codegen/c/sbp_math.py emits the ones a file calls);
     erf as libm's ``erf``; Piecewise as nested ternaries on one line; Float as its shortest
     exact repr; Rational as a quotient ``1.0/3.0`` (parenthesized inside products) that the
     compiler folds exactly; x**2..x**4 as products, x**-n as ``1.0/(...)``, x**(1/2) as sqrt;
@@ -66,14 +78,20 @@ class CCodePrinter(C99CodePrinter):
             raise ValueError("only Heaviside(x, 0) is supported (H(0) = 0, as PyTorch's relu')")
         return f"({self._print(expr.args[0])} > 0 ? 1 : 0)"
 
+    def _print_exp(self, expr):
+        return f"sbp_exp{self._suffix.lower()}({self._print(expr.args[0])})"
+
+    def _print_tanh(self, expr):
+        return f"sbp_tanh{self._suffix.lower()}({self._print(expr.args[0])})"
+
     def _print_log(self, expr):
         f = "f" if self.dtype == "float32" else ""
         rest = log1p_argument(expr.args[0])
         if rest is None:
-            return f"log{f}({self._print(expr.args[0])})"
+            return f"sbp_log{f}({self._print(expr.args[0])})"
         if isinstance(rest, sp.exp):  # NumPy's logaddexp(0, u), which cannot overflow
             u = self._print(rest.args[0])
-            return f"(fmax{f}({u}, 0) + log1p{f}(exp{f}(-fabs{f}({u}))))"
+            return f"(fmax{f}({u}, 0) + log1p{f}(sbp_exp{f}(-fabs{f}({u}))))"
         return f"log1p{f}({self._print(rest)})"
 
     def _print_erf(self, expr):
@@ -113,6 +131,8 @@ class CCodePrinter(C99CodePrinter):
             return f"sqrt{f}({self._print(base)})"
         if exp == -sp.S.Half:
             return f"1.0{self._suffix}/sqrt{f}({self._print(base)})"
+        if exp == -1 and (u := _logistic_argument(base)) is not None:
+            return f"sbp_sigmoid{f}({self._print(u)})"
         if exp.is_Integer and exp < 0:
             inv = base if exp == -1 else sp.Pow(base, -exp, evaluate=False)
             return f"1.0{self._suffix}/{self.parenthesize(inv, PRECEDENCE['Mul'], strict=True)}"
