@@ -13,6 +13,26 @@ from .numpy import log1p_argument, numeric_constants
 _SMALL_POWERS = 4  # x**2 .. x**4 as products (exactly what NumPy's x**2 gives; fast)
 
 
+class Logistic(sp.Function):
+    """1/(1 + exp(-u)), printed as one call (sbp_sigmoid): only inside CCodePrinter.doprint."""
+
+    nargs = 1
+
+
+def _logistic(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with each (1 + exp(-u))**-n written Logistic(u)**n."""
+
+    def is_logistic(e) -> bool:
+        return (
+            e.is_Pow and e.exp.is_Integer and e.exp < 0 and _logistic_argument(e.base) is not None
+        )
+
+    def rewrite(e):
+        return Logistic(_logistic_argument(e.base)) ** (-e.exp)
+
+    return expr.replace(is_logistic, rewrite) if expr.has(sp.exp) else expr
+
+
 def _logistic_argument(base: sp.Expr) -> sp.Expr | None:
     """u when ``base`` is 1 + exp(-u) (so 1/base is the logistic sigmoid of u), else None."""
     if isinstance(base, sp.Add) and len(base.args) == 2 and sp.S.One in base.args:
@@ -81,6 +101,9 @@ class CCodePrinter(C99CodePrinter):
     def _print_exp(self, expr):
         return f"sbp_exp{self._suffix.lower()}({self._print(expr.args[0])})"
 
+    def _print_Logistic(self, expr):
+        return f"sbp_sigmoid{self._suffix.lower()}({self._print(expr.args[0])})"
+
     def _print_tanh(self, expr):
         return f"sbp_tanh{self._suffix.lower()}({self._print(expr.args[0])})"
 
@@ -131,8 +154,6 @@ class CCodePrinter(C99CodePrinter):
             return f"sqrt{f}({self._print(base)})"
         if exp == -sp.S.Half:
             return f"1.0{self._suffix}/sqrt{f}({self._print(base)})"
-        if exp == -1 and (u := _logistic_argument(base)) is not None:
-            return f"sbp_sigmoid{f}({self._print(u)})"
         if exp.is_Integer and exp < 0:
             inv = base if exp == -1 else sp.Pow(base, -exp, evaluate=False)
             return f"1.0{self._suffix}/{self.parenthesize(inv, PRECEDENCE['Mul'], strict=True)}"
@@ -144,7 +165,7 @@ class CCodePrinter(C99CodePrinter):
         return f"pow{f}({self._print(base)}, {self._print(exp)})"
 
     def doprint(self, expr, assign_to=None):
-        return super().doprint(numeric_constants(as_expr(expr)), assign_to)
+        return super().doprint(_logistic(numeric_constants(as_expr(expr))), assign_to)
 
 
 class StepScalarPrinter(CCodePrinter):
