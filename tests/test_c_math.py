@@ -1,4 +1,4 @@
-"""The C target's own exp, log, tanh and sigmoid (templates/c/sbp_math.c.j2), float and double:
+"""The C target's own exp, log, tanh, sigmoid and erf (templates/c/sbp_math.c.j2), float and double:
 within 2 ulp of the exact value on millions of points (tests/c_math/check.c against a more
 precise libm: long double for double, double for float), on a sample of them against mpmath,
 and at the extremes (±0, ±inf, NaN, subnormals, the overflow and underflow thresholds) as
@@ -30,7 +30,9 @@ FLAGS = ["-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trappi
 STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic", "-Wdouble-promotion"]
 ALL = [f"sbp_{n}{f}" for n in sbp_math.FUNCTIONS for f in ("", "f")]
 POINTS = 1_000_000  # random points a function (and about 45 special ones)
-ORDER = ["exp", "log", "tanh", "sigmoid", "expf", "logf", "tanhf", "sigmoidf"]  # check.c's
+# the functions in check.c's order; the float ones
+ORDER = ["exp", "log", "tanh", "sigmoid", "erf", "expf", "logf", "tanhf", "sigmoidf", "erff"]
+SINGLE = set(ORDER[5:])
 pytestmark = pytest.mark.skipif(shutil.which(CC) is None, reason="no C compiler")
 
 
@@ -76,13 +78,15 @@ def _exact(name: str, x: float):
     if math.isnan(x) or (name.startswith("log") and x < 0):
         return None
     v = mpmath.mpf(x)
-    base = name.rstrip("f")
+    base = name[:-1] if name in SINGLE else name
     if base == "exp":
         return mpmath.exp(v)
     if base == "log":
         return mpmath.log(v) if x != 0 else -mpmath.inf
     if base == "tanh":
         return mpmath.tanh(v)
+    if base == "erf":
+        return mpmath.erf(v)
     return 1 / (1 + mpmath.exp(-v))
 
 
@@ -103,7 +107,7 @@ def test_a_sample_against_mpmath(checked, k):
     """2000 of the random points (random bit patterns, the interesting range, tiny and huge
     magnitudes) of each function against mpmath's value at 120 bits."""
     name, sample = ORDER[k], checked[1][k][:2000]
-    single = name.endswith("f")
+    single = name in SINGLE
     worst = 0.0
     with mpmath.workprec(120):
         for x, y in sample:
@@ -127,7 +131,7 @@ def test_loops_calling_them_vectorize(tmp_path):
         f"void loop_{fn}({t} *restrict y, const {t} *restrict x, long n)\n"
         f"{{ for (long i = 0; i < n; ++i) y[i] = {fn}(x[i]); }}\n"
         for fn in ALL
-        for t in ["float" if fn.endswith("f") else "double"]
+        for t in ["float" if fn[4:] in SINGLE else "double"]
     ]
     src = tmp_path / "loops.c"
     src.write_text('#include "sbp_math.h"\n' + "".join(loops))
@@ -163,7 +167,8 @@ def test_printed_and_emitted_only_where_called():
 
     for dtype, f in (("float64", ""), ("float32", "f")):
         source = files(dtype, "tanh")["net.c"]
-        defined = {n for n in ALL if f"static inline {'float' if f else 'double'} {n}(" in source}
+        real = "float" if f else "double"
+        defined = {n for n in ALL if f"static inline {real} {n}(" in source}
         assert defined == {f"sbp_exp{f}", f"sbp_log{f}", f"sbp_tanh{f}"}
         assert f"sbp_tanh{f}(" in source.split("forward and backward over chunks")[1]
         code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)

@@ -52,10 +52,10 @@ class CCodePrinter(C99CodePrinter):
     log1p(u); Max/Min of a symbol and a number as a ternary (``(z < 0 ? 0 : z)``, which gcc
     vectorizes; NaN and -0.0 pass through as in np.maximum(0, z) and torch.relu), other Max/Min
     as nested ``fmax``/``fmin`` (they differ from np.maximum only for NaN);
-    exp, log, tanh and the logistic 1/(1 + exp(-u)) as the generated C's own vectorizable
-    ``sbp_exp``, ``sbp_log``, ``sbp_tanh``, ``sbp_sigmoid`` (``sbp_expf``, ... for float;
-    templates/c/sbp_math.c.j2, codegen/c/sbp_math.py emits the ones a file calls);
-    erf as libm's ``erf``; Piecewise as nested ternaries on one line; Float as its shortest
+    exp, log, tanh, erf and the logistic 1/(1 + exp(-u)) as the generated C's own vectorizable
+    ``sbp_exp``, ``sbp_log``, ``sbp_tanh``, ``sbp_erf``, ``sbp_sigmoid`` (``sbp_expf``, ... for
+    float; templates/c/sbp_math.c.j2, codegen/c/sbp_math.py emits the ones a file calls);
+    Piecewise as nested ternaries on one line; Float as its shortest
     exact repr; Rational as a quotient ``1.0/3.0`` (parenthesized inside products) that the
     compiler folds exactly; x**2..x**4 as products, x**-n as ``1.0/(...)``, x**(1/2) as sqrt;
     x**k for a nonnegative integer symbol k (Adam's beta1**k) as ``ipow(x, k)``, binary powering
@@ -118,8 +118,7 @@ class CCodePrinter(C99CodePrinter):
         return f"log1p{f}({self._print(rest)})"
 
     def _print_erf(self, expr):
-        f = "erff" if self.dtype == "float32" else "erf"
-        return f"{f}({self._print(expr.args[0])})"
+        return f"sbp_erf{self._suffix.lower()}({self._print(expr.args[0])})"
 
     def _print_Piecewise(self, expr):
         if expr.args[-1].cond != sp.true:

@@ -1,4 +1,4 @@
-/* Accuracy of the generated C's sbp_exp, sbp_log, sbp_tanh, sbp_sigmoid (and their float
+/* Accuracy of the generated C's sbp_exp, sbp_log, sbp_tanh, sbp_sigmoid, sbp_erf (and their float
  * versions) against a more precise libm: long double for the double functions, double for the
  * float ones. tests/test_c_math.py builds it with sbp_math.h (the template rendered with every
  * function) and reads its output.
@@ -57,7 +57,7 @@ static const double SPECIALS[] = {
     0x1.fffffffffffffp1023, -0x1.fffffffffffffp1023, 1.0, -1.0, 0.625, -0.625, 0x1.3ffffffffffffp-1,
     709.782712893384, 709.7827128933841, 709.79, -745.1332191019411, -745.1332191019412, -708.3964185322641,
     -708.4, -744.0, 88.72283, 88.7229, -103.97208, -103.98, -87.33655, 0x1p-149, 0x1p-126, 0x1p-127,
-    19.0, 20.0, 9.0, 10.0, -36.0, -37.0, 710.0, -750.0, 1e-300, 1e300, 0.5, 2.0, 0x1.6a09e667f3bcdp-1,
+    19.0, 20.0, 9.0, 10.0, 2.5, -2.5, 0x1.3ffffffffffffp+1, 6.0, 5.9, 4.0, 3.9, 0x1.0000000000001p+0, 0x1.fffffffffffffp-1, -36.0, -37.0, 710.0, -750.0, 1e-300, 1e300, 0.5, 2.0, 0x1.6a09e667f3bcdp-1,
 };
 
 typedef double (*dfun)(double);
@@ -68,6 +68,7 @@ static long double ref_sigmoidl(long double x) { return 1.0L / (1.0L + expl(-x))
 static long double ref_expl(long double x) { return expl(x); }
 static long double ref_logl(long double x) { return logl(x); }
 static long double ref_tanhl(long double x) { return tanhl(x); }
+static long double ref_erfl(long double x) { return erfl(x); }
 static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 /* |y - r| in units in the last place of the type (53 or 24 bits) at r */
@@ -139,9 +140,11 @@ int main(int argc, char **argv)
     run("log", sbp_log, ref_logl, NULL, NULL, 0, 4, n, sample);
     run("tanh", sbp_tanh, ref_tanhl, NULL, NULL, -25, 25, n, sample);
     run("sigmoid", sbp_sigmoid, ref_sigmoidl, NULL, NULL, -750, 40, n, sample);
+    run("erf", sbp_erf, ref_erfl, NULL, NULL, -7, 7, n, sample);
     run("expf", NULL, NULL, sbp_expf, exp, -105, 90, n, sample);
     run("logf", NULL, NULL, sbp_logf, log, 0, 4, n, sample);
     run("tanhf", NULL, NULL, sbp_tanhf, tanh, -12, 12, n, sample);
     run("sigmoidf", NULL, NULL, sbp_sigmoidf, ref_sigmoid, -105, 20, n, sample);
+    run("erff", NULL, NULL, sbp_erff, erf, -5, 5, n, sample);
     return fclose(sample) != 0;
 }
