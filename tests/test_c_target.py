@@ -94,12 +94,18 @@ X_, Y_, K_ = sp.Symbol("x", real=True), sp.Symbol("y", real=True), sp.Symbol("k"
     [
         (X_**-1, "1.0/x", "1.0F/x"),
         (X_**2, "(x*x)", "(x*x)"),
-        (1 / (1 + sp.exp(-X_)), "1.0/(1 + exp(-x))", "1.0F/(1 + expf(-x))"),
+        (1 / (1 + sp.exp(-X_)), "sbp_sigmoid(x)", "sbp_sigmoidf(x)"),
+        (sp.tanh(X_) + sp.exp(Y_), "sbp_exp(y) + sbp_tanh(x)", "sbp_expf(y) + sbp_tanhf(x)"),
+        (sp.log(X_), "sbp_log(x)", "sbp_logf(x)"),
         (sp.Max(0, X_), "(x < 0 ? 0 : x)", "(x < 0 ? 0 : x)"),
         (sp.Min(X_, 6), "(x > 6 ? 6 : x)", "(x > 6 ? 6 : x)"),
         (sp.Max(X_, Y_), "fmax(x, y)", "fmaxf(x, y)"),
         (Y_ * sp.Heaviside(X_, 0), "y*(x > 0 ? 1 : 0)", "y*(x > 0 ? 1 : 0)"),
-        (sp.erf(X_ / sp.sqrt(2)), "erf(0.7071067811865476*x)", "erff(0.7071067811865476F*x)"),
+        (
+            sp.erf(X_ / sp.sqrt(2)),
+            "sbp_erf(0.7071067811865476*x)",
+            "sbp_erff(0.7071067811865476F*x)",
+        ),
         (
             sp.Piecewise((X_, X_ > 0), (X_ / 10, True)),
             "(x > 0 ? x : (1.0/10.0)*x)",
@@ -112,8 +118,8 @@ X_, Y_, K_ = sp.Symbol("x", real=True), sp.Symbol("y", real=True), sp.Symbol("k"
         (sp.log(1 + X_**2), "log1p((x*x))", "log1pf((x*x))"),
         (
             sp.log(1 + sp.exp(-X_)),
-            "(fmax(-x, 0) + log1p(exp(-fabs(-x))))",
-            "(fmaxf(-x, 0) + log1pf(expf(-fabsf(-x))))",
+            "(fmax(-x, 0) + log1p(sbp_exp(-fabs(-x))))",
+            "(fmaxf(-x, 0) + log1pf(sbp_expf(-fabsf(-x))))",
         ),
     ],
 )
@@ -175,8 +181,9 @@ def test_c_files_deterministic_marked_and_small():
     # second hardening pass added safe file reads and writes, the set's build id, the step limit
     # and the hyperparameter ranges (51,057 with them), 52,507 (and 62,197 for the set) with the
     # training controls (step-count entries for dropout, schedules, clipping) and the no-heap
-    # option; file I/O moves to the program with the small-device work
-    assert wide["wide.c"] + wide["wide.h"] < 54_000 and sum(wide.values()) < 64_000, wide
+    # option; file I/O moves to the program with the small-device work; 55,781 with the
+    # vectorizable sbp_erf and sbp_exp that gelu and gelu' call (3.3 KB: templates/c/sbp_math.c.j2)
+    assert wide["wide.c"] + wide["wide.h"] < 56_500 and sum(wide.values()) < 66_500, wide
     for name in small:  # the emitted code does not grow with width: only the numbers change
         assert abs(wide[name] - small[name]) < 1000, (name, small[name], wide[name])
 

@@ -13,6 +13,35 @@ from .numpy import log1p_argument, numeric_constants
 _SMALL_POWERS = 4  # x**2 .. x**4 as products (exactly what NumPy's x**2 gives; fast)
 
 
+class Logistic(sp.Function):
+    """1/(1 + exp(-u)), printed as one call (sbp_sigmoid): only inside CCodePrinter.doprint."""
+
+    nargs = 1
+
+
+def _logistic(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with each (1 + exp(-u))**-n written Logistic(u)**n."""
+
+    def is_logistic(e) -> bool:
+        return (
+            e.is_Pow and e.exp.is_Integer and e.exp < 0 and _logistic_argument(e.base) is not None
+        )
+
+    def rewrite(e):
+        return Logistic(_logistic_argument(e.base)) ** (-e.exp)
+
+    return expr.replace(is_logistic, rewrite) if expr.has(sp.exp) else expr
+
+
+def _logistic_argument(base: sp.Expr) -> sp.Expr | None:
+    """u when ``base`` is 1 + exp(-u) (so 1/base is the logistic sigmoid of u), else None."""
+    if isinstance(base, sp.Add) and len(base.args) == 2 and sp.S.One in base.args:
+        rest = base.args[1] if base.args[0] == sp.S.One else base.args[0]
+        if isinstance(rest, sp.exp):
+            return -rest.args[0]
+    return None
+
+
 class CCodePrinter(C99CodePrinter):
     """Strict C99 printer for one element of the generated loops (``-std=c99``, libm only).
 
@@ -23,7 +52,10 @@ class CCodePrinter(C99CodePrinter):
     log1p(u); Max/Min of a symbol and a number as a ternary (``(z < 0 ? 0 : z)``, which gcc
     vectorizes; NaN and -0.0 pass through as in np.maximum(0, z) and torch.relu), other Max/Min
     as nested ``fmax``/``fmin`` (they differ from np.maximum only for NaN);
-    erf as libm's ``erf``; Piecewise as nested ternaries on one line; Float as its shortest
+    exp, log, tanh, erf and the logistic 1/(1 + exp(-u)) as the generated C's own vectorizable
+    ``sbp_exp``, ``sbp_log``, ``sbp_tanh``, ``sbp_erf``, ``sbp_sigmoid`` (``sbp_expf``, ... for
+    float; templates/c/sbp_math.c.j2, codegen/c/sbp_math.py emits the ones a file calls);
+    Piecewise as nested ternaries on one line; Float as its shortest
     exact repr; Rational as a quotient ``1.0/3.0`` (parenthesized inside products) that the
     compiler folds exactly; x**2..x**4 as products, x**-n as ``1.0/(...)``, x**(1/2) as sqrt;
     x**k for a nonnegative integer symbol k (Adam's beta1**k) as ``ipow(x, k)``, binary powering
@@ -66,19 +98,27 @@ class CCodePrinter(C99CodePrinter):
             raise ValueError("only Heaviside(x, 0) is supported (H(0) = 0, as PyTorch's relu')")
         return f"({self._print(expr.args[0])} > 0 ? 1 : 0)"
 
+    def _print_exp(self, expr):
+        return f"sbp_exp{self._suffix.lower()}({self._print(expr.args[0])})"
+
+    def _print_Logistic(self, expr):
+        return f"sbp_sigmoid{self._suffix.lower()}({self._print(expr.args[0])})"
+
+    def _print_tanh(self, expr):
+        return f"sbp_tanh{self._suffix.lower()}({self._print(expr.args[0])})"
+
     def _print_log(self, expr):
         f = "f" if self.dtype == "float32" else ""
         rest = log1p_argument(expr.args[0])
         if rest is None:
-            return f"log{f}({self._print(expr.args[0])})"
+            return f"sbp_log{f}({self._print(expr.args[0])})"
         if isinstance(rest, sp.exp):  # NumPy's logaddexp(0, u), which cannot overflow
             u = self._print(rest.args[0])
-            return f"(fmax{f}({u}, 0) + log1p{f}(exp{f}(-fabs{f}({u}))))"
+            return f"(fmax{f}({u}, 0) + log1p{f}(sbp_exp{f}(-fabs{f}({u}))))"
         return f"log1p{f}({self._print(rest)})"
 
     def _print_erf(self, expr):
-        f = "erff" if self.dtype == "float32" else "erf"
-        return f"{f}({self._print(expr.args[0])})"
+        return f"sbp_erf{self._suffix.lower()}({self._print(expr.args[0])})"
 
     def _print_Piecewise(self, expr):
         if expr.args[-1].cond != sp.true:
@@ -124,7 +164,7 @@ class CCodePrinter(C99CodePrinter):
         return f"pow{f}({self._print(base)}, {self._print(exp)})"
 
     def doprint(self, expr, assign_to=None):
-        return super().doprint(numeric_constants(as_expr(expr)), assign_to)
+        return super().doprint(_logistic(numeric_constants(as_expr(expr))), assign_to)
 
 
 class StepScalarPrinter(CCodePrinter):

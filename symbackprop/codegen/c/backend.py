@@ -23,6 +23,7 @@ from ...spec.errors import SpecError
 from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
+from . import sbp_math
 
 # In the order write_files renames them into place: the sources, which check the header's build
 # id, before the header, so a set interrupted halfway does not compile.
@@ -525,6 +526,7 @@ def context(program: Program) -> dict:
         "metadata": _metadata(program, params),
         "schedule": c_expr(spec.optimizer.schedule) if spec.optimizer.schedule else "",
         "runtime_io_source": runtime_io_source(),
+        "sbp": sbp_math.used([*forward, *evaluation, *updates, loss, *backward], f),
     }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from ...core.derivation import Derivation
 from ...spec.errors import SpecError
 from ..program import Program, lower
+from . import sbp_math
 from .backend import build_id, context
 
 TEMPLATES = {"{name}_infer.c": "c/infer.c.j2", "{name}_infer.h": "c/infer.h.j2"}
@@ -65,7 +66,8 @@ def files(program: Program, weights: dict[str, np.ndarray], trained: bool = Fals
     arrays = [a for a in ctx["arrays"] if a["name"] in made]
     values = [{"name": p["name"], "init": _initializer(weights[p["name"]], ctx["dtype"])}
               for p in ctx["params"]]  # fmt: skip
-    infer = {**ctx, "forward": forward, "arrays": arrays, "values": values, "trained": trained}
+    infer = {**ctx, "forward": forward, "arrays": arrays, "values": values, "trained": trained,
+             "sbp": sbp_math.used(forward, ctx["f"])}  # fmt: skip
     texts = {
         out.format(name=ctx["name"]): render(tpl, **infer, build=_BUILD)
         for out, tpl in TEMPLATES.items()
