@@ -18,6 +18,7 @@ from ...core.derivation import Derivation
 from ...spec.errors import SpecError
 from ..program import Program, lower
 from .backend import build_id, context
+from .conv_layout import scratch as conv_scratch
 
 TEMPLATES = {"{name}_infer.c": "c/infer.c.j2", "{name}_infer.h": "c/infer.h.j2"}
 _BUILD = "BUILD-ID-OF-THE-SET"
@@ -65,7 +66,8 @@ def files(program: Program, weights: dict[str, np.ndarray], trained: bool = Fals
     arrays = [a for a in ctx["arrays"] if a["name"] in made]
     values = [{"name": p["name"], "init": _initializer(weights[p["name"]], ctx["dtype"])}
               for p in ctx["params"]]  # fmt: skip
-    infer = {**ctx, "forward": forward, "arrays": arrays, "values": values, "trained": trained}
+    infer = {**ctx, "forward": forward, "arrays": arrays, "values": values, "trained": trained,
+             "conv_scratch": conv_scratch(forward)}  # fmt: skip
     texts = {
         out.format(name=ctx["name"]): render(tpl, **infer, build=_BUILD)
         for out, tpl in TEMPLATES.items()
