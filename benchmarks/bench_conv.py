@@ -1,15 +1,17 @@
-"""One SGD training step of a CNN: the generated C (called through ctypes), the generated NumPy
-module and the generated torch Model against the same network in PyTorch eager (nn.Conv2d,
-nn.MaxPool2d, mean over positions, nn.Linear, F.cross_entropy, torch.optim.SGD), float32; then
-derive + generate time for the same net on small and large images.
+"""One SGD training step of a CNN: the generated C (its direct loops, and with cblas: make
+BLAS=1's im2col + gemm; called through ctypes), the generated NumPy module and the generated
+torch Model against the same network in PyTorch eager (nn.Conv2d, nn.MaxPool2d, mean over
+positions, nn.Linear, F.cross_entropy, torch.optim.SGD), float32; then derive + generate time for
+the same net on small and large images.
 
-Nets (issue 14): digits-sized, input 1x8x8, conv 8 3x3 pad 1 relu, maxpool 2, conv 16 3x3 pad 1
-relu, global average pool, dense 10 softmax, batch 32; larger, input 3x32x32, conv 32 and conv
-64 (same layout), batch 64. The variants run in interleaved rounds (the machine is shared);
-each number is the median over the rounds of the CPU time of this thread (time.thread_time,
-torch and BLAS on one thread), per step.
+Nets: "digits" (issue 14): input 1x8x8, conv 8 3x3 pad 1 relu, maxpool 2, conv 16 3x3 pad 1 relu,
+global average pool, dense 10 softmax, batch 32; "cifar_small": input 3x32x32, conv 16 3x3 pad 1
+relu, maxpool 2, conv 32 3x3 pad 1 relu, maxpool 2, dense 10 softmax, batch 32; "cifar" (issue
+14's larger one): input 3x32x32, the digits layout with conv 32 and conv 64, batch 64. The
+variants run in interleaved rounds (the machine is shared); each number is the median over the
+rounds of the CPU time of this thread (time.thread_time, torch and BLAS on one thread), per step.
 
-Run: python benchmarks/bench_conv.py [--rounds 7] [--min-time 0.2] [--quick]
+Run: python benchmarks/bench_conv.py [--rounds 7] [--min-time 0.2] [--quick] [--nets a,b]
 """
 
 from __future__ import annotations
@@ -37,38 +39,59 @@ from symbackprop.codegen.torch.loader import torch_module  # noqa: E402
 LR = 0.01
 
 
-def spec(name: str, shape: tuple[int, ...], c1: int, c2: int) -> dict:
+def layers(c1: int, c2: int, head: str) -> list[dict]:
+    """conv c1 -> relu -> maxpool -> conv c2 -> relu -> head (global_avgpool or maxpool +
+    flatten) -> dense 10 softmax."""
+    conv = {"type": "conv2d", "kernel": 3, "padding": 1, "activation": "relu"}
+    tail = ([{"type": "global_avgpool"}] if head == "gap"
+            else [{"type": "maxpool2d", "kernel": 2}, {"type": "flatten"}])  # fmt: skip
+    return [{**conv, "channels": c1}, {"type": "maxpool2d", "kernel": 2},
+            {**conv, "channels": c2}, *tail, {"units": 10, "activation": "softmax"}]  # fmt: skip
+
+
+def spec(name: str, shape: tuple[int, ...], c1: int, c2: int, head: str = "gap") -> dict:
     return {
         "name": name, "inputs": list(shape), "dtype": "float32", "seed": 1,
-        "layers": [
-            {"type": "conv2d", "channels": c1, "kernel": 3, "padding": 1, "activation": "relu"},
-            {"type": "maxpool2d", "kernel": 2},
-            {"type": "conv2d", "channels": c2, "kernel": 3, "padding": 1, "activation": "relu"},
-            {"type": "global_avgpool"},
-            {"units": 10, "activation": "softmax"},
-        ],
+        "layers": layers(c1, c2, head),
         "loss": {"type": "cross_entropy"},
         "optimizer": {"type": "sgd", "lr": LR},
     }  # fmt: skip
 
 
-def reference(shape, c1, c2, params):
-    net = nn.Sequential(
-        nn.Conv2d(shape[0], c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.Flatten(2), nn.Linear(1, 1),
-    )  # fmt: skip
-    net[-1] = nn.Identity()
-    head = nn.Linear(c2, 10)
+def reference(data: dict, params: dict):
+    """The spec's net as torch.nn modules with the generated weights; one SGD step."""
+    channels, mods, named = data["inputs"][0], [], []
+    size = list(data["inputs"])
+    for i, la in enumerate(data["layers"], start=1):
+        kind = la.get("type", "dense")
+        if kind == "conv2d":
+            mod = nn.Conv2d(channels, la["channels"], la["kernel"], padding=la["padding"])
+            channels = size[0] = la["channels"]
+            mods += [mod, nn.ReLU()]
+            named.append((mod, f"W{i}", f"b{i}"))
+        elif kind == "maxpool2d":
+            mods.append(nn.MaxPool2d(la["kernel"]))
+            size[1:] = [v // la["kernel"] for v in size[1:]]
+        elif kind == "global_avgpool":
+            mods.append(nn.AdaptiveAvgPool2d(1))
+            mods.append(nn.Flatten())
+            size = [channels, 1, 1]
+        elif kind == "flatten":
+            mods.append(nn.Flatten())
+        else:  # the dense softmax head: cross_entropy takes its logits
+            mod = nn.Linear(size[0] * size[1] * size[2], la["units"])
+            mods.append(mod)
+            named.append((mod, f"W{i}", f"b{i}"))
+    net = nn.Sequential(*mods)
     with torch.no_grad():
-        for mod, w, b in ((net[0], "W1", "b1"), (net[3], "W3", "b3"), (head, "W5", "b5")):
+        for mod, w, b in named:
             mod.weight.copy_(torch.as_tensor(params[w]))
             mod.bias.copy_(torch.as_tensor(params[b]))
-    parameters = [*net.parameters(), *head.parameters()]
-    opt = torch.optim.SGD(parameters, lr=LR)
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
 
     def step(X, y):
         opt.zero_grad()
-        loss = F.cross_entropy(head(net(X).mean(2)), y)
+        loss = F.cross_entropy(net(X), y)
         loss.backward()
         opt.step()
         return loss
@@ -87,23 +110,26 @@ def timed(fn, min_time: float) -> float:
             return spent / n
 
 
-def bench(name, shape, c1, c2, batch, rounds, min_time, folder: Path) -> dict:
-    data = spec(name, shape, c1, c2)
+def bench(data: dict, batch: int, rounds: int, min_time: float, folder: Path) -> dict:
     d = symbackprop.derive(data)
+    shape = tuple(data["inputs"])
     rng = np.random.default_rng(0)
     X = rng.normal(size=(batch, *shape)).astype(np.float32)
     labels = rng.integers(0, 10, batch)
     T = np.eye(10, dtype=np.float32)[labels]
-    mods = {"C": c_module(d, folder / "c"), "NumPy": numpy_module(d, folder / "np"),
+    mods = {"C": c_module(d, folder / "c"), "C BLAS": c_module(d, folder / "cb", blas=True),
+            "NumPy": numpy_module(d, folder / "np"),
             "torch target": torch_module(d, folder / "torch")}  # fmt: skip
     steps = {}
     for label, m in mods.items():
-        p, s = m.init_params(), None
+        p = m.init_params()
         s = m.init_state(p)
         steps[label] = lambda m=m, p=p, s=s: m.step(p, s, X, T)
-    ref = reference(shape, c1, c2, mods["NumPy"].init_params())
+    ref = reference(data, mods["NumPy"].init_params())
     Xt, yt = torch.as_tensor(X), torch.as_tensor(labels)
     steps["PyTorch eager"] = lambda: ref(Xt, yt)
+    losses = {k: float(torch.as_tensor(fn()).detach()) for k, fn in steps.items()}  # same loss
+    assert max(losses.values()) - min(losses.values()) < 1e-4 * max(1.0, losses["C"]), losses
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(rounds):
         for k, fn in steps.items():
@@ -119,20 +145,27 @@ def derive_time(shape) -> float:
     return time.perf_counter() - start
 
 
+NETS = {  # name: (input, conv channels, head, batch)
+    "digits": ((1, 8, 8), 8, 16, "gap", 32),
+    "cifar_small": ((3, 32, 32), 16, 32, "maxpool", 32),
+    "cifar": ((3, 32, 32), 32, 64, "gap", 64),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--min-time", type=float, default=0.2)
     ap.add_argument("--quick", action="store_true", help="the digits-sized net only")
+    ap.add_argument("--nets", default=",".join(NETS), help="comma-separated: " + ", ".join(NETS))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    cases = [("digits", (1, 8, 8), 8, 16, 32)]
-    if not args.quick:
-        cases.append(("cifar", (3, 32, 32), 32, 64, 64))
+    names = ["digits"] if args.quick else args.nets.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, shape, c1, c2, batch in cases:
-            res = bench(f"bench_{name}", shape, c1, c2, batch, args.rounds, args.min_time,
-                        Path(tmp) / name)  # fmt: skip
+        for name in names:
+            shape, c1, c2, head, batch = NETS[name]
+            data = spec(f"bench_{name}", shape, c1, c2, head)
+            res = bench(data, batch, args.rounds, args.min_time, Path(tmp) / name)
             eager = res["PyTorch eager"]
             print(f"{name} {'x'.join(map(str, shape))}, batch {batch}: ms per step (median)")
             for k, v in res.items():

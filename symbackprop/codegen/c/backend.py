@@ -24,6 +24,8 @@ from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
 from . import sbp_math
+from .conv_layout import layout as conv_layout
+from .conv_layout import scratch as conv_scratch
 
 # In the order write_files renames them into place: the sources, which check the header's build
 # id, before the header, so a set interrupted halfway does not compile.
@@ -216,6 +218,8 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
             out["block"] = _block(w.shape[1], dtype, CHUNK)
     elif op.kind in _CONV_KINDS:
         out["cv"] = _conv_dims(op, program)
+        if op.kind in ("conv", "conv_grad_input", "grad_conv_weight"):
+            out["cl"] = conv_layout(op.kind, out["cv"])
         if op.kind == "grad_conv_bias":
             out["shared"] = program.param(op.args[1]).kind == "shared"
     elif op.kind == "grad_bias":
@@ -487,6 +491,7 @@ def context(program: Program) -> dict:
         "trainable": [p for p in params if p["trainable"]],
         "arrays": arrays,
         "max_ndim": max(2, *(len(p["shape"]) for p in params)) if params else 2,
+        "conv_scratch": conv_scratch([*forward, *evaluation, *backward]),
         "has_conv": any(o["kind"] in _CONV_KINDS for o in (*forward, *backward)),
         "transposes": [
             {"name": op["args"][0], "rows": op["fan_in"], "cols": op["units"]}

@@ -46,6 +46,7 @@ def memory(program: Program, batch: int = 1, pointer: int = 8) -> dict[str, int]
     rows = (ctx["inputs"] + ctx["outputs"]) * batch
     rows += sum(batch * (1 if a["scalar"] else a["units"]) for a in ctx["arrays"])
     rows += sum(w["rows"] * w["cols"] for w in ctx["transposes"])
+    rows += ctx["conv_scratch"]["convbuf"]  # one sample's padded maps (NAME_BLAS adds convcols)
     work = 2 * pointer + rows * real
     work = _round(_round(work, grads_align) + grads, max(pointer, real))
     return {"params_bytes": params, "grads_bytes": grads, "state_bytes": state,

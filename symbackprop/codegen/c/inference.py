@@ -19,6 +19,7 @@ from ...spec.errors import SpecError
 from ..program import Program, lower
 from . import sbp_math
 from .backend import build_id, context
+from .conv_layout import scratch as conv_scratch
 
 TEMPLATES = {"{name}_infer.c": "c/infer.c.j2", "{name}_infer.h": "c/infer.h.j2"}
 _BUILD = "BUILD-ID-OF-THE-SET"
@@ -67,7 +68,8 @@ def files(program: Program, weights: dict[str, np.ndarray], trained: bool = Fals
     values = [{"name": p["name"], "init": _initializer(weights[p["name"]], ctx["dtype"])}
               for p in ctx["params"]]  # fmt: skip
     infer = {**ctx, "forward": forward, "arrays": arrays, "values": values, "trained": trained,
-             "sbp": sbp_math.used(forward, ctx["f"])}  # fmt: skip
+             "sbp": sbp_math.used(forward, ctx["f"]),
+             "conv_scratch": conv_scratch(forward)}  # fmt: skip
     texts = {
         out.format(name=ctx["name"]): render(tpl, **infer, build=_BUILD)
         for out, tpl in TEMPLATES.items()
