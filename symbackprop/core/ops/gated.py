@@ -146,12 +146,16 @@ def _cell_pullback(op: Op, g: str, bw: Backward) -> None:
 
     dx = part(f"dx{i}", 0, gh, "δx_t: ∂ℓ/∂(W x_t + b), every gate")
     dq = dx if op.attr("tied") else part(f"dq{i}", gh, 2 * gh, "δq_t: ∂ℓ/∂(U h_(t-1) + br)")
+    h = ""
+    if bw.requires(u):
+        hb = lay["state_at"][0]
+        h = part(f"hs{i}", hb * units, (hb + 1) * units, "the hidden states h_t, for ∂E/∂U",
+                 op.out)  # fmt: skip
+    # the gradients before the product that reads W (the C target fuses a step into them)
     if bw.requires(w):
         bw.emit(Op("grad_seq_weight", f"d{w}", (dx, inp, w), scale=bw.scale,
                    why="∂E/∂W = c Σ_n Σ_t δx_t x_tᵀ", attrs=(("shift", 0),)))  # fmt: skip
-    if bw.requires(u):
-        h = part(f"hs{i}", lay["state_at"][0] * units, (lay["state_at"][0] + 1) * units,
-                 "the hidden states h_t, for ∂E/∂U", op.out)  # fmt: skip
+    if h:
         bw.emit(Op("grad_seq_weight", f"d{u}", (dq, h, u), scale=bw.scale,
                    why="∂E/∂U = c Σ_n Σ_t δq_t h_(t−1)ᵀ (h_0 = 0)",
                    attrs=(("shift", 1),)))  # fmt: skip
