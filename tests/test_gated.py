@@ -180,3 +180,154 @@ def test_training_steps_follow_torch(build, label):
         for name, p in ref.named().items():
             np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12,
                                        err_msg=f"{label}: {name} after step {step + 1}")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_float32_follows_torch(build, kind):
+    spec = _spec([{"type": kind, "units": 6, "return_sequences": True}, {"units": 2}], steps=8,
+                 dtype="float32", optimizer={"type": "adam", "lr": 0.01})  # fmt: skip
+    net = build(spec)
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float32)
+    opt = _optimizer(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = (a.astype(np.float32) for a in _data(spec, 9))
+    for _ in range(10):
+        opt.zero_grad()
+        ref.loss(torch.tensor(x), torch.tensor(t)).backward()
+        net.step(params, state, x, t)
+        opt.step()
+    for name, p in ref.named().items():
+        np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, gates", [("gru", 3), ("lstm", 4)])
+def test_default_init_is_pytorchs_distribution(kind, gates):
+    """nn.GRU and nn.LSTM draw every parameter from U(−1/√units, 1/√units), gates stacked."""
+    import symbackprop
+    from symbackprop.core.evaluate import initial_params
+
+    d = symbackprop.derive(_spec([{"type": kind, "units": 16}, {"units": 2}], feats=40))
+    params = initial_params(d)
+    ref = RECURRENT[kind](40, 16, batch_first=True)
+    for name, own in (("W1", "weight_ih_l0"), ("U1", "weight_hh_l0"), ("b1", "bias_ih_l0"),
+                      ("br1", "bias_hh_l0")):  # fmt: skip
+        assert params[name].shape == tuple(getattr(ref, own).shape)
+        assert np.abs(params[name]).max() <= 1 / 4
+        assert np.abs(params[name]).max() > 0.9 / 4  # the whole range is used
+
+
+# ---- the C target: equal to the NumPy target, strict and sanitizer-clean builds ---------------
+
+
+def _generate(spec: dict, folder) -> None:
+    import symbackprop
+    from symbackprop.codegen import render
+
+    d = symbackprop.derive(spec)
+    for target in ("c", "numpy"):
+        for name, text in render(d, target).items():
+            (folder / name).write_text(text)
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.1}, {"type": "adam", "lr": 0.01}],
+                         ids=["sgd (fused one-chunk steps)", "adam"])  # fmt: skip
+def test_c_equals_numpy(optimizer, tmp_path):
+    """Many steps, batches of one chunk and of several (300 rows > CHUNK), shuffled rows; a gru
+    feeding an lstm feeding a gru, truncated BPTT on one of them."""
+    from symbackprop.codegen.c.loader import load_c
+    from symbackprop.codegen.numpy.loader import load_numpy
+
+    spec = _spec([{"type": "gru", "units": 5, "return_sequences": True},
+                  {"type": "lstm", "units": 4, "return_sequences": True, "bptt": 4},
+                  {"type": "gru", "units": 3}, {"units": 2}], steps=6,
+                 optimizer=optimizer)  # fmt: skip
+    _generate(spec, tmp_path)
+    c, py = load_c(tmp_path), load_numpy(tmp_path / "seq.py")
+    pc, pp = c.init_params(), py.init_params()
+    for name in pp:
+        np.testing.assert_array_equal(pc[name], pp[name])
+    sc, sp_ = c.init_state(pc), py.init_state(pp)
+    x, t = _data(spec, 300, seed=1)
+    for rows in (slice(0, 20), slice(0, 300), slice(20, 60)):
+        for _ in range(3):
+            assert c.step(pc, sc, x[rows], t[rows]) == pytest.approx(
+                py.step(pp, sp_, x[rows], t[rows]), rel=1e-12
+            )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c.forward(pc, x), py.forward(pp, x), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        c.train(pc, x, t, 2, 32, True, 5, sc), py.train(pp, x, t, 2, 32, True, 5, sp_), rtol=1e-11
+    )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-11, atol=1e-12)
+
+
+def _run(program, *args):
+    import subprocess
+
+    return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=program.parent)  # fmt: skip
+
+
+@pytest.mark.parametrize("flags", [["-Wall", "-Wextra", "-Werror", "-pedantic"],
+                                   ["-O1", "-g", "-fsanitize=address,undefined",
+                                    "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]],
+                         ids=["strict", "sanitizers"])  # fmt: skip
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_c_program_trains_on_flattened_sequence_rows(flags, dtype, tmp_path):
+    """The program trains and predicts on a CSV of [T·F features, targets] rows (rnn -> lstm ->
+    gru, with and without bias)."""
+    import os
+
+    from symbackprop.codegen.c.build import build_program
+
+    spec = _spec([{"type": "rnn", "units": 4, "return_sequences": True},
+                  {"type": "lstm", "units": 3, "return_sequences": True, "bias": False},
+                  {"type": "gru", "units": 3, "bptt": 2}, {"units": 2}], steps=3, feats=2,
+                 dtype=dtype)  # fmt: skip
+    _generate(spec, tmp_path)
+    try:
+        program = build_program(tmp_path, flags)
+    except Exception:
+        if "-fsanitize=address,undefined" not in flags or os.environ.get("CI"):
+            raise
+        pytest.skip("no sanitizer runtime on this machine")
+    x, t = _data(spec, 40)
+    np.savetxt(tmp_path / "seq.csv", np.hstack([x.reshape(40, -1), t]), delimiter=",")
+    out = _run(program, "train", tmp_path / "seq.csv", "--epochs", "3", "--batch-size", "7",
+               "--out", tmp_path / "w.txt")  # fmt: skip
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    out = _run(program, "predict", tmp_path / "w.txt", tmp_path / "seq.csv")
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 40
+
+
+# ---- bad specs: one line naming the field, exit 2 -----------------------------------------------
+
+BAD = [
+    ({"inputs": 4, "layers": [{"type": "gru", "units": 3}, {"units": 1}]},
+     "layers[0].input", "gru takes a sequence [T, F]; x is [4]"),
+    ({"layers": [{"type": "lstm", "units": 3, "nonlinearity": "relu"}, {"units": 1}]},
+     "layers[0].nonlinearity", "unknown field"),
+    ({"layers": [{"type": "lstm", "units": 3, "bptt": 0}, {"units": 1}]}, "layers[0].bptt", ""),
+    ({"layers": [{"type": "gru", "units": 0}, {"units": 1}]}, "layers[0].units", ""),
+    ({"layers": [{"type": "gru", "units": 3, "return_sequences": "yes"}, {"units": 1}]},
+     "layers[0].return_sequences", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change, field, reason", BAD, ids=[b[1] + " " + b[2] for b in BAD])
+def test_bad_gated_specs_are_refused(tmp_path, capsys, change, field, reason):
+    import yaml
+
+    from symbackprop.cli import main
+
+    data = {"name": "bad", "inputs": [4, 2], "layers": [], **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["derive", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {field}: ") and reason in err, err
+    assert err.count("\n") == 1

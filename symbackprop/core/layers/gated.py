@@ -51,33 +51,41 @@ def _params(kind: str):
 _DERIVED = {name: derive_cell(cell) for name, cell in CELLS.items()}
 
 
-def _forward(kind: str):
+def cell_op(kind: str, out: str, args: tuple[str, ...], units: int, layer: int,
+            truncate: int = 0, why: str = "") -> Op:
+    """The ``cell`` op of a gru or lstm layer: args (W, U, b, br, input), b and br '' when
+    absent; the cell, its derived backward step and the layout in its attrs."""
     cell, derived = CELLS[kind], _DERIVED[kind]
+    w, u, _, _, inp = args
+    text, tex = show(cell, w, u, inp)
+    btext, btex = show_backward(cell, derived, w, u, inp)
+    attrs = (
+        ("cell", kind), ("gates", cell.gates), ("stmts", cell.names),
+        ("fwd", derived.forward), ("states", cell.states),
+        ("btemps", tuple(t.name for t, _ in derived.temps)),
+        ("bvals", tuple(e for _, e in derived.temps)), ("bouts", derived.outputs),
+        ("braw", derived.raw), ("tied", derived.tied), ("delta", f"delta{layer}"),
+        ("layer", layer), ("truncate", truncate), ("show", text), ("show_tex", tex),
+        ("show_back", btext), ("show_back_tex", btex),
+        *cell_layout(units, len(cell.gates), cell.names, cell.states, derived.tied),
+    )  # fmt: skip
+    return Op("cell", out, args, why=why, attrs=attrs)
+
+
+def _forward(kind: str):
+    cell = CELLS[kind]
 
     def forward(node: Node) -> tuple[Op, ...]:
         attrs = dict(node.spec.attrs)
         i = node.index
         b, br = node.param("bias"), node.param("recurrent_bias")
-        w, u, inp = f"W{i}", f"U{i}", node.inputs[0]
-        args = (w, u, b.name if b else "", br.name if br else "", inp)
-        text, tex = show(cell, w, u, inp)
-        btext, btex = show_backward(cell, derived, w, u, inp)
-        op_attrs = (
-            ("cell", kind), ("gates", cell.gates), ("stmts", cell.names),
-            ("fwd", derived.forward), ("states", cell.states),
-            ("btemps", tuple(t.name for t, _ in derived.temps)),
-            ("bvals", tuple(e for _, e in derived.temps)), ("bouts", derived.outputs),
-            ("braw", derived.raw), ("tied", derived.tied), ("delta", f"delta{i}"),
-            ("layer", i), ("truncate", attrs["bptt"]), ("show", text), ("show_tex", tex),
-            ("show_back", btext), ("show_back_tex", btex),
-            *cell_layout(node.units, len(cell.gates), cell.names, cell.states, derived.tied),
-        )  # fmt: skip
+        args = (f"W{i}", f"U{i}", b.name if b else "", br.name if br else "", node.inputs[0])
         s = f"s{i}"
         units = node.units
         hb = cell.names.index("h")
         why = (f"the {kind} cell over t = 1..T (${latex_name(s)}_t$ keeps every gate and state "
                "of step t for BPTT)")  # fmt: skip
-        ops = [Op("cell", s, args, why=why, attrs=op_attrs)]
+        ops = [cell_op(kind, s, args, units, i, attrs["bptt"], why)]
         h = node.a if attrs["return_sequences"] else f"h{i}"
         ops.append(Op("slice", h, (s,), why=f"${latex_name(h)}_t$: the hidden states",
                       attrs=(("start", hb * units), ("stop", (hb + 1) * units),
