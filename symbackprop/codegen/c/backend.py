@@ -246,17 +246,42 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["p"], out["width"] = repr(float(op.attr("p"))), math.prod(op.attr("shape"))
     elif op.kind in _SEQUENCE_OPS:
         _sequence_op(out, o, program, widths, dtype)
+    elif op.kind in ("cell", "cell_bptt"):
+        _cell_op(out, o, program, dtype)
+    elif op.kind == "pad":
+        out.update(_blocks(op, program))
     return out
+
+
+def _cell_op(out: dict, o: Lowered, program: Program, dtype: str) -> None:
+    """A gated cell's loops: its statements (or backward step) printed as C on scalars, and
+    which of the cell's symbols each pass reads (only those are declared: -Wunused)."""
+    op = o.op
+    printer = CCodePrinter(dtype)
+    attrs = {}
+    for k, v in op.attrs:
+        if isinstance(v, tuple) and v and all(isinstance(e, sp.Basic) for e in v):
+            attrs[k] = [printer.doprint(e) for e in v]
+        elif not isinstance(v, sp.Basic):
+            attrs[k] = v
+    exprs = op.attr("fwd") if op.kind == "cell" else (*op.attr("bvals"), *op.attr("bouts"))
+    attrs["reads"] = sorted({s.name for e in exprs for s in e.free_symbols})
+    out["attrs"] = attrs
+    seq = op.args[4] if op.kind == "cell" else op.args[1]
+    out["steps"] = program.shapes[seq][0]
+    if op.kind == "cell":
+        out["fan_in"] = program.param(op.args[0]).shape[1]
+        out["scratch"] = f"k{op.attr('layer')}"
 
 
 def _blocks(op, program: Program) -> dict:
     """concat and slice along a per-sample axis: a sample is ``outer`` blocks of ``inner``
     numbers (one block when the axis is the first), each input ``width`` of a block."""
     shapes = program.shapes
-    src = shapes[op.out] if op.kind == "concat" else shapes[op.args[0]]
+    src = shapes[op.out] if op.kind in ("concat", "pad") else shapes[op.args[0]]
     axis = op.attr("axis", len(src) - 1)
     outer, inner = math.prod(src[:axis]), math.prod(src[axis:])
-    if op.kind == "slice":
+    if op.kind in ("slice", "pad"):
         step = math.prod(src[axis + 1 :])
         start, stop = op.attr("start"), op.attr("stop")
         return {"outer": outer, "inner": inner, "start": start * step,
@@ -503,6 +528,16 @@ def context(program: Program) -> dict:
             for op in forward
             if op["kind"] == "rnn"
             for k, rows in ((0, op["fan_in"]), (1, op["units"]))
+        ]
+        + [  # a gated cell's W^T, U^T and its scratch (W x_t + b, U h_(t-1) + br)
+            w
+            for op in forward
+            if op["kind"] == "cell"
+            for w in (
+                {"name": op["args"][0], "rows": op["fan_in"], "cols": op["attrs"]["gh"]},
+                {"name": op["args"][1], "rows": op["attrs"]["units"], "cols": op["attrs"]["gh"]},
+                {"name": op["scratch"], "rows": 1, "cols": 2 * op["attrs"]["gh"]},
+            )
         ],
         "forward": forward,
         "forward_uses_n": any(o.get("uses_n") for o in forward),

@@ -125,7 +125,16 @@ def _op(o: Lowered, printer: NumpyCodePrinter, program: Program) -> dict:
 
 def _attrs(op, printer: NumpyCodePrinter) -> dict:
     """An op's attrs; SymPy expressions among them (a loop's step function) printed as code."""
-    return {k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs}
+    return {k: _printed(v, printer) for k, v in op.attrs}
+
+
+def _printed(v, printer):
+    """A SymPy attr as code; a tuple of them (a cell's statements) as a list of code."""
+    if isinstance(v, sp.Basic):
+        return printer.doprint(v)
+    if isinstance(v, tuple) and v and all(isinstance(e, sp.Basic) for e in v):
+        return [printer.doprint(e) for e in v]
+    return v
 
 
 def _assignment(target, expr, printer: NumpyCodePrinter) -> dict:

@@ -157,7 +157,12 @@ class _Ops:
             "like": op.args[0] if op.args else "x",
             "shared": shared,
             "attrs": {
-                k: printer.doprint(v) if isinstance(v, sp.Basic) else v for k, v in op.attrs
+                k: printer.doprint(v)
+                if isinstance(v, sp.Basic)
+                else [printer.doprint(e) for e in v]  # a cell's statements
+                if isinstance(v, tuple) and v and all(isinstance(e, sp.Basic) for e in v)
+                else v
+                for k, v in op.attrs
             },  # a loop's step functions, printed
             **_conv_fields(op, self.program),
             **_channel_fields(op, self.program),

@@ -8,7 +8,7 @@ of kinds live in modules of their own (dense, merge, reshape, conv, normalizatio
 dropout); importing this package registers them.
 """
 
-from . import conv, dense, dropout, merge, normalization, recurrent, reshape  # noqa: F401
+from . import conv, dense, dropout, gated, merge, normalization, recurrent, reshape  # noqa: F401
 from .base import (
     LAYER_KINDS,
     LAYOUTS,

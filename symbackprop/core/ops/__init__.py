@@ -12,7 +12,18 @@ importing this package registers them all. ``CLOSED_FORMS`` holds the pullbacks 
 segments of ops (normalization) that replace the op-by-op derivation in the code.
 """
 
-from . import conv, dense, dropout, maps, pool, recurrent, reduce, softmax, structure  # noqa: F401
+from . import (  # noqa: F401
+    conv,
+    dense,
+    dropout,
+    gated,
+    maps,
+    pool,
+    recurrent,
+    reduce,
+    softmax,
+    structure,
+)
 from .base import (
     OPS,
     Backward,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 
 from ..ir import Op, Shape
 from .base import (
@@ -104,7 +105,53 @@ def _slice_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
     return env[op.args[0]][tuple(where)]
 
 
-register(OpKind("slice", _slice_shape, _slice_eval, _slice_text, _slice_latex, _slice_elements))
+def _slice_pullback(op: Op, g: str, bw: Backward) -> None:
+    (src,) = op.args
+    if bw.requires(src):
+        axis = concat_axis(op, bw.ctx)
+        attrs = (("start", op.attr("start")), ("stop", op.attr("stop")), ("axis", axis),
+                 ("size", bw.ctx.shape(src)[axis]), ("shape", bw.ctx.shape(src)))  # fmt: skip
+        why = f"∂ℓ/∂{src}: ∂ℓ/∂{op.out} at {op.attr('start') + 1}..{op.attr('stop')}, 0 elsewhere"
+        bw.contribute(src, Op("pad", bw.slot(src, op.out), (g,), why=why, attrs=attrs))
+
+
+register(OpKind("slice", _slice_shape, _slice_eval, _slice_text, _slice_latex, _slice_elements,
+                _slice_pullback))  # fmt: skip
+
+
+# ---- pad: the pullback of slice (zeros outside the slice) --------------------------------------
+
+
+def _pad_shape(op: Op, ctx: Context) -> Shape:
+    out = list(ctx.shape(op.args[0]))
+    out[concat_axis(op, ctx)] = op.attr("size")
+    return tuple(out)
+
+
+def _pad_elements(op: Op, el: Elements) -> dict:
+    axis, start, stop = concat_axis(op, el.ctx), op.attr("start"), op.attr("stop")
+    return {ix: (el.tensor(op.args[0], (*ix[:axis], ix[axis] - start, *ix[axis + 1 :]))
+                 if start <= ix[axis] < stop else sp.Integer(0))
+            for ix in indices(_pad_shape(op, el.ctx))}  # fmt: skip
+
+
+def _pad_eval(op: Op, env: dict, ctx: Context) -> np.ndarray:
+    g = env[op.args[0]]
+    axis = concat_axis(op, ctx) + 1
+    shape = list(g.shape)
+    shape[axis] = op.attr("size")
+    out = np.zeros(shape, dtype=g.dtype)
+    where = [slice(None)] * axis + [slice(op.attr("start"), op.attr("stop"))]
+    out[tuple(where)] = g
+    return out
+
+
+register(OpKind("pad", _pad_shape, _pad_eval,
+                lambda op, ctx: f"{op.out}[{':, ' * concat_axis(op, ctx)}{op.attr('start')}:"
+                                f"{op.attr('stop')}] = {op.args[0]}, 0 elsewhere",
+                lambda op, ctx: rf"{name_tex(op.out)} = \left(\mathbf{{0}}, "
+                                rf"{name_tex(op.args[0])}, \mathbf{{0}}\right)",
+                _pad_elements))  # fmt: skip
 
 
 # ---- reshape: the same numbers in C order, another per-sample shape (flatten) ----------------

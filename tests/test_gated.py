@@ -1,0 +1,333 @@
+"""Gated recurrent layers (issue 15): gru and lstm against torch.nn.GRU / nn.LSTM with copied
+weights, step for step.
+
+The reference is built from the spec dict directly (nn.GRU / nn.LSTM / nn.RNN(batch_first=True)
+per recurrent layer, nn.Linear per dense layer, the loss and torch.optim from the spec), so it
+shares nothing with the package but the input format. Every code target (the ``build`` fixture)
+must follow it for 10 optimizer steps: float64 to 1e-10, float32 to 1e-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+RECURRENT = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
+
+
+@pytest.fixture(scope="module", params=["numpy", "c", "torch"])
+def build(request, tmp_path_factory):
+    """build(spec dict) -> the generated target behind the NumPy module's functions."""
+    import json
+
+    import symbackprop
+    from symbackprop.codegen.c import c_module
+    from symbackprop.codegen.numpy import numpy_module
+    from symbackprop.codegen.torch import torch_module
+
+    make = {"numpy": numpy_module, "c": c_module, "torch": torch_module}[request.param]
+    cache: dict = {}
+
+    def _build(data: dict):
+        key = json.dumps(data, sort_keys=True)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"{request.param}-gated")
+            cache[key] = make(symbackprop.derive(data), folder)
+        return cache[key]
+
+    return _build
+
+
+ACTS = {"identity": lambda z: z, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+        "relu": torch.relu, "softmax": lambda z: z}  # fmt: skip
+
+
+class Reference(torch.nn.Module):
+    """The spec as torch modules: nn.RNN/GRU/LSTM for recurrent layers, nn.Linear for dense."""
+
+    def __init__(self, spec: dict, params: dict, dtype):
+        super().__init__()
+        self.spec, self.mods = spec, torch.nn.ModuleList()
+        width = spec["inputs"][-1]
+        for i, ly in enumerate(spec["layers"], start=1):
+            kind = ly.get("type", "dense")
+            if kind in RECURRENT:
+                extra = {"nonlinearity": ly.get("nonlinearity", "tanh")} if kind == "rnn" else {}
+                m = RECURRENT[kind](width, ly["units"], bias=ly.get("bias", True),
+                                    batch_first=True, dtype=dtype, **extra)  # fmt: skip
+                names = {"weight_ih_l0": f"W{i}", "weight_hh_l0": f"U{i}",
+                         "bias_ih_l0": f"b{i}", "bias_hh_l0": f"br{i}"}  # fmt: skip
+            else:
+                m = torch.nn.Linear(width, ly["units"], dtype=dtype)
+                names = {"weight": f"W{i}", "bias": f"b{i}"}
+            with torch.no_grad():
+                for own, ours in names.items():
+                    if getattr(m, own, None) is not None:
+                        getattr(m, own).copy_(torch.tensor(params[ours]))
+            m.names = names
+            self.mods.append(m)
+            width = ly["units"]
+
+    def forward(self, x):
+        for ly, m in zip(self.spec["layers"], self.mods, strict=True):
+            kind = ly.get("type", "dense")
+            if kind in RECURRENT:
+                k = ly.get("bptt") or x.shape[1]
+                parts, state = [], None
+                for start in range(0, x.shape[1], k):  # truncated BPTT: windows of k steps,
+                    seq, state = m(x[:, start : start + k], state)  # the state detached between
+                    parts.append(seq)
+                    state = (tuple(s.detach() for s in state) if isinstance(state, tuple)
+                             else state.detach())  # fmt: skip
+                seq = torch.cat(parts, 1)
+                x = seq if ly.get("return_sequences", False) else seq[:, -1]
+            else:
+                x = ACTS[ly.get("activation", "identity")](m(x))
+        return x
+
+    def loss(self, x, t):
+        y = self.forward(x)
+        kind = self.spec.get("loss", "mse")
+        if kind == "mse":
+            return F.mse_loss(y, t)
+        if kind == "cross_entropy":
+            return F.cross_entropy(y.reshape(-1, y.shape[-1]), t.reshape(-1, t.shape[-1]))
+        raise ValueError(kind)
+
+    def named(self):
+        return {ours: getattr(m, own) for m in self.mods for own, ours in m.names.items()
+                if getattr(m, own, None) is not None}  # fmt: skip
+
+
+def _optimizer(spec, params):
+    opt = dict(spec.get("optimizer", {"type": "sgd"}))
+    kind = opt.pop("type")
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[kind]
+    return cls(params, **opt)
+
+
+def _sequence_output(spec) -> bool:
+    rnns = [ly for ly in spec["layers"] if ly.get("type") in RECURRENT]
+    return bool(rnns) and rnns[-1].get("return_sequences", False)
+
+
+def _data(spec, n, seed=0):
+    rng = np.random.default_rng(seed)
+    steps, feats = spec["inputs"]
+    x = rng.normal(size=(n, steps, feats))
+    outputs = spec["layers"][-1]["units"]
+    rows = (n, steps) if _sequence_output(spec) else (n,)
+    if spec.get("loss") == "cross_entropy":
+        t = np.eye(outputs)[rng.integers(0, outputs, rows)]
+    else:
+        t = rng.normal(size=(*rows, outputs))
+    return x, t
+
+
+def _spec(layers, steps=5, feats=3, loss="mse", optimizer=None, dtype="float64"):
+    return {"name": "seq", "inputs": [steps, feats], "dtype": dtype, "seed": 3, "layers": layers,
+            "loss": loss, "optimizer": optimizer or {"type": "sgd", "lr": 0.1}}  # fmt: skip
+
+
+def _cases(kind: str) -> dict:
+    return {
+        f"{kind} many-to-one, dense head": _spec([{"type": kind, "units": 4}, {"units": 2}]),
+        f"{kind} many-to-many: dense on every step": _spec(
+            [{"type": kind, "units": 4, "return_sequences": True},
+             {"units": 2, "activation": "tanh"}], steps=4),
+        f"{kind} stacked rnn -> {kind}, softmax head, adam, T = 12": _spec(
+            [{"type": "rnn", "units": 4, "return_sequences": True}, {"type": kind, "units": 3},
+             {"units": 3, "activation": "softmax"}], steps=12, loss="cross_entropy",
+            optimizer={"type": "adam", "lr": 0.01}),
+        f"{kind} T = 1, no bias, sgd momentum": _spec(
+            [{"type": kind, "units": 3, "bias": False}, {"units": 1}], steps=1,
+            optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9}),
+        f"{kind} as the output layer": _spec([{"type": kind, "units": 2}], steps=4),
+        f"{kind} truncated BPTT (bptt: 3 of T = 8), stacked {kind} -> {kind}": _spec(
+            [{"type": kind, "units": 4, "return_sequences": True, "bptt": 3},
+             {"type": kind, "units": 3, "bptt": 3}, {"units": 2}],
+            steps=8, optimizer={"type": "adam", "lr": 0.01}),
+    }  # fmt: skip
+
+
+CASES = {**_cases("gru"), **_cases("lstm")}
+
+
+@pytest.mark.parametrize("label", CASES)
+def test_training_steps_follow_torch(build, label):
+    spec = CASES[label]
+    net = build(spec)
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float64)
+    opt = _optimizer(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = _data(spec, 7)
+    xt, tt = torch.tensor(x), torch.tensor(t)
+    for step in range(10):
+        opt.zero_grad()
+        want = ref.loss(xt, tt)
+        want.backward()
+        if step == 0:
+            e, grads = net.loss_and_grad(params, x, t)
+            for name, p in ref.named().items():
+                np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
+                                           err_msg=name)  # fmt: skip
+        got = net.step(params, state, x, t)
+        assert got == pytest.approx(want.item(), rel=1e-10)
+        opt.step()
+        for name, p in ref.named().items():
+            np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12,
+                                       err_msg=f"{label}: {name} after step {step + 1}")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_float32_follows_torch(build, kind):
+    spec = _spec([{"type": kind, "units": 6, "return_sequences": True}, {"units": 2}], steps=8,
+                 dtype="float32", optimizer={"type": "adam", "lr": 0.01})  # fmt: skip
+    net = build(spec)
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float32)
+    opt = _optimizer(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = (a.astype(np.float32) for a in _data(spec, 9))
+    for _ in range(10):
+        opt.zero_grad()
+        ref.loss(torch.tensor(x), torch.tensor(t)).backward()
+        net.step(params, state, x, t)
+        opt.step()
+    for name, p in ref.named().items():
+        np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, gates", [("gru", 3), ("lstm", 4)])
+def test_default_init_is_pytorchs_distribution(kind, gates):
+    """nn.GRU and nn.LSTM draw every parameter from U(−1/√units, 1/√units), gates stacked."""
+    import symbackprop
+    from symbackprop.core.evaluate import initial_params
+
+    d = symbackprop.derive(_spec([{"type": kind, "units": 16}, {"units": 2}], feats=40))
+    params = initial_params(d)
+    ref = RECURRENT[kind](40, 16, batch_first=True)
+    for name, own in (("W1", "weight_ih_l0"), ("U1", "weight_hh_l0"), ("b1", "bias_ih_l0"),
+                      ("br1", "bias_hh_l0")):  # fmt: skip
+        assert params[name].shape == tuple(getattr(ref, own).shape)
+        assert np.abs(params[name]).max() <= 1 / 4
+        assert np.abs(params[name]).max() > 0.9 / 4  # the whole range is used
+
+
+# ---- the C target: equal to the NumPy target, strict and sanitizer-clean builds ---------------
+
+
+def _generate(spec: dict, folder) -> None:
+    import symbackprop
+    from symbackprop.codegen import render
+
+    d = symbackprop.derive(spec)
+    for target in ("c", "numpy"):
+        for name, text in render(d, target).items():
+            (folder / name).write_text(text)
+
+
+@pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.1}, {"type": "adam", "lr": 0.01}],
+                         ids=["sgd (fused one-chunk steps)", "adam"])  # fmt: skip
+def test_c_equals_numpy(optimizer, tmp_path):
+    """Many steps, batches of one chunk and of several (300 rows > CHUNK), shuffled rows; a gru
+    feeding an lstm feeding a gru, truncated BPTT on one of them."""
+    from symbackprop.codegen.c.loader import load_c
+    from symbackprop.codegen.numpy.loader import load_numpy
+
+    spec = _spec([{"type": "gru", "units": 5, "return_sequences": True},
+                  {"type": "lstm", "units": 4, "return_sequences": True, "bptt": 4},
+                  {"type": "gru", "units": 3}, {"units": 2}], steps=6,
+                 optimizer=optimizer)  # fmt: skip
+    _generate(spec, tmp_path)
+    c, py = load_c(tmp_path), load_numpy(tmp_path / "seq.py")
+    pc, pp = c.init_params(), py.init_params()
+    for name in pp:
+        np.testing.assert_array_equal(pc[name], pp[name])
+    sc, sp_ = c.init_state(pc), py.init_state(pp)
+    x, t = _data(spec, 300, seed=1)
+    for rows in (slice(0, 20), slice(0, 300), slice(20, 60)):
+        for _ in range(3):
+            assert c.step(pc, sc, x[rows], t[rows]) == pytest.approx(
+                py.step(pp, sp_, x[rows], t[rows]), rel=1e-12
+            )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c.forward(pc, x), py.forward(pp, x), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        c.train(pc, x, t, 2, 32, True, 5, sc), py.train(pp, x, t, 2, 32, True, 5, sp_), rtol=1e-11
+    )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-11, atol=1e-12)
+
+
+def _run(program, *args):
+    import subprocess
+
+    return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=program.parent)  # fmt: skip
+
+
+@pytest.mark.parametrize("flags", [["-Wall", "-Wextra", "-Werror", "-pedantic"],
+                                   ["-O1", "-g", "-fsanitize=address,undefined",
+                                    "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]],
+                         ids=["strict", "sanitizers"])  # fmt: skip
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_c_program_trains_on_flattened_sequence_rows(flags, dtype, tmp_path):
+    """The program trains and predicts on a CSV of [T·F features, targets] rows (rnn -> lstm ->
+    gru, with and without bias)."""
+    import os
+
+    from symbackprop.codegen.c.build import build_program
+
+    spec = _spec([{"type": "rnn", "units": 4, "return_sequences": True},
+                  {"type": "lstm", "units": 3, "return_sequences": True, "bias": False},
+                  {"type": "gru", "units": 3, "bptt": 2}, {"units": 2}], steps=3, feats=2,
+                 dtype=dtype)  # fmt: skip
+    _generate(spec, tmp_path)
+    try:
+        program = build_program(tmp_path, flags)
+    except Exception:
+        if "-fsanitize=address,undefined" not in flags or os.environ.get("CI"):
+            raise
+        pytest.skip("no sanitizer runtime on this machine")
+    x, t = _data(spec, 40)
+    np.savetxt(tmp_path / "seq.csv", np.hstack([x.reshape(40, -1), t]), delimiter=",")
+    out = _run(program, "train", tmp_path / "seq.csv", "--epochs", "3", "--batch-size", "7",
+               "--out", tmp_path / "w.txt")  # fmt: skip
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    out = _run(program, "predict", tmp_path / "w.txt", tmp_path / "seq.csv")
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 40
+
+
+# ---- bad specs: one line naming the field, exit 2 -----------------------------------------------
+
+BAD = [
+    ({"inputs": 4, "layers": [{"type": "gru", "units": 3}, {"units": 1}]},
+     "layers[0].input", "gru takes a sequence [T, F]; x is [4]"),
+    ({"layers": [{"type": "lstm", "units": 3, "nonlinearity": "relu"}, {"units": 1}]},
+     "layers[0].nonlinearity", "unknown field"),
+    ({"layers": [{"type": "lstm", "units": 3, "bptt": 0}, {"units": 1}]}, "layers[0].bptt", ""),
+    ({"layers": [{"type": "gru", "units": 0}, {"units": 1}]}, "layers[0].units", ""),
+    ({"layers": [{"type": "gru", "units": 3, "return_sequences": "yes"}, {"units": 1}]},
+     "layers[0].return_sequences", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("change, field, reason", BAD, ids=[b[1] + " " + b[2] for b in BAD])
+def test_bad_gated_specs_are_refused(tmp_path, capsys, change, field, reason):
+    import yaml
+
+    from symbackprop.cli import main
+
+    data = {"name": "bad", "inputs": [4, 2], "layers": [], **change}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["derive", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: {field}: ") and reason in err, err
+    assert err.count("\n") == 1
