@@ -289,3 +289,30 @@ def test_generate_prints_the_footprint(tmp_path, capsys):
     assert f"workspace {mem['workspace_bytes']:,} B at the default chunk of 256 rows" in err
     assert main(["generate", spec, "--target", "numpy", "-o", str(tmp_path / "py")]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(shutil.which(cm.CC) is None and not os.environ.get("CI"),
+                    reason="no arm-none-eabi-gcc")  # fmt: skip
+def test_cortex_m4_code_counts_the_libm_it_links(tmp_path):
+    """--arch cortex-m4: the flash a probe that trains and predicts adds to an image, libm and
+    libgcc included: more than the library's object alone by at least the sizes nm gives for
+    the libm and soft-float functions in the image (expf, logf for softmax and its loss)."""
+    from symbackprop.codegen.c import footprint as fp
+
+    data = example("iris_softmax", "float32")
+    program = lower(symbackprop.derive(symbackprop.parse_spec(data)))
+    linked = fp.code_bytes(program, "cortex-m4")
+    for fname, text in render(symbackprop.parse_spec(data), "c").items():
+        (tmp_path / fname).write_text(text)
+    flags = ("-DIRIS_SOFTMAX_NO_FILES", "-DIRIS_SOFTMAX_MAX_ROWS=1")
+    obj = cm.compile_object(tmp_path / "iris_softmax.c", tmp_path / "lib.o", flags)
+    image = tmp_path / "probe.elf"
+    (tmp_path / "probe.c").write_text(fp._PROBE.format(name="iris_softmax", NAME="IRIS_SOFTMAX"))
+    cm.build_firmware([tmp_path / "probe.c", tmp_path / "iris_softmax.c"], image,
+                      (f"-I{tmp_path}", *flags))  # fmt: skip
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(image)], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    words = (line.split() for line in out.split("\n"))
+    sized = {w[-1]: int(w[1], 16) for w in words if len(w) == 4}
+    libm = sized["__ieee754_expf"] + sized["__ieee754_logf"]
+    assert linked >= cm.text_bytes(obj) + libm - 64  # alignment slack
