@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 import symbackprop
 from symbackprop.codegen import lower, render
@@ -37,18 +38,29 @@ def net(sizes: list[int], optimizer: dict) -> dict:
             "loss": {"type": "cross_entropy"}, "optimizer": optimizer}  # fmt: skip
 
 
+def digits() -> dict:
+    """The digits CNN of examples/ (conv 8, maxpool, conv 16, dense 10; Adam) in float32."""
+    data = yaml.safe_load((HERE.parent / "examples/digits_cnn.yaml").read_text())
+    return {**data, "name": "net", "dtype": "float32"}
+
+
 NETS = [
     ("iris 4-8-3, Adam", net([4, 8, 3], {"type": "adam", "lr": 0.01})),
     ("64-32-10, SGD", net([64, 32, 10], {"type": "sgd", "lr": 0.05})),
+    ("digits CNN, Adam", digits()),
 ]
+# (chunk, lean): lean = NET_NO_SHUFFLE and NET_WT_COPY=0 (no copies of shuffled rows, no
+# transposed weights: what a device that trains in file order needs)
+LAYOUTS = [(1, False), (16, False), (16, True)]
 
 
-def measure(data: dict, rows: int, folder: Path) -> dict:
+def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
     program = lower(symbackprop.derive(symbackprop.parse_spec(data)))
     for name, text in render(symbackprop.parse_spec(data), "c").items():
         (folder / name).write_text(text)
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(rows, data["inputs"]))
+    inputs = data["inputs"] if isinstance(data["inputs"], int) else int(np.prod(data["inputs"]))
+    X = rng.normal(size=(rows, inputs))
     T = np.eye(data["layers"][-1]["units"])[rng.integers(0, data["layers"][-1]["units"], rows)]
 
     def array(name, a):
@@ -58,15 +70,20 @@ def measure(data: dict, rows: int, folder: Path) -> dict:
     (folder / "data.h").write_text(
         f"#define ROWS {rows}\n#define STEPS {STEPS}\n" + array("X", X) + array("T", T)
     )
-    flags = (f"-I{folder}", f"-DNET_CHUNK={rows}", "-DNET_NO_FILES")
+    flags = (
+        f"-I{folder}",
+        f"-DNET_CHUNK={rows}",
+        "-DNET_NO_FILES",
+        *(("-DNET_NO_SHUFFLE", "-DNET_WT_COPY=0") if lean else ()),
+    )
     image = cm.build_firmware(
         [folder / "net.c", HERE / "cortex_m/steps.c"], folder / "b.elf", flags
     )
     calibration, ticks = (int(w, 16) for w in cm.run(image, icount=True).split())
     per_tick = 2 * LOOPS / calibration
-    lib = cm.compile_object(folder / "net.c", folder / "net.o", ("-DNET_NO_FILES",))
+    lib = cm.compile_object(folder / "net.c", folder / "net.o", flags[1:])
     return {
-        **memory(program, rows, pointer=4),
+        **memory(program, rows, pointer=4, shuffle=not lean, wt_copy=False if lean else None),
         **macs(program),
         "library": cm.text_bytes(lib),
         "flash": cm.text_bytes(image),
@@ -81,11 +98,12 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, data in NETS:
-        for rows in (1, 16):
+        for rows, lean in LAYOUTS:
             with tempfile.TemporaryDirectory() as tmp:
-                m = measure(data, rows, Path(tmp))
+                m = measure(data, rows, Path(tmp), lean)
             ram = sum(m[k] for k in ("params_bytes", "state_bytes", "workspace_bytes"))
-            print(f"| {label} | {rows} | {m['params_bytes']:,} | "
+            chunk = f"{rows} lean" if lean else str(rows)
+            print(f"| {label} | {chunk} | {m['params_bytes']:,} | "
                   f"{m['state_bytes']:,} | {m['workspace_bytes']:,} | {ram:,} | "
                   f"{m['library']:,} | {m['flash']:,} | {m['instructions']:,} |")  # fmt: skip
 

@@ -53,12 +53,17 @@ def test_no_heap_no_stdio(example, dtype, tmp_path):
     assert symbols[f"{name}_train"] == "T" and f"{name}_save" not in symbols
 
 
-@pytest.mark.parametrize("chunk", [1, 7])
-def test_static_order_and_small_chunks_train_as_numpy(chunk, tmp_path):
-    """train with MAX_ROWS (the static sample order) and CHUNK 1 or 7 (batches of 16 cut into
-    chunks): the same weights and losses as the NumPy module, float64 to 1e-12."""
+LAYOUTS = [(1, []), (7, []), (16, ["-DIRIS_SOFTMAX_WT_COPY=0"]), (16, ["-DIRIS_SOFTMAX_WT_COPY=1"]),
+           (3, ["-DIRIS_SOFTMAX_WT_COPY=1"])]  # fmt: skip
+
+
+@pytest.mark.parametrize(("chunk", "extra"), LAYOUTS)
+def test_static_order_and_small_chunks_train_as_numpy(chunk, extra, tmp_path):
+    """train with MAX_ROWS (the static sample order) and CHUNK 1, 3, 7 or 16 (batches of 16 cut
+    into chunks), the weights read in place (WT_COPY 0, the default below 8 rows) or through a
+    transposed copy: the same weights and losses as the NumPy module, float64 to 1e-12."""
     data, folder = folder_of("iris_softmax", "float64", tmp_path)
-    flags = ["-DIRIS_SOFTMAX_MAX_ROWS=40", f"-DIRIS_SOFTMAX_CHUNK={chunk}"]
+    flags = ["-DIRIS_SOFTMAX_MAX_ROWS=40", f"-DIRIS_SOFTMAX_CHUNK={chunk}", *extra]
     c = load_c(folder, cflags=flags)
     py = numpy_module(symbackprop.derive(symbackprop.parse_spec(data)), tmp_path / "py")
     rng = np.random.default_rng(5)
@@ -76,3 +81,28 @@ def test_static_order_and_small_chunks_train_as_numpy(chunk, tmp_path):
     params = c.init_params()
     with pytest.raises(ValueError, match="n=41"):  # more rows than MAX_ROWS: refused
         c.train(params, np.zeros((41, 4)), np.zeros((41, 3)), epochs=1, batch_size=16)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_no_shuffle_trains_in_file_order_as_numpy(dtype, tmp_path):
+    """NAME_NO_SHUFFLE: no sample order and no copies of shuffled rows; train in file order
+    equals the NumPy module's (f64 1e-12, f32 1e-5), and train with shuffle is refused."""
+    data, folder = folder_of("iris_softmax", dtype, tmp_path)
+    flags = ["-DIRIS_SOFTMAX_NO_SHUFFLE", "-DIRIS_SOFTMAX_CHUNK=16"]
+    c = load_c(folder, cflags=flags)
+    py = numpy_module(symbackprop.derive(symbackprop.parse_spec(data)), tmp_path / "py")
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(37, 4))
+    T = np.eye(3)[rng.integers(0, 3, 37)]
+    results = []
+    for module in (c, py):
+        params = module.init_params()
+        history = module.train(params, X, T, epochs=3, batch_size=16, shuffle=False, seed=9)
+        results.append((history, params))
+    (hc, pc), (hp, pp) = results
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    np.testing.assert_allclose(hc, hp, rtol=tol)
+    for k in pp:
+        np.testing.assert_allclose(pc[k], pp[k], rtol=tol, atol=tol)
+    with pytest.raises(ValueError):
+        c.train(c.init_params(), X, T, epochs=1, batch_size=16, shuffle=True, seed=9)

@@ -50,14 +50,19 @@ def example(stem: str, dtype: str) -> dict:
     return data
 
 
-def sizes(data: dict, batch: int, folder: Path, cc: list[str]) -> list[int]:
+def sizes(data: dict, batch: int, folder: Path, cc: list[str], defines=()) -> list[int]:
     """sizeof params, grads, state, workspace at NAME_CHUNK=batch, from the compiler."""
     name = data["name"]
     for fname, text in render(symbackprop.parse_spec(data), "c").items():
         (folder / fname).write_text(text)
     (folder / "probe.c").write_text(PROBE.format(name=name))
     obj = folder / "probe.o"
-    flags = ["-std=c99", "-fno-common", f"-D{name.upper()}_CHUNK={batch}"]
+    flags = [
+        "-std=c99",
+        "-fno-common",
+        f"-D{name.upper()}_CHUNK={batch}",
+        *(f"-D{name.upper()}_{d}" for d in defines),
+    ]
     subprocess.run([*cc, *flags, "-c", str(folder / "probe.c"), "-o", str(obj)], check=True)
     nm = "arm-none-eabi-nm" if "arm" in cc[0] else "nm"
     out = subprocess.run([nm, "-S", str(obj)], capture_output=True, text=True, check=True).stdout
@@ -73,6 +78,7 @@ SPECS = [
     ("two_branch", example("two_branch", "float64")),
     ("gelu32", example("adam_gelu", "float32")),
     ("frozen1", frozen(1)),
+    ("normalized32", example("normalization/normalized_mlp", "float32")),
 ]
 
 
@@ -86,6 +92,18 @@ def test_bytes_equal_sizeof(label, data, batch, tmp_path):
         mem = memory(program, batch, pointer=4)
         cc = [cm.CC, *cm.ARCH]
         assert [mem[k] for k in KEYS] == sizes(data, batch, tmp_path, cc)
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+@pytest.mark.parametrize(("shuffle", "wt_copy"), [(False, False), (True, False), (False, True)])
+def test_bytes_of_the_layout_options(shuffle, wt_copy, batch, tmp_path):
+    """NAME_NO_SHUFFLE (no copies of shuffled rows) and NAME_WT_COPY 0/1 (a transposed copy of
+    each weight matrix, or none): the report's workspace equals sizeof for each."""
+    data = example("iris_softmax", "float32")
+    program = lower(symbackprop.derive(symbackprop.parse_spec(data)))
+    mem = memory(program, batch, pointer=8, shuffle=shuffle, wt_copy=wt_copy)
+    defines = [f"WT_COPY={int(wt_copy)}", *([] if shuffle else ["NO_SHUFFLE"])]
+    assert [mem[k] for k in KEYS] == sizes(data, batch, tmp_path, [CC], defines)
 
 
 def test_macs_by_hand_and_frozen_layers():
@@ -108,9 +126,8 @@ def test_macs_by_hand_and_frozen_layers():
         symbackprop.parse_spec(IRIS))).update.hyper) + 8 + 2 * 8 * 27  # fmt: skip
 
 
-def test_macs_of_dense_layers_on_sequences_and_uncounted_kinds():
-    """A dense layer on each row of a sequence [T, F] multiplies once a row; kinds whose products
-    are not counted yet give None rather than a count without them."""
+def test_macs_of_dense_layers_on_sequences():
+    """A dense layer on each row of a sequence [T, F] multiplies once a row."""
 
     def count(data):
         return macs(lower(symbackprop.derive(symbackprop.parse_spec(data))))
@@ -118,8 +135,130 @@ def test_macs_of_dense_layers_on_sequences_and_uncounted_kinds():
     seq = {"name": "seq", "inputs": [3, 4], "layers": [{"units": 5}, {"units": 2}]}
     # forward 3·(4·5) + 3·(5·2); backward dW2, dW1 (3·10 + 3·20) and dW2ᵀδ2 (3·10)
     assert count(seq) == {"forward_macs": 90, "train_macs": 90 + 90 + 30}
-    rnn = {"name": "seq", "inputs": [3, 4], "layers": [{"type": "rnn", "units": 5}, {"units": 2}]}
-    assert count(rnn) == {"forward_macs": None, "train_macs": None}
+
+
+def _torch_macs(net, params, x) -> tuple[int, int]:
+    """Multiply-adds of net(x) forward, and forward plus backward to the parameters, counted by
+    PyTorch's FlopCounterMode (2 flops a multiply-add) for one sample."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fwd:
+        net(x)
+    with FlopCounterMode(display=False) as step:
+        net(x).sum().backward()
+    del params
+    return fwd.get_total_flops() // 2, step.get_total_flops() // 2
+
+
+CONV_NETS = [
+    ("digits_cnn", yaml.safe_load((ROOT / "examples/digits_cnn.yaml").read_text())),
+    ("strided", {"name": "sg", "inputs": [4, 9, 7], "layers": [
+        {"type": "conv2d", "channels": 6, "kernel": [3, 2], "stride": 2, "padding": 1,
+         "activation": "relu"},
+        {"type": "conv2d", "channels": 4, "kernel": 2, "dilation": 2, "activation": "tanh"},
+        {"type": "flatten"}, {"units": 3}]}),
+    ("conv1d_frozen", {"name": "c1", "inputs": [2, 11], "layers": [
+        {"type": "conv1d", "channels": 3, "kernel": 3, "weight": {"trainable": False},
+         "bias": {"trainable": False}},
+        {"type": "conv1d", "channels": 5, "kernel": 2, "stride": 2},
+        {"type": "flatten"}, {"units": 2}]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "data"), CONV_NETS, ids=[c[0] for c in CONV_NETS])
+def test_conv_macs_equal_torch_flop_counter(label, data):
+    """Convolutions (grouped, strided, dilated, padded, 1-d and 2-d, a frozen first layer):
+    forward and training-step multiply-adds equal PyTorch's FlopCounterMode on nn.Conv and
+    nn.Linear, whose backward computes the input's gradient only where a parameter below
+    needs it, as the lowering does."""
+    import torch
+    from conv_reference import modules
+
+    net, named = modules(data)
+    for i, layer in enumerate(data["layers"], start=1):
+        if layer.get("weight", {}).get("trainable", True) is False:
+            for name, p in named:
+                if name in (f"W{i}", f"b{i}"):
+                    p.requires_grad_(False)
+    x = torch.zeros(1, *data["inputs"], dtype=torch.float64)
+    forward, step = _torch_macs(net, named, x)
+    assert macs(lower(symbackprop.derive(symbackprop.parse_spec(data)))) == {
+        "forward_macs": forward,
+        "train_macs": step,
+    }
+
+
+def test_grouped_conv_macs():
+    """groups = 2: forward equals FlopCounterMode's; its backward formula for a grouped weight
+    gradient ignores the groups (it counts C·K products an output, not C/g·K), so the step is
+    counted by hand: the weight gradient and the input's gradient each cost what the forward
+    product does (every weight meets every output position once)."""
+    import torch
+    from conv_reference import modules
+
+    data = {"name": "g", "inputs": [4, 9, 7], "layers": [
+        {"type": "conv2d", "channels": 6, "kernel": [3, 2], "groups": 2},
+        {"type": "conv2d", "channels": 4, "kernel": 2, "groups": 2}, {"type": "flatten"},
+        {"units": 3}]}  # fmt: skip
+    net, named = modules(data)
+    forward, _ = _torch_macs(net, named, torch.zeros(1, 4, 9, 7, dtype=torch.float64))
+    conv1, conv2, dense = 6 * 7 * 6 * (2 * 3 * 2), 4 * 6 * 5 * (3 * 2 * 2), 3 * 4 * 6 * 5
+    assert forward == conv1 + conv2 + dense
+    assert macs(lower(symbackprop.derive(symbackprop.parse_spec(data)))) == {
+        "forward_macs": forward,
+        "train_macs": forward + conv1 + 2 * conv2 + 2 * dense,
+    }
+
+
+@pytest.mark.parametrize(("bptt", "sequences"), [(0, False), (0, True), (4, True)])
+def test_rnn_macs_equal_torch_flop_counter(bptt, sequences):
+    """An rnn (T = 10 steps, h_0 = 0) under a dense layer (on the last step, or on every step):
+    the step unrolled in torch as x_t W^T + h_(t-1) U^T (no U product at t = 1), counted by
+    FlopCounterMode; truncated BPTT (h detached where a window starts) skips the delta through U
+    there. (With the output on the last step only, torch would skip the earlier windows whose
+    gradient is zero; the C loops still run them, so that case is the untruncated one.)"""
+    import torch
+
+    steps, feats, units = 10, 3, 6
+    rnn = {"type": "rnn", "units": units, "return_sequences": sequences}
+    data = {"name": "r", "inputs": [steps, feats],
+            "layers": [{**rnn, **({"bptt": bptt} if bptt else {})}, {"units": 2}]}  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    W, U = (torch.randn(units, n, generator=g, requires_grad=True) for n in (feats, units))
+    b = torch.zeros(units, requires_grad=True)
+    W2 = torch.randn(2, units, generator=g, requires_grad=True)
+
+    def net(x):
+        h, hs = None, []
+        for t in range(steps):
+            if bptt and h is not None and t % bptt == 0:
+                h = h.detach()
+            z = x[:, t] @ W.T + b + (h @ U.T if h is not None else 0)
+            h = torch.tanh(z)
+            hs.append(h)
+        return (torch.stack(hs, 1) if sequences else h) @ W2.T
+
+    forward, step = _torch_macs(net, None, torch.zeros(1, steps, feats))
+    assert macs(lower(symbackprop.derive(symbackprop.parse_spec(data)))) == {
+        "forward_macs": forward,
+        "train_macs": step,
+    }
+
+
+def test_kinds_without_a_cost_rule_are_not_counted(monkeypatch):
+    """An op kind with neither a cost rule nor a place among the kinds without products (a
+    new layer's) makes the count None, which the report prints as not counted."""
+    from symbackprop.codegen.c import footprint as fp
+
+    monkeypatch.delitem(fp._COSTS, "affine")
+    assert macs(lower(symbackprop.derive(symbackprop.parse_spec(IRIS)))) == {
+        "forward_macs": None,
+        "train_macs": None,
+    }
+    report = {"name": "iris", "dtype": "float64", "arch": "host", "batch": 1, "frozen": [],
+              "params_bytes": 1, "grads_bytes": 1, "state_bytes": 1, "workspace_bytes": 1,
+              "code_bytes": 1, "forward_macs": None, "train_macs": None}  # fmt: skip
+    assert "not counted" in fp.text(report)
 
 
 def test_command_line(tmp_path, capsys):
@@ -150,3 +289,30 @@ def test_generate_prints_the_footprint(tmp_path, capsys):
     assert f"workspace {mem['workspace_bytes']:,} B at the default chunk of 256 rows" in err
     assert main(["generate", spec, "--target", "numpy", "-o", str(tmp_path / "py")]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.skipif(shutil.which(cm.CC) is None and not os.environ.get("CI"),
+                    reason="no arm-none-eabi-gcc")  # fmt: skip
+def test_cortex_m4_code_counts_the_libm_it_links(tmp_path):
+    """--arch cortex-m4: the flash a probe that trains and predicts adds to an image, libm and
+    libgcc included: more than the library's object alone by at least the sizes nm gives for
+    the libm and soft-float functions in the image (expf, logf for softmax and its loss)."""
+    from symbackprop.codegen.c import footprint as fp
+
+    data = example("iris_softmax", "float32")
+    program = lower(symbackprop.derive(symbackprop.parse_spec(data)))
+    linked = fp.code_bytes(program, "cortex-m4")
+    for fname, text in render(symbackprop.parse_spec(data), "c").items():
+        (tmp_path / fname).write_text(text)
+    flags = ("-DIRIS_SOFTMAX_NO_FILES", "-DIRIS_SOFTMAX_MAX_ROWS=1")
+    obj = cm.compile_object(tmp_path / "iris_softmax.c", tmp_path / "lib.o", flags)
+    image = tmp_path / "probe.elf"
+    (tmp_path / "probe.c").write_text(fp._PROBE.format(name="iris_softmax", NAME="IRIS_SOFTMAX"))
+    cm.build_firmware([tmp_path / "probe.c", tmp_path / "iris_softmax.c"], image,
+                      (f"-I{tmp_path}", *flags))  # fmt: skip
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(image)], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    words = (line.split() for line in out.split("\n"))
+    sized = {w[-1]: int(w[1], 16) for w in words if len(w) == 4}
+    libm = sized["__ieee754_expf"] + sized["__ieee754_logf"]
+    assert linked >= cm.text_bytes(obj) + libm - 64  # alignment slack

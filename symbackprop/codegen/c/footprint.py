@@ -23,19 +23,81 @@ from ..program import Program
 from .backend import context, files
 
 ARCHES = {"host": 8, "cortex-m4": 4}  # pointer bytes
-_MATRIX_BACKWARD = ("matvec_t", "grad_weight")
-# products of kinds whose multiply-adds are not counted yet (issue 17): the report says so
-# rather than print a count without them
-_UNCOUNTED = {"conv", "conv_grad_input", "grad_conv_weight", "rnn", "rnn_bptt",
-              "grad_seq_weight", "seq_matvec_t"}  # fmt: skip
+WT_MIN_CHUNK = 8  # the header's NAME_WT_COPY default: a transposed weight copy from 8 rows
+
+
+def _rows(program: Program, tensor: str) -> int:
+    """Rows of a tensor per sample: 1 for a vector, T for a sequence [T, K], ... (a dense layer
+    acting on each row of a sequence or map does its product once a row)."""
+    return math.prod(program.shapes[tensor][:-1])
+
+
+def _size(program: Program, name: str) -> int:
+    return math.prod(program.param(name).shape)
+
+
+# Multiply-adds per sample of each op kind with products: (op, program) -> count. A kind in
+# neither this table nor _NO_PRODUCTS (a new kind of another layer) makes the count None (the
+# report says "not counted") rather than a count without it.
+_COSTS = {
+    # out = W x (+ b), W [units, fan_in], once per row of the output
+    "affine": lambda o, p: _size(p, o.args[0]) * _rows(p, o.out),
+    # delta_prev = W^T delta, once per row of delta
+    "matvec_t": lambda o, p: _size(p, o.args[0]) * _rows(p, o.args[1]),
+    # dW = sum over rows of delta x^T
+    "grad_weight": lambda o, p: _size(p, o.args[2]) * _rows(p, o.args[0]),
+    # each output element: the kernel over its group's input channels, W [O, C/g, k...]
+    "conv": lambda o, p: math.prod(p.shapes[o.out]) * math.prod(p.param(o.args[0]).shape[1:]),
+    # the input's gradient: every output gradient element times its kernel (the same count)
+    "conv_grad_input": lambda o, p: (
+        math.prod(p.shapes[o.args[1]]) * math.prod(p.param(o.args[0]).shape[1:])
+    ),
+    "grad_conv_weight": lambda o, p: (
+        math.prod(p.shapes[o.args[0]]) * math.prod(p.param(o.args[2]).shape[1:])
+    ),
+    # h_t = f(W x_t + U h_(t-1) + b): W at every step, U from the second (h_0 = 0)
+    "rnn": lambda o, p: (
+        _size(p, o.args[0]) * p.shapes[o.args[4]][0]
+        + _size(p, o.args[1]) * (p.shapes[o.args[4]][0] - 1)
+    ),
+    # delta_t = (g_t + U^T delta_(t+1)) f'(z_t): U at the steps that get a later delta
+    "rnn_bptt": lambda o, p: _size(p, o.args[0]) * _bptt_steps(o, p),
+    # dW = sum_t delta_t inp_(t-shift)^T
+    "grad_seq_weight": lambda o, p: (
+        _size(p, o.args[2]) * (p.shapes[o.args[0]][0] - o.attr("shift"))
+    ),
+    # x_t's gradient W^T delta_t at every step
+    "seq_matvec_t": lambda o, p: _size(p, o.args[0]) * p.shapes[o.args[1]][0],
+}
+_NO_PRODUCTS = {"map", "loss", "grad_bias", "grad_reduce", "grad_conv_bias", "grad_seq_bias",
+                "softmax", "logsumexp", "softmax_backward", "concat", "slice", "reshape",
+                "reduce", "running", "mask", "maxpool", "maxpool_backward", "avgpool",
+                "avgpool_backward", "global_avgpool", "global_avgpool_backward", "time_last",
+                "time_last_backward"}  # fmt: skip
+
+
+def _bptt_steps(op, program: Program) -> int:
+    """The steps t < T-1 whose delta goes back through U (not where truncated BPTT cuts)."""
+    steps = program.shapes[op.args[1]][0]
+    k = op.attr("truncate", 0)
+    return sum(1 for t in range(steps - 1) if not (k and (t + 1) % k == 0))
 
 
 def _round(n: int, align: int) -> int:
     return -(-n // align) * align
 
 
-def memory(program: Program, batch: int = 1, pointer: int = 8) -> dict[str, int]:
-    """Bytes of params, grads, state and the workspace for ``batch`` rows (NAME_CHUNK)."""
+def memory(
+    program: Program,
+    batch: int = 1,
+    pointer: int = 8,
+    shuffle: bool = True,
+    wt_copy: bool | None = None,
+) -> dict[str, int]:
+    """Bytes of params, grads, state and the workspace for ``batch`` rows (NAME_CHUNK);
+    ``shuffle``: the workspace has room for a shuffled chunk's rows (not with NAME_NO_SHUFFLE,
+    nor at one row); ``wt_copy``: it holds a transposed copy of each weight matrix (NAME_WT_COPY;
+    None: the header's default, from WT_MIN_CHUNK rows)."""
     ctx = context(program)
     real = 4 if ctx["dtype"] == "float32" else 8
     params = sum(p["size"] for p in ctx["params"]) * real
@@ -43,9 +105,11 @@ def memory(program: Program, batch: int = 1, pointer: int = 8) -> dict[str, int]
     grads, grads_align = (trainable, real) if ctx["trainable"] else (1, 1)
     hyper = 8 * len(ctx["update"]["hyper"])
     state = _round(hyper + 8 + len(ctx["update"]["state"]) * grads, 8)
-    rows = (ctx["inputs"] + ctx["outputs"]) * batch
-    rows += sum(batch * (1 if a["scalar"] else a["units"]) for a in ctx["arrays"])
-    rows += sum(w["rows"] * w["cols"] for w in ctx["transposes"])
+    rows = (ctx["inputs"] + ctx["outputs"]) * batch if shuffle and batch > 1 else 0
+    rows += sum(a["units"] * (1 if a["batch"] else batch) for a in ctx["arrays"])
+    if batch >= WT_MIN_CHUNK if wt_copy is None else wt_copy:
+        rows += sum(w["rows"] * w["cols"] for w in ctx["transposes"])
+    rows += sum(w["rows"] * w["cols"] for w in ctx["loop_transposes"])
     rows += ctx["conv_scratch"]["convbuf"]  # one sample's padded maps (NAME_BLAS adds convcols)
     work = 2 * pointer + rows * real
     work = _round(_round(work, grads_align) + grads, max(pointer, real))
@@ -54,32 +118,21 @@ def memory(program: Program, batch: int = 1, pointer: int = 8) -> dict[str, int]
 
 
 def macs(program: Program) -> dict[str, int | None]:
-    """Multiply-adds per sample of the forward pass and of a training step (matrix products;
-    a dense layer acting on each row of a sequence or map does its product once a row). None
-    when the network has products of kinds not counted yet (convolution, recurrent layers)."""
-    if {o.op.kind for o in (*program.forward, *program.backward)} & _UNCOUNTED:
+    """Multiply-adds per sample of the forward pass and of a training step, by each op kind's
+    cost rule (_COSTS); None when the network has an op kind with no rule yet."""
+    ops = (*program.forward, *program.backward)
+    if any(o.op.kind not in _COSTS and o.op.kind not in _NO_PRODUCTS for o in ops):
         return {"forward_macs": None, "train_macs": None}
 
-    def rows(tensor: str) -> int:
-        return math.prod(program.shapes[tensor][:-1])
+    def total(lowered) -> int:
+        return sum(_COSTS[o.op.kind](o.op, program) for o in lowered if o.op.kind in _COSTS)
 
-    forward = 0
-    for o in program.forward:
-        if o.op.kind == "affine":
-            w = program.param(o.op.args[0])
-            forward += w.shape[0] * w.shape[1] * rows(o.op.out)
-    backward = 0
-    for o in program.backward:
-        if o.op.kind in _MATRIX_BACKWARD:
-            w = program.param(o.op.args[0] if o.op.kind == "matvec_t" else o.op.args[2])
-            backward += (
-                w.shape[0] * w.shape[1] * rows(o.op.args[1 if o.op.kind == "matvec_t" else 0])
-            )
-    return {"forward_macs": forward, "train_macs": forward + backward}
+    forward = total(program.forward)
+    return {"forward_macs": forward, "train_macs": forward + total(program.backward)}
 
 
 def _count(n: int | None) -> str:
-    return "not counted yet (convolution, recurrent layers)" if n is None else f"{n:,}"
+    return "not counted (an op kind with no cost rule)" if n is None else f"{n:,}"
 
 
 def code_bytes(program: Program, arch: str = "host") -> int:
@@ -94,10 +147,7 @@ def code_bytes(program: Program, arch: str = "host") -> int:
             (folder / fname).write_text(text)
         obj = folder / "lib.o"
         if arch == "cortex-m4":
-            from . import cortex_m
-
-            cortex_m.compile_object(folder / f"{name}.c", obj, tuple(flags))
-            return cortex_m.text_bytes(obj)
+            return _linked_bytes(folder, name, tuple(flags))
         cmd = [*compiler(), "-std=c99", *flags, "-c", str(folder / f"{name}.c"), "-o", str(obj)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
@@ -107,6 +157,42 @@ def code_bytes(program: Program, arch: str = "host") -> int:
             raise SpecError("CC", "size (binutils) is needed for the code size")
         text, data = out.stdout.strip().split("\n")[-1].split()[:2]
         return int(text) + int(data)
+
+
+# A device program that trains and predicts: what it links from the library and from libm,
+# libgcc and newlib-nano (the baseline is the same program without the library's calls).
+_PROBE = """#include "{name}.h"
+static {name}_params p;
+static {name}_state s;
+static {name}_workspace ws;
+static {name}_real X[{NAME}_INPUTS], T[{NAME}_OUTPUTS], Y[{NAME}_OUTPUTS];
+int main(void)
+{{
+#ifndef BASELINE
+    {name}_init_params(&p, {NAME}_SEED);
+    {name}_init_state(&s);
+    {name}_train(&p, &s, X, T, 1, 1, 1, 0, 0, 0, 0, 0, &ws);
+    {name}_forward(&p, X, 1, Y, &ws);
+#endif
+    return 0;
+}}
+"""
+
+
+def _linked_bytes(folder: Path, name: str, flags: tuple[str, ...]) -> int:
+    """Flash (text + data) the library adds to a Cortex-M4 image, with the libm, libgcc and
+    libc functions it pulls in: an image of a probe that calls init_params, init_state, train
+    and forward, less the same image without the calls (--gc-sections drops what is unused)."""
+    from . import cortex_m
+
+    (folder / "probe.c").write_text(_PROBE.format(name=name, NAME=name.upper()))
+    sizes = []
+    for extra in ((), ("-DBASELINE",)):
+        image = folder / f"probe{len(extra)}.elf"
+        sources = [folder / "probe.c", folder / f"{name}.c"]
+        cortex_m.build_firmware(sources, image, (f"-I{folder}", *flags, *extra))
+        sizes.append(cortex_m.text_bytes(image))
+    return sizes[0] - sizes[1]
 
 
 def footprint(program: Program, batch: int = 1, arch: str = "host") -> dict:
@@ -139,7 +225,12 @@ def text(report: dict) -> str:
         f"  optimizer state   {r['state_bytes']:>10,} B",
         f"  workspace         {r['workspace_bytes']:>10,} B",
         f"  RAM to train      {ram:>10,} B (parameters, state and workspace)",
-        f"  code              {r['code_bytes']:>10,} B (-Os, {cc}, without file functions)",
+        f"  code              {r['code_bytes']:>10,} B (-Os, {cc}, without file functions"
+        + (
+            ", linked: with the libm and libgcc functions it calls)"
+            if r["arch"] == "cortex-m4"
+            else ")"
+        ),
         f"  forward           {_count(r['forward_macs']):>10} multiply-adds a sample",
         f"  training step     {_count(r['train_macs']):>10} multiply-adds a sample",
     ]
