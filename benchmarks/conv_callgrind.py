@@ -1,8 +1,8 @@
 """Instructions per SGD step of the generated C for bench_conv.py's nets, counted by callgrind
 (valgrind): exact and repeatable on a shared machine, where times are not. Each net's C is
 built with the loader's flags (build.BASE_FLAGS), with its direct loops and with -D NAME_BLAS
-(cblas), into a small program that takes `steps` steps on one batch; only the step function's
-instructions are counted (--toggle-collect), cblas's included, and divided by the steps.
+(cblas), into bench_conv's program, which takes `steps` steps on one batch; only the step
+function's instructions are counted (--toggle-collect), cblas's included, and divided by the steps.
 
 Run: python benchmarks/conv_callgrind.py [--steps 3] [--nets digits,cifar_small]
 """
@@ -18,42 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_conv import NETS, spec  # noqa: E402
+from bench_conv import NETS, build_harness, spec  # noqa: E402
 
 import symbackprop  # noqa: E402
-from symbackprop.codegen.c.build import BASE_FLAGS  # noqa: E402
-
-HARNESS = r"""
-#include "NAME.h"
-#include <stdlib.h>
-int main(int argc, char **argv)
-{
-    const long steps = atol(argv[1]), n = atol(argv[2]);
-    static NAME_params p;
-    static NAME_state s;
-    NAME_workspace *ws = malloc(sizeof *ws);
-    NAME_real *X = malloc(sizeof(NAME_real) * n * UP_INPUTS);
-    NAME_real *T = calloc(n * UP_OUTPUTS, sizeof(NAME_real));
-    NAME_init_params(&p, 1);
-    NAME_init_state(&s);
-    for (long i = 0; i < n * UP_INPUTS; ++i) X[i] = (NAME_real)((i * 7919) % 1000) / 1000 - 0.5f;
-    for (long i = 0; i < n; ++i) T[i * UP_OUTPUTS + i % UP_OUTPUTS] = 1;
-    for (long i = 0; i < steps; ++i) NAME_step(&p, &s, X, T, n, ws);
-    return 0;
-}
-"""
 
 
 def count(folder: Path, name: str, blas: bool, steps: int, batch: int) -> int:
     """Instructions of NAME_step per step."""
-    (folder / "harness.c").write_text(
-        HARNESS.replace("NAME", name).replace("UP_", name.upper() + "_")
-    )
-    flags = [*BASE_FLAGS, *([f"-D{name.upper()}_BLAS"] if blas else [])]
-    libs = ["-lopenblas", "-lm"] if blas else ["-lm"]
-    exe = folder / ("h_blas" if blas else "h")
-    subprocess.run(["cc", *flags, "-o", exe, folder / "harness.c", folder / f"{name}.c", *libs],
-                   check=True)  # fmt: skip
+    exe = build_harness(folder, name, blas)
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--toggle-collect={name}_step",
          "--callgrind-out-file=/dev/null", str(exe), str(steps), str(batch)],
