@@ -7,9 +7,11 @@ the same net on small and large images.
 Nets: "digits" (issue 14): input 1x8x8, conv 8 3x3 pad 1 relu, maxpool 2, conv 16 3x3 pad 1 relu,
 global average pool, dense 10 softmax, batch 32; "cifar_small": input 3x32x32, conv 16 3x3 pad 1
 relu, maxpool 2, conv 32 3x3 pad 1 relu, maxpool 2, dense 10 softmax, batch 32; "cifar" (issue
-14's larger one): input 3x32x32, the digits layout with conv 32 and conv 64, batch 64. The
-variants run in interleaved rounds (the machine is shared); each number is the median over the
-rounds of the CPU time of this thread (time.thread_time, torch and BLAS on one thread), per step.
+14's larger one): input 3x32x32, the digits layout with conv 32 and conv 64, batch 64. "C loop"
+is the same generated C called in a loop by a compiled program (HARNESS: no Python, no ctypes).
+The variants run in interleaved rounds (the machine is shared); each number is the median over
+the rounds of the CPU time of this thread (time.thread_time; the loop's process time), torch
+and BLAS on one thread, per step.
 
 Run: python benchmarks/bench_conv.py [--rounds 7] [--min-time 0.2] [--quick] [--nets a,b]
 """
@@ -19,12 +21,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# OpenBLAS 0.3.21 does not know this machine's CPU (Sapphire Rapids) and falls back to its SSE3
+# (Prescott) kernels, 2x slower: name an AVX2 core it knows when the CPU has AVX2 and FMA.
+try:
+    _FLAGS = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n")[0].split()
+except (OSError, IndexError):
+    _FLAGS = []
+if {"avx2", "fma"} <= set(_FLAGS):
+    os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -33,6 +44,7 @@ from torch import nn  # noqa: E402
 
 import symbackprop  # noqa: E402
 from symbackprop.codegen.c import c_module  # noqa: E402
+from symbackprop.codegen.c.build import BASE_FLAGS  # noqa: E402
 from symbackprop.codegen.numpy import numpy_module  # noqa: E402
 from symbackprop.codegen.torch.loader import torch_module  # noqa: E402
 
@@ -99,6 +111,65 @@ def reference(data: dict, params: dict):
     return step
 
 
+HARNESS = r"""
+#define _POSIX_C_SOURCE 199309L
+#include "NAME.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static double cpu(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+/* steps n [min_seconds]: steps SGD steps on one batch of n rows; with min_seconds, steps until
+ * that much CPU time has passed and print the seconds per step */
+int main(int argc, char **argv)
+{
+    const long steps = atol(argv[1]), n = atol(argv[2]);
+    const double min_time = argc > 3 ? atof(argv[3]) : 0;
+    static NAME_params p;
+    static NAME_state s;
+    NAME_workspace *ws = malloc(sizeof *ws);
+    NAME_real *X = malloc(sizeof(NAME_real) * n * UP_INPUTS);
+    NAME_real *T = calloc(n * UP_OUTPUTS, sizeof(NAME_real));
+    NAME_init_params(&p, 1);
+    NAME_init_state(&s);
+    for (long i = 0; i < n * UP_INPUTS; ++i) X[i] = (NAME_real)((i * 7919) % 1000) / 1000 - 0.5f;
+    for (long i = 0; i < n; ++i) T[i * UP_OUTPUTS + i % UP_OUTPUTS] = 1;
+    for (long i = 0; i < steps; ++i) NAME_step(&p, &s, X, T, n, ws);
+    if (min_time > 0) {
+        long k = 0;
+        const double start = cpu();
+        do NAME_step(&p, &s, X, T, n, ws), ++k; while (cpu() - start < min_time);
+        printf("%.9g\n", (cpu() - start) / k);
+    }
+    return 0;
+}
+"""
+
+
+def build_harness(folder: Path, name: str, blas: bool) -> Path:
+    """A program that calls the generated C's NAME_step in a loop (HARNESS), compiled with the
+    loader's flags (and -D NAME_BLAS, cblas)."""
+    (folder / "harness.c").write_text(
+        HARNESS.replace("NAME", name).replace("UP_", name.upper() + "_")
+    )
+    flags = [*BASE_FLAGS, *([f"-D{name.upper()}_BLAS"] if blas else [])]
+    libs = ["-lopenblas", "-lm"] if blas else ["-lm"]
+    exe = folder / ("harness_blas" if blas else "harness")
+    subprocess.run(["cc", *flags, "-o", exe, folder / "harness.c", folder / f"{name}.c", *libs],
+                   check=True)  # fmt: skip
+    return exe
+
+
+def native(exe: Path, batch: int, min_time: float):
+    """CPU seconds per step of the compiled loop (no Python, no ctypes), after one warm step."""
+    run = [str(exe), "1", str(batch), str(min_time)]
+    return lambda: float(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
+
+
 def timed(fn, min_time: float) -> float:
     """CPU seconds per call of fn, over at least min_time seconds."""
     n, start = 0, time.thread_time()
@@ -125,6 +196,10 @@ def bench(data: dict, batch: int, rounds: int, min_time: float, folder: Path) ->
         p = m.init_params()
         s = m.init_state(p)
         steps[label] = lambda m=m, p=p, s=s: m.step(p, s, X, T)
+    symbackprop.codegen.generate(d, "c", folder / "native", force=True)
+    natives = {f"C loop{' BLAS' if blas else ''}": native(
+        build_harness(folder / "native", data["name"], blas), batch, min_time)
+        for blas in (False, True)}  # fmt: skip
     ref = reference(data, mods["NumPy"].init_params())
     Xt, yt = torch.as_tensor(X), torch.as_tensor(labels)
     steps["PyTorch eager"] = lambda: ref(Xt, yt)
@@ -134,6 +209,8 @@ def bench(data: dict, batch: int, rounds: int, min_time: float, folder: Path) ->
     for _ in range(rounds):
         for k, fn in steps.items():
             times[k].append(timed(fn, min_time))
+        for k, fn in natives.items():
+            times.setdefault(k, []).append(fn())
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -169,7 +246,7 @@ def main() -> None:
             eager = res["PyTorch eager"]
             print(f"{name} {'x'.join(map(str, shape))}, batch {batch}: ms per step (median)")
             for k, v in res.items():
-                print(f"  {k:14s} {v * 1e3:9.3f}   PyTorch eager / this = {eager / v:6.2f}")
+                print(f"  {k:15s} {v * 1e3:9.3f}   PyTorch eager / this = {eager / v:6.2f}")
     for shape in ((1, 8, 8), (1, 64, 64)):
         print(f"derive + generate C, input {'x'.join(map(str, shape))}: {derive_time(shape):.2f} s")
 

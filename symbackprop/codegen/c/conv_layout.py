@@ -1,4 +1,5 @@
-"""The scratch layouts of the C target's convolution loops (templates/c/ops.c.j2), as constants.
+"""The scratch layouts of the C target's convolution loops (templates/c/conv_ops.c.j2), as
+constants.
 
 Two paths, chosen when the C file is compiled:
 
@@ -6,10 +7,11 @@ Two paths, chosen when the C file is compiled:
   zero-bordered buffer whose rows are ``WP`` wide, then accumulates each output channel over
   "wide rows": position ``q = oh * WP + ow`` of the output reads position ``q + kh·DH·WP + kw·DW``
   of the buffer, so every kernel tap is one contiguous loop over ``L = (OH - 1)·WP + OW``
-  positions with no padding test (gcc vectorizes it; the columns ``ow >= OW`` are dropped when
-  the rows are copied out). ∂E/∂x is the same loop: a stride-1 convolution of δ with the
-  flipped kernel, padded by ``(K - 1)·D - pad`` (``flip``). ∂E/∂W reads the same buffer with δ
-  in wide rows. A strided convolution keeps the row-by-row loops (``wide`` is None).
+  positions (rounded up to ``LB``) with no padding test (gcc vectorizes it; the columns
+  ``ow >= OW`` are dropped when the rows are copied out). ∂E/∂x is the same loop: a stride-1
+  convolution of δ with the flipped kernel, padded by ``(K - 1)·D - pad`` (``flip``). ∂E/∂W
+  (``taps``) reads the padded input of any stride with δ transposed, its innermost loop over the
+  output channels. Other ops keep the row-by-row loops (``wide`` None, ``taps`` False).
 - ``NAME_BLAS``: im2col of the padded buffer (any stride), then one cblas gemm per group.
 """
 
