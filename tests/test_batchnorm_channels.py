@@ -187,7 +187,7 @@ def test_closed_form_proved_by_sympy():
     for el in elements:
         el.samples = tuple(elements)
     base: dict = {}
-    forward = [op for op in d.forward if op.out in ("t2", "mu2", "xc2", "v2", "xhat2", "y2")]
+    forward = [op for op in d.forward if op.out in ("cl2", "mu2", "xc2", "v2", "xhat2", "y2")]
     assert len(forward) == 6
     _define(forward, elements, base)
     derived, closed = dict(base), dict(base)

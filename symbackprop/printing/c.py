@@ -74,6 +74,7 @@ class CCodePrinter(C99CodePrinter):
         self.dtype = dtype
         self.names = names or {}
         self._suffix = "F" if dtype == "float32" else ""
+        self.roots: dict = {}  # base -> C name of its square root, computed once (see c/backend)
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name, expr.name)
@@ -150,9 +151,9 @@ class CCodePrinter(C99CodePrinter):
         base, exp = expr.as_base_exp()
         f = "f" if self.dtype == "float32" else ""
         if exp == sp.S.Half:
-            return f"sqrt{f}({self._print(base)})"
+            return self.roots.get(base) or f"sqrt{f}({self._print(base)})"
         if exp == -sp.S.Half:
-            return f"1.0{self._suffix}/sqrt{f}({self._print(base)})"
+            return f"1.0{self._suffix}/{self.roots.get(base) or f'sqrt{f}({self._print(base)})'}"
         if exp.is_Integer and exp < 0:
             inv = base if exp == -1 else sp.Pow(base, -exp, evaluate=False)
             return f"1.0{self._suffix}/{self.parenthesize(inv, PRECEDENCE['Mul'], strict=True)}"

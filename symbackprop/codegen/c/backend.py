@@ -109,6 +109,26 @@ def _branch_temps(temps, expr, prefix: str):
     return tuple(out), expr
 
 
+def _column_roots(op, exprs, program: Program, printer: CCodePrinter) -> list[dict]:
+    """Square roots of per-batch numbers in a map over rows (batch norm's √(σ² + ε)): each is
+    the same for every row, so it is computed once per unit before the row loop, and the
+    printer reads it there. The same sqrt of the same operands, so the same numbers: only a
+    division (or product) by it stays per element."""
+    if op.kind != "map" or not program.batch:
+        return []
+    per_batch = program.batch | {p.name for p in program.params} | {"N"}
+    bases = [n.base for e in exprs for n in sp.preorder_traversal(e)
+             if isinstance(n, sp.Pow) and n.exp in (sp.S.Half, -sp.S.Half)
+             and {s.name for s in n.base.free_symbols} & program.batch
+             and {s.name for s in n.base.free_symbols} <= per_batch]  # fmt: skip
+    roots = []
+    for k, base in enumerate(dict.fromkeys(bases)):
+        name = f"{op.out}_root{k}"
+        roots.append({"name": name, "code": printer.doprint(sp.sqrt(base))})
+        printer.roots[base] = f"{name}[i]"
+    return roots
+
+
 _CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "grad_conv_bias", "maxpool",
                "maxpool_backward", "avgpool", "avgpool_backward", "global_avgpool",
                "global_avgpool_backward"}  # fmt: skip
@@ -193,6 +213,7 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         symbols = set(expr.free_symbols).union(*(e.free_symbols for _, e in temps))
         symbols = {s for s in symbols if s.name not in temp_names}
         printer = CCodePrinter(dtype, _element_names(symbols, params, scalars))
+        out["roots"] = _column_roots(op, (expr, *(e for _, e in temps)), program, printer)
         out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in temps]
         out["expr"] = printer.doprint(expr)
         reads = {s.name for s in symbols if s.name in widths and s.name not in scalars}
@@ -244,6 +265,8 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["channels"], out["positions"] = mapped[0], math.prod(mapped[1:])
     elif op.kind == "mask":  # a map's mask is drawn over its flat elements
         out["p"], out["width"] = repr(float(op.attr("p"))), math.prod(op.attr("shape"))
+        # u >= p, u = (h >> 11)·2⁻⁵³, is (h >> 11) >= ⌈p·2⁵³⌉ exactly (p·2⁵³ is exact)
+        out["threshold"] = math.ceil(float(op.attr("p")) * 2.0**53)
     elif op.kind in _SEQUENCE_OPS:
         _sequence_op(out, o, program, widths, dtype)
     elif op.kind in ("cell", "cell_bptt"):

@@ -96,7 +96,7 @@ def _forward(node: Node) -> tuple[Op, ...]:
     out = final if gamma is None else xhat
     pre: list[Op] = []
     if channels:
-        t = f"t{i}"
+        t = f"cl{i}"  # channels last
         pre.append(Op("transpose", t, (u,), why=f"{t}: {u} with its channels last",
                       attrs=(("to", "last"), ("shape", (positions, shape[0])))))  # fmt: skip
         u = t

@@ -67,7 +67,9 @@ def _reduce_latex(op: Op, ctx: Context) -> str:
     body = lx.latex(op.expr, hadamard=True)
     if op.expr.is_Add:
         body = rf"\left({body}\right)"
-    return rf"{name_tex(op.out)} = \sum_{_index(op)} {body}"
+    index = _index(op)
+    index = f"{{{index}}}" if "," in index else index  # \sum_{n,s} over channels
+    return rf"{name_tex(op.out)} = \sum_{index} {body}"
 
 
 def _reduce_elements(op: Op, el: Elements) -> dict:
