@@ -114,6 +114,9 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
         txt, tex = f"sum({dl})", rf"\sum_i {name(dl)}_i"
     elif op.kind == "grad_bias":
         txt, tex = dl, name(dl)
+    elif op.expr is None:  # a kind's own formula (a recurrent weight's Σ over time steps)
+        txt = kind(op).text(op, net.d.context).split(" = ", 1)[-1].removeprefix("sum_n ")
+        tex = kind(op).latex(op, net.d.context).split(" = ", 1)[-1].removeprefix(r"\sum_n ")
     else:
         txt, tex = lx.text(op.expr), lx.latex(op.expr, hadamard=True)
         if not p.shape:
