@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mpmath
+import sympy as sp
 
 from ..core.chain_rule import derive
 from ..core.derivation import Derivation
@@ -27,9 +28,9 @@ from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import Notation, parse_expression
 from ..spec.load import Spec, load_spec, parse_spec
 from .definitions import bind, split
-from .explain import explain_batch, explain_element, explain_matrix
+from .explain import conv_mistake, explain_batch, explain_element, explain_matrix
 from .formula import input_formula, matrix_formula, scalar_formula
-from .matrix import ShapeMismatch, parse_matrix, shape_of, shape_text
+from .matrix import ShapeMismatch, entries, parse_matrix, shape_of, shape_text
 from .notation import hand_notation
 from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
 
@@ -184,13 +185,20 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
     p = params[name]
     els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
     try:
-        hand = _outside_sums(net, parse_matrix(text, names, mats, "--expr", notation))
+        kernel = tuple(p.shape[2:]) if len(p.shape) > 2 else None
+        hand = parse_matrix(text, names, mats, "--expr", notation, kernel)
+        hand = _outside_sums(net, hand)
     except ShapeMismatch as exc:
         why, shape = f"shape mismatch {exc}", None
     else:
         shape = shape_of(hand)
         if shape in (p.shape, (*p.shape, 1)) or math.prod(shape) == math.prod(p.shape) == 1:
-            return _decide(net, name, expr, els, list(hand) if shape else [hand], p.shape, formula)
+            result = _decide(net, name, expr, els, entries(hand) if shape else [hand], p.shape,
+                             formula)  # fmt: skip
+            if not result and kernel is not None:
+                why = conv_mistake(net, p, text, names, mats, notation)
+                result = replace(result, explanation=why or result.explanation)
+            return result
         why = f"shape mismatch: yours is {shape_text(shape)}, dE/d{name} is {shape_text(p.shape)}"
         if len(shape) == 2 and shape[::-1] in (p.shape, (*p.shape, 1)):
             why += " (it is transposed)"
@@ -244,7 +252,7 @@ def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyRe
     else:
         got = shape_of(hand)
         if got in (shape, (*shape, 1)):
-            return _decide(net, name, expr, inputs, list(hand), shape, formula)
+            return _decide(net, name, expr, inputs, entries(hand), shape, formula)
         why = f"shape mismatch: yours is {shape_text(got)}, dE/dx is {shape_text(shape)}"
     return VerifyResult(name, expr, False, "shape check", *formula, explanation=why,
                         hand_shape=got, true_shape=shape)  # fmt: skip
@@ -270,8 +278,8 @@ def _decide(
 
     def at_k(vals: list) -> float | list:
         flat = [None if v[k] is None else float(v[k]) for v in vals]
-        if len(shape) == 2:
-            return [flat[r * shape[1] : (r + 1) * shape[1]] for r in range(shape[0])]
+        if len(shape) >= 2:  # nested lists in the parameter's shape
+            return sp.Array(flat, shape).tolist()
         return flat if shape else flat[0]
 
     if els[0] in net.input_grads:

@@ -20,7 +20,7 @@ import sympy as sp
 from ..spec.errors import SpecError
 from ..spec.expressions import Notation, parse_expression
 from .latex import latex_to_expr
-from .matrix import ShapeMismatch, parse_matrix, shape_text
+from .matrix import ShapeMismatch, entries, parse_matrix, shape_of, shape_text
 from .notation import primes
 
 MAX_DEFINITIONS = 50
@@ -114,24 +114,23 @@ def bind(
         for n in ready:
             if n in set(_NAME.findall(given[n])):
                 raise SpecError("--expr", f"'{n}' is defined in terms of itself")
-            if n in mats and isinstance(mats[n], sp.MatrixBase):
+            if n in mats and isinstance(mats[n], (sp.MatrixBase, sp.NDimArray)):
                 try:
                     value = parse_matrix(given[n], names, mats, "--expr", notation)
                 except ShapeMismatch as exc:
                     why = f"in the definition of {n}: shape mismatch {exc}"
                     raise SpecError("--expr", why) from None
                 want = mats[n]
-                if not isinstance(value, sp.MatrixBase) or value.shape != want.shape:
-                    got = value.shape if isinstance(value, sp.MatrixBase) else ()
+                if shape_of(value) != shape_of(want):
                     raise SpecError("--expr", f"{n} is {shape_text(want.shape)}, its definition "
-                                    f"{shape_text(got)}")  # fmt: skip
+                                    f"{shape_text(shape_of(value))}")  # fmt: skip
                 mats[n] = value
-                for s, v in zip(want, value, strict=True):
+                for s, v in zip(entries(want), entries(value), strict=True):
                     names[s.name] = v
             else:
                 names[n] = parse_expression(given[n], names, "--expr", notation)
                 mats = _refresh(mats, {sp.Symbol(n, real=True): names[n]})
-            _bounded(n, mats[n] if n in mats and isinstance(mats[n], sp.MatrixBase) else names[n])
+            _bounded(n, entries(mats[n]) if n in mats and shape_of(mats[n]) else names[n])
             done.append(n)
     return names, mats
 
@@ -151,7 +150,11 @@ def _bounded(name: str, value) -> None:
 def _refresh(mats: dict, override: dict) -> dict:
     """The vectors with an element defined on its own (delta2_1 = ...) hold that definition."""
     return {
-        k: v.xreplace(override) if isinstance(v, sp.MatrixBase) else override.get(v, v)
+        k: v.xreplace(override)
+        if isinstance(v, sp.MatrixBase)
+        else v.applyfunc(lambda e: e.xreplace(override))
+        if isinstance(v, sp.NDimArray)
+        else override.get(v, v)
         for k, v in mats.items()
     }
 

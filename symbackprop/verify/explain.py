@@ -7,6 +7,7 @@ asks the probe whether it turns the hand formula into the truth at every probe p
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 
@@ -16,7 +17,10 @@ import sympy as sp
 from ..core.ir import N, Param
 from ..core.scalar import Factor, element, param_element, sym
 from ..printing import latex as lx
+from .formula import corr_formula
+from .matrix import parse_matrix
 from .probe import POINTS, ScalarNet, element_indices, lift, same
+from .shapes import ShapeMismatch, entries
 
 _SYMBOLS = {"sigmoid": "σ", "custom": "f"}
 _SIGN_FLIPPED = "the sign is flipped (yours is −1 × the correct value)"
@@ -179,3 +183,33 @@ def explain_batch(net: ScalarNet, hs: list, ts: list) -> str | None:
         ):
             return why
     return None
+
+
+def conv_mistake(net: ScalarNet, p: Param, text: str, names, mats, notation) -> str | None:
+    """A conv kernel's gradient written with ``conv`` (δ flipped) for a cross-correlation
+    layer, or with the wrong stride, padding, dilation or groups: the rewrite that makes it
+    right, named. None when neither is the mistake."""
+    op = net.d.gradients[p.name]
+    right = ast.parse(corr_formula(op)[0], mode="eval").body
+    tree = ast.parse(text, mode="eval")
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name) and n.func.id in ("corr", "conv")]  # fmt: skip
+    if not calls:
+        return None
+    flipped = any(c.func.id == "conv" for c in calls)
+    geometry = any(ast.dump(ast.Tuple(c.keywords)) != ast.dump(ast.Tuple(right.keywords))
+                   for c in calls)  # fmt: skip
+    for c in calls:
+        c.func.id, c.keywords = "corr", right.keywords
+    truths = [net.values(net.truth(param_element(p, ix))) for ix in element_indices(p)]
+    try:
+        fixed = parse_matrix(ast.unparse(tree), names, mats, "--expr", notation, p.shape[2:])
+    except (ShapeMismatch, ValueError):
+        return None
+    if not all(same(net.values(h), t) for h, t in zip(entries(fixed), truths, strict=True)):
+        return None
+    want = ast.unparse(right)
+    if flipped and not geometry:
+        return (f"conv flips δ (a true convolution), but the layer is a cross-correlation, as "
+                f"PyTorch's: its kernel gradient is {want}")  # fmt: skip
+    return f"the layer's stride, padding, dilation or groups differ from yours: {want}"

@@ -10,6 +10,7 @@ import sympy as sp
 
 from ..core.ir import N, Param
 from ..core.ops import kind
+from ..core.ops.conv import geometry
 from ..core.scalar import Factor
 from ..printing import latex as lx
 from .probe import ScalarNet
@@ -53,6 +54,40 @@ def batch_sum(net: ScalarNet, scale: sp.Expr, txt: str, tex: str) -> tuple[str, 
     return f"{lx.text(scale)} * sum_n({txt})", rf"{lx.latex(scale)} \sum_{{n}} \left({tex}\right)"
 
 
+def corr_formula(op) -> tuple[str, str]:
+    """A conv kernel's gradient as the input correlated with δ, in the notation verify reads:
+    ``corr(x, delta1, stride=2, padding=1)`` (settings at PyTorch's defaults left out)."""
+    g, inp, _ = op.args
+    stride, pad, dil, groups = geometry(op)
+
+    def value(v: tuple) -> str:
+        return str(v[0]) if len(set(v)) == 1 else "(" + ", ".join(map(str, v)) + ")"
+
+    kws = []
+    if set(stride) != {1}:
+        kws.append(f"stride={value(stride)}")
+    if any(lo or hi for lo, hi in pad):
+        sym = all(lo == hi for lo, hi in pad)
+        kws.append(
+            "padding="
+            + (
+                value(tuple(lo for lo, _ in pad))
+                if sym
+                else "(" + ", ".join(f"({lo}, {hi})" for lo, hi in pad) + ")"
+            )
+        )
+    if set(dil) != {1}:
+        kws.append(f"dilation={value(dil)}")
+    if groups != 1:
+        kws.append(f"groups={groups}")
+    tail = "".join(", " + k for k in kws)
+    where = r"\quad 	ext{(" + ", ".join(kws).replace("_", " ") + ")}" if kws else ""
+    return (
+        f"corr({inp}, {g}{tail})",
+        rf"\operatorname{{corr}}\left({lx.latex_name(inp)}, {lx.latex_name(g)}\right){where}",
+    )
+
+
 def input_formula(net: ScalarNet, inputs: list[str]) -> tuple[str, str]:
     """dE/dx_j = c dx_j for each input element, with dx_j's definition (its δ's as symbols)."""
     c = net.d.scale.xreplace({N: 1})
@@ -73,10 +108,15 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
     if op.kind == "grad_weight":
         inp = op.args[1]
         txt, tex = f"{dl} @ {inp}.T", rf"{name(dl)} \left({name(inp)}\right)^T"
+    elif op.kind == "grad_conv_weight":
+        txt, tex = corr_formula(op)
     elif op.kind == "grad_bias" and not p.shape:
         txt, tex = f"sum({dl})", rf"\sum_i {name(dl)}_i"
     elif op.kind == "grad_bias":
         txt, tex = dl, name(dl)
+    elif op.expr is None:  # a kind's own formula (a recurrent weight's Σ over time steps)
+        txt = kind(op).text(op, net.d.context).split(" = ", 1)[-1].removeprefix("sum_n ")
+        tex = kind(op).latex(op, net.d.context).split(" = ", 1)[-1].removeprefix(r"\sum_n ")
     else:
         txt, tex = lx.text(op.expr), lx.latex(op.expr, hadamard=True)
         if not p.shape:
@@ -100,6 +140,10 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
         if o.kind == "map":
             txts.append(f"{o.out} = {lx.text(o.expr)}")
             texs.append(f"{name(o.out)} = {lx.latex(o.expr, hadamard=True)}")
+        elif o.kind == "reshape":
+            dims = ", ".join(map(str, net.d.shapes[o.out]))
+            txts.append(f"{o.out} = reshape({a[0]}, {dims})")
+            texs.append(kind(o).latex(o, ctx))
         elif o.kind == "softmax_backward":
             txts.append(f"{o.out} = {a[0]} * ({a[1]} - {a[0]}.T @ {a[1]})")
             texs.append(

@@ -29,6 +29,7 @@ _FUNCS.update({rf"\{f}": f for f in ("sinh", "cosh", "sin", "cos", "max", "min",
 _PRIME = {"sigmoid": "(sigmoid({0})*(1 - sigmoid({0})))", "tanh": "(1 - tanh({0})**2)"}
 _WRAPPERS = {r"\mathbf", r"\boldsymbol", r"\bm", r"\vec", r"\mathrm", r"\operatorname", r"\text"}
 _MULS = {r"\cdot", r"\times", "*"}
+_MAPS = ("corr", "conv")  # a conv kernel's gradient: \operatorname{corr}(x, \delta), x \star \delta
 _HADAMARD = {r"\odot", r"\circ"}
 _TRANSPOSE = {"T", r"\top", r"\intercal"}
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
@@ -121,7 +122,10 @@ class _Parser:
         out = self.power()
         while True:
             tok = self.peek()
-            if tok in _MULS or tok in _HADAMARD or tok == "/":
+            if tok == r"\star" and self.matrix:
+                self.take()
+                out = f"corr({out}, {self.power()})"
+            elif tok in _MULS or tok in _HADAMARD or tok == "/":
                 self.take()
                 op = "/" if tok == "/" else "@" if self.matrix and tok in _MULS else "*"
                 out = f"({out} {op} {self.power()})"
@@ -217,7 +221,7 @@ class _Parser:
             word = ""
             while self.peek() not in ("}", None) and len(self.peek() or "") == 1:
                 word += self.take()
-            if (word in FUNCTIONS or word in DERIVABLE) and self.peek() == "}":
+            if (word in FUNCTIONS or word in DERIVABLE or word in _MAPS) and self.peek() == "}":
                 self.take()
                 return self.function(word)
             if len(word) > 1 and self.peek() == "}":

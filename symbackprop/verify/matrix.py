@@ -15,23 +15,14 @@ import sympy as sp
 
 from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import MAX_LENGTH, Notation, check_alphabet, parse_expression
+from . import maps
+from .shapes import ShapeMismatch, entries, shape_of, shape_text
+
+__all__ = ["ShapeMismatch", "entries", "parse_matrix", "shape_of", "shape_text"]
 
 MAX_MATRIX_DEPTH = 100
 _ELEMENTWISE = ("exp", "log", "sqrt", "abs", "tanh", "sigmoid", "softplus", "erf")
 _BINOPS = {ast.Add: "u + v", ast.Sub: "u - v", ast.Mult: "u*v", ast.Div: "u/v", ast.Pow: "u**v"}
-
-
-class ShapeMismatch(Exception):
-    """A shape mismatch inside a matrix expression: a wrong derivation (exit 1), not bad input."""
-
-
-def shape_of(v: object) -> tuple[int, ...]:
-    """(rows, cols) of a Matrix, () of a scalar."""
-    return tuple(v.shape) if isinstance(v, sp.MatrixBase) else ()
-
-
-def shape_text(shape: tuple[int, ...] | None) -> str:
-    return "a scalar" if not shape else "[" + ", ".join(map(str, shape)) + "]"
 
 
 class _MatrixBuilder:
@@ -45,9 +36,10 @@ class _MatrixBuilder:
         mats: Mapping,
         field: str,
         notation: Notation | None = None,
+        kernel: tuple[int, ...] | None = None,
     ):
         self.text, self.names, self.mats, self.field = text, names, mats, field
-        self.notation = notation
+        self.notation, self.kernel = notation, kernel
 
     def extra(self, count: int) -> set[str]:
         """The notation's function names that take ``count`` arguments."""
@@ -79,6 +71,8 @@ class _MatrixBuilder:
             if node.attr != "T":
                 raise SpecError(self.field, f"attribute '.{node.attr}' is not allowed (only .T)")
             v = self.build(node.value)
+            if isinstance(v, sp.NDimArray):
+                raise ShapeMismatch(f"in {self.segment(node)}: .T of a {shape_text(v.shape)} map")
             return v.T if isinstance(v, sp.MatrixBase) else v
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             return self.map(
@@ -89,12 +83,18 @@ class _MatrixBuilder:
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
+            and node.func.id in ("corr", "conv", "reshape")
+        ):
+            return maps.call(self, node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
             and len(node.args) == 1
             and not node.keywords
         ):
             if node.func.id == "sum":
                 v = self.build(node.args[0])
-                return self.op("u", u=sp.Add(*v)) if isinstance(v, sp.MatrixBase) else v
+                return self.op("u", u=sp.Add(*entries(v))) if shape_of(v) else v
             if node.func.id in _ELEMENTWISE or node.func.id in self.extra(1):
                 return self.map(self.build(node.args[0]), f"{node.func.id}(u)")
         if (  # max(z1, 0), heaviside(z1, 0): elementwise, broadcast as NumPy does
@@ -114,13 +114,18 @@ class _MatrixBuilder:
         raise SpecError(self.field, f"not allowed in matrix form: {self.segment(node)}")
 
     def map(self, v, template: str):
-        if isinstance(v, sp.MatrixBase):
+        if isinstance(v, (sp.MatrixBase, sp.NDimArray)):
             return v.applyfunc(lambda e: self.op(template, u=e))
         return self.op(template, u=v)
 
     def binop(self, node: ast.BinOp):
         left, right = self.build(node.left), self.build(node.right)
         ls, rs = shape_of(left), shape_of(right)
+        if isinstance(node.op, ast.MatMult) and (
+            isinstance(left, sp.NDimArray) or isinstance(right, sp.NDimArray)
+        ):
+            where = self.segment(node)
+            raise ShapeMismatch(f"in {where}: @ of {shape_text(ls)} and {shape_text(rs)} (maps)")
         if isinstance(node.op, ast.MatMult):
             if ls and rs and ls[1] != rs[0]:
                 where = self.segment(node)
@@ -140,6 +145,8 @@ class _MatrixBuilder:
         """An elementwise operation, broadcast as NumPy does: a column times a row is their
         outer product ((a2 - t) * a1.T), a [1, 1] operand acts as a scalar."""
         ls, rs = shape_of(left), shape_of(right)
+        if isinstance(left, sp.NDimArray) or isinstance(right, sp.NDimArray):
+            return maps.elementwise(self, node, left, right, template)
         if ls and rs and any(p != q and 1 not in (p, q) for p, q in zip(ls, rs, strict=True)):
             where = self.segment(node)
             raise ShapeMismatch(f"in {where}: elementwise on {shape_text(ls)} and {shape_text(rs)}")
@@ -163,6 +170,7 @@ def parse_matrix(
     mats: Mapping,
     field: str = "--expr",
     notation: Notation | None = None,
+    kernel: tuple[int, ...] | None = None,
 ) -> sp.Expr | sp.Matrix:
     """Parse matrix notation into a SymPy Matrix (or a scalar expression).
 
@@ -172,6 +180,8 @@ def parse_matrix(
         mats: the vector and parameter names (a1, W2, b1, ...) and their Matrices (or a
             symbol for a shared bias).
         field: the field path reported in errors.
+        kernel: the spatial shape of the kernel whose gradient ``corr`` computes (the offsets it
+            is evaluated at), when the formula is a conv kernel's gradient.
 
     Raises:
         ShapeMismatch: operands whose shapes do not fit.
@@ -192,6 +202,6 @@ def parse_matrix(
             raise SpecError(field, f"expression nested too deeply (more than {MAX_MATRIX_DEPTH})")
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
     try:
-        return _MatrixBuilder(text, names, mats, field, notation).build(tree.body)
+        return _MatrixBuilder(text, names, mats, field, notation, kernel).build(tree.body)
     except RecursionError:
         raise SpecError(field, "expression nested too deeply") from None

@@ -162,17 +162,23 @@ class ScalarNet:
         return g.scale.xreplace({N: self.batch}) * self.sum_n(sp.Mul(*(f.expr for f in g.factors)))
 
     def matrices(self) -> dict[str, sp.Expr | sp.Matrix]:
-        """Column vectors of every tensor with a scalar name (x, t, z1, a1, delta1, da1, p, ...)
-        and the parameters W1 (a matrix), b1 (a column or, shared, a scalar) in scalar symbols."""
+        """Column vectors of every vector with a scalar name (x, t, z1, a1, delta1, da1, p, ...),
+        N-d Arrays of every map (a conv layer's x, z1, delta1, ...), and the parameters W1 (a
+        matrix, or a conv kernel's Array), b1 (a column or, shared, a scalar) in scalar symbols."""
         out: dict = {}
         for name, shape in self.d.shapes.items():
-            if len(shape) == 1 and element_name(name, (0,)) in self.names:
-                out[name] = sp.Matrix([sym(element_name(name, ix)) for ix in indices(shape)])
+            if shape and element_name(name, (0,) * len(shape)) in self.names:
+                els = [sym(element_name(name, ix)) for ix in indices(shape)]
+                # a vector is a column; a map [channels, positions...] an N-d Array
+                out[name] = sp.Matrix(els) if len(shape) == 1 else sp.Array(els, shape)
         for p in self.d.params:
             els = [sym(param_element(p, ix)) for ix in element_indices(p)]
-            out[p.name] = (
-                els[0] if not p.shape else sp.Matrix(p.shape[0], len(els) // p.shape[0], els)
-            )
+            if len(p.shape) > 2:  # a conv kernel [out, in/groups, k...]
+                out[p.name] = sp.Array(els, p.shape)
+            else:
+                out[p.name] = (
+                    els[0] if not p.shape else sp.Matrix(p.shape[0], len(els) // p.shape[0], els)
+                )
         return out
 
 
