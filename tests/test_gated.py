@@ -178,8 +178,9 @@ def test_training_steps_follow_torch(build, label):
         assert got == pytest.approx(want.item(), rel=1e-10)
         opt.step()
         for name, p in ref.named().items():
-            np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12,
-                                       err_msg=f"{label}: {name} after step {step + 1}")  # fmt: skip
+            np.testing.assert_allclose(
+                params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=f"{name} {step}"
+            )
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
