@@ -178,8 +178,9 @@ def test_training_steps_follow_torch(build, label):
         assert got == pytest.approx(want.item(), rel=1e-10)
         opt.step()
         for name, p in ref.named().items():
-            np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12,
-                                       err_msg=f"{label}: {name} after step {step + 1}")  # fmt: skip
+            np.testing.assert_allclose(
+                params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=f"{name} {step}"
+            )
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
@@ -331,3 +332,100 @@ def test_bad_gated_specs_are_refused(tmp_path, capsys, change, field, reason):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: {field}: ") and reason in err, err
     assert err.count("\n") == 1
+
+
+# ---- documents: scalar mode and the worked example ---------------------------------------------
+
+
+def _tiny(kind: str) -> dict:
+    return {"name": f"tiny_{kind}", "inputs": [2, 2], "seed": 1, "loss": "mse",
+            "optimizer": {"type": "sgd", "lr": 0.1},
+            "layers": [{"type": kind, "units": 2}, {"units": 1}]}  # fmt: skip
+
+
+TINY_X = [[0.5, -1.0], [0.25, 0.75]]
+
+
+def _tiny_torch(spec):
+    import symbackprop
+    from symbackprop.core.evaluate import initial_params
+
+    params = initial_params(symbackprop.derive(spec))
+    ref = Reference(spec, params, torch.float64)
+    ref.loss(
+        torch.tensor([TINY_X], dtype=torch.float64), torch.tensor([[0.3]], dtype=torch.float64)
+    ).backward()
+    return params, {k: p.grad.numpy() for k, p in ref.named().items()}
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_scalar_mode_gradients_are_pytorchs(kind):
+    """Every element's gradient in scalar mode (every gate, state and δ named per step,
+    substituted back by their own definitions down to x, t and the parameters) equals autograd
+    through nn.GRU / nn.LSTM."""
+    import sympy as sp
+
+    import symbackprop
+    from symbackprop.core.ir import param_element_name
+    from symbackprop.core.ops import indices
+    from symbackprop.core.scalar import instantiate
+
+    spec = _tiny(kind)
+    d = symbackprop.derive(spec)
+    sd = instantiate(d)
+    defs = {sp.Symbol(n, real=True): e for n, e in sd.definitions}
+    params, want = _tiny_torch(spec)
+    values = {sp.Symbol(f"x{t + 1}_{f + 1}", real=True): TINY_X[t][f]
+              for t in range(2) for f in range(2)}  # fmt: skip
+    values[sp.Symbol("t1", real=True)] = 0.3
+    values[sp.Symbol("N", positive=True, integer=True)] = 1
+    for p in d.params:
+        for ix in indices(p.shape):
+            values[sp.Symbol(param_element_name(p, ix), real=True)] = float(params[p.name][ix])
+    assert sd.gradients
+    numbers: dict = {}  # each definition's value, once (the chains share them)
+
+    def value(e):
+        e = sp.sympify(e)
+        for s in e.free_symbols - values.keys() - numbers.keys():
+            numbers[s] = value(defs[s])
+        return float(e.xreplace({**values, **numbers}))
+
+    for g in sd.gradients:
+        assert value(g.expr) == pytest.approx(want[g.param][g.index], rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_worked_example_json_is_pytorchs(tmp_path, capsys, kind):
+    """`derive --at --format json`: the loss, gradients and SGD update as autograd."""
+    import json
+
+    import yaml
+
+    from symbackprop.cli import main
+
+    spec, sample = tmp_path / "tiny.yaml", tmp_path / "sample.yaml"
+    spec.write_text(yaml.safe_dump(_tiny(kind)))
+    sample.write_text(yaml.safe_dump({"x": TINY_X, "t": [0.3]}))
+    assert main(["derive", str(spec), "--at", str(sample), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    params, want = _tiny_torch(_tiny(kind))
+    for name, g in want.items():
+        np.testing.assert_allclose(out["gradients"][name], g, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(out["updated"][name], params[name] - 0.1 * g, rtol=1e-12)
+
+
+def test_documents_print_the_gate_and_cell_state_recurrences():
+    import symbackprop
+    from symbackprop.document.sections import render as render_document
+
+    text = render_document(symbackprop.derive(_tiny("lstm")), "text")
+    assert "c_t = c_(t-1)*f_t + g_t*i_t; k_t = tanh(c_t); h_t = k_t*o_t" in text
+    assert "i_t = sigma((U1 @ h_(t-1) + br)_i + (W1 @ x_t + b)_i)" in text
+    assert "dc_t (direct) = f_t*(dc_(t+1)" in text  # the cell state's path back in time
+    assert "dU1 = 1/N * sum_n sum_t dx1_t @ hs1_(t-1).T" in text
+    text = render_document(symbackprop.derive(_tiny("gru")), "text")
+    assert "n_t = tanh((W1 @ x_t + b)_n + m_t*r_t); h_t = h_(t-1)*z_t + n_t*(1 - z_t)" in text
+    assert "dh_t (direct) = z_t*(dh_(t+1) + dl/dh_t)" in text
+    latex = render_document(symbackprop.derive(_tiny("gru")), "latex")
+    assert r"\sigma" in latex and r"\tanh" in latex

@@ -129,6 +129,9 @@ def instantiate(d: Derivation) -> ScalarDerivation:
         s.name for op in d.backward if op.expr is not None for s in op.expr.free_symbols
     }
     nodes = {n for node in d.nodes for n in (node.a, node.z) if n}
+    for op in reversed(d.forward):  # and what those read (a gated layer's h: a1 = h1_T)
+        if op.out in nodes or op.out in read:
+            read |= set(op.args)
     defs: list[tuple[str, sp.Expr]] = []
     for op in d.forward:
         if op.kind != "loss" and (op.out in nodes or op.out in read):

@@ -51,8 +51,15 @@ def _params(kind: str):
 _DERIVED = {name: derive_cell(cell) for name, cell in CELLS.items()}
 
 
-def cell_op(kind: str, out: str, args: tuple[str, ...], units: int, layer: int,
-            truncate: int = 0, why: str = "") -> Op:
+def cell_op(
+    kind: str,
+    out: str,
+    args: tuple[str, ...],
+    units: int,
+    layer: int,
+    truncate: int = 0,
+    why: str = "",
+) -> Op:
     """The ``cell`` op of a gru or lstm layer: args (W, U, b, br, input), b and br '' when
     absent; the cell, its derived backward step and the layout in its attrs."""
     cell, derived = CELLS[kind], _DERIVED[kind]

@@ -223,8 +223,8 @@ def _bptt_text(op: Op, ctx: Context) -> str:
     k = op.attr("truncate", 0)
     cut = f"; nothing carried from t+1 = {k}, {2 * k}, ... (bptt: {k})" if k else ""
     return (f"{op.out}_t = [dx, {'' if op.attr('tied') else 'dq, '}direct d(state)]_t, "
-            f"t = {steps}..1, dh_(t+1) = direct dh + {op.args[0]}.T @ dq_(t+1), 0 at t = "
-            f"{steps}{cut}: {op.attr('show_back')}")  # fmt: skip
+            f"t = {steps}..1, dh_(t+1) = direct dh + {op.args[0]}.T @ dq_(t+1), every "
+            f"d(state)_{steps + 1} = 0{cut}: {op.attr('show_back')}")  # fmt: skip
 
 
 def _bptt_latex(op: Op, ctx: Context) -> str:
