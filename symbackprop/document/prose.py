@@ -14,6 +14,24 @@ import re
 from ..printing.mathml import to_text
 
 _MATH = re.compile(r"\$([^$]+)\$")
+# Unicode mathematics in an op's or a step's prose (the text format's spelling, "∂ℓ/∂x ⊙ γ"), as
+# LaTeX commands: a note reaches LaTeX and Markdown as mathematics, never as characters that
+# pdflatex cannot typeset.
+_UNICODE_TEX = {
+    "∂": r"\partial", "ℓ": r"\ell", "δ": r"\delta", "Δ": r"\Delta", "Σ": r"\Sigma",
+    "∑": r"\sum", "⊙": r"\odot", "⋆": r"\star", "ᵀ": "^{T}", "−": "-", "σ": r"\sigma",
+    "θ": r"\theta", "×": r"\times", "·": r"\cdot", "∇": r"\nabla", "∈": r"\in", "≤": r"\le",
+    "≥": r"\ge", "≠": r"\ne", "≈": r"\approx", "√": r"\surd", "→": r"\to",
+    "←": r"\leftarrow", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "ε": r"\epsilon",
+    "η": r"\eta", "λ": r"\lambda", "μ": r"\mu", "τ": r"\tau", "ρ": r"\rho", "ω": r"\omega",
+    "φ": r"\phi", "π": r"\pi", "∞": r"\infty", "′": "'", "…": r"\ldots", "ₙ": "_{n}",
+    "ₜ": "_{t}", "ₖ": "_{k}", "₀": "_{0}", "₁": "_{1}", "²": "^{2}", "𝟙": r"\mathbb{1}",
+}  # fmt: skip
+_SUB = r"(?:_\{[^{}$]*\}|_[A-Za-z0-9]+)"
+_IDENT = rf"[A-Za-z][A-Za-z0-9]*{_SUB}?"
+_UNIT = rf"(?:{_IDENT})?(?:[A-Za-z]\u0302|[^\x00-\x7f])[A-Za-z0-9]*{_SUB}?|{_IDENT}(?=ᵀ)"
+_UNICODE_SUB = rf"{_IDENT}_\{{[^{{}}$]*[^\x00-\x7f][^{{}}$]*\}}"  # h_{t−1}
+_UNICODE_RUN = re.compile(rf"(?:{_UNICODE_SUB}|{_UNIT})(?:[ /]*(?:{_UNIT}))*")
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#",
                 "$": r"\$", "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}"}  # fmt: skip
 
@@ -32,17 +50,48 @@ def _pieces(s: str) -> list[tuple[bool, str]]:
     return [*out, (False, s[at:])]
 
 
+def _unicode_tex(run: str) -> str:
+    """A run of Unicode mathematics as LaTeX: x̂ (a letter with a combining hat) is \\hat{x},
+    Σ_n is \\Sigma_{n}; a character with no LaTeX spelling is '?' (the tests look for it)."""
+
+    def sub(m: re.Match) -> str:
+        return "_{" + _unicode_tex(m.group(1) or m.group(2)) + "}"
+
+    run = re.sub(r"_\{([^{}]*)\}|_([A-Za-z0-9]+)", sub, run)
+    run = re.sub("([A-Za-z])\u0302", r"\\hat{\1}", run)
+    return "".join(
+        ch if ch.isascii() else _UNICODE_TEX.get(ch, "?") + ("" if ch in "−′ᵀ²" else " ")
+        for ch in run
+    ).strip()
+
+
+def _math_prose(s: str) -> list[tuple[bool, str]]:
+    """``_pieces`` with every run of Unicode mathematics in the prose made a math piece."""
+    out = []
+    for math, p in _pieces(s):
+        if math:
+            out.append((True, p))
+            continue
+        at = 0
+        for m in _UNICODE_RUN.finditer(p):
+            out += [(False, p[at : m.start()]), (True, _unicode_tex(m.group()))]
+            at = m.end()
+        out.append((False, p[at:]))
+    return [(math, p) for math, p in out if p]
+
+
 def as_text(s: str) -> str:
     return "".join(to_text(p) if math else p for math, p in _pieces(s))
 
 
 def as_latex(s: str) -> str:
-    return "".join(f"${p}$" if math else tex_escape(p) for math, p in _pieces(s))
+    return "".join(f"${p}$" if math else tex_escape(p) for math, p in _math_prose(s))
 
 
 def as_markdown(s: str) -> str:
-    """GitHub's Markdown: inline mathematics between dollars, prose as it is."""
-    return s
+    """GitHub's Markdown: inline mathematics between dollars (Unicode mathematics made LaTeX),
+    prose as it is."""
+    return "".join(f"${p}$" if math else p for math, p in _math_prose(s))
 
 
 __all__ = ["as_latex", "as_markdown", "as_text", "tex_escape"]

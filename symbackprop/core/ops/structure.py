@@ -226,8 +226,7 @@ def _transpose_text(op: Op, ctx: Context) -> str:
 
 
 def _transpose_latex(op: Op, ctx: Context) -> str:
-    sup = r"^{\top}"
-    return rf"{name_tex(op.out)} = {name_tex(op.args[0])}{sup}"
+    return rf"{name_tex(op.out)} = \left({name_tex(op.args[0])}\right)^{{\top}}"
 
 
 def _transpose_elements(op: Op, el: Elements) -> dict:
