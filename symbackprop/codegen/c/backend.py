@@ -581,6 +581,7 @@ def context(program: Program) -> dict:
             "batch_size": spec.train.batch_size,
             "shuffle": int(spec.train.shuffle),
             "validation": repr(spec.train.validation),
+            "validating": bool(spec.train.validation),
             "patience": spec.train.early_stopping.patience if spec.train.early_stopping else 0,
             "min_delta": repr(
                 spec.train.early_stopping.min_delta if spec.train.early_stopping else 0.0

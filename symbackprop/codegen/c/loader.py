@@ -51,6 +51,9 @@ _PROTOTYPES = {
 }
 
 
+_OPTIONAL = ("validation_split",)  # newer than some generated libraries still in use
+
+
 def _fail(message: str):
     """Bad data: the library raises (the CLI prints it as one line and exits 2)."""
     raise SpecError("", message)
@@ -117,6 +120,8 @@ class CModule(ValidationMixin):
             "Q": ctypes.POINTER(ctypes.c_long),
         }
         for fn, (result, args) in _PROTOTYPES.items():
+            if fn in _OPTIONAL and not hasattr(self._lib, f"{self.NAME}_{fn}"):
+                continue  # a library generated before it (split_validation then fails)
             f = getattr(self._lib, f"{self.NAME}_{fn}")
             f.restype, f.argtypes = types.get(result), [types[a] for a in args]
             setattr(self, f"_{fn}", f)
