@@ -93,11 +93,13 @@ def memory(
     pointer: int = 8,
     shuffle: bool = True,
     wt_copy: bool | None = None,
+    one_chunk: bool = False,
 ) -> dict[str, int]:
     """Bytes of params, grads, state and the workspace for ``batch`` rows (NAME_CHUNK);
     ``shuffle``: the workspace has room for a shuffled chunk's rows (not with NAME_NO_SHUFFLE,
     nor at one row); ``wt_copy``: it holds a transposed copy of each weight matrix (NAME_WT_COPY;
-    None: the header's default, from WT_MIN_CHUNK rows)."""
+    None: the header's default, from WT_MIN_CHUNK rows); ``one_chunk``: NAME_ONE_CHUNK, which
+    for a stateless linear rule (SGD) keeps the biases' gradients only."""
     ctx = context(program)
     real = 4 if ctx["dtype"] == "float32" else 8
     params = sum(p["size"] for p in ctx["params"]) * real
@@ -110,8 +112,12 @@ def memory(
     if batch >= WT_MIN_CHUNK if wt_copy is None else wt_copy:
         rows += sum(w["rows"] * w["cols"] for w in ctx["transposes"])
     rows += sum(w["rows"] * w["cols"] for w in ctx["loop_transposes"])
-    work = 2 * pointer + rows * real
-    work = _round(_round(work, grads_align) + grads, max(pointer, real))
+    if one_chunk and ctx["bias_grads"] is not None:  # no grads struct in the workspace
+        rows += sum(p["size"] for p in ctx["bias_grads"])
+        work = _round(2 * pointer + rows * real, max(pointer, real))
+    else:
+        work = 2 * pointer + rows * real
+        work = _round(_round(work, grads_align) + grads, max(pointer, real))
     return {"params_bytes": params, "grads_bytes": grads, "state_bytes": state,
             "workspace_bytes": work}  # fmt: skip
 
