@@ -115,7 +115,8 @@ def test_one_chunk_sgd_trains_as_numpy_without_a_gradient_buffer(shuffle, tmp_pa
     the workspace's bias gradients; the same weights and losses as NumPy (f64 1e-12); a batch
     larger than the chunk is refused; loss_and_grad still fills the caller's grads."""
     data = {"name": "one", "inputs": 6, "seed": 4, "layers": [
-        {"units": 5, "activation": "relu"}, {"units": 4, "activation": "tanh", "bias": {"shape": "shared"}},
+        {"units": 5, "activation": "relu"},
+        {"units": 4, "activation": "tanh", "bias": {"shape": "shared"}},
         {"units": 3, "activation": "softmax"}], "loss": {"type": "cross_entropy"},
         "optimizer": {"type": "sgd", "lr": 0.1, "weight_decay": 0.01}}  # fmt: skip
     for name, text in render(symbackprop.parse_spec(data), "c").items():

@@ -107,7 +107,8 @@ def test_bytes_of_the_layout_options(shuffle, wt_copy, batch, tmp_path):
 
 
 SGD_NET = {"name": "sgd_net", "inputs": 12, "dtype": "float32", "layers": [
-    {"units": 7, "activation": "relu"}, {"units": 5, "activation": "tanh", "bias": {"shape": "shared"}},
+    {"units": 7, "activation": "relu"},
+    {"units": 5, "activation": "tanh", "bias": {"shape": "shared"}},
     {"units": 3, "activation": "softmax"}], "loss": {"type": "cross_entropy"},
     "optimizer": {"type": "sgd", "lr": 0.1}}  # fmt: skip
 
@@ -293,6 +294,10 @@ def test_command_line(tmp_path, capsys):
     assert main(["footprint", spec]) == 0
     text = capsys.readouterr().out
     assert "a chunk of 1 row)" in text and "56 multiply-adds a sample" in text
+    assert main(["footprint", spec, "--batch", "16", "--lean", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    lean = memory(program, 16, shuffle=False, wt_copy=False, one_chunk=True)
+    assert {k: report[k] for k in KEYS} == lean and report["lean"] is True
     assert main(["footprint", spec, "--batch", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--batch: must be at least 1" in err

@@ -500,8 +500,11 @@ def context(program: Program) -> dict:
         # NAME_ONE_CHUNK its step keeps only the biases' gradients (bias_grads)
         "bias_grads": [p for p in params if p["trainable"] and p["kind"] != "matrix"]
         if program.update.linear is not None
-        and all(o.op.kind in ("grad_weight", "grad_bias") for o in program.backward
-                if o.op.kind.startswith("grad_"))
+        and all(
+            o.op.kind in ("grad_weight", "grad_bias")
+            for o in program.backward
+            if o.op.kind.startswith("grad_")
+        )
         else None,
         "dropout": any(o["kind"] == "mask" for o in forward),
         "loss_op": loss,
