@@ -175,8 +175,9 @@ def test_c_files_deterministic_marked_and_small():
     # second hardening pass added safe file reads and writes, the set's build id, the step limit
     # and the hyperparameter ranges (51,057 with them), 52,507 (and 62,197 for the set) with the
     # training controls (step-count entries for dropout, schedules, clipping) and the no-heap
-    # option; file I/O moves to the program with the small-device work
-    assert wide["wide.c"] + wide["wide.h"] < 54_000 and sum(wide.values()) < 64_000, wide
+    # option; 55,293 (64,983) with the lean workspace's options (the in-place weight kernel,
+    # WT_COPY, NO_SHUFFLE); file I/O moves to the program with the small-device work
+    assert wide["wide.c"] + wide["wide.h"] < 56_000 and sum(wide.values()) < 66_000, wide
     for name in small:  # the emitted code does not grow with width: only the numbers change
         assert abs(wide[name] - small[name]) < 1000, (name, small[name], wide[name])
 
