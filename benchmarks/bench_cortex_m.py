@@ -49,9 +49,10 @@ NETS = [
     ("64-32-10, SGD", net([64, 32, 10], {"type": "sgd", "lr": 0.05})),
     ("digits CNN, Adam", digits()),
 ]
-# (chunk, lean): lean = NET_NO_SHUFFLE and NET_WT_COPY=0 (no copies of shuffled rows, no
-# transposed weights: what a device that trains in file order needs)
-LAYOUTS = [(1, False), (16, False), (16, True)]
+# (chunk, lean): lean = NET_NO_SHUFFLE, NET_WT_COPY=0 and NET_ONE_CHUNK (no copies of shuffled
+# rows, no transposed weights, SGD without a gradient buffer: a device training in file order
+# with batches of at most a chunk)
+LAYOUTS = [(1, False), (1, True), (16, False), (16, True)]
 
 
 def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
@@ -74,7 +75,7 @@ def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
         f"-I{folder}",
         f"-DNET_CHUNK={rows}",
         "-DNET_NO_FILES",
-        *(("-DNET_NO_SHUFFLE", "-DNET_WT_COPY=0") if lean else ()),
+        *(("-DNET_NO_SHUFFLE", "-DNET_WT_COPY=0", "-DNET_ONE_CHUNK") if lean else ()),
     )
     image = cm.build_firmware(
         [folder / "net.c", HERE / "cortex_m/steps.c"], folder / "b.elf", flags
@@ -83,7 +84,7 @@ def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
     per_tick = 2 * LOOPS / calibration
     lib = cm.compile_object(folder / "net.c", folder / "net.o", flags[1:])
     return {
-        **memory(program, rows, pointer=4, shuffle=not lean, wt_copy=False if lean else None),
+        **memory(program, rows, 4, not lean, False if lean else None, one_chunk=lean),
         **macs(program),
         "library": cm.text_bytes(lib),
         "flash": cm.text_bytes(image),

@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--batch", type=int, default=1, help="rows per chunk of the workspace")
     f.add_argument("--format", choices=("text", "json"), default="text")
     f.add_argument("--arch", choices=("host", "cortex-m4"), default="host")
+    lean = "built with NAME_NO_SHUFFLE, NAME_WT_COPY=0 and NAME_ONE_CHUNK"
+    f.add_argument("--lean", action="store_true", help=lean)
     add_verify_parser(sub)
     demo = sub.add_parser("demo", help="derive Mazur's example, generate code, train on iris")
     demo.add_argument("-o", "--output", metavar="DIR", default="symbackprop-demo")
@@ -148,7 +150,7 @@ def cmd_footprint(args) -> int:
     with _about(args.spec):
         d = derive(spec)
         TARGETS["c"].check_size(d)
-        report = footprint(lower(d), args.batch, args.arch)
+        report = footprint(lower(d), args.batch, args.arch, args.lean)
     print(render_report(report, args.format))
     return 0
 

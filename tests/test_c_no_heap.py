@@ -106,3 +106,37 @@ def test_no_shuffle_trains_in_file_order_as_numpy(dtype, tmp_path):
         np.testing.assert_allclose(pc[k], pp[k], rtol=tol, atol=tol)
     with pytest.raises(ValueError):
         c.train(c.init_params(), X, T, epochs=1, batch_size=16, shuffle=True, seed=9)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_one_chunk_sgd_trains_as_numpy_without_a_gradient_buffer(shuffle, tmp_path):
+    """NAME_ONE_CHUNK with SGD (weight decay: a linear rule p <- beta p + alpha g) at chunk 16:
+    the weight matrices updated inside their gradient products, the biases (one shared) from
+    the workspace's bias gradients; the same weights and losses as NumPy (f64 1e-12); a batch
+    larger than the chunk is refused; loss_and_grad still fills the caller's grads."""
+    data = {"name": "one", "inputs": 6, "seed": 4, "layers": [
+        {"units": 5, "activation": "relu"},
+        {"units": 4, "activation": "tanh", "bias": {"shape": "shared"}},
+        {"units": 3, "activation": "softmax"}], "loss": {"type": "cross_entropy"},
+        "optimizer": {"type": "sgd", "lr": 0.1, "weight_decay": 0.01}}  # fmt: skip
+    for name, text in render(symbackprop.parse_spec(data), "c").items():
+        (tmp_path / name).write_text(text)
+    c = load_c(tmp_path, cflags=["-DONE_ONE_CHUNK", "-DONE_CHUNK=16"])
+    py = numpy_module(symbackprop.derive(symbackprop.parse_spec(data)), tmp_path / "py")
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 6))
+    T = np.eye(3)[rng.integers(0, 3, 40)]
+    results = []
+    for module in (c, py):
+        params = module.init_params()
+        history = module.train(params, X, T, epochs=3, batch_size=16, shuffle=shuffle, seed=2)
+        grads = module.loss_and_grad(params, X[:16], T[:16])[1]
+        results.append((history, params, grads))
+    (hc, pc, gc), (hp, pp, gp) = results
+    np.testing.assert_allclose(hc, hp, rtol=1e-12)
+    for k in pp:
+        np.testing.assert_allclose(pc[k], pp[k], rtol=1e-12, atol=1e-14)
+    for k in gp:
+        np.testing.assert_allclose(gc[k], gp[k], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError):
+        c.train(c.init_params(), X, T, epochs=1, batch_size=17)

@@ -182,8 +182,10 @@ def test_c_files_deterministic_marked_and_small():
     # and the hyperparameter ranges (51,057 with them), 52,507 (and 62,197 for the set) with the
     # training controls (step-count entries for dropout, schedules, clipping) and the no-heap
     # option; file I/O moves to the program with the small-device work; 55,781 with the
-    # vectorizable sbp_erf and sbp_exp that gelu and gelu' call (3.3 KB: templates/c/sbp_math.c.j2)
-    assert wide["wide.c"] + wide["wide.h"] < 56_500 and sum(wide.values()) < 66_500, wide
+    # vectorizable sbp_erf and sbp_exp that gelu and gelu' call (3.3 KB: templates/c/sbp_math.c.j2);
+    # the lean workspace's options (the in-place weight kernel, WT_COPY, NO_SHUFFLE) add 2.8 KB
+    # and the convolution scratch a few lines
+    assert wide["wide.c"] + wide["wide.h"] < 59_500 and sum(wide.values()) < 69_500, wide
     for name in small:  # the emitted code does not grow with width: only the numbers change
         assert abs(wide[name] - small[name]) < 1000, (name, small[name], wide[name])
 

@@ -106,6 +106,28 @@ def test_bytes_of_the_layout_options(shuffle, wt_copy, batch, tmp_path):
     assert [mem[k] for k in KEYS] == sizes(data, batch, tmp_path, [CC], defines)
 
 
+SGD_NET = {"name": "sgd_net", "inputs": 12, "dtype": "float32", "layers": [
+    {"units": 7, "activation": "relu"},
+    {"units": 5, "activation": "tanh", "bias": {"shape": "shared"}},
+    {"units": 3, "activation": "softmax"}], "loss": {"type": "cross_entropy"},
+    "optimizer": {"type": "sgd", "lr": 0.1}}  # fmt: skip
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_bytes_with_one_chunk(batch, tmp_path):
+    """NAME_ONE_CHUNK with SGD: the workspace holds the biases' gradients, no grads struct (and
+    for Adam, whose step needs every gradient, nothing changes)."""
+    for data in (SGD_NET, example("iris_softmax", "float32")):
+        program = lower(symbackprop.derive(symbackprop.parse_spec(data)))
+        mem = memory(program, batch, pointer=8, one_chunk=True)
+        assert [mem[k] for k in KEYS] == sizes(data, batch, tmp_path, [CC], ["ONE_CHUNK"])
+    assert mem == memory(program, batch)  # iris: Adam
+    sgd = lower(symbackprop.derive(symbackprop.parse_spec(SGD_NET)))
+    saved = memory(sgd, batch)["workspace_bytes"] - memory(sgd, batch, one_chunk=True)[
+        "workspace_bytes"]  # fmt: skip
+    assert saved >= 4 * (12 * 7 + 7 * 5 + 5 * 3)  # at least the weight matrices' gradients
+
+
 def test_macs_by_hand_and_frozen_layers():
     """iris 4-8-3: forward 4*8 + 8*3 = 56; a step adds dW2 (24), the delta through W2 (24) and
     dW1 (32). Layer 1 frozen: no dW1 and no delta through W2 (nothing below needs it); layer 2
@@ -272,6 +294,10 @@ def test_command_line(tmp_path, capsys):
     assert main(["footprint", spec]) == 0
     text = capsys.readouterr().out
     assert "a chunk of 1 row)" in text and "56 multiply-adds a sample" in text
+    assert main(["footprint", spec, "--batch", "16", "--lean", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    lean = memory(program, 16, shuffle=False, wt_copy=False, one_chunk=True)
+    assert {k: report[k] for k in KEYS} == lean and report["lean"] is True
     assert main(["footprint", spec, "--batch", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--batch: must be at least 1" in err

@@ -569,6 +569,16 @@ def context(program: Program) -> dict:
         "evaluation_uses_n": any(o.get("uses_n") for o in evaluation),
         "updates": updates,
         "couples": bool(program.batch),
+        # a stateless linear rule whose gradients are all weight products and biases: with
+        # NAME_ONE_CHUNK its step keeps only the biases' gradients (bias_grads)
+        "bias_grads": [p for p in params if p["trainable"] and p["kind"] != "matrix"]
+        if program.update.linear is not None
+        and all(
+            o.op.kind in ("grad_weight", "grad_bias")
+            for o in program.backward
+            if o.op.kind.startswith("grad_")
+        )
+        else None,
         "dropout": any(o["kind"] == "mask" for o in forward),
         "loss_op": loss,
         "backward": backward,

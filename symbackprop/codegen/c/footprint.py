@@ -93,11 +93,13 @@ def memory(
     pointer: int = 8,
     shuffle: bool = True,
     wt_copy: bool | None = None,
+    one_chunk: bool = False,
 ) -> dict[str, int]:
     """Bytes of params, grads, state and the workspace for ``batch`` rows (NAME_CHUNK);
     ``shuffle``: the workspace has room for a shuffled chunk's rows (not with NAME_NO_SHUFFLE,
     nor at one row); ``wt_copy``: it holds a transposed copy of each weight matrix (NAME_WT_COPY;
-    None: the header's default, from WT_MIN_CHUNK rows)."""
+    None: the header's default, from WT_MIN_CHUNK rows); ``one_chunk``: NAME_ONE_CHUNK, which
+    for a stateless linear rule (SGD) keeps the biases' gradients only."""
     ctx = context(program)
     real = 4 if ctx["dtype"] == "float32" else 8
     params = sum(p["size"] for p in ctx["params"]) * real
@@ -111,8 +113,12 @@ def memory(
         rows += sum(w["rows"] * w["cols"] for w in ctx["transposes"])
     rows += sum(w["rows"] * w["cols"] for w in ctx["loop_transposes"])
     rows += ctx["conv_scratch"]["convbuf"]  # one sample's padded maps (NAME_BLAS adds convcols)
-    work = 2 * pointer + rows * real
-    work = _round(_round(work, grads_align) + grads, max(pointer, real))
+    if one_chunk and ctx["bias_grads"] is not None:  # no grads struct in the workspace
+        rows += sum(p["size"] for p in ctx["bias_grads"])
+        work = _round(2 * pointer + rows * real, max(pointer, real))
+    else:
+        work = 2 * pointer + rows * real
+        work = _round(_round(work, grads_align) + grads, max(pointer, real))
     return {"params_bytes": params, "grads_bytes": grads, "state_bytes": state,
             "workspace_bytes": work}  # fmt: skip
 
@@ -135,12 +141,14 @@ def _count(n: int | None) -> str:
     return "not counted (an op kind with no cost rule)" if n is None else f"{n:,}"
 
 
-def code_bytes(program: Program, arch: str = "host") -> int:
-    """Text and data of the library compiled with -Os, without its file functions."""
+def code_bytes(program: Program, arch: str = "host", defines: tuple[str, ...] = ()) -> int:
+    """Text and data of the library compiled with -Os, without its file functions (and with
+    NAME_ + each of ``defines``)."""
     from .build import compiler
 
     name = program.spec.name
-    flags = [f"-D{name.upper()}_NO_FILES", f"-D{name.upper()}_MAX_ROWS=1", "-Os"]
+    flags = [f"-D{name.upper()}_NO_FILES", f"-D{name.upper()}_MAX_ROWS=1", "-Os",
+             *(f"-D{name.upper()}_{d}" for d in defines)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="symbackprop-") as tmp:
         folder = Path(tmp)
         for fname, text in files(program).items():
@@ -195,17 +203,23 @@ def _linked_bytes(folder: Path, name: str, flags: tuple[str, ...]) -> int:
     return sizes[0] - sizes[1]
 
 
-def footprint(program: Program, batch: int = 1, arch: str = "host") -> dict:
-    """The report: CONTRACT §9's keys, plus what they are about."""
+LEAN = ("NO_SHUFFLE", "WT_COPY=0", "ONE_CHUNK")  # footprint --lean: the smallest layout
+
+
+def footprint(program: Program, batch: int = 1, arch: str = "host", lean: bool = False) -> dict:
+    """The report: CONTRACT §9's keys, plus what they are about. ``lean``: built with LEAN's
+    defines (train in file order, W read in place, SGD with no gradient buffer)."""
     if batch < 1:
         raise SpecError("--batch", f"must be at least 1, got {batch}")
+    layout = {"shuffle": False, "wt_copy": False, "one_chunk": True} if lean else {}
     return {
         "name": program.spec.name,
         "dtype": program.spec.dtype,
         "batch": batch,
         "arch": arch,
-        **memory(program, batch, ARCHES[arch]),
-        "code_bytes": code_bytes(program, arch),
+        "lean": lean,
+        **memory(program, batch, ARCHES[arch], **layout),
+        "code_bytes": code_bytes(program, arch, LEAN if lean else ()),
         **macs(program),
         "frozen": [p.name for p in program.params if not p.trainable],
     }
@@ -218,7 +232,9 @@ def text(report: dict) -> str:
     cc = "arm-none-eabi-gcc" if r["arch"] == "cortex-m4" else "cc"
     rows = "1 row" if r["batch"] == 1 else f"{r['batch']} rows"
     lines = [
-        f"footprint of '{r['name']}' ({r['dtype']}, {r['arch']}, a chunk of {rows})",
+        f"footprint of '{r['name']}' ({r['dtype']}, {r['arch']}, a chunk of {rows}"
+        + (", lean: " + ", ".join(LEAN) if r.get("lean") else "")
+        + ")",
         f"  parameters        {r['params_bytes']:>10,} B",
         f"  gradients         {r['grads_bytes']:>10,} B (a grads struct; step keeps its own in "
         "the workspace)",
@@ -262,5 +278,5 @@ def render_report(report: dict, fmt: str) -> str:
     return json.dumps(report, indent=2) if fmt == "json" else text(report)
 
 
-__all__ = ["ARCHES", "code_bytes", "footprint", "macs", "memory", "render_report", "summary",
-           "text"]  # fmt: skip
+__all__ = ["ARCHES", "LEAN", "code_bytes", "footprint", "macs", "memory", "render_report",
+           "summary", "text"]  # fmt: skip
