@@ -396,16 +396,18 @@ def test_documents_print_the_recurrences():
     assert r"\operatorname{tanh}'" in latex
 
 
-def test_sine_example_trains_with_the_generated_c(tmp_path):
-    """examples/sine_rnn.yaml: the golden C program learns next-value prediction on the noisy
-    sine (the mean squared error falls from about 0.5, the signal's variance, to the noise's)."""
+@pytest.mark.parametrize("name", ["sine_rnn", "sine_lstm"])
+def test_sine_example_trains_with_the_generated_c(tmp_path, name):
+    """examples/sine_rnn.yaml and sine_lstm.yaml: the golden C program learns next-value
+    prediction on the noisy sine (the mean squared error falls from about 0.5, the signal's
+    variance, to the noise's)."""
     import re
     from pathlib import Path
 
     from symbackprop.codegen.c.build import build_program
 
     root = Path(__file__).resolve().parents[1]
-    program = build_program(root / "generated/sine_rnn", ["-Wall", "-Wextra", "-Werror"])
+    program = build_program(root / f"generated/{name}", ["-Wall", "-Wextra", "-Werror"])
     out = _run(program, "train", root / "examples/data/sine.csv", "--out", tmp_path / "w.txt")
     assert out.returncode == 0, out.stderr
     losses = [float(v) for v in re.findall(r"loss ([0-9.e+-]+)", out.stdout + out.stderr)]

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x9a4f340a3283
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x743f4247e68a
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -117,6 +117,7 @@ static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
                         : s->nvalues ? s->values[s->nvalues == 1 ? 0 : j] : 0);
 }
 
+#ifndef ADAM_GELU_NO_SHUFFLE
 /* Epoch order: Fisher-Yates, for i = n-1 down to 1 (step s): j = floor(u(key, s) (i + 1)) */
 static void permutation(uint64_t seed, long epoch, long n, long *perm)
 {
@@ -130,6 +131,7 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
         perm[j] = swap;
     }
 }
+#endif
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
@@ -165,6 +167,44 @@ void adam_gelu_init_params(Params *params, uint64_t seed)
         init_tensor(AT(params, PARAMS[k].offset), PARAMS[k].size, &PARAMS[k].init, stream_key(seed, (uint64_t)k));
 }
 
+/* ---- vectorizable exp, log, tanh, sigmoid, erf (range reduction + polynomials, no branches) ---- */
+static inline uint32_t sbp_bitsf(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
+static inline float sbp_float(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+
+/* e^x in float: as sbp_exp_, with FreeBSD's float P(r^2); full = 0 for |x| <= 87 */
+static inline float sbp_expf_(float x, int full)
+{
+    const float shift = 0x1.8p23F;
+    const float xc = !full ? x : x < -104.0F ? -104.0F : x > 89.0F ? 89.0F : x;
+    const float k = (xc * 1.4426950216F + shift) - shift;
+    const float hi = xc - k * 6.9314575195e-01F, lo = k * 1.4286067653e-06F;
+    const float r = hi - lo, t = r * r;
+    const float c = r - t * (1.6666625440e-1F + t * -2.7667332906e-3F);
+    const float y = 1.0F - ((lo - (r * c) / (2.0F - c)) - hi);
+    const float k1 = full ? (k * 0.5F + shift) - shift : k, k2 = full ? k - k1 : 0.0F;
+    const float s1 = sbp_float((sbp_bitsf(k1 + shift) - sbp_bitsf(shift) + 127) << 23);
+    const float s2 = sbp_float((sbp_bitsf(k2 + shift) - sbp_bitsf(shift) + 127) << 23);
+    return y * s1 * s2;
+}
+static inline float sbp_expf(float x) { return sbp_expf_(x, 1); }
+
+/* 1/(1 + e^-x) in float, as sbp_sigmoid */
+static inline float sbp_sigmoidf(float x)
+{
+    const float e = sbp_expf(-fabsf(x)), s = 1.0F + e, d = (1.0F - s) + e;
+    const float q = (x >= 0 ? 1.0F : e) / s;
+    return q - q * (d / s);
+}
+
+/* erf(x) in float: as sbp_erf, with one polynomial for 1 < |x| < 4 and 1 beyond */
+static inline float sbp_erff(float x)
+{
+    const float a = fabsf(x), z = x * x, ac = a > 4.0F ? 4.0F : a < 1.0F ? 1.0F : a, v = 1.0F / ac - 0.625F;
+    const float g = 0.305952996F + v * (0.382283777F + v * (-0.172394753F + v * (0.0437669121F + v * (0.0233294535F + v * (-0.0469422974F + v * (0.0432424061F + v * (-0.0269273445F + v * (0.00445590075F + v * (0.0260340143F + v * -0.0328922085F)))))))));
+    const float small = a + a * (0.128379166F + z * (-0.37612626F + z * (0.112835944F + z * (-0.0268542115F + z * (0.00518908724F + z * (-0.00080168643F + z * 7.87587487e-05F))))));
+    return copysignf(a <= 1.0F ? small : 1.0F - sbp_expf_(-(ac * ac), 0) * g, x);
+}
+
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
 /* y[0..n) += sum_k (alpha a[k * as]) x[k * xs + 0..n), k < count: the one kernel of the matrix
@@ -191,9 +231,38 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
     }
 }
 
+#if !defined(ADAM_GELU_BLAS) && !ADAM_GELU_WT_COPY
+/* C[M][N] = beta C + alpha A W^T for a weight matrix W[N][K], read in place (no transposed
+ * copy in the workspace, WT_COPY 0): one dot product an output, summed in eight lanes (k mod 8,
+ * added pairwise at the end) so the compiler vectorizes over the lanes without reassociating.
+ * Row j of W stays in cache over the rows of A. Fewer instructions than a copy at a few rows a
+ * chunk (no pass over W to copy it), more from about 8 on a SIMD host (a reduction). */
+static real dot(int K, const real *restrict a, const real *restrict w)
+{
+    real s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, d;
+    int k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int l = 0; l < 8; ++l) s[l] += a[k + l] * w[k + l];
+    d = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < K; ++k) d += a[k] * w[k];
+    return d;
+}
+
+static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
+                    real *C)
+{
+    for (int j = 0; j < N; ++j)
+        for (long i = 0; i < M; ++i) {
+            const real d = dot(K, A + i * K, W + (long)j * K);
+            C[i * N + j] = (beta == 0 ? 0 : beta * C[i * N + j]) + alpha * d;
+        }
+}
+#endif
+
 /* C[M][N] = beta C + alpha op(A) B, B[K][N] row-major, op(A) = A[M][K] or (ta) A^T of A[K][M].
- * wt: B is a weight matrix W[N][K] read transposed: by cblas, or the loops' copy W^T from
- * prepare(). The loops take kb rows of B per pass, which stay in cache. */
+ * wt: B is a weight matrix W[N][K] read transposed: by cblas, gemm_wt (not with ta), or the
+ * loops' copy W^T from prepare() (WT_COPY). The loops take kb rows of B per pass, which stay in
+ * cache. */
 static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
                  const real *B, real beta, real *C)
 {
@@ -202,7 +271,14 @@ static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, cons
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M, N,
                (int)K, alpha, A, ta ? (int)M : (int)K, B, wt ? (int)K : N, beta, C, N);
 #else
-    (void)wt;
+#if ADAM_GELU_WT_COPY
+    (void)wt; /* B is the copy W^T */
+#else
+    if (wt) {
+        gemm_wt(M, N, (int)K, alpha, A, B, beta, C);
+        return;
+    }
+#endif
     if (beta != 1)
         for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
     for (long k0 = 0; k0 < K; k0 += kb) {
@@ -213,12 +289,11 @@ static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, cons
 #endif
 }
 
-/* The transposed weights the loops read (row j of W^T is contiguous) */
-#ifdef ADAM_GELU_BLAS
-#define WT(w) (&params->w[0][0])
+#if defined(ADAM_GELU_BLAS) || !ADAM_GELU_WT_COPY
+#define WT(w) (&params->w[0][0]) /* a weight matrix, read in place by gemm_wt or cblas */
 #define prepare(params, ws) ((void)0)
 #else
-#define WT(w) (&ws->w##T[0][0])
+#define WT(w) (&ws->w##T[0][0]) /* the transposed copy: row j of W^T is contiguous */
 static void prepare(const Params *params, Work *ws)
 {
     for (int i = 0; i < 6; ++i)
@@ -231,24 +306,28 @@ static void prepare(const Params *params, Work *ws)
 #endif
 
 /* Point ws->x and ws->t at rows first..first+m-1 (or idx[first..]) of X and T: in place when
- * they are consecutive, else copied into the workspace */
+ * they are consecutive (always with CHUNK 1 or NO_SHUFFLE), else copied into the workspace */
 static void gather(Work *ws, const real *X, const real *T, const long *idx,
                    long first, long m)
 {
     const long top = idx ? idx[first] : first;
+#if CHUNK > 1 && !defined(ADAM_GELU_NO_SHUFFLE)
     long r = 1;
     while (idx && r < m && idx[first + r] == top + r) ++r;
-    if (!idx || r >= m) {
-        ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
-        ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
+    if (idx && r < m) {
+        for (r = 0; r < m; ++r) {
+            memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
+            if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
+        }
+        ws->x = (const real(*)[INPUTS])ws->xbuf;
+        ws->t = (const real(*)[OUTPUTS])ws->tbuf;
         return;
     }
-    for (r = 0; r < m; ++r) {
-        memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
-        if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
-    }
-    ws->x = (const real(*)[INPUTS])ws->xbuf;
-    ws->t = (const real(*)[OUTPUTS])ws->tbuf;
+#else
+    (void)m;
+#endif
+    ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
+    ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
 }
 
 /* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
@@ -265,7 +344,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         real *restrict a1 = ws->a1[0];
         for (long i = 0; i < m * 6; ++i) {
             const real f1_0 = (1.0F/2.0F)*z1[i];
-            a1[i] = f1_0*(1 + erff(1.4142135623730951F*f1_0));
+            a1[i] = f1_0*(1 + sbp_erff(1.4142135623730951F*f1_0));
         }
     }
 
@@ -279,7 +358,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         const real *restrict z2 = ws->z2[0];
         real *restrict a2 = ws->a2[0];
         for (long i = 0; i < m * 6; ++i) {
-            a2[i] = z2[i]/(1 + expf(-z2[i]));
+            a2[i] = z2[i]*sbp_sigmoidf(z2[i]);
         }
     }
 
@@ -315,6 +394,9 @@ static double loss_chunk(const Work *ws, long m, long n)
 
     return sum;
 }
+
+#define BIAS_GRAD(b) (grads->b)
+#define STEP_GRADS(ws) (&(ws)->grads)
 
 /* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
 typedef struct {
@@ -354,7 +436,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db3 = sum_n delta3_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta3[r];
-        for (int i = 0; i < 3; ++i) grads->b3[i] += d[i];
+        for (int i = 0; i < 3; ++i) BIAS_GRAD(b3)[i] += d[i];
     }
 
     /* delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2)))) */
@@ -363,8 +445,8 @@ static void backward_chunk(const Params *params, Grads *grads,
         const real *restrict z2 = ws->z2[0];
         real *restrict delta2 = ws->delta2[0];
         for (long i = 0; i < m * 6; ++i) {
-            const real b4_0 = 1.0F/(1 + expf(-z2[i]));
-            delta2[i] = da2[i]*(b4_0 + b4_0*z2[i]/(1 + expf(z2[i])));
+            const real b4_0 = sbp_sigmoidf(z2[i]);
+            delta2[i] = da2[i]*(b4_0 + b4_0*z2[i]*sbp_sigmoidf(-z2[i]));
         }
     }
 
@@ -378,7 +460,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta2[r];
-        for (int i = 0; i < 6; ++i) grads->b2[i] += d[i];
+        for (int i = 0; i < 6; ++i) BIAS_GRAD(b2)[i] += d[i];
     }
 
     /* delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi))) */
@@ -388,7 +470,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         real *restrict delta1 = ws->delta1[0];
         for (long i = 0; i < m * 6; ++i) {
             const real b8_0 = 0.7071067811865476F*z1[i];
-            delta1[i] = da1[i]*(1.0F/2.0F + (1.0F/2.0F)*erff(b8_0) + 0.5641895835477563F*b8_0*expf(-1.0F/2.0F*(z1[i]*z1[i])));
+            delta1[i] = da1[i]*(1.0F/2.0F + (1.0F/2.0F)*sbp_erff(b8_0) + 0.5641895835477563F*b8_0*sbp_expf(-1.0F/2.0F*(z1[i]*z1[i])));
         }
     }
 
@@ -399,7 +481,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta1[r];
-        for (int i = 0; i < 6; ++i) grads->b1[i] += d[i];
+        for (int i = 0; i < 6; ++i) BIAS_GRAD(b1)[i] += d[i];
     }
 
 }
@@ -413,10 +495,10 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
     double sum = 0;
     const double Nd = (double)n;
     (void)step;
-    if (grads) { /* the weight gradients are overwritten by the first chunk */
-        memset(grads->b1, 0, sizeof grads->b1);
-        memset(grads->b2, 0, sizeof grads->b2);
-        memset(grads->b3, 0, sizeof grads->b3);
+    if (grads || fz) { /* the weight gradients are overwritten by the first chunk */
+        memset(BIAS_GRAD(b1), 0, sizeof grads->b1);
+        memset(BIAS_GRAD(b2), 0, sizeof grads->b2);
+        memset(BIAS_GRAD(b3), 0, sizeof grads->b3);
     }
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
@@ -424,7 +506,7 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
         gather(ws, X, T, idx, first, m);
         forward_chunk(params, ws, m);
         sum += loss_chunk(ws, m, n);
-        if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
+        if (grads || fz) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
     /* E = 1/(3*N) * sum_n sum_k (a3 - t)**2 */
@@ -530,11 +612,13 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
+
 /* k + 1, but the step count stops at INT64_MAX (as NumPy's) instead of overflowing */
 static int64_t next_step(int64_t k)
 {
     return k < INT64_MAX ? k + 1 : k;
 }
+
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
  * gradient products did them; conv kernels, of more axes, always here) */
@@ -567,6 +651,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
                           PARAMS[j].size, c);
 }
 
+
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
 static void update_buffers(Params *params, const Work *ws, long n, double E)
@@ -580,7 +665,7 @@ static void update_buffers(Params *params, const Work *ws, long n, double E)
 static double step_rows(Params *params, State *state, const real *X,
                         const real *T, const long *idx, long n, Work *ws)
 {
-    double E;
+    double E = (double)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
     E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
     update_buffers(params, ws, n, E);
@@ -602,8 +687,8 @@ int adam_gelu_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
-#ifdef ADAM_GELU_MAX_ROWS
-#define release(order) ((void)(order)) /* the static order */
+#if defined(ADAM_GELU_MAX_ROWS) || defined(ADAM_GELU_NO_SHUFFLE)
+#define release(order) ((void)(order)) /* the static order, or none */
 #else
 #define release(order) free(order)
 #endif
@@ -616,7 +701,11 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
-#ifdef ADAM_GELU_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+#ifdef ADAM_GELU_NO_SHUFFLE /* the batches in file order: no order array at all */
+    if (shuffle) return -1;
+    (void)seed;
+    order = NULL;
+#elif defined(ADAM_GELU_MAX_ROWS) /* no heap: a static order of at most MAX_ROWS samples */
     static long order_rows[ADAM_GELU_MAX_ROWS];
     if (n > ADAM_GELU_MAX_ROWS) return -1;
     order = order_rows;
@@ -627,13 +716,13 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
-        if (shuffle)
-            permutation(seed, epoch, n, order);
-        else
-            for (long i = 0; i < n; ++i) order[i] = i;
+#ifndef ADAM_GELU_NO_SHUFFLE
+        if (shuffle) permutation(seed, epoch, n, order);
+#endif
         for (long first = 0; first < n; first += batch_size, ++batches) {
             const long m = n - first < batch_size ? n - first : batch_size;
-            total += step_rows(params, state, X, T, order + first, m, ws);
+            total += shuffle ? step_rows(params, state, X, T, order + first, m, ws)
+                             : step_rows(params, state, X + first * INPUTS, T + first * OUTPUTS, NULL, m, ws);
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
@@ -643,6 +732,15 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
     }
     release(order);
     return 0;
+}
+
+long adam_gelu_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
+{
+    if (shuffle)
+        permutation(seed, -1, n, order); /* the stream before epoch 0's */
+    else
+        for (long i = 0; i < n; ++i) order[i] = i;
+    return (long)floor((double)n * (1.0 - fraction));
 }
 
 double adam_gelu_accuracy(const Params *params, const real *X, const real *T, long n,
@@ -659,6 +757,8 @@ double adam_gelu_accuracy(const Params *params, const real *X, const real *T, lo
 #ifndef ADAM_GELU_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
+#define MAX_FILE_BYTES ((size_t)ADAM_GELU_MAX_FILE_BYTES)
+
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 #define BLANKS " \t\r\v\f"
 
@@ -669,8 +769,6 @@ static int with_path(const char *path, char *err, size_t errlen)
     snprintf(message, sizeof message, "%s", errlen ? err : "");
     return FAIL("%s: %s", path, message);
 }
-
-#define MAX_FILE_BYTES ((size_t)ADAM_GELU_MAX_FILE_BYTES)
 
 /* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. Opened without
  * blocking (a FIFO nobody writes to reads as empty) and read up to MAX_FILE_BYTES, whatever it
@@ -759,34 +857,6 @@ static int number(char *s, double *x)
     return scan(&s, 'f', x) && !*s;
 }
 
-/* Optimizer buffers (in State), as named in checkpoints */
-static const struct {
-    const char *name;
-    size_t offset;
-} BUFFERS[] = {
-    {"m", offsetof(State, m)},
-    {"v", offsetof(State, v)},
-    {NULL, 0}};
-
-/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
- * high] (finite), and in words */
-static const struct {
-    const char *name;
-    size_t offset;
-    double low, high;
-    const char *rule;
-} HYPERS[] = {
-    {"eta", offsetof(adam_gelu_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
-    {"lambda", offsetof(adam_gelu_hyper, lambda), 0.0, 1.7976931348623157e+308, ">= 0"},
-    {"beta1", offsetof(adam_gelu_hyper, beta1), 0.0, 0.9999999999999999, "in [0, 1)"},
-    {"beta2", offsetof(adam_gelu_hyper, beta2), 0.0, 0.9999999999999999, "in [0, 1)"},
-    {"epsilon", offsetof(adam_gelu_hyper, epsilon), 0.0, 1.7976931348623157e+308, ">= 0"},
-    {NULL, 0, 0, 0, NULL}};
-#define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
-/* Tensor k of the parameters (b < 0) or of optimizer buffer b */
-#define TENSOR(params, state, b, k) \
-    ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
-
 /* How save writes path: 1 in place, as cp does, when it is a device or FIFO such as /dev/null or
  * /dev/stdout (a rename would replace it); 0 through a temporary file renamed over path or, for a
  * symbolic link, over the file it leads to (*target, malloc'd); -1: a directory, a broken link. */
@@ -825,6 +895,135 @@ static FILE *temporary(const char *target, char *tmp, const char *path, char *er
         (void)FAIL("%s: %s", path, strerror(errno));
     return f;
 }
+
+/* CSV: an optional header line (its first field is not a number), then rows of numbers */
+static int parse_csv(char *buf, double **table, long *dims, char *err, size_t errlen)
+{
+    size_t lines = 1;
+    long n = 0, c = 0, lineno = 0;
+    int first = 1;
+    double x;
+    for (const char *s = buf; (s = strchr(s, '\n')) != NULL; ++s) ++lines;
+    *table = NULL;
+    for (char *line = buf, *next; *line; line = next) {
+        char *stop = line + strcspn(line, "\n"), *field = line, *comma;
+        long k = 0;
+        next = stop + (*stop != '\0');
+        *stop = '\0';
+        ++lineno;
+        if (!line[strspn(line, BLANKS)]) continue; /* blank line */
+        if (first) { /* the first line is a header if its first field is not a number */
+            const size_t w = strcspn(line, ",");
+            const char keep = line[w];
+            line[w] = '\0';
+            first = 0;
+            if (!number(line, &x)) continue;
+            line[w] = keep;
+        }
+        if (c == 0) { /* the first row fixes the number of columns */
+            for (const char *s = line; (s = strchr(s, ',')) != NULL; ++s) ++c;
+            if (lines > ((size_t)-1) / sizeof(double) / (size_t)++c) return FAIL("too large");
+            if (!(*table = malloc(lines * (size_t)c * sizeof(double)))) return FAIL("out of memory");
+        }
+        for (;; field = comma + 1, ++k) {
+            const int more = *(comma = field + strcspn(field, ",")) == ',';
+            *comma = '\0';
+            if (!number(field, &x))
+                return FAIL("line %ld, column %ld: not a number: '%.40s'", lineno, k + 1, field);
+            if (k < c) (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
+            if (!more) break;
+        }
+        if (k + 1 != c) return FAIL("line %ld: expected %ld values like the first row", lineno, c);
+        ++n;
+    }
+    dims[0] = n;
+    dims[1] = c;
+    return 0;
+}
+
+/* The value after 'key': in a .npy header, or NULL */
+static char *npy_field(char *header, const char *key)
+{
+    char *p = strstr(header, key);
+    return p ? p + strlen(key) + strspn(p + strlen(key), " ") : NULL;
+}
+
+/* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
+static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    const int version = len > 11 ? u[6] : 0, at = version > 1 ? 12 : 10;
+    const uint16_t probe = 1;
+    size_t hlen, size, count;
+    char header[4096], *descr, *order, *s, *end;
+    *table = NULL;
+    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
+        return FAIL("not a .npy file of version 1 to 3");
+    hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
+    if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
+    memcpy(header, buf + at, hlen);
+    header[hlen] = '\0';
+    descr = npy_field(header, "'descr':");
+    order = npy_field(header, "'fortran_order':");
+    s = npy_field(header, "'shape':");
+    size = !descr ? 0 : strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
+    if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
+    if (!order || strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
+    if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
+    for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
+        if (s && *s == (d ? ',' : '(')) ++s;
+        errno = 0;
+        dims[d] = s ? strtol(s, &end, 10) : -1;
+        if (!s || end == s || errno || dims[d] < 0) return FAIL("the array must be 2-D");
+        s = end + strspn(end, " ");
+    }
+    s += *s == ',';
+    if (*(s + strspn(s, " ")) != ')') return FAIL("the array must be 2-D");
+    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1]) return FAIL("too large");
+    count = (size_t)dims[0] * (size_t)dims[1];
+    if (len - at - hlen != count * size)
+        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - at - hlen, dims[0], dims[1], count * size);
+    if (!(*table = malloc((count ? count : 1) * sizeof(double)))) return FAIL("out of memory");
+    for (size_t i = 0; i < count; ++i) {
+        float x;
+        if (size == 8) {
+            memcpy(*table + i, buf + at + hlen + 8 * i, 8);
+        } else {
+            memcpy(&x, buf + at + hlen + 4 * i, 4);
+            (*table)[i] = x;
+        }
+    }
+    return 0;
+}
+
+/* Optimizer buffers (in State), as named in checkpoints */
+static const struct {
+    const char *name;
+    size_t offset;
+} BUFFERS[] = {
+    {"m", offsetof(State, m)},
+    {"v", offsetof(State, v)},
+    {NULL, 0}};
+
+/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
+ * high] (finite), and in words */
+static const struct {
+    const char *name;
+    size_t offset;
+    double low, high;
+    const char *rule;
+} HYPERS[] = {
+    {"eta", offsetof(adam_gelu_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
+    {"lambda", offsetof(adam_gelu_hyper, lambda), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {"beta1", offsetof(adam_gelu_hyper, beta1), 0.0, 0.9999999999999999, "in [0, 1)"},
+    {"beta2", offsetof(adam_gelu_hyper, beta2), 0.0, 0.9999999999999999, "in [0, 1)"},
+    {"epsilon", offsetof(adam_gelu_hyper, epsilon), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {NULL, 0, 0, 0, NULL}};
+#define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
+/* Tensor k of the parameters (b < 0) or of optimizer buffer b */
+#define TENSOR(params, state, b, k) \
+    ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
+
 
 int adam_gelu_check_output(const char *path, char *err, size_t errlen)
 {
@@ -962,105 +1161,6 @@ int adam_gelu_load_checkpoint(Params *params, State *state, long *epoch,
     return load_file(params, state, epoch, seed, path, err, errlen);
 }
 
-/* CSV: an optional header line (its first field is not a number), then rows of numbers */
-static int parse_csv(char *buf, double **table, long *dims, char *err, size_t errlen)
-{
-    size_t lines = 1;
-    long n = 0, c = 0, lineno = 0;
-    int first = 1;
-    double x;
-    for (const char *s = buf; (s = strchr(s, '\n')) != NULL; ++s) ++lines;
-    *table = NULL;
-    for (char *line = buf, *next; *line; line = next) {
-        char *stop = line + strcspn(line, "\n"), *field = line, *comma;
-        long k = 0;
-        next = stop + (*stop != '\0');
-        *stop = '\0';
-        ++lineno;
-        if (!line[strspn(line, BLANKS)]) continue; /* blank line */
-        if (first) { /* the first line is a header if its first field is not a number */
-            const size_t w = strcspn(line, ",");
-            const char keep = line[w];
-            line[w] = '\0';
-            first = 0;
-            if (!number(line, &x)) continue;
-            line[w] = keep;
-        }
-        if (c == 0) { /* the first row fixes the number of columns */
-            for (const char *s = line; (s = strchr(s, ',')) != NULL; ++s) ++c;
-            if (lines > ((size_t)-1) / sizeof(double) / (size_t)++c) return FAIL("too large");
-            if (!(*table = malloc(lines * (size_t)c * sizeof(double)))) return FAIL("out of memory");
-        }
-        for (;; field = comma + 1, ++k) {
-            const int more = *(comma = field + strcspn(field, ",")) == ',';
-            *comma = '\0';
-            if (!number(field, &x))
-                return FAIL("line %ld, column %ld: not a number: '%.40s'", lineno, k + 1, field);
-            if (k < c) (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
-            if (!more) break;
-        }
-        if (k + 1 != c) return FAIL("line %ld: expected %ld values like the first row", lineno, c);
-        ++n;
-    }
-    dims[0] = n;
-    dims[1] = c;
-    return 0;
-}
-
-/* The value after 'key': in a .npy header, or NULL */
-static char *npy_field(char *header, const char *key)
-{
-    char *p = strstr(header, key);
-    return p ? p + strlen(key) + strspn(p + strlen(key), " ") : NULL;
-}
-
-/* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
-static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
-{
-    const unsigned char *u = (const unsigned char *)buf;
-    const int version = len > 11 ? u[6] : 0, at = version > 1 ? 12 : 10;
-    const uint16_t probe = 1;
-    size_t hlen, size, count;
-    char header[4096], *descr, *order, *s, *end;
-    *table = NULL;
-    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
-        return FAIL("not a .npy file of version 1 to 3");
-    hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
-    if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
-    memcpy(header, buf + at, hlen);
-    header[hlen] = '\0';
-    descr = npy_field(header, "'descr':");
-    order = npy_field(header, "'fortran_order':");
-    s = npy_field(header, "'shape':");
-    size = !descr ? 0 : strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
-    if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
-    if (!order || strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
-    if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
-    for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
-        if (s && *s == (d ? ',' : '(')) ++s;
-        errno = 0;
-        dims[d] = s ? strtol(s, &end, 10) : -1;
-        if (!s || end == s || errno || dims[d] < 0) return FAIL("the array must be 2-D");
-        s = end + strspn(end, " ");
-    }
-    s += *s == ',';
-    if (*(s + strspn(s, " ")) != ')') return FAIL("the array must be 2-D");
-    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1]) return FAIL("too large");
-    count = (size_t)dims[0] * (size_t)dims[1];
-    if (len - at - hlen != count * size)
-        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - at - hlen, dims[0], dims[1], count * size);
-    if (!(*table = malloc((count ? count : 1) * sizeof(double)))) return FAIL("out of memory");
-    for (size_t i = 0; i < count; ++i) {
-        float x;
-        if (size == 8) {
-            memcpy(*table + i, buf + at + hlen + 8 * i, 8);
-        } else {
-            memcpy(&x, buf + at + hlen + 4 * i, 4);
-            (*table)[i] = x;
-        }
-    }
-    return 0;
-}
 
 int adam_gelu_split_table(const double *table, long n, long cols, int want_targets, real *X,
                            real *T, char *err, size_t errlen)

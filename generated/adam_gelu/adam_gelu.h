@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x9a4f340a3283 /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x743f4247e68a /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,10 +31,22 @@
 #ifndef ADAM_GELU_CHUNK
 #define ADAM_GELU_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef ADAM_GELU_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if ADAM_GELU_CHUNK >= 8
+#define ADAM_GELU_WT_COPY 1
+#else
+#define ADAM_GELU_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define ADAM_GELU_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and ADAM_GELU_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * ADAM_GELU_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef float adam_gelu_real; /* the spec's dtype: float32 */
 
@@ -79,8 +91,10 @@ typedef struct {
 typedef struct {
     const adam_gelu_real (*x)[ADAM_GELU_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const adam_gelu_real (*t)[ADAM_GELU_OUTPUTS];
-    adam_gelu_real xbuf[ADAM_GELU_CHUNK][ADAM_GELU_INPUTS];
+#if ADAM_GELU_CHUNK > 1 && !defined(ADAM_GELU_NO_SHUFFLE) /* else rows are read in place */
+    adam_gelu_real xbuf[ADAM_GELU_CHUNK][ADAM_GELU_INPUTS]; /* a shuffled chunk's rows */
     adam_gelu_real tbuf[ADAM_GELU_CHUNK][ADAM_GELU_OUTPUTS];
+#endif
     adam_gelu_real z1[ADAM_GELU_CHUNK][6];
     adam_gelu_real a1[ADAM_GELU_CHUNK][6];
     adam_gelu_real z2[ADAM_GELU_CHUNK][6];
@@ -92,10 +106,11 @@ typedef struct {
     adam_gelu_real delta2[ADAM_GELU_CHUNK][6];
     adam_gelu_real da1[ADAM_GELU_CHUNK][6];
     adam_gelu_real delta1[ADAM_GELU_CHUNK][6];
-    /* weights transposed, for the matrix loops (unused with ADAM_GELU_BLAS) */
+#if ADAM_GELU_WT_COPY /* weights transposed, for the matrix loops (unused with ADAM_GELU_BLAS) */
     adam_gelu_real W1T[4][6];
     adam_gelu_real W2T[6][6];
     adam_gelu_real W3T[6][3];
+#endif
     adam_gelu_grads grads; /* of the last step */
 } adam_gelu_workspace;
 
@@ -142,6 +157,11 @@ int adam_gelu_train_from(adam_gelu_params *params, adam_gelu_state *state,
     const adam_gelu_real *X, const adam_gelu_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, adam_gelu_progress progress,
     void *context, adam_gelu_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long adam_gelu_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double adam_gelu_accuracy(const adam_gelu_params *params, const adam_gelu_real *X,

@@ -12,7 +12,7 @@
  */
 #ifndef DIGITS_CNN_H
 #define DIGITS_CNN_H
-#define DIGITS_CNN_BUILD 0xa3cce3f836bf /* this set of files: the .c files check it */
+#define DIGITS_CNN_BUILD 0x6b90ef144b4c /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -35,10 +35,22 @@
 #ifndef DIGITS_CNN_CHUNK
 #define DIGITS_CNN_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef DIGITS_CNN_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if DIGITS_CNN_CHUNK >= 8
+#define DIGITS_CNN_WT_COPY 1
+#else
+#define DIGITS_CNN_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define DIGITS_CNN_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and DIGITS_CNN_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * DIGITS_CNN_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double digits_cnn_real; /* the spec's dtype: float64 */
 
@@ -83,8 +95,10 @@ typedef struct {
 typedef struct {
     const digits_cnn_real (*x)[DIGITS_CNN_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const digits_cnn_real (*t)[DIGITS_CNN_OUTPUTS];
-    digits_cnn_real xbuf[DIGITS_CNN_CHUNK][DIGITS_CNN_INPUTS];
+#if DIGITS_CNN_CHUNK > 1 && !defined(DIGITS_CNN_NO_SHUFFLE) /* else rows are read in place */
+    digits_cnn_real xbuf[DIGITS_CNN_CHUNK][DIGITS_CNN_INPUTS]; /* a shuffled chunk's rows */
     digits_cnn_real tbuf[DIGITS_CNN_CHUNK][DIGITS_CNN_OUTPUTS];
+#endif
     digits_cnn_real z1[DIGITS_CNN_CHUNK][512];
     digits_cnn_real a1[DIGITS_CNN_CHUNK][512];
     digits_cnn_real a2[DIGITS_CNN_CHUNK][128];
@@ -101,8 +115,13 @@ typedef struct {
     digits_cnn_real da2[DIGITS_CNN_CHUNK][128];
     digits_cnn_real da1[DIGITS_CNN_CHUNK][512];
     digits_cnn_real delta1[DIGITS_CNN_CHUNK][512];
-    /* weights transposed, for the matrix loops (unused with DIGITS_CNN_BLAS) */
+    digits_cnn_real convbuf[1696]; /* one sample's maps, padded (convolutions) */
+#ifdef DIGITS_CNN_BLAS
+    digits_cnn_real convcols[1152]; /* im2col of one sample and group */
+#endif
+#if DIGITS_CNN_WT_COPY /* weights transposed, for the matrix loops (unused with DIGITS_CNN_BLAS) */
     digits_cnn_real W5T[256][10];
+#endif
     digits_cnn_grads grads; /* of the last step */
 } digits_cnn_workspace;
 
@@ -149,6 +168,11 @@ int digits_cnn_train_from(digits_cnn_params *params, digits_cnn_state *state,
     const digits_cnn_real *X, const digits_cnn_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, digits_cnn_progress progress,
     void *context, digits_cnn_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long digits_cnn_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double digits_cnn_accuracy(const digits_cnn_params *params, const digits_cnn_real *X,

@@ -4,7 +4,8 @@
 Do not edit: regenerate with `symbackprop generate`.
 
 Rows of X and T are samples. Functions: init_params, forward, loss, loss_and_grad, init_state,
-step, train, save, load; and a command line: `python digits_cnn.py train DATA ...`.
+step, train, save, load; split_validation, train_validated and validation_loss (train.validation,
+early stopping); and a command line: `python digits_cnn.py train DATA ...`.
 """
 
 import contextlib
@@ -52,7 +53,11 @@ HYPER_RANGES = {
     "beta2": (0.0, 0.9999999999999999, "in [0, 1)"),
     "epsilon": (0.0, 1.7976931348623157e+308, ">= 0"),
 }
-TRAIN = {"epochs": 30, "batch_size": 32, "shuffle": True}
+TRAIN = {"epochs": 30, "batch_size": 32, "shuffle": True, "validation": 0.0, "patience": None, "min_delta": 0.0}
+STATE_BUFFERS = ("m", "v", )
+MULTI_AXIS = True
+OUTPUT = "a5"  # the forward pass's output value
+LOGITS = "z5"  # binary cross-entropy: the value the output is the sigmoid of
 
 # ---- portable PRNG and init schemes (symbackprop/core/prng.py, verbatim) -------------------------
 GAMMA = 0x9E3779B97F4A7C15
@@ -751,8 +756,28 @@ def step(params, state, X, T):
     return E
 
 
+@np.errstate(over="ignore")
+def validation_loss(params, X, T):
+    """The loss of a batch in evaluation mode (running statistics, no dropout): how the
+    validation rows are scored after each epoch."""
+    t = np.asarray(T, dtype=DTYPE).reshape(len(T), *OUTPUT_SHAPE)
+    return _loss(_forward(params, X), t, t.shape[0])
+
+
+lr_schedule = None  # no optimizer.schedule: every epoch trains at HYPER["eta"]
+
+
+# ---- training, files and the command line (symbackprop/codegen/numpy/runtime.py, verbatim) ------
 def train(
-    params, X, T, epochs, batch_size, shuffle=True, seed=None, state=None, progress=None,
+    params,
+    X,
+    T,
+    epochs,
+    batch_size,
+    shuffle=True,
+    seed=None,
+    state=None,
+    progress=None,
     first_epoch=0,
 ):
     """Mini-batch training in place; returns the mean of the batch losses of each epoch.
@@ -767,17 +792,73 @@ def train(
     state = init_state(params) if state is None else state
     n = X.shape[0]
     history = []
+    base = HYPER["eta"]  # a schedule's base rate; epoch e trains at lr_schedule(base, e)
     for epoch in range(first_epoch, first_epoch + epochs):
+        if lr_schedule is not None:
+            HYPER["eta"] = lr_schedule(base, epoch)
         order = permutation(seed, epoch, n) if shuffle else np.arange(n)
         total, batches = 0.0, 0
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             total += step(params, state, X[idx], T[idx])
             batches += 1
         history.append(total / batches)
         if progress is not None:
             progress(epoch, first_epoch + epochs, history[-1])
+    if lr_schedule is not None:
+        HYPER["eta"] = base
     return history
+
+
+def split_validation(X, T, fraction, shuffle=True, seed=None):
+    """(X_train, T_train, X_val, T_val): the last rows, floor(n * (1 - fraction)) on, held out
+    for validation (as Keras' validation_split), after the seed's shuffle when shuffling: the
+    rows in the order permutation(seed, -1, n), the stream before epoch 0's. The C program
+    splits the same rows."""
+    n = len(X)
+    seed = SEED if seed is None else seed
+    order = permutation(seed, -1, n) if shuffle else np.arange(n)
+    n_train = math.floor(n * (1.0 - fraction))
+    if not 1 <= n_train < n:
+        raise ValueError(f"validation {fraction:g} of {n} rows leaves no rows to "
+                         f"{'train on' if n_train < 1 else 'validate on'}")  # fmt: skip
+    fit, held = order[:n_train], order[n_train:]
+    return X[fit], T[fit], X[held], T[held]
+
+
+def train_validated(
+    params, X, T, X_val, T_val, epochs, batch_size, shuffle=True, seed=None, state=None,
+    progress=None, first_epoch=0, patience=None, min_delta=0.0,
+):  # fmt: skip
+    """train, epoch by epoch, scoring the validation rows after each (validation_loss: the
+    evaluation-mode loss). Epoch e is the best so far when its validation loss is below the
+    best before it by more than min_delta. With patience (early stopping, as Keras'
+    EarlyStopping(restore_best_weights=True)): stop after `patience` epochs in a row that are
+    not the best, and leave params at the best epoch's weights.
+
+    progress(e, first_epoch + epochs, mean_loss, val_loss, best_epoch) is called after each.
+    Returns (mean training loss per epoch, validation loss per epoch, best epoch).
+    """
+    seed = SEED if seed is None else seed
+    state = init_state(params) if state is None else state
+    history, val_history = [], []
+    best, best_epoch, kept, wait = math.inf, None, None, 0
+    for epoch in range(first_epoch, first_epoch + epochs):
+        history += train(params, X, T, 1, batch_size, shuffle, seed, state, None, epoch)
+        val_history.append(validation_loss(params, X_val, T_val))
+        if val_history[-1] < best - min_delta:
+            best, best_epoch, wait = val_history[-1], epoch, 0
+            kept = {name: value.copy() for name, value in params.items()}
+        else:
+            wait += 1
+        if progress is not None:
+            progress(epoch, first_epoch + epochs, history[-1], val_history[-1], best_epoch)
+        if patience is not None and wait >= patience:
+            break
+    if patience is not None and kept is not None:
+        for name, value in kept.items():
+            params[name][...] = value
+    return history, val_history, best_epoch
 
 
 def _blocks(arrays, prefix=""):
@@ -801,14 +882,16 @@ def save(params, path):
     _write_lines(path, [f"# symbackprop weights {NAME} {DTYPE.__name__}", *_blocks(params)])
 
 
-# ---- text files (weights, checkpoints, .csv) as the C target reads them ---------------------------
+# ---- text files (weights, checkpoints, .csv) as the C target reads them -------------------------
 # Bytes, whatever the locale (latin-1 maps each byte to one character), no NUL byte, lines ending
 # at "\n" only (a "\r" is a blank, so "\r\n" works); numbers as C's strtod reads them, less hex:
 # Python's float() also takes "1_0" and non-ASCII blanks ("1\xa0"), so it only converts what
 # _DECIMAL has matched.
 _BLANKS = " \t\r\v\f"
 _BLANK_RUN = re.compile("[ \t\r\v\f]+")
-_DECIMAL = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I)
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
+)
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
@@ -875,9 +958,6 @@ def load(path):
     return _read_blocks(path, _read_lines(path), 0, PARAM_SHAPES)[0]
 
 
-STATE_BUFFERS = ("m", "v", )
-
-
 def save_checkpoint(params, state, epoch, seed, path):
     """Weights, optimizer state, HYPER, the seed and the epochs done, atomically (text, exact)."""
     lines = [f"# symbackprop checkpoint {NAME} {DTYPE.__name__}"]
@@ -890,7 +970,8 @@ def save_checkpoint(params, state, epoch, seed, path):
 
 
 # The integers of a checkpoint and their ranges [low, high), as the C target reads them: epoch and
-# step with strtoll (and >= 0), the seed with strtoull (which takes a minus sign too: -1 is 2**64 - 1)
+# step with strtoll (and >= 0), the seed with strtoull (which takes a minus sign too: -1 is
+# 2**64 - 1)
 _CHECKPOINT_INTEGERS = {"epoch": (0, 2**63), "seed": (1 - 2**64, 2**64), "step": (0, 2**63)}
 
 
@@ -900,9 +981,9 @@ def load_checkpoint(path):
     fields = {}
     for i, key in enumerate([*_CHECKPOINT_INTEGERS, *(f"hyper {h}" for h in HYPER)]):
         line = lines[i] if i < len(lines) else ""
-        words = _words(line[len(key):])  # "KEY VALUE": blanks after KEY, none before it
+        words = _words(line[len(key) :])  # "KEY VALUE": blanks after KEY, none before it
         value = None
-        if line.startswith(key) and line[len(key):][:1] in tuple(_BLANKS) and len(words) == 1:
+        if line.startswith(key) and line[len(key) :][:1] in tuple(_BLANKS) and len(words) == 1:
             if key in _CHECKPOINT_INTEGERS:
                 low, high = _CHECKPOINT_INTEGERS[key]
                 value = _integer(words[0])
@@ -945,15 +1026,17 @@ def _refuse(path, exc):
 
 
 def load_data(path):
-    """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv    (a .npz may hold X [n, *INPUT_SHAPE] and T [n, *OUTPUT_SHAPE]; rows are flattened in C order)."""
+    """X [n, INPUTS] and T [n, OUTPUTS] from .npz (X and T, or y labels), .npy or .csv
+    (with MULTI_AXIS, a .npz may hold X [n, *INPUT_SHAPE] and T [n, *OUTPUT_SHAPE]; rows are
+    flattened in C order)."""
     if path.endswith(".npz"):
         try:
             X, T = npz_data(path)
         except (OSError, EOFError, ValueError, TypeError, MemoryError) as exc:
             _refuse(path, exc)
-        if X.ndim > 2:  # [n, *INPUT_SHAPE]
+        if MULTI_AXIS and X.ndim > 2:  # [n, *INPUT_SHAPE]
             X = X.reshape(len(X), -1)
-        if T.ndim > 2:  # [n, *OUTPUT_SHAPE], or labels [n, ...]
+        if MULTI_AXIS and T.ndim > 2:  # [n, *OUTPUT_SHAPE], or labels [n, ...]
             T = T.reshape(len(T), -1)
     else:
         data = _table(path)
@@ -972,7 +1055,7 @@ def load_data(path):
         if LOSS != "cross_entropy" and OUTPUTS == 1:
             T = T[:, None]
         else:
-            if ((T != np.floor(T)) | (T < 0) | (T > OUTPUTS - 1)).any():
+            if ((np.floor(T) != T) | (T < 0) | (T > OUTPUTS - 1)).any():
                 _fail(f"{path}: labels must be integers 0..{OUTPUTS - 1}")
             T = np.eye(OUTPUTS)[T.astype(np.int64)]
     if T.shape != (X.shape[0], OUTPUTS):
@@ -1025,12 +1108,12 @@ def _read_csv(path):
 @np.errstate(over="ignore")
 def accuracy(params, X, T):
     """Fraction of samples classified right (classifiers only), else None."""
-    Y = _forward(params, X)["a5"]
+    Y = _forward(params, X)[OUTPUT]
     T = np.asarray(T).reshape(Y.shape)
     if LOSS == "cross_entropy":
         return float((Y.argmax(axis=-1) == T.argmax(axis=-1)).mean())
     if LOSS == "binary_cross_entropy":
-        logit = _forward(params, X)["z5"]
+        logit = _forward(params, X)[LOGITS]
         return float(((logit > 0) == (T > 0.5)).mean())
     return None
 
@@ -1111,9 +1194,17 @@ def main(argv=None):
         state = init_state(params)
     if lr is not None:
         HYPER["eta"] = lr
+    if args.resume and TRAIN["patience"] is not None:
+        _fail("--resume: not with train.early_stopping (the best epoch is not in a checkpoint)")
+    if TRAIN["validation"]:
+        try:
+            X, T, X_val, T_val = split_validation(X, T, TRAIN["validation"], TRAIN["shuffle"], seed)
+        except ValueError as exc:
+            _refuse(args.data, exc)
+    base_lr = HYPER["eta"]
     kept = {name: value.copy() for name, value in params.items()}
 
-    def progress(epoch, epochs, mean_loss):
+    def progress(epoch, epochs, mean_loss, val_loss=None, best=None):
         finite = all(np.isfinite(value).all() for value in params.values())
         if not (finite and math.isfinite(mean_loss)):
             raise _Diverged(epoch, mean_loss, finite)
@@ -1122,7 +1213,12 @@ def main(argv=None):
         every = max(1, epochs // 20)
         if not args.quiet and (epoch % every == 0 or epoch == epochs - 1):
             acc = accuracy(params, X, T)
-            extra = "" if acc is None else f"  accuracy {acc:.4f}"
+            extra = "" if val_loss is None else f"  val_loss {val_loss:.6g}"
+            extra += "" if acc is None else f"  accuracy {acc:.4f}"
+            if lr_schedule is not None:  # the rate this epoch trained at
+                extra += f"  lr {lr_schedule(base_lr, epoch):.6g}"
+            if TRAIN["patience"] is not None and best is not None:
+                extra += f"  best epoch {best + 1}"
             print(f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}  loss {mean_loss:.6g}{extra}")
         if args.checkpoint:
             try:
@@ -1131,15 +1227,27 @@ def main(argv=None):
                 _refuse(args.checkpoint, exc)
 
     epochs = max(0, args.epochs - first)
-    diverged = None
+    diverged = stopping = None
     try:
         with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below
             shuffle = TRAIN["shuffle"]
-            train(params, X, T, epochs, args.batch_size, shuffle, seed, state, progress, first)
+            if TRAIN["validation"]:
+                stopping = train_validated(
+                    params, X, T, X_val, T_val, epochs, args.batch_size, shuffle, seed, state,
+                    progress, first, TRAIN["patience"], TRAIN["min_delta"],
+                )  # fmt: skip
+            else:
+                train(params, X, T, epochs, args.batch_size, shuffle, seed, state, progress, first)
     except _Diverged as exc:
         diverged = exc
         for name, value in kept.items():
             params[name][...] = value
+    if stopping is not None and stopping[2] is not None and TRAIN["patience"] is not None:
+        history, val_history, best = stopping
+        ran = f"stopped after epoch {first + len(history)}; " if len(history) < epochs else ""
+        if not args.quiet:
+            print(f"early stopping: {ran}kept the weights of epoch {best + 1} "
+                  f"(val_loss {val_history[best - first]:.6g})")  # fmt: skip
     try:
         save(params, args.out)
     except OSError as exc:

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0x9f031aaed568 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0xfa762b6ccf94 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,10 +30,22 @@
 #ifndef IRIS_SOFTMAX_CHUNK
 #define IRIS_SOFTMAX_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef IRIS_SOFTMAX_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if IRIS_SOFTMAX_CHUNK >= 8
+#define IRIS_SOFTMAX_WT_COPY 1
+#else
+#define IRIS_SOFTMAX_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define IRIS_SOFTMAX_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and IRIS_SOFTMAX_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * IRIS_SOFTMAX_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double iris_softmax_real; /* the spec's dtype: float64 */
 
@@ -73,8 +85,10 @@ typedef struct {
 typedef struct {
     const iris_softmax_real (*x)[IRIS_SOFTMAX_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const iris_softmax_real (*t)[IRIS_SOFTMAX_OUTPUTS];
-    iris_softmax_real xbuf[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_INPUTS];
+#if IRIS_SOFTMAX_CHUNK > 1 && !defined(IRIS_SOFTMAX_NO_SHUFFLE) /* else rows are read in place */
+    iris_softmax_real xbuf[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_INPUTS]; /* a shuffled chunk's rows */
     iris_softmax_real tbuf[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_OUTPUTS];
+#endif
     iris_softmax_real z1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real a1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real z2[IRIS_SOFTMAX_CHUNK][3];
@@ -83,9 +97,10 @@ typedef struct {
     iris_softmax_real delta2[IRIS_SOFTMAX_CHUNK][3];
     iris_softmax_real da1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real delta1[IRIS_SOFTMAX_CHUNK][8];
-    /* weights transposed, for the matrix loops (unused with IRIS_SOFTMAX_BLAS) */
+#if IRIS_SOFTMAX_WT_COPY /* weights transposed, for the matrix loops (unused with IRIS_SOFTMAX_BLAS) */
     iris_softmax_real W1T[4][8];
     iris_softmax_real W2T[8][3];
+#endif
     iris_softmax_grads grads; /* of the last step */
 } iris_softmax_workspace;
 
@@ -132,6 +147,11 @@ int iris_softmax_train_from(iris_softmax_params *params, iris_softmax_state *sta
     const iris_softmax_real *X, const iris_softmax_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, iris_softmax_progress progress,
     void *context, iris_softmax_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long iris_softmax_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double iris_softmax_accuracy(const iris_softmax_params *params, const iris_softmax_real *X,

@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0x24b6cbe3f2f4 /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0x210218506b9f /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,10 +30,25 @@
 #ifndef MAZUR_CHUNK
 #define MAZUR_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef MAZUR_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if MAZUR_CHUNK >= 8
+#define MAZUR_WT_COPY 1
+#else
+#define MAZUR_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define MAZUR_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and MAZUR_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * MAZUR_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * MAZUR_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the sgd step updates each weight matrix inside
+ * its gradient product. */
 
 typedef double mazur_real; /* the spec's dtype: float64 */
 
@@ -66,8 +81,10 @@ typedef struct {
 typedef struct {
     const mazur_real (*x)[MAZUR_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const mazur_real (*t)[MAZUR_OUTPUTS];
-    mazur_real xbuf[MAZUR_CHUNK][MAZUR_INPUTS];
+#if MAZUR_CHUNK > 1 && !defined(MAZUR_NO_SHUFFLE) /* else rows are read in place */
+    mazur_real xbuf[MAZUR_CHUNK][MAZUR_INPUTS]; /* a shuffled chunk's rows */
     mazur_real tbuf[MAZUR_CHUNK][MAZUR_OUTPUTS];
+#endif
     mazur_real z1[MAZUR_CHUNK][2];
     mazur_real a1[MAZUR_CHUNK][2];
     mazur_real z2[MAZUR_CHUNK][2];
@@ -75,10 +92,14 @@ typedef struct {
     mazur_real delta2[MAZUR_CHUNK][2];
     mazur_real da1[MAZUR_CHUNK][2];
     mazur_real delta1[MAZUR_CHUNK][2];
-    /* weights transposed, for the matrix loops (unused with MAZUR_BLAS) */
+#if MAZUR_WT_COPY /* weights transposed, for the matrix loops (unused with MAZUR_BLAS) */
     mazur_real W1T[2][2];
     mazur_real W2T[2][2];
+#endif
+#ifdef MAZUR_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+#else
     mazur_grads grads; /* of the last step */
+#endif
 } mazur_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */
@@ -124,6 +145,11 @@ int mazur_train_from(mazur_params *params, mazur_state *state,
     const mazur_real *X, const mazur_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, mazur_progress progress,
     void *context, mazur_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long mazur_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double mazur_accuracy(const mazur_params *params, const mazur_real *X,

@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0xcab15fea3f4a /* this set of files: the .c files check it */
+#define MISH_BUILD 0x70abb4c70ebd /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,10 +30,25 @@
 #ifndef MISH_CHUNK
 #define MISH_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef MISH_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if MISH_CHUNK >= 8
+#define MISH_WT_COPY 1
+#else
+#define MISH_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define MISH_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and MISH_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * MISH_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * MISH_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the sgd step updates each weight matrix inside
+ * its gradient product. */
 
 typedef double mish_real; /* the spec's dtype: float64 */
 
@@ -68,8 +83,10 @@ typedef struct {
 typedef struct {
     const mish_real (*x)[MISH_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const mish_real (*t)[MISH_OUTPUTS];
-    mish_real xbuf[MISH_CHUNK][MISH_INPUTS];
+#if MISH_CHUNK > 1 && !defined(MISH_NO_SHUFFLE) /* else rows are read in place */
+    mish_real xbuf[MISH_CHUNK][MISH_INPUTS]; /* a shuffled chunk's rows */
     mish_real tbuf[MISH_CHUNK][MISH_OUTPUTS];
+#endif
     mish_real z1[MISH_CHUNK][4];
     mish_real a1[MISH_CHUNK][4];
     mish_real z2[MISH_CHUNK][2];
@@ -77,10 +94,16 @@ typedef struct {
     mish_real delta2[MISH_CHUNK][2];
     mish_real da1[MISH_CHUNK][4];
     mish_real delta1[MISH_CHUNK][4];
-    /* weights transposed, for the matrix loops (unused with MISH_BLAS) */
+#if MISH_WT_COPY /* weights transposed, for the matrix loops (unused with MISH_BLAS) */
     mish_real W1T[3][4];
     mish_real W2T[4][2];
+#endif
+#ifdef MISH_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    mish_real g_b1[4]; /* the gradient of b1 */
+    mish_real g_b2[2]; /* the gradient of b2 */
+#else
     mish_grads grads; /* of the last step */
+#endif
 } mish_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */
@@ -126,6 +149,11 @@ int mish_train_from(mish_params *params, mish_state *state,
     const mish_real *X, const mish_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, mish_progress progress,
     void *context, mish_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long mish_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double mish_accuracy(const mish_params *params, const mish_real *X,

@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x62504f70f77e /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x4e47743475d8 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,10 +32,22 @@
 #ifndef RESIDUAL_MLP_CHUNK
 #define RESIDUAL_MLP_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef RESIDUAL_MLP_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if RESIDUAL_MLP_CHUNK >= 8
+#define RESIDUAL_MLP_WT_COPY 1
+#else
+#define RESIDUAL_MLP_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define RESIDUAL_MLP_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and RESIDUAL_MLP_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * RESIDUAL_MLP_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double residual_mlp_real; /* the spec's dtype: float64 */
 
@@ -79,8 +91,10 @@ typedef struct {
 typedef struct {
     const residual_mlp_real (*x)[RESIDUAL_MLP_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const residual_mlp_real (*t)[RESIDUAL_MLP_OUTPUTS];
-    residual_mlp_real xbuf[RESIDUAL_MLP_CHUNK][RESIDUAL_MLP_INPUTS];
+#if RESIDUAL_MLP_CHUNK > 1 && !defined(RESIDUAL_MLP_NO_SHUFFLE) /* else rows are read in place */
+    residual_mlp_real xbuf[RESIDUAL_MLP_CHUNK][RESIDUAL_MLP_INPUTS]; /* a shuffled chunk's rows */
     residual_mlp_real tbuf[RESIDUAL_MLP_CHUNK][RESIDUAL_MLP_OUTPUTS];
+#endif
     residual_mlp_real z1[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real a1[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real z2[RESIDUAL_MLP_CHUNK][16];
@@ -96,10 +110,11 @@ typedef struct {
     residual_mlp_real da1__via_z2[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real da1[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real delta1[RESIDUAL_MLP_CHUNK][16];
-    /* weights transposed, for the matrix loops (unused with RESIDUAL_MLP_BLAS) */
+#if RESIDUAL_MLP_WT_COPY /* weights transposed, for the matrix loops (unused with RESIDUAL_MLP_BLAS) */
     residual_mlp_real W1T[4][16];
     residual_mlp_real W2T[16][16];
     residual_mlp_real W4T[16][3];
+#endif
     residual_mlp_grads grads; /* of the last step */
 } residual_mlp_workspace;
 
@@ -146,6 +161,11 @@ int residual_mlp_train_from(residual_mlp_params *params, residual_mlp_state *sta
     const residual_mlp_real *X, const residual_mlp_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, residual_mlp_progress progress,
     void *context, residual_mlp_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long residual_mlp_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double residual_mlp_accuracy(const residual_mlp_params *params, const residual_mlp_real *X,

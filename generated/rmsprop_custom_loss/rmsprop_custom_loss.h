@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0x5b78e826565a /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0xee48203887ca /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,10 +30,22 @@
 #ifndef RMSPROP_CUSTOM_LOSS_CHUNK
 #define RMSPROP_CUSTOM_LOSS_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef RMSPROP_CUSTOM_LOSS_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if RMSPROP_CUSTOM_LOSS_CHUNK >= 8
+#define RMSPROP_CUSTOM_LOSS_WT_COPY 1
+#else
+#define RMSPROP_CUSTOM_LOSS_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define RMSPROP_CUSTOM_LOSS_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and RMSPROP_CUSTOM_LOSS_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * RMSPROP_CUSTOM_LOSS_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double rmsprop_custom_loss_real; /* the spec's dtype: float64 */
 
@@ -74,8 +86,10 @@ typedef struct {
 typedef struct {
     const rmsprop_custom_loss_real (*x)[RMSPROP_CUSTOM_LOSS_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const rmsprop_custom_loss_real (*t)[RMSPROP_CUSTOM_LOSS_OUTPUTS];
-    rmsprop_custom_loss_real xbuf[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_INPUTS];
+#if RMSPROP_CUSTOM_LOSS_CHUNK > 1 && !defined(RMSPROP_CUSTOM_LOSS_NO_SHUFFLE) /* else rows are read in place */
+    rmsprop_custom_loss_real xbuf[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_INPUTS]; /* a shuffled chunk's rows */
     rmsprop_custom_loss_real tbuf[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_OUTPUTS];
+#endif
     rmsprop_custom_loss_real z1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real a1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real z2[RMSPROP_CUSTOM_LOSS_CHUNK][1];
@@ -83,9 +97,10 @@ typedef struct {
     rmsprop_custom_loss_real delta2[RMSPROP_CUSTOM_LOSS_CHUNK][1];
     rmsprop_custom_loss_real da1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real delta1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
-    /* weights transposed, for the matrix loops (unused with RMSPROP_CUSTOM_LOSS_BLAS) */
+#if RMSPROP_CUSTOM_LOSS_WT_COPY /* weights transposed, for the matrix loops (unused with RMSPROP_CUSTOM_LOSS_BLAS) */
     rmsprop_custom_loss_real W1T[2][3];
     rmsprop_custom_loss_real W2T[3][1];
+#endif
     rmsprop_custom_loss_grads grads; /* of the last step */
 } rmsprop_custom_loss_workspace;
 
@@ -132,6 +147,11 @@ int rmsprop_custom_loss_train_from(rmsprop_custom_loss_params *params, rmsprop_c
     const rmsprop_custom_loss_real *X, const rmsprop_custom_loss_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, rmsprop_custom_loss_progress progress,
     void *context, rmsprop_custom_loss_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long rmsprop_custom_loss_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double rmsprop_custom_loss_accuracy(const rmsprop_custom_loss_params *params, const rmsprop_custom_loss_real *X,

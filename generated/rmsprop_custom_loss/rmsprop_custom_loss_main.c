@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "rmsprop_custom_loss.h"
-#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x5b78e826565a
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0xee48203887ca
 #error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -48,6 +48,10 @@ typedef struct {
     const char *checkpoint;
     uint64_t seed;
     char diverged[200]; /* if training diverged, how */
+    int validating;     /* the caller prints the lines, with the validation loss */
+    double base_lr;     /* a schedule's base rate */
+    double mean_loss;   /* of the last epoch */
+    long rows;          /* n and the validation rows after them */
 } progress_context;
 
 /* 1 if every weight is finite, else 0 (params holds arrays of reals only) */
@@ -59,6 +63,21 @@ static int finite_weights(void)
         if (!isfinite(x)) return 0;
     }
     return 1;
+}
+
+/* One progress line: epoch, mean batch loss, the validation loss, the training accuracy of a
+ * classifier, a schedule's rate of the epoch, early stopping's best epoch so far (the NumPy
+ * program's words) */
+static void print_line(const progress_context *c, long epoch, long epochs, double mean_loss,
+                       double val_loss, long best)
+{
+    const double acc = rmsprop_custom_loss_accuracy(&params, c->X, c->T, c->n, &ws);
+    printf("epoch %*ld/%ld  loss %.6g", snprintf(NULL, 0, "%ld", epochs), epoch + 1, epochs, mean_loss);
+    if (c->validating) printf("  val_loss %.6g", val_loss);
+    if (acc >= 0) printf("  accuracy %.4f", acc);
+    (void)best;
+    putchar('\n');
+    fflush(stdout);
 }
 
 /* Stops training (1) at an epoch whose mean loss or weights are not finite; else keeps the
@@ -77,12 +96,9 @@ static int progress(long epoch, long epochs, double mean_loss, void *context)
         return 1;
     }
     kept = params;
-    if (!c->quiet && (epoch % every == 0 || epoch == epochs - 1)) {
-        const double acc = rmsprop_custom_loss_accuracy(&params, c->X, c->T, c->n, &ws);
-        printf("epoch %*ld/%ld  loss %.6g", snprintf(NULL, 0, "%ld", epochs), epoch + 1, epochs, mean_loss);
-        printf(acc >= 0 ? "  accuracy %.4f\n" : "\n", acc);
-        fflush(stdout);
-    }
+    c->mean_loss = mean_loss;
+    if (!c->quiet && !c->validating && (epoch % every == 0 || epoch == epochs - 1))
+        print_line(c, epoch, epochs, mean_loss, NAN, -1);
     return c->checkpoint && rmsprop_custom_loss_save_checkpoint(&params, &state, epoch + 1, c->seed,
                                 c->checkpoint, err, sizeof err);
 }
@@ -102,7 +118,7 @@ static int train(int argc, char **argv)
     static const char *const OPTIONS[NOPTIONS] = {"--epochs", "--batch-size", "--lr", "--seed",
         "--init", "--out", "--checkpoint", "--resume", "--quiet"};
     const char *data = NULL, *value[NOPTIONS] = {NULL}, *out;
-    long epochs = 10, batch = 32, n, first = 0;
+    long epochs = 10, batch = 32, n, first = 0, rows;
     uint64_t seed = RMSPROP_CUSTOM_LOSS_SEED;
     double lr = 0;
     int status;
@@ -146,8 +162,10 @@ static int train(int argc, char **argv)
     }
     if (!value[RESUME] && !value[INIT]) rmsprop_custom_loss_init_params(&params, seed);
     if (!value[RESUME]) rmsprop_custom_loss_init_state(&state);
+    rows = n;
     if (lr > 0) state.hyper.eta = lr;
-    progress_context context = {value[QUIET] != NULL, X, T, n, value[CHECKPOINT], seed, ""};
+    progress_context context = {value[QUIET] != NULL, X, T, n, value[CHECKPOINT], seed, "",
+                                0, state.hyper.eta, 0, rows};
     kept = params;
     status = rmsprop_custom_loss_train_from(&params, &state, X, T, n, first, epochs > first ? epochs - first : 0,
                                    batch, 1, seed, NULL, progress, &context, &ws);

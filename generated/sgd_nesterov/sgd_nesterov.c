@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0x25e499a06646
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xbde14c4e72b2
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -84,6 +84,7 @@ static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
                         : s->nvalues ? s->values[s->nvalues == 1 ? 0 : j] : 0);
 }
 
+#ifndef SGD_NESTEROV_NO_SHUFFLE
 /* Epoch order: Fisher-Yates, for i = n-1 down to 1 (step s): j = floor(u(key, s) (i + 1)) */
 static void permutation(uint64_t seed, long epoch, long n, long *perm)
 {
@@ -97,6 +98,7 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
         perm[j] = swap;
     }
 }
+#endif
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
@@ -131,6 +133,29 @@ void sgd_nesterov_init_params(Params *params, uint64_t seed)
         init_tensor(AT(params, PARAMS[k].offset), PARAMS[k].size, &PARAMS[k].init, stream_key(seed, (uint64_t)k));
 }
 
+/* ---- vectorizable exp, log, tanh, sigmoid, erf (range reduction + polynomials, no branches) ---- */
+static inline uint64_t sbp_bits(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
+static inline double sbp_double(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
+
+/* e^x: x = k ln2 + r, |r| <= ln2/2 (Cody-Waite), e^r = 1 + r + r c/(2 - c) with c = r - r^2 P(r^2)
+ * (fdlibm), times 2^k as two powers of two (subnormal results round once); with full = 0
+ * (constant), for |x| <= 708 only: no clamp, one power of two (tanh's and erf's) */
+static inline double sbp_exp_(double x, int full)
+{
+    const double shift = 0x1.8p52; /* (v + shift) - shift rounds v to an integer */
+    const double xc = !full ? x : x < -746.0 ? -746.0 : x > 710.0 ? 710.0 : x; /* NaN stays NaN */
+    const double k = (xc * 1.4426950408889634 + shift) - shift;
+    const double hi = xc - k * 0.6931471803691238, lo = k * 1.9082149292705877e-10;
+    const double r = hi - lo, t = r * r;
+    const double c = r - t * (0.16666666666666602 + t * (-0.0027777777777015593 + t * (6.613756321437934e-05 + t * (-1.6533902205465252e-06 + t * 4.1381367970572385e-08))));
+    const double y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    const double k1 = full ? (k * 0.5 + shift) - shift : k, k2 = full ? k - k1 : 0.0;
+    const double s1 = sbp_double((sbp_bits(k1 + shift) - sbp_bits(shift) + 1023) << 52);
+    const double s2 = sbp_double((sbp_bits(k2 + shift) - sbp_bits(shift) + 1023) << 52);
+    return y * s1 * s2;
+}
+static inline double sbp_exp(double x) { return sbp_exp_(x, 1); }
+
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
 /* y[0..n) += sum_k (alpha a[k * as]) x[k * xs + 0..n), k < count: the one kernel of the matrix
@@ -157,9 +182,38 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
     }
 }
 
+#if !defined(SGD_NESTEROV_BLAS) && !SGD_NESTEROV_WT_COPY
+/* C[M][N] = beta C + alpha A W^T for a weight matrix W[N][K], read in place (no transposed
+ * copy in the workspace, WT_COPY 0): one dot product an output, summed in eight lanes (k mod 8,
+ * added pairwise at the end) so the compiler vectorizes over the lanes without reassociating.
+ * Row j of W stays in cache over the rows of A. Fewer instructions than a copy at a few rows a
+ * chunk (no pass over W to copy it), more from about 8 on a SIMD host (a reduction). */
+static real dot(int K, const real *restrict a, const real *restrict w)
+{
+    real s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, d;
+    int k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int l = 0; l < 8; ++l) s[l] += a[k + l] * w[k + l];
+    d = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < K; ++k) d += a[k] * w[k];
+    return d;
+}
+
+static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
+                    real *C)
+{
+    for (int j = 0; j < N; ++j)
+        for (long i = 0; i < M; ++i) {
+            const real d = dot(K, A + i * K, W + (long)j * K);
+            C[i * N + j] = (beta == 0 ? 0 : beta * C[i * N + j]) + alpha * d;
+        }
+}
+#endif
+
 /* C[M][N] = beta C + alpha op(A) B, B[K][N] row-major, op(A) = A[M][K] or (ta) A^T of A[K][M].
- * wt: B is a weight matrix W[N][K] read transposed: by cblas, or the loops' copy W^T from
- * prepare(). The loops take kb rows of B per pass, which stay in cache. */
+ * wt: B is a weight matrix W[N][K] read transposed: by cblas, gemm_wt (not with ta), or the
+ * loops' copy W^T from prepare() (WT_COPY). The loops take kb rows of B per pass, which stay in
+ * cache. */
 static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
                  const real *B, real beta, real *C)
 {
@@ -168,7 +222,14 @@ static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, cons
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M, N,
                (int)K, alpha, A, ta ? (int)M : (int)K, B, wt ? (int)K : N, beta, C, N);
 #else
-    (void)wt;
+#if SGD_NESTEROV_WT_COPY
+    (void)wt; /* B is the copy W^T */
+#else
+    if (wt) {
+        gemm_wt(M, N, (int)K, alpha, A, B, beta, C);
+        return;
+    }
+#endif
     if (beta != 1)
         for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
     for (long k0 = 0; k0 < K; k0 += kb) {
@@ -179,12 +240,11 @@ static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, cons
 #endif
 }
 
-/* The transposed weights the loops read (row j of W^T is contiguous) */
-#ifdef SGD_NESTEROV_BLAS
-#define WT(w) (&params->w[0][0])
+#if defined(SGD_NESTEROV_BLAS) || !SGD_NESTEROV_WT_COPY
+#define WT(w) (&params->w[0][0]) /* a weight matrix, read in place by gemm_wt or cblas */
 #define prepare(params, ws) ((void)0)
 #else
-#define WT(w) (&ws->w##T[0][0])
+#define WT(w) (&ws->w##T[0][0]) /* the transposed copy: row j of W^T is contiguous */
 static void prepare(const Params *params, Work *ws)
 {
     for (int i = 0; i < 5; ++i)
@@ -197,24 +257,28 @@ static void prepare(const Params *params, Work *ws)
 #endif
 
 /* Point ws->x and ws->t at rows first..first+m-1 (or idx[first..]) of X and T: in place when
- * they are consecutive, else copied into the workspace */
+ * they are consecutive (always with CHUNK 1 or NO_SHUFFLE), else copied into the workspace */
 static void gather(Work *ws, const real *X, const real *T, const long *idx,
                    long first, long m)
 {
     const long top = idx ? idx[first] : first;
+#if CHUNK > 1 && !defined(SGD_NESTEROV_NO_SHUFFLE)
     long r = 1;
     while (idx && r < m && idx[first + r] == top + r) ++r;
-    if (!idx || r >= m) {
-        ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
-        ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
+    if (idx && r < m) {
+        for (r = 0; r < m; ++r) {
+            memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
+            if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
+        }
+        ws->x = (const real(*)[INPUTS])ws->xbuf;
+        ws->t = (const real(*)[OUTPUTS])ws->tbuf;
         return;
     }
-    for (r = 0; r < m; ++r) {
-        memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
-        if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
-    }
-    ws->x = (const real(*)[INPUTS])ws->xbuf;
-    ws->t = (const real(*)[OUTPUTS])ws->tbuf;
+#else
+    (void)m;
+#endif
+    ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
+    ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
 }
 
 /* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
@@ -244,7 +308,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         const real *restrict z2 = ws->z2[0];
         real *restrict a2 = ws->a2[0];
         for (long i = 0; i < m * 4; ++i) {
-            a2[i] = (z2[i] > 0 ? z2[i] : -1.0/2.0 + (1.0/2.0)*exp(z2[i]));
+            a2[i] = (z2[i] > 0 ? z2[i] : -1.0/2.0 + (1.0/2.0)*sbp_exp(z2[i]));
         }
     }
 
@@ -280,6 +344,9 @@ static double loss_chunk(const Work *ws, long m, long n)
 
     return sum;
 }
+
+#define BIAS_GRAD(b) (grads->b)
+#define STEP_GRADS(ws) (&(ws)->grads)
 
 /* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
 typedef struct {
@@ -322,7 +389,7 @@ static void backward_chunk(const Params *params, Grads *grads,
         const real *restrict z2 = ws->z2[0];
         real *restrict delta2 = ws->delta2[0];
         for (long i = 0; i < m * 4; ++i) {
-            const real delta2_c0 = (z2[i] > 0 ? 1 : (1.0/2.0)*exp(z2[i]));
+            const real delta2_c0 = (z2[i] > 0 ? 1 : (1.0/2.0)*sbp_exp(z2[i]));
             delta2[i] = delta2_c0*da2[i];
         }
     }
@@ -337,7 +404,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db2 = sum_n sum_i delta2_n,i */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta2[r];
-        for (int i = 0; i < 4; ++i) grads->b2[0] += d[i];
+        for (int i = 0; i < 4; ++i) BIAS_GRAD(b2)[0] += d[i];
     }
 
     /* delta1 = da1*{z1 > 0: 1; otherwise: 1/10} */
@@ -358,7 +425,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta1[r];
-        for (int i = 0; i < 5; ++i) grads->b1[i] += d[i];
+        for (int i = 0; i < 5; ++i) BIAS_GRAD(b1)[i] += d[i];
     }
 
 }
@@ -372,9 +439,9 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
     double sum = 0;
     const double Nd = (double)n;
     (void)step;
-    if (grads) { /* the weight gradients are overwritten by the first chunk */
-        memset(grads->b1, 0, sizeof grads->b1);
-        memset(grads->b2, 0, sizeof grads->b2);
+    if (grads || fz) { /* the weight gradients are overwritten by the first chunk */
+        memset(BIAS_GRAD(b1), 0, sizeof grads->b1);
+        memset(BIAS_GRAD(b2), 0, sizeof grads->b2);
     }
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
@@ -382,7 +449,7 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
         gather(ws, X, T, idx, first, m);
         forward_chunk(params, ws, m);
         sum += loss_chunk(ws, m, n);
-        if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
+        if (grads || fz) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
     /* E = 1/N * sum_n sum_k (a3 - t)**2/2 */
@@ -478,11 +545,13 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
+
 /* k + 1, but the step count stops at INT64_MAX (as NumPy's) instead of overflowing */
 static int64_t next_step(int64_t k)
 {
     return k < INT64_MAX ? k + 1 : k;
 }
+
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
  * gradient products did them; conv kernels, of more axes, always here) */
@@ -502,6 +571,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
                           PARAMS[j].size, c, k);
 }
 
+
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
 static void update_buffers(Params *params, const Work *ws, long n, double E)
@@ -515,7 +585,7 @@ static void update_buffers(Params *params, const Work *ws, long n, double E)
 static double step_rows(Params *params, State *state, const real *X,
                         const real *T, const long *idx, long n, Work *ws)
 {
-    double E;
+    double E = (double)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
     E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
     update_buffers(params, ws, n, E);
@@ -537,8 +607,8 @@ int sgd_nesterov_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
-#ifdef SGD_NESTEROV_MAX_ROWS
-#define release(order) ((void)(order)) /* the static order */
+#if defined(SGD_NESTEROV_MAX_ROWS) || defined(SGD_NESTEROV_NO_SHUFFLE)
+#define release(order) ((void)(order)) /* the static order, or none */
 #else
 #define release(order) free(order)
 #endif
@@ -551,7 +621,11 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
-#ifdef SGD_NESTEROV_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+#ifdef SGD_NESTEROV_NO_SHUFFLE /* the batches in file order: no order array at all */
+    if (shuffle) return -1;
+    (void)seed;
+    order = NULL;
+#elif defined(SGD_NESTEROV_MAX_ROWS) /* no heap: a static order of at most MAX_ROWS samples */
     static long order_rows[SGD_NESTEROV_MAX_ROWS];
     if (n > SGD_NESTEROV_MAX_ROWS) return -1;
     order = order_rows;
@@ -562,13 +636,13 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
-        if (shuffle)
-            permutation(seed, epoch, n, order);
-        else
-            for (long i = 0; i < n; ++i) order[i] = i;
+#ifndef SGD_NESTEROV_NO_SHUFFLE
+        if (shuffle) permutation(seed, epoch, n, order);
+#endif
         for (long first = 0; first < n; first += batch_size, ++batches) {
             const long m = n - first < batch_size ? n - first : batch_size;
-            total += step_rows(params, state, X, T, order + first, m, ws);
+            total += shuffle ? step_rows(params, state, X, T, order + first, m, ws)
+                             : step_rows(params, state, X + first * INPUTS, T + first * OUTPUTS, NULL, m, ws);
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
@@ -578,6 +652,15 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
     }
     release(order);
     return 0;
+}
+
+long sgd_nesterov_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
+{
+    if (shuffle)
+        permutation(seed, -1, n, order); /* the stream before epoch 0's */
+    else
+        for (long i = 0; i < n; ++i) order[i] = i;
+    return (long)floor((double)n * (1.0 - fraction));
 }
 
 double sgd_nesterov_accuracy(const Params *params, const real *X, const real *T, long n,
@@ -594,6 +677,8 @@ double sgd_nesterov_accuracy(const Params *params, const real *X, const real *T,
 #ifndef SGD_NESTEROV_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
+#define MAX_FILE_BYTES ((size_t)SGD_NESTEROV_MAX_FILE_BYTES)
+
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 #define BLANKS " \t\r\v\f"
 
@@ -604,8 +689,6 @@ static int with_path(const char *path, char *err, size_t errlen)
     snprintf(message, sizeof message, "%s", errlen ? err : "");
     return FAIL("%s: %s", path, message);
 }
-
-#define MAX_FILE_BYTES ((size_t)SGD_NESTEROV_MAX_FILE_BYTES)
 
 /* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. Opened without
  * blocking (a FIFO nobody writes to reads as empty) and read up to MAX_FILE_BYTES, whatever it
@@ -694,31 +777,6 @@ static int number(char *s, double *x)
     return scan(&s, 'f', x) && !*s;
 }
 
-/* Optimizer buffers (in State), as named in checkpoints */
-static const struct {
-    const char *name;
-    size_t offset;
-} BUFFERS[] = {
-    {"buf", offsetof(State, buf)},
-    {NULL, 0}};
-
-/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
- * high] (finite), and in words */
-static const struct {
-    const char *name;
-    size_t offset;
-    double low, high;
-    const char *rule;
-} HYPERS[] = {
-    {"eta", offsetof(sgd_nesterov_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
-    {"lambda", offsetof(sgd_nesterov_hyper, lambda), 0.0, 1.7976931348623157e+308, ">= 0"},
-    {"mu", offsetof(sgd_nesterov_hyper, mu), 0.0, 1.7976931348623157e+308, ">= 0"},
-    {NULL, 0, 0, 0, NULL}};
-#define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
-/* Tensor k of the parameters (b < 0) or of optimizer buffer b */
-#define TENSOR(params, state, b, k) \
-    ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
-
 /* How save writes path: 1 in place, as cp does, when it is a device or FIFO such as /dev/null or
  * /dev/stdout (a rename would replace it); 0 through a temporary file renamed over path or, for a
  * symbolic link, over the file it leads to (*target, malloc'd); -1: a directory, a broken link. */
@@ -757,6 +815,132 @@ static FILE *temporary(const char *target, char *tmp, const char *path, char *er
         (void)FAIL("%s: %s", path, strerror(errno));
     return f;
 }
+
+/* CSV: an optional header line (its first field is not a number), then rows of numbers */
+static int parse_csv(char *buf, double **table, long *dims, char *err, size_t errlen)
+{
+    size_t lines = 1;
+    long n = 0, c = 0, lineno = 0;
+    int first = 1;
+    double x;
+    for (const char *s = buf; (s = strchr(s, '\n')) != NULL; ++s) ++lines;
+    *table = NULL;
+    for (char *line = buf, *next; *line; line = next) {
+        char *stop = line + strcspn(line, "\n"), *field = line, *comma;
+        long k = 0;
+        next = stop + (*stop != '\0');
+        *stop = '\0';
+        ++lineno;
+        if (!line[strspn(line, BLANKS)]) continue; /* blank line */
+        if (first) { /* the first line is a header if its first field is not a number */
+            const size_t w = strcspn(line, ",");
+            const char keep = line[w];
+            line[w] = '\0';
+            first = 0;
+            if (!number(line, &x)) continue;
+            line[w] = keep;
+        }
+        if (c == 0) { /* the first row fixes the number of columns */
+            for (const char *s = line; (s = strchr(s, ',')) != NULL; ++s) ++c;
+            if (lines > ((size_t)-1) / sizeof(double) / (size_t)++c) return FAIL("too large");
+            if (!(*table = malloc(lines * (size_t)c * sizeof(double)))) return FAIL("out of memory");
+        }
+        for (;; field = comma + 1, ++k) {
+            const int more = *(comma = field + strcspn(field, ",")) == ',';
+            *comma = '\0';
+            if (!number(field, &x))
+                return FAIL("line %ld, column %ld: not a number: '%.40s'", lineno, k + 1, field);
+            if (k < c) (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
+            if (!more) break;
+        }
+        if (k + 1 != c) return FAIL("line %ld: expected %ld values like the first row", lineno, c);
+        ++n;
+    }
+    dims[0] = n;
+    dims[1] = c;
+    return 0;
+}
+
+/* The value after 'key': in a .npy header, or NULL */
+static char *npy_field(char *header, const char *key)
+{
+    char *p = strstr(header, key);
+    return p ? p + strlen(key) + strspn(p + strlen(key), " ") : NULL;
+}
+
+/* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
+static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    const int version = len > 11 ? u[6] : 0, at = version > 1 ? 12 : 10;
+    const uint16_t probe = 1;
+    size_t hlen, size, count;
+    char header[4096], *descr, *order, *s, *end;
+    *table = NULL;
+    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
+        return FAIL("not a .npy file of version 1 to 3");
+    hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
+    if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
+    memcpy(header, buf + at, hlen);
+    header[hlen] = '\0';
+    descr = npy_field(header, "'descr':");
+    order = npy_field(header, "'fortran_order':");
+    s = npy_field(header, "'shape':");
+    size = !descr ? 0 : strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
+    if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
+    if (!order || strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
+    if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
+    for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
+        if (s && *s == (d ? ',' : '(')) ++s;
+        errno = 0;
+        dims[d] = s ? strtol(s, &end, 10) : -1;
+        if (!s || end == s || errno || dims[d] < 0) return FAIL("the array must be 2-D");
+        s = end + strspn(end, " ");
+    }
+    s += *s == ',';
+    if (*(s + strspn(s, " ")) != ')') return FAIL("the array must be 2-D");
+    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1]) return FAIL("too large");
+    count = (size_t)dims[0] * (size_t)dims[1];
+    if (len - at - hlen != count * size)
+        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - at - hlen, dims[0], dims[1], count * size);
+    if (!(*table = malloc((count ? count : 1) * sizeof(double)))) return FAIL("out of memory");
+    for (size_t i = 0; i < count; ++i) {
+        float x;
+        if (size == 8) {
+            memcpy(*table + i, buf + at + hlen + 8 * i, 8);
+        } else {
+            memcpy(&x, buf + at + hlen + 4 * i, 4);
+            (*table)[i] = x;
+        }
+    }
+    return 0;
+}
+
+/* Optimizer buffers (in State), as named in checkpoints */
+static const struct {
+    const char *name;
+    size_t offset;
+} BUFFERS[] = {
+    {"buf", offsetof(State, buf)},
+    {NULL, 0}};
+
+/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
+ * high] (finite), and in words */
+static const struct {
+    const char *name;
+    size_t offset;
+    double low, high;
+    const char *rule;
+} HYPERS[] = {
+    {"eta", offsetof(sgd_nesterov_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
+    {"lambda", offsetof(sgd_nesterov_hyper, lambda), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {"mu", offsetof(sgd_nesterov_hyper, mu), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {NULL, 0, 0, 0, NULL}};
+#define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
+/* Tensor k of the parameters (b < 0) or of optimizer buffer b */
+#define TENSOR(params, state, b, k) \
+    ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
+
 
 int sgd_nesterov_check_output(const char *path, char *err, size_t errlen)
 {
@@ -894,105 +1078,6 @@ int sgd_nesterov_load_checkpoint(Params *params, State *state, long *epoch,
     return load_file(params, state, epoch, seed, path, err, errlen);
 }
 
-/* CSV: an optional header line (its first field is not a number), then rows of numbers */
-static int parse_csv(char *buf, double **table, long *dims, char *err, size_t errlen)
-{
-    size_t lines = 1;
-    long n = 0, c = 0, lineno = 0;
-    int first = 1;
-    double x;
-    for (const char *s = buf; (s = strchr(s, '\n')) != NULL; ++s) ++lines;
-    *table = NULL;
-    for (char *line = buf, *next; *line; line = next) {
-        char *stop = line + strcspn(line, "\n"), *field = line, *comma;
-        long k = 0;
-        next = stop + (*stop != '\0');
-        *stop = '\0';
-        ++lineno;
-        if (!line[strspn(line, BLANKS)]) continue; /* blank line */
-        if (first) { /* the first line is a header if its first field is not a number */
-            const size_t w = strcspn(line, ",");
-            const char keep = line[w];
-            line[w] = '\0';
-            first = 0;
-            if (!number(line, &x)) continue;
-            line[w] = keep;
-        }
-        if (c == 0) { /* the first row fixes the number of columns */
-            for (const char *s = line; (s = strchr(s, ',')) != NULL; ++s) ++c;
-            if (lines > ((size_t)-1) / sizeof(double) / (size_t)++c) return FAIL("too large");
-            if (!(*table = malloc(lines * (size_t)c * sizeof(double)))) return FAIL("out of memory");
-        }
-        for (;; field = comma + 1, ++k) {
-            const int more = *(comma = field + strcspn(field, ",")) == ',';
-            *comma = '\0';
-            if (!number(field, &x))
-                return FAIL("line %ld, column %ld: not a number: '%.40s'", lineno, k + 1, field);
-            if (k < c) (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
-            if (!more) break;
-        }
-        if (k + 1 != c) return FAIL("line %ld: expected %ld values like the first row", lineno, c);
-        ++n;
-    }
-    dims[0] = n;
-    dims[1] = c;
-    return 0;
-}
-
-/* The value after 'key': in a .npy header, or NULL */
-static char *npy_field(char *header, const char *key)
-{
-    char *p = strstr(header, key);
-    return p ? p + strlen(key) + strspn(p + strlen(key), " ") : NULL;
-}
-
-/* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
-static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
-{
-    const unsigned char *u = (const unsigned char *)buf;
-    const int version = len > 11 ? u[6] : 0, at = version > 1 ? 12 : 10;
-    const uint16_t probe = 1;
-    size_t hlen, size, count;
-    char header[4096], *descr, *order, *s, *end;
-    *table = NULL;
-    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
-        return FAIL("not a .npy file of version 1 to 3");
-    hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
-    if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
-    memcpy(header, buf + at, hlen);
-    header[hlen] = '\0';
-    descr = npy_field(header, "'descr':");
-    order = npy_field(header, "'fortran_order':");
-    s = npy_field(header, "'shape':");
-    size = !descr ? 0 : strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
-    if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
-    if (!order || strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
-    if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
-    for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
-        if (s && *s == (d ? ',' : '(')) ++s;
-        errno = 0;
-        dims[d] = s ? strtol(s, &end, 10) : -1;
-        if (!s || end == s || errno || dims[d] < 0) return FAIL("the array must be 2-D");
-        s = end + strspn(end, " ");
-    }
-    s += *s == ',';
-    if (*(s + strspn(s, " ")) != ')') return FAIL("the array must be 2-D");
-    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1]) return FAIL("too large");
-    count = (size_t)dims[0] * (size_t)dims[1];
-    if (len - at - hlen != count * size)
-        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - at - hlen, dims[0], dims[1], count * size);
-    if (!(*table = malloc((count ? count : 1) * sizeof(double)))) return FAIL("out of memory");
-    for (size_t i = 0; i < count; ++i) {
-        float x;
-        if (size == 8) {
-            memcpy(*table + i, buf + at + hlen + 8 * i, 8);
-        } else {
-            memcpy(&x, buf + at + hlen + 4 * i, 4);
-            (*table)[i] = x;
-        }
-    }
-    return 0;
-}
 
 int sgd_nesterov_split_table(const double *table, long n, long cols, int want_targets, real *X,
                            real *T, char *err, size_t errlen)

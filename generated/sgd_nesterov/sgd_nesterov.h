@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0x25e499a06646 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xbde14c4e72b2 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,10 +31,22 @@
 #ifndef SGD_NESTEROV_CHUNK
 #define SGD_NESTEROV_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef SGD_NESTEROV_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if SGD_NESTEROV_CHUNK >= 8
+#define SGD_NESTEROV_WT_COPY 1
+#else
+#define SGD_NESTEROV_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define SGD_NESTEROV_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and SGD_NESTEROV_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * SGD_NESTEROV_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double sgd_nesterov_real; /* the spec's dtype: float64 */
 
@@ -74,8 +86,10 @@ typedef struct {
 typedef struct {
     const sgd_nesterov_real (*x)[SGD_NESTEROV_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const sgd_nesterov_real (*t)[SGD_NESTEROV_OUTPUTS];
-    sgd_nesterov_real xbuf[SGD_NESTEROV_CHUNK][SGD_NESTEROV_INPUTS];
+#if SGD_NESTEROV_CHUNK > 1 && !defined(SGD_NESTEROV_NO_SHUFFLE) /* else rows are read in place */
+    sgd_nesterov_real xbuf[SGD_NESTEROV_CHUNK][SGD_NESTEROV_INPUTS]; /* a shuffled chunk's rows */
     sgd_nesterov_real tbuf[SGD_NESTEROV_CHUNK][SGD_NESTEROV_OUTPUTS];
+#endif
     sgd_nesterov_real z1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real a1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real z2[SGD_NESTEROV_CHUNK][4];
@@ -87,10 +101,11 @@ typedef struct {
     sgd_nesterov_real delta2[SGD_NESTEROV_CHUNK][4];
     sgd_nesterov_real da1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real delta1[SGD_NESTEROV_CHUNK][5];
-    /* weights transposed, for the matrix loops (unused with SGD_NESTEROV_BLAS) */
+#if SGD_NESTEROV_WT_COPY /* weights transposed, for the matrix loops (unused with SGD_NESTEROV_BLAS) */
     sgd_nesterov_real W1T[3][5];
     sgd_nesterov_real W2T[5][4];
     sgd_nesterov_real W3T[4][2];
+#endif
     sgd_nesterov_grads grads; /* of the last step */
 } sgd_nesterov_workspace;
 
@@ -137,6 +152,11 @@ int sgd_nesterov_train_from(sgd_nesterov_params *params, sgd_nesterov_state *sta
     const sgd_nesterov_real *X, const sgd_nesterov_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, sgd_nesterov_progress progress,
     void *context, sgd_nesterov_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long sgd_nesterov_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double sgd_nesterov_accuracy(const sgd_nesterov_params *params, const sgd_nesterov_real *X,

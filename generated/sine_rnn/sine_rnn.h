@@ -12,7 +12,7 @@
  */
 #ifndef SINE_RNN_H
 #define SINE_RNN_H
-#define SINE_RNN_BUILD 0xf002fd9c8a98 /* this set of files: the .c files check it */
+#define SINE_RNN_BUILD 0x29ff8face438 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,10 +32,22 @@
 #ifndef SINE_RNN_CHUNK
 #define SINE_RNN_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef SINE_RNN_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if SINE_RNN_CHUNK >= 8
+#define SINE_RNN_WT_COPY 1
+#else
+#define SINE_RNN_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define SINE_RNN_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and SINE_RNN_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * SINE_RNN_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double sine_rnn_real; /* the spec's dtype: float64 */
 
@@ -79,8 +91,10 @@ typedef struct {
 typedef struct {
     const sine_rnn_real (*x)[SINE_RNN_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const sine_rnn_real (*t)[SINE_RNN_OUTPUTS];
-    sine_rnn_real xbuf[SINE_RNN_CHUNK][SINE_RNN_INPUTS];
+#if SINE_RNN_CHUNK > 1 && !defined(SINE_RNN_NO_SHUFFLE) /* else rows are read in place */
+    sine_rnn_real xbuf[SINE_RNN_CHUNK][SINE_RNN_INPUTS]; /* a shuffled chunk's rows */
     sine_rnn_real tbuf[SINE_RNN_CHUNK][SINE_RNN_OUTPUTS];
+#endif
     sine_rnn_real h1[SINE_RNN_CHUNK][96];
     sine_rnn_real a1[SINE_RNN_CHUNK][8];
     sine_rnn_real z2[SINE_RNN_CHUNK][1];
@@ -89,8 +103,9 @@ typedef struct {
     sine_rnn_real da1[SINE_RNN_CHUNK][8];
     sine_rnn_real dh1[SINE_RNN_CHUNK][96];
     sine_rnn_real delta1[SINE_RNN_CHUNK][96];
-    /* weights transposed, for the matrix loops (unused with SINE_RNN_BLAS) */
+#if SINE_RNN_WT_COPY /* weights transposed, for the matrix loops (unused with SINE_RNN_BLAS) */
     sine_rnn_real W2T[8][1];
+#endif
     sine_rnn_real W1T[1][8]; /* a recurrent layer's W^T, U^T */
     sine_rnn_real U1T[8][8]; /* a recurrent layer's W^T, U^T */
     sine_rnn_grads grads; /* of the last step */
@@ -139,6 +154,11 @@ int sine_rnn_train_from(sine_rnn_params *params, sine_rnn_state *state,
     const sine_rnn_real *X, const sine_rnn_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, sine_rnn_progress progress,
     void *context, sine_rnn_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long sine_rnn_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double sine_rnn_accuracy(const sine_rnn_params *params, const sine_rnn_real *X,

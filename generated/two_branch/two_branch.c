@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xa19415ca8bf9
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x6e6c4e66754a
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -84,6 +84,7 @@ static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
                         : s->nvalues ? s->values[s->nvalues == 1 ? 0 : j] : 0);
 }
 
+#ifndef TWO_BRANCH_NO_SHUFFLE
 /* Epoch order: Fisher-Yates, for i = n-1 down to 1 (step s): j = floor(u(key, s) (i + 1)) */
 static void permutation(uint64_t seed, long epoch, long n, long *perm)
 {
@@ -97,6 +98,7 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
         perm[j] = swap;
     }
 }
+#endif
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
@@ -132,6 +134,55 @@ void two_branch_init_params(Params *params, uint64_t seed)
         init_tensor(AT(params, PARAMS[k].offset), PARAMS[k].size, &PARAMS[k].init, stream_key(seed, (uint64_t)k));
 }
 
+/* ---- vectorizable exp, log, tanh, sigmoid, erf (range reduction + polynomials, no branches) ---- */
+static inline uint64_t sbp_bits(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
+static inline double sbp_double(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
+
+/* e^x: x = k ln2 + r, |r| <= ln2/2 (Cody-Waite), e^r = 1 + r + r c/(2 - c) with c = r - r^2 P(r^2)
+ * (fdlibm), times 2^k as two powers of two (subnormal results round once); with full = 0
+ * (constant), for |x| <= 708 only: no clamp, one power of two (tanh's and erf's) */
+static inline double sbp_exp_(double x, int full)
+{
+    const double shift = 0x1.8p52; /* (v + shift) - shift rounds v to an integer */
+    const double xc = !full ? x : x < -746.0 ? -746.0 : x > 710.0 ? 710.0 : x; /* NaN stays NaN */
+    const double k = (xc * 1.4426950408889634 + shift) - shift;
+    const double hi = xc - k * 0.6931471803691238, lo = k * 1.9082149292705877e-10;
+    const double r = hi - lo, t = r * r;
+    const double c = r - t * (0.16666666666666602 + t * (-0.0027777777777015593 + t * (6.613756321437934e-05 + t * (-1.6533902205465252e-06 + t * 4.1381367970572385e-08))));
+    const double y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    const double k1 = full ? (k * 0.5 + shift) - shift : k, k2 = full ? k - k1 : 0.0;
+    const double s1 = sbp_double((sbp_bits(k1 + shift) - sbp_bits(shift) + 1023) << 52);
+    const double s2 = sbp_double((sbp_bits(k2 + shift) - sbp_bits(shift) + 1023) << 52);
+    return y * s1 * s2;
+}
+static inline double sbp_exp(double x) { return sbp_exp_(x, 1); }
+
+/* log(x): x = 2^k m, sqrt(2)/2 <= m < sqrt(2) (subnormals scaled by 2^54 first), f = m - 1,
+ * s = f/(2 + f), log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) (fdlibm) */
+static inline double sbp_log(double x)
+{
+    const int tiny = x < 0x1p-1022;
+    const uint64_t u = sbp_bits(tiny ? x * 0x1p54 : x) + (0x3ff0000000000000u - 0x3fe6a09e00000000u);
+    const double k = sbp_double(0x4330000000000000u + (u >> 52)) - (tiny ? 0x1p52 + 1077.0 : 0x1p52 + 1023.0);
+    const double f = sbp_double((u & 0x000fffffffffffffu) + 0x3fe6a09e00000000u) - 1.0;
+    const double hfsq = 0.5 * f * f, s = f / (2.0 + f), z = s * s, w = z * z;
+    const double t1 = w * (0.3999999999940942 + w * (0.22222198432149784 + w * 0.15313837699209373));
+    const double t2 = z * (0.6666666666666735 + w * (0.2857142874366239 + w * (0.1818357216161805 + w * 0.14798198605116586)));
+    const double y = s * (hfsq + t2 + t1) + k * 1.9082149292705877e-10 - hfsq + f + k * 0.6931471803691238;
+    return x > 0 && x < (double)INFINITY ? y : x == 0 ? -(double)INFINITY : x > 0 ? x : (double)NAN;
+}
+
+/* tanh(x): x + x^3 P(x^2)/Q(x^2) (Cephes) for |x| < 0.625, else sign(x) (1 - 2/(e^(2|x|) + 1)) */
+static inline double sbp_tanh(double x)
+{
+    const double a = fabs(x), z = x * x, ac = a > 20.0 ? 20.0 : a;
+    const double p = (-0.9643991794250523 * z - 99.28772310019185) * z - 1614.6876844170845;
+    const double q = ((z + 112.81167849163293) * z + 2235.4883906010045) * z + 4844.063053251255;
+    const int small = a < 0.625; /* one division for both: a + a z p/q or 1 - 2/(e + 1) */
+    const double t = (small ? a * z * p : -2.0) / (small ? q : sbp_exp_(2.0 * ac, 0) + 1.0);
+    return copysign((small ? a : 1.0) + t, x); /* tanh(-0) = -0 */
+}
+
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
 /* y[0..n) += sum_k (alpha a[k * as]) x[k * xs + 0..n), k < count: the one kernel of the matrix
@@ -158,9 +209,38 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
     }
 }
 
+#if !defined(TWO_BRANCH_BLAS) && !TWO_BRANCH_WT_COPY
+/* C[M][N] = beta C + alpha A W^T for a weight matrix W[N][K], read in place (no transposed
+ * copy in the workspace, WT_COPY 0): one dot product an output, summed in eight lanes (k mod 8,
+ * added pairwise at the end) so the compiler vectorizes over the lanes without reassociating.
+ * Row j of W stays in cache over the rows of A. Fewer instructions than a copy at a few rows a
+ * chunk (no pass over W to copy it), more from about 8 on a SIMD host (a reduction). */
+static real dot(int K, const real *restrict a, const real *restrict w)
+{
+    real s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, d;
+    int k = 0;
+    for (; k + 8 <= K; k += 8)
+        for (int l = 0; l < 8; ++l) s[l] += a[k + l] * w[k + l];
+    d = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; k < K; ++k) d += a[k] * w[k];
+    return d;
+}
+
+static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
+                    real *C)
+{
+    for (int j = 0; j < N; ++j)
+        for (long i = 0; i < M; ++i) {
+            const real d = dot(K, A + i * K, W + (long)j * K);
+            C[i * N + j] = (beta == 0 ? 0 : beta * C[i * N + j]) + alpha * d;
+        }
+}
+#endif
+
 /* C[M][N] = beta C + alpha op(A) B, B[K][N] row-major, op(A) = A[M][K] or (ta) A^T of A[K][M].
- * wt: B is a weight matrix W[N][K] read transposed: by cblas, or the loops' copy W^T from
- * prepare(). The loops take kb rows of B per pass, which stay in cache. */
+ * wt: B is a weight matrix W[N][K] read transposed: by cblas, gemm_wt (not with ta), or the
+ * loops' copy W^T from prepare() (WT_COPY). The loops take kb rows of B per pass, which stay in
+ * cache. */
 static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
                  const real *B, real beta, real *C)
 {
@@ -169,7 +249,14 @@ static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, cons
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, wt ? CblasTrans : CblasNoTrans, (int)M, N,
                (int)K, alpha, A, ta ? (int)M : (int)K, B, wt ? (int)K : N, beta, C, N);
 #else
-    (void)wt;
+#if TWO_BRANCH_WT_COPY
+    (void)wt; /* B is the copy W^T */
+#else
+    if (wt) {
+        gemm_wt(M, N, (int)K, alpha, A, B, beta, C);
+        return;
+    }
+#endif
     if (beta != 1)
         for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
     for (long k0 = 0; k0 < K; k0 += kb) {
@@ -180,12 +267,11 @@ static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, cons
 #endif
 }
 
-/* The transposed weights the loops read (row j of W^T is contiguous) */
-#ifdef TWO_BRANCH_BLAS
-#define WT(w) (&params->w[0][0])
+#if defined(TWO_BRANCH_BLAS) || !TWO_BRANCH_WT_COPY
+#define WT(w) (&params->w[0][0]) /* a weight matrix, read in place by gemm_wt or cblas */
 #define prepare(params, ws) ((void)0)
 #else
-#define WT(w) (&ws->w##T[0][0])
+#define WT(w) (&ws->w##T[0][0]) /* the transposed copy: row j of W^T is contiguous */
 static void prepare(const Params *params, Work *ws)
 {
     for (int i = 0; i < 6; ++i)
@@ -198,24 +284,28 @@ static void prepare(const Params *params, Work *ws)
 #endif
 
 /* Point ws->x and ws->t at rows first..first+m-1 (or idx[first..]) of X and T: in place when
- * they are consecutive, else copied into the workspace */
+ * they are consecutive (always with CHUNK 1 or NO_SHUFFLE), else copied into the workspace */
 static void gather(Work *ws, const real *X, const real *T, const long *idx,
                    long first, long m)
 {
     const long top = idx ? idx[first] : first;
+#if CHUNK > 1 && !defined(TWO_BRANCH_NO_SHUFFLE)
     long r = 1;
     while (idx && r < m && idx[first + r] == top + r) ++r;
-    if (!idx || r >= m) {
-        ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
-        ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
+    if (idx && r < m) {
+        for (r = 0; r < m; ++r) {
+            memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
+            if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
+        }
+        ws->x = (const real(*)[INPUTS])ws->xbuf;
+        ws->t = (const real(*)[OUTPUTS])ws->tbuf;
         return;
     }
-    for (r = 0; r < m; ++r) {
-        memcpy(ws->xbuf[r], X + idx[first + r] * INPUTS, sizeof ws->xbuf[r]);
-        if (T) memcpy(ws->tbuf[r], T + idx[first + r] * OUTPUTS, sizeof ws->tbuf[r]);
-    }
-    ws->x = (const real(*)[INPUTS])ws->xbuf;
-    ws->t = (const real(*)[OUTPUTS])ws->tbuf;
+#else
+    (void)m;
+#endif
+    ws->x = (const real(*)[INPUTS])(X + top * INPUTS);
+    ws->t = T ? (const real(*)[OUTPUTS])(T + top * OUTPUTS) : NULL;
 }
 
 /* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
@@ -231,7 +321,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         const real *restrict z1 = ws->z1[0];
         real *restrict a1 = ws->a1[0];
         for (long i = 0; i < m * 6; ++i) {
-            a1[i] = tanh(z1[i]);
+            a1[i] = sbp_tanh(z1[i]);
         }
     }
 
@@ -265,7 +355,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         real *restrict out = ws->a4[r];
         real top = z[0], total = 0;
         for (int i = 1; i < 3; ++i) top = z[i] > top ? z[i] : top;
-        for (int i = 0; i < 3; ++i) out[i] = exp(z[i] - top);
+        for (int i = 0; i < 3; ++i) out[i] = sbp_exp(z[i] - top);
         for (int i = 0; i < 3; ++i) total += out[i];
         for (int i = 0; i < 3; ++i) out[i] /= total;
     }
@@ -275,8 +365,8 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         const real *restrict z = ws->z4[r];
         real top = z[0], total = 0;
         for (int i = 1; i < 3; ++i) top = z[i] > top ? z[i] : top;
-        for (int i = 0; i < 3; ++i) total += exp(z[i] - top);
-        ws->lse[r] = top + log(total);
+        for (int i = 0; i < 3; ++i) total += sbp_exp(z[i] - top);
+        ws->lse[r] = top + sbp_log(total);
     }
 
 }
@@ -298,6 +388,9 @@ static double loss_chunk(const Work *ws, long m, long n)
 
     return sum;
 }
+
+#define BIAS_GRAD(b) (grads->b)
+#define STEP_GRADS(ws) (&(ws)->grads)
 
 /* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
 typedef struct {
@@ -337,7 +430,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db4 = sum_n delta4_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta4[r];
-        for (int i = 0; i < 3; ++i) grads->b4[i] += d[i];
+        for (int i = 0; i < 3; ++i) BIAS_GRAD(b4)[i] += d[i];
     }
 
     /* da1 = da3[0:6] */
@@ -366,7 +459,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta2[r];
-        for (int i = 0; i < 6; ++i) grads->b2[i] += d[i];
+        for (int i = 0; i < 6; ++i) BIAS_GRAD(b2)[i] += d[i];
     }
 
     /* delta1 = da1*(1 - a1**2) */
@@ -386,7 +479,7 @@ static void backward_chunk(const Params *params, Grads *grads,
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
         const real *restrict d = ws->delta1[r];
-        for (int i = 0; i < 6; ++i) grads->b1[i] += d[i];
+        for (int i = 0; i < 6; ++i) BIAS_GRAD(b1)[i] += d[i];
     }
 
 }
@@ -400,10 +493,10 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
     double sum = 0;
     const double Nd = (double)n;
     (void)step;
-    if (grads) { /* the weight gradients are overwritten by the first chunk */
-        memset(grads->b1, 0, sizeof grads->b1);
-        memset(grads->b2, 0, sizeof grads->b2);
-        memset(grads->b4, 0, sizeof grads->b4);
+    if (grads || fz) { /* the weight gradients are overwritten by the first chunk */
+        memset(BIAS_GRAD(b1), 0, sizeof grads->b1);
+        memset(BIAS_GRAD(b2), 0, sizeof grads->b2);
+        memset(BIAS_GRAD(b4), 0, sizeof grads->b4);
     }
     prepare(params, ws);
     for (long first = 0; first < n; first += CHUNK) {
@@ -411,7 +504,7 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
         gather(ws, X, T, idx, first, m);
         forward_chunk(params, ws, m);
         sum += loss_chunk(ws, m, n);
-        if (grads) backward_chunk(params, grads, ws, m, n, first == 0, fz);
+        if (grads || fz) backward_chunk(params, grads, ws, m, n, first == 0, fz);
     }
     (void)Nd;
     /* E = 1/N * sum_n sum_k t*(lse - z4) */
@@ -503,11 +596,13 @@ static void update_tensor(real *restrict P, const real *restrict G,
     }
 }
 
+
 /* k + 1, but the step count stops at INT64_MAX (as NumPy's) instead of overflowing */
 static int64_t next_step(int64_t k)
 {
     return k < INT64_MAX ? k + 1 : k;
 }
+
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
  * gradient products did them; conv kernels, of more axes, always here) */
@@ -526,6 +621,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
                           PARAMS[j].size, c, k);
 }
 
+
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
 static void update_buffers(Params *params, const Work *ws, long n, double E)
@@ -539,7 +635,7 @@ static void update_buffers(Params *params, const Work *ws, long n, double E)
 static double step_rows(Params *params, State *state, const real *X,
                         const real *T, const long *idx, long n, Work *ws)
 {
-    double E;
+    double E = (double)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
     E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
     update_buffers(params, ws, n, E);
@@ -561,8 +657,8 @@ int two_branch_train(Params *params, State *state, const real *X,
         history, progress, context, ws);
 }
 
-#ifdef TWO_BRANCH_MAX_ROWS
-#define release(order) ((void)(order)) /* the static order */
+#if defined(TWO_BRANCH_MAX_ROWS) || defined(TWO_BRANCH_NO_SHUFFLE)
+#define release(order) ((void)(order)) /* the static order, or none */
 #else
 #define release(order) free(order)
 #endif
@@ -575,7 +671,11 @@ int two_branch_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
-#ifdef TWO_BRANCH_MAX_ROWS /* no heap: a static order of at most MAX_ROWS samples */
+#ifdef TWO_BRANCH_NO_SHUFFLE /* the batches in file order: no order array at all */
+    if (shuffle) return -1;
+    (void)seed;
+    order = NULL;
+#elif defined(TWO_BRANCH_MAX_ROWS) /* no heap: a static order of at most MAX_ROWS samples */
     static long order_rows[TWO_BRANCH_MAX_ROWS];
     if (n > TWO_BRANCH_MAX_ROWS) return -1;
     order = order_rows;
@@ -586,13 +686,13 @@ int two_branch_train_from(Params *params, State *state, const real *X,
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
         double total = 0;
         long batches = 0;
-        if (shuffle)
-            permutation(seed, epoch, n, order);
-        else
-            for (long i = 0; i < n; ++i) order[i] = i;
+#ifndef TWO_BRANCH_NO_SHUFFLE
+        if (shuffle) permutation(seed, epoch, n, order);
+#endif
         for (long first = 0; first < n; first += batch_size, ++batches) {
             const long m = n - first < batch_size ? n - first : batch_size;
-            total += step_rows(params, state, X, T, order + first, m, ws);
+            total += shuffle ? step_rows(params, state, X, T, order + first, m, ws)
+                             : step_rows(params, state, X + first * INPUTS, T + first * OUTPUTS, NULL, m, ws);
         }
         if (history) history[epoch - first_epoch] = total / (double)batches;
         if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
@@ -602,6 +702,15 @@ int two_branch_train_from(Params *params, State *state, const real *X,
     }
     release(order);
     return 0;
+}
+
+long two_branch_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
+{
+    if (shuffle)
+        permutation(seed, -1, n, order); /* the stream before epoch 0's */
+    else
+        for (long i = 0; i < n; ++i) order[i] = i;
+    return (long)floor((double)n * (1.0 - fraction));
 }
 
 double two_branch_accuracy(const Params *params, const real *X, const real *T, long n,
@@ -629,6 +738,8 @@ double two_branch_accuracy(const Params *params, const real *X, const real *T, l
 #ifndef TWO_BRANCH_NO_FILES /* define it for a device: no stdio, no file system, no clock */
 /* ---- files: weights and checkpoints (the NumPy target's text formats), data (.csv, .npy) -- */
 
+#define MAX_FILE_BYTES ((size_t)TWO_BRANCH_MAX_FILE_BYTES)
+
 #define FAIL(...) (snprintf(err, errlen, __VA_ARGS__), -1)
 #define BLANKS " \t\r\v\f"
 
@@ -639,8 +750,6 @@ static int with_path(const char *path, char *err, size_t errlen)
     snprintf(message, sizeof message, "%s", errlen ? err : "");
     return FAIL("%s: %s", path, message);
 }
-
-#define MAX_FILE_BYTES ((size_t)TWO_BRANCH_MAX_FILE_BYTES)
 
 /* The whole file, NUL-terminated (not counted in *len); NULL with a message in err. Opened without
  * blocking (a FIFO nobody writes to reads as empty) and read up to MAX_FILE_BYTES, whatever it
@@ -729,30 +838,6 @@ static int number(char *s, double *x)
     return scan(&s, 'f', x) && !*s;
 }
 
-/* Optimizer buffers (in State), as named in checkpoints */
-static const struct {
-    const char *name;
-    size_t offset;
-} BUFFERS[] = {
-    {"buf", offsetof(State, buf)},
-    {NULL, 0}};
-
-/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
- * high] (finite), and in words */
-static const struct {
-    const char *name;
-    size_t offset;
-    double low, high;
-    const char *rule;
-} HYPERS[] = {
-    {"eta", offsetof(two_branch_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
-    {"mu", offsetof(two_branch_hyper, mu), 0.0, 1.7976931348623157e+308, ">= 0"},
-    {NULL, 0, 0, 0, NULL}};
-#define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
-/* Tensor k of the parameters (b < 0) or of optimizer buffer b */
-#define TENSOR(params, state, b, k) \
-    ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
-
 /* How save writes path: 1 in place, as cp does, when it is a device or FIFO such as /dev/null or
  * /dev/stdout (a rename would replace it); 0 through a temporary file renamed over path or, for a
  * symbolic link, over the file it leads to (*target, malloc'd); -1: a directory, a broken link. */
@@ -791,6 +876,131 @@ static FILE *temporary(const char *target, char *tmp, const char *path, char *er
         (void)FAIL("%s: %s", path, strerror(errno));
     return f;
 }
+
+/* CSV: an optional header line (its first field is not a number), then rows of numbers */
+static int parse_csv(char *buf, double **table, long *dims, char *err, size_t errlen)
+{
+    size_t lines = 1;
+    long n = 0, c = 0, lineno = 0;
+    int first = 1;
+    double x;
+    for (const char *s = buf; (s = strchr(s, '\n')) != NULL; ++s) ++lines;
+    *table = NULL;
+    for (char *line = buf, *next; *line; line = next) {
+        char *stop = line + strcspn(line, "\n"), *field = line, *comma;
+        long k = 0;
+        next = stop + (*stop != '\0');
+        *stop = '\0';
+        ++lineno;
+        if (!line[strspn(line, BLANKS)]) continue; /* blank line */
+        if (first) { /* the first line is a header if its first field is not a number */
+            const size_t w = strcspn(line, ",");
+            const char keep = line[w];
+            line[w] = '\0';
+            first = 0;
+            if (!number(line, &x)) continue;
+            line[w] = keep;
+        }
+        if (c == 0) { /* the first row fixes the number of columns */
+            for (const char *s = line; (s = strchr(s, ',')) != NULL; ++s) ++c;
+            if (lines > ((size_t)-1) / sizeof(double) / (size_t)++c) return FAIL("too large");
+            if (!(*table = malloc(lines * (size_t)c * sizeof(double)))) return FAIL("out of memory");
+        }
+        for (;; field = comma + 1, ++k) {
+            const int more = *(comma = field + strcspn(field, ",")) == ',';
+            *comma = '\0';
+            if (!number(field, &x))
+                return FAIL("line %ld, column %ld: not a number: '%.40s'", lineno, k + 1, field);
+            if (k < c) (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
+            if (!more) break;
+        }
+        if (k + 1 != c) return FAIL("line %ld: expected %ld values like the first row", lineno, c);
+        ++n;
+    }
+    dims[0] = n;
+    dims[1] = c;
+    return 0;
+}
+
+/* The value after 'key': in a .npy header, or NULL */
+static char *npy_field(char *header, const char *key)
+{
+    char *p = strstr(header, key);
+    return p ? p + strlen(key) + strspn(p + strlen(key), " ") : NULL;
+}
+
+/* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
+static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    const int version = len > 11 ? u[6] : 0, at = version > 1 ? 12 : 10;
+    const uint16_t probe = 1;
+    size_t hlen, size, count;
+    char header[4096], *descr, *order, *s, *end;
+    *table = NULL;
+    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
+        return FAIL("not a .npy file of version 1 to 3");
+    hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
+    if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
+    memcpy(header, buf + at, hlen);
+    header[hlen] = '\0';
+    descr = npy_field(header, "'descr':");
+    order = npy_field(header, "'fortran_order':");
+    s = npy_field(header, "'shape':");
+    size = !descr ? 0 : strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
+    if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
+    if (!order || strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
+    if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
+    for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
+        if (s && *s == (d ? ',' : '(')) ++s;
+        errno = 0;
+        dims[d] = s ? strtol(s, &end, 10) : -1;
+        if (!s || end == s || errno || dims[d] < 0) return FAIL("the array must be 2-D");
+        s = end + strspn(end, " ");
+    }
+    s += *s == ',';
+    if (*(s + strspn(s, " ")) != ')') return FAIL("the array must be 2-D");
+    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1]) return FAIL("too large");
+    count = (size_t)dims[0] * (size_t)dims[1];
+    if (len - at - hlen != count * size)
+        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - at - hlen, dims[0], dims[1], count * size);
+    if (!(*table = malloc((count ? count : 1) * sizeof(double)))) return FAIL("out of memory");
+    for (size_t i = 0; i < count; ++i) {
+        float x;
+        if (size == 8) {
+            memcpy(*table + i, buf + at + hlen + 8 * i, 8);
+        } else {
+            memcpy(&x, buf + at + hlen + 4 * i, 4);
+            (*table)[i] = x;
+        }
+    }
+    return 0;
+}
+
+/* Optimizer buffers (in State), as named in checkpoints */
+static const struct {
+    const char *name;
+    size_t offset;
+} BUFFERS[] = {
+    {"buf", offsetof(State, buf)},
+    {NULL, 0}};
+
+/* Hyperparameters (in State.hyper), as named in checkpoints; the values the spec allows: [low,
+ * high] (finite), and in words */
+static const struct {
+    const char *name;
+    size_t offset;
+    double low, high;
+    const char *rule;
+} HYPERS[] = {
+    {"eta", offsetof(two_branch_hyper, eta), 5e-324, 1.7976931348623157e+308, "> 0"},
+    {"mu", offsetof(two_branch_hyper, mu), 0.0, 1.7976931348623157e+308, ">= 0"},
+    {NULL, 0, 0, 0, NULL}};
+#define HYPER(state, h) ((double *)((char *)&(state)->hyper + HYPERS[h].offset))
+/* Tensor k of the parameters (b < 0) or of optimizer buffer b */
+#define TENSOR(params, state, b, k) \
+    ((b) < 0 ? AT(params, PARAMS[k].offset) : AT(state, BUFFERS[b].offset + PARAMS[k].grad_offset))
+
 
 int two_branch_check_output(const char *path, char *err, size_t errlen)
 {
@@ -928,105 +1138,6 @@ int two_branch_load_checkpoint(Params *params, State *state, long *epoch,
     return load_file(params, state, epoch, seed, path, err, errlen);
 }
 
-/* CSV: an optional header line (its first field is not a number), then rows of numbers */
-static int parse_csv(char *buf, double **table, long *dims, char *err, size_t errlen)
-{
-    size_t lines = 1;
-    long n = 0, c = 0, lineno = 0;
-    int first = 1;
-    double x;
-    for (const char *s = buf; (s = strchr(s, '\n')) != NULL; ++s) ++lines;
-    *table = NULL;
-    for (char *line = buf, *next; *line; line = next) {
-        char *stop = line + strcspn(line, "\n"), *field = line, *comma;
-        long k = 0;
-        next = stop + (*stop != '\0');
-        *stop = '\0';
-        ++lineno;
-        if (!line[strspn(line, BLANKS)]) continue; /* blank line */
-        if (first) { /* the first line is a header if its first field is not a number */
-            const size_t w = strcspn(line, ",");
-            const char keep = line[w];
-            line[w] = '\0';
-            first = 0;
-            if (!number(line, &x)) continue;
-            line[w] = keep;
-        }
-        if (c == 0) { /* the first row fixes the number of columns */
-            for (const char *s = line; (s = strchr(s, ',')) != NULL; ++s) ++c;
-            if (lines > ((size_t)-1) / sizeof(double) / (size_t)++c) return FAIL("too large");
-            if (!(*table = malloc(lines * (size_t)c * sizeof(double)))) return FAIL("out of memory");
-        }
-        for (;; field = comma + 1, ++k) {
-            const int more = *(comma = field + strcspn(field, ",")) == ',';
-            *comma = '\0';
-            if (!number(field, &x))
-                return FAIL("line %ld, column %ld: not a number: '%.40s'", lineno, k + 1, field);
-            if (k < c) (*table)[(size_t)n * (size_t)c + (size_t)k] = x;
-            if (!more) break;
-        }
-        if (k + 1 != c) return FAIL("line %ld: expected %ld values like the first row", lineno, c);
-        ++n;
-    }
-    dims[0] = n;
-    dims[1] = c;
-    return 0;
-}
-
-/* The value after 'key': in a .npy header, or NULL */
-static char *npy_field(char *header, const char *key)
-{
-    char *p = strstr(header, key);
-    return p ? p + strlen(key) + strspn(p + strlen(key), " ") : NULL;
-}
-
-/* .npy: version 1-3 header, '<f8' or '<f4', C order, 2-D; the data must fill the rest exactly */
-static int parse_npy(char *buf, size_t len, double **table, long *dims, char *err, size_t errlen)
-{
-    const unsigned char *u = (const unsigned char *)buf;
-    const int version = len > 11 ? u[6] : 0, at = version > 1 ? 12 : 10;
-    const uint16_t probe = 1;
-    size_t hlen, size, count;
-    char header[4096], *descr, *order, *s, *end;
-    *table = NULL;
-    if (len < 12 || memcmp(buf, "\x93NUMPY", 6) != 0 || version < 1 || version > 3 || u[7] != 0)
-        return FAIL("not a .npy file of version 1 to 3");
-    hlen = (size_t)u[8] | (size_t)u[9] << 8 | (version > 1 ? (size_t)u[10] << 16 | (size_t)u[11] << 24 : 0);
-    if (hlen >= sizeof header || hlen > len - at) return FAIL("bad .npy header");
-    memcpy(header, buf + at, hlen);
-    header[hlen] = '\0';
-    descr = npy_field(header, "'descr':");
-    order = npy_field(header, "'fortran_order':");
-    s = npy_field(header, "'shape':");
-    size = !descr ? 0 : strncmp(descr, "'<f8'", 5) == 0 ? 8 : strncmp(descr, "'<f4'", 5) == 0 ? 4 : 0;
-    if (!size) return FAIL("the array must be float64 or float32 (little-endian)");
-    if (!order || strncmp(order, "False", 5) != 0) return FAIL("the array must be in C order");
-    if (*(const unsigned char *)&probe != 1) return FAIL("big-endian machines are not supported");
-    for (int d = 0; d < 2; ++d) { /* "(rows, cols)", blanks and a trailing comma allowed */
-        if (s && *s == (d ? ',' : '(')) ++s;
-        errno = 0;
-        dims[d] = s ? strtol(s, &end, 10) : -1;
-        if (!s || end == s || errno || dims[d] < 0) return FAIL("the array must be 2-D");
-        s = end + strspn(end, " ");
-    }
-    s += *s == ',';
-    if (*(s + strspn(s, " ")) != ')') return FAIL("the array must be 2-D");
-    if (dims[1] > 0 && (size_t)dims[0] > ((size_t)-1) / size / (size_t)dims[1]) return FAIL("too large");
-    count = (size_t)dims[0] * (size_t)dims[1];
-    if (len - at - hlen != count * size)
-        return FAIL("%zu data bytes for shape (%ld, %ld), expected %zu", len - at - hlen, dims[0], dims[1], count * size);
-    if (!(*table = malloc((count ? count : 1) * sizeof(double)))) return FAIL("out of memory");
-    for (size_t i = 0; i < count; ++i) {
-        float x;
-        if (size == 8) {
-            memcpy(*table + i, buf + at + hlen + 8 * i, 8);
-        } else {
-            memcpy(&x, buf + at + hlen + 4 * i, 4);
-            (*table)[i] = x;
-        }
-    }
-    return 0;
-}
 
 int two_branch_split_table(const double *table, long n, long cols, int want_targets, real *X,
                            real *T, char *err, size_t errlen)

@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0xa19415ca8bf9 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0x6e6c4e66754a /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -32,10 +32,22 @@
 #ifndef TWO_BRANCH_CHUNK
 #define TWO_BRANCH_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef TWO_BRANCH_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if TWO_BRANCH_CHUNK >= 8
+#define TWO_BRANCH_WT_COPY 1
+#else
+#define TWO_BRANCH_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define TWO_BRANCH_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and TWO_BRANCH_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * TWO_BRANCH_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double two_branch_real; /* the spec's dtype: float64 */
 
@@ -76,8 +88,10 @@ typedef struct {
 typedef struct {
     const two_branch_real (*x)[TWO_BRANCH_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const two_branch_real (*t)[TWO_BRANCH_OUTPUTS];
-    two_branch_real xbuf[TWO_BRANCH_CHUNK][TWO_BRANCH_INPUTS];
+#if TWO_BRANCH_CHUNK > 1 && !defined(TWO_BRANCH_NO_SHUFFLE) /* else rows are read in place */
+    two_branch_real xbuf[TWO_BRANCH_CHUNK][TWO_BRANCH_INPUTS]; /* a shuffled chunk's rows */
     two_branch_real tbuf[TWO_BRANCH_CHUNK][TWO_BRANCH_OUTPUTS];
+#endif
     two_branch_real z1[TWO_BRANCH_CHUNK][6];
     two_branch_real a1[TWO_BRANCH_CHUNK][6];
     two_branch_real z2[TWO_BRANCH_CHUNK][6];
@@ -92,10 +106,11 @@ typedef struct {
     two_branch_real da2[TWO_BRANCH_CHUNK][6];
     two_branch_real delta2[TWO_BRANCH_CHUNK][6];
     two_branch_real delta1[TWO_BRANCH_CHUNK][6];
-    /* weights transposed, for the matrix loops (unused with TWO_BRANCH_BLAS) */
+#if TWO_BRANCH_WT_COPY /* weights transposed, for the matrix loops (unused with TWO_BRANCH_BLAS) */
     two_branch_real W1T[4][6];
     two_branch_real W2T[4][6];
     two_branch_real W4T[12][3];
+#endif
     two_branch_grads grads; /* of the last step */
 } two_branch_workspace;
 
@@ -142,6 +157,11 @@ int two_branch_train_from(two_branch_params *params, two_branch_state *state,
     const two_branch_real *X, const two_branch_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, two_branch_progress progress,
     void *context, two_branch_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long two_branch_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double two_branch_accuracy(const two_branch_params *params, const two_branch_real *X,

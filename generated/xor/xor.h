@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0x2239aeb9ae08 /* this set of files: the .c files check it */
+#define XOR_BUILD 0x0f608905196c /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,10 +30,22 @@
 #ifndef XOR_CHUNK
 #define XOR_CHUNK 256 /* rows per chunk of the workspace */
 #endif
+#ifndef XOR_WT_COPY /* 1: the matrix loops read a transposed copy of each weight matrix
+                          * in the workspace (fewer instructions on a SIMD host from about 8 rows
+                          * a chunk); 0: they read W in place (less RAM, and fewer instructions
+                          * at a few rows) */
+#if XOR_CHUNK >= 8
+#define XOR_WT_COPY 1
+#else
+#define XOR_WT_COPY 0
+#endif
+#endif
 
 /* For a device, define XOR_NO_FILES (no stdio, no file system, no clock: the file functions
  * below are left out) and XOR_MAX_ROWS (train's sample order is a static array of that
- * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. */
+ * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
+ * XOR_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
 
 typedef double xor_real; /* the spec's dtype: float64 */
 
@@ -70,8 +82,10 @@ typedef struct {
 typedef struct {
     const xor_real (*x)[XOR_INPUTS]; /* the chunk's rows: in X, or xbuf */
     const xor_real (*t)[XOR_OUTPUTS];
-    xor_real xbuf[XOR_CHUNK][XOR_INPUTS];
+#if XOR_CHUNK > 1 && !defined(XOR_NO_SHUFFLE) /* else rows are read in place */
+    xor_real xbuf[XOR_CHUNK][XOR_INPUTS]; /* a shuffled chunk's rows */
     xor_real tbuf[XOR_CHUNK][XOR_OUTPUTS];
+#endif
     xor_real z1[XOR_CHUNK][4];
     xor_real a1[XOR_CHUNK][4];
     xor_real z2[XOR_CHUNK][1];
@@ -79,9 +93,10 @@ typedef struct {
     xor_real delta2[XOR_CHUNK][1];
     xor_real da1[XOR_CHUNK][4];
     xor_real delta1[XOR_CHUNK][4];
-    /* weights transposed, for the matrix loops (unused with XOR_BLAS) */
+#if XOR_WT_COPY /* weights transposed, for the matrix loops (unused with XOR_BLAS) */
     xor_real W1T[2][4];
     xor_real W2T[4][1];
+#endif
     xor_grads grads; /* of the last step */
 } xor_workspace;
 
@@ -128,6 +143,11 @@ int xor_train_from(xor_params *params, xor_state *state,
     const xor_real *X, const xor_real *T, long n, long first_epoch, long epochs,
     long batch_size, int shuffle, uint64_t seed, double *history, xor_progress progress,
     void *context, xor_workspace *ws);
+
+/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
+ * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
+ * validation rows (the NumPy module's split_validation). */
+long xor_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
 double xor_accuracy(const xor_params *params, const xor_real *X,
