@@ -199,8 +199,9 @@ PDF_CASES = [(s, m) for s in EXAMPLES for m in ("tensor", "scalar") if m == "ten
 
 @pytest.mark.parametrize(("spec", "mode"), PDF_CASES, ids=[f"{s.stem}-{m}" for s, m in PDF_CASES])
 def test_every_example_compiles_with_pdflatex(spec, mode, tmp_path):
-    """pdflatex typesets every example's worked document: no Unicode character it cannot set
-    (a batch norm note's γ once stopped it), no double superscript (a transposed map's)."""
+    """pdflatex typesets every example's worked document with no overfull box: no Unicode
+    character it cannot set (a batch norm note's γ once stopped it), no double superscript (a
+    transposed map's)."""
     if not shutil.which("pdflatex"):
         pytest.skip("pdflatex not installed (CI installs it)")
     tex = tmp_path / "doc.tex"
@@ -209,6 +210,8 @@ def test_every_example_compiles_with_pdflatex(spec, mode, tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, re.findall(r"^!.*", run.stdout, re.M)
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert "Overfull" not in log, re.findall(r"Overfull.*", log)  # nothing runs off the page
 
 
 def test_pdf_shows_no_underscores_or_theta(tmp_path):
