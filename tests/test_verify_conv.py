@@ -80,6 +80,10 @@ def test_kernel_gradient_as_a_correlation(conv, formula):
         rtol=1e-10, atol=1e-14,
     )  # fmt: skip
     assert wrong.correct_formula.splitlines()[0] == f"dE/dW1 = {formula}"
+    settings = formula.removeprefix("corr(x, delta1").removesuffix(")").lstrip(", ")
+    tex = wrong.correct_formula_latex
+    assert tex.isprintable() or "\n" in tex and all(line.isprintable() for line in tex.split("\n"))
+    assert (rf"\quad \text{{({settings})}}" in tex) == bool(settings), tex  # the layer's settings
     assert verify(spec, "W1", wrong.correct_formula).equivalent
     assert verify(spec, "W1", formula).equivalent
 

@@ -81,7 +81,7 @@ def corr_formula(op) -> tuple[str, str]:
     if groups != 1:
         kws.append(f"groups={groups}")
     tail = "".join(", " + k for k in kws)
-    where = r"\quad 	ext{(" + ", ".join(kws).replace("_", " ") + ")}" if kws else ""
+    where = r"\quad \text{(" + ", ".join(kws).replace("_", " ") + ")}" if kws else ""
     return (
         f"corr({inp}, {g}{tail})",
         rf"\operatorname{{corr}}\left({lx.latex_name(inp)}, {lx.latex_name(g)}\right){where}",
