@@ -347,3 +347,55 @@ def test_cortex_m4_code_counts_the_libm_it_links(tmp_path):
     libm = sum(by_address.values())  # aliases counted once
     assert libm > 200, by_address  # log1pf is there
     assert linked >= cm.text_bytes(obj) + libm - 64  # alignment slack
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize(("bptt", "sequences"), [(0, False), (0, True), (3, True)])
+def test_gated_macs_equal_torch_flop_counter(kind, bptt, sequences):
+    """A gru or lstm (T = 7 steps, h_0 = c_0 = 0) under a dense layer: the cell unrolled in torch
+    as x_t W^T + b and h_(t-1) U^T + br (PyTorch's gate equations, no U product at t = 1),
+    counted by FlopCounterMode (its gates' elementwise products are no matrix products, nor
+    ours); truncated BPTT (h and c detached where a window starts) skips U^T dq there."""
+    import torch
+
+    steps, feats, units = 7, 3, 5
+    gates = 3 if kind == "gru" else 4
+    cell = {"type": kind, "units": units, "return_sequences": sequences}
+    data = {"name": "g", "inputs": [steps, feats],
+            "layers": [{**cell, **({"bptt": bptt} if bptt else {})}, {"units": 2}]}  # fmt: skip
+    g = torch.Generator().manual_seed(0)
+    W, U = (torch.randn(gates * units, n, generator=g, requires_grad=True) for n in (feats, units))
+    b, br = (torch.zeros(gates * units, requires_grad=True) for _ in range(2))
+    W2 = torch.randn(2, units, generator=g, requires_grad=True)
+
+    def net(x):
+        h = c = None
+        hs = []
+        for t in range(steps):
+            if bptt and h is not None and t % bptt == 0:
+                h, c = h.detach(), c.detach()
+            xa = x[:, t] @ W.T + b
+            qa = (h @ U.T if h is not None else 0) + br
+            if kind == "gru":
+                xr, xz, xn = xa.chunk(3, 1)
+                qr, qz, qn = (qa if h is not None else qa.expand_as(xa)).chunk(3, 1)
+                r, z = torch.sigmoid(xr + qr), torch.sigmoid(xz + qz)
+                n = torch.tanh(xn + r * qn)
+                h = (1 - z) * n + z * (h if h is not None else 0)
+                c = h
+            else:
+                i, f, gg, o = (xa + qa).chunk(4, 1)
+                c0 = c if c is not None else 0
+                c = torch.sigmoid(f) * c0 + torch.sigmoid(i) * torch.tanh(gg)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+        return (torch.stack(hs, 1) if sequences else h) @ W2.T
+
+    forward, step = _torch_macs(net, None, torch.zeros(1, steps, feats))
+    assert forward == gates * units * (feats * steps + units * (steps - 1)) + (
+        2 * units * (steps if sequences else 1)
+    )
+    assert macs(lower(symbackprop.derive(symbackprop.parse_spec(data)))) == {
+        "forward_macs": forward,
+        "train_macs": step,
+    }

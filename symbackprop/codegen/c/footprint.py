@@ -68,12 +68,20 @@ _COSTS = {
     ),
     # x_t's gradient W^T delta_t at every step
     "seq_matvec_t": lambda o, p: _size(p, o.args[0]) * p.shapes[o.args[1]][0],
+    # a gated cell (gru, lstm): the stacked gates' W x_t at every step, U h_(t-1) from the second
+    # (h_0 = 0); its statements are elementwise
+    "cell": lambda o, p: (
+        _size(p, o.args[0]) * p.shapes[o.args[4]][0]
+        + _size(p, o.args[1]) * (p.shapes[o.args[4]][0] - 1)
+    ),
+    # BPTT through it: U^T dq_(t+1) at the steps that get a later delta
+    "cell_bptt": lambda o, p: _size(p, o.args[0]) * _bptt_steps(o, p),
 }
 _NO_PRODUCTS = {"map", "loss", "grad_bias", "grad_reduce", "grad_conv_bias", "grad_seq_bias",
                 "softmax", "logsumexp", "softmax_backward", "concat", "slice", "reshape",
                 "reduce", "running", "mask", "maxpool", "maxpool_backward", "avgpool",
                 "avgpool_backward", "global_avgpool", "global_avgpool_backward", "time_last",
-                "time_last_backward"}  # fmt: skip
+                "time_last_backward", "pad"}  # fmt: skip
 
 
 def _bptt_steps(op, program: Program) -> int:
