@@ -22,8 +22,11 @@ from symbackprop.codegen.numpy import numpy_module
 HIDDEN = {"units": 12, "activation": "tanh", "weight": {"init": "xavier_normal"}}
 NETS = {
     "dropped": [HIDDEN, {"type": "dropout", "p": 0.3}, {"units": 1, "activation": "identity"}],
-    "normed": [HIDDEN, {"type": "batch_norm", "momentum": 0.2},
-               {"units": 1, "activation": "identity"}],  # fmt: skip
+    "normed": [
+        HIDDEN,
+        {"type": "batch_norm", "momentum": 0.2},
+        {"units": 1, "activation": "identity"},
+    ],  # fmt: skip
 }
 TRAIN = {"epochs": 200, "batch_size": 4, "shuffle": True, "validation": 0.3,
          "early_stopping": {"patience": 5, "min_delta": 0.0}}  # fmt: skip
