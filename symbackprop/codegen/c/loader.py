@@ -52,8 +52,8 @@ _PROTOTYPES = {
 }
 
 
-# newer than some generated libraries still in use; eval_loss is a function only where the
-# two modes differ (a macro for loss elsewhere)
+# newer than some generated libraries still in use; eval_loss is generated only where the two
+# modes differ (elsewhere it would be loss)
 _OPTIONAL = ("validation_split", "eval_loss")
 
 
