@@ -28,6 +28,9 @@ NETS = {
         {"units": 1, "activation": "identity"},
     ],  # fmt: skip
 }
+# the C program's build: warnings are errors, sanitizers abort on the first finding
+STRICT = ["-Wall", "-Wextra", "-Werror", "-O1", "-g", "-fsanitize=address,undefined",
+          "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]  # fmt: skip
 TRAIN = {"epochs": 200, "batch_size": 4, "shuffle": True, "validation": 0.3,
          "early_stopping": {"patience": 5, "min_delta": 0.0}}  # fmt: skip
 
@@ -102,9 +105,10 @@ def _weights(path: Path) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_symbackprop_train_c_keeps_the_numpy_epoch(net, tmp_path, capsys):
-    """`symbackprop train --target c` and the generated C program, with validation and early
-    stopping, print the NumPy target's lines (validation loss to 6 digits, the stopping epoch
-    and the epoch kept) and save its weights and buffers to 1e-12; it did stop early."""
+    """`symbackprop train --target c` and the generated C program (built strict, under ASan and
+    UBSan), with validation and early stopping, print the NumPy target's lines (validation loss
+    to 6 digits, the stopping epoch and the epoch kept) and save its weights and buffers to
+    1e-12; it did stop early."""
     spec = tmp_path / f"{net}.yaml"
     spec.write_text(json.dumps(_spec(net)))
     data = tmp_path / "data.csv"
@@ -117,9 +121,10 @@ def test_symbackprop_train_c_keeps_the_numpy_epoch(net, tmp_path, capsys):
         out[target] = capsys.readouterr().out.replace(str(weights), "W"), _weights(weights)
     generate(symbackprop.derive(_spec(net)), "c", tmp_path / "c")
     weights = tmp_path / "program.weights"
-    done = subprocess.run([str(build_program(tmp_path / "c")), "train", str(data), "--out",
-                           str(weights)], capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    program = build_program(tmp_path / "c", STRICT)
+    done = subprocess.run([str(program), "train", str(data), "--out", str(weights)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0 and "Sanitizer" not in done.stderr, done.stderr
     out["program"] = done.stdout.replace(str(weights), "W"), _weights(weights)
     assert "early stopping: stopped after epoch" in out["numpy"][0], out["numpy"][0]
     for target in ("c", "program"):
