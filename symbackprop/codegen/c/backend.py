@@ -622,9 +622,8 @@ def check_size(d: Derivation) -> None:
         raise SpecError("layers", f"the C target is for nets of at most {MAX_LAYERS} layers (this "
                         f"one has {len(d.nodes)}): gcc -O3 compiles each pass over the layers as "
                         "one function, in minutes above that; use --target numpy")  # fmt: skip
-    modes = any(node.type in ("batch_norm", "dropout") for node in d.nodes)
-    # the C library's loss is training mode's: the validation loss of these needs evaluation mode
-    validation = () if modes else ("validation", "early_stopping")
+    # the validation loss is evaluation mode's: <name>_eval_loss where the modes differ
+    validation = ("validation", "early_stopping")
     refuse_unimplemented(d, "C", done=(*CLIPPING, "schedule", *validation))
 
 

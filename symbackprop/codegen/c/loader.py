@@ -37,6 +37,7 @@ _PROTOTYPES = {
     "loss_and_grad": ("D", "PVVLGV"),
     "loss_at": ("D", "PVVLJV"),
     "loss_and_grad_at": ("D", "PVVLJGV"),
+    "eval_loss": ("D", "PVVLV"),
     "init_state": ("", "S"),
     "step": ("D", "PSVVLV"),
     "train_from": ("I", "PSVVLLLLIUVFVV"),
@@ -51,7 +52,9 @@ _PROTOTYPES = {
 }
 
 
-_OPTIONAL = ("validation_split",)  # newer than some generated libraries still in use
+# newer than some generated libraries still in use; eval_loss is generated only where the two
+# modes differ (elsewhere it would be loss)
+_OPTIONAL = ("validation_split", "eval_loss")
 
 
 def _fail(message: str):

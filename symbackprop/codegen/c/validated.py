@@ -15,9 +15,15 @@ class ValidationMixin:
     """split_validation and train_validated for CModule (which supplies the rest)."""
 
     def validation_loss(self, params: dict, X, T) -> float:
-        """The loss of the validation rows. The C target generates validation only for nets
-        whose training and evaluation modes agree, so this is ``loss``."""
-        return self.loss(params, X, T)
+        """The loss of a batch in evaluation mode (running statistics, no dropout), as the
+        NumPy module's validation_loss: the library's <name>_eval_loss, which is generated
+        where the modes differ (elsewhere it is ``loss``)."""
+        if not hasattr(self, "_eval_loss"):
+            return self.loss(params, X, T)
+        X, T, n = self._rows(X, T)
+        with self._lock:
+            E = self._eval_loss(self._pack(params), self._ptr(X), self._ptr(T), n, self._ws_ptr())
+        return float(E)
 
     def split_validation(self, X, T, fraction: float, shuffle: bool = True, seed=None):
         """(X_train, T_train, X_val, T_val), the rows the C program splits."""
