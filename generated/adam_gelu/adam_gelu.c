@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x743f4247e68a
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x71b01394dbac
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -736,9 +736,13 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
 
 long adam_gelu_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef ADAM_GELU_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

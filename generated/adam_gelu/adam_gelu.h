@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x743f4247e68a /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x71b01394dbac /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -158,9 +158,8 @@ int adam_gelu_train_from(adam_gelu_params *params, adam_gelu_state *state,
     long batch_size, int shuffle, uint64_t seed, double *history, adam_gelu_progress progress,
     void *context, adam_gelu_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long adam_gelu_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "digits_cnn.h"
-#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0x6b90ef144b4c
+#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0xfa5c30d70dba
 #error "digits_cnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -1011,9 +1011,13 @@ int digits_cnn_train_from(Params *params, State *state, const real *X,
 
 long digits_cnn_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef DIGITS_CNN_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

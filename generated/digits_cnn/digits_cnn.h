@@ -12,7 +12,7 @@
  */
 #ifndef DIGITS_CNN_H
 #define DIGITS_CNN_H
-#define DIGITS_CNN_BUILD 0x6b90ef144b4c /* this set of files: the .c files check it */
+#define DIGITS_CNN_BUILD 0xfa5c30d70dba /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -169,9 +169,8 @@ int digits_cnn_train_from(digits_cnn_params *params, digits_cnn_state *state,
     long batch_size, int shuffle, uint64_t seed, double *history, digits_cnn_progress progress,
     void *context, digits_cnn_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long digits_cnn_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xfa762b6ccf94
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xf94f469e3f80
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -664,9 +664,13 @@ int iris_softmax_train_from(Params *params, State *state, const real *X,
 
 long iris_softmax_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef IRIS_SOFTMAX_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0xfa762b6ccf94 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0xf94f469e3f80 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -148,9 +148,8 @@ int iris_softmax_train_from(iris_softmax_params *params, iris_softmax_state *sta
     long batch_size, int shuffle, uint64_t seed, double *history, iris_softmax_progress progress,
     void *context, iris_softmax_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long iris_softmax_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mazur.h"
-#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x210218506b9f
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x5e255abf85f2
 #error "mazur.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -631,9 +631,13 @@ int mazur_train_from(Params *params, State *state, const real *X,
 
 long mazur_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef MAZUR_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

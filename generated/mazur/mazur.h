@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0x210218506b9f /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0x5e255abf85f2 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -146,9 +146,8 @@ int mazur_train_from(mazur_params *params, mazur_state *state,
     long batch_size, int shuffle, uint64_t seed, double *history, mazur_progress progress,
     void *context, mazur_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long mazur_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

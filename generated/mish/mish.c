@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0x70abb4c70ebd
+#if !defined(MISH_BUILD) || MISH_BUILD != 0x8382d49195d4
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -691,9 +691,13 @@ int mish_train_from(Params *params, State *state, const real *X,
 
 long mish_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef MISH_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x70abb4c70ebd /* this set of files: the .c files check it */
+#define MISH_BUILD 0x8382d49195d4 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -150,9 +150,8 @@ int mish_train_from(mish_params *params, mish_state *state,
     long batch_size, int shuffle, uint64_t seed, double *history, mish_progress progress,
     void *context, mish_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long mish_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

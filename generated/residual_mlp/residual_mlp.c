@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "residual_mlp.h"
-#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x4e47743475d8
+#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x54535a7a919b
 #error "residual_mlp.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -738,9 +738,13 @@ int residual_mlp_train_from(Params *params, State *state, const real *X,
 
 long residual_mlp_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef RESIDUAL_MLP_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

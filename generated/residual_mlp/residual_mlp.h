@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x4e47743475d8 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x54535a7a919b /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -162,9 +162,8 @@ int residual_mlp_train_from(residual_mlp_params *params, residual_mlp_state *sta
     long batch_size, int shuffle, uint64_t seed, double *history, residual_mlp_progress progress,
     void *context, residual_mlp_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long residual_mlp_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

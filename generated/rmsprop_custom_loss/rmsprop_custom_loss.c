@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "rmsprop_custom_loss.h"
-#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0xee48203887ca
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x6194114f4c97
 #error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -657,9 +657,13 @@ int rmsprop_custom_loss_train_from(Params *params, State *state, const real *X,
 
 long rmsprop_custom_loss_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef RMSPROP_CUSTOM_LOSS_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0xee48203887ca /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0x6194114f4c97 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -148,9 +148,8 @@ int rmsprop_custom_loss_train_from(rmsprop_custom_loss_params *params, rmsprop_c
     long batch_size, int shuffle, uint64_t seed, double *history, rmsprop_custom_loss_progress progress,
     void *context, rmsprop_custom_loss_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long rmsprop_custom_loss_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

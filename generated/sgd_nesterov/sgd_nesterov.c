@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xbde14c4e72b2
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xae5f2eaf9a3f
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -656,9 +656,13 @@ int sgd_nesterov_train_from(Params *params, State *state, const real *X,
 
 long sgd_nesterov_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef SGD_NESTEROV_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0xbde14c4e72b2 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xae5f2eaf9a3f /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -153,9 +153,8 @@ int sgd_nesterov_train_from(sgd_nesterov_params *params, sgd_nesterov_state *sta
     long batch_size, int shuffle, uint64_t seed, double *history, sgd_nesterov_progress progress,
     void *context, sgd_nesterov_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long sgd_nesterov_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

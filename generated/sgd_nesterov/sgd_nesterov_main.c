@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xbde14c4e72b2
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xae5f2eaf9a3f
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 

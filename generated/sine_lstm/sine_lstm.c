@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_lstm.h"
-#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0x251e2b4ff544
+#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0xce451ede361b
 #error "sine_lstm.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -306,6 +306,7 @@ static void forward_chunk(const Params *params, Work *ws, long m)
         for (int j = 0; j < 1; ++j) ws->W1T[j][i] = params->W1[i][j];
         for (int j = 0; j < 8; ++j) ws->U1T[j][i] = params->U1[i][j];
     }
+    static const real zeros_s1[56]; /* the values before step 1 */
     for (long r = 0; r < m; ++r) {
         const real *restrict xs = ws->x[r];
         real *restrict ss = ws->s1[r];
@@ -318,21 +319,13 @@ static void forward_chunk(const Params *params, Work *ws, long m)
                 xa[i] = params->b1[i];
                 qa[i] = params->br1[i];
             }
-            for (int j = 0; j < 1; ++j) {
-                const real xj = xt[j];
-                const real *restrict wj = ws->W1T[j];
-                for (int i = 0; i < 32; ++i) xa[i] += wj[i] * xj;
-            }
-            if (t > 0) {
-                const real *restrict hp = st - 56 + 48; /* h_(t-1) */
-                for (int k = 0; k < 8; ++k) {
-                    const real hk = hp[k];
-                    const real *restrict uk = ws->U1T[k];
-                    for (int i = 0; i < 32; ++i) qa[i] += uk[i] * hk;
-                }
-            }
+            mac_rows(32, 1, 1, xt, 1, &ws->W1T[0][0], 32, xa);
+            if (t > 0) /* + U h_(t-1), four rows of U^T a pass */
+                mac_rows(32, 8, 1, st - 56 + 48, 1, &ws->U1T[0][0], 32, qa);
+            /* step t-1's values (zeros before t = 1): no branch in the unit loop, which vectorizes */
+            const real *restrict sp = t > 0 ? st - 56 : zeros_s1;
             for (int j = 0; j < 8; ++j) {
-                const real k_pc = t > 0 ? st[-24 + j] : 0;
+                const real k_pc = sp[32 + j];
                 const real k_xi = xa[0 + j];
                 const real k_qi = qa[0 + j];
                 const real k_xf = xa[8 + j];
@@ -456,6 +449,7 @@ static void backward_chunk(const Params *params, Grads *grads,
             memcpy(&ws->ds1[r][j * 56 + 48], &ws->dh1[r][j * 8], 8 * sizeof(real));
     }
     /* delta1_t = [dx, direct d(state)]_t, t = 12..1, dh_(t+1) = direct dh + U1.T @ dq_(t+1), every d(state)_13 = 0: dxi_t = g_t*i_t*(1 - i_t)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxf_t = c_(t-1)*f_t*(1 - f_t)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxg_t = i_t*(1 - g_t**2)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxo_t = k_t*o_t*(1 - o_t)*(dh_(t+1) + dl/dh_t); dh_t (direct) = 0; dc_t (direct) = f_t*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)) */
+    static const real zeros_delta1[56]; /* the values before step 1 */
     for (long r = 0; r < m; ++r) {
         const real *restrict ss = ws->s1[r];
         const real *restrict gs = ws->ds1[r];
@@ -467,18 +461,17 @@ static void backward_chunk(const Params *params, Grads *grads,
             if (t + 1 < 12) {
                 const real *restrict dn = dt + 48;
                 for (int e = 0; e < 16; ++e) dt[32 + e] = dn[32 + e];
-                for (int i = 0; i < 32; ++i) { /* + U^T dq_(t+1), by rows of U */
-                    const real di = dn[0 + i];
-                    const real *restrict ui = params->U1[i];
-                    for (int j = 0; j < 8; ++j) dt[32 + j] += ui[j] * di;
-                }
+                /* + U^T dq_(t+1), four rows of U a pass */
+                mac_rows(8, 32, 1, dn + 0, 1, &params->U1[0][0], 8, dt + 32);
             } else {
                 for (int e = 0; e < 16; ++e) dt[32 + e] = 0;
             }
+            /* step t-1's values (zeros before t = 1): no branch in the unit loop, which vectorizes */
+            const real *restrict sp = t > 0 ? st - 56 : zeros_delta1;
             for (int j = 0; j < 8; ++j) {
                 const real k_dh = dt[32 + j];
                 const real k_dc = dt[40 + j];
-                const real k_pc = t > 0 ? st[-24 + j] : 0;
+                const real k_pc = sp[32 + j];
                 const real k_i = st[0 + j];
                 const real k_ei = gt[0 + j];
                 const real k_f = st[8 + j];
@@ -518,14 +511,9 @@ static void backward_chunk(const Params *params, Grads *grads,
     for (long r = 0; r < m; ++r) {
         const real *restrict gs = ws->dx1[r];
         const real *restrict is = ws->x[r];
-        for (int t = 0; t < 12; ++t) {
-            const real *restrict it = is + (long)(t - 0) * 1;
-            for (int i = 0; i < 32; ++i) {
-                const real gi = gs[(long)t * 32 + i];
-                real *restrict row = grads->W1[i];
-                for (int j = 0; j < 1; ++j) row[j] += gi * it[j];
-            }
-        }
+        /* row i of the gradient += sum_t g_(t,i) in_(t-0): four steps a pass over it */
+        for (int i = 0; i < 32; ++i)
+            mac_rows(1, 12 - 0, 1, gs + 0 + i, 32, is, 1, grads->W1[i]);
     }
     if (fz)
         for (int i = 0; i < 32; ++i)
@@ -537,14 +525,9 @@ static void backward_chunk(const Params *params, Grads *grads,
     for (long r = 0; r < m; ++r) {
         const real *restrict gs = ws->dx1[r];
         const real *restrict is = ws->hs1[r];
-        for (int t = 1; t < 12; ++t) {
-            const real *restrict it = is + (long)(t - 1) * 8;
-            for (int i = 0; i < 32; ++i) {
-                const real gi = gs[(long)t * 32 + i];
-                real *restrict row = grads->U1[i];
-                for (int j = 0; j < 8; ++j) row[j] += gi * it[j];
-            }
-        }
+        /* row i of the gradient += sum_t g_(t,i) in_(t-1): four steps a pass over it */
+        for (int i = 0; i < 32; ++i)
+            mac_rows(8, 12 - 1, 1, gs + 32 + i, 32, is, 8, grads->U1[i]);
     }
     if (fz)
         for (int i = 0; i < 32; ++i)
@@ -812,9 +795,13 @@ int sine_lstm_train_from(Params *params, State *state, const real *X,
 
 long sine_lstm_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef SINE_LSTM_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

@@ -12,7 +12,7 @@
  */
 #ifndef SINE_LSTM_H
 #define SINE_LSTM_H
-#define SINE_LSTM_BUILD 0x251e2b4ff544 /* this set of files: the .c files check it */
+#define SINE_LSTM_BUILD 0xce451ede361b /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -160,9 +160,8 @@ int sine_lstm_train_from(sine_lstm_params *params, sine_lstm_state *state,
     long batch_size, int shuffle, uint64_t seed, double *history, sine_lstm_progress progress,
     void *context, sine_lstm_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long sine_lstm_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_rnn.h"
-#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x29ff8face438
+#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x9bae42e75db6
 #error "sine_rnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -437,14 +437,9 @@ static void backward_chunk(const Params *params, Grads *grads,
     for (long r = 0; r < m; ++r) {
         const real *restrict gs = ws->delta1[r];
         const real *restrict is = ws->x[r];
-        for (int t = 0; t < 12; ++t) {
-            const real *restrict it = is + (long)(t - 0) * 1;
-            for (int i = 0; i < 8; ++i) {
-                const real gi = gs[(long)t * 8 + i];
-                real *restrict row = grads->W1[i];
-                for (int j = 0; j < 1; ++j) row[j] += gi * it[j];
-            }
-        }
+        /* row i of the gradient += sum_t g_(t,i) in_(t-0): four steps a pass over it */
+        for (int i = 0; i < 8; ++i)
+            mac_rows(1, 12 - 0, 1, gs + 0 + i, 8, is, 1, grads->W1[i]);
     }
     if (fz)
         for (int i = 0; i < 8; ++i)
@@ -456,14 +451,9 @@ static void backward_chunk(const Params *params, Grads *grads,
     for (long r = 0; r < m; ++r) {
         const real *restrict gs = ws->delta1[r];
         const real *restrict is = ws->h1[r];
-        for (int t = 1; t < 12; ++t) {
-            const real *restrict it = is + (long)(t - 1) * 8;
-            for (int i = 0; i < 8; ++i) {
-                const real gi = gs[(long)t * 8 + i];
-                real *restrict row = grads->U1[i];
-                for (int j = 0; j < 8; ++j) row[j] += gi * it[j];
-            }
-        }
+        /* row i of the gradient += sum_t g_(t,i) in_(t-1): four steps a pass over it */
+        for (int i = 0; i < 8; ++i)
+            mac_rows(8, 12 - 1, 1, gs + 8 + i, 8, is, 8, grads->U1[i]);
     }
     if (fz)
         for (int i = 0; i < 8; ++i)
@@ -731,9 +721,13 @@ int sine_rnn_train_from(Params *params, State *state, const real *X,
 
 long sine_rnn_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef SINE_RNN_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

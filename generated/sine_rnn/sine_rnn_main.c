@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sine_rnn.h"
-#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x29ff8face438
+#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x9bae42e75db6
 #error "sine_rnn.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x6e6c4e66754a
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0x362eca699a44
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -706,9 +706,13 @@ int two_branch_train_from(Params *params, State *state, const real *X,
 
 long two_branch_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef TWO_BRANCH_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

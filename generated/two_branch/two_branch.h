@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0x6e6c4e66754a /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0x362eca699a44 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -158,9 +158,8 @@ int two_branch_train_from(two_branch_params *params, two_branch_state *state,
     long batch_size, int shuffle, uint64_t seed, double *history, two_branch_progress progress,
     void *context, two_branch_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long two_branch_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */

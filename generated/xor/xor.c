@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0x0f608905196c
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xac9a26963249
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -634,9 +634,13 @@ int xor_train_from(Params *params, State *state, const real *X,
 
 long xor_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order)
 {
+#ifdef XOR_NO_SHUFFLE
+    if ((void)seed, shuffle) return -1;
+#else
     if (shuffle)
         permutation(seed, -1, n, order); /* the stream before epoch 0's */
     else
+#endif
         for (long i = 0; i < n; ++i) order[i] = i;
     return (long)floor((double)n * (1.0 - fraction));
 }

@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0x0f608905196c /* this set of files: the .c files check it */
+#define XOR_BUILD 0xac9a26963249 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -144,9 +144,8 @@ int xor_train_from(xor_params *params, xor_state *state,
     long batch_size, int shuffle, uint64_t seed, double *history, xor_progress progress,
     void *context, xor_workspace *ws);
 
-/* train.validation: the sample order order[0..n-1] (permutation(seed, -1, n) with shuffle, else
- * 0..n-1) and the count of training rows, floor(n (1 - fraction)); the rest of the order is the
- * validation rows (the NumPy module's split_validation). */
+/* train.validation (split_validation): order[0..n-1] = permutation(seed, -1, n) with shuffle
+ * (-1 under NO_SHUFFLE), else 0..n-1; returns floor(n (1 - fraction)), the training rows. */
 long xor_validation_split(long n, double fraction, int shuffle, uint64_t seed, long *order);
 
 /* Fraction of samples classified right (cross-entropy and binary cross-entropy), else -1. */
