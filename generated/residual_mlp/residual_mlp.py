@@ -726,20 +726,41 @@ def train_validated(
     """
     seed = SEED if seed is None else seed
     state = init_state(params) if state is None else state
+    run = (
+        (epoch, train(params, X, T, 1, batch_size, shuffle, seed, state, None, epoch)[-1])
+        for epoch in range(first_epoch, first_epoch + epochs)
+    )
+    return keep_best(run, params, lambda: validation_loss(params, X_val, T_val),
+                     first_epoch + epochs, patience, min_delta, progress)  # fmt: skip
+
+
+def keep_best(run, params, score, last, patience=None, min_delta=0.0, progress=None):
+    """The early-stopping rule of every target (Keras' EarlyStopping(restore_best_weights=True)):
+    over run, an iterator of (epoch, mean training loss) that trains as it goes, score() the
+    validation loss after each epoch; an epoch is the best so far when its score is below the
+    best before it by more than min_delta; with patience, stop after `patience` epochs in a row
+    that are not the best, close run (a generator's cleanup writes its weights back first) and
+    put the best epoch's weights back into params.
+
+    progress(epoch, last, mean_loss, val_loss, best_epoch) is called after each epoch.
+    Returns (mean training loss per epoch, validation loss per epoch, best epoch).
+    """
     history, val_history = [], []
     best, best_epoch, kept, wait = math.inf, None, None, 0
-    for epoch in range(first_epoch, first_epoch + epochs):
-        history += train(params, X, T, 1, batch_size, shuffle, seed, state, None, epoch)
-        val_history.append(validation_loss(params, X_val, T_val))
+    for epoch, mean_loss in run:
+        history.append(mean_loss)
+        val_history.append(score())
         if val_history[-1] < best - min_delta:
             best, best_epoch, wait = val_history[-1], epoch, 0
             kept = {name: value.copy() for name, value in params.items()}
         else:
             wait += 1
         if progress is not None:
-            progress(epoch, first_epoch + epochs, history[-1], val_history[-1], best_epoch)
+            progress(epoch, last, mean_loss, val_history[-1], best_epoch)
         if patience is not None and wait >= patience:
             break
+    if hasattr(run, "close"):
+        run.close()
     if patience is not None and kept is not None:
         for name, value in kept.items():
             params[name][...] = value

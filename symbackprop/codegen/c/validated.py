@@ -6,9 +6,10 @@ library's own split (<name>_validation_split) and train_from, so that ``symbackp
 from __future__ import annotations
 
 import ctypes
-import math
 
 import numpy as np
+
+from ..numpy.runtime import keep_best
 
 
 class ValidationMixin:
@@ -45,24 +46,12 @@ class ValidationMixin:
         """The NumPy module's train_validated: epoch by epoch, the validation loss after each,
         Keras' EarlyStopping(restore_best_weights=True) rule with ``patience``."""
         state = self.init_state(params) if state is None else state
-        history, val_history = [], []
-        best, best_epoch, kept, wait = math.inf, None, None, 0
-        for epoch in range(first_epoch, first_epoch + epochs):
-            history += self.train(params, X, T, 1, batch_size, shuffle, seed, state, None, epoch)
-            val_history.append(self.validation_loss(params, X_val, T_val))
-            if val_history[-1] < best - min_delta:
-                best, best_epoch, wait = val_history[-1], epoch, 0
-                kept = {name: value.copy() for name, value in params.items()}
-            else:
-                wait += 1
-            if progress is not None:
-                progress(epoch, first_epoch + epochs, history[-1], val_history[-1], best_epoch)
-            if patience is not None and wait >= patience:
-                break
-        if patience is not None and kept is not None:
-            for name, value in kept.items():
-                params[name][...] = value
-        return history, val_history, best_epoch
+        run = (
+            (epoch, self.train(params, X, T, 1, batch_size, shuffle, seed, state, None, epoch)[-1])
+            for epoch in range(first_epoch, first_epoch + epochs)
+        )
+        return keep_best(run, params, lambda: self.validation_loss(params, X_val, T_val),
+                         first_epoch + epochs, patience, min_delta, progress)  # fmt: skip
 
 
 __all__ = ["ValidationMixin"]

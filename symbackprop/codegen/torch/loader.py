@@ -6,7 +6,6 @@ tests use every target alike.
 from __future__ import annotations
 
 import inspect
-import math
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +16,7 @@ import torch
 from ...core import prng
 from ...core.derivation import Derivation
 from ..numpy.loader import load_numpy
+from ..numpy.runtime import keep_best
 
 
 def load_torch(path: str | Path) -> ModuleType:
@@ -180,28 +180,9 @@ class TorchTarget:
         """The NumPy module's train_validated (from epoch 0: no resuming here)."""
         if first_epoch:
             raise ValueError("train_validated: the torch target starts at epoch 0")
-        history, val_history = [], []
-        best, best_epoch, kept, wait = math.inf, None, None, 0
         run = self._epochs(params, X, T, epochs, batch_size, shuffle, seed, state)
-        try:
-            for epoch, mean_loss in run:
-                history.append(mean_loss)
-                val_history.append(self.validation_loss(params, X_val, T_val))
-                if val_history[-1] < best - min_delta:
-                    best, best_epoch, wait = val_history[-1], epoch, 0
-                    kept = {name: value.copy() for name, value in params.items()}
-                else:
-                    wait += 1
-                if progress is not None:
-                    progress(epoch, epochs, mean_loss, val_history[-1], best_epoch)
-                if patience is not None and wait >= patience:
-                    break
-        finally:
-            run.close()
-        if patience is not None and kept is not None:
-            for name, value in kept.items():
-                params[name][...] = value
-        return history, val_history, best_epoch
+        return keep_best(run, params, lambda: self.validation_loss(params, X_val, T_val), epochs,
+                         patience, min_delta, progress)  # fmt: skip
 
     def accuracy(self, params: dict, X, T) -> float | None:
         """Fraction of samples classified right (classifiers only), else None."""
