@@ -115,7 +115,7 @@ GRU_TEXTBOOK = (
      r"U_n \mathbf{h}_{t-1} + \mathbf{b}_{hn}\right)\right),\ \mathbf{h}_t = \left(1 - "
      r"\mathbf{z}_t\right) \odot \mathbf{n}_t + \mathbf{z}_t \odot \mathbf{h}_{t-1}",
      "n_t = tanh(W_n x_t + b_n + r_t * (U_n h_(t-1) + br_n)), h_t = (1 - z_t) * n_t + "
-     "z_t * h_(t-1)", "candidate and new state, h_0 = 0"),
+     "z_t * h_(t-1)", "candidate and new state, $\\mathbf{h}_0 = \\mathbf{0}$"),
     (r"\frac{\partial E}{\partial W} = c \sum_n \sum_t \boldsymbol{\delta}x_t \mathbf{x}_t^T,"
      r"\quad \frac{\partial E}{\partial U} = c \sum_n \sum_t \boldsymbol{\delta}q_t "
      r"\mathbf{h}_{t-1}^T",
@@ -133,7 +133,7 @@ LSTM_TEXTBOOK = (
     (r"\mathbf{c}_t = \mathbf{f}_t \odot \mathbf{c}_{t-1} + \mathbf{i}_t \odot \mathbf{g}_t,"
      r"\ \mathbf{h}_t = \mathbf{o}_t \odot \tanh\left(\mathbf{c}_t\right)",
      "c_t = f_t * c_(t-1) + i_t * g_t, h_t = o_t * tanh(c_t)",
-     "cell state and hidden state, h_0 = c_0 = 0"),
+     "cell state and hidden state, $\\mathbf{h}_0 = \\mathbf{c}_0 = \\mathbf{0}$"),
     (r"\boldsymbol{\delta}c_t = \frac{\partial \ell}{\partial \mathbf{c}_t} + "
      r"\boldsymbol{\delta}c_{t+1} \odot \mathbf{f}_{t+1},\quad \frac{\partial E}{\partial U} = "
      r"c \sum_n \sum_t \boldsymbol{\delta}q_t \mathbf{h}_{t-1}^T",
