@@ -85,6 +85,7 @@ def test_kernel_gradient_as_a_correlation(conv, formula):
     assert tex.isprintable() or "\n" in tex and all(line.isprintable() for line in tex.split("\n"))
     assert (rf"\quad \text{{({settings})}}" in tex) == bool(settings), tex  # the layer's settings
     assert verify(spec, "W1", wrong.correct_formula).equivalent
+    assert verify(spec, "W1", tex, latex=True).equivalent  # the LaTeX pastes back, settings too
     assert verify(spec, "W1", formula).equivalent
 
 

@@ -224,6 +224,9 @@ class _Parser:
             if (word in FUNCTIONS or word in DERIVABLE or word in _MAPS) and self.peek() == "}":
                 self.take()
                 return self.function(word)
+            if word == "reshape" and self.peek() == "}" and self.peek(1) == "_" and self.matrix:
+                self.i += 2
+                return self.reshape()
             if len(word) > 1 and self.peek() == "}":
                 known = ", ".join(sorted({*FUNCTIONS, *DERIVABLE}))
                 raise self.fail(f"unknown function {tok}{{{word}}}; known: {known}")
@@ -291,6 +294,22 @@ class _Parser:
         out = self.expr()
         self.take("}")
         return out
+
+    def reshape(self) -> str:
+        r"""``\operatorname{reshape}_{2 \times 1 \times 1}\left(v\right)``, as verify prints
+        a flatten's δ, is ``reshape(v, 2, 1, 1)``."""
+        self.take("{")
+        dims = [self.take()]
+        while self.peek() == r"\times":
+            self.take()
+            dims.append(self.take())
+        self.take("}")
+        if not all(d.isdigit() for d in dims):
+            raise self.fail(r"reshape's shape is whole numbers joined by \times")
+        self.take("(")
+        arg = self.expr()
+        self.take(")")
+        return f"reshape({arg}, {', '.join(dims)})"
 
     def function(self, fname: str) -> str:
         prime = self.peek() == "'"
@@ -390,6 +409,23 @@ class _Parser:
         return ("_" if split else "").join(parts)
 
 
+_VALUE = r"(?:\d+|\((?:\d+|\(\d+, ?\d+\))(?:, ?(?:\d+|\(\d+, ?\d+\)))*\))"
+_SETTING = rf"(?:stride|padding|dilation|groups)={_VALUE}"
+# a correlation's settings as verify prints them after it: \quad \text{(stride=2, padding=1)}
+_SETTINGS = re.compile(rf"\\quad\s*\\text\{{\(({_SETTING}(?:, ?{_SETTING})*)\)\}}\s*$")
+
+
+def _with_settings(expr: str, settings: str, field: str) -> str:
+    """``corr(a, b)`` of a parsed formula with the printed settings as its keywords."""
+    if expr.count("corr(") != 1:
+        raise SpecError(field, r"LaTeX: \text{(stride=...)} follows one \operatorname{corr}(...)")
+    at, depth = expr.index("corr(") + len("corr("), 1
+    while depth:
+        depth += {"(": 1, ")": -1}.get(expr[at], 0)
+        at += 1
+    return f"{expr[: at - 1]}, {settings}{expr[at - 1 :]}"
+
+
 def latex_to_expr(text: str, matrix: bool = False, field: str = "--expr") -> str:
     """Translate a LaTeX hand derivation into the plain expression grammar (CONTRACT §4).
 
@@ -407,7 +443,11 @@ def latex_to_expr(text: str, matrix: bool = False, field: str = "--expr") -> str
     if len(text) > MAX_LATEX_LENGTH:
         raise SpecError(field, f"expression too long ({len(text)} > {MAX_LATEX_LENGTH} characters)")
     text = text.strip().strip("$").strip()
+    settings = _SETTINGS.search(text) if matrix else None
     try:
+        if settings:
+            expr = _Parser(text[: settings.start()], matrix, field).parse()
+            return _with_settings(expr, settings.group(1), field)
         return _Parser(text, matrix, field).parse()
     except RecursionError:
         raise SpecError(field, "LaTeX: expression nested too deeply") from None
