@@ -12,21 +12,17 @@ from __future__ import annotations
 import re
 
 from ..printing.mathml import to_text
+from ..printing.tex_tree import SYMBOLS
 
 _MATH = re.compile(r"\$([^$]+)\$")
 # Unicode mathematics in an op's or a step's prose (the text format's spelling, "∂ℓ/∂x ⊙ γ"), as
 # LaTeX commands: a note reaches LaTeX and Markdown as mathematics, never as characters that
 # pdflatex cannot typeset.
-_UNICODE_TEX = {
-    "∂": r"\partial", "ℓ": r"\ell", "δ": r"\delta", "Δ": r"\Delta", "Σ": r"\Sigma",
-    "∑": r"\sum", "⊙": r"\odot", "⋆": r"\star", "ᵀ": "^{T}", "−": "-", "σ": r"\sigma",
-    "θ": r"\theta", "×": r"\times", "·": r"\cdot", "∇": r"\nabla", "∈": r"\in", "≤": r"\le",
-    "≥": r"\ge", "≠": r"\ne", "≈": r"\approx", "√": r"\surd", "→": r"\to",
-    "←": r"\leftarrow", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "ε": r"\epsilon",
-    "η": r"\eta", "λ": r"\lambda", "μ": r"\mu", "τ": r"\tau", "ρ": r"\rho", "ω": r"\omega",
-    "φ": r"\phi", "π": r"\pi", "∞": r"\infty", "′": "'", "…": r"\ldots", "ₙ": "_{n}",
-    "ₜ": "_{t}", "ₖ": "_{k}", "₀": "_{0}", "₁": "_{1}", "²": "^{2}", "𝟙": r"\mathbb{1}",
-}  # fmt: skip
+_UNICODE_TEX = {ch: "\\" + cmd for cmd, ch in SYMBOLS.items() if not ch.isascii()}
+_UNICODE_TEX.update({  # what the text format writes that is no single command's character
+    "−": "-", "′": "'", "ᵀ": "^{T}", "√": r"\surd", "²": "^{2}", "𝟙": r"\mathbb{1}",
+    "ₙ": "_{n}", "ₜ": "_{t}", "ₖ": "_{k}", "₀": "_{0}", "₁": "_{1}",
+})  # fmt: skip
 _SUB = r"(?:_\{[^{}$]*\}|_[A-Za-z0-9]+)"
 _IDENT = rf"[A-Za-z][A-Za-z0-9]*{_SUB}?"
 _UNIT = rf"(?:{_IDENT})?(?:[A-Za-z]\u0302|[^\x00-\x7f])[A-Za-z0-9]*{_SUB}?|{_IDENT}(?=ᵀ)"

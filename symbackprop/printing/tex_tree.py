@@ -46,6 +46,9 @@ _OPS = {
     "otimes": "⊗", "oplus": "⊕", "prime": "′",
 }  # fmt: skip
 _LARGE = {"sum": "∑", "prod": "∏", "int": "∫", "bigodot": "⨀", "bigoplus": "⨁"}
+# every command that stands for one character, for the way back (document.prose writes the
+# Unicode mathematics of a note as these commands)
+SYMBOLS = {**_GREEK, **_IDENT, **_OPS, **_LARGE}
 _FUNCS = {"log", "ln", "exp", "sin", "cos", "tan", "tanh", "sinh", "cosh", "erf", "det",
           "max", "min", "sup", "inf", "lim", "arg", "sgn", "softmax"}  # fmt: skip
 _LIMIT_FUNCS = {"max", "min", "sup", "inf", "lim", "argmax", "argmin"}
