@@ -23,8 +23,7 @@ from .spec.errors import SpecError
 from .spec.fields import MAX_COUNT
 from .spec.load import load_spec
 from .spec.samples import load_samples
-from .verify.api import add_parser as add_verify_parser
-from .verify.api import run as run_verify
+from .verify.api import add_parser as add_verify_parser, run as run_verify
 
 FORMATS = ("text", "latex", "markdown", "json", "html")
 

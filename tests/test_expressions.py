@@ -7,8 +7,7 @@ import time
 
 import pytest
 import sympy as sp
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from symbackprop.spec.errors import SpecError
 from symbackprop.spec.expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH, parse_expression

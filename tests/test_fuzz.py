@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 import sympy as sp
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from symbackprop.core import activations
 from symbackprop.core.activations import derive_activation

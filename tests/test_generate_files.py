@@ -13,8 +13,7 @@ import pytest
 
 import symbackprop
 from symbackprop.cli import main
-from symbackprop.codegen import files as files_mod
-from symbackprop.codegen import generate, render
+from symbackprop.codegen import files as files_mod, generate, render
 from symbackprop.codegen.c.build import CompileError, build_program
 from symbackprop.codegen.files import marker, ours
 from symbackprop.spec.errors import SpecError

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, note, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, note, settings, strategies as st
 from torch_reference import CUSTOM_ACTIVATIONS, CUSTOM_LOSSES, torch_forward, torch_step
 
 from symbackprop.core.prng import permutation

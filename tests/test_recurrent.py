@@ -11,127 +11,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from sequence_reference import (
+    Reference,
+    builder,
+    generate as _generate,
+    optimizer_for as _optimizer,
+    run as _run,
+    sequence_data as _data,
+    sequence_spec as _spec,
+)
 
 
 @pytest.fixture(scope="module", params=["numpy", "c", "torch"])
 def build(request, tmp_path_factory):
-    """build(spec dict) -> the generated target behind the NumPy module's functions, once per
-    spec: the NumPy module, the C library (load_c) or the torch module (each op's backward the
-    derived BPTT)."""
-    import json
-
-    import symbackprop
-    from symbackprop.codegen.c import c_module
-    from symbackprop.codegen.numpy import numpy_module
-    from symbackprop.codegen.torch import torch_module
-
-    make = {"numpy": numpy_module, "c": c_module, "torch": torch_module}[request.param]
-    cache: dict = {}
-
-    def _build(data: dict):
-        key = json.dumps(data, sort_keys=True)
-        if key not in cache:
-            folder = tmp_path_factory.mktemp(f"{request.param}-rnn")
-            cache[key] = make(symbackprop.derive(data), folder)
-        return cache[key]
-
-    return _build
-
-
-ACTS = {"identity": lambda z: z, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
-        "relu": torch.relu, "softmax": lambda z: z}  # fmt: skip
-
-
-class Reference(torch.nn.Module):
-    """The spec as torch modules: nn.RNN for rnn layers, nn.Linear for dense ones (a chain)."""
-
-    def __init__(self, spec: dict, params: dict, dtype):
-        super().__init__()
-        self.spec, self.mods = spec, torch.nn.ModuleList()
-        width = spec["inputs"][-1]
-        for i, ly in enumerate(spec["layers"], start=1):
-            if ly.get("type") == "rnn":
-                m = torch.nn.RNN(
-                    width,
-                    ly["units"],
-                    nonlinearity=ly.get("nonlinearity", "tanh"),
-                    bias=ly.get("bias", True),
-                    batch_first=True,
-                    dtype=dtype,
-                )
-                names = {"weight_ih_l0": f"W{i}", "weight_hh_l0": f"U{i}",
-                         "bias_ih_l0": f"b{i}", "bias_hh_l0": f"br{i}"}  # fmt: skip
-            else:
-                m = torch.nn.Linear(width, ly["units"], dtype=dtype)
-                names = {"weight": f"W{i}", "bias": f"b{i}"}
-            with torch.no_grad():
-                for own, ours in names.items():
-                    if hasattr(m, own) and getattr(m, own) is not None:
-                        getattr(m, own).copy_(torch.tensor(params[ours]))
-            m.names = names
-            self.mods.append(m)
-            width = ly["units"]
-
-    def forward(self, x):
-        for ly, m in zip(self.spec["layers"], self.mods, strict=True):
-            if ly.get("type") == "rnn":
-                k = ly.get("bptt") or x.shape[1]
-                parts, h = [], None
-                for start in range(0, x.shape[1], k):  # truncated BPTT: windows of k steps,
-                    seq, h = m(x[:, start : start + k], h)  # the state detached between them
-                    parts.append(seq)
-                    h = h.detach()
-                seq = torch.cat(parts, 1)
-                x = seq if ly.get("return_sequences", False) else seq[:, -1]
-            else:
-                x = ACTS[ly.get("activation", "identity")](m(x))
-        return x
-
-    def loss(self, x, t):
-        y = self.forward(x)
-        kind = self.spec.get("loss", "mse")
-        if kind == "mse":
-            return F.mse_loss(y, t)
-        if kind == "cross_entropy":
-            return F.cross_entropy(y, t)
-        raise ValueError(kind)
-
-    def named(self):
-        return {ours: getattr(m, own) for m in self.mods for own, ours in m.names.items()
-                if getattr(m, own, None) is not None}  # fmt: skip
-
-
-def _optimizer(spec, params):
-    opt = dict(spec.get("optimizer", {"type": "sgd"}))
-    kind = opt.pop("type")
-    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[kind]
-    return cls(params, **opt)
-
-
-def _sequence_output(spec) -> bool:
-    """The network's output is a sequence [T, units]: its last recurrent layer returns every
-    step, and only dense layers (acting on each step) follow it."""
-    rnns = [ly for ly in spec["layers"] if ly.get("type") == "rnn"]
-    return bool(rnns) and rnns[-1].get("return_sequences", False)
-
-
-def _data(spec, n, seed=0):
-    rng = np.random.default_rng(seed)
-    steps, feats = spec["inputs"]
-    x = rng.normal(size=(n, steps, feats))
-    outputs = spec["layers"][-1]["units"]
-    rows = (n, steps) if _sequence_output(spec) else (n,)
-    if spec.get("loss") == "cross_entropy":
-        t = np.eye(outputs)[rng.integers(0, outputs, rows)]
-    else:
-        t = rng.normal(size=(*rows, outputs))
-    return x, t
-
-
-def _spec(layers, steps=5, feats=3, loss="mse", optimizer=None, dtype="float64"):
-    return {"name": "seq", "inputs": [steps, feats], "dtype": dtype, "seed": 3, "layers": layers,
-            "loss": loss, "optimizer": optimizer or {"type": "sgd", "lr": 0.1}}  # fmt: skip
+    """build(spec dict) -> the generated target behind the NumPy module's functions."""
+    return builder(request.param, tmp_path_factory, "rnn")
 
 
 CASES = {
@@ -232,16 +126,6 @@ def test_default_init_is_pytorchs_distribution():
 # ---- the C target: equal to the NumPy target, strict and sanitizer-clean builds ---------------
 
 
-def _generate(spec: dict, folder) -> None:
-    import symbackprop
-    from symbackprop.codegen import render
-
-    d = symbackprop.derive(spec)
-    for target in ("c", "numpy"):
-        for name, text in render(d, target).items():
-            (folder / name).write_text(text)
-
-
 @pytest.mark.parametrize("optimizer", [{"type": "sgd", "lr": 0.1}, {"type": "adam", "lr": 0.01}],
                          ids=["sgd (fused one-chunk steps)", "adam"])  # fmt: skip
 def test_c_equals_numpy(optimizer, tmp_path):
@@ -272,13 +156,6 @@ def test_c_equals_numpy(optimizer, tmp_path):
     )
     for name in pp:
         np.testing.assert_allclose(pc[name], pp[name], rtol=1e-11, atol=1e-12)
-
-
-def _run(program, *args):
-    import subprocess
-
-    return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
-                          timeout=120, cwd=program.parent)  # fmt: skip
 
 
 @pytest.mark.parametrize("flags", [["-Wall", "-Wextra", "-Werror", "-pedantic"],

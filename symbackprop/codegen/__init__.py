@@ -13,9 +13,7 @@ from pathlib import Path
 from ..core.chain_rule import derive as _derive
 from ..core.derivation import Derivation
 from ..spec.load import Spec
-from . import c as c_target
-from . import numpy as numpy_target
-from . import torch as torch_target
+from . import c as c_target, numpy as numpy_target, torch as torch_target
 from .files import write_files
 from .program import Program, lower
 from .target import Target

@@ -32,9 +32,7 @@ from .expressions import parse_expression
 from .fields import _choice, _Fields, _int, _kind, _name, _num
 from .files import read_data_file
 from .params import real_derivative, small_derivative
-from .training import OptimizerSpec, TrainSpec
-from .training import optimizer as _optimizer
-from .training import train as _train
+from .training import OptimizerSpec, TrainSpec, optimizer as _optimizer, train as _train
 
 MAX_PARAMS = 200_000_000
 MAX_LAYERS = 1000

@@ -24,8 +24,7 @@ from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
 from . import sbp_math
-from .conv_layout import layout as conv_layout
-from .conv_layout import scratch as conv_scratch
+from .conv_layout import layout as conv_layout, scratch as conv_scratch
 
 # In the order write_files renames them into place: the sources, which check the header's build
 # id, before the header, so a set interrupted halfway does not compile.
