@@ -143,3 +143,60 @@ def run(program, *args):
 
     return subprocess.run([str(program), *map(str, args)], capture_output=True, text=True,
                           timeout=120, cwd=program.parent)  # fmt: skip
+
+
+def assert_c_equals_numpy(spec: dict, folder) -> None:
+    """The C library equals the NumPy module for ``spec``: the same initial weights bit for bit,
+    then steps on one chunk and on several (300 rows > CHUNK), forward, and train with shuffled
+    rows (float64: 1e-12 a step, 1e-11 after training)."""
+    import pytest
+
+    from symbackprop.codegen.c.loader import load_c
+    from symbackprop.codegen.numpy.loader import load_numpy
+
+    generate(spec, folder)
+    c, py = load_c(folder), load_numpy(folder / f"{spec['name']}.py")
+    pc, pp = c.init_params(), py.init_params()
+    for name in pp:
+        np.testing.assert_array_equal(pc[name], pp[name])
+    sc, sp_ = c.init_state(pc), py.init_state(pp)
+    x, t = sequence_data(spec, 300, seed=1)
+    for rows in (slice(0, 20), slice(0, 300), slice(20, 60)):
+        for _ in range(3):
+            assert c.step(pc, sc, x[rows], t[rows]) == pytest.approx(
+                py.step(pp, sp_, x[rows], t[rows]), rel=1e-12
+            )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c.forward(pc, x), py.forward(pp, x), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        c.train(pc, x, t, 2, 32, True, 5, sc), py.train(pp, x, t, 2, 32, True, 5, sp_), rtol=1e-11
+    )
+    for name in pp:
+        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-11, atol=1e-12)
+
+
+def assert_program_trains(spec: dict, flags: list[str], folder) -> None:
+    """The C program built with ``flags`` trains and predicts on a CSV of [T·F features, targets]
+    rows, with no sanitizer report, and predicts one line a row."""
+    import os
+
+    import pytest
+
+    from symbackprop.codegen.c.build import build_program
+
+    generate(spec, folder)
+    try:
+        program = build_program(folder, flags)
+    except Exception:
+        if "-fsanitize=address,undefined" not in flags or os.environ.get("CI"):
+            raise
+        pytest.skip("no sanitizer runtime on this machine")
+    x, t = sequence_data(spec, 40)
+    np.savetxt(folder / "seq.csv", np.hstack([x.reshape(40, -1), t]), delimiter=",")
+    out = run(program, "train", folder / "seq.csv", "--epochs", "3", "--batch-size", "7",
+              "--out", folder / "w.txt")  # fmt: skip
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    out = run(program, "predict", folder / "w.txt", folder / "seq.csv")
+    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 40

@@ -13,8 +13,9 @@ import pytest
 import torch
 from sequence_reference import (
     Reference,
+    assert_c_equals_numpy,
+    assert_program_trains,
     builder,
-    generate as _generate,
     optimizer_for as _optimizer,
     run as _run,
     sequence_data as _data,
@@ -130,32 +131,10 @@ def test_default_init_is_pytorchs_distribution():
                          ids=["sgd (fused one-chunk steps)", "adam"])  # fmt: skip
 def test_c_equals_numpy(optimizer, tmp_path):
     """Many steps, batches of one chunk and of several (300 rows > CHUNK) and shuffled rows."""
-    from symbackprop.codegen.c.loader import load_c
-    from symbackprop.codegen.numpy.loader import load_numpy
-
     spec = _spec([{"type": "rnn", "units": 5, "return_sequences": True},
                   {"type": "rnn", "units": 4, "nonlinearity": "relu"}, {"units": 2}], steps=6,
                  optimizer=optimizer)  # fmt: skip
-    _generate(spec, tmp_path)
-    c, py = load_c(tmp_path), load_numpy(tmp_path / "seq.py")
-    pc, pp = c.init_params(), py.init_params()
-    for name in pp:
-        np.testing.assert_array_equal(pc[name], pp[name])
-    sc, sp_ = c.init_state(pc), py.init_state(pp)
-    x, t = _data(spec, 300, seed=1)
-    for rows in (slice(0, 20), slice(0, 300), slice(20, 60)):
-        for _ in range(3):
-            assert c.step(pc, sc, x[rows], t[rows]) == pytest.approx(
-                py.step(pp, sp_, x[rows], t[rows]), rel=1e-12
-            )
-    for name in pp:
-        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(c.forward(pc, x), py.forward(pp, x), rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(
-        c.train(pc, x, t, 2, 32, True, 5, sc), py.train(pp, x, t, 2, 32, True, 5, sp_), rtol=1e-11
-    )
-    for name in pp:
-        np.testing.assert_allclose(pc[name], pp[name], rtol=1e-11, atol=1e-12)
+    assert_c_equals_numpy(spec, tmp_path)
 
 
 @pytest.mark.parametrize("flags", [["-Wall", "-Wextra", "-Werror", "-pedantic"],
@@ -164,27 +143,9 @@ def test_c_equals_numpy(optimizer, tmp_path):
                          ids=["strict", "sanitizers"])  # fmt: skip
 def test_c_program_trains_on_flattened_sequence_rows(flags, tmp_path):
     """The program trains and predicts on a CSV of [T·F features, targets] rows."""
-    import os
-
-    from symbackprop.codegen.c.build import build_program
-
     spec = _spec([{"type": "rnn", "units": 4, "return_sequences": True},
                   {"type": "rnn", "units": 3}, {"units": 2}], steps=3, feats=2)  # fmt: skip
-    _generate(spec, tmp_path)
-    try:
-        program = build_program(tmp_path, flags)
-    except Exception:
-        if "-fsanitize=address,undefined" not in flags or os.environ.get("CI"):
-            raise
-        pytest.skip("no sanitizer runtime on this machine")
-    x, t = _data(spec, 40)
-    np.savetxt(tmp_path / "seq.csv", np.hstack([x.reshape(40, -1), t]), delimiter=",")
-    out = _run(program, "train", tmp_path / "seq.csv", "--epochs", "3", "--batch-size", "7",
-               "--out", tmp_path / "w.txt")  # fmt: skip
-    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
-    out = _run(program, "predict", tmp_path / "w.txt", tmp_path / "seq.csv")
-    assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
-    assert len(out.stdout.splitlines()) == 40
+    assert_program_trains(spec, flags, tmp_path)
 
 
 # ---- documents: scalar mode and the worked example (T = 3) -----------------------------------
