@@ -200,3 +200,49 @@ def assert_program_trains(spec: dict, flags: list[str], folder) -> None:
     out = run(program, "predict", folder / "w.txt", folder / "seq.csv")
     assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
     assert len(out.stdout.splitlines()) == 40
+
+
+def assert_follows_torch(net, spec: dict, label: str = "", steps: int = 10) -> None:
+    """``net`` (a built target) follows the torch Reference of ``spec`` with copied weights for
+    ``steps`` optimizer steps on 7 rows (float64): the first gradients, every loss and the
+    parameters after every step to 1e-10."""
+    import pytest
+
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float64)
+    opt = optimizer_for(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = sequence_data(spec, 7)
+    xt, tt = torch.tensor(x), torch.tensor(t)
+    for step in range(steps):
+        opt.zero_grad()
+        want = ref.loss(xt, tt)
+        want.backward()
+        if step == 0:
+            _, grads = net.loss_and_grad(params, x, t)
+            for name, p in ref.named().items():
+                np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
+                                           err_msg=f"{label}: dE/d{name}")  # fmt: skip
+        assert net.step(params, state, x, t) == pytest.approx(want.item(), rel=1e-10)
+        opt.step()
+        for name, p in ref.named().items():
+            np.testing.assert_allclose(
+                params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12,
+                err_msg=f"{label}: {name} after step {step + 1}")  # fmt: skip
+
+
+def assert_float32_follows_torch(net, spec: dict, steps: int = 10) -> None:
+    """``net`` (a float32 spec's target) ends within 1e-4 of the float32 Reference after ``steps``
+    optimizer steps on 9 rows."""
+    params = net.init_params()
+    ref = Reference(spec, params, torch.float32)
+    opt = optimizer_for(spec, ref.parameters())
+    state = net.init_state(params)
+    x, t = (a.astype(np.float32) for a in sequence_data(spec, 9))
+    for _ in range(steps):
+        opt.zero_grad()
+        ref.loss(torch.tensor(x), torch.tensor(t)).backward()
+        net.step(params, state, x, t)
+        opt.step()
+    for name, p in ref.named().items():
+        np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -16,10 +16,10 @@ from sequence_reference import (
     RECURRENT,
     Reference,
     assert_c_equals_numpy,
+    assert_float32_follows_torch,
+    assert_follows_torch,
     assert_program_trains,
     builder,
-    optimizer_for as _optimizer,
-    sequence_data as _data,
     sequence_spec as _spec,
 )
 
@@ -57,48 +57,14 @@ CASES = {**_cases("gru"), **_cases("lstm")}
 @pytest.mark.parametrize("label", CASES)
 def test_training_steps_follow_torch(build, label):
     spec = CASES[label]
-    net = build(spec)
-    params = net.init_params()
-    ref = Reference(spec, params, torch.float64)
-    opt = _optimizer(spec, ref.parameters())
-    state = net.init_state(params)
-    x, t = _data(spec, 7)
-    xt, tt = torch.tensor(x), torch.tensor(t)
-    for step in range(10):
-        opt.zero_grad()
-        want = ref.loss(xt, tt)
-        want.backward()
-        if step == 0:
-            e, grads = net.loss_and_grad(params, x, t)
-            for name, p in ref.named().items():
-                np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12,
-                                           err_msg=name)  # fmt: skip
-        got = net.step(params, state, x, t)
-        assert got == pytest.approx(want.item(), rel=1e-10)
-        opt.step()
-        for name, p in ref.named().items():
-            np.testing.assert_allclose(
-                params[name], p.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=f"{name} {step}"
-            )
+    assert_follows_torch(build(spec), spec, label)
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 def test_float32_follows_torch(build, kind):
     spec = _spec([{"type": kind, "units": 6, "return_sequences": True}, {"units": 2}], steps=8,
                  dtype="float32", optimizer={"type": "adam", "lr": 0.01})  # fmt: skip
-    net = build(spec)
-    params = net.init_params()
-    ref = Reference(spec, params, torch.float32)
-    opt = _optimizer(spec, ref.parameters())
-    state = net.init_state(params)
-    x, t = (a.astype(np.float32) for a in _data(spec, 9))
-    for _ in range(10):
-        opt.zero_grad()
-        ref.loss(torch.tensor(x), torch.tensor(t)).backward()
-        net.step(params, state, x, t)
-        opt.step()
-    for name, p in ref.named().items():
-        np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert_float32_follows_torch(build(spec), spec)
 
 
 @pytest.mark.parametrize("kind, gates", [("gru", 3), ("lstm", 4)])

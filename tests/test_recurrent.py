@@ -14,9 +14,10 @@ import torch
 from sequence_reference import (
     Reference,
     assert_c_equals_numpy,
+    assert_float32_follows_torch,
+    assert_follows_torch,
     assert_program_trains,
     builder,
-    optimizer_for as _optimizer,
     run as _run,
     sequence_data as _data,
     sequence_spec as _spec,
@@ -55,50 +56,13 @@ CASES = {
 @pytest.mark.parametrize("label", CASES)
 def test_training_steps_follow_torch_rnn(build, label):
     spec = CASES[label]
-    net = build(spec)
-    params = net.init_params()
-    ref = Reference(spec, params, torch.float64)
-    opt = _optimizer(spec, ref.parameters())
-    state = net.init_state(params)
-    x, t = _data(spec, 7)
-    xt, tt = torch.tensor(x), torch.tensor(t)
-    for step in range(10):
-        opt.zero_grad()
-        want = ref.loss(xt, tt)
-        want.backward()
-        if step == 0:
-            e, grads = net.loss_and_grad(params, x, t)
-            for name, p in ref.named().items():
-                np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12)
-        got = net.step(params, state, x, t)
-        assert got == pytest.approx(want.item(), rel=1e-10)
-        opt.step()
-        for name, p in ref.named().items():
-            np.testing.assert_allclose(
-                params[name],
-                p.detach().numpy(),
-                rtol=1e-10,
-                atol=1e-12,
-                err_msg=f"{label}: {name} after step {step + 1}",
-            )
+    assert_follows_torch(build(spec), spec, label)
 
 
 def test_float32_follows_torch(build):
     spec = _spec([{"type": "rnn", "units": 6}, {"units": 2}], steps=8, dtype="float32",
                  optimizer={"type": "adam", "lr": 0.01})  # fmt: skip
-    net = build(spec)
-    params = net.init_params()
-    ref = Reference(spec, params, torch.float32)
-    opt = _optimizer(spec, ref.parameters())
-    state = net.init_state(params)
-    x, t = (a.astype(np.float32) for a in _data(spec, 9))
-    for _ in range(10):
-        opt.zero_grad()
-        ref.loss(torch.tensor(x), torch.tensor(t)).backward()
-        net.step(params, state, x, t)
-        opt.step()
-    for name, p in ref.named().items():
-        np.testing.assert_allclose(params[name], p.detach().numpy(), rtol=1e-4, atol=1e-5)
+    assert_float32_follows_torch(build(spec), spec)
 
 
 def test_sequence_rows_may_come_flattened(build):
