@@ -265,8 +265,8 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["channels"], out["positions"] = mapped[0], math.prod(mapped[1:])
     elif op.kind == "mask":  # a map's mask is drawn over its flat elements
         out["p"], out["width"] = repr(float(op.attr("p"))), math.prod(op.attr("shape"))
-        # u >= p, u = (h >> 11)·2⁻⁵³, is (h >> 11) >= ⌈p·2⁵³⌉ exactly (p·2⁵³ is exact)
-        out["threshold"] = math.ceil(float(op.attr("p")) * 2.0**53)
+        # u >= p, u = h·2⁻³², is h >= T = ⌈p·2³²⌉ exactly, that is h > T − 1 (T ≥ 1)
+        out["threshold"] = prng.dropout_threshold(float(op.attr("p")))
     elif op.kind in _SEQUENCE_OPS:
         _sequence_op(out, o, program, widths, dtype)
     elif op.kind in ("cell", "cell_bptt"):
@@ -442,6 +442,7 @@ def _metadata(program: Program, params: list[dict]) -> list[str]:
     spec, upd = program.spec, program.update
     meta = {
         **program.summary(),
+        "min_rows": program.min_rows,
         "params": [[p["name"], p["shape"], p["trainable"]] for p in params],
         "hyper": [[h, v] for h, v in upd.hyper],
         "state": list(upd.state),
@@ -580,6 +581,7 @@ def context(program: Program) -> dict:
         )
         else None,
         "dropout": any(o["kind"] == "mask" for o in forward),
+        "min_rows": program.min_rows,
         "loss_op": loss,
         "backward": backward,
         "backward_uses_n": any(o.get("uses_n") for o in backward),
