@@ -312,7 +312,7 @@ def hash32(x: np.ndarray) -> np.ndarray:
 
 
 def dropout_threshold(p: float) -> int:
-    """T = ceil(p * 2^32): u = h * 2^-32 >= p exactly when the integer h >= T (p * 2^32 is exact)."""
+    """T = ceil(p * 2^32): u = h * 2^-32 >= p exactly when the integer h >= T (p * 2^32 exact)."""
     return math.ceil(float(p) * 2.0**32)
 
 

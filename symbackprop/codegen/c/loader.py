@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.derivation import Derivation
+from ...core.layers.normalization import ONE_ROW
 from ...spec.errors import SpecError
 from ..files import write_files
 from ..npyfiles import npz_data
@@ -55,12 +56,6 @@ _PROTOTYPES = {
 # newer than some generated libraries still in use; eval_loss is generated only where the two
 # modes differ (elsewhere it would be loss)
 _OPTIONAL = ("validation_split", "eval_loss")
-
-
-ONE_ROW = (
-    "batch_norm needs more than one value per channel in training mode (as PyTorch: "
-    "'Expected more than 1 value per channel when training')"
-)  # the NumPy module's words (codegen/numpy/runtime.py)
 
 
 def _fail(message: str):
@@ -323,9 +318,7 @@ class CModule(ValidationMixin):
         if errors:
             raise errors[0]
         if rc == -2:
-            raise ValueError(
-                f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}"
-            )
+            raise ValueError(f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}")
         if rc < 0:
             raise ValueError(
                 f"train: bad arguments (n={n}, epochs={epochs}, "

@@ -76,6 +76,8 @@ def dropout_key(seed, step, layer):
     return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
 
 
+ONE_ROW = ("batch_norm needs more than one value per channel in training mode (as PyTorch: "
+           "'Expected more than 1 value per channel when training')")  # fmt: skip
 DROPOUT_GOLDEN = 0x9E3779B9  # the masks' Weyl step (core/prng.py's)
 _MASK32 = 0xFFFFFFFF
 

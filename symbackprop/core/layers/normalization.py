@@ -167,6 +167,12 @@ LAYER_NORM_TEXTBOOK = (
      "layer norm backward, closed form"),
 )  # fmt: skip
 
+ONE_ROW = (
+    "batch_norm needs more than one value per channel in training mode (as PyTorch: "
+    "'Expected more than 1 value per channel when training')"
+)  # every target's words (the generated NumPy and torch modules carry a copy)
+
+
 def min_training_rows(layers: Iterable) -> int:
     """The fewest rows a training-mode batch may have: 2 when a batch_norm layer normalizes one
     number per channel and sample (over features, or over maps of one position), else 1.
