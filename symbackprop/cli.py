@@ -18,6 +18,7 @@ from .codegen.files import check_writable, write_atomic, write_files
 from .codegen.schedule import lr_at
 from .core.chain_rule import derive
 from .core.evaluate import evaluate
+from .core.layers.normalization import ONE_ROW, min_training_rows, short_batch
 from .document.sections import render
 from .spec.errors import SpecError
 from .spec.fields import MAX_COUNT
@@ -239,6 +240,10 @@ def cmd_train(args) -> int:
                                                          spec.train.shuffle)  # fmt: skip
         except ValueError as exc:
             raise SpecError("train.validation", str(exc), args.data) from None
+    if short_batch(len(x), batch, min_training_rows(d.spec.layers)):  # as PyTorch would refuse it
+        field = "--batch-size" if args.batch_size else "train.batch_size"
+        reason = f"{batch} leaves a batch of one row of {len(x)} training rows; {ONE_ROW}"
+        raise SpecError(field, reason, args.data)
 
     def progress(epoch, total, mean_loss, val_loss=None, best=None):
         finite = all(np.isfinite(value).all() for value in params.values())

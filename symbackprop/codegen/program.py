@@ -96,6 +96,14 @@ class Program:
         return tuple(o.op for o in self.evaluation) != tuple(o.op for o in self.forward)
 
     @property
+    def min_rows(self) -> int:
+        """The fewest rows of a training-mode batch (2 with batch norm over one number per
+        channel and sample: core.layers.normalization.min_training_rows)."""
+        from ..core.layers.normalization import min_training_rows
+
+        return min_training_rows(self.layers)
+
+    @property
     def buffers(self) -> tuple[Param, ...]:
         return tuple(p for p in self.params if p.role == "buffer")
 

@@ -295,8 +295,36 @@ def dropout_key(seed: int, step: int, layer: int) -> int:
     return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
 
 
+DROPOUT_GOLDEN = 0x9E3779B9  # 2^32 / golden ratio, odd: the masks' Weyl step
+_MASK32 = 0xFFFFFFFF
+
+
+def hash32(x: np.ndarray) -> np.ndarray:
+    """A 32-bit integer hash (Wellons' lowbias32) of uint32 values held in a uint64 array: each
+    product is below 2^64 and is cut back to 32 bits, so NumPy, C (uint32_t) and torch (int64)
+    compute the same bits."""
+    x = np.asarray(x, dtype=np.uint64) & np.uint64(_MASK32)
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & np.uint64(_MASK32)
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & np.uint64(_MASK32)
+    return x ^ (x >> np.uint64(16))
+
+
+def dropout_threshold(p: float) -> int:
+    """T = ceil(p * 2^32): u = h * 2^-32 >= p exactly when the integer h >= T (p * 2^32 exact)."""
+    return math.ceil(float(p) * 2.0**32)
+
+
 def dropout_keep(key: int, first: int, rows: int, width: int, p: float) -> np.ndarray:
-    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
-    kept when u(key, r * width + j) >= p, so each is dropped with probability p."""
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j), index
+    i = r * width + j, is kept when u_i = h_i * 2^-32 >= p, h_i = hash32(lo32(key) + (i + 1) *
+    DROPOUT_GOLDEN mod 2^32), so each is dropped with probability p (to 2^-32).
+
+    One 32-bit hash per element (not splitmix64's 64-bit one): the C loop runs in 32-bit vector
+    lanes. The indices of a batch's mask are distinct modulo 2^32 (a layer's mask per step has
+    fewer than 2^32 elements)."""
     idx = np.arange(first * width, (first + rows) * width, dtype=np.uint64)
-    return (_u(key, idx) >= p).reshape(rows, width)
+    with np.errstate(over="ignore"):
+        x = np.uint64(key & _MASK32) + (idx + np.uint64(1)) * np.uint64(DROPOUT_GOLDEN)
+    return (hash32(x) >= dropout_threshold(p)).reshape(rows, width)

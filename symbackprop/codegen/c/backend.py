@@ -128,6 +128,34 @@ def _column_roots(op, exprs, program: Program, printer: CCodePrinter) -> list[di
     return roots
 
 
+def _column_factors(op, expr, program: Program) -> tuple[sp.Expr, sp.Expr]:
+    """(the product of a map's factors that are the same for every row, the rest): batch norm's
+    γ/(N √(σ² + ε)) in its backward and 1/√(σ² + ε) in x̂, computed once per unit so that one
+    product, not a division, stays per element. Only when a division moves out of the loop
+    (the numbers then differ from NumPy's by roundings, far below the 1e-12 the targets keep)."""
+    if op.kind != "map" or not program.batch or not isinstance(expr, sp.Mul):
+        return sp.S.One, expr
+    per_batch = program.batch | {p.name for p in program.params} | {"N"}
+    column = [f for f in expr.args if f.free_symbols
+              and {s.name for s in f.free_symbols} <= per_batch]  # fmt: skip
+    divides = any(isinstance(n, sp.Pow) and n.exp.is_negative
+                  for f in column for n in sp.preorder_traversal(f))  # fmt: skip
+    if not divides or not {s.name for f in column for s in f.free_symbols} & program.batch:
+        return sp.S.One, expr
+    return sp.Mul(*column), sp.Mul(*(f for f in expr.args if f not in column))
+
+
+def _batch_scale(op, expr) -> tuple[sp.Expr, sp.Expr]:
+    """(the factors of a batch sum's terms that hold only N and numbers, the rest): Σ a/N is
+    computed as (Σ a)·(1/N), one product per unit instead of a division per element."""
+    if op.kind != "reduce" or op.attr("over") == "features" or not isinstance(expr, sp.Mul):
+        return sp.S.One, expr
+    scale = [f for f in expr.args if {s.name for s in f.free_symbols} <= {"N"}]
+    if not any(f.free_symbols for f in scale):
+        return sp.S.One, expr
+    return sp.Mul(*scale), sp.Mul(*(f for f in expr.args if f not in scale))
+
+
 _CONV_KINDS = {"conv", "conv_grad_input", "grad_conv_weight", "grad_conv_bias", "maxpool",
                "maxpool_backward", "avgpool", "avgpool_backward", "global_avgpool",
                "global_avgpool_backward"}  # fmt: skip
@@ -212,9 +240,19 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         symbols = set(expr.free_symbols).union(*(e.free_symbols for _, e in temps))
         symbols = {s for s in symbols if s.name not in temp_names}
         printer = CCodePrinter(dtype, _element_names(symbols, params, scalars))
-        out["roots"] = _column_roots(op, (expr, *(e for _, e in temps)), program, printer)
+        column, expr = _column_factors(op, expr, program)
+        out["batch_scale"], expr = _batch_scale(op, expr)
+        out["roots"] = []
+        if column != 1:  # before the roots: its square root, if any, is computed here once
+            name = f"{op.out}_col"
+            out["roots"].append({"name": name, "code": printer.doprint(column)})
+            expr = expr * sp.Symbol(name)
+            printer.names[name] = f"{name}[i]"
+        out["roots"] += _column_roots(op, (expr, *(e for _, e in temps)), program, printer)
         out["temps"] = [{"name": t.name, "code": printer.doprint(e)} for t, e in temps]
         out["expr"] = printer.doprint(expr)
+        scale = out["batch_scale"]
+        out["batch_scale"] = printer.doprint(scale) if scale != 1 else ""
         reads = {s.name for s in symbols if s.name in widths and s.name not in scalars}
         out["reads"] = sorted(reads - program.batch)
         out["batch_reads"] = sorted(reads & program.batch)  # one row for the whole batch
@@ -264,8 +302,8 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["channels"], out["positions"] = mapped[0], math.prod(mapped[1:])
     elif op.kind == "mask":  # a map's mask is drawn over its flat elements
         out["p"], out["width"] = repr(float(op.attr("p"))), math.prod(op.attr("shape"))
-        # u >= p, u = (h >> 11)·2⁻⁵³, is (h >> 11) >= ⌈p·2⁵³⌉ exactly (p·2⁵³ is exact)
-        out["threshold"] = math.ceil(float(op.attr("p")) * 2.0**53)
+        # u >= p, u = h·2⁻³², is h >= T = ⌈p·2³²⌉ exactly, that is h > T − 1 (T ≥ 1)
+        out["threshold"] = prng.dropout_threshold(float(op.attr("p")))
     elif op.kind in _SEQUENCE_OPS:
         _sequence_op(out, o, program, widths, dtype)
     elif op.kind in ("cell", "cell_bptt"):
@@ -436,11 +474,41 @@ def _weights_last(ops: list[dict]) -> list[dict]:
     return out + pending
 
 
+def _row_sum(o: dict) -> int | None:
+    """The width of a sum over the batch's rows that may share its row loop with its neighbours
+    (batch norm's backward: Σ g, Σ g ⊙ x̂ and the gradients of γ and β), else None."""
+    plain = o["m_rows"] == "m" and not o.get("scalars") and not o.get("batch_reads")
+    if o["kind"] == "reduce" and o["attrs"].get("over") == "batch" and plain:
+        return o["width"]
+    if o["kind"] == "grad_reduce" and o["attrs"].get("axes") != "all" and plain and not o["scale"]:
+        return o["cols"]
+    return None
+
+
+def _fuse_sums(ops: list[dict]) -> list[dict]:
+    """Consecutive row sums of one width, none reading another's result, become one op ``sums``:
+    one pass over the rows instead of one each (the same sums, added in the same order)."""
+    out: list[dict] = []
+    for o in ops:
+        prev = out[-1] if out else None
+        width = _row_sum(o)
+        if prev is not None and width is not None:
+            parts = prev["parts"] if prev["kind"] == "sums" else [prev]
+            written = {q["out"] for q in parts}
+            if _row_sum(parts[0]) == width and not written & set(o["reads"]):
+                reads = sorted({v for q in (*parts, o) for v in q["reads"]})
+                out[-1] = {"kind": "sums", "parts": [*parts, o], "width": width, "reads": reads}
+                continue
+        out.append(o)
+    return out
+
+
 def _metadata(program: Program, params: list[dict]) -> list[str]:
     """The library's self-description (JSON), as C string literal lines."""
     spec, upd = program.spec, program.update
     meta = {
         **program.summary(),
+        "min_rows": program.min_rows,
         "params": [[p["name"], p["shape"], p["trainable"]] for p in params],
         "hyper": [[h, v] for h, v in upd.hyper],
         "state": list(upd.state),
@@ -499,6 +567,7 @@ def context(program: Program) -> dict:
         ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
+    backward = _fuse_sums(backward)
     scalars = _scalars(program)
     arrays = [
         {"name": n, "units": u, "scalar": n in scalars, "batch": n in program.batch}
@@ -579,6 +648,7 @@ def context(program: Program) -> dict:
         )
         else None,
         "dropout": any(o["kind"] == "mask" for o in forward),
+        "min_rows": program.min_rows,
         "loss_op": loss,
         "backward": backward,
         "backward_uses_n": any(o.get("uses_n") for o in backward),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.derivation import Derivation
+from ...core.layers.normalization import ONE_ROW
 from ...spec.errors import SpecError
 from ..files import write_files
 from ..npyfiles import npz_data
@@ -216,15 +217,21 @@ class CModule(ValidationMixin):
             self._forward(self._pack(params), self._ptr(X), n, self._ptr(Y), self._ws_ptr())
         return Y.reshape(n, *self.OUTPUT_SHAPE)
 
+    def _too_few(self, E: float, n: int) -> float:
+        """E, or the ValueError of a training batch the library refused (NaN for fewer than
+        ``min_rows`` rows: batch norm over one value per channel, as PyTorch refuses it)."""
+        if n < self.meta.get("min_rows", 1) and np.isnan(E):
+            raise ValueError(f"a training batch of {n} row: {ONE_ROW}")
+        return float(E)
+
     def loss(self, params: dict, X, T, step: int = 0) -> float:
         """The training-mode loss E of a batch (dropout masks of step count ``step``)."""
         X, T, n = self._rows(X, T)
         with self._lock:
-            return float(
-                self._loss_at(
-                    self._pack(params), self._ptr(X), self._ptr(T), n, step, self._ws_ptr()
-                )
+            E = self._loss_at(
+                self._pack(params), self._ptr(X), self._ptr(T), n, step, self._ws_ptr()
             )
+        return self._too_few(E, n)
 
     def loss_and_grad(self, params: dict, X, T, step: int = 0) -> tuple[float, dict]:
         """E and dE/dparam for every trainable parameter (training mode, masks at ``step``)."""
@@ -234,7 +241,7 @@ class CModule(ValidationMixin):
             E = self._loss_and_grad_at(
                 self._pack(params), self._ptr(X), self._ptr(T), n, step, g, self._ws_ptr()
             )
-        return float(E), self._unpack(g, self.TRAINABLE)
+        return self._too_few(E, n), self._unpack(g, self.TRAINABLE)
 
     def init_state(self, params: dict) -> dict:
         """Optimizer state: the step count and zero buffers per trainable parameter."""
@@ -252,6 +259,7 @@ class CModule(ValidationMixin):
         P, S = self._pack(params), self._pack_state(state)
         with self._lock:
             E = self._step(P, S, self._ptr(X), self._ptr(T), n, self._ws_ptr())
+        self._too_few(E, n)  # refused: params and state unchanged
         for name, value in self._unpack(P, self.PARAM_SHAPES).items():
             params[name][...] = value
         self._unpack_state(S, state)
@@ -309,6 +317,8 @@ class CModule(ValidationMixin):
             )
         if errors:
             raise errors[0]
+        if rc == -2:
+            raise ValueError(f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}")
         if rc < 0:
             raise ValueError(
                 f"train: bad arguments (n={n}, epochs={epochs}, "

@@ -221,6 +221,7 @@ def context(program: Program) -> dict:
         "forward": forward,
         "forward_values": produced,
         "modes_differ": program.modes_differ,
+        "min_rows": program.min_rows,
         "evaluation": evaluation,
         "evaluation_values": ["x"] + [o["out"] for o in evaluation],
         "updates": updates,

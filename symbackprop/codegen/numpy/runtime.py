@@ -41,6 +41,7 @@ STATE_BUFFERS: tuple = ()
 OUTPUT = "y"  # the forward pass's output value
 LOGITS = "z"  # the value a binary cross-entropy net's output is the sigmoid of
 lr_schedule = None  # or the learning rate of epoch e: lr_schedule(base, e)
+MIN_ROWS = 1  # the fewest rows of a training-mode batch (2: batch norm over one value per channel)
 
 
 def init_params(seed=None):
@@ -102,6 +103,8 @@ def train(
     seed = SEED if seed is None else seed
     state = init_state(params) if state is None else state
     n = X.shape[0]
+    if epochs > 0 and short_batch(n, batch_size):
+        raise ValueError(f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}")
     history = []
     base = HYPER["eta"]  # a schedule's base rate; epoch e trains at lr_schedule(base, e)
     for epoch in range(first_epoch, first_epoch + epochs):
@@ -119,6 +122,17 @@ def train(
     if lr_schedule is not None:
         HYPER["eta"] = base
     return history
+
+
+ONE_ROW = ("batch_norm needs more than one value per channel in training mode (as PyTorch: "
+           "'Expected more than 1 value per channel when training')")  # fmt: skip
+
+
+def short_batch(rows, batch_size):
+    """True when `rows` rows in batches of `batch_size` make a batch (the last one, or every
+    one) of fewer than MIN_ROWS rows: training refuses it before its first step."""
+    last = rows - (rows - 1) // batch_size * batch_size  # the last batch's rows
+    return rows >= 1 and min(batch_size, last) < MIN_ROWS
 
 
 def split_validation(X, T, fraction, shuffle=True, seed=None):
@@ -559,6 +573,9 @@ def main(argv=None):
                 _refuse(args.checkpoint, exc)
 
     epochs = max(0, args.epochs - first)
+    if epochs > 0 and short_batch(len(X), args.batch_size):  # as PyTorch would at that batch
+        _fail(f"{args.data}: --batch-size: {args.batch_size} leaves a batch of one row of "
+              f"{len(X)} training rows; {ONE_ROW}")  # fmt: skip
     diverged = stopping = None
     try:
         with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below

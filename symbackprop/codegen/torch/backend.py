@@ -398,6 +398,7 @@ def context(program: Program) -> dict:
         "runtime_source": runtime_source(),
         "output": program.output,
         "modes_differ": program.modes_differ,
+        "min_rows": program.min_rows,
         "clip_norm": repr(o.clip_grad_norm) if o.clip_grad_norm else "",
         "clip_value": repr(o.clip_grad_value) if o.clip_grad_value else "",
         "scheduler": torch_class(o.schedule) if o.schedule else None,

@@ -15,6 +15,7 @@ import torch
 
 from ...core import prng
 from ...core.derivation import Derivation
+from ...core.layers.normalization import ONE_ROW, short_batch
 from ..numpy.loader import load_numpy
 from ..numpy.runtime import keep_best
 
@@ -146,6 +147,8 @@ class TorchTarget:
         state = self.init_state(params) if state is None else state
         self._set(state["model"], params)
         n = X.shape[0]
+        if epochs > 0 and short_batch(n, batch_size, getattr(self.module, "MIN_ROWS", 1)):
+            raise ValueError(f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}")
         groups = state["optimizer"].param_groups
         base = [g["lr"] for g in groups]
         scheduler = self.module.make_scheduler(state["optimizer"])  # stepped once per epoch

@@ -76,11 +76,30 @@ def dropout_key(seed, step, layer):
     return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
 
 
+ONE_ROW = ("batch_norm needs more than one value per channel in training mode (as PyTorch: "
+           "'Expected more than 1 value per channel when training')")  # fmt: skip
+DROPOUT_GOLDEN = 0x9E3779B9  # the masks' Weyl step (core/prng.py's)
+_MASK32 = 0xFFFFFFFF
+
+
+def hash32(x):
+    """core/prng.py's 32-bit hash (lowbias32) of an int64 tensor of values below 2^32: each
+    product stays below 2^63 and is cut back to 32 bits."""
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
 def dropout_keep(key, first, rows, width, p):
-    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
-    kept when u(key, r * width + j) >= p (core/prng.py's)."""
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j), index
+    i = r * width + j, is kept when hash32(lo32(key) + (i + 1) * DROPOUT_GOLDEN mod 2^32) >=
+    ceil(p * 2^32) (core/prng.py's)."""
     idx = torch.arange(first * width, (first + rows) * width, dtype=torch.int64)
-    return (_u(key, idx) >= p).reshape(rows, width)
+    x = ((key & _MASK32) + (idx + 1) * DROPOUT_GOLDEN) & _MASK32
+    return (hash32(x) >= math.ceil(float(p) * 2.0**32)).reshape(rows, width)
 
 
 def uniforms(key, n):

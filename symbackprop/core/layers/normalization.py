@@ -17,6 +17,9 @@ vectors are features.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import sympy as sp
 
 from ...spec.errors import SpecError
@@ -163,6 +166,32 @@ LAYER_NORM_TEXTBOOK = (
      "dl/du = 1/(F sigma) (F h - sum_j h_j - xhat sum_j h_j xhat_j), h = g * dl/da",
      "layer norm backward, closed form"),
 )  # fmt: skip
+
+ONE_ROW = (
+    "batch_norm needs more than one value per channel in training mode (as PyTorch: "
+    "'Expected more than 1 value per channel when training')"
+)  # every target's words (the generated NumPy and torch modules carry a copy)
+
+
+def min_training_rows(layers: Iterable) -> int:
+    """The fewest rows a training-mode batch may have: 2 when a batch_norm layer normalizes one
+    number per channel and sample (over features, or over maps of one position), else 1.
+
+    A channel's batch statistics over one number are no statistics (its x̂ is 0, whatever the
+    input): PyTorch's batch norm refuses them ("Expected more than 1 value per channel when
+    training"), and so does every target here. ``layers``: anything with ``type`` and ``shape``
+    (the spec's LayerSpecs, a Program's LayerInfos).
+    """
+    one = any(ly.type == "batch_norm" and math.prod(ly.shape[1:]) == 1 for ly in layers)
+    return 2 if one else 1
+
+
+def short_batch(rows: int, batch_size: int, min_rows: int) -> bool:
+    """True when training ``rows`` rows in batches of ``batch_size`` makes a batch (the last one,
+    or every one) of fewer than ``min_rows`` rows."""
+    last = rows - (rows - 1) // batch_size * batch_size  # the last batch's rows (rows >= 1)
+    return rows >= 1 and min(batch_size, last) < min_rows
+
 
 register(LayerKind("batch_norm", _parse("batch_norm"), _params, _forward, BATCH_NORM_TEXTBOOK))
 register(LayerKind("layer_norm", _parse("layer_norm"), _params, _forward, LAYER_NORM_TEXTBOOK))
