@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import sympy as sp
 
 from ... import safe_io
@@ -347,12 +348,18 @@ def _sequence_op(out: dict, o: Lowered, program: Program, widths: dict, dtype: s
         out["steps"], out["units"] = op.attr("steps"), shapes[op.args[0]][0]
 
 
-def _param(p, k: int) -> dict:
+def _literal(v: float, dtype: str) -> str:
+    """A number of the init table as a C literal of the spec's real type: a float32 spec's
+    is the double rounded once to float, printed exactly with an F (no double at run time)."""
+    return repr(float(v)) if dtype != "float32" else f"{float(np.float32(v))!r}F"
+
+
+def _param(p, k: int, dtype: str = "float64") -> dict:
     i = p.init
     values, dist = None, ("values", 0.0, 0.0)
     if i.scheme == "values":
         flat = sp.flatten([i.value]) if isinstance(i.value, tuple) else [i.value]
-        values = [repr(float(v)) for v in flat]
+        values = [_literal(v, dtype) for v in flat]
     elif i.scheme != "zeros":
         dist = prng.distribution(i.scheme, p.fan_in, p.fan_out, i.low, i.high, i.std, i.gain)
     size = 1
@@ -369,7 +376,7 @@ def _param(p, k: int) -> dict:
         "kind": p.kind,
         "scheme": i.scheme,
         "dist": dist[0],
-        "dist_args": f"{dist[1]!r}, {dist[2]!r}",
+        "dist_args": f"{_literal(dist[1], dtype)}, {_literal(dist[2], dtype)}",
         "init_values": values,
         "zero": "[0]" * max(len(p.shape), 1),
         "header": " ".join([p.name, *map(str, p.shape)]),
@@ -380,7 +387,8 @@ def _param(p, k: int) -> dict:
 def _update(program: Program, dtype: str) -> dict:
     upd = program.update
     hyper = [h for h, _ in upd.hyper]
-    scalar = StepScalarPrinter(dtype)
+    # once-a-step numbers in acc: float for a float32 spec (no soft double on a device)
+    scalar = CCodePrinter(dtype) if dtype == "float32" else StepScalarPrinter(dtype)
     element = CCodePrinter(dtype)
     fixed = {"p", "g", *upd.state}
     used = set().union(*(e.free_symbols for _, e in upd.steps)) if upd.steps else set()
@@ -475,8 +483,8 @@ def context(program: Program) -> dict:
     spec = program.spec
     dtype = spec.dtype
     f = "f" if dtype == "float32" else ""
-    scalar = CCodePrinter("float64", {"N": "Nd"})
-    params = [_param(p, k) for k, p in enumerate(program.params)]
+    scalar = CCodePrinter(dtype, {"N": "Nd"})  # Nd: the batch size as acc (source.c.j2)
+    params = [_param(p, k, dtype) for k, p in enumerate(program.params)]
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
     buffers = {p.name for p in program.buffers}
     for o in (*program.forward, *program.evaluation, *program.backward):
