@@ -154,8 +154,12 @@ def _pick_cases() -> list[tuple[int, int]]:
         for k in rnd.integers(1, m, size=60) if m > 2 else [1]:
             base = (int(k) * 2**53 - 1) // m
             cases += [(h, m - 1) for h in (base - 1, base, base + 1) if 0 <= h < 2**53]
-    cases += [(int(h), int(i)) for h, i in zip(rnd.integers(0, 2**53, 3000, dtype=np.int64),
-                                               rnd.integers(1, 2**31, 3000), strict=True)]
+    cases += [
+        (int(h), int(i))
+        for h, i in zip(
+            rnd.integers(0, 2**53, 3000, dtype=np.int64), rnd.integers(1, 2**31, 3000), strict=True
+        )
+    ]
     return cases
 
 
@@ -171,7 +175,7 @@ def test_float32_shuffle_pick_equals_the_double_product(tmp_path):
     for name, text in render(symbackprop.derive(symbackprop.parse_spec(spec)), "c").items():
         (tmp_path / name).write_text(text)
     (tmp_path / "pick_main.c").write_text(
-        '#include <inttypes.h>\n#include "pk.c"\nint main(void)\n{\n    uint64_t h;\n    long i;\n'
+        '#include "pk.c"\n#include <inttypes.h>\nint main(void)\n{\n    uint64_t h;\n    long i;\n'
         '    while (scanf("%" SCNu64 " %ld", &h, &i) == 2) printf("%ld\\n", pick(h, i));\n'
         "    return 0;\n}\n"
     )

@@ -387,8 +387,9 @@ def _param(p, k: int, dtype: str = "float64") -> dict:
 def _update(program: Program, dtype: str) -> dict:
     upd = program.update
     hyper = [h for h, _ in upd.hyper]
-    # once-a-step numbers in acc: float for a float32 spec (no soft double on a device)
-    scalar = CCodePrinter(dtype) if dtype == "float32" else StepScalarPrinter(dtype)
+    scalar = StepScalarPrinter(dtype)
+    # a float32 library built for a device (NAME_NO_FILES) computes them in float: no soft double
+    device = CCodePrinter(dtype) if dtype == "float32" else None
     element = CCodePrinter(dtype)
     fixed = {"p", "g", *upd.state}
     used = set().union(*(e.free_symbols for _, e in upd.steps)) if upd.steps else set()
@@ -401,7 +402,14 @@ def _update(program: Program, dtype: str) -> dict:
     return {
         "hyper": [{"name": h, "value": repr(v), **hyper_range(h)} for h, v in upd.hyper],
         "state": list(upd.state),
-        "scalars": [{"name": s.name, "code": scalar.doprint(e)} for s, e in upd.scalars],
+        "scalars": [
+            {
+                "name": s.name,
+                "code": scalar.doprint(e),
+                "device": device.doprint(e) if device else None,
+            }
+            for s, e in upd.scalars
+        ],
         "scalar_hyper": [h for h in hyper if h in {s.name for s in scalar_used}],
         "scalar_uses_k": any(s.name == "k" for s in scalar_used),
         "consts": consts,
