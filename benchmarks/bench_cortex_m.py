@@ -4,7 +4,8 @@ training step, for the README's table.
 For each net and chunk (= batch) size: the footprint report's bytes for the M4 (parameters,
 optimizer state, workspace: what step needs, the workspace holding the gradients), the flash of
 a whole program that trains (the library without its file functions, main, startup, and what it
-pulls in from libm, libgcc's soft double and newlib-nano), and instructions a step: under
+pulls in from libm, libgcc's soft double and newlib-nano), what the library adds to an image with
+what it links (``footprint --arch cortex-m4``: "linked"), and instructions a step: under
 ``-icount`` the board's SysTick ticks once every 40 instructions (benchmarks/cortex_m/steps.c
 calibrates it), so counts are repeatable to 40.
 
@@ -22,7 +23,7 @@ import yaml
 import symbackprop
 from symbackprop.codegen import lower, render
 from symbackprop.codegen.c import cortex_m as cm
-from symbackprop.codegen.c.footprint import macs, memory
+from symbackprop.codegen.c.footprint import LEAN, code_bytes, macs, memory
 
 HERE = Path(__file__).resolve().parent
 STEPS = 20
@@ -87,6 +88,8 @@ def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
         **memory(program, rows, 4, not lean, False if lean else None, one_chunk=lean),
         **macs(program),
         "library": cm.text_bytes(lib),
+        # footprint --arch cortex-m4: what the library adds to an image, libm and libgcc included
+        "linked": code_bytes(program, "cortex-m4", LEAN if lean else (), rows),
         "flash": cm.text_bytes(image),
         "instructions": round(ticks * per_tick / STEPS),
     }
@@ -94,10 +97,10 @@ def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
 
 def main() -> None:
     print(
-        "| net | chunk | params | state | workspace | RAM to train | library | program flash "
-        "| instructions/step |"
+        "| net | chunk | params | state | workspace | RAM to train | library | linked "
+        "| program flash | instructions/step |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, data in NETS:
         for rows, lean in LAYOUTS:
             with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +109,8 @@ def main() -> None:
             chunk = f"{rows} lean" if lean else str(rows)
             print(f"| {label} | {chunk} | {m['params_bytes']:,} | "
                   f"{m['state_bytes']:,} | {m['workspace_bytes']:,} | {ram:,} | "
-                  f"{m['library']:,} | {m['flash']:,} | {m['instructions']:,} |")  # fmt: skip
+                  f"{m['library']:,} | {m['linked']:,} | {m['flash']:,} | "
+                  f"{m['instructions']:,} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -59,7 +59,19 @@ scheme              values
 ==================  =======================================================================
 
 For uniform [-bound, bound) the element is ``-bound + (bound - -bound) * u``.  Elements are
-generated in row-major order of ``shape``; float32 tensors are the float64 values rounded once.
+generated in row-major order of ``shape``.
+
+Float32 tensors are computed in float32 throughout (a microcontroller's FPU is single
+precision: no soft double), every operation an IEEE 754 float32 one: the scheme's numbers
+(``low``, ``high``, ``std``) are the float64 ones above rounded once to float32, and::
+
+    u32(key, i)  = (float)(mix64(key + (i + 1) * GAMMA) >> 40) * 2^-24   # 24 bits: exact
+    uniform:       low + (high - low) * u32(key, j)
+    normal:        as above with u32 for u and plog32 for plog, sqrt a float32 square root
+    plog32(s):     plog's steps in float32, SQRT2 and LN2 rounded to float32, the series
+                   p = 1/13; p = 1/11 + f2 * p; ... p = 1/3 + f2 * p  (1/d: float32 1 / d)
+
+(values and zeros: the float64 numbers rounded once.)
 """
 
 from __future__ import annotations
@@ -189,6 +201,62 @@ def scalar_reference_normal(key: int, j: int, n: int) -> float:
         r += 1
 
 
+_TWO_M24 = np.float32(2.0**-24)
+_SQRT2_32 = np.float32(SQRT2)
+_LN2_32 = np.float32(LN2)
+_INV_ODD32 = [np.float32(1.0) / np.float32(d) for d in range(13, 2, -2)]  # 1/13 ... 1/3
+
+
+def _u32(key: int, idx: np.ndarray) -> np.ndarray:
+    """u32(key, i) for a uint64 index array: the top 24 bits of the output, exact in float32."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key & MASK64) + (idx + np.uint64(1)) * np.uint64(GAMMA)
+    return (mix64(z) >> np.uint64(40)).astype(np.float32) * _TWO_M24
+
+
+def uniforms32(key: int, n: int) -> np.ndarray:
+    """u32(key, 0), ..., u32(key, n-1) as float32 in [0, 1)."""
+    return _u32(key, np.arange(n, dtype=np.uint64))
+
+
+def plog32(s: np.ndarray) -> np.ndarray:
+    """plog in float32 for 0 < s < 1 (every operation rounded to float32; see the docstring)."""
+    one, two = np.float32(1.0), np.float32(2.0)
+    fm, e = np.frexp(np.asarray(s, dtype=np.float32))
+    m = (fm * two).astype(np.float32)
+    k = e.astype(np.int64) - 1
+    big = m > _SQRT2_32
+    m = np.where(big, m / two, m).astype(np.float32)
+    k = k + big
+    f = (m - one) / (m + one)
+    f2 = f * f
+    p = np.full_like(f, _INV_ODD32[0])
+    for c in _INV_ODD32[1:]:
+        p = c + f2 * p
+    p = one + f2 * p
+    return k.astype(np.float32) * _LN2_32 + (two * f) * p
+
+
+def normals32(key: int, n: int) -> np.ndarray:
+    """n standard normals in float32 (normals' polar method on u32, plog32, float32 sqrt)."""
+    one, two = np.float32(1.0), np.float32(2.0)
+    out = np.empty(n, dtype=np.float32)
+    todo = np.arange(n, dtype=np.uint64)
+    r = 0
+    while todo.size:
+        with np.errstate(over="ignore"):
+            c = np.uint64(2) * (todo + np.uint64((r * n) & MASK64))
+        a = two * _u32(key, c) - one
+        b = two * _u32(key, c + np.uint64(1)) - one
+        s = a * a + b * b
+        ok = (s > 0) & (s < 1)
+        sa = s[ok]
+        out[todo[ok]] = a[ok] * np.sqrt(np.float32(-2.0) * plog32(sa) / sa)
+        todo = todo[~ok]
+        r += 1
+    return out
+
+
 SCHEMES = (
     "values",
     "zeros",
@@ -266,6 +334,10 @@ def init_tensor(
     else:
         kind, a, b = distribution(scheme, fan_in, fan_out, low, high, std, gain)
         key = stream_key(seed, k)
+        if dtype == "float32":  # float32 throughout (the module docstring's u32, plog32)
+            a, b = np.float32(a), np.float32(b)
+            out = a * normals32(key, n) if kind == "normal" else a + (b - a) * uniforms32(key, n)
+            return out.reshape(shape)
         out = a * normals(key, n) if kind == "normal" else a + (b - a) * uniforms(key, n)
         out = out.reshape(shape)
     return out.astype(np.float32) if dtype == "float32" else out

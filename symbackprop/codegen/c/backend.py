@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import sympy as sp
 
 from ... import safe_io
@@ -384,12 +385,18 @@ def _sequence_op(out: dict, o: Lowered, program: Program, widths: dict, dtype: s
         out["steps"], out["units"] = op.attr("steps"), shapes[op.args[0]][0]
 
 
-def _param(p, k: int) -> dict:
+def _literal(v: float, dtype: str) -> str:
+    """A number of the init table as a C literal of the spec's real type: a float32 spec's
+    is the double rounded once to float, printed exactly with an F (no double at run time)."""
+    return repr(float(v)) if dtype != "float32" else f"{float(np.float32(v))!r}F"
+
+
+def _param(p, k: int, dtype: str = "float64") -> dict:
     i = p.init
     values, dist = None, ("values", 0.0, 0.0)
     if i.scheme == "values":
         flat = sp.flatten([i.value]) if isinstance(i.value, tuple) else [i.value]
-        values = [repr(float(v)) for v in flat]
+        values = [_literal(v, dtype) for v in flat]
     elif i.scheme != "zeros":
         dist = prng.distribution(i.scheme, p.fan_in, p.fan_out, i.low, i.high, i.std, i.gain)
     size = 1
@@ -406,7 +413,7 @@ def _param(p, k: int) -> dict:
         "kind": p.kind,
         "scheme": i.scheme,
         "dist": dist[0],
-        "dist_args": f"{dist[1]!r}, {dist[2]!r}",
+        "dist_args": f"{_literal(dist[1], dtype)}, {_literal(dist[2], dtype)}",
         "init_values": values,
         "zero": "[0]" * max(len(p.shape), 1),
         "header": " ".join([p.name, *map(str, p.shape)]),
@@ -418,6 +425,8 @@ def _update(program: Program, dtype: str) -> dict:
     upd = program.update
     hyper = [h for h, _ in upd.hyper]
     scalar = StepScalarPrinter(dtype)
+    # a float32 library built for a device (NAME_NO_FILES) computes them in float: no soft double
+    device = CCodePrinter(dtype) if dtype == "float32" else None
     element = CCodePrinter(dtype)
     fixed = {"p", "g", *upd.state}
     used = set().union(*(e.free_symbols for _, e in upd.steps)) if upd.steps else set()
@@ -430,7 +439,14 @@ def _update(program: Program, dtype: str) -> dict:
     return {
         "hyper": [{"name": h, "value": repr(v), **hyper_range(h)} for h, v in upd.hyper],
         "state": list(upd.state),
-        "scalars": [{"name": s.name, "code": scalar.doprint(e)} for s, e in upd.scalars],
+        "scalars": [
+            {
+                "name": s.name,
+                "code": scalar.doprint(e),
+                "device": device.doprint(e) if device else None,
+            }
+            for s, e in upd.scalars
+        ],
         "scalar_hyper": [h for h in hyper if h in {s.name for s in scalar_used}],
         "scalar_uses_k": any(s.name == "k" for s in scalar_used),
         "consts": consts,
@@ -542,8 +558,8 @@ def context(program: Program) -> dict:
     spec = program.spec
     dtype = spec.dtype
     f = "f" if dtype == "float32" else ""
-    scalar = CCodePrinter("float64", {"N": "Nd"})
-    params = [_param(p, k) for k, p in enumerate(program.params)]
+    scalar = CCodePrinter(dtype, {"N": "Nd"})  # Nd: the batch size as acc (source.c.j2)
+    params = [_param(p, k, dtype) for k, p in enumerate(program.params)]
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
     buffers = {p.name for p in program.buffers}
     for o in (*program.forward, *program.evaluation, *program.backward):

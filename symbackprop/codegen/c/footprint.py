@@ -4,10 +4,11 @@ Memory is the byte size of the library's structs, by C's layout rules from the s
 header is printed from (the test compiles a probe and compares with ``sizeof``): parameters,
 gradients (trainable tensors only), optimizer state (hyperparameters, the step count and one
 gradient-shaped buffer per state name) and the workspace for a chunk of B rows. Code is the
-library's text and data compiled with -Os (NAME_NO_FILES: the file functions are not on a device)
-by the host's cc, or arm-none-eabi-gcc for ``--arch cortex-m4``. Multiply-adds per sample: the
-matrix products of the forward pass, and of a training step (forward and backward: frozen layers
-below the lowest trainable parameter have no backward products at all).
+library's text and data compiled with -Os for that chunk (NAME_CHUNK=B; NAME_NO_FILES: the file
+functions are not on a device) by the host's cc, or arm-none-eabi-gcc for ``--arch cortex-m4``.
+Multiply-adds per sample: the matrix products of the forward pass, and of a training step
+(forward and backward: frozen layers below the lowest trainable parameter have no backward
+products at all).
 """
 
 from __future__ import annotations
@@ -149,14 +150,17 @@ def _count(n: int | None) -> str:
     return "not counted (an op kind with no cost rule)" if n is None else f"{n:,}"
 
 
-def code_bytes(program: Program, arch: str = "host", defines: tuple[str, ...] = ()) -> int:
+def code_bytes(
+    program: Program, arch: str = "host", defines: tuple[str, ...] = (), batch: int | None = None
+) -> int:
     """Text and data of the library compiled with -Os, without its file functions (and with
-    NAME_ + each of ``defines``)."""
+    NAME_ + each of ``defines``), for a chunk of ``batch`` rows (None: the header's default)."""
     from .build import compiler
 
     name = program.spec.name
+    chunk = () if batch is None else (f"CHUNK={batch}",)
     flags = [f"-D{name.upper()}_NO_FILES", f"-D{name.upper()}_MAX_ROWS=1", "-Os",
-             *(f"-D{name.upper()}_{d}" for d in defines)]  # fmt: skip
+             *(f"-D{name.upper()}_{d}" for d in (*chunk, *defines))]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="symbackprop-") as tmp:
         folder = Path(tmp)
         for fname, text in files(program).items():
@@ -227,7 +231,7 @@ def footprint(program: Program, batch: int = 1, arch: str = "host", lean: bool =
         "arch": arch,
         "lean": lean,
         **memory(program, batch, ARCHES[arch], **layout),
-        "code_bytes": code_bytes(program, arch, LEAN if lean else ()),
+        "code_bytes": code_bytes(program, arch, LEAN if lean else (), batch),
         **macs(program),
         "frozen": [p.name for p in program.params if not p.trainable],
     }

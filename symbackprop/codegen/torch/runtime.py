@@ -107,6 +107,11 @@ def uniforms(key, n):
     return _u(key, torch.arange(n, dtype=torch.int64))
 
 
+def uniforms32(key, n):
+    """u32(key, 0), ..., u32(key, n-1) as float32."""
+    return _u32(key, torch.arange(n, dtype=torch.int64))
+
+
 def plog(s):
     """Portable natural log for 0 < s < 1 (+ - * / only; see symbackprop/prng.py)."""
     fm, e = torch.frexp(s)
@@ -145,6 +150,56 @@ def normals(key, n):
     return out
 
 
+def _u32(key, idx):
+    """u32(key, i) in [0, 1) as float32: the top 24 bits of the output (prng.py's float32 path)."""
+    z = _mix64(_int64(key) + (idx + 1) * _GAMMA64)
+    return _shr(z, 40).to(torch.float32) * 2.0**-24
+
+
+def _f32(v):
+    """A float32 scalar tensor: arithmetic with it stays float32, each operation rounded once."""
+    return torch.tensor(v, dtype=torch.float32)
+
+
+def plog32(s):
+    """plog in float32 for 0 < s < 1 (prng.py's plog32)."""
+    fm, e = torch.frexp(s)
+    m = fm * 2.0
+    k = e.to(torch.int64) - 1
+    big = m > _f32(SQRT2)
+    m = torch.where(big, m / 2.0, m)
+    k = k + big.to(torch.int64)
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    inv = [_f32(1.0) / _f32(float(d)) for d in range(13, 2, -2)]
+    p = torch.full_like(f, 0.0) + inv[0]
+    for c in inv[1:]:
+        p = c + f2 * p
+    p = 1.0 + f2 * p
+    return k.to(torch.float32) * _f32(LN2) + (2.0 * f) * p
+
+
+def normals32(key, n):
+    """n standard normals in float32 (prng.py's normals32; sqrt correctly rounded to float32)."""
+    out = torch.empty(n, dtype=torch.float32)
+    todo = torch.arange(n, dtype=torch.int64)
+    r = 0
+    while todo.numel():
+        c = 2 * (todo + _int64(r * n))
+        a = 2.0 * _u32(key, c) - 1.0
+        b = 2.0 * _u32(key, c + 1) - 1.0
+        s = a * a + b * b
+        ok = (s > 0.0) & (s < 1.0)
+        sa = s[ok]
+        # the float64 root of a float32 number, rounded to float32, is its float32 root
+        q = (-2.0 * plog32(sa) / sa).tolist()
+        roots = torch.tensor([math.sqrt(v) for v in q], dtype=torch.float64).to(torch.float32)
+        out[todo[ok]] = a[ok] * roots
+        todo = todo[~ok]
+        r += 1
+    return out
+
+
 def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
                 gain=1.0, value=None, dtype=torch.float64):  # fmt: skip
     """Initial values of parameter tensor number k, on the CPU (prng.py's scheme table)."""
@@ -159,6 +214,10 @@ def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, 
     else:
         kind, a, b = distribution(scheme, fan_in, fan_out, low, high, std, gain)
         key = stream_key(seed, k)
+        if dtype == torch.float32:  # float32 throughout, as prng.py's float32 path
+            a, b = _f32(a), _f32(b)
+            out = a * normals32(key, n) if kind == "normal" else a + (b - a) * uniforms32(key, n)
+            return out.reshape(shape)
         out = a * normals(key, n) if kind == "normal" else a + (b - a) * uniforms(key, n)
         out = out.reshape(shape)
     return out.to(dtype)
