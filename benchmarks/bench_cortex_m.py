@@ -39,16 +39,17 @@ def net(sizes: list[int], optimizer: dict) -> dict:
             "loss": {"type": "cross_entropy"}, "optimizer": optimizer}  # fmt: skip
 
 
-def digits() -> dict:
-    """The digits CNN of examples/ (conv 8, maxpool, conv 16, dense 10; Adam) in float32."""
-    data = yaml.safe_load((HERE.parent / "examples/digits_cnn.yaml").read_text())
+def example(name: str) -> dict:
+    """examples/NAME.yaml in float32 (its training data is not used: the rows are made here)."""
+    data = yaml.safe_load((HERE.parent / f"examples/{name}.yaml").read_text())
     return {**data, "name": "net", "dtype": "float32"}
 
 
 NETS = [
     ("iris 4-8-3, Adam", net([4, 8, 3], {"type": "adam", "lr": 0.01})),
     ("64-32-10, SGD", net([64, 32, 10], {"type": "sgd", "lr": 0.05})),
-    ("digits CNN, Adam", digits()),
+    ("digits CNN, Adam", example("digits_cnn")),
+    ("sine LSTM 12x1-8-1, Adam", example("sine_lstm")),
 ]
 # (chunk, lean): lean = NET_NO_SHUFFLE, NET_WT_COPY=0 and NET_ONE_CHUNK (no copies of shuffled
 # rows, no transposed weights, SGD without a gradient buffer: a device training in file order
@@ -96,12 +97,18 @@ def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
 
 
 def main() -> None:
+    """The table for every net, or for those whose label contains one of argv's words."""
+    import sys
+
+    words = sys.argv[1:]
     print(
         "| net | chunk | params | state | workspace | RAM to train | library | linked "
         "| program flash | instructions/step |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, data in NETS:
+        if words and not any(w in label for w in words):
+            continue
         for rows, lean in LAYOUTS:
             with tempfile.TemporaryDirectory() as tmp:
                 m = measure(data, rows, Path(tmp), lean)
