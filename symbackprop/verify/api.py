@@ -186,7 +186,7 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
     els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
     try:
         kernel = tuple(p.shape[2:]) if len(p.shape) > 2 else None
-        hand = parse_matrix(text, names, mats, "--expr", notation, kernel)
+        hand = parse_matrix(text, names, mats, "--expr", notation, kernel, (net.steps, None))
         hand = _outside_sums(net, hand)
     except ShapeMismatch as exc:
         why, shape = f"shape mismatch {exc}", None
@@ -217,7 +217,7 @@ def _read(
     if not defs:
         return text, net.names, net.matrices()
     given = {*net.elements, *(s.name for s in net.inputs + net.targets)}
-    return text, *bind(defs, net.names, net.matrices(), given, notation)
+    return text, *bind(defs, net.names, net.matrices(), given, notation, net.steps)
 
 
 def _outside_sums(net: ScalarNet, hand):
@@ -246,7 +246,7 @@ def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyRe
         return _decide(net, name, expr, [name], [hand], (), formula)
     shape = (len(inputs),)
     try:
-        hand = parse_matrix(text, names, mats, "--expr", notation)
+        hand = parse_matrix(text, names, mats, "--expr", notation, time=(net.steps, None))
     except ShapeMismatch as exc:
         why, got = f"shape mismatch {exc}", None
     else:

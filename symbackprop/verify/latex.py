@@ -257,6 +257,8 @@ class _Parser:
         self.take(r"\partial")
         name = self.primary()
         self.take("}")
+        if re.fullmatch(r"[a-z]\w*\[[\w+-]+\]", name):  # ∂ℓ/∂h_t: the sequence dh1 at t
+            return f"d{name}"
         if not re.fullmatch(r"[a-z]\w*", name):
             raise self.fail(f"a derivative with respect to one name, not {name[:40]}")
         if self.peek() == "|" and self.peek(1) == "_":
@@ -278,6 +280,8 @@ class _Parser:
             while self.peek() not in ("}", None):
                 limits.append(self.take())
             self.take("}")
+        if limits[:1] == ["t"] and self.matrix:
+            return self.time_sum(limits)
         if limits not in (["n"], ["n", "=", "1"]):
             raise self.fail(r"a sum is over the batch's samples: \sum_n or \sum_{n=1}^{N}")
         if self.peek() == "^":
@@ -288,6 +292,26 @@ class _Parser:
         out = f"sum_n({self.term()})"
         self.nest(-1)
         return out
+
+    def time_sum(self, limits: list[str]) -> str:
+        r"""``\sum_t``, ``\sum_{t=1}^{T}``, ``\sum_{t=2}^{T}``: Σ over a recurrent net's time
+        steps of the rest of the term, as ``sum_t(...)`` (``verify.steps``)."""
+        if limits not in (["t"], ["t", "=", *limits[2:3]]) or (
+            len(limits) == 3 and not (limits[2].isdigit() or limits[2] == "T")
+        ):
+            raise self.fail(r"a sum over time steps is \sum_t or \sum_{t=1}^{T}")
+        first, last = (limits[2] if len(limits) == 3 else "1"), "T"
+        if self.peek() == "^":
+            self.take()
+            last = self.group().strip("()").replace(" ", "")
+            if not re.fullmatch(r"T|\d+|T-\d+", last):
+                raise self.fail("a sum over time steps runs to T, T - k or a step number")
+        self.nest(1)
+        term = self.term()
+        self.nest(-1)
+        if (first, last) == ("1", "T"):
+            return f"sum_t({term})"
+        return f"sum_t({term}, {first}, {last})"
 
     def braced(self) -> str:
         self.take("{")
@@ -369,6 +393,9 @@ class _Parser:
                 index = self.index()
         if index == "n":  # the sample index of a batch: \mathbf{x}_n is sample n's x
             index = None
+        if index is not None and index.startswith("["):  # a sequence's step: h1[t-1]
+            text = f"{base}{layer or ''}{index}"
+            return self.transposed(text) if transpose else text
         if base == "e" and layer is None and index is None:
             return "exp(1)"
         if base in ("w", "W", "u", "U") and layer and index:
@@ -384,8 +411,12 @@ class _Parser:
         return self.transposed(text) if transpose else text
 
     def index(self) -> str:
+        if self.peek() in ("t", "T"):  # a sequence's step: h_t, h_T
+            return f"[{self.take()}]"
         if self.peek() != "{":
             return self.group()
+        if (step := self.step()) is not None:
+            return step
         self.take()
         parts: list[str] = []
         comma = False
@@ -407,6 +438,19 @@ class _Parser:
             raise self.fail("empty index")
         split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
         return ("_" if split else "").join(parts)
+
+
+    def step(self) -> str | None:
+        """``{t-1}``, ``{t+1}``, ``{T}``, ``{t=2}``: a sequence's time step, as ``[t-1]``."""
+        end = self.i + 1
+        while self.peek(end - self.i) not in ("}", None) and end - self.i < 8:
+            end += 1
+        toks = [t for t, _ in self.toks[self.i + 1 : end]]
+        text = "".join(toks)
+        if self.peek(end - self.i) != "}" or not re.fullmatch(r"[tT]([+-]\d+)?|t=\d+", text):
+            return None
+        self.i = end + 1
+        return f"[{text.removeprefix('t=')}]"
 
 
 _VALUE = r"(?:\d+|\((?:\d+|\(\d+, ?\d+\))(?:, ?(?:\d+|\(\d+, ?\d+\)))*\))"
