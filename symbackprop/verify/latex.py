@@ -439,7 +439,6 @@ class _Parser:
         split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
         return ("_" if split else "").join(parts)
 
-
     def step(self) -> str | None:
         """``{t-1}``, ``{t+1}``, ``{T}``, ``{t=2}``: a sequence's time step, as ``[t-1]``."""
         end = self.i + 1

@@ -69,7 +69,7 @@ class _MatrixBuilder:
             return parse_expression(source, self.names, self.field, self.notation)
         if isinstance(node, ast.Subscript):
             return steps.subscript(self, node)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "sum_t":
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "sum_t":
             return steps.sum_t(self, node)
         if isinstance(node, ast.Name):
             value = self.mats[node.id]

@@ -70,8 +70,12 @@ def line(o: Op, d, steps: int, seqs: set[str]) -> list[tuple[str, str]] | None:
         k = o.attr("truncate", 0)
         for s in range(k, steps, k) if k else ():  # truncated BPTT: no Uᵀδ_{s+1} at a cut
             dfs, dfstex = _df(o, h, str(s))
-            out.append((f"{d_}[{s}] = {g}[{s}] * ({dfs})",
-                        rf"{_tex(d_, str(s))} = {_tex(g, str(s))} \odot \left({dfstex}\right)"))
+            out.append(
+                (
+                    f"{d_}[{s}] = {g}[{s}] * ({dfs})",
+                    rf"{_tex(d_, str(s))} = {_tex(g, str(s))} \odot \left({dfstex}\right)",
+                )
+            )
         return out
     if o.kind == "time_last_backward":
         (g,) = a
@@ -81,8 +85,12 @@ def line(o: Op, d, steps: int, seqs: set[str]) -> list[tuple[str, str]] | None:
         ]
     if o.kind in ("seq_matvec_t", "matvec_t") and a[1] in seqs:
         w, g = a
-        return [(f"{o.out}[t] = {w}.T @ {g}[t]",
-                 rf"{_tex(o.out, 't')} = \left({lx.latex_name(w)}\right)^T {_tex(g, 't')}")]
+        return [
+            (
+                f"{o.out}[t] = {w}.T @ {g}[t]",
+                rf"{_tex(o.out, 't')} = \left({lx.latex_name(w)}\right)^T {_tex(g, 't')}",
+            )
+        ]
     if o.kind == "map" and o.expr is not None:
         txt, tex = _at(o.expr, seqs, "t")
         return [(f"{o.out}[t] = {txt}", f"{_tex(o.out, 't')} = {tex}")]
@@ -94,8 +102,10 @@ def gradient(op: Op, seqs: set[str]) -> tuple[str, str] | None:
     if op.kind in ("grad_seq_weight", "grad_weight") and op.args[0] in seqs:
         g, inp = op.args[:2]
         prev = "t-1" if op.kind == "grad_seq_weight" and op.attr("shift") else "t"
-        return (f"sum_t({g}[t] @ {inp}[{prev}].T)",
-                rf"\sum_{{t=1}}^{{T}} {_tex(g, 't')} \left({_tex(inp, prev)}\right)^T")
+        return (
+            f"sum_t({g}[t] @ {inp}[{prev}].T)",
+            rf"\sum_{{t=1}}^{{T}} {_tex(g, 't')} \left({_tex(inp, prev)}\right)^T",
+        )
     if op.kind in ("grad_seq_bias", "grad_bias") and op.args[0] in seqs:
         g = op.args[0]
         return f"sum_t({g}[t])", rf"\sum_{{t=1}}^{{T}} {_tex(g, 't')}"
