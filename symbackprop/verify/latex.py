@@ -393,6 +393,9 @@ class _Parser:
                 index = self.index()
         if index == "n":  # the sample index of a batch: \mathbf{x}_n is sample n's x
             index = None
+        if index and self.peek() == "[" and (self.peek(1) or "").isdigit() and self.peek(2) == "]":
+            index += f"[{self.toks[self.i + 1][0]}]"  # h^{(1)}_{1}[2]: unit 1 at step 2
+            self.i += 3
         if index is not None and index.startswith("["):  # a sequence's step: h1[t-1]
             text = f"{base}{layer or ''}{index}"
             return self.transposed(text) if transpose else text
@@ -425,10 +428,15 @@ class _Parser:
             comma = self.peek() == ","
             if comma:
                 self.take()
+        step = ""
         while self.peek() != "}":
             tok = self.take()
             if tok == ",":
                 comma = True
+                continue
+            if tok == "t" and self.peek() == "=" and (self.peek(1) or "").isdigit():
+                self.take("=")
+                step = f"[{self.take()}]"  # h^{(1)}_{1,t=2}: unit 1 at step 2, h1_1[2]
                 continue
             if not tok.isdigit():
                 raise self.fail(f"an index must be digits, found '{tok}'")
@@ -437,7 +445,7 @@ class _Parser:
         if not parts:
             raise self.fail("empty index")
         split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
-        return ("_" if split else "").join(parts)
+        return ("_" if split else "").join(parts) + step
 
     def step(self) -> str | None:
         """``{t-1}``, ``{t+1}``, ``{T}``, ``{t=2}``: a sequence's time step, as ``[t-1]``."""

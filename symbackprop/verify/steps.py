@@ -16,6 +16,7 @@ definition of one step (``delta1[T] = ...``, ``dh1[3] = ...``) overrides it ther
 from __future__ import annotations
 
 import ast
+import re
 
 import sympy as sp
 
@@ -23,6 +24,24 @@ from ..spec.errors import SpecError
 from .shapes import ShapeMismatch, shape_of, shape_text
 
 MAX_STEPS = 64  # a hand formula's time axis (verify nets are small)
+_ELEMENT_AT = re.compile(r"\b([A-Za-z]\w*?\d+)_(\d+(?:_\d+)*)\[(\d+)\]")  # h1_1[2]
+_INPUT_AT = re.compile(r"\b([xt])(\d+)\[(\d+)\]")  # x1[2]: feature 1 at step 2
+
+
+def step_names(text: str, names) -> str:
+    """CONTRACT §2's spelling of a sequence's element, ``h1_1[2]`` (unit 1 of h1 at step 2,
+    ``x1[2]``: feature 1 of x at step 2), as the scalar name ``h1_2_1`` (``x2_1``): the step
+    first, as scalar mode names them. A spelling that names no element is left as it is."""
+
+    def element(m: re.Match) -> str:
+        new = f"{m.group(1)}_{m.group(3)}_{m.group(2)}"
+        return new if new in names else m.group(0)
+
+    def feature(m: re.Match) -> str:
+        new = f"{m.group(1)}{m.group(3)}_{m.group(2)}"
+        return new if new in names else m.group(0)
+
+    return _INPUT_AT.sub(feature, _ELEMENT_AT.sub(element, text))
 
 
 def step_index(b, node: ast.AST) -> int:
@@ -133,4 +152,6 @@ class StepDefs:
         return sp.Array([[r[j] for j in range(self.units)] for r in rows])
 
 
-__all__ = ["MAX_STEPS", "StepDefs", "is_sequence", "step_index", "subscript", "sum_t"]
+__all__ = [
+    "MAX_STEPS", "StepDefs", "is_sequence", "step_index", "step_names", "subscript", "sum_t",
+]  # fmt: skip

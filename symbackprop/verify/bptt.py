@@ -1,0 +1,99 @@
+"""Naming a mistake in a hand BPTT formula of an rnn layer's weight (issue 13/15, item 3).
+
+The mistakes people make in backpropagation through time, each written as the correct printout
+(``verify.timeform``) with one line changed: a forgotten time step's term, the recurrent path
+missing (δ_t without Uᵀ δ_{t+1}), the activation derivative missing from δ_t, U where Uᵀ belongs,
+and the wrong time shift (h_t where h_{t−1} belongs). A hand formula whose values equal one of
+these at every probe point is named by it; the probe decides, as for every other explanation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ..core.ir import Param
+from .probe import ScalarNet, same
+
+
+def _layer(net: ScalarNet, p: Param):
+    """The rnn op whose parameter p is, and its BPTT op (None for other parameters)."""
+    for o in net.d.forward:
+        if o.kind == "rnn" and p.name in o.args[:4]:
+            delta = o.attr("delta")
+            bptt = next(
+                (b for b in net.d.backward if b.kind == "rnn_bptt" and b.out == delta), None
+            )
+            return (o, bptt) if bptt is not None else None
+    return None
+
+
+def candidates(net: ScalarNet, p: Param, correct: str) -> list[tuple[str, str]]:
+    """(wrong formula, what is wrong) for each BPTT mistake, as the correct printout with one
+    line changed."""
+    found = _layer(net, p)
+    if found is None:
+        return []
+    rnn, bptt = found
+    u, h, g = bptt.args
+    d, inp = bptt.out, rnn.args[4]
+    lines = correct.splitlines()
+    first = lines[0].split(" = ", 1)[1]
+    rec = next((i for i, ln in enumerate(lines) if ln.startswith(f"{d}[t] = ")), None)
+    out: list[tuple[str, str]] = []
+
+    def with_line(i: int, text: str) -> str:
+        return "\n".join([*lines[:i], text, *lines[i + 1 :]])
+
+    if p.name == u and f"{h}[t-1]" in first:
+        out.append((with_line(0, first.replace(f"{h}[t-1]", f"{h}[t]")),
+                    f"the wrong time shift: {u} multiplies the previous state, so the term of "
+                    f"step t is {d}[t] @ {h}[t-1].T, not {d}[t] @ {h}[t].T"))  # fmt: skip
+    if p.name == rnn.args[0] and f"{inp}[t]" in first:
+        out.append((with_line(0, first.replace(f"{inp}[t]", f"{inp}[t-1]")),
+                    f"the wrong time shift: {p.name} multiplies the input of the same step, "
+                    f"{inp}[t], not {inp}[t-1]"))  # fmt: skip
+    if rec is not None:
+        rhs = lines[rec].split(" = ", 1)[1]
+        m = re.fullmatch(rf"\(({g}\[t\]) \+ ({u}\.T @ {d}\[t\+1\])\) \* \((.*)\)", rhs)
+        if m:
+            df = m.group(3)
+            out.append((with_line(rec, f"{d}[t] = {g}[t] * ({df})"),
+                        f"the recurrent path is missing: {d}[t] also receives {u}.T @ "
+                        f"{d}[t+1] from step t+1 (backpropagation through time), not only "
+                        f"{g}[t]"))  # fmt: skip
+            out.append((with_line(rec, f"{d}[t] = {g}[t] + {u}.T @ {d}[t+1]"),
+                        f"missing the activation derivative {rnn.attr('act')}'(z) = {df} "
+                        f"in {d}[t]"))  # fmt: skip
+            out.append(
+                (
+                    with_line(rec, f"{d}[t] = ({g}[t] + {u} @ {d}[t+1]) * ({df})"),
+                    f"{u} is used where its transpose {u}.T belongs (in {d}[t])",
+                )
+            )
+    term = re.search(r"sum_t\((.*)\)$", first)
+    for k in range(1, (net.steps or 0) + 1) if term else ():
+        at_k = re.sub(r"\[t([+-]\d+)?\]", lambda m, k=k: f"[{k + int(m.group(1) or 0)}]",
+                      term.group(1))  # fmt: skip
+        out.append((with_line(0, f"{first} - {at_k}"), f"missing time step {k}: the term {at_k}"))
+    return out
+
+
+def recurrent_mistake(
+    net: ScalarNet, p: Param, correct: str, hand_values: list, read: Callable[[str], list]
+) -> str | None:
+    """What is wrong with a hand formula of p (values ``hand_values``, one list per element),
+    when it equals one of the BPTT mistakes at every probe point; else None."""
+    for wrong, why in candidates(net, p, correct):
+        try:
+            values = [net.values(e) for e in read(wrong)]
+        except Exception:  # noqa: BLE001 - a candidate the reader cannot take is no match
+            continue
+        if len(values) == len(hand_values) and all(
+            same(h, v) for h, v in zip(hand_values, values, strict=True)
+        ):
+            return why
+    return None
+
+
+__all__ = ["candidates", "recurrent_mistake"]
