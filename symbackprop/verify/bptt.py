@@ -17,14 +17,12 @@ from .probe import ScalarNet, same
 
 
 def _layer(net: ScalarNet, p: Param):
-    """The rnn op whose parameter p is, and its BPTT op (None for other parameters)."""
+    """The rnn or gru/lstm op whose parameter p is, and an rnn's BPTT op (else None)."""
     for o in net.d.forward:
-        if o.kind == "rnn" and p.name in o.args[:4]:
+        if o.kind in ("rnn", "cell") and p.name in o.args[:4]:
             delta = o.attr("delta")
-            bptt = next(
-                (b for b in net.d.backward if b.kind == "rnn_bptt" and b.out == delta), None
-            )
-            return (o, bptt) if bptt is not None else None
+            found = [b for b in net.d.backward if b.kind == "rnn_bptt" and b.out == delta]
+            return o, (found[0] if found else None)
     return None
 
 
@@ -34,49 +32,55 @@ def candidates(net: ScalarNet, p: Param, correct: str) -> list[tuple[str, str]]:
     found = _layer(net, p)
     if found is None:
         return []
-    rnn, bptt = found
-    u, h, g = bptt.args
-    d, inp = bptt.out, rnn.args[4]
+    layer, bptt = found
+    w, u, inp = layer.args[0], layer.args[1], layer.args[4]
     lines = correct.splitlines()
     first = lines[0].split(" = ", 1)[1]
-    rec = next((i for i, ln in enumerate(lines) if ln.startswith(f"{d}[t] = ")), None)
     out: list[tuple[str, str]] = []
 
     def with_line(i: int, text: str) -> str:
         return "\n".join([*lines[:i], text, *lines[i + 1 :]])
 
-    if p.name == u and f"{h}[t-1]" in first:
+    prev = re.search(r"@ (\w+)\[t-1\]\.T", first)
+    if p.name == u and prev:
+        h, d = prev.group(1), first.split("(", 1)[1].split("[", 1)[0]
         out.append((with_line(0, first.replace(f"{h}[t-1]", f"{h}[t]")),
                     f"the wrong time shift: {u} multiplies the previous state, so the term of "
                     f"step t is {d}[t] @ {h}[t-1].T, not {d}[t] @ {h}[t].T"))  # fmt: skip
-    if p.name == rnn.args[0] and f"{inp}[t]" in first:
+    if p.name == w and f"{inp}[t]" in first:
         out.append((with_line(0, first.replace(f"{inp}[t]", f"{inp}[t-1]")),
                     f"the wrong time shift: {p.name} multiplies the input of the same step, "
                     f"{inp}[t], not {inp}[t-1]"))  # fmt: skip
-    if rec is not None:
-        rhs = lines[rec].split(" = ", 1)[1]
-        m = re.fullmatch(rf"\(({g}\[t\]) \+ ({u}\.T @ {d}\[t\+1\])\) \* \((.*)\)", rhs)
-        if m:
-            df = m.group(3)
-            out.append((with_line(rec, f"{d}[t] = {g}[t] * ({df})"),
-                        f"the recurrent path is missing: {d}[t] also receives {u}.T @ "
-                        f"{d}[t+1] from step t+1 (backpropagation through time), not only "
-                        f"{g}[t]"))  # fmt: skip
-            out.append((with_line(rec, f"{d}[t] = {g}[t] + {u}.T @ {d}[t+1]"),
-                        f"missing the activation derivative {rnn.attr('act')}'(z) = {df} "
-                        f"in {d}[t]"))  # fmt: skip
-            out.append(
-                (
-                    with_line(rec, f"{d}[t] = ({g}[t] + {u} @ {d}[t+1]) * ({df})"),
-                    f"{u} is used where its transpose {u}.T belongs (in {d}[t])",
-                )
-            )
+    if bptt is not None:
+        out += _delta_mistakes(layer, bptt, lines, with_line)
     term = re.search(r"sum_t\((.*)\)$", first)
     for k in range(1, (net.steps or 0) + 1) if term else ():
         at_k = re.sub(r"\[t([+-]\d+)?\]", lambda m, k=k: f"[{k + int(m.group(1) or 0)}]",
                       term.group(1))  # fmt: skip
         out.append((with_line(0, f"{first} - {at_k}"), f"missing time step {k}: the term {at_k}"))
     return out
+
+
+def _delta_mistakes(rnn, bptt, lines: list[str], with_line) -> list[tuple[str, str]]:
+    """An rnn's δ_t without its recurrent path, without f', or with U for Uᵀ."""
+    u, _, g = bptt.args
+    d = bptt.out
+    rec = next((i for i, ln in enumerate(lines) if ln.startswith(f"{d}[t] = ")), None)
+    m = rec is not None and re.fullmatch(
+        rf"\(({g}\[t\]) \+ ({u}\.T @ {d}\[t\+1\])\) \* \((.*)\)", lines[rec].split(" = ", 1)[1]
+    )
+    if not m:
+        return []
+    df = m.group(3)
+    return [
+        (with_line(rec, f"{d}[t] = {g}[t] * ({df})"),
+         f"the recurrent path is missing: {d}[t] also receives {u}.T @ {d}[t+1] from step "
+         f"t+1 (backpropagation through time), not only {g}[t]"),
+        (with_line(rec, f"{d}[t] = {g}[t] + {u}.T @ {d}[t+1]"),
+         f"missing the activation derivative {rnn.attr('act')}'(z) = {df} in {d}[t]"),
+        (with_line(rec, f"{d}[t] = ({g}[t] + {u} @ {d}[t+1]) * ({df})"),
+         f"{u} is used where its transpose {u}.T belongs (in {d}[t])"),
+    ]  # fmt: skip
 
 
 def recurrent_mistake(

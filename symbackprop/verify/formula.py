@@ -138,6 +138,10 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
             continue
         needed |= set(o.args) | ({s.name for s in o.expr.free_symbols} if o.expr is not None
                                  else set())  # fmt: skip
+    if any(o.kind == "cell_bptt" and o.out in needed for o in net.d.backward):
+        # a gru/lstm layer: the Σ over t with its gate deltas (dx1, dq1) as the net's; the
+        # cell's recurrences are in the derivation (verify does not read them in matrix form)
+        return txts[0], texs[0]
     for o in net.d.backward:
         if o.out not in needed or o.kind.startswith("grad_"):
             continue

@@ -237,6 +237,8 @@ class _Parser:
                 return self.name(self.base())
             self.take("{")
             base = self.base()
+            while base.isalpha() and len(self.peek() or "") == 1 and self.peek().isalpha():
+                base += self.take()  # \mathbf{hs}^{(1)}: a gated layer's hs1
             self.take("}")
             return self.name(base)
         if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):

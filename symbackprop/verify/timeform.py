@@ -29,8 +29,8 @@ def sequences(d, steps: int) -> set[str]:
 def _tex(name: str, at: str) -> str:
     """A sequence at step ``at`` (t, t-1, t+1, T or a number, printed ``_{t=2}``)."""
     sub = _STEP.get(at, f"{{t={at}}}")
-    if name.startswith("d") and not name.startswith("delta"):  # ∂ℓ/∂h: the step inside
-        inner = lx.latex_name(name[1:])
+    if m := re.fullmatch(r"d(?!elta)([a-z]+)(\d+)", name):  # ∂ℓ/∂h: the step inside
+        inner = rf"\mathbf{{{m.group(1)}}}^{{({m.group(2)})}}"
         return rf"\frac{{\partial \ell}}{{\partial {inner}_{sub}}}"
     return f"{lx.latex_name(name)}_{sub}"
 
