@@ -81,10 +81,10 @@ def _torch_grads(spec: dict, net: ScalarNet, point: dict) -> dict:
                       for t in range(steps)], dtype=torch.float64)[None]  # fmt: skip
     v = x
     for i, ly in enumerate(spec["layers"], start=1):
-        if ly.get("type") == "rnn":
-            act = ly.get("nonlinearity", "tanh")
-            rnn = torch.nn.RNN(v.shape[-1], ly["units"], batch_first=True, nonlinearity=act,
-                               dtype=torch.float64)  # fmt: skip
+        if ly.get("type") in ("rnn", "gru", "lstm"):
+            act = {"nonlinearity": ly.get("nonlinearity", "tanh")} if ly["type"] == "rnn" else {}
+            module = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[ly["type"]]
+            rnn = module(v.shape[-1], ly["units"], batch_first=True, dtype=torch.float64, **act)
             state = {"weight_ih_l0": params[f"W{i}"], "weight_hh_l0": params[f"U{i}"],
                      "bias_ih_l0": params[f"b{i}"], "bias_hh_l0": params[f"br{i}"]}  # fmt: skip
             seq, _ = torch.func.functional_call(rnn, state, (v,))
@@ -100,7 +100,13 @@ def _torch_grads(spec: dict, net: ScalarNet, point: dict) -> dict:
     return {k: p.grad.numpy() for k, p in params.items()}
 
 
-@pytest.mark.parametrize("spec", [TANH, RELU, M2M], ids=["tanh", "relu", "many_to_many"])
+GRU = {**_rnn(), "name": "gru", "layers": [{"type": "gru", "units": 2}, {"units": 2}]}
+LSTM = {**M2M, "name": "lstm", "layers": [{"type": "lstm", "units": 2, "return_sequences": True},
+                                          {"units": 1}]}  # fmt: skip
+
+
+@pytest.mark.parametrize("spec", [TANH, RELU, M2M, GRU, LSTM],
+                         ids=["tanh", "relu", "many_to_many", "gru", "lstm"])  # fmt: skip
 def test_printed_matrix_form_equals_torch_autograd_and_pastes_back(spec):
     """Every parameter's printed formula — text and LaTeX, with its recurrences — evaluated at
     random weights equals nn.RNN's autograd gradient to 1e-10, and verify calls it equivalent."""
@@ -176,6 +182,21 @@ def test_each_bptt_mistake_is_refuted_named_and_its_correction_proved(wrt, wrong
     assert not np.allclose(np.array(r.hand_value, dtype=float), want, rtol=1e-6)
     for fixed, tex in ((r.correct_formula, False), (r.correct_formula_latex, True)):
         assert verify(TANH, wrt, fixed, latex=tex).equivalent, fixed
+
+
+@pytest.mark.parametrize("spec", [GRU, LSTM], ids=["gru", "lstm"])
+def test_a_gated_weight_is_the_sum_over_t_of_its_gate_deltas(spec):
+    """gru/lstm: dE/dU1 = Σ_t dq_t hs_{t-1}ᵀ (the gate deltas are the net's, the cell's own
+    recurrences are in the derivation); a wrong shift and a forgotten step are named, and a
+    helper name for a gate recurrence is refused in one line."""
+    dq = "dq1" if spec is GRU else "dx1"  # the LSTM's dq equals its dx (tied)
+    assert verify(spec, "U1", f"sum_t({dq}[t] @ hs1[t-1].T)").equivalent
+    r = verify(spec, "U1", f"sum_t({dq}[t] @ hs1[t].T)")
+    assert not r.equivalent and "the wrong time shift" in r.explanation, r.text()
+    r = verify(spec, "W1", "sum_t(dx1[t] @ x[t].T, 1, 2)")
+    assert not r.equivalent and "missing time step 3: the term dx1[3] @ x[3].T" in r.explanation
+    with pytest.raises(SpecError, match=r"cannot define e\[t\]: not a sequence of this net"):
+        verify(spec, "U1", f"sum_t({dq}[t] @ hs1[t-1].T)\ne[t] = dh1[t]")
 
 
 def test_truncated_bptt_prints_its_cuts_and_pastes_back():

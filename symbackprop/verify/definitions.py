@@ -178,9 +178,14 @@ def _steps(defs: list, mats: Mapping, steps: int | None) -> tuple[list, dict]:
             continue
         base, index = m.group(1), m.group(2).strip()
         value = mats.get(base)
-        if steps is None or not isinstance(value, sp.NDimArray) or value.rank() != 2:
+        if steps is None:
             raise SpecError("--expr", f"only a recurrent net's sequence is defined step by step "
                             f"(name[t] = ...), not {name[:40]}")  # fmt: skip
+        if not isinstance(value, sp.NDimArray) or value.rank() != 2:
+            known = ", ".join(n for n, v in mats.items()
+                              if isinstance(v, sp.NDimArray) and v.rank() == 2)  # fmt: skip
+            raise SpecError("--expr", f"cannot define {name[:40]}: not a sequence of this net "
+                            f"(its sequences: {known})")  # fmt: skip
         if index == "t":
             key = "t"
         else:
