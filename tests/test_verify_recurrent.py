@@ -272,3 +272,33 @@ def test_refusal_on_the_command_line_is_one_line_with_exit_2(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert ok.returncode == 1 and "the wrong time shift" in ok.stdout, ok.stdout + ok.stderr
+
+
+LSTM1 = {"name": "lstm1", "inputs": [2, 1], "optimizer": _SGD, "loss": _SSE,
+         "layers": [{"type": "lstm", "units": 1}, {"units": 1}]}  # fmt: skip
+
+
+def test_a_forgotten_gate_derivative_is_named():
+    """An LSTM's input-gate row of U at the last step, with the gate deltas written out in the
+    saved values (s1: i, f, g, o, c, k, h) by CONTRACT's names: i' = i(1 − i) forgotten is
+    named; the spelling s1_1[2] (element 1 at step 2) reads as s1_2_1."""
+    good = ("dE/du1_11 = dx1_2_1*hs1_1_1\n"
+            "dx1_2_1 = dh1_2_1*s1_2_4*(1 - s1_2_6**2)*s1_2_3*s1_2_1*(1 - s1_2_1)")  # fmt: skip
+    assert verify(LSTM1, "u1_11", good).equivalent
+    spelled = (
+        "dE/du1_11 = dx1_1[2]*hs1_1[1]\n"
+        "dx1_1[2] = dh1_1[2]*s1_4[2]*(1 - s1_6[2]**2)*s1_3[2]*s1_1[2]*(1 - s1_1[2])"
+    )
+    assert verify(LSTM1, "u1_11", spelled).equivalent
+    r = verify(LSTM1, "u1_11", good.replace("*s1_2_1*(1 - s1_2_1)", ""))
+    assert not r.equivalent
+    assert (
+        r.explanation == "missing the derivative of i (σ') at step 2, unit 1: s1_2_1*(1 - s1_2_1)"
+    )
+    r = verify(LSTM1, "u1_11", good.replace("*(1 - s1_2_6**2)", ""))
+    assert not r.equivalent and "missing the derivative of k (tanh') at step 2" in r.explanation
+    # the value it is judged against is nn.LSTM's gradient
+    net = ScalarNet(derive(LSTM1))
+    point = {s: r.counterexample[s.name] for s in net.raw}
+    want = _torch_grads(LSTM1, net, point)["U1"][0, 0]
+    assert abs(r.true_value - want) <= 1e-10 * abs(want)

@@ -27,7 +27,7 @@ from ..core.scalar import param_element
 from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import Notation, parse_expression
 from ..spec.load import Spec, load_spec, parse_spec
-from .bptt import recurrent_mistake
+from .bptt import gate_mistake, recurrent_mistake
 from .definitions import bind, split
 from .explain import conv_mistake, explain_batch, explain_element, explain_matrix
 from .formula import input_formula, matrix_formula, scalar_formula
@@ -183,7 +183,11 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
     text, names, mats = _read(net, name, expr, latex, name in params, notation, batch)
     if name not in params:
         hand = _outside_sums(net, parse_expression(text, names, "--expr", notation))
-        return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
+        result = _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
+        if not result and result.explanation is None and net.steps and not batch:
+            why = gate_mistake(net, net.values(hand), net.values(net.truth(name)))
+            result = replace(result, explanation=why)
+        return result
     p = params[name]
     els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
     try:

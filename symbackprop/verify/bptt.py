@@ -12,8 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import sympy as sp
+
 from ..core.ir import Param
-from .probe import ScalarNet, same
+from ..core.scalar import sym
+from .probe import ScalarNet, lift, same
 
 
 def _layer(net: ScalarNet, p: Param):
@@ -100,4 +103,29 @@ def recurrent_mistake(
     return None
 
 
-__all__ = ["candidates", "recurrent_mistake"]
+def gate_mistake(net: ScalarNet, hand_values: list, truth_values: list) -> str | None:
+    """A gru/lstm element's formula that lacks one gate's derivative (σ' = s(1 − s) or
+    tanh' = 1 − s² of a saved value s at one step and unit): yours times it is the truth."""
+    for o in net.d.forward:
+        if o.kind != "cell":
+            continue
+        units, steps = o.attr("units"), net.steps or 0
+        for ki, (stmt, e) in enumerate(zip(o.attr("stmts"), o.attr("fwd"), strict=False)):
+            if isinstance(e, sp.tanh):
+                form, name = "1 - {0}**2", "tanh'"
+            elif e.is_Pow and e.exp == -1 and e.has(sp.exp):
+                form, name = "{0}*(1 - {0})", "σ'"
+            else:
+                continue
+            for t in range(1, steps + 1):
+                for j in range(units):
+                    s_ = sym(f"{o.out}_{t}_{ki * units + j + 1}")
+                    f = s_ * (1 - s_) if "(1 -" in form else 1 - s_**2
+                    fv = net.values(f)
+                    if same(lift(lambda h, v: h * v, hand_values, fv), truth_values):
+                        return (f"missing the derivative of {stmt} ({name}) at step {t}, unit "
+                                f"{j + 1}: {form.format(s_.name)}")  # fmt: skip
+    return None
+
+
+__all__ = ["candidates", "gate_mistake", "recurrent_mistake"]
