@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
@@ -59,8 +60,10 @@ def _hand(net: ScalarNet, wrt: str, expr: str, latex: bool, point: dict) -> np.n
     text, names, mats = _read(net, wrt, expr, latex, True, notation, False)
     value = parse_matrix(text, names, mats, "--expr", notation, time=(net.steps, None))
     shape = next(p.shape for p in net.d.params if p.name == wrt)
-    subs = {s: sp.Float(v, 30) for s, v in point.items()}
-    return np.array([float(net.expand(e).xreplace(subs)) for e in entries(value)]).reshape(shape)
+    with mpmath.workdps(30):  # every definition of the net at the point, then the formula
+        env = net.env({s: mpmath.mpf(v) for s, v in point.items()}, net.defs)
+        got = [float(net.call(sp.sympify(e), env)) for e in entries(value)]
+    return np.array(got).reshape(shape)
 
 
 def _torch_grads(spec: dict, net: ScalarNet, point: dict) -> dict:
