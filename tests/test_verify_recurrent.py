@@ -305,3 +305,13 @@ def test_a_forgotten_gate_derivative_is_named():
     point = {s: r.counterexample[s.name] for s in net.raw}
     want = _torch_grads(LSTM1, net, point)["U1"][0, 0]
     assert abs(r.true_value - want) <= 1e-10 * abs(want)
+
+
+def test_a_batch_of_sequences():
+    """--batch 2: sum_n around sum_t reads; a wrong shift inside is named per sample, and the
+    printed batch formula pastes back in text and LaTeX."""
+    assert verify(TANH, "U1", "sum_n(sum_t(delta1[t] @ h1[t-1].T))", batch=2).equivalent
+    r = verify(TANH, "U1", "sum_n(sum_t(delta1[t] @ h1[t].T))", batch=2)
+    assert not r.equivalent and r.explanation.startswith("in each sample's term: the wrong time")
+    assert verify(TANH, "U1", r.correct_formula, batch=2).equivalent
+    assert verify(TANH, "U1", r.correct_formula_latex, latex=True, batch=2).equivalent

@@ -184,7 +184,7 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
     if name not in params:
         hand = _outside_sums(net, parse_expression(text, names, "--expr", notation))
         result = _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
-        if not result and result.explanation is None and net.steps and not batch:
+        if not result and result.explanation is None and net.steps and net.batch == 1:
             why = gate_mistake(net, net.values(hand), net.values(net.truth(name)))
             result = replace(result, explanation=why)
         return result
@@ -204,7 +204,7 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
             if not result and kernel is not None:
                 why = conv_mistake(net, p, text, names, mats, notation)
                 result = replace(result, explanation=why or result.explanation)
-            if not result and net.steps and not batch:  # a BPTT mistake, named
+            if not result and net.steps and net.batch == 1:  # a BPTT mistake, named
                 why = _bptt_mistake(net, p, formula[0], hand, notation)
                 result = replace(result, explanation=why or result.explanation)
             return result
