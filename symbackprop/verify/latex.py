@@ -13,6 +13,7 @@ import re
 
 from ..spec.errors import SpecError
 from ..spec.expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH
+from .latex_steps import TimeSyntax
 from .notation import DERIVABLE
 
 MAX_LATEX_LENGTH = 4000
@@ -38,7 +39,7 @@ _COMPARISONS = {">": ">", "<": "<", r"\gt": ">", r"\lt": "<", r"\geq": ">=", r"\
 _ONE = {r"\mathbb", r"\mathbf", r"\mathds", r"\mathbbm", r"\boldsymbol", r"\mathrm"}
 
 
-class _Parser:
+class _Parser(TimeSyntax):
     """Recursive descent over the token list, producing a parenthesized plain expression."""
 
     def __init__(self, text: str, matrix: bool, field: str):
@@ -295,26 +296,6 @@ class _Parser:
         self.nest(-1)
         return out
 
-    def time_sum(self, limits: list[str]) -> str:
-        r"""``\sum_t``, ``\sum_{t=1}^{T}``, ``\sum_{t=2}^{T}``: Σ over a recurrent net's time
-        steps of the rest of the term, as ``sum_t(...)`` (``verify.steps``)."""
-        if limits not in (["t"], ["t", "=", *limits[2:3]]) or (
-            len(limits) == 3 and not (limits[2].isdigit() or limits[2] == "T")
-        ):
-            raise self.fail(r"a sum over time steps is \sum_t or \sum_{t=1}^{T}")
-        first, last = (limits[2] if len(limits) == 3 else "1"), "T"
-        if self.peek() == "^":
-            self.take()
-            last = self.group().strip("()").replace(" ", "")
-            if not re.fullmatch(r"T|\d+|T-\d+", last):
-                raise self.fail("a sum over time steps runs to T, T - k or a step number")
-        self.nest(1)
-        term = self.term()
-        self.nest(-1)
-        if (first, last) == ("1", "T"):
-            return f"sum_t({term})"
-        return f"sum_t({term}, {first}, {last})"
-
     def braced(self) -> str:
         self.take("{")
         out = self.expr()
@@ -448,18 +429,6 @@ class _Parser:
             raise self.fail("empty index")
         split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
         return ("_" if split else "").join(parts) + step
-
-    def step(self) -> str | None:
-        """``{t-1}``, ``{t+1}``, ``{T}``, ``{t=2}``: a sequence's time step, as ``[t-1]``."""
-        end = self.i + 1
-        while self.peek(end - self.i) not in ("}", None) and end - self.i < 8:
-            end += 1
-        toks = [t for t, _ in self.toks[self.i + 1 : end]]
-        text = "".join(toks)
-        if self.peek(end - self.i) != "}" or not re.fullmatch(r"[tT]([+-]\d+)?|t=\d+", text):
-            return None
-        self.i = end + 1
-        return f"[{text.removeprefix('t=')}]"
 
 
 _VALUE = r"(?:\d+|\((?:\d+|\(\d+, ?\d+\))(?:, ?(?:\d+|\(\d+, ?\d+\)))*\))"
