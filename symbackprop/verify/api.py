@@ -27,12 +27,14 @@ from ..core.scalar import param_element
 from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import Notation, parse_expression
 from ..spec.load import Spec, load_spec, parse_spec
+from .bptt import gate_mistake, recurrent_mistake
 from .definitions import bind, split
 from .explain import conv_mistake, explain_batch, explain_element, explain_matrix
 from .formula import input_formula, matrix_formula, scalar_formula
 from .matrix import ShapeMismatch, entries, parse_matrix, shape_of, shape_text
 from .notation import hand_notation
 from .probe import DIGITS, POINTS, ScalarNet, element_indices, proved, same
+from .steps import step_names
 
 MAX_NODES = 3000  # larger expanded differences are left to the probe (10x: not even expanded)
 MAX_PARAMS = 1000  # element by element: 1,001 parameters take 11-19 s here, 4,997 over 3 min
@@ -181,12 +183,16 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
     text, names, mats = _read(net, name, expr, latex, name in params, notation, batch)
     if name not in params:
         hand = _outside_sums(net, parse_expression(text, names, "--expr", notation))
-        return _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
+        result = _decide(net, name, expr, [name], [hand], (), scalar_formula(net, name))
+        if not result and result.explanation is None and net.steps and net.batch == 1:
+            why = gate_mistake(net, net.values(hand), net.values(net.truth(name)))
+            result = replace(result, explanation=why)
+        return result
     p = params[name]
     els, formula = [param_element(p, ix) for ix in element_indices(p)], matrix_formula(net, p)
     try:
         kernel = tuple(p.shape[2:]) if len(p.shape) > 2 else None
-        hand = parse_matrix(text, names, mats, "--expr", notation, kernel)
+        hand = parse_matrix(text, names, mats, "--expr", notation, kernel, (net.steps, None))
         hand = _outside_sums(net, hand)
     except ShapeMismatch as exc:
         why, shape = f"shape mismatch {exc}", None
@@ -198,6 +204,9 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
             if not result and kernel is not None:
                 why = conv_mistake(net, p, text, names, mats, notation)
                 result = replace(result, explanation=why or result.explanation)
+            if not result and net.steps and net.batch == 1:  # a BPTT mistake, named
+                why = _bptt_mistake(net, p, formula[0], hand, notation)
+                result = replace(result, explanation=why or result.explanation)
             return result
         why = f"shape mismatch: yours is {shape_text(shape)}, dE/d{name} is {shape_text(p.shape)}"
         if len(shape) == 2 and shape[::-1] in (p.shape, (*p.shape, 1)):
@@ -206,18 +215,33 @@ def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool
                         hand_shape=shape, true_shape=p.shape)  # fmt: skip
 
 
+def _bptt_mistake(net: ScalarNet, p, correct: str, hand, notation) -> str | None:
+    """The BPTT mistake (verify.bptt) a recurrent weight's hand formula equals, if any."""
+
+    def read(wrong: str) -> list:
+        text, names, mats = _read(net, p.name, wrong, False, True, notation, False)
+        value = parse_matrix(text, names, mats, "--expr", notation, time=(net.steps, None))
+        return entries(value) if shape_of(value) else [value]
+
+    hand_values = [net.values(e) for e in (entries(hand) if shape_of(hand) else [hand])]
+    return recurrent_mistake(net, p, correct, hand_values, read)
+
+
 def _read(
     net: ScalarNet, name: str, expr: str, latex: bool, matrix: bool, notation, batch: bool
 ) -> tuple[str, dict, dict]:
     """The formula in the plain grammar, and the names and vectors it reads, each defined
     name (its later lines: ``delta2 = ...``) standing for its definition."""
     text, defs = split(expr, name, latex, matrix)
+    if net.steps:  # h1_1[2] (CONTRACT §2) is scalar mode's h1_2_1
+        text = step_names(text, net.names)
+        defs = [(step_names(n, net.names), step_names(t, net.names)) for n, t in defs]
     if not batch and any(re.search(r"\bsum_n\b", t) for t in [text, *(t for _, t in defs)]):
         raise SpecError("--expr", "sum_n(...) sums over a batch: add --batch N")
     if not defs:
         return text, net.names, net.matrices()
     given = {*net.elements, *(s.name for s in net.inputs + net.targets)}
-    return text, *bind(defs, net.names, net.matrices(), given, notation)
+    return text, *bind(defs, net.names, net.matrices(), given, notation, net.steps)
 
 
 def _outside_sums(net: ScalarNet, hand):
@@ -246,7 +270,7 @@ def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyRe
         return _decide(net, name, expr, [name], [hand], (), formula)
     shape = (len(inputs),)
     try:
-        hand = parse_matrix(text, names, mats, "--expr", notation)
+        hand = parse_matrix(text, names, mats, "--expr", notation, time=(net.steps, None))
     except ShapeMismatch as exc:
         why, got = f"shape mismatch {exc}", None
     else:

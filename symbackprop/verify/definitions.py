@@ -12,6 +12,7 @@ other (any order of lines), a circle is refused.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 
@@ -22,9 +23,11 @@ from ..spec.expressions import Notation, parse_expression
 from .latex import latex_to_expr
 from .matrix import ShapeMismatch, entries, parse_matrix, shape_of, shape_text
 from .notation import primes
+from .steps import StepDefs, step_index
 
 MAX_DEFINITIONS = 50
 _NAME = re.compile(r"[A-Za-z_]\w*")
+_STEP = re.compile(r"([A-Za-z_]\w*)\[([\w+\- ]+)\]")  # delta1[t], dh1[T], delta1[3]
 
 
 def _top_equals(text: str) -> int:
@@ -77,7 +80,7 @@ def split(expr: str, wrt: str, latex: bool, matrix: bool) -> tuple[str, list[tup
             raise SpecError("--expr", f"a line after the formula defines a name (NAME = ...): "
                             f"{line[:40]}")  # fmt: skip
         name = translate(line[:at].strip()).strip("() ")
-        if not _NAME.fullmatch(name):
+        if not _NAME.fullmatch(name) and not _STEP.fullmatch(name):
             raise SpecError("--expr", f"a definition's left side is one name, not {name[:40]}")
         defs.append((name, translate(line[at + 1 :].strip())))
     return translate(first.strip()), defs
@@ -89,9 +92,12 @@ def bind(
     mats: Mapping,
     raw: set[str],
     notation: Notation,
+    steps: int | None = None,
 ) -> tuple[dict, dict]:
-    """``names`` and ``mats`` with each defined name standing for its definition."""
+    """``names`` and ``mats`` with each defined name standing for its definition (a
+    recurrent net's ``steps``: ``name[t] = ...`` defines a sequence step by step)."""
     names, mats = dict(names), dict(mats)
+    defs, rules = _steps(defs, mats, steps)
     given = dict(defs)
     if len(given) < len(defs):
         twice = next(n for n, _ in defs if [m for m, _ in defs].count(n) > 1)
@@ -112,6 +118,20 @@ def bind(
             raise SpecError("--expr", f"the definitions of {', '.join(circle)} use each other "
                             "in a circle")  # fmt: skip
         for n in ready:
+            if n in rules:
+                want = mats[n]
+
+                def parse(text: str, k: int, names=names, mats=mats) -> object:
+                    return parse_matrix(text, names, mats, "--expr", notation, time=(steps, k))
+
+                mats[n] = StepDefs(n, want.shape[1], steps, rules[n], parse)
+                value = mats[n].array(_Where(steps))
+                mats[n] = value
+                for s, v in zip(entries(want), entries(value), strict=True):
+                    names[s.name] = v
+                _bounded(n, entries(value))
+                done.append(n)
+                continue
             if n in set(_NAME.findall(given[n])):
                 raise SpecError("--expr", f"'{n}' is defined in terms of itself")
             if n in mats and isinstance(mats[n], (sp.MatrixBase, sp.NDimArray)):
@@ -133,6 +153,56 @@ def bind(
             _bounded(n, entries(mats[n]) if n in mats and shape_of(mats[n]) else names[n])
             done.append(n)
     return names, mats
+
+
+class _Where:
+    """Where a step index is read outside a formula (a definition's left side)."""
+
+    field, step = "--expr", None
+
+    def __init__(self, steps: int | None):
+        self.steps = steps
+
+    def segment(self, node: ast.AST) -> str:
+        return ast.unparse(node)[:40]
+
+
+def _steps(defs: list, mats: Mapping, steps: int | None) -> tuple[list, dict]:
+    """The definitions ``name[t] = ...`` and ``name[k] = ...`` of each sequence gathered into
+    one (name, all right sides) entry, and their rules {"t" or k: right side}."""
+    out, rules = [], {}
+    for name, rhs in defs:
+        m = _STEP.fullmatch(name)
+        if m is None:
+            out.append((name, rhs))
+            continue
+        base, index = m.group(1), m.group(2).strip()
+        value = mats.get(base)
+        if steps is None:
+            raise SpecError("--expr", f"only a recurrent net's sequence is defined step by step "
+                            f"(name[t] = ...), not {name[:40]}")  # fmt: skip
+        if not isinstance(value, sp.NDimArray) or value.rank() != 2:
+            known = ", ".join(n for n, v in mats.items()
+                              if isinstance(v, sp.NDimArray) and v.rank() == 2)  # fmt: skip
+            raise SpecError("--expr", f"cannot define {name[:40]}: not a sequence of this net "
+                            f"(its sequences: {known})")  # fmt: skip
+        if index == "t":
+            key = "t"
+        else:
+            try:
+                key = step_index(_Where(steps), ast.parse(index, mode="eval").body)
+            except SyntaxError:
+                raise SpecError("--expr", f"a step is t, T or T - 1, ...: {name[:40]}") from None
+            if not 1 <= key <= steps:
+                raise SpecError("--expr", f"{name} is outside the steps 1..{steps} (a sequence "
+                                "is 0 there)")  # fmt: skip
+        if key in rules.setdefault(base, {}):
+            raise SpecError("--expr", f"'{name}' is defined twice")
+        rules[base][key] = rhs
+        if base not in dict(out):
+            out.append((base, ""))
+    joined = {b: " ".join(r.values()) for b, r in rules.items()}
+    return [(n, joined.get(n, rhs)) for n, rhs in out], rules
 
 
 MAX_NODES = 20_000  # a definition written out in the names it uses (d2 = d1*d1, d3 = d2*d2...)

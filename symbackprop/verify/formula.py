@@ -13,6 +13,7 @@ from ..core.ops import kind
 from ..core.ops.conv import geometry
 from ..core.scalar import Factor
 from ..printing import latex as lx
+from . import timeform
 from .probe import ScalarNet
 
 
@@ -105,7 +106,10 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
     name, c = lx.latex_name, net.d.scale.xreplace({N: 1})
     op = net.d.gradients[p.name]
     dl = op.args[0]
-    if op.kind == "grad_weight":
+    seqs = timeform.sequences(net.d, net.steps) if net.steps else set()
+    if (summed := timeform.gradient(op, seqs)) is not None:  # Σ_t over a recurrent net's steps
+        txt, tex = summed
+    elif op.kind == "grad_weight":
         inp = op.args[1]
         txt, tex = f"{dl} @ {inp}.T", rf"{name(dl)} \left({name(inp)}\right)^T"
     elif op.kind == "grad_conv_weight":
@@ -125,7 +129,8 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
         txt, tex = batch_sum(net, net.d.scale, txt, tex)
     elif c != 1:
         txt, tex = f"{lx.text(c)} * {txt}", f"{lx.latex(c)} {tex}"
-    txts, texs = [f"dE/d{p.name} = {txt}"], [f"{name('d' + p.name)} = {tex}"]
+    lhs = name("d" + p.name).replace(r"\partial \ell", r"\partial E", 1)  # dE/dU, not dℓ/dU
+    txts, texs = [f"dE/d{p.name} = {txt}"], [f"{lhs} = {tex}"]
     needed = {s.name for s in op.expr.free_symbols} if op.expr is not None else set(op.args)
     ctx = net.d.context
     for o in reversed(net.d.backward):  # the recurrences it reads, back to the loss
@@ -133,11 +138,18 @@ def matrix_formula(net: ScalarNet, p: Param) -> tuple[str, str]:
             continue
         needed |= set(o.args) | ({s.name for s in o.expr.free_symbols} if o.expr is not None
                                  else set())  # fmt: skip
+    if any(o.kind == "cell_bptt" and o.out in needed for o in net.d.backward):
+        # a gru/lstm layer: the Σ over t with its gate deltas (dx1, dq1) as the net's; the
+        # cell's recurrences are in the derivation (verify does not read them in matrix form)
+        return txts[0], texs[0]
     for o in net.d.backward:
         if o.out not in needed or o.kind.startswith("grad_"):
             continue
         a = o.args
-        if o.kind == "map":
+        if (steps := timeform.line(o, net.d, net.steps, seqs) if seqs else None) is not None:
+            txts += [t for t, _ in steps]
+            texs += [t for _, t in steps]
+        elif o.kind == "map":
             txts.append(f"{o.out} = {lx.text(o.expr)}")
             texs.append(f"{name(o.out)} = {lx.latex(o.expr, hadamard=True)}")
         elif o.kind == "reshape":

@@ -13,6 +13,7 @@ import re
 
 from ..spec.errors import SpecError
 from ..spec.expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH
+from .latex_steps import TimeSyntax
 from .notation import DERIVABLE
 
 MAX_LATEX_LENGTH = 4000
@@ -38,7 +39,7 @@ _COMPARISONS = {">": ">", "<": "<", r"\gt": ">", r"\lt": "<", r"\geq": ">=", r"\
 _ONE = {r"\mathbb", r"\mathbf", r"\mathds", r"\mathbbm", r"\boldsymbol", r"\mathrm"}
 
 
-class _Parser:
+class _Parser(TimeSyntax):
     """Recursive descent over the token list, producing a parenthesized plain expression."""
 
     def __init__(self, text: str, matrix: bool, field: str):
@@ -237,6 +238,8 @@ class _Parser:
                 return self.name(self.base())
             self.take("{")
             base = self.base()
+            while base.isalpha() and len(self.peek() or "") == 1 and self.peek().isalpha():
+                base += self.take()  # \mathbf{hs}^{(1)}: a gated layer's hs1
             self.take("}")
             return self.name(base)
         if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):
@@ -257,6 +260,8 @@ class _Parser:
         self.take(r"\partial")
         name = self.primary()
         self.take("}")
+        if re.fullmatch(r"[a-z]\w*\[[\w+-]+\]", name):  # ∂ℓ/∂h_t: the sequence dh1 at t
+            return f"d{name}"
         if not re.fullmatch(r"[a-z]\w*", name):
             raise self.fail(f"a derivative with respect to one name, not {name[:40]}")
         if self.peek() == "|" and self.peek(1) == "_":
@@ -278,6 +283,8 @@ class _Parser:
             while self.peek() not in ("}", None):
                 limits.append(self.take())
             self.take("}")
+        if limits[:1] == ["t"] and self.matrix:
+            return self.time_sum(limits)
         if limits not in (["n"], ["n", "=", "1"]):
             raise self.fail(r"a sum is over the batch's samples: \sum_n or \sum_{n=1}^{N}")
         if self.peek() == "^":
@@ -369,6 +376,12 @@ class _Parser:
                 index = self.index()
         if index == "n":  # the sample index of a batch: \mathbf{x}_n is sample n's x
             index = None
+        if index and self.peek() == "[" and (self.peek(1) or "").isdigit() and self.peek(2) == "]":
+            index += f"[{self.toks[self.i + 1][0]}]"  # h^{(1)}_{1}[2]: unit 1 at step 2
+            self.i += 3
+        if index is not None and index.startswith("["):  # a sequence's step: h1[t-1]
+            text = f"{base}{layer or ''}{index}"
+            return self.transposed(text) if transpose else text
         if base == "e" and layer is None and index is None:
             return "exp(1)"
         if base in ("w", "W", "u", "U") and layer and index:
@@ -384,8 +397,12 @@ class _Parser:
         return self.transposed(text) if transpose else text
 
     def index(self) -> str:
+        if self.peek() in ("t", "T"):  # a sequence's step: h_t, h_T
+            return f"[{self.take()}]"
         if self.peek() != "{":
             return self.group()
+        if (step := self.step()) is not None:
+            return step
         self.take()
         parts: list[str] = []
         comma = False
@@ -394,10 +411,15 @@ class _Parser:
             comma = self.peek() == ","
             if comma:
                 self.take()
+        step = ""
         while self.peek() != "}":
             tok = self.take()
             if tok == ",":
                 comma = True
+                continue
+            if tok == "t" and self.peek() == "=" and (self.peek(1) or "").isdigit():
+                self.take("=")
+                step = f"[{self.take()}]"  # h^{(1)}_{1,t=2}: unit 1 at step 2, h1_1[2]
                 continue
             if not tok.isdigit():
                 raise self.fail(f"an index must be digits, found '{tok}'")
@@ -406,7 +428,7 @@ class _Parser:
         if not parts:
             raise self.fail("empty index")
         split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
-        return ("_" if split else "").join(parts)
+        return ("_" if split else "").join(parts) + step
 
 
 _VALUE = r"(?:\d+|\((?:\d+|\(\d+, ?\d+\))(?:, ?(?:\d+|\(\d+, ?\d+\)))*\))"

@@ -15,7 +15,7 @@ import sympy as sp
 
 from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import MAX_LENGTH, Notation, check_alphabet, parse_expression
-from . import maps
+from . import maps, steps
 from .shapes import ShapeMismatch, entries, shape_of, shape_text
 
 __all__ = ["ShapeMismatch", "entries", "parse_matrix", "shape_of", "shape_text"]
@@ -37,9 +37,11 @@ class _MatrixBuilder:
         field: str,
         notation: Notation | None = None,
         kernel: tuple[int, ...] | None = None,
+        time: tuple[int | None, int | None] = (None, None),
     ):
         self.text, self.names, self.mats, self.field = text, names, mats, field
         self.notation, self.kernel = notation, kernel
+        self.steps, self.step = time  # a recurrent net's T, and the t of sum_t or name[t] = ...
 
     def extra(self, count: int) -> set[str]:
         """The notation's function names that take ``count`` arguments."""
@@ -65,8 +67,13 @@ class _MatrixBuilder:
                 raise SpecError(self.field, f"unknown name '{node.id}'{hint}; vectors: {known}")
             source = ast.get_source_segment(self.text, node) or ast.unparse(node)
             return parse_expression(source, self.names, self.field, self.notation)
+        if isinstance(node, ast.Subscript):
+            return steps.subscript(self, node)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "sum_t":
+            return steps.sum_t(self, node)
         if isinstance(node, ast.Name):
-            return self.mats[node.id]
+            value = self.mats[node.id]
+            return value.array(self) if isinstance(value, steps.StepDefs) else value
         if isinstance(node, ast.Attribute):
             if node.attr != "T":
                 raise SpecError(self.field, f"attribute '.{node.attr}' is not allowed (only .T)")
@@ -171,6 +178,7 @@ def parse_matrix(
     field: str = "--expr",
     notation: Notation | None = None,
     kernel: tuple[int, ...] | None = None,
+    time: tuple[int | None, int | None] = (None, None),
 ) -> sp.Expr | sp.Matrix:
     """Parse matrix notation into a SymPy Matrix (or a scalar expression).
 
@@ -182,6 +190,9 @@ def parse_matrix(
         field: the field path reported in errors.
         kernel: the spatial shape of the kernel whose gradient ``corr`` computes (the offsets it
             is evaluated at), when the formula is a conv kernel's gradient.
+        time: a recurrent net's number of steps T (sequences are indexed, ``sum_t`` sums over
+            the steps; ``verify.steps``) and the step t a definition ``name[t] = ...`` is
+            evaluated at; (None, None) otherwise.
 
     Raises:
         ShapeMismatch: operands whose shapes do not fit.
@@ -189,7 +200,8 @@ def parse_matrix(
     """
     if not isinstance(text, str) or len(text) > MAX_LENGTH or not text.strip():
         return parse_expression(text, names, field, notation)  # its message for each
-    check_alphabet(text, field, extra="@" + ("<>=" if notation and notation.comparisons else ""))
+    extra = "@" + ("<>=" if notation and notation.comparisons else "") + ("[]" if time[0] else "")
+    check_alphabet(text, field, extra=extra)
     text = text.strip()
     try:
         tree = ast.parse(text, mode="eval")
@@ -202,6 +214,6 @@ def parse_matrix(
             raise SpecError(field, f"expression nested too deeply (more than {MAX_MATRIX_DEPTH})")
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
     try:
-        return _MatrixBuilder(text, names, mats, field, notation, kernel).build(tree.body)
+        return _MatrixBuilder(text, names, mats, field, notation, kernel, time).build(tree.body)
     except RecursionError:
         raise SpecError(field, "expression nested too deeply") from None

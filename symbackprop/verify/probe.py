@@ -83,6 +83,9 @@ class ScalarNet:
             for j, x in enumerate(self.inputs)
             if element_name("dx", (j,)) in defined
         }
+        # a recurrent net's number of steps T: its sequences are indexed (h1[t-1]) in formulas
+        recurrent = any(o.kind in ("rnn", "cell") for o in d.forward)
+        self.steps = d.shapes["x"][0] if recurrent else None
         self._fns: dict[sp.Expr, tuple] = {}
         self._defined, self._full, self._sizes = dict(self.defs), {}, {}
         for s, e in self.defs:
