@@ -1,18 +1,19 @@
 """The C target's matrix kernel (templates/c/mac_rows.c.j2) and its runtime CPU dispatch.
 
 mac_rows(n, count, alpha, a, as, x, xs, y) adds sum_k alpha a[k as] x[k xs + 0..n) to y[0..n).
-It comes in two builds: the plain one (four rows of x a pass, a * x + y rounded twice) and, on
-x86-64 with GCC, one for AVX2 that the CPU picks at each call (``<NAME>_NO_DISPATCH``: the plain
-one only): in float the same text (the same numbers), in double eight rows a pass with fused
-multiply-adds (AVX2 + FMA). Each build is checked against NumPy (float64 sums of the same
-inputs) over sizes that hit every remainder of its blocking: outputs n and rows count 1..9, 13,
-17, 19, 33, strides with gaps, alpha 1 and not; in float64 (1e-12) and float32; under -Wall
--Wextra -Werror -pedantic and the sanitizers. The dispatch test shows which path runs: the
-default build's numbers are bit for bit the forced-AVX2 build's (-mavx2 -mfma), the
-NO_DISPATCH build's the plain one's; in double the two paths differ (rounded once, twice), in
-float they agree bit for bit. Whole generated libraries, dispatched and not, equal the NumPy
-target to 1e-12 over batch sizes 1..9, 13, 17 (the rows loop around the kernel) for a dense net
-and an LSTM.
+The plain build sums four rows of x a pass (a * x + y rounded twice). On x86-64 with GCC the
+library's chunk functions and gemm are also compiled for AVX2 (target_clones; float's kernel is
+inlined there: the same text, the same numbers), and double has a second kernel (AVX2 + FMA,
+eight rows a pass) that the CPU picks at each call; ``<NAME>_NO_DISPATCH`` keeps the plain
+build. Each kernel build is checked against NumPy (float64 sums of the same inputs) over sizes
+that hit every remainder of its blocking: outputs n and rows count 1..9, 13, 17, 19, 33,
+strides with gaps, alpha 1 and not; in float64 (1e-12) and float32; under -Wall -Wextra -Werror
+-pedantic and the sanitizers. The dispatch tests show which path runs: in double the default
+build's numbers are bit for bit the forced-AVX2 build's (-mavx2 -mfma), the NO_DISPATCH build's
+the plain one's, and the two differ (rounded once, twice); a float32 library's default and
+NO_DISPATCH builds step bit for bit alike, and only the default has the AVX2 clones. Whole
+float64 libraries, dispatched and not, equal the NumPy target to 1e-12 over batch sizes 1..9,
+13, 17 (the rows loop around the kernel) for a dense net and an LSTM.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def test_dispatch_picks_the_avx2_kernel_and_the_define_the_plain_one(tmp_path, d
     np.testing.assert_array_equal(plain, plain_forced)  # the define kept the plain one
     if dtype == "float64":  # two paths: fused multiply-adds (rounded once) and not
         assert np.any(default != plain)
-    else:  # the same text for AVX2: the same numbers
+    else:  # float's AVX2 build is the library's clones: the kernel alone is the plain one
         np.testing.assert_array_equal(default, plain)
 
 
@@ -217,3 +218,33 @@ def test_library_dispatched_and_plain_equal_numpy_over_batch_sizes(tmp_path, mak
             for k in want:
                 np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-12,
                                            err_msg=f"{tag} rows {rows} {k}")  # fmt: skip
+
+
+@pytest.mark.skipif(not fused_cpu(), reason="the AVX2 clones need x86-64 with AVX2")
+@pytest.mark.parametrize("make", [dense_spec, lstm_spec], ids=["dense", "lstm"])
+def test_float32_library_clones_step_bit_for_bit_as_the_plain_build(tmp_path, make):
+    data = make("float32")
+    generate(symbackprop.derive(symbackprop.parse_spec(data)), "c", tmp_path, force=True)
+    name = data["name"]
+    plain = [f"-D{name.upper()}_NO_DISPATCH"]
+    for tag, flags in {"default": [], "plain": plain}.items():  # the clones are there, or not
+        obj = tmp_path / f"{tag}.o"
+        cmd = [CC, *FLAGS, *STRICT, *flags, "-c", "-o", str(obj), str(tmp_path / f"{name}.c")]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        symbols = subprocess.run(["nm", str(obj)], capture_output=True, text=True).stdout
+        for fn in ("forward_chunk", "backward_chunk", "gemm"):
+            assert (f" {fn}.avx2" in symbols) == (tag == "default"), (tag, fn)
+    builds = {"default": load_c(tmp_path), "plain": load_c(tmp_path, plain)}
+    rng = np.random.default_rng(2)
+    shape = data["inputs"] if isinstance(data["inputs"], list) else [data["inputs"]]
+    outputs = data["layers"][-1]["units"]
+    X = rng.normal(size=(13, *shape)).astype(np.float32)
+    T = np.eye(outputs, dtype=np.float32)[rng.integers(0, outputs, 13)]
+    got = {}
+    for tag, c in builds.items():
+        p = c.init_params()
+        s = c.init_state(p)
+        got[tag] = ([c.step(p, s, X, T) for _ in range(5)], p)
+    assert got["default"][0] == got["plain"][0]
+    for k, v in got["plain"][1].items():
+        np.testing.assert_array_equal(got["default"][1][k], v, err_msg=k)
