@@ -2,7 +2,7 @@
 LSTM of 32 units, a softmax head of 3, cross-entropy, Adam, float32, batch 16), the generated C and
 NumPy steps against PyTorch eager's nn.LSTM.
 
-Run: python benchmarks/bench_lstm.py [--repeat 7] [--min-time 0.2]
+Run: python benchmarks/bench_lstm.py [--repeat 7] [--min-time 0.2] [--callgrind]
 """
 
 from bench_rnn import main

@@ -4,9 +4,11 @@ cross-entropy and SGD at batch 32, generated C against PyTorch eager.
 
 Variants: the generated C as emitted (``C sbp``); the same file with the sbp_* calls sent back to
 libm (``C libm``: exp, log, tanh, and 1/(1 + exp(-u)) for the sigmoid, what the C target printed
-before); PyTorch eager (nn.Linear-free: F.linear, torch.tanh, F.cross_entropy, torch.optim.SGD,
-one thread). All start from the generated ``init_params()`` and step on the same batch (checked
-to agree after one step before timing). The C steps run inside the library's ``train`` loop on
+before); the file built with ``<NAME>_NO_DISPATCH`` (``C NO_DISPATCH``: the matrix kernel and the
+chunk functions without their AVX2 builds, what the default flags gave before); PyTorch eager
+(nn.Linear-free: F.linear, torch.tanh, F.cross_entropy, torch.optim.SGD, one thread). All start
+from the generated ``init_params()`` and step on the same batch (checked to agree after one step
+before timing). The C steps run inside the library's ``train`` loop on
 the batch laid end to end (the call's own cost, the parameters copied in and out, timed with no
 epoch and taken off). Times are this thread's CPU time (time.thread_time: on a shared machine
 wall time measures the wait for a core); the variants run in interleaved rounds and each number
@@ -155,14 +157,15 @@ int main(int argc, char **argv)
 """
 
 
-def callgrind(folder: Path, name: str, steps: int = 200) -> float | None:
+def callgrind(folder: Path, name: str, cflags=(), steps: int = 200) -> float | None:
     """Instructions per step (valgrind's callgrind), or None without valgrind."""
     if shutil.which("valgrind") is None:
         return None
     driver = folder / "drive.c"
     driver.write_text(DRIVER.format(name=name, batch=BATCH, inputs=WIDTHS[0], outputs=WIDTHS[-1]))
     exe = folder / "drive"
-    cmd = ["cc", *BASE_FLAGS, "-o", str(exe), str(driver), str(folder / f"{name}.c"), "-lm"]
+    cmd = ["cc", *BASE_FLAGS, *cflags, "-o", str(exe), str(driver), str(folder / f"{name}.c")]
+    cmd.append("-lm")
     subprocess.run(cmd, check=True)
 
     def count(n: int) -> int:
@@ -180,8 +183,10 @@ def run_case(activation: str, dtype: str, folder: Path, args) -> dict:
     name = data["name"]
     out = folder / name
     generate(symbackprop.derive(symbackprop.parse_spec(data)), "c", out, force=True)
-    builds = {"C sbp": out, "C libm": libm_copy(out, name, dtype)}
-    modules = {k: load_c(v) for k, v in builds.items()}
+    plain = [f"-D{name.upper()}_NO_DISPATCH"]
+    builds = {"C sbp": (out, []), "C libm": (libm_copy(out, name, dtype), []),
+              "C NO_DISPATCH": (out, plain)}  # fmt: skip
+    modules = {k: load_c(v, f) for k, (v, f) in builds.items()}
     rng = np.random.default_rng(0)
     X = rng.normal(size=(BATCH, WIDTHS[0])).astype(dtype)
     T = np.eye(WIDTHS[-1], dtype=dtype)[rng.integers(0, WIDTHS[-1], size=BATCH)]
@@ -208,7 +213,7 @@ def run_case(activation: str, dtype: str, folder: Path, args) -> dict:
         "times": {k: statistics.median(v) for k, v in samples.items()},
     }
     if args.callgrind:
-        row["instructions"] = {k: callgrind(v, name) for k, v in builds.items()}
+        row["instructions"] = {k: callgrind(v, name, f) for k, (v, f) in builds.items()}
     return row
 
 
@@ -217,19 +222,22 @@ def _fmt(seconds: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["net", "dtype", "C sbp", "C libm", "PyTorch eager", "PyTorch / C sbp",
-            "PyTorch / C libm", "C libm / C sbp"]  # fmt: skip
+    head = ["net", "dtype", "C sbp", "C libm", "C NO_DISPATCH", "PyTorch eager",
+            "PyTorch / C sbp", "PyTorch / C libm", "PyTorch / C NO_DISPATCH",
+            "C libm / C sbp"]  # fmt: skip
     if any("instructions" in r for r in rows):
-        head += ["instructions/step sbp", "libm"]
+        head += ["instructions/step sbp", "libm", "NO_DISPATCH"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["times"]
         cells = [r["net"], r["dtype"], _fmt(t["C sbp"]), _fmt(t["C libm"]),
-                 _fmt(t["PyTorch eager"]), f"{t['PyTorch eager'] / t['C sbp']:.1f}×",
+                 _fmt(t["C NO_DISPATCH"]), _fmt(t["PyTorch eager"]),
+                 f"{t['PyTorch eager'] / t['C sbp']:.1f}×",
                  f"{t['PyTorch eager'] / t['C libm']:.1f}×",
+                 f"{t['PyTorch eager'] / t['C NO_DISPATCH']:.1f}×",
                  f"{t['C libm'] / t['C sbp']:.2f}×"]  # fmt: skip
         if "instructions" in r:
-            cells += [f"{r['instructions'][k]:,.0f}" for k in ("C sbp", "C libm")]
+            cells += [f"{r['instructions'][k]:,.0f}" for k in ("C sbp", "C libm", "C NO_DISPATCH")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

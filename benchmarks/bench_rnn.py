@@ -4,14 +4,25 @@ derive time for T = 2 and T = 100 (the time axis is a loop: deriving must not gr
 
 Net (issue 15's benchmark): T = 20 steps of 4 features, a recurrent layer of 32 units (`--kind`
 rnn with tanh, gru or lstm), a softmax head of 3, cross-entropy, Adam, float32, batch 16.
-Each number is the median of ``--repeat`` samples of at least ``--min-time`` seconds.
+The C library is timed twice: as generated (the matrix kernel and chunk functions dispatched
+to AVX2 + FMA at run time where the CPU has them) and built with ``<NAME>_NO_DISPATCH`` (the
+plain build, what the default flags gave before). The C steps run inside the library's ``train``
+loop on the batch laid end to end (the call's own cost taken off), the NumPy and PyTorch steps
+from Python; ``C step()`` is the ctypes ``step`` call (parameters copied in and out each call).
+Times are this thread's CPU time, the variants sampled in interleaved rounds (``--repeat``, each
+sample at least ``--min-time`` seconds), each number the median over the rounds.
+``--callgrind`` adds the instructions of a C step (both builds; valgrind, a driver calling
+``<name>_step``): a count the machine's load does not move.
 
 Run: python benchmarks/bench_rnn.py [--kind rnn|gru|lstm] [--repeat 7] [--min-time 0.2]
+           [--callgrind]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +35,8 @@ import torch
 
 import symbackprop
 from symbackprop.codegen.c import c_module
+from symbackprop.codegen.c.build import BASE_FLAGS
+from symbackprop.codegen.c.loader import load_c
 from symbackprop.codegen.numpy import numpy_module
 
 TORCH = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}
@@ -35,18 +48,66 @@ def spec(steps: int = 20, dtype: str = "float32", kind: str = "rnn") -> dict:
             "loss": "cross_entropy", "optimizer": {"type": "adam", "lr": 1e-3}}  # fmt: skip
 
 
-def timed(fn, repeat: int, min_time: float) -> float:
-    """Median seconds per call."""
-    samples = []
-    for _ in range(repeat):
-        n, start = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            if (elapsed := time.perf_counter() - start) >= min_time:
-                break
-        samples.append(elapsed / n)
-    return statistics.median(samples)
+def c_timer(module, X, T, min_time: float):
+    """A function timing one sample: CPU seconds per step of the C train loop (batch 16)."""
+    start = module.init_params()
+    steps = 50
+    while True:  # enough steps for min_time
+        Xr, Tr = np.tile(X, (steps, 1, 1)), np.tile(T, (steps, 1))
+        begin = time.thread_time()
+        module.train({k: v.copy() for k, v in start.items()}, Xr, Tr, 1, len(X), shuffle=False)
+        if time.thread_time() - begin > min_time or steps >= 20_000:
+            break
+        steps *= 4
+
+    def sample() -> float:
+        params = {k: v.copy() for k, v in start.items()}
+        begin = time.thread_time()
+        module.train(params, Xr, Tr, 0, len(X), shuffle=False)
+        call = time.thread_time() - begin
+        begin = time.thread_time()
+        module.train(params, Xr, Tr, 1, len(X), shuffle=False)
+        return (time.thread_time() - begin - call) / steps
+
+    return sample
+
+
+def py_timer(step, min_time: float):
+    """A function timing one sample: CPU seconds per call of step."""
+    n, begin = 0, time.thread_time()
+    while time.thread_time() - begin < min_time:
+        step()
+        n += 1
+
+    def sample() -> float:
+        begin = time.thread_time()
+        for _ in range(n):
+            step()
+        return (time.thread_time() - begin) / n
+
+    return sample
+
+
+def callgrind(folder: Path, name: str, cflags: list[str], steps: int = 20) -> float | None:
+    """Instructions per step (valgrind's callgrind), or None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    from bench_math import DRIVER
+
+    driver = folder / "drive.c"
+    driver.write_text(DRIVER.format(name=name, batch=16, inputs=80, outputs=3))
+    exe = folder / "drive"
+    cmd = ["cc", *BASE_FLAGS, *cflags, "-o", str(exe), str(driver), str(folder / f"{name}.c")]
+    subprocess.run([*cmd, "-lm"], check=True)
+
+    def count(n: int) -> int:
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/cg.out", str(exe),
+             str(n)], capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return int(re.search(r"Collected : (\d+)", run.stderr).group(1))
+
+    return (count(steps) - count(0)) / steps
 
 
 def main(kind: str = "rnn") -> None:
@@ -54,14 +115,18 @@ def main(kind: str = "rnn") -> None:
     ap.add_argument("--kind", choices=sorted(TORCH), default=kind)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--min-time", type=float, default=0.2)
+    ap.add_argument("--callgrind", action="store_true", help="add callgrind instruction counts")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 20, 4)).astype(np.float32)
     t = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
     d = symbackprop.derive(spec(kind=args.kind))
+    name = f"bench_{args.kind}"
+    plain = [f"-D{name.upper()}_NO_DISPATCH"]
     with tempfile.TemporaryDirectory() as tmp:
         c = c_module(d, Path(tmp) / "c")
+        c_plain = load_c(Path(tmp) / "c", plain)
         py = numpy_module(d, Path(tmp) / "py")
         pc, pn = c.init_params(), py.init_params()
         sc, sn = c.init_state(pc), py.init_state(pn)
@@ -76,17 +141,30 @@ def main(kind: str = "rnn") -> None:
             loss.backward()
             opt.step()
 
-        times = {
-            "generated C (load_c, -O3)": timed(
-                lambda: c.step(pc, sc, x, t), args.repeat, args.min_time
-            ),
-            "generated NumPy": timed(lambda: py.step(pn, sn, x, t), args.repeat, args.min_time),
-            "PyTorch eager": timed(torch_step, args.repeat, args.min_time),
+        timers = {
+            "generated C (-O3, dispatch)": c_timer(c, x, t, args.min_time),
+            "generated C (-O3, NO_DISPATCH)": c_timer(c_plain, x, t, args.min_time),
+            "generated C, ctypes step()": py_timer(lambda: c.step(pc, sc, x, t), args.min_time),
+            "generated NumPy": py_timer(lambda: py.step(pn, sn, x, t), args.min_time),
+            "PyTorch eager": py_timer(torch_step, args.min_time),
         }
+        samples: dict[str, list[float]] = {k: [] for k in timers}
+        for _ in range(args.repeat):
+            for label, timer in timers.items():
+                samples[label].append(timer())
+        counts = {}
+        if args.callgrind:
+            counts["generated C (-O3, dispatch)"] = callgrind(Path(tmp) / "c", name, [])
+            counts["generated C (-O3, NO_DISPATCH)"] = callgrind(Path(tmp) / "c", name, plain)
+    times = {k: statistics.median(v) for k, v in samples.items()}
     base = times["PyTorch eager"]
-    print(f"{args.kind} T=20 F=4 units=32, softmax 3, adam, float32, batch 16: one step")
-    for name, s in times.items():
-        print(f"  {name:28s} {s * 1e6:9.1f} µs   PyTorch/this {base / s:5.2f}×")
+    print(f"{args.kind} T=20 F=4 units=32, softmax 3, adam, float32, batch 16: one step "
+          f"(CPU time, medians of {args.repeat} interleaved rounds)")  # fmt: skip
+    print("| one training step | median | PyTorch eager / this | instructions/step |")
+    print("|---|---|---|---|")
+    for label, s in times.items():
+        n = f"{counts[label]:,.0f}" if counts.get(label) else ""
+        print(f"| {label} | {s * 1e6:.0f} µs | {base / s:.2f}× | {n} |")
     for steps in (2, 100):  # in a fresh process each (imports done first, not timed)
         code = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
                 "import symbackprop; from bench_rnn import spec; s = time.perf_counter(); "
