@@ -307,8 +307,8 @@ def derived_op(qualname, forward):
                 return op._backward_fn(ctx, *grads)
 
             name = f"GeneratedBackwardFor_{self._namespace}_{self._name}_default"
-            function = type(name, (torch.autograd.Function,), {
-                "forward": staticmethod(setup_forward), "backward": staticmethod(backward)})  # fmt: skip
+            methods = {"forward": staticmethod(setup_forward), "backward": staticmethod(backward)}
+            function = type(name, (torch.autograd.Function,), methods)
             apply = super(torch.autograd.Function, function).apply  # the C++ apply
             C = torch._C
 
