@@ -77,11 +77,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--nets", default="64-32-10/32,784-256-128-10/128")
+    ap.add_argument("--variants", type=int, default=len(VARIANTS), help="the first N variants")
     args = ap.parse_args()
     for net in args.nets.split(","):
         shape, batch = net.split("/")
         widths = tuple(int(w) for w in shape.split("-"))
-        counts = {v: count(widths, int(batch), v, args.steps) for v in VARIANTS}
+        counts = {v: count(widths, int(batch), v, args.steps) for v in VARIANTS[: args.variants]}
         ref = counts[VARIANTS[0]]
         for variant, n in counts.items():
             print(f"{net:<22} {variant:<33} {n:>14,} {n / ref:>6.2f}", flush=True)
