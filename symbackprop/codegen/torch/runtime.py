@@ -271,7 +271,7 @@ def derived_op(qualname, forward):
     A custom op's own autograd kernel (torch/_library/autograd.py) wraps each call of the
     forward in a dataclass, Function.apply's Python checks, a redispatch through the
     dispatcher to a kernel wrapped in dynamo's disable and an aliasing check, and the fill-in of
-    default arguments: about half of a training step of a small net (64-32-10, batch 32). This
+    default arguments: about a fifth of a training step of a small net (64-32-10, batch 32). This
     one, while grad is on, some argument requires it and no functorch transform is active, goes
     straight to the C++ half of autograd.Function.apply with a Function whose forward calls the
     op's forward and the registered setup_context, and whose backward calls the registered
