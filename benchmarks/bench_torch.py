@@ -49,7 +49,9 @@ def spec(widths: tuple[int, ...]) -> dict:
     }
 
 
-def variants(widths: tuple[int, ...], batch: int, folder: Path) -> dict:
+def variants(
+    widths: tuple[int, ...], batch: int, folder: Path, modes: tuple = (False, True)
+) -> dict:
     """name -> a function doing one training step, for ours and the reference, eager and
     compiled; all from the same weights on the same batch."""
     generate(symbackprop.derive(spec(widths)), "torch", folder, force=True)
@@ -59,7 +61,7 @@ def variants(widths: tuple[int, ...], batch: int, folder: Path) -> dict:
     labels = torch.randint(0, widths[-1], (batch,), generator=g)
     T = F.one_hot(labels, widths[-1]).to(torch.float32)
     steps = {}
-    for compiled in (False, True):
+    for compiled in modes:
         model = module.Model()
         layers = []
         for i in range(1, len(widths)):
@@ -94,6 +96,7 @@ def variants(widths: tuple[int, ...], batch: int, folder: Path) -> dict:
 
         if not compiled:
             steps["derived functions, no custom op"] = direct_step(module, model, X, T)
+            steps["Model, torch's custom_op kernel"] = plain_step(module, model, X, T)
         mode = "compiled" if compiled else "eager"
         a, b = step_ours().item(), step_ref().item()  # also compiles
         if abs(a - b) > 1e-5 * abs(b):
@@ -136,6 +139,30 @@ def direct_step(module, model, X, T):
             p.grad = g
         optimizer.step()
         return out[0]
+
+    return step
+
+
+def plain_step(module, model, X, T):
+    """A step through a torch.library.custom_op of the module's own forward, setup_context,
+    backward and fake (what the Model's ops were before runtime.derived_op): torch's autograd
+    kernel for custom ops, against the Model's leaner one, on a copy of the weights."""
+    plain = torch.library.custom_op(
+        f"bench_plain::{module.loss_op._name}", module._loss, mutates_args=()
+    )
+    plain.register_fake(module._loss_fake)
+    plain.register_autograd(module._loss_backward, setup_context=module._loss_setup)
+    params = [
+        getattr(model, name).detach().clone().requires_grad_() for name in module.PARAM_SHAPES
+    ]
+    optimizer = module.make_optimizer(params)
+
+    def step():
+        optimizer.zero_grad()
+        loss = plain(X, T, *params)[0]
+        loss.backward()
+        optimizer.step()
+        return loss
 
     return step
 

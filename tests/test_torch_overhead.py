@@ -67,3 +67,46 @@ def test_generated_op_fills_in_the_same_arguments(tmp_path):
             utils.fill_defaults = fast
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_derived_op_equals_torchs_custom_op(tmp_path, monkeypatch):
+    """runtime.derived_op: the generated loss op and a torch.library.custom_op of the same
+    forward, setup_context and backward give the same loss, outputs and gradients bit for bit;
+    an eager training step takes derived_op's own kernel (no call of torch's fill-in of
+    defaults, which torch's kernel makes once per call), and a call without grad takes torch's."""
+    import symbackprop
+    from symbackprop.codegen import generate
+    from symbackprop.codegen.torch.loader import load_torch
+
+    data = {"name": "lean", "inputs": 3, "dtype": "float64", "layers": [
+        {"units": 4, "activation": "tanh"}, {"units": 2, "activation": "softmax"}],
+        "loss": {"type": "cross_entropy"}}  # fmt: skip
+    generate(symbackprop.derive(data), "torch", tmp_path, force=True)
+    tm = load_torch(tmp_path / "lean_torch.py")
+    assert isinstance(tm.loss_op, torch._library.custom_ops.CustomOpDef)
+    plain = torch.library.custom_op("symbackprop_test::lean_plain", tm._loss, mutates_args=())
+    plain.register_fake(tm._loss_fake)
+    plain.register_autograd(tm._loss_backward, setup_context=tm._loss_setup)
+    calls = []
+    fill = utils.fill_defaults
+    monkeypatch.setattr(utils, "fill_defaults", lambda *a: calls.append(1) or fill(*a))
+    model = tm.Model()
+    X = torch.randn(5, 3, dtype=torch.float64)
+    T = torch.eye(2, dtype=torch.float64)[torch.tensor([0, 1, 1, 0, 1])]
+    results = []
+    for op in (tm.loss_op, plain):
+        params = [p.detach().clone().requires_grad_() for p in model._params()]
+        calls.clear()
+        out = op(X, T, *params)
+        (3 * out[0]).backward()
+        results.append(([o.detach() for o in out], [p.grad for p in params], len(calls)))
+        assert type(out[0].grad_fn).__name__.startswith("GeneratedBackwardFor_symbackprop")
+        assert not out[1].requires_grad  # the saved values are not differentiable outputs
+    (ours, our_grads, our_calls), (theirs, their_grads, their_calls) = results
+    assert (our_calls, their_calls) == (0, 1)
+    for a, b in zip(ours + our_grads, theirs + their_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    calls.clear()
+    with torch.no_grad():  # torch's kernel: no autograd node, the same values
+        for a, b in zip(tm.loss_op(X, T, *model._params()), ours, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
