@@ -20,8 +20,7 @@ import yaml
 
 import symbackprop
 from symbackprop.codegen import render
-from symbackprop.codegen.c import cortex_m as cm
-from symbackprop.codegen.c import footprint as fp
+from symbackprop.codegen.c import cortex_m as cm, footprint as fp
 from symbackprop.codegen.c.build import compiler
 from symbackprop.codegen.program import lower
 
