@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x71b01394dbac
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x3b4e7adb37fc
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -36,6 +36,34 @@ typedef adam_gelu_params Params;
 typedef adam_gelu_grads Grads;
 typedef adam_gelu_state State;
 typedef adam_gelu_workspace Work;
+/* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
+ * single-precision FPU has no double: no soft double on a device), else double */
+typedef float acc;
+#define WIDE(x) widen(x) /* an acc returned as the API's double */
+
+/* (double)x from x's bits, exactly: libgcc's float-to-double shares one object with the soft
+ * double adder (about 900 B on a Cortex-M4), pulled in by a single cast */
+static double widen(float x)
+{
+    uint32_t b, m, e;
+    uint64_t d;
+    double out;
+    memcpy(&b, &x, sizeof b);
+    d = (uint64_t)(b >> 31) << 63;
+    e = (b >> 23) & 0xFFu;
+    m = b & 0x7FFFFFu;
+    if (e == 0xFFu) { /* inf, nan (quieted, as the cast does) */
+        d |= UINT64_C(0x7FF) << 52 | (uint64_t)(m ? m | 0x400000u : 0u) << 29;
+    } else if (e || m) {
+        uint32_t ed = e + 1023u - 127u;
+        if (!e) /* subnormal: normalize */
+            for (ed = 1023u - 126u; !(m & 0x800000u); --ed) m <<= 1;
+        d |= (uint64_t)ed << 52 | (uint64_t)(m & 0x7FFFFFu) << 29;
+    }
+    memcpy(&out, &d, sizeof out);
+    return out;
+}
+
 #define AT(base, offset) ((real *)((char *)(base) + (offset))) /* a tensor in a struct */
 #define CHUNK ADAM_GELU_CHUNK
 #define INPUTS ADAM_GELU_INPUTS
@@ -60,42 +88,64 @@ static uint64_t stream_key(uint64_t seed, uint64_t k)
     return mix64(seed + (k + 1) * GAMMA);
 }
 
-/* u(key, i) = (mix64(key + (i + 1) * GAMMA) >> 11) * 2^-53, in [0, 1) */
-static double uniform(uint64_t key, uint64_t i)
+#ifndef ADAM_GELU_NO_SHUFFLE
+/* floor(u (i + 1)) as the double product computes it (u = h 2^-53, h < 2^53; i + 1 < 2^52),
+ * from integers only (a float32 library has no double): X = h (i + 1) is exact in 128 bits; the
+ * product rounds X to 53 significant bits (ties to even), so it reaches the next multiple of
+ * 2^53 exactly when X is within half an ulp of it (the multiple is an even number of ulps) */
+static long pick(uint64_t h, long i)
 {
-    return (double)(mix64(key + (i + 1) * GAMMA) >> 11) * 0x1p-53;
+    const uint64_t m = (uint64_t)i + 1, low32 = UINT64_C(0xFFFFFFFF);
+    const uint64_t p00 = (h & low32) * (m & low32), p01 = (h & low32) * (m >> 32);
+    const uint64_t p10 = (h >> 32) * (m & low32), p11 = (h >> 32) * (m >> 32);
+    const uint64_t mid = (p00 >> 32) + (p01 & low32) + (p10 & low32);
+    const uint64_t lo = mid << 32 | (p00 & low32), hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+    const uint64_t two53 = UINT64_C(1) << 53, rem = lo & (two53 - 1);
+    const long j = (long)(hi << 11 | lo >> 53);
+    int bits = hi ? 64 : 0; /* X's bit length */
+    if (two53 - rem > m) return j; /* half an ulp is at most 2^(bitlen(m) - 1) <= m */
+    for (uint64_t t = hi ? hi : lo; t; t >>= 1) ++bits;
+    return bits > 53 && two53 - rem <= UINT64_C(1) << (bits - 54) ? j + 1 : j;
+}
+#endif
+
+/* A float32 spec's initial values are computed in float throughout (prng.py's float32 path: no
+ * soft double on a single-precision FPU): u32(key, i) = (mix64(...) >> 40) 2^-24, exact */
+static float uniform32(uint64_t key, uint64_t i)
+{
+    return (float)(uint32_t)(mix64(key + (i + 1) * GAMMA) >> 40) * 0x1p-24F;
 }
 
-/* plog(s) = log(s) for 0 < s < 1 from + - * / only: s = m 2^k, atanh series in (m-1)/(m+1) */
-static double plog(double s)
+/* plog32: plog's steps in float, the series from 1/13 (prng.py) */
+static float plog(float s)
 {
-    double m = s, f, f2, p;
+    float m = s, f, f2, p;
     int k = 0;
-    while (m < 1.0) {
-        m = m * 2.0;
+    while (m < 1.0F) {
+        m = m * 2.0F;
         k = k - 1;
     }
-    if (m > 1.4142135623730951) {
-        m = m / 2.0;
+    if (m > 1.4142135381698608F) {
+        m = m / 2.0F;
         k = k + 1;
     }
-    f = (m - 1.0) / (m + 1.0);
+    f = (m - 1.0F) / (m + 1.0F);
     f2 = f * f;
-    p = 1.0 / 23.0;
-    for (int j = 21; j >= 3; j -= 2) p = 1.0 / j + f2 * p; /* 1/j: correctly rounded, as folded */
-    p = 1.0 + f2 * p;
-    return (double)k * 0.6931471805599453 + (2.0 * f) * p;
+    p = 1.0F / 13.0F;
+    for (int j = 11; j >= 3; j -= 2) p = 1.0F / (float)j + f2 * p;
+    p = 1.0F + f2 * p;
+    return (float)k * 0.6931471824645996F + (2.0F * f) * p;
 }
 
-/* Standard normal j of an n-element tensor (Marsaglia polar; attempt r uses u(2(j + r n)), +1) */
-static double normal(uint64_t key, uint64_t j, uint64_t n)
+/* Standard normal j of an n-element tensor in float (polar, on u32 and plog32) */
+static float normal(uint64_t key, uint64_t j, uint64_t n)
 {
     for (uint64_t r = 0;; ++r) {
         const uint64_t c = 2u * (j + r * n);
-        const double a = 2.0 * uniform(key, c) - 1.0;
-        const double b = 2.0 * uniform(key, c + 1) - 1.0;
-        const double s = a * a + b * b;
-        if (0.0 < s && s < 1.0) return a * sqrt((-2.0 * plog(s)) / s);
+        const float a = 2.0F * uniform32(key, c) - 1.0F;
+        const float b = 2.0F * uniform32(key, c + 1) - 1.0F;
+        const float s = a * a + b * b;
+        if (0.0F < s && s < 1.0F) return a * sqrtf((-2.0F * plog(s)) / s);
     }
 }
 
@@ -103,16 +153,16 @@ enum { VALUES, UNIFORM, NORMAL };
 
 typedef struct {
     int dist;
-    double a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
-    const double *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
+    real a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
+    const real *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
     long nvalues;
 } init_spec;
 
-/* Initial values of one tensor (prng.init_tensor): computed in double, rounded once to real */
+/* Initial values of one tensor (prng.init_tensor): in float (u32) */
 static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
 {
     for (long j = 0; j < n; ++j)
-        out[j] = (real)(s->dist == UNIFORM ? s->a + (s->b - s->a) * uniform(key, (uint64_t)j)
+        out[j] = (real)(s->dist == UNIFORM ? s->a + (s->b - s->a) * uniform32(key, (uint64_t)j)
                         : s->dist == NORMAL ? s->a * normal(key, (uint64_t)j, (uint64_t)n)
                         : s->nvalues ? s->values[s->nvalues == 1 ? 0 : j] : 0);
 }
@@ -125,7 +175,7 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
     uint64_t s = 0;
     for (long i = 0; i < n; ++i) perm[i] = i;
     for (long i = n - 1; i > 0; --i, ++s) {
-        const long j = (long)(uniform(key, s) * (double)(i + 1));
+        const long j = pick(mix64(key + (s + 1) * GAMMA) >> 11, i);
         const long swap = perm[i];
         perm[i] = perm[j];
         perm[j] = swap;
@@ -135,28 +185,42 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
-/* Every parameter: weight file line, shape, where it is, and its init (tensor k, stream k) */
+/* Every parameter: where it is, its init (tensor k, stream k), and (for the file functions
+ * only: not in a NO_FILES library's flash) its name, weight file line and shape */
+#ifndef ADAM_GELU_NO_FILES
+#define FILE_FIELDS(...) , __VA_ARGS__
+#else
+#define FILE_FIELDS(...)
+#endif
 static const struct {
-    const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
     int ndim;
-    long dims[2];
     long size;
     size_t offset;
     size_t grad_offset; /* -1: frozen */
     init_spec init;
+#ifndef ADAM_GELU_NO_FILES
+    const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
+    long dims[2];
+#endif
 } PARAMS[] = {
-    {"W1", "W1 6 4", 2, {6, 4}, 24, offsetof(Params, W1), offsetof(Grads, W1),
-     {NORMAL, 0.4472135954999579, 0.0, NULL, 0}},
-    {"b1", "b1 6", 1, {6, 0}, 6, offsetof(Params, b1), offsetof(Grads, b1),
-     {UNIFORM, -0.5, 0.5, NULL, 0}},
-    {"W2", "W2 6 6", 2, {6, 6}, 36, offsetof(Params, W2), offsetof(Grads, W2),
-     {NORMAL, 0.5773502691896257, 0.0, NULL, 0}},
-    {"b2", "b2 6", 1, {6, 0}, 6, offsetof(Params, b2), offsetof(Grads, b2),
-     {UNIFORM, -0.4082482904638631, 0.4082482904638631, NULL, 0}},
-    {"W3", "W3 3 6", 2, {3, 6}, 18, offsetof(Params, W3), offsetof(Grads, W3),
-     {UNIFORM, -0.4082482904638631, 0.4082482904638631, NULL, 0}},
-    {"b3", "b3 3", 1, {3, 0}, 3, offsetof(Params, b3), offsetof(Grads, b3),
-     {UNIFORM, -0.4082482904638631, 0.4082482904638631, NULL, 0}},
+    {2, 24, offsetof(Params, W1), offsetof(Grads, W1),
+     {NORMAL, 0.4472135901451111F, 0.0F, NULL, 0}
+     FILE_FIELDS("W1", "W1 6 4", {6, 4})},
+    {1, 6, offsetof(Params, b1), offsetof(Grads, b1),
+     {UNIFORM, -0.5F, 0.5F, NULL, 0}
+     FILE_FIELDS("b1", "b1 6", {6, 0})},
+    {2, 36, offsetof(Params, W2), offsetof(Grads, W2),
+     {NORMAL, 0.5773502588272095F, 0.0F, NULL, 0}
+     FILE_FIELDS("W2", "W2 6 6", {6, 6})},
+    {1, 6, offsetof(Params, b2), offsetof(Grads, b2),
+     {UNIFORM, -0.40824830532073975F, 0.40824830532073975F, NULL, 0}
+     FILE_FIELDS("b2", "b2 6", {6, 0})},
+    {2, 18, offsetof(Params, W3), offsetof(Grads, W3),
+     {UNIFORM, -0.40824830532073975F, 0.40824830532073975F, NULL, 0}
+     FILE_FIELDS("W3", "W3 3 6", {3, 6})},
+    {1, 3, offsetof(Params, b3), offsetof(Grads, b3),
+     {UNIFORM, -0.40824830532073975F, 0.40824830532073975F, NULL, 0}
+     FILE_FIELDS("b3", "b3 3", {3, 0})},
 };
 #define NUM_PARAMS 6
 #define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
@@ -207,10 +271,23 @@ static inline float sbp_erff(float x)
 
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
-/* y[0..n) += sum_k (alpha a[k * as]) x[k * xs + 0..n), k < count: the one kernel of the matrix
- * loops. Four rows of x per pass over y (a quarter of the loads and stores of y); restrict and
- * constant n let the compiler vectorize the loop over y. */
-static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
+/* y[0..n) += sum_k alpha a[k as] x[k xs + 0..n), k < count; SBP_MAC_DISPATCH 1: builds for
+ * AVX2 CPUs, picked at run time (ADAM_GELU_NO_DISPATCH: none) */
+#ifndef SBP_MAC_DISPATCH
+#if defined(ADAM_GELU_NO_DISPATCH) || !defined(__x86_64__) || !defined(__GNUC__) || defined(__clang__) || __GNUC__ < 5
+#define SBP_MAC_DISPATCH 0
+#elif defined(__AVX2__)
+#define SBP_MAC_DISPATCH 2
+#else
+#define SBP_MAC_DISPATCH 1
+#endif
+#endif
+#if SBP_MAC_DISPATCH == 1 && defined(__GLIBC__) && defined(__ELF__) && __GNUC__ >= 6
+#define SBP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SBP_CLONES
+#endif
+static inline void mac_rows_plain(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
 {
     int k = 0;
@@ -221,14 +298,18 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
-     * iteration 2^30 (past the address space) is undefined */
-    a += k * as;
+    a += k * as; /* the rest */
     x += k * xs;
     for (; k < count; ++k, a += as, x += xs) {
         const real ak = alpha * *a;
         for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
+}
+
+static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
+                            const real *restrict x, long xs, real *restrict y)
+{
+    mac_rows_plain(n, count, alpha, a, as, x, xs, y);
 }
 
 #if !defined(ADAM_GELU_BLAS) && !ADAM_GELU_WT_COPY
@@ -248,7 +329,7 @@ static real dot(int K, const real *restrict a, const real *restrict w)
     return d;
 }
 
-static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
+static SBP_CLONES void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
                     real *C)
 {
     for (int j = 0; j < N; ++j)
@@ -263,7 +344,7 @@ static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real 
  * wt: B is a weight matrix W[N][K] read transposed: by cblas, gemm_wt (not with ta), or the
  * loops' copy W^T from prepare() (WT_COPY). The loops take kb rows of B per pass, which stay in
  * cache. */
-static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
+static SBP_CLONES void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
                  const real *B, real beta, real *C)
 {
 #ifdef ADAM_GELU_BLAS
@@ -331,7 +412,7 @@ static void gather(Work *ws, const real *X, const real *T, const long *idx,
 }
 
 /* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
-static void forward_chunk(const Params *params, Work *ws, long m)
+static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 {
     /* z1 = W1 @ x + b1 */
     for (long r = 0; r < m; ++r)
@@ -378,17 +459,17 @@ static void forward_chunk(const Params *params, Work *ws, long m)
 
 }
 
-/* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in double */
-static double loss_chunk(const Work *ws, long m, long n)
+/* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in acc */
+static acc loss_chunk(const Work *ws, long m, long n)
 {
-    double sum = 0;
+    acc sum = 0;
     (void)n;
     /* E = 1/(3*N) * sum_n sum_k (a3 - t)**2 */
     { /* rows 0..m-1 are contiguous */
         const real *restrict a3 = ws->a3[0];
         const real *restrict t = ws->t[0];
         for (long i = 0; i < m * 3; ++i) {
-            sum += (double)(((a3[i] - t[i])*(a3[i] - t[i])));
+            sum += (acc)(((a3[i] - t[i])*(a3[i] - t[i])));
         }
     }
 
@@ -406,10 +487,10 @@ typedef struct {
 
 /* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
  * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
-static void backward_chunk(const Params *params, Grads *grads,
+static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                            Work *ws, long m, long n, int first, const fused *fz)
 {
-    const double Nd = (double)n;
+    const acc Nd = (acc)n;
     const real Nr = (real)n;
     (void)Nd;
     (void)first;
@@ -488,12 +569,12 @@ static void backward_chunk(const Params *params, Grads *grads,
 
 /* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk, in training mode
  * (dropout masks at the step count step) */
-static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
-                                 const long *idx, long n, Grads *grads,
-                                 Work *ws, const fused *fz, int64_t step)
+static acc loss_and_grad_rows(const Params *params, const real *X, const real *T,
+                              const long *idx, long n, Grads *grads,
+                              Work *ws, const fused *fz, int64_t step)
 {
-    double sum = 0;
-    const double Nd = (double)n;
+    acc sum = 0;
+    const acc Nd = (acc)n;
     (void)step;
     if (grads || fz) { /* the weight gradients are overwritten by the first chunk */
         memset(BIAS_GRAD(b1), 0, sizeof grads->b1);
@@ -510,7 +591,7 @@ static double loss_and_grad_rows(const Params *params, const real *X, const real
     }
     (void)Nd;
     /* E = 1/(3*N) * sum_n sum_k (a3 - t)**2 */
-    return ((1.0/3.0)/Nd) * sum;
+    return ((1.0F/3.0F)/Nd) * sum;
 }
 
 void adam_gelu_forward(const Params *params, const real *X, long n, real *Y,
@@ -540,13 +621,13 @@ double adam_gelu_loss_and_grad(const Params *params, const real *X, const real *
 double adam_gelu_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : WIDE(loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step));
 }
 
 double adam_gelu_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : WIDE(loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step));
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -625,6 +706,15 @@ static int64_t next_step(int64_t k)
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
     const int64_t k = state->step = next_step(state->step);
+#ifdef ADAM_GELU_NO_FILES /* a device: in float, no soft double (about 1e-5 off torch's at first) */
+    const float eta = (float)state->hyper.eta;
+    const float beta1 = (float)state->hyper.beta1;
+    const float beta2 = (float)state->hyper.beta2;
+    const float s0 = 1 - beta1;
+    const float s1 = 1 - beta2;
+    const float s2 = eta/(1 - ipowf(beta1, k));
+    const float s3 = 1.0F/sqrtf(1 - ipowf(beta2, k));
+#else /* in double, as torch.optim computes them */
     const double eta = state->hyper.eta;
     const double beta1 = state->hyper.beta1;
     const double beta2 = state->hyper.beta2;
@@ -632,6 +722,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double s1 = 1 - beta2;
     const double s2 = eta/(1 - ipow(beta1, k));
     const double s3 = 1.0F/sqrtf((float)(1 - ipow(beta2, k)));
+#endif
     const real c[] = {
         (real)(state->hyper.lambda),
         (real)(state->hyper.beta1),
@@ -654,7 +745,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
 
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
-static void update_buffers(Params *params, const Work *ws, long n, double E)
+static void update_buffers(Params *params, const Work *ws, long n, acc E)
 {
     (void)params;
     (void)ws;
@@ -662,10 +753,10 @@ static void update_buffers(Params *params, const Work *ws, long n, double E)
     (void)E;
 }
 
-static double step_rows(Params *params, State *state, const real *X,
-                        const real *T, const long *idx, long n, Work *ws)
+static acc step_rows(Params *params, State *state, const real *X,
+                     const real *T, const long *idx, long n, Work *ws)
 {
-    double E = (double)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
+    acc E = (acc)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
     E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
     update_buffers(params, ws, n, E);
@@ -675,7 +766,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double adam_gelu_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : WIDE(step_rows(params, state, X, T, NULL, n, ws));
 }
 
 int adam_gelu_train(Params *params, State *state, const real *X,
@@ -714,7 +805,7 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
     if (!order) return -1;
 #endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
-        double total = 0;
+        acc total = 0;
         long batches = 0;
 #ifndef ADAM_GELU_NO_SHUFFLE
         if (shuffle) permutation(seed, epoch, n, order);
@@ -724,8 +815,9 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
             total += shuffle ? step_rows(params, state, X, T, order + first, m, ws)
                              : step_rows(params, state, X + first * INPUTS, T + first * OUTPUTS, NULL, m, ws);
         }
-        if (history) history[epoch - first_epoch] = total / (double)batches;
-        if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
+        const acc mean = total / (acc)batches;
+        if (history) history[epoch - first_epoch] = WIDE(mean);
+        if (progress && progress(epoch, first_epoch + epochs, WIDE(mean), context)) {
             release(order);
             return 1;
         }
@@ -1252,6 +1344,7 @@ const char *adam_gelu_metadata(void)
         " \"loss\": \"mse\","
         " \"optimizer\": \"adam\","
         " \"digest\": \"1b005269e7efecfe675d68f06d1f8b4cb0b70d12ea2cdd5824fca8c3ec95ae42\","
+        " \"min_rows\": 1,"
         " \"params\": [[\"W1\", [6, 4], true], [\"b1\", [6], true], [\"W2\", [6, 6], true], [\"b2\", [6], true], [\"W3\", [3, 6], true], [\"b3\", [3], true]],"
         " \"hyper\": [[\"eta\", 0.001], [\"lambda\", 0.01], [\"beta1\", 0.9], [\"beta2\", 0.999], [\"epsilon\", 1e-08]],"
         " \"state\": [\"m\", \"v\"],"

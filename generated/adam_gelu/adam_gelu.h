@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x71b01394dbac /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x3b4e7adb37fc /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -142,7 +142,8 @@ double adam_gelu_loss_and_grad_at(const adam_gelu_params *params, const adam_gel
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void adam_gelu_init_state(adam_gelu_state *state);
 
-/* One adam step in place (torch.optim's rule); returns the loss before it. */
+/* One adam step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double adam_gelu_step(adam_gelu_params *params, adam_gelu_state *state,
     const adam_gelu_real *X, const adam_gelu_real *T, long n, adam_gelu_workspace *ws);
 

@@ -12,7 +12,7 @@
  */
 #ifndef DIGITS_CNN_H
 #define DIGITS_CNN_H
-#define DIGITS_CNN_BUILD 0xfa5c30d70dba /* this set of files: the .c files check it */
+#define DIGITS_CNN_BUILD 0x6473b83e2d47 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -153,7 +153,8 @@ double digits_cnn_loss_and_grad_at(const digits_cnn_params *params, const digits
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void digits_cnn_init_state(digits_cnn_state *state);
 
-/* One adam step in place (torch.optim's rule); returns the loss before it. */
+/* One adam step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double digits_cnn_step(digits_cnn_params *params, digits_cnn_state *state,
     const digits_cnn_real *X, const digits_cnn_real *T, long n, digits_cnn_workspace *ws);
 

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0xf94f469e3f80 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0xa2f484c76231 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -132,7 +132,8 @@ double iris_softmax_loss_and_grad_at(const iris_softmax_params *params, const ir
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void iris_softmax_init_state(iris_softmax_state *state);
 
-/* One adam step in place (torch.optim's rule); returns the loss before it. */
+/* One adam step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double iris_softmax_step(iris_softmax_params *params, iris_softmax_state *state,
     const iris_softmax_real *X, const iris_softmax_real *T, long n, iris_softmax_workspace *ws);
 

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xf94f469e3f80
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0xa2f484c76231
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 

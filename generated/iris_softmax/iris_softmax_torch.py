@@ -48,6 +48,7 @@ TRAINABLE = ("W1", "b1", "W2", "b2", )
 OPTIMIZER = "Adam"
 OPTIMIZER_OPTIONS = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-08, "weight_decay": 0.0}
 TRAIN = {"epochs": 200, "batch_size": 16, "shuffle": True}
+MIN_ROWS = 1  # the fewest rows of a training-mode batch (2: batch norm over one value per channel)
 
 # ---- reading and writing files (symbackprop/safe_io.py, verbatim) ----------------------------
 MAX_FILE_BYTES = 1 << 30  # the generated programs read no larger file (data, weights, checkpoints)
@@ -209,16 +210,40 @@ def dropout_key(seed, step, layer):
     return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
 
 
+ONE_ROW = ("batch_norm needs more than one value per channel in training mode (as PyTorch: "
+           "'Expected more than 1 value per channel when training')")  # fmt: skip
+DROPOUT_GOLDEN = 0x9E3779B9  # the masks' Weyl step (core/prng.py's)
+_MASK32 = 0xFFFFFFFF
+
+
+def hash32(x):
+    """core/prng.py's 32-bit hash (lowbias32) of an int64 tensor of values below 2^32: each
+    product stays below 2^63 and is cut back to 32 bits."""
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
 def dropout_keep(key, first, rows, width, p):
-    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
-    kept when u(key, r * width + j) >= p (core/prng.py's)."""
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j), index
+    i = r * width + j, is kept when hash32(lo32(key) + (i + 1) * DROPOUT_GOLDEN mod 2^32) >=
+    ceil(p * 2^32) (core/prng.py's)."""
     idx = torch.arange(first * width, (first + rows) * width, dtype=torch.int64)
-    return (_u(key, idx) >= p).reshape(rows, width)
+    x = ((key & _MASK32) + (idx + 1) * DROPOUT_GOLDEN) & _MASK32
+    return (hash32(x) >= math.ceil(float(p) * 2.0**32)).reshape(rows, width)
 
 
 def uniforms(key, n):
     """u(key, 0), ..., u(key, n-1)."""
     return _u(key, torch.arange(n, dtype=torch.int64))
+
+
+def uniforms32(key, n):
+    """u32(key, 0), ..., u32(key, n-1) as float32."""
+    return _u32(key, torch.arange(n, dtype=torch.int64))
 
 
 def plog(s):
@@ -259,6 +284,56 @@ def normals(key, n):
     return out
 
 
+def _u32(key, idx):
+    """u32(key, i) in [0, 1) as float32: the top 24 bits of the output (prng.py's float32 path)."""
+    z = _mix64(_int64(key) + (idx + 1) * _GAMMA64)
+    return _shr(z, 40).to(torch.float32) * 2.0**-24
+
+
+def _f32(v):
+    """A float32 scalar tensor: arithmetic with it stays float32, each operation rounded once."""
+    return torch.tensor(v, dtype=torch.float32)
+
+
+def plog32(s):
+    """plog in float32 for 0 < s < 1 (prng.py's plog32)."""
+    fm, e = torch.frexp(s)
+    m = fm * 2.0
+    k = e.to(torch.int64) - 1
+    big = m > _f32(SQRT2)
+    m = torch.where(big, m / 2.0, m)
+    k = k + big.to(torch.int64)
+    f = (m - 1.0) / (m + 1.0)
+    f2 = f * f
+    inv = [_f32(1.0) / _f32(float(d)) for d in range(13, 2, -2)]
+    p = torch.full_like(f, 0.0) + inv[0]
+    for c in inv[1:]:
+        p = c + f2 * p
+    p = 1.0 + f2 * p
+    return k.to(torch.float32) * _f32(LN2) + (2.0 * f) * p
+
+
+def normals32(key, n):
+    """n standard normals in float32 (prng.py's normals32; sqrt correctly rounded to float32)."""
+    out = torch.empty(n, dtype=torch.float32)
+    todo = torch.arange(n, dtype=torch.int64)
+    r = 0
+    while todo.numel():
+        c = 2 * (todo + _int64(r * n))
+        a = 2.0 * _u32(key, c) - 1.0
+        b = 2.0 * _u32(key, c + 1) - 1.0
+        s = a * a + b * b
+        ok = (s > 0.0) & (s < 1.0)
+        sa = s[ok]
+        # the float64 root of a float32 number, rounded to float32, is its float32 root
+        q = (-2.0 * plog32(sa) / sa).tolist()
+        roots = torch.tensor([math.sqrt(v) for v in q], dtype=torch.float64).to(torch.float32)
+        out[todo[ok]] = a[ok] * roots
+        todo = todo[~ok]
+        r += 1
+    return out
+
+
 def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
                 gain=1.0, value=None, dtype=torch.float64):  # fmt: skip
     """Initial values of parameter tensor number k, on the CPU (prng.py's scheme table)."""
@@ -273,6 +348,10 @@ def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, 
     else:
         kind, a, b = distribution(scheme, fan_in, fan_out, low, high, std, gain)
         key = stream_key(seed, k)
+        if dtype == torch.float32:  # float32 throughout, as prng.py's float32 path
+            a, b = _f32(a), _f32(b)
+            out = a * normals32(key, n) if kind == "normal" else a + (b - a) * uniforms32(key, n)
+            return out.reshape(shape)
         out = a * normals(key, n) if kind == "normal" else a + (b - a) * uniforms(key, n)
         out = out.reshape(shape)
     return out.to(dtype)
@@ -397,6 +476,71 @@ def _linear_fill_defaults():
     utils.fill_defaults = fill_defaults
 
 
+def derived_op(qualname, forward):
+    """torch.library.custom_op(qualname, forward, mutates_args=()), whose autograd kernel calls
+    the registered setup_context and backward with less fixed cost per call.
+
+    A custom op's own autograd kernel (torch/_library/autograd.py) wraps each call of the
+    forward in a dataclass, Function.apply's Python checks, a redispatch through the
+    dispatcher to a kernel wrapped in dynamo's disable and an aliasing check, and the fill-in of
+    default arguments: about a fifth of a training step of a small net (64-32-10, batch 32). This
+    one, while grad is on, some argument requires it and no functorch transform is active, goes
+    straight to the C++ half of autograd.Function.apply with a Function whose forward calls the
+    op's forward and the registered setup_context, and whose backward calls the registered
+    backward (both read at call time: register_autograd works as on any custom op). Every other
+    call (no grad, vmap and grad transforms, list arguments, keywords) takes the custom op's own
+    kernel. The op is a CustomOpDef like any other: opcheck, register_fake, register_autograd,
+    torch.compile. Without the torch internals this needs (another version), a plain custom_op.
+    """
+    try:
+        from torch._library import autograd as library_autograd
+        from torch._library.custom_ops import CustomOpDef
+    except ImportError:
+        CustomOpDef = None
+    if not hasattr(CustomOpDef, "_register_autograd_dispatcher_impl"):
+        return torch.library.custom_op(qualname, forward, mutates_args=())
+
+    class DerivedOp(CustomOpDef):
+        def _register_autograd_dispatcher_impl(self):
+            fallback = library_autograd.make_autograd_impl(self._opoverload, self)
+            schema = self._opoverload._schema
+            if any(a.kwarg_only or not a.type.isSubtypeOf(torch._C.TensorType.get())
+                   for a in schema.arguments):  # fmt: skip
+                self._lib.impl(self._name, fallback, "Autograd", with_keyset=True)
+                return
+            op = self
+
+            def setup_forward(ctx, *args):
+                out = op._init_fn(*args)
+                op._setup_context_fn(ctx=ctx, inputs=args, output=out)
+                return out
+
+            def backward(ctx, *grads):
+                return op._backward_fn(ctx, *grads)
+
+            name = f"GeneratedBackwardFor_{self._namespace}_{self._name}_default"
+            methods = {"forward": staticmethod(setup_forward), "backward": staticmethod(backward)}
+            function = type(name, (torch.autograd.Function,), methods)
+            apply = super(torch.autograd.Function, function).apply  # the C++ apply
+            C = torch._C
+
+            def kernel(keyset, *args, **kwargs):
+                if (not kwargs and op._setup_context_fn is not None
+                        and op._backward_fn is not None and C.is_grad_enabled()
+                        and C._any_requires_grad(*args)
+                        and not C._are_functorch_transforms_active()):  # fmt: skip
+                    return apply(*args)
+                return fallback(keyset, *args, **kwargs)
+
+            self._lib.impl(self._name, kernel, "Autograd", with_keyset=True)
+
+    namespace, name = qualname.split("::")
+    schema = torch.library.infer_schema(forward, mutates_args=())
+    op = DerivedOp(namespace, name, schema, forward, None)
+    op.register_kernel(None)(forward)
+    return op
+
+
 def distribution(
     scheme: str, fan_in: int, fan_out: int, low=-1.0, high=1.0, std=1.0, gain=1.0
 ) -> tuple[str, float, float]:
@@ -494,7 +638,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, a2)
 
 
-loss_op = torch.library.custom_op(_free_name("iris_softmax_00c82080eaf7_loss"), _loss, mutates_args=())
+loss_op = derived_op(_free_name("iris_softmax_6d284f92cc74_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -557,7 +701,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1)
 
 
-forward_op = torch.library.custom_op(_free_name("iris_softmax_00c82080eaf7_forward"), _forward, mutates_args=())
+forward_op = derived_op(_free_name("iris_softmax_6d284f92cc74_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 

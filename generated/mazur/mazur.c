@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "mazur.h"
-#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x5e255abf85f2
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0xace39fde8a2f
 #error "mazur.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -36,6 +36,10 @@ typedef mazur_params Params;
 typedef mazur_grads Grads;
 typedef mazur_state State;
 typedef mazur_workspace Work;
+/* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
+ * single-precision FPU has no double: no soft double on a device), else double */
+typedef double acc;
+#define WIDE(x) (x)
 #define AT(base, offset) ((real *)((char *)(base) + (offset))) /* a tensor in a struct */
 #define CHUNK MAZUR_CHUNK
 #define INPUTS MAZUR_INPUTS
@@ -66,17 +70,16 @@ static double uniform(uint64_t key, uint64_t i)
     return (double)(mix64(key + (i + 1) * GAMMA) >> 11) * 0x1p-53;
 }
 
-
 enum { VALUES, UNIFORM, NORMAL };
 
 typedef struct {
     int dist;
-    double a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
-    const double *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
+    real a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
+    const real *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
     long nvalues;
 } init_spec;
 
-/* Initial values of one tensor (prng.init_tensor): computed in double, rounded once to real */
+/* Initial values of one tensor (prng.init_tensor): in double */
 static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
 {
     for (long j = 0; j < n; ++j)
@@ -102,28 +105,40 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
-static const double VALUES_W1[] = {0.15, 0.2, 0.25, 0.3};
-static const double VALUES_b1[] = {0.35};
-static const double VALUES_W2[] = {0.4, 0.45, 0.5, 0.55};
-static const double VALUES_b2[] = {0.6};
-/* Every parameter: weight file line, shape, where it is, and its init (tensor k, stream k) */
+static const real VALUES_W1[] = {0.15, 0.2, 0.25, 0.3};
+static const real VALUES_b1[] = {0.35};
+static const real VALUES_W2[] = {0.4, 0.45, 0.5, 0.55};
+static const real VALUES_b2[] = {0.6};
+/* Every parameter: where it is, its init (tensor k, stream k), and (for the file functions
+ * only: not in a NO_FILES library's flash) its name, weight file line and shape */
+#ifndef MAZUR_NO_FILES
+#define FILE_FIELDS(...) , __VA_ARGS__
+#else
+#define FILE_FIELDS(...)
+#endif
 static const struct {
-    const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
     int ndim;
-    long dims[2];
     long size;
     size_t offset;
     size_t grad_offset; /* -1: frozen */
     init_spec init;
+#ifndef MAZUR_NO_FILES
+    const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
+    long dims[2];
+#endif
 } PARAMS[] = {
-    {"W1", "W1 2 2", 2, {2, 2}, 4, offsetof(Params, W1), offsetof(Grads, W1),
-     {VALUES, 0.0, 0.0, VALUES_W1, 4}},
-    {"b1", "b1", 0, {0, 0}, 1, offsetof(Params, b1), (size_t)-1,
-     {VALUES, 0.0, 0.0, VALUES_b1, 1}},
-    {"W2", "W2 2 2", 2, {2, 2}, 4, offsetof(Params, W2), offsetof(Grads, W2),
-     {VALUES, 0.0, 0.0, VALUES_W2, 4}},
-    {"b2", "b2", 0, {0, 0}, 1, offsetof(Params, b2), (size_t)-1,
-     {VALUES, 0.0, 0.0, VALUES_b2, 1}},
+    {2, 4, offsetof(Params, W1), offsetof(Grads, W1),
+     {VALUES, 0.0, 0.0, VALUES_W1, 4}
+     FILE_FIELDS("W1", "W1 2 2", {2, 2})},
+    {0, 1, offsetof(Params, b1), (size_t)-1,
+     {VALUES, 0.0, 0.0, VALUES_b1, 1}
+     FILE_FIELDS("b1", "b1", {0, 0})},
+    {2, 4, offsetof(Params, W2), offsetof(Grads, W2),
+     {VALUES, 0.0, 0.0, VALUES_W2, 4}
+     FILE_FIELDS("W2", "W2 2 2", {2, 2})},
+    {0, 1, offsetof(Params, b2), (size_t)-1,
+     {VALUES, 0.0, 0.0, VALUES_b2, 1}
+     FILE_FIELDS("b2", "b2", {0, 0})},
 };
 #define NUM_PARAMS 4
 #define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
@@ -168,10 +183,23 @@ static inline double sbp_sigmoid(double x)
 
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
-/* y[0..n) += sum_k (alpha a[k * as]) x[k * xs + 0..n), k < count: the one kernel of the matrix
- * loops. Four rows of x per pass over y (a quarter of the loads and stores of y); restrict and
- * constant n let the compiler vectorize the loop over y. */
-static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
+/* y[0..n) += sum_k alpha a[k as] x[k xs + 0..n), k < count; SBP_MAC_DISPATCH 1: builds for
+ * AVX2 + FMA CPUs, picked at run time (MAZUR_NO_DISPATCH: none) */
+#ifndef SBP_MAC_DISPATCH
+#if defined(MAZUR_NO_DISPATCH) || !defined(__x86_64__) || !defined(__GNUC__) || defined(__clang__) || __GNUC__ < 5
+#define SBP_MAC_DISPATCH 0
+#elif defined(__AVX2__) && defined(__FMA__)
+#define SBP_MAC_DISPATCH 2
+#else
+#define SBP_MAC_DISPATCH 1
+#endif
+#endif
+#if SBP_MAC_DISPATCH == 1 && defined(__GLIBC__) && defined(__ELF__) && __GNUC__ >= 6
+#define SBP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SBP_CLONES
+#endif
+static inline void mac_rows_plain(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
 {
     int k = 0;
@@ -182,14 +210,51 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
-     * iteration 2^30 (past the address space) is undefined */
-    a += k * as;
+    a += k * as; /* the rest */
     x += k * xs;
     for (; k < count; ++k, a += as, x += xs) {
         const real ak = alpha * *a;
         for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
+}
+
+#if SBP_MAC_DISPATCH
+__attribute__((target("avx2,fma")))
+static inline void mac_rows_avx2(int n, int count, real alpha, const real *a, long as,
+                            const real *restrict x, long xs, real *restrict y)
+{
+    int k = 0;
+    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */
+        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs;
+        real c[8];
+        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as];
+        for (int i = 0; i < n; ++i) {
+            real u = c[0] * x0[i], v = c[4] * x4[i];
+            for (int j = 1; j < 4; ++j) {
+                u = fma(c[j], x0[j * xs + i], u);
+                v = fma(c[4 + j], x4[j * xs + i], v);
+            }
+            y[i] += u + v;
+        }
+    }
+    a += k * as; /* the rest */
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]);
+    }
+}
+
+#endif
+static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
+                            const real *restrict x, long xs, real *restrict y)
+{
+#if SBP_MAC_DISPATCH
+    if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        mac_rows_avx2(n, count, alpha, a, as, x, xs, y);
+    else
+#endif
+        mac_rows_plain(n, count, alpha, a, as, x, xs, y);
 }
 
 #if !defined(MAZUR_BLAS) && !MAZUR_WT_COPY
@@ -209,7 +274,7 @@ static real dot(int K, const real *restrict a, const real *restrict w)
     return d;
 }
 
-static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
+static SBP_CLONES void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
                     real *C)
 {
     for (int j = 0; j < N; ++j)
@@ -224,7 +289,7 @@ static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real 
  * wt: B is a weight matrix W[N][K] read transposed: by cblas, gemm_wt (not with ta), or the
  * loops' copy W^T from prepare() (WT_COPY). The loops take kb rows of B per pass, which stay in
  * cache. */
-static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
+static SBP_CLONES void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
                  const real *B, real beta, real *C)
 {
 #ifdef MAZUR_BLAS
@@ -290,7 +355,7 @@ static void gather(Work *ws, const real *X, const real *T, const long *idx,
 }
 
 /* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
-static void forward_chunk(const Params *params, Work *ws, long m)
+static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 {
     /* z1 = W1 @ x + b1 */
     for (long r = 0; r < m; ++r)
@@ -322,17 +387,17 @@ static void forward_chunk(const Params *params, Work *ws, long m)
 
 }
 
-/* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in double */
-static double loss_chunk(const Work *ws, long m, long n)
+/* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in acc */
+static acc loss_chunk(const Work *ws, long m, long n)
 {
-    double sum = 0;
+    acc sum = 0;
     (void)n;
     /* E = 1 * sum_n sum_k (a2 - t)**2/2 */
     { /* rows 0..m-1 are contiguous */
         const real *restrict a2 = ws->a2[0];
         const real *restrict t = ws->t[0];
         for (long i = 0; i < m * 2; ++i) {
-            sum += (double)((1.0/2.0)*((a2[i] - t[i])*(a2[i] - t[i])));
+            sum += (acc)((1.0/2.0)*((a2[i] - t[i])*(a2[i] - t[i])));
         }
     }
 
@@ -355,10 +420,10 @@ typedef struct {
 
 /* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
  * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
-static void backward_chunk(const Params *params, Grads *grads,
+static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                            Work *ws, long m, long n, int first, const fused *fz)
 {
-    const double Nd = (double)n;
+    const acc Nd = (acc)n;
     (void)Nd;
     (void)first;
     (void)params;
@@ -399,12 +464,12 @@ static void backward_chunk(const Params *params, Grads *grads,
 
 /* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk, in training mode
  * (dropout masks at the step count step) */
-static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
-                                 const long *idx, long n, Grads *grads,
-                                 Work *ws, const fused *fz, int64_t step)
+static acc loss_and_grad_rows(const Params *params, const real *X, const real *T,
+                              const long *idx, long n, Grads *grads,
+                              Work *ws, const fused *fz, int64_t step)
 {
-    double sum = 0;
-    const double Nd = (double)n;
+    acc sum = 0;
+    const acc Nd = (acc)n;
     (void)step;
     if (grads || fz) { /* the weight gradients are overwritten by the first chunk */
     }
@@ -448,13 +513,13 @@ double mazur_loss_and_grad(const Params *params, const real *X, const real *T,
 double mazur_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : WIDE(loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step));
 }
 
 double mazur_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : WIDE(loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step));
 }
 
 /* ---- the optimizer: sgd, elementwise ----------------------------------------- */
@@ -527,7 +592,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
 
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
-static void update_buffers(Params *params, const Work *ws, long n, double E)
+static void update_buffers(Params *params, const Work *ws, long n, acc E)
 {
     (void)params;
     (void)ws;
@@ -535,13 +600,13 @@ static void update_buffers(Params *params, const Work *ws, long n, double E)
     (void)E;
 }
 
-static double step_rows(Params *params, State *state, const real *X,
-                        const real *T, const long *idx, long n, Work *ws)
+static acc step_rows(Params *params, State *state, const real *X,
+                     const real *T, const long *idx, long n, Work *ws)
 {
-    double E = (double)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
+    acc E = (acc)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
     if (n <= CHUNK) { /* one chunk: no pass over the weight matrices after the products */
         const int64_t k = next_step(state->step);
-        const double eta = state->hyper.eta;
+        const acc eta = (acc)state->hyper.eta;
         fused fz;
         (void)k;
         fz.alpha = (real)(-eta);
@@ -567,7 +632,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double mazur_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : WIDE(step_rows(params, state, X, T, NULL, n, ws));
 }
 
 int mazur_train(Params *params, State *state, const real *X,
@@ -609,7 +674,7 @@ int mazur_train_from(Params *params, State *state, const real *X,
     if (!order) return -1;
 #endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
-        double total = 0;
+        acc total = 0;
         long batches = 0;
 #ifndef MAZUR_NO_SHUFFLE
         if (shuffle) permutation(seed, epoch, n, order);
@@ -619,8 +684,9 @@ int mazur_train_from(Params *params, State *state, const real *X,
             total += shuffle ? step_rows(params, state, X, T, order + first, m, ws)
                              : step_rows(params, state, X + first * INPUTS, T + first * OUTPUTS, NULL, m, ws);
         }
-        if (history) history[epoch - first_epoch] = total / (double)batches;
-        if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
+        const acc mean = total / (acc)batches;
+        if (history) history[epoch - first_epoch] = WIDE(mean);
+        if (progress && progress(epoch, first_epoch + epochs, WIDE(mean), context)) {
             release(order);
             return 1;
         }
@@ -1139,6 +1205,7 @@ const char *mazur_metadata(void)
         " \"loss\": \"sse\","
         " \"optimizer\": \"sgd\","
         " \"digest\": \"e30fb2b4c7081ef85c3fef0cab9996b759068f7226ae30533c005ff7bc6b871f\","
+        " \"min_rows\": 1,"
         " \"params\": [[\"W1\", [2, 2], true], [\"b1\", [], false], [\"W2\", [2, 2], true], [\"b2\", [], false]],"
         " \"hyper\": [[\"eta\", 0.5]],"
         " \"state\": [],"

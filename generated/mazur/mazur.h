@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0x5e255abf85f2 /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0xace39fde8a2f /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -130,7 +130,8 @@ double mazur_loss_and_grad_at(const mazur_params *params, const mazur_real *X,
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void mazur_init_state(mazur_state *state);
 
-/* One sgd step in place (torch.optim's rule); returns the loss before it. */
+/* One sgd step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double mazur_step(mazur_params *params, mazur_state *state,
     const mazur_real *X, const mazur_real *T, long n, mazur_workspace *ws);
 

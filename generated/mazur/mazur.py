@@ -44,6 +44,7 @@ HYPER_RANGES = {
 TRAIN = {"epochs": 10000, "batch_size": 1, "shuffle": False, "validation": 0.0, "patience": None, "min_delta": 0.0}
 STATE_BUFFERS = ()
 MULTI_AXIS = False
+MIN_ROWS = 1  # the fewest rows of a training-mode batch (2: batch norm over one value per channel)
 OUTPUT = "a2"  # the forward pass's output value
 LOGITS = "z2"  # binary cross-entropy: the value the output is the sigmoid of
 
@@ -168,6 +169,62 @@ def scalar_reference_normal(key: int, j: int, n: int) -> float:
         r += 1
 
 
+_TWO_M24 = np.float32(2.0**-24)
+_SQRT2_32 = np.float32(SQRT2)
+_LN2_32 = np.float32(LN2)
+_INV_ODD32 = [np.float32(1.0) / np.float32(d) for d in range(13, 2, -2)]  # 1/13 ... 1/3
+
+
+def _u32(key: int, idx: np.ndarray) -> np.ndarray:
+    """u32(key, i) for a uint64 index array: the top 24 bits of the output, exact in float32."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key & MASK64) + (idx + np.uint64(1)) * np.uint64(GAMMA)
+    return (mix64(z) >> np.uint64(40)).astype(np.float32) * _TWO_M24
+
+
+def uniforms32(key: int, n: int) -> np.ndarray:
+    """u32(key, 0), ..., u32(key, n-1) as float32 in [0, 1)."""
+    return _u32(key, np.arange(n, dtype=np.uint64))
+
+
+def plog32(s: np.ndarray) -> np.ndarray:
+    """plog in float32 for 0 < s < 1 (every operation rounded to float32; see the docstring)."""
+    one, two = np.float32(1.0), np.float32(2.0)
+    fm, e = np.frexp(np.asarray(s, dtype=np.float32))
+    m = (fm * two).astype(np.float32)
+    k = e.astype(np.int64) - 1
+    big = m > _SQRT2_32
+    m = np.where(big, m / two, m).astype(np.float32)
+    k = k + big
+    f = (m - one) / (m + one)
+    f2 = f * f
+    p = np.full_like(f, _INV_ODD32[0])
+    for c in _INV_ODD32[1:]:
+        p = c + f2 * p
+    p = one + f2 * p
+    return k.astype(np.float32) * _LN2_32 + (two * f) * p
+
+
+def normals32(key: int, n: int) -> np.ndarray:
+    """n standard normals in float32 (normals' polar method on u32, plog32, float32 sqrt)."""
+    one, two = np.float32(1.0), np.float32(2.0)
+    out = np.empty(n, dtype=np.float32)
+    todo = np.arange(n, dtype=np.uint64)
+    r = 0
+    while todo.size:
+        with np.errstate(over="ignore"):
+            c = np.uint64(2) * (todo + np.uint64((r * n) & MASK64))
+        a = two * _u32(key, c) - one
+        b = two * _u32(key, c + np.uint64(1)) - one
+        s = a * a + b * b
+        ok = (s > 0) & (s < 1)
+        sa = s[ok]
+        out[todo[ok]] = a[ok] * np.sqrt(np.float32(-2.0) * plog32(sa) / sa)
+        todo = todo[~ok]
+        r += 1
+    return out
+
+
 SCHEMES = (
     "values",
     "zeros",
@@ -245,6 +302,10 @@ def init_tensor(
     else:
         kind, a, b = distribution(scheme, fan_in, fan_out, low, high, std, gain)
         key = stream_key(seed, k)
+        if dtype == "float32":  # float32 throughout (the module docstring's u32, plog32)
+            a, b = np.float32(a), np.float32(b)
+            out = a * normals32(key, n) if kind == "normal" else a + (b - a) * uniforms32(key, n)
+            return out.reshape(shape)
         out = a * normals(key, n) if kind == "normal" else a + (b - a) * uniforms(key, n)
         out = out.reshape(shape)
     return out.astype(np.float32) if dtype == "float32" else out
@@ -274,11 +335,39 @@ def dropout_key(seed: int, step: int, layer: int) -> int:
     return stream_key(stream_key(seed, DROPOUT_STREAM + layer), step)
 
 
+DROPOUT_GOLDEN = 0x9E3779B9  # 2^32 / golden ratio, odd: the masks' Weyl step
+_MASK32 = 0xFFFFFFFF
+
+
+def hash32(x: np.ndarray) -> np.ndarray:
+    """A 32-bit integer hash (Wellons' lowbias32) of uint32 values held in a uint64 array: each
+    product is below 2^64 and is cut back to 32 bits, so NumPy, C (uint32_t) and torch (int64)
+    compute the same bits."""
+    x = np.asarray(x, dtype=np.uint64) & np.uint64(_MASK32)
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & np.uint64(_MASK32)
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & np.uint64(_MASK32)
+    return x ^ (x >> np.uint64(16))
+
+
+def dropout_threshold(p: float) -> int:
+    """T = ceil(p * 2^32): u = h * 2^-32 >= p exactly when the integer h >= T (p * 2^32 exact)."""
+    return math.ceil(float(p) * 2.0**32)
+
+
 def dropout_keep(key: int, first: int, rows: int, width: int, p: float) -> np.ndarray:
-    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j) is
-    kept when u(key, r * width + j) >= p, so each is dropped with probability p."""
+    """Rows first..first+rows-1 of a batch's mask, [rows, width] booleans: element (r, j), index
+    i = r * width + j, is kept when u_i = h_i * 2^-32 >= p, h_i = hash32(lo32(key) + (i + 1) *
+    DROPOUT_GOLDEN mod 2^32), so each is dropped with probability p (to 2^-32).
+
+    One 32-bit hash per element (not splitmix64's 64-bit one): the C loop runs in 32-bit vector
+    lanes. The indices of a batch's mask are distinct modulo 2^32 (a layer's mask per step has
+    fewer than 2^32 elements)."""
     idx = np.arange(first * width, (first + rows) * width, dtype=np.uint64)
-    return (_u(key, idx) >= p).reshape(rows, width)
+    with np.errstate(over="ignore"):
+        x = np.uint64(key & _MASK32) + (idx + np.uint64(1)) * np.uint64(DROPOUT_GOLDEN)
+    return (hash32(x) >= dropout_threshold(p)).reshape(rows, width)
 
 # ---- end of prng ------------------------------------------------------------------------------
 
@@ -616,6 +705,8 @@ def train(
     seed = SEED if seed is None else seed
     state = init_state(params) if state is None else state
     n = X.shape[0]
+    if epochs > 0 and short_batch(n, batch_size):
+        raise ValueError(f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}")
     history = []
     base = HYPER["eta"]  # a schedule's base rate; epoch e trains at lr_schedule(base, e)
     for epoch in range(first_epoch, first_epoch + epochs):
@@ -633,6 +724,17 @@ def train(
     if lr_schedule is not None:
         HYPER["eta"] = base
     return history
+
+
+ONE_ROW = ("batch_norm needs more than one value per channel in training mode (as PyTorch: "
+           "'Expected more than 1 value per channel when training')")  # fmt: skip
+
+
+def short_batch(rows, batch_size):
+    """True when `rows` rows in batches of `batch_size` make a batch (the last one, or every
+    one) of fewer than MIN_ROWS rows: training refuses it before its first step."""
+    last = rows - (rows - 1) // batch_size * batch_size  # the last batch's rows
+    return rows >= 1 and min(batch_size, last) < MIN_ROWS
 
 
 def split_validation(X, T, fraction, shuffle=True, seed=None):
@@ -1073,6 +1175,9 @@ def main(argv=None):
                 _refuse(args.checkpoint, exc)
 
     epochs = max(0, args.epochs - first)
+    if epochs > 0 and short_batch(len(X), args.batch_size):  # as PyTorch would at that batch
+        _fail(f"{args.data}: --batch-size: {args.batch_size} leaves a batch of one row of "
+              f"{len(X)} training rows; {ONE_ROW}")  # fmt: skip
     diverged = stopping = None
     try:
         with np.errstate(all="ignore"):  # a diverging run overflows: it is reported below

@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x8382d49195d4 /* this set of files: the .c files check it */
+#define MISH_BUILD 0x82e7f0ca7a36 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -134,7 +134,8 @@ double mish_loss_and_grad_at(const mish_params *params, const mish_real *X,
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void mish_init_state(mish_state *state);
 
-/* One sgd step in place (torch.optim's rule); returns the loss before it. */
+/* One sgd step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double mish_step(mish_params *params, mish_state *state,
     const mish_real *X, const mish_real *T, long n, mish_workspace *ws);
 

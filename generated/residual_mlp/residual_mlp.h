@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x54535a7a919b /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x22cccc8cd312 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -146,7 +146,8 @@ double residual_mlp_loss_and_grad_at(const residual_mlp_params *params, const re
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void residual_mlp_init_state(residual_mlp_state *state);
 
-/* One adam step in place (torch.optim's rule); returns the loss before it. */
+/* One adam step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double residual_mlp_step(residual_mlp_params *params, residual_mlp_state *state,
     const residual_mlp_real *X, const residual_mlp_real *T, long n, residual_mlp_workspace *ws);
 

@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0x6194114f4c97 /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0x5c0e96c718b8 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -132,7 +132,8 @@ double rmsprop_custom_loss_loss_and_grad_at(const rmsprop_custom_loss_params *pa
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void rmsprop_custom_loss_init_state(rmsprop_custom_loss_state *state);
 
-/* One rmsprop step in place (torch.optim's rule); returns the loss before it. */
+/* One rmsprop step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double rmsprop_custom_loss_step(rmsprop_custom_loss_params *params, rmsprop_custom_loss_state *state,
     const rmsprop_custom_loss_real *X, const rmsprop_custom_loss_real *T, long n, rmsprop_custom_loss_workspace *ws);
 

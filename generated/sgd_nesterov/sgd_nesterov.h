@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0xae5f2eaf9a3f /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xb10dae31dc5d /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -137,7 +137,8 @@ double sgd_nesterov_loss_and_grad_at(const sgd_nesterov_params *params, const sg
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void sgd_nesterov_init_state(sgd_nesterov_state *state);
 
-/* One sgd step in place (torch.optim's rule); returns the loss before it. */
+/* One sgd step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double sgd_nesterov_step(sgd_nesterov_params *params, sgd_nesterov_state *state,
     const sgd_nesterov_real *X, const sgd_nesterov_real *T, long n, sgd_nesterov_workspace *ws);
 

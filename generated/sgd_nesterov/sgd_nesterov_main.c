@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xae5f2eaf9a3f
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xb10dae31dc5d
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef SINE_LSTM_H
 #define SINE_LSTM_H
-#define SINE_LSTM_BUILD 0xce451ede361b /* this set of files: the .c files check it */
+#define SINE_LSTM_BUILD 0x8bd05883b72a /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -144,7 +144,8 @@ double sine_lstm_loss_and_grad_at(const sine_lstm_params *params, const sine_lst
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void sine_lstm_init_state(sine_lstm_state *state);
 
-/* One adam step in place (torch.optim's rule); returns the loss before it. */
+/* One adam step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double sine_lstm_step(sine_lstm_params *params, sine_lstm_state *state,
     const sine_lstm_real *X, const sine_lstm_real *T, long n, sine_lstm_workspace *ws);
 

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_rnn.h"
-#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0x9bae42e75db6
+#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0xff137f8b6603
 #error "sine_rnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -36,6 +36,10 @@ typedef sine_rnn_params Params;
 typedef sine_rnn_grads Grads;
 typedef sine_rnn_state State;
 typedef sine_rnn_workspace Work;
+/* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
+ * single-precision FPU has no double: no soft double on a device), else double */
+typedef double acc;
+#define WIDE(x) (x)
 #define AT(base, offset) ((real *)((char *)(base) + (offset))) /* a tensor in a struct */
 #define CHUNK SINE_RNN_CHUNK
 #define INPUTS SINE_RNN_INPUTS
@@ -66,17 +70,16 @@ static double uniform(uint64_t key, uint64_t i)
     return (double)(mix64(key + (i + 1) * GAMMA) >> 11) * 0x1p-53;
 }
 
-
 enum { VALUES, UNIFORM, NORMAL };
 
 typedef struct {
     int dist;
-    double a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
-    const double *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
+    real a, b; /* UNIFORM: low and high, NORMAL: std (prng.distribution of the scheme) */
+    const real *values; /* VALUES: nvalues numbers, one to fill with, or none: zeros */
     long nvalues;
 } init_spec;
 
-/* Initial values of one tensor (prng.init_tensor): computed in double, rounded once to real */
+/* Initial values of one tensor (prng.init_tensor): in double */
 static void init_tensor(real *out, long n, const init_spec *s, uint64_t key)
 {
     for (long j = 0; j < n; ++j)
@@ -102,28 +105,42 @@ static void permutation(uint64_t seed, long epoch, long n, long *perm)
 
 /* ---- parameters -------------------------------------------------------------------------- */
 
-/* Every parameter: weight file line, shape, where it is, and its init (tensor k, stream k) */
+/* Every parameter: where it is, its init (tensor k, stream k), and (for the file functions
+ * only: not in a NO_FILES library's flash) its name, weight file line and shape */
+#ifndef SINE_RNN_NO_FILES
+#define FILE_FIELDS(...) , __VA_ARGS__
+#else
+#define FILE_FIELDS(...)
+#endif
 static const struct {
-    const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
     int ndim;
-    long dims[2];
     long size;
     size_t offset;
     size_t grad_offset; /* -1: frozen */
     init_spec init;
+#ifndef SINE_RNN_NO_FILES
+    const char *name, *header; /* header: the weight file's line, e.g. "W1 8 4" */
+    long dims[2];
+#endif
 } PARAMS[] = {
-    {"W1", "W1 8 1", 2, {8, 1}, 8, offsetof(Params, W1), offsetof(Grads, W1),
-     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}},
-    {"U1", "U1 8 8", 2, {8, 8}, 64, offsetof(Params, U1), offsetof(Grads, U1),
-     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}},
-    {"b1", "b1 8", 1, {8, 0}, 8, offsetof(Params, b1), offsetof(Grads, b1),
-     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}},
-    {"br1", "br1 8", 1, {8, 0}, 8, offsetof(Params, br1), offsetof(Grads, br1),
-     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}},
-    {"W2", "W2 1 8", 2, {1, 8}, 8, offsetof(Params, W2), offsetof(Grads, W2),
-     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}},
-    {"b2", "b2 1", 1, {1, 0}, 1, offsetof(Params, b2), offsetof(Grads, b2),
-     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}},
+    {2, 8, offsetof(Params, W1), offsetof(Grads, W1),
+     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}
+     FILE_FIELDS("W1", "W1 8 1", {8, 1})},
+    {2, 64, offsetof(Params, U1), offsetof(Grads, U1),
+     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}
+     FILE_FIELDS("U1", "U1 8 8", {8, 8})},
+    {1, 8, offsetof(Params, b1), offsetof(Grads, b1),
+     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}
+     FILE_FIELDS("b1", "b1 8", {8, 0})},
+    {1, 8, offsetof(Params, br1), offsetof(Grads, br1),
+     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}
+     FILE_FIELDS("br1", "br1 8", {8, 0})},
+    {2, 8, offsetof(Params, W2), offsetof(Grads, W2),
+     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}
+     FILE_FIELDS("W2", "W2 1 8", {1, 8})},
+    {1, 1, offsetof(Params, b2), offsetof(Grads, b2),
+     {UNIFORM, -0.35355339059327373, 0.35355339059327373, NULL, 0}
+     FILE_FIELDS("b2", "b2 1", {1, 0})},
 };
 #define NUM_PARAMS 6
 #define FROZEN(k) (PARAMS[k].grad_offset == (size_t)-1)
@@ -170,10 +187,23 @@ static inline double sbp_tanh(double x)
 
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
-/* y[0..n) += sum_k (alpha a[k * as]) x[k * xs + 0..n), k < count: the one kernel of the matrix
- * loops. Four rows of x per pass over y (a quarter of the loads and stores of y); restrict and
- * constant n let the compiler vectorize the loop over y. */
-static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
+/* y[0..n) += sum_k alpha a[k as] x[k xs + 0..n), k < count; SBP_MAC_DISPATCH 1: builds for
+ * AVX2 + FMA CPUs, picked at run time (SINE_RNN_NO_DISPATCH: none) */
+#ifndef SBP_MAC_DISPATCH
+#if defined(SINE_RNN_NO_DISPATCH) || !defined(__x86_64__) || !defined(__GNUC__) || defined(__clang__) || __GNUC__ < 5
+#define SBP_MAC_DISPATCH 0
+#elif defined(__AVX2__) && defined(__FMA__)
+#define SBP_MAC_DISPATCH 2
+#else
+#define SBP_MAC_DISPATCH 1
+#endif
+#endif
+#if SBP_MAC_DISPATCH == 1 && defined(__GLIBC__) && defined(__ELF__) && __GNUC__ >= 6
+#define SBP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SBP_CLONES
+#endif
+static inline void mac_rows_plain(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
 {
     int k = 0;
@@ -184,14 +214,51 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                    *restrict x3 = x2 + xs;
         for (int i = 0; i < n; ++i) y[i] += (a0 * x0[i] + a1 * x1[i]) + (a2 * x2[i] + a3 * x3[i]);
     }
-    /* the rest by stepped pointers: a[k * as] here made gcc -O2 for a 32-bit target warn that
-     * iteration 2^30 (past the address space) is undefined */
-    a += k * as;
+    a += k * as; /* the rest */
     x += k * xs;
     for (; k < count; ++k, a += as, x += xs) {
         const real ak = alpha * *a;
         for (int i = 0; i < n; ++i) y[i] += ak * x[i];
     }
+}
+
+#if SBP_MAC_DISPATCH
+__attribute__((target("avx2,fma")))
+static inline void mac_rows_avx2(int n, int count, real alpha, const real *a, long as,
+                            const real *restrict x, long xs, real *restrict y)
+{
+    int k = 0;
+    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */
+        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs;
+        real c[8];
+        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as];
+        for (int i = 0; i < n; ++i) {
+            real u = c[0] * x0[i], v = c[4] * x4[i];
+            for (int j = 1; j < 4; ++j) {
+                u = fma(c[j], x0[j * xs + i], u);
+                v = fma(c[4 + j], x4[j * xs + i], v);
+            }
+            y[i] += u + v;
+        }
+    }
+    a += k * as; /* the rest */
+    x += k * xs;
+    for (; k < count; ++k, a += as, x += xs) {
+        const real ak = alpha * *a;
+        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]);
+    }
+}
+
+#endif
+static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
+                            const real *restrict x, long xs, real *restrict y)
+{
+#if SBP_MAC_DISPATCH
+    if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        mac_rows_avx2(n, count, alpha, a, as, x, xs, y);
+    else
+#endif
+        mac_rows_plain(n, count, alpha, a, as, x, xs, y);
 }
 
 #if !defined(SINE_RNN_BLAS) && !SINE_RNN_WT_COPY
@@ -211,7 +278,7 @@ static real dot(int K, const real *restrict a, const real *restrict w)
     return d;
 }
 
-static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
+static SBP_CLONES void gemm_wt(long M, int N, int K, real alpha, const real *A, const real *W, real beta,
                     real *C)
 {
     for (int j = 0; j < N; ++j)
@@ -226,7 +293,7 @@ static void gemm_wt(long M, int N, int K, real alpha, const real *A, const real 
  * wt: B is a weight matrix W[N][K] read transposed: by cblas, gemm_wt (not with ta), or the
  * loops' copy W^T from prepare() (WT_COPY). The loops take kb rows of B per pass, which stay in
  * cache. */
-static void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
+static SBP_CLONES void gemm(int ta, int wt, long M, int N, long K, int kb, real alpha, const real *A,
                  const real *B, real beta, real *C)
 {
 #ifdef SINE_RNN_BLAS
@@ -290,7 +357,7 @@ static void gather(Work *ws, const real *X, const real *T, const long *idx,
 }
 
 /* Rows 0..m-1 of the chunk; an affine op starts its rows at the bias, then adds the product */
-static void forward_chunk(const Params *params, Work *ws, long m)
+static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 {
     /* h1_t = tanh(W1 @ x_t + U1 @ h1_(t-1) + b1 + br1), t = 1..12, h1_0 = 0 */
     for (int i = 0; i < 8; ++i) { /* W^T and U^T: rows contiguous for the loops */
@@ -343,17 +410,17 @@ static void forward_chunk(const Params *params, Work *ws, long m)
 
 }
 
-/* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in double */
-static double loss_chunk(const Work *ws, long m, long n)
+/* sum_n sum_k of the loss terms of the chunk (E before its scale), accumulated in acc */
+static acc loss_chunk(const Work *ws, long m, long n)
 {
-    double sum = 0;
+    acc sum = 0;
     (void)n;
     /* E = 1/N * sum_n sum_k (a2 - t)**2 */
     { /* rows 0..m-1 are contiguous */
         const real *restrict a2 = ws->a2[0];
         const real *restrict t = ws->t[0];
         for (long i = 0; i < m * 1; ++i) {
-            sum += (double)(((a2[i] - t[i])*(a2[i] - t[i])));
+            sum += (acc)(((a2[i] - t[i])*(a2[i] - t[i])));
         }
     }
 
@@ -371,10 +438,10 @@ typedef struct {
 
 /* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
  * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
-static void backward_chunk(const Params *params, Grads *grads,
+static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                            Work *ws, long m, long n, int first, const fused *fz)
 {
-    const double Nd = (double)n;
+    const acc Nd = (acc)n;
     const real Nr = (real)n;
     (void)Nd;
     (void)first;
@@ -478,12 +545,12 @@ static void backward_chunk(const Params *params, Grads *grads,
 
 /* E and the gradients over rows idx[0..n-1] (or 0..n-1), chunk by chunk, in training mode
  * (dropout masks at the step count step) */
-static double loss_and_grad_rows(const Params *params, const real *X, const real *T,
-                                 const long *idx, long n, Grads *grads,
-                                 Work *ws, const fused *fz, int64_t step)
+static acc loss_and_grad_rows(const Params *params, const real *X, const real *T,
+                              const long *idx, long n, Grads *grads,
+                              Work *ws, const fused *fz, int64_t step)
 {
-    double sum = 0;
-    const double Nd = (double)n;
+    acc sum = 0;
+    const acc Nd = (acc)n;
     (void)step;
     if (grads || fz) { /* the weight gradients are overwritten by the first chunk */
         memset(BIAS_GRAD(b1), 0, sizeof grads->b1);
@@ -530,13 +597,13 @@ double sine_rnn_loss_and_grad(const Params *params, const real *X, const real *T
 double sine_rnn_loss_at(const Params *params, const real *X, const real *T, long n,
                           int64_t step, Work *ws)
 {
-    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step);
+    return n < 1 ? (double)NAN : WIDE(loss_and_grad_rows(params, X, T, NULL, n, NULL, ws, NULL, step));
 }
 
 double sine_rnn_loss_and_grad_at(const Params *params, const real *X, const real *T,
                                    long n, int64_t step, Grads *grads, Work *ws)
 {
-    return n < 1 ? (double)NAN : loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step);
+    return n < 1 ? (double)NAN : WIDE(loss_and_grad_rows(params, X, T, NULL, n, grads, ws, NULL, step));
 }
 
 /* ---- the optimizer: adam, elementwise ----------------------------------------- */
@@ -639,7 +706,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
 
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
-static void update_buffers(Params *params, const Work *ws, long n, double E)
+static void update_buffers(Params *params, const Work *ws, long n, acc E)
 {
     (void)params;
     (void)ws;
@@ -647,10 +714,10 @@ static void update_buffers(Params *params, const Work *ws, long n, double E)
     (void)E;
 }
 
-static double step_rows(Params *params, State *state, const real *X,
-                        const real *T, const long *idx, long n, Work *ws)
+static acc step_rows(Params *params, State *state, const real *X,
+                     const real *T, const long *idx, long n, Work *ws)
 {
-    double E = (double)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
+    acc E = (acc)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
     E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
     update_buffers(params, ws, n, E);
@@ -660,7 +727,7 @@ static double step_rows(Params *params, State *state, const real *X,
 double sine_rnn_step(Params *params, State *state, const real *X,
                        const real *T, long n, Work *ws)
 {
-    return n < 1 ? (double)NAN : step_rows(params, state, X, T, NULL, n, ws);
+    return n < 1 ? (double)NAN : WIDE(step_rows(params, state, X, T, NULL, n, ws));
 }
 
 int sine_rnn_train(Params *params, State *state, const real *X,
@@ -699,7 +766,7 @@ int sine_rnn_train_from(Params *params, State *state, const real *X,
     if (!order) return -1;
 #endif
     for (long epoch = first_epoch; epoch < first_epoch + epochs; ++epoch) {
-        double total = 0;
+        acc total = 0;
         long batches = 0;
 #ifndef SINE_RNN_NO_SHUFFLE
         if (shuffle) permutation(seed, epoch, n, order);
@@ -709,8 +776,9 @@ int sine_rnn_train_from(Params *params, State *state, const real *X,
             total += shuffle ? step_rows(params, state, X, T, order + first, m, ws)
                              : step_rows(params, state, X + first * INPUTS, T + first * OUTPUTS, NULL, m, ws);
         }
-        if (history) history[epoch - first_epoch] = total / (double)batches;
-        if (progress && progress(epoch, first_epoch + epochs, total / (double)batches, context)) {
+        const acc mean = total / (acc)batches;
+        if (history) history[epoch - first_epoch] = WIDE(mean);
+        if (progress && progress(epoch, first_epoch + epochs, WIDE(mean), context)) {
             release(order);
             return 1;
         }
@@ -1236,6 +1304,7 @@ const char *sine_rnn_metadata(void)
         " \"loss\": \"mse\","
         " \"optimizer\": \"adam\","
         " \"digest\": \"5f71508d154a5ca57f267cacd019edaf1006a88e9d84f657b2067fea0e4cf7f7\","
+        " \"min_rows\": 1,"
         " \"params\": [[\"W1\", [8, 1], true], [\"U1\", [8, 8], true], [\"b1\", [8], true], [\"br1\", [8], true], [\"W2\", [1, 8], true], [\"b2\", [1], true]],"
         " \"hyper\": [[\"eta\", 0.01], [\"beta1\", 0.9], [\"beta2\", 0.999], [\"epsilon\", 1e-08]],"
         " \"state\": [\"m\", \"v\"],"

@@ -12,7 +12,7 @@
  */
 #ifndef SINE_RNN_H
 #define SINE_RNN_H
-#define SINE_RNN_BUILD 0x9bae42e75db6 /* this set of files: the .c files check it */
+#define SINE_RNN_BUILD 0xff137f8b6603 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -139,7 +139,8 @@ double sine_rnn_loss_and_grad_at(const sine_rnn_params *params, const sine_rnn_r
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void sine_rnn_init_state(sine_rnn_state *state);
 
-/* One adam step in place (torch.optim's rule); returns the loss before it. */
+/* One adam step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double sine_rnn_step(sine_rnn_params *params, sine_rnn_state *state,
     const sine_rnn_real *X, const sine_rnn_real *T, long n, sine_rnn_workspace *ws);
 

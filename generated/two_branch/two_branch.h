@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0x362eca699a44 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0xb3e9554ab406 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -142,7 +142,8 @@ double two_branch_loss_and_grad_at(const two_branch_params *params, const two_br
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void two_branch_init_state(two_branch_state *state);
 
-/* One sgd step in place (torch.optim's rule); returns the loss before it. */
+/* One sgd step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double two_branch_step(two_branch_params *params, two_branch_state *state,
     const two_branch_real *X, const two_branch_real *T, long n, two_branch_workspace *ws);
 

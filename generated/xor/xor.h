@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0xac9a26963249 /* this set of files: the .c files check it */
+#define XOR_BUILD 0xe466fe47aa36 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -128,7 +128,8 @@ double xor_loss_and_grad_at(const xor_params *params, const xor_real *X,
 /* The spec's hyperparameters, step 0 and zero buffers. */
 void xor_init_state(xor_state *state);
 
-/* One sgd step in place (torch.optim's rule); returns the loss before it. */
+/* One sgd step in place (torch.optim's rule); returns the loss before it (NaN, and
+ * nothing changed, for a batch of fewer than 1 row). */
 double xor_step(xor_params *params, xor_state *state,
     const xor_real *X, const xor_real *T, long n, xor_workspace *ws);
 
