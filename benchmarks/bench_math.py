@@ -98,31 +98,37 @@ def torch_step(params: dict, X, T, activation: str, dtype: str):
     return step, ts
 
 
-def c_timer(module, start: dict, X, T, min_time: float):
-    """A function timing one sample: CPU seconds per step of the C train loop."""
-    steps = 1000
+def c_timer(module, start: dict, X, T, min_time: float, steps: int = 1000, most: int = 64_000):
+    """A function timing one sample: CPU seconds per step of the C train loop, one batch of X's
+    rows a step (X tiled ``steps`` times, from ``steps`` up to ``most`` until a run takes
+    min_time); the call's fixed cost (an epoch-less train) is subtracted."""
+
+    def tile(a, n):
+        return np.tile(a, (n,) + (1,) * (a.ndim - 1))
+
     while True:  # enough steps for min_time
         params = {k: v.copy() for k, v in start.items()}
-        Xr, Tr = np.tile(X, (steps, 1)), np.tile(T, (steps, 1))
+        Xr, Tr = tile(X, steps), tile(T, steps)
         begin = time.thread_time()
-        module.train(params, Xr, Tr, 1, BATCH, shuffle=False)
-        if time.thread_time() - begin > min_time or steps >= 64_000:
+        module.train(params, Xr, Tr, 1, len(X), shuffle=False)
+        if time.thread_time() - begin > min_time or steps >= most:
             break
         steps *= 4
 
     def sample() -> float:
         params = {k: v.copy() for k, v in start.items()}
         begin = time.thread_time()
-        module.train(params, Xr, Tr, 0, BATCH, shuffle=False)
+        module.train(params, Xr, Tr, 0, len(X), shuffle=False)
         call = time.thread_time() - begin
         begin = time.thread_time()
-        module.train(params, Xr, Tr, 1, BATCH, shuffle=False)
+        module.train(params, Xr, Tr, 1, len(X), shuffle=False)
         return (time.thread_time() - begin - call) / steps
 
     return sample
 
 
 def py_timer(step, min_time: float):
+    """A function timing one sample: CPU seconds per call of step."""
     n, begin = 0, time.thread_time()
     while time.thread_time() - begin < min_time:
         step()

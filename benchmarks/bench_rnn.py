@@ -27,11 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import bench_math
 import numpy as np
 import torch
+from bench_math import py_timer
 
 import symbackprop
 from symbackprop.codegen.c import c_module
@@ -50,42 +51,7 @@ def spec(steps: int = 20, dtype: str = "float32", kind: str = "rnn") -> dict:
 
 def c_timer(module, X, T, min_time: float):
     """A function timing one sample: CPU seconds per step of the C train loop (batch 16)."""
-    start = module.init_params()
-    steps = 50
-    while True:  # enough steps for min_time
-        Xr, Tr = np.tile(X, (steps, 1, 1)), np.tile(T, (steps, 1))
-        begin = time.thread_time()
-        module.train({k: v.copy() for k, v in start.items()}, Xr, Tr, 1, len(X), shuffle=False)
-        if time.thread_time() - begin > min_time or steps >= 20_000:
-            break
-        steps *= 4
-
-    def sample() -> float:
-        params = {k: v.copy() for k, v in start.items()}
-        begin = time.thread_time()
-        module.train(params, Xr, Tr, 0, len(X), shuffle=False)
-        call = time.thread_time() - begin
-        begin = time.thread_time()
-        module.train(params, Xr, Tr, 1, len(X), shuffle=False)
-        return (time.thread_time() - begin - call) / steps
-
-    return sample
-
-
-def py_timer(step, min_time: float):
-    """A function timing one sample: CPU seconds per call of step."""
-    n, begin = 0, time.thread_time()
-    while time.thread_time() - begin < min_time:
-        step()
-        n += 1
-
-    def sample() -> float:
-        begin = time.thread_time()
-        for _ in range(n):
-            step()
-        return (time.thread_time() - begin) / n
-
-    return sample
+    return bench_math.c_timer(module, module.init_params(), X, T, min_time, steps=50, most=20_000)
 
 
 def callgrind(folder: Path, name: str, cflags: list[str], steps: int = 20) -> float | None:
