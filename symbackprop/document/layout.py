@@ -16,6 +16,7 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[utf8]{inputenc}
 \usepackage{amsmath,amssymb}
 \usepackage[margin=2cm]{geometry}
+\usepackage{graphicx}
 \let\amsmathbb\mathbb  % amsfonts has no blackboard 1: the indicator drawn as in print
 \renewcommand{\mathbb}[1]{\ifx1#1\mathrm{1\!\!1}\else\amsmathbb{#1}\fi}
 \allowdisplaybreaks
@@ -182,6 +183,10 @@ def _display(e: Eq) -> str:
         for m, chunk in enumerate(_chunk_terms(side)):
             head = f"{lhs} &= " if n == 0 and m == 0 else ("&= " if m == 0 else r"&\quad ")
             out.append(head + chunk)
+    if len(out) == 1:  # no place to break (a sigmoid's fraction): shrunk to the line if wider
+        fit = r"\ifdim\width>\linewidth\linewidth\else\width\fi"
+        one = out[0].replace(" &= ", " = ", 1)
+        return f"\\[\n\\resizebox{{{fit}}}{{!}}{{$\\displaystyle {one}$}}{_tag(e)}\n\\]"
     return "\\begin{align*}\n" + " \\\\\n".join(out) + _tag(e) + "\n\\end{align*}"
 
 
