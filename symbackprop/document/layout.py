@@ -177,16 +177,17 @@ def _display(e: Eq) -> str:
     lhs, *sides = split_top(tex, (" = ",))
     if not sides:
         return "\\[\n" + tex + _tag(e) + "\n\\]"
-    out = []
+    out, whole = [], False
     for n, side in enumerate(sides):
         side = side[2:].strip() if side.startswith("= ") else side
-        for m, chunk in enumerate(_chunk_terms(side)):
+        chunks = _chunk_terms(side)
+        whole |= len(chunks) == 1 and visible(chunks[0]) > WIDTH
+        for m, chunk in enumerate(chunks):
             head = f"{lhs} &= " if n == 0 and m == 0 else ("&= " if m == 0 else r"&\quad ")
             out.append(head + chunk)
-    if len(out) == 1:  # no place to break (a sigmoid's fraction): shrunk to the line if wider
+    if whole:  # a side with no place to break (a sigmoid's fraction): one line, shrunk if wider
         fit = r"\ifdim\width>\linewidth\linewidth\else\width\fi"
-        one = out[0].replace(" &= ", " = ", 1)
-        return f"\\[\n\\resizebox{{{fit}}}{{!}}{{$\\displaystyle {one}$}}{_tag(e)}\n\\]"
+        return f"\\[\n\\resizebox{{{fit}}}{{!}}{{$\\displaystyle {tex}$}}{_tag(e)}\n\\]"
     return "\\begin{align*}\n" + " \\\\\n".join(out) + _tag(e) + "\n\\end{align*}"
 
 
