@@ -183,8 +183,9 @@ def test_scalar_mode_gradients_are_pytorchs(kind):
     sd = instantiate(d)
     defs = {sp.Symbol(n, real=True): e for n, e in sd.definitions}
     params, want = _tiny_torch(spec)
-    values = {sp.Symbol(f"x{t + 1}_{f + 1}", real=True): TINY_X[t][f]
+    values = {sp.Symbol(f"x{f + 1}[{t + 1}]", real=True): TINY_X[t][f]
               for t in range(2) for f in range(2)}  # fmt: skip
+    # x1[2] is feature 1 at step 2 (CONTRACT §6)
     values[sp.Symbol("t1", real=True)] = 0.3
     values[sp.Symbol("N", positive=True, integer=True)] = 1
     for p in d.params:

@@ -146,8 +146,9 @@ def test_scalar_mode_gradients_are_pytorchs():
     sd = instantiate(d)
     defs = {sp.Symbol(n, real=True): e for n, e in sd.definitions}
     params, want = _tiny_torch()
-    values = {sp.Symbol(f"x{t + 1}_{f + 1}", real=True): TINY_X[t][f]
+    values = {sp.Symbol(f"x{f + 1}[{t + 1}]", real=True): TINY_X[t][f]
               for t in range(3) for f in range(2)}  # fmt: skip
+    # x1[2] is feature 1 at step 2 (CONTRACT §6)
     values[sp.Symbol("t1", real=True)] = 0.3
     values[sp.Symbol("N", positive=True, integer=True)] = 1
     for p in d.params:
@@ -192,8 +193,10 @@ def test_documents_print_the_recurrences():
     assert "h1_t = tanh(W1 @ x_t + U1 @ h1_(t-1) + b1 + br1), t = 1..3, h1_0 = 0" in text
     assert "delta1_t = (dh1_t + U1.T @ delta1_(t+1)) * tanh'(z_t), t = 3..1" in text
     assert "dU1 = 1/N * sum_n sum_t delta1_t @ h1_(t-1).T" in text
-    assert "delta1_2_1 = (1 - h1_2_1**2)*(dh1_2_1 + delta1_3_1*u1_11 + delta1_3_2*u1_21)" in text
-    assert "dE/du1_12 = 1/N * dE/du1_12 = 1/N * (delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2)" in text
+    # CONTRACT §6's names: delta1_1[2] is unit 1 of δ1 at step 2
+    delta = "delta1_1[2] = (1 - h1_1[2]**2)*(dh1_1[2] + delta1_1[3]*u1_11 + delta1_2[3]*u1_21)"
+    assert delta in text
+    assert "dE/du1_12 = 1/N * dE/du1_12 = 1/N * (delta1_1[2]*h1_2[1] + delta1_1[3]*h1_2[2])" in text
     latex = render_document(d, "latex")
     assert r"\operatorname{tanh}'" in latex
 
@@ -217,13 +220,18 @@ def test_sine_example_trains_with_the_generated_c(tmp_path, name):
 
 
 @pytest.mark.parametrize("expr, ok", [
-    ("delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2", True),  # Σ_t δ_t h_{t-1}ᵀ, t = 2..3
+    ("delta1_1[2]*h1_2[1] + delta1_1[3]*h1_2[2]", True),  # Σ_t δ_t h_{t-1}ᵀ, t = 2..3
+    ("delta1_1[3]*h1_2[2]", False),  # a time step's term forgotten
+    ("delta1_1[1]*h1_2[1] + delta1_1[2]*h1_2[2]", False),  # h_t instead of h_{t-1}
+    ("(1 - h1_1[2]**2)*dh1_1[2]*h1_2[1] + delta1_1[3]*h1_2[2]", False),  # δ_2 without U δ_3
+    # the step-first spelling scalar mode printed before (h1_1_2 is h1_2[1]) is still read
+    ("delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2", True),
     ("delta1_3_1*h1_2_2", False),  # a time step's term forgotten
     ("delta1_1_1*h1_1_2 + delta1_2_1*h1_2_2", False),  # h_t instead of h_{t-1}
     ("(1 - h1_2_1**2)*dh1_2_1*h1_1_2 + delta1_3_1*h1_2_2", False),  # δ_2 without U δ_3
 ])  # fmt: skip
 def test_verify_a_hand_bptt_formula(tmp_path, capsys, expr, ok):
-    """verify --wrt u1_12 (the sequence's scalar names x1_1 .. x3_2 are probed too)."""
+    """verify --wrt u1_12 (the sequence's scalar names x1[1] .. x2[3] are probed too)."""
     import yaml
 
     from symbackprop.cli import main

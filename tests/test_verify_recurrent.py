@@ -2,7 +2,7 @@
 time-indexed matrix form (``sum_t(delta1[t] @ h1[t-1].T)`` with its BPTT recurrence) in text and
 LaTeX, judged against PyTorch autograd (nn.RNN with copied weights, T = 3); the mistakes people
 make in BPTT refuted and named; what it cannot read refused with exit 2 in one line; and
-CONTRACT §2's ``h1_1[2]`` spelling of a sequence's element."""
+CONTRACT §6's ``h1_1[2]`` spelling of a sequence's element."""
 
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def _torch_grads(spec: dict, net: ScalarNet, point: dict) -> dict:
 
     params = {p.name: param(p) for p in net.d.params}
     steps, features = net.d.shapes["x"]
-    x = torch.tensor([[by_name[f"x{t + 1}_{f + 1}"] for f in range(features)]
+    # x1[2] is feature 1 at step 2 (CONTRACT §6)
+    x = torch.tensor([[by_name[f"x{f + 1}[{t + 1}]"] for f in range(features)]
                       for t in range(steps)], dtype=torch.float64)[None]  # fmt: skip
     v = x
     for i, ly in enumerate(spec["layers"], start=1):
@@ -214,8 +215,9 @@ def test_truncated_bptt_prints_its_cuts_and_pastes_back():
 
 
 def test_contract_spelling_of_a_sequence_element():
-    """h1_1[2] is unit 1 of h1 at step 2 (CONTRACT §2; scalar mode's h1_2_1), x1[2] feature 1
-    at step 2, in text, in definitions and in LaTeX (h^{(1)}_{1}[2], h^{(1)}_{1,t=2})."""
+    """h1_1[2] is unit 1 of h1 at step 2 (CONTRACT §6, as scalar mode prints it; the step-first
+    h1_2_1 printed before is read too), x1[2] feature 1 at step 2, in text, in definitions and in
+    LaTeX (h^{(1)}_{1}[2], h^{(1)}_{1,t=2})."""
     old = "delta1_2_1*h1_1_2 + delta1_3_1*h1_2_2"
     new = "delta1_1[2]*h1_2[1] + delta1_1[3]*h1_2[2]"
     assert verify(TANH, "u1_12", old).equivalent and verify(TANH, "u1_12", new).equivalent
@@ -284,21 +286,21 @@ LSTM1 = {"name": "lstm1", "inputs": [2, 1], "optimizer": _SGD, "loss": _SSE,
 def test_a_forgotten_gate_derivative_is_named():
     """An LSTM's input-gate row of U at the last step, with the gate deltas written out in the
     saved values (s1: i, f, g, o, c, k, h) by CONTRACT's names: i' = i(1 − i) forgotten is
-    named; the spelling s1_1[2] (element 1 at step 2) reads as s1_2_1."""
-    good = ("dE/du1_11 = dx1_2_1*hs1_1_1\n"
-            "dx1_2_1 = dh1_2_1*s1_2_4*(1 - s1_2_6**2)*s1_2_3*s1_2_1*(1 - s1_2_1)")  # fmt: skip
-    assert verify(LSTM1, "u1_11", good).equivalent
-    spelled = (
+    named; the step-first spelling printed before (s1_2_1 for s1_1[2]) is read too."""
+    good = (
         "dE/du1_11 = dx1_1[2]*hs1_1[1]\n"
         "dx1_1[2] = dh1_1[2]*s1_4[2]*(1 - s1_6[2]**2)*s1_3[2]*s1_1[2]*(1 - s1_1[2])"
     )
-    assert verify(LSTM1, "u1_11", spelled).equivalent
-    r = verify(LSTM1, "u1_11", good.replace("*s1_2_1*(1 - s1_2_1)", ""))
+    assert verify(LSTM1, "u1_11", good).equivalent
+    old = ("dE/du1_11 = dx1_2_1*hs1_1_1\n"
+           "dx1_2_1 = dh1_2_1*s1_2_4*(1 - s1_2_6**2)*s1_2_3*s1_2_1*(1 - s1_2_1)")  # fmt: skip
+    assert verify(LSTM1, "u1_11", old).equivalent  # the step-first spelling printed before
+    r = verify(LSTM1, "u1_11", good.replace("*s1_1[2]*(1 - s1_1[2])", ""))
     assert not r.equivalent
     assert (
-        r.explanation == "missing the derivative of i (σ') at step 2, unit 1: s1_2_1*(1 - s1_2_1)"
+        r.explanation == "missing the derivative of i (σ') at step 2, unit 1: s1_1[2]*(1 - s1_1[2])"
     )
-    r = verify(LSTM1, "u1_11", good.replace("*(1 - s1_2_6**2)", ""))
+    r = verify(LSTM1, "u1_11", good.replace("*(1 - s1_6[2]**2)", ""))
     assert not r.equivalent and "missing the derivative of k (tanh') at step 2" in r.explanation
     # the value it is judged against is nn.LSTM's gradient
     net = ScalarNet(derive(LSTM1))

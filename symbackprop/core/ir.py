@@ -98,7 +98,7 @@ def via_name(tensor: str, consumer: str) -> str:
 
 __all__ = [
     "N", "Init", "Op", "Param", "Shape", "element_name", "grad_name", "param_element_name",
-    "via_name", "vec",
+    "step_first", "via_name", "vec",
 ]  # fmt: skip
 
 
@@ -110,14 +110,34 @@ def _idx(index: tuple[int, ...]) -> str:
     return "_".join(map(str, index))
 
 
-def element_name(tensor: str, index: tuple[int, ...]) -> str:
-    """The scalar name of one element (``index`` 0-based): x1, t2, p1, z1_2, a1_2, delta2_1."""
+def element_name(tensor: str, index: tuple[int, ...], sequence: bool = False) -> str:
+    """The scalar name of one element (``index`` 0-based): x1, t2, p1, z1_2, a1_2, delta2_1.
+
+    A ``sequence`` [T, units] (a tensor with a time axis) names element (t, j) the CONTRACT §6
+    way, ``<name>_<unit>[<step>]``: h1_1[2] is unit 1 of h1 at step 2, x1[2] feature 1 of x at
+    step 2 (brackets are allowed in a SymPy Symbol's name; only documents and verify see them).
+    """
     if not index:
         return tensor
     ones = tuple(i + 1 for i in index)
+    if sequence and len(ones) == 2:
+        step, unit = ones
+        joint = "" if tensor in ("x", "t", "p") else "_"
+        return f"{tensor}{joint}{unit}[{step}]"
     if tensor in ("x", "t", "p"):
         return tensor + "_".join(map(str, ones))
     return f"{tensor}_" + "_".join(map(str, ones))
+
+
+_AT_STEP = re.compile(r"(.+?)(\d+)\[(\d+)\]")
+
+
+def step_first(name: str) -> str:
+    """A sequence element's name with the step first, as scalar mode spelled it before
+    CONTRACT §6's: h1_2_1 for h1_1[2], x2_1 for x1[2] (an identifier, which verify's grammar
+    reads as an alias); any other name is returned as it is."""
+    m = _AT_STEP.fullmatch(name)
+    return f"{m.group(1)}{m.group(3)}_{m.group(2)}" if m else name
 
 
 def param_element_name(p: Param, index: tuple[int, ...]) -> str:

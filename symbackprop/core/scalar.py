@@ -29,6 +29,20 @@ def element(tensor: str, i: int) -> str:
 
 param_element = param_element_name
 
+RECURRENT_OPS = ("rnn", "cell")  # the op kinds that scan a time axis
+
+
+def sequences(d: Derivation) -> frozenset[str]:
+    """The tensors with a time axis ([T, units] per sample: x, h1, s1, delta1, a many-to-many
+    head's z2 and t, ...), whose elements scalar mode names ``h1_1[2]`` (CONTRACT §6)."""
+    steps = {d.shapes[o.out][0] for o in d.forward if o.kind in RECURRENT_OPS}
+    return frozenset(n for n, s in d.shapes.items() if len(s) == 2 and s[0] in steps)
+
+
+def scalar_name(seqs: frozenset[str], tensor: str, index: tuple[int, ...]) -> str:
+    """The scalar name of one element of ``tensor`` (``seqs``: ``sequences(d)``)."""
+    return element_name(tensor, index, tensor in seqs)
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -77,12 +91,15 @@ class _Names:
     """ops.Elements: the CONTRACT §2 symbol of one element of a tensor or parameter. Scalar
     mode writes one sample's formulas: its batch is that sample (``samples``)."""
 
-    def __init__(self, ctx: Context):
-        self.ctx = ctx
+    def __init__(self, ctx: Context, seqs: frozenset[str] = frozenset()):
+        self.ctx, self.seqs = ctx, seqs
         self.samples = (self,)
 
+    def name(self, tensor: str, index: tuple[int, ...]) -> str:
+        return scalar_name(self.seqs, tensor, index)
+
     def tensor(self, name: str, index: tuple[int, ...]) -> sp.Symbol:
-        return sym(element_name(name, index))
+        return sym(self.name(name, index))
 
     def param(self, name: str, index: tuple[int, ...]) -> sp.Symbol:
         return sym(param_element_name(self.ctx.params[name], index))
@@ -103,7 +120,7 @@ def _seed_factors(d: Derivation, ix: tuple[int, ...], el: _Names) -> tuple[Facto
     (computed from the logits), else ∂ℓ/∂a · ∂a/∂z."""
     node = d.graph.output
     od = d.output_delta
-    a, z = element_name(d.output, ix), element_name(d.logits, ix)
+    a, z = el.name(d.output, ix), el.name(d.logits, ix)
     subs = {activations.X: sym(z), activations.A: sym(a), losses.T: el.tensor("t", ix),
             losses.P: el.tensor("p", ix)}  # fmt: skip
     if od.kind == "softmax":
@@ -124,7 +141,7 @@ def _seed_factors(d: Derivation, ix: tuple[int, ...], el: _Names) -> tuple[Facto
 def instantiate(d: Derivation) -> ScalarDerivation:
     """Expand ``d`` element by element (for small nets: printing and verification)."""
     ctx = d.context
-    el = _Names(ctx)
+    el = _Names(ctx, sequences(d))
     read = {a for op in d.backward for a in op.args} | {
         s.name for op in d.backward if op.expr is not None for s in op.expr.free_symbols
     }
@@ -135,7 +152,7 @@ def instantiate(d: Derivation) -> ScalarDerivation:
     defs: list[tuple[str, sp.Expr]] = []
     for op in d.forward:
         if op.kind != "loss" and (op.out in nodes or op.out in read):
-            defs += [(element_name(op.out, ix), e) for ix, e in kind(op).elements(op, el).items()]
+            defs += [(el.name(op.out, ix), e) for ix, e in kind(op).elements(op, el).items()]
     back = dict(primals(d))
     seed = grad_name(d.logits)
     factors: dict[str, tuple[Factor, ...]] = {}
@@ -144,17 +161,18 @@ def instantiate(d: Derivation) -> ScalarDerivation:
         if op.kind.startswith("grad_"):
             continue
         for ix, e in kind(op).elements(op, el).items():
-            name = element_name(op.out, ix)
+            name = el.name(op.out, ix)
             defs.append((name, e))
             defined[name] = e
             if op.out == seed:
                 factors[name] = _seed_factors(d, ix, el)
             elif op.out in back:
                 product = op.kind == "map"  # a local partial; else a sum over paths
-                factors[name] = _factors(back[op.out], ix, e, factors, defined, back, product)
+                factors[name] = _factors(el.name(back[op.out], ix), e, factors, defined, back,
+                                         product)  # fmt: skip
     # quantities a pullback names on its own (BPTT's δ_t), neither a tensor's gradient nor one
     # path's contribution: a gradient that sums them keeps their names (each is defined above)
-    named = {element_name(op.out, ix) for op in d.backward
+    named = {el.name(op.out, ix) for op in d.backward
              if not op.kind.startswith("grad_") and op.out not in back and "__via_" not in op.out
              for ix in indices(d.shapes[op.out])}  # fmt: skip
     grads: list[Gradient] = []
@@ -163,26 +181,24 @@ def instantiate(d: Derivation) -> ScalarDerivation:
         terms = kind(op).elements(op, el)
         for ix in indices(p.shape):
             pel = param_element_name(p, ix)
-            fs = _factors(None, ix, terms[ix], factors, defined, back, True, pel, named)
+            fs = _factors(pel, terms[ix], factors, defined, back, True, named)
             grads.append(Gradient(p.name, pel, ix, fs, d.scale, _terms(terms[ix], factors,
                                                                         back, pel)))  # fmt: skip
     return ScalarDerivation(tuple(defs), factors, tuple(grads))
 
 
 def _factors(
-    primal,
-    ix,
+    den: str,
     e,
     factors,
     defined,
     back,
     product: bool,
-    den: str | None = None,
     keep: set | frozenset = frozenset(),
 ):
-    """Factors of one element: for a ``product`` e = g · rest with g one element of a gradient
-    array, g's factors then ∂primal(g)/∂(this) = rest; else the one factor ∂E/∂(this) = e."""
-    den = den or element_name(primal, ix)
+    """Factors of one element ``den`` (a scalar name): for a ``product`` e = g · rest with g one
+    element of a gradient array, g's factors then ∂primal(g)/∂(this) = rest; else the one
+    factor ∂E/∂(this) = e."""
     grads = [s for s in e.free_symbols if s.name in factors]
     if product and len(grads) == 1 and e.is_Mul and grads[0] in e.args:
         g = grads[0]
@@ -226,6 +242,7 @@ def values_at(d: Derivation, ev, sample: int = 0) -> dict[sp.Symbol, float]:
     from .ir import N
 
     out: dict[sp.Symbol, float] = {N: float(ev.batch)}
+    seqs = sequences(d)
     grads = {op.out for op in d.gradients.values()}
     for name, arr in ev.values.items():
         if name in ("E", N.name) or name in grads or name not in d.shapes:
@@ -233,7 +250,7 @@ def values_at(d: Derivation, ev, sample: int = 0) -> dict[sp.Symbol, float]:
         row = arr[sample]
         shape = d.shapes[name]
         for ix in indices(shape):
-            out[sym(element_name(name, ix))] = float(row[ix] if shape else row.ravel()[0])
+            out[sym(scalar_name(seqs, name, ix))] = float(row[ix] if shape else row.ravel()[0])
     for p in d.params:
         arr = ev.params[p.name]
         for ix in indices(p.shape):

@@ -16,6 +16,7 @@ _PREAMBLE = r"""\documentclass[10pt]{article}
 \usepackage[utf8]{inputenc}
 \usepackage{amsmath,amssymb}
 \usepackage[margin=2cm]{geometry}
+\usepackage{graphicx}
 \let\amsmathbb\mathbb  % amsfonts has no blackboard 1: the indicator drawn as in print
 \renewcommand{\mathbb}[1]{\ifx1#1\mathrm{1\!\!1}\else\amsmathbb{#1}\fi}
 \allowdisplaybreaks
@@ -176,12 +177,17 @@ def _display(e: Eq) -> str:
     lhs, *sides = split_top(tex, (" = ",))
     if not sides:
         return "\\[\n" + tex + _tag(e) + "\n\\]"
-    out = []
+    out, whole = [], False
     for n, side in enumerate(sides):
         side = side[2:].strip() if side.startswith("= ") else side
-        for m, chunk in enumerate(_chunk_terms(side)):
+        chunks = _chunk_terms(side)
+        whole |= len(chunks) == 1 and visible(chunks[0]) > WIDTH
+        for m, chunk in enumerate(chunks):
             head = f"{lhs} &= " if n == 0 and m == 0 else ("&= " if m == 0 else r"&\quad ")
             out.append(head + chunk)
+    if whole:  # a side with no place to break (a sigmoid's fraction): one line, shrunk if wider
+        fit = r"\ifdim\width>\linewidth\linewidth\else\width\fi"
+        return f"\\[\n\\resizebox{{{fit}}}{{!}}{{$\\displaystyle {tex}$}}{_tag(e)}\n\\]"
     return "\\begin{align*}\n" + " \\\\\n".join(out) + _tag(e) + "\n\\end{align*}"
 
 

@@ -33,6 +33,7 @@ OPERATORS = {"lse": r"\operatorname{lse}"}  # helper quantities named by an oper
 _ELEMENT = re.compile(r"([A-Za-z]+?)(\d+)_(\d+(?:_\d+)*)\Z")  # z1_2, w2_11, delta2_1, w3_2_1_1
 _TENSOR = re.compile(r"([A-Za-z]+?)(\d+)\Z")  # z1, a1, delta1, W1, b1, g3
 _INPUT_ELEMENT = re.compile(r"([xtp])(\d+(?:_\d+)*)\Z")  # x1, t2, p1, x1_2
+_AT_STEP = re.compile(r"(.+)\[(\d+)\]\Z")  # a sequence's element at a step: h1_1[2], x1[2]
 _VIA = re.compile(r"(d\w+?)__via_([A-Za-z]+\d+)(\d*)((?:_\d+)*)\Z")  # da1__via_z2, ..._1
 
 
@@ -115,6 +116,11 @@ def latex_name(name: str, element: bool = False) -> str:
             optimizer rule): ``x``, ``t`` and ``p`` are italic scalars, not the vectors.
     """
     note = current()
+    if m := _AT_STEP.match(name):  # h^{(1)}_{1}[2], read back by verify as h1_1[2]
+        tex, step = latex_name(m.group(1), element), f"[{m.group(2)}]"
+        if tex.startswith(r"\frac") and tex.endswith("}"):  # ∂ℓ/∂h^{(1)}_{1}[2]: inside
+            return tex[:-1] + step + "}"
+        return tex + step
     if name.startswith("dE_"):
         return _partial("E", latex_name(name[3:], True))
     if name in HYPER:

@@ -233,7 +233,7 @@ def _read(
     """The formula in the plain grammar, and the names and vectors it reads, each defined
     name (its later lines: ``delta2 = ...``) standing for its definition."""
     text, defs = split(expr, name, latex, matrix)
-    if net.steps:  # h1_1[2] (CONTRACT §2) is scalar mode's h1_2_1
+    if net.steps:  # h1_1[2] (CONTRACT §6) is read as its identifier alias h1_2_1
         text = step_names(text, net.names)
         defs = [(step_names(n, net.names), step_names(t, net.names)) for n, t in defs]
     if not batch and any(re.search(r"\bsum_n\b", t) for t in [text, *(t for _, t in defs)]):

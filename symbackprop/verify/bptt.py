@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import sympy as sp
 
-from ..core.ir import Param
+from ..core.ir import Param, element_name
 from ..core.scalar import sym
 from .probe import ScalarNet, lift, same
 
@@ -119,7 +119,7 @@ def gate_mistake(net: ScalarNet, hand_values: list, truth_values: list) -> str |
                 continue
             for t in range(1, steps + 1):
                 for j in range(units):
-                    s_ = sym(f"{o.out}_{t}_{ki * units + j + 1}")
+                    s_ = sym(element_name(o.out, (t - 1, ki * units + j), sequence=True))
                     f = s_ * (1 - s_) if "(1 -" in form else 1 - s_**2
                     fv = net.values(f)
                     if same(lift(lambda h, v: h * v, hand_values, fv), truth_values):

@@ -97,13 +97,19 @@ def bind(
     """``names`` and ``mats`` with each defined name standing for its definition (a
     recurrent net's ``steps``: ``name[t] = ...`` defines a sequence step by step)."""
     names, mats = dict(names), dict(mats)
+    spellings: dict[sp.Expr, list[str]] = {}  # h1_1[2] and its alias h1_2_1: the same symbol
+    for key, value in names.items():
+        if isinstance(value, sp.Symbol):
+            spellings.setdefault(value, []).append(key)
+    canon = {k: v.name for k, v in names.items() if isinstance(v, sp.Symbol)}
     defs, rules = _steps(defs, mats, steps)
     given = dict(defs)
     if len(given) < len(defs):
         twice = next(n for n, _ in defs if [m for m, _ in defs].count(n) > 1)
         raise SpecError("--expr", f"'{twice}' is defined twice")
     for name in given:
-        if name in raw or name in ("N", "t", "x") or (name in mats and name[0] in "Wbx"):
+        own = canon.get(name, name)  # x2_1 is x1[2]: an input
+        if own in raw or name in ("N", "t", "x") or (name in mats and name[0] in "Wbx"):
             raise SpecError("--expr", f"'{name}' is given (a parameter, input or target), "
                             "not defined by a derivation")  # fmt: skip
         if name not in names and name not in mats:
@@ -128,7 +134,7 @@ def bind(
                 value = mats[n].array(_Where(steps))
                 mats[n] = value
                 for s, v in zip(entries(want), entries(value), strict=True):
-                    names[s.name] = v
+                    names.update(dict.fromkeys(spellings.get(s, [s.name]), v))
                 _bounded(n, entries(value))
                 done.append(n)
                 continue
@@ -146,10 +152,12 @@ def bind(
                                     f"{shape_text(shape_of(value))}")  # fmt: skip
                 mats[n] = value
                 for s, v in zip(entries(want), entries(value), strict=True):
-                    names[s.name] = v
+                    names.update(dict.fromkeys(spellings.get(s, [s.name]), v))
             else:
-                names[n] = parse_expression(given[n], names, "--expr", notation)
-                mats = _refresh(mats, {sp.Symbol(n, real=True): names[n]})
+                own = sp.Symbol(canon.get(n, n), real=True)
+                value = parse_expression(given[n], names, "--expr", notation)
+                names.update(dict.fromkeys(spellings.get(own, [n]), value))
+                mats = _refresh(mats, {own: names[n]})
             _bounded(n, entries(mats[n]) if n in mats and shape_of(mats[n]) else names[n])
             done.append(n)
     return names, mats

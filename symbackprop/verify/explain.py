@@ -47,10 +47,12 @@ def _is_grad(name: str) -> bool:
 def _path(net: ScalarNet, p: Param, grad: str) -> str:
     """The path a term of a sum comes by: a layer's unit, a residual's skip path, a time step
     of a recurrent layer or a position of a convolution (the same weight used at each)."""
-    m = re.fullmatch(r"(?:delta|d[ahz])(\d+)((?:_\d+)*)", grad)
+    m = re.fullmatch(r"(?:delta|d[ahz])(\d+)((?:_\d+)*)(?:\[(\d+)\])?", grad)
     if m is None:
         return f"the path through {grad}"
     tensor, index = m.group(1), m.group(2).split("_")[1:]
+    if m.group(3):  # a sequence's element, delta1_1[2]: the step first, as for other axes
+        index = [m.group(3), *index]
     layer = next((n for n in net.d.nodes if n.index == int(tensor)), None)
     own = next((n for n in net.d.nodes if n.index == p.layer), None)
     if layer is not None and own is not None and layer is own and len(index) >= 2:

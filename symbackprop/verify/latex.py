@@ -228,6 +228,10 @@ class _Parser(TimeSyntax):
             if word == "reshape" and self.peek() == "}" and self.peek(1) == "_" and self.matrix:
                 self.i += 2
                 return self.reshape()
+            layered = self.peek() == "}" and self.peek(1) == "^" and self.peek(3) == "("
+            if word.isalpha() and layered:
+                self.take()  # \mathrm{hs}^{(1)}_{1}[2], \mathrm{br}^{(1)}_{1}: as printed
+                return self.name(word)
             if len(word) > 1 and self.peek() == "}":
                 known = ", ".join(sorted({*FUNCTIONS, *DERIVABLE}))
                 raise self.fail(f"unknown function {tok}{{{word}}}; known: {known}")

@@ -19,9 +19,9 @@ import sympy as sp
 from sympy.polys.polyerrors import BasePolynomialError as PolynomialError
 
 from ..core.derivation import Derivation
-from ..core.ir import N, Param, element_name
+from ..core.ir import N, Param, element_name, step_first
 from ..core.ops import indices
-from ..core.scalar import Gradient, instantiate, param_element, sym
+from ..core.scalar import Gradient, instantiate, param_element, scalar_name, sequences, sym
 from ..core.symbols import as_expr
 
 POINTS = 30  # random probe points
@@ -55,13 +55,14 @@ class ScalarNet:
 
     def __init__(self, d: Derivation, seed: int = 0, batch: int = 1):
         self.d, self.sd, self.batch = d, instantiate(d), batch
+        self.seqs = sequences(d)  # tensors with a time axis: h1_1[2] is unit 1 at step 2
         one = [(sym(n), e) for n, e in self.sd.definitions]
         self.elements = {
             param_element(p, ix): (p, ix) for p in d.params for ix in element_indices(p)
         }
         # x1, x2, ... for a vector; x1_2_3 for a map's element [0, 1, 2] (as scalar mode)
-        self.inputs = [sym(element_name("x", ix)) for ix in indices(d.shapes["x"])]
-        self.targets = [sym(element_name("t", ix)) for ix in indices(d.shapes["t"])]
+        self.inputs = [sym(scalar_name(self.seqs, "x", ix)) for ix in indices(d.shapes["x"])]
+        self.targets = [sym(scalar_name(self.seqs, "t", ix)) for ix in indices(d.shapes["t"])]
         params = [sym(n) for n in self.elements]
         # a batch: every sample's own copy of the inputs, targets and definitions (x1[2] is
         # sample 2's x1); the one-sample names stand for sample n inside sum_n(...)
@@ -76,6 +77,9 @@ class ScalarNet:
             self.raw = params + [r[s] for r in self.samples for s in self.inputs + self.targets]
         self.names = {s.name: s for s in params + self.inputs + self.targets}
         self.names |= {s.name: s for s, _ in one}
+        # a sequence's element h1_1[2] is read as the identifier h1_2_1 (the step first, the
+        # spelling scalar mode printed before CONTRACT §6's; verify.steps rewrites the new one)
+        self.names |= {step_first(n): s for n, s in list(self.names.items()) if "[" in n}
         self.grads = {g.element: g for g in self.sd.gradients}
         defined = {n for n, _ in self.sd.definitions}  # dx_j when d has the input's gradient
         self.input_grads = {
@@ -170,8 +174,8 @@ class ScalarNet:
         matrix, or a conv kernel's Array), b1 (a column or, shared, a scalar) in scalar symbols."""
         out: dict = {}
         for name, shape in self.d.shapes.items():
-            if shape and element_name(name, (0,) * len(shape)) in self.names:
-                els = [sym(element_name(name, ix)) for ix in indices(shape)]
+            if shape and scalar_name(self.seqs, name, (0,) * len(shape)) in self.names:
+                els = [sym(scalar_name(self.seqs, name, ix)) for ix in indices(shape)]
                 # a vector is a column; a map [channels, positions...] an N-d Array
                 out[name] = sp.Matrix(els) if len(shape) == 1 else sp.Array(els, shape)
         for p in self.d.params:

@@ -29,9 +29,11 @@ _INPUT_AT = re.compile(r"\b([xt])(\d+)\[(\d+)\]")  # x1[2]: feature 1 at step 2
 
 
 def step_names(text: str, names) -> str:
-    """CONTRACT §2's spelling of a sequence's element, ``h1_1[2]`` (unit 1 of h1 at step 2,
-    ``x1[2]``: feature 1 of x at step 2), as the scalar name ``h1_2_1`` (``x2_1``): the step
-    first, as scalar mode names them. A spelling that names no element is left as it is."""
+    """CONTRACT §6's spelling of a sequence's element, ``h1_1[2]`` (unit 1 of h1 at step 2,
+    ``x1[2]``: feature 1 of x at step 2), the name scalar mode prints, as the identifier
+    ``h1_2_1`` (``x2_1``) the grammar reads: the step first, the spelling printed before, which
+    ``ScalarNet.names`` maps to the same symbol. A spelling that names no element is left as
+    it is."""
 
     def element(m: re.Match) -> str:
         new = f"{m.group(1)}_{m.group(3)}_{m.group(2)}"
