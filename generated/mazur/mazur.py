@@ -116,18 +116,26 @@ def plog(s: np.ndarray) -> np.ndarray:
 
 def normals(key: int, n: int) -> np.ndarray:
     """n standard normals (polar method; rejected elements retried with r = 1, 2, ...)."""
-    out = np.empty(n, dtype=np.float64)
+    return _polar(key, n, _u, plog, np.float64)
+
+
+def _polar(key: int, n: int, u, log, dtype) -> np.ndarray:
+    """Marsaglia's polar method on the uniforms ``u`` and the portable ``log``, every operation
+    in ``dtype`` (float64, or float32 for normals32): element i's attempt r uses u(2(i + rn))
+    and u(2(i + rn) + 1)."""
+    one, two = dtype(1.0), dtype(2.0)
+    out = np.empty(n, dtype=dtype)
     todo = np.arange(n, dtype=np.uint64)
     r = 0
     while todo.size:
         with np.errstate(over="ignore"):
             c = np.uint64(2) * (todo + np.uint64((r * n) & MASK64))
-        a = 2.0 * _u(key, c) - 1.0
-        b = 2.0 * _u(key, c + np.uint64(1)) - 1.0
+        a = two * u(key, c) - one
+        b = two * u(key, c + np.uint64(1)) - one
         s = a * a + b * b
-        ok = (s > 0.0) & (s < 1.0)
+        ok = (s > 0) & (s < 1)
         sa = s[ok]
-        out[todo[ok]] = a[ok] * np.sqrt(-2.0 * plog(sa) / sa)
+        out[todo[ok]] = a[ok] * np.sqrt(dtype(-2.0) * log(sa) / sa)
         todo = todo[~ok]
         r += 1
     return out
@@ -207,22 +215,7 @@ def plog32(s: np.ndarray) -> np.ndarray:
 
 def normals32(key: int, n: int) -> np.ndarray:
     """n standard normals in float32 (normals' polar method on u32, plog32, float32 sqrt)."""
-    one, two = np.float32(1.0), np.float32(2.0)
-    out = np.empty(n, dtype=np.float32)
-    todo = np.arange(n, dtype=np.uint64)
-    r = 0
-    while todo.size:
-        with np.errstate(over="ignore"):
-            c = np.uint64(2) * (todo + np.uint64((r * n) & MASK64))
-        a = two * _u32(key, c) - one
-        b = two * _u32(key, c + np.uint64(1)) - one
-        s = a * a + b * b
-        ok = (s > 0) & (s < 1)
-        sa = s[ok]
-        out[todo[ok]] = a[ok] * np.sqrt(np.float32(-2.0) * plog32(sa) / sa)
-        todo = todo[~ok]
-        r += 1
-    return out
+    return _polar(key, n, _u32, plog32, np.float32)
 
 
 SCHEMES = (

@@ -266,20 +266,26 @@ def plog(s):
 
 def normals(key, n):
     """n standard normals (Marsaglia's polar method; rejected elements retried, r = 1, 2, ...)."""
-    out = torch.empty(n, dtype=torch.float64)
+    return _polar(key, n, _u, plog, torch.float64)
+
+
+def _polar(key, n, u, log, dtype):
+    """prng.py's _polar: the polar method on the uniforms u and the portable log, in dtype."""
+    out = torch.empty(n, dtype=dtype)
     todo = torch.arange(n, dtype=torch.int64)
     r = 0
     while todo.numel():
         c = 2 * (todo + _int64(r * n))
-        a = 2.0 * _u(key, c) - 1.0
-        b = 2.0 * _u(key, c + 1) - 1.0
+        a = 2.0 * u(key, c) - 1.0
+        b = 2.0 * u(key, c + 1) - 1.0
         s = a * a + b * b
         ok = (s > 0.0) & (s < 1.0)
         sa = s[ok]
         # math.sqrt is correctly rounded, as IEEE 754 requires; torch.sqrt is not on every CPU
-        # (an AVX-512 build is 1 ulp off for about 1 value in 150)
-        roots = [math.sqrt(q) for q in (-2.0 * plog(sa) / sa).tolist()]
-        out[todo[ok]] = a[ok] * torch.tensor(roots, dtype=torch.float64)
+        # (an AVX-512 build is 1 ulp off for about 1 value in 150); the float64 root of a
+        # float32 number, rounded to float32, is its float32 root
+        roots = [math.sqrt(q) for q in (-2.0 * log(sa) / sa).tolist()]
+        out[todo[ok]] = a[ok] * torch.tensor(roots, dtype=torch.float64).to(dtype)
         todo = todo[~ok]
         r += 1
     return out
@@ -316,23 +322,7 @@ def plog32(s):
 
 def normals32(key, n):
     """n standard normals in float32 (prng.py's normals32; sqrt correctly rounded to float32)."""
-    out = torch.empty(n, dtype=torch.float32)
-    todo = torch.arange(n, dtype=torch.int64)
-    r = 0
-    while todo.numel():
-        c = 2 * (todo + _int64(r * n))
-        a = 2.0 * _u32(key, c) - 1.0
-        b = 2.0 * _u32(key, c + 1) - 1.0
-        s = a * a + b * b
-        ok = (s > 0.0) & (s < 1.0)
-        sa = s[ok]
-        # the float64 root of a float32 number, rounded to float32, is its float32 root
-        q = (-2.0 * plog32(sa) / sa).tolist()
-        roots = torch.tensor([math.sqrt(v) for v in q], dtype=torch.float64).to(torch.float32)
-        out[todo[ok]] = a[ok] * roots
-        todo = todo[~ok]
-        r += 1
-    return out
+    return _polar(key, n, _u32, plog32, torch.float32)
 
 
 def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, std=1.0,
@@ -642,7 +632,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, z1, z2, z3)
 
 
-loss_op = derived_op(_free_name("sgd_nesterov_6c339c290243_loss"), _loss)
+loss_op = derived_op(_free_name("sgd_nesterov_35c98aca47b5_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -716,7 +706,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W3: Tens
     return (a3, a1, a2, z1, z2)
 
 
-forward_op = derived_op(_free_name("sgd_nesterov_6c339c290243_forward"), _forward)
+forward_op = derived_op(_free_name("sgd_nesterov_35c98aca47b5_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
