@@ -82,8 +82,8 @@ def _torch_grads(spec: dict, net: ScalarNet, point: dict) -> dict:
     steps, features = net.d.shapes["x"]
     # x1[2] is feature 1 at step 2 (CONTRACT §6)
     x = torch.tensor([[by_name[f"x{f + 1}[{t + 1}]"] for f in range(features)]
-                      for t in range(steps)], dtype=torch.float64)[None]  # fmt: skip
-    v = x
+                      for t in range(steps)], dtype=torch.float64, requires_grad=True)  # fmt: skip
+    v = x[None]
     for i, ly in enumerate(spec["layers"], start=1):
         if ly.get("type") in ("rnn", "gru", "lstm"):
             act = {"nonlinearity": ly.get("nonlinearity", "tanh")} if ly["type"] == "rnn" else {}
@@ -101,7 +101,7 @@ def _torch_grads(spec: dict, net: ScalarNet, point: dict) -> dict:
     t = torch.tensor([by_name[s.name] for s in net.targets], dtype=torch.float64).reshape(shape)
     loss = 0.5 * ((v[0] - t) ** 2).sum()
     loss.backward()
-    return {k: p.grad.numpy() for k, p in params.items()}
+    return {"x": x.grad.numpy(), **{k: p.grad.numpy() for k, p in params.items()}}
 
 
 GRU = {**_rnn(), "name": "gru", "layers": [{"type": "gru", "units": 2}, {"units": 2}]}
@@ -230,6 +230,28 @@ def test_contract_spelling_of_a_sequence_element():
     tex = r"\delta^{(1)}_{1}[2] h^{(1)}_{2}[1] + \delta^{(1)}_{1,t=3} h^{(1)}_{2,t=2}"
     assert verify(TANH, "u1_12", tex, latex=True).equivalent
     assert not verify(TANH, "u1_12", "delta1_1[2]*h1_2[1]").equivalent
+
+
+def test_the_input_gradient_of_a_sequence_element():
+    """--wrt x1[2] (feature 1 at step 2; x2_1 step first) and --wrt x on a sequence net: the
+    printed formula pastes back, a wrong one is refuted, and the value is autograd's dE/dx."""
+    right = "delta1_1[2]*w1_11 + delta1_2[2]*w1_21"
+    for name in ("x1[2]", "x2_1"):
+        assert verify(TANH, name, right).equivalent
+        assert not verify(TANH, name, right.replace("w1_21", "w1_22")).equivalent
+    printed = verify(TANH, "x1[2]", "0").correct_formula
+    assert printed == f"dE/dx1[2] = {right}"
+    from symbackprop.core.chain_rule import derive as chain_rule
+    from symbackprop.spec.load import parse_spec
+
+    net = ScalarNet(chain_rule(parse_spec(TANH), True, True))  # with the input's gradient
+    point = _values(net, 5)
+    want = _torch_grads(TANH, net, point)["x"]
+    with mpmath.workdps(30):
+        env = net.env({s: mpmath.mpf(v) for s, v in point.items()}, net.defs)
+        for step, feature in ((1, 1), (2, 1), (3, 2)):
+            got = net.call(net.input_grads[f"x{feature}[{step}]"], env)
+            assert float(got) == pytest.approx(want[step - 1, feature - 1], rel=1e-10)
 
 
 REFUSED = [

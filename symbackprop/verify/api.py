@@ -23,6 +23,7 @@ import sympy as sp
 
 from ..core.chain_rule import derive
 from ..core.derivation import Derivation
+from ..core.ir import step_first
 from ..core.scalar import param_element
 from ..spec.errors import SpecError, did_you_mean
 from ..spec.expressions import Notation, parse_expression
@@ -135,7 +136,8 @@ def verify(
     spec = load_spec(spec) if isinstance(spec, (str, Path)) else spec
     spec = parse_spec(spec) if isinstance(spec, dict) else spec
     name = wrt.strip() if isinstance(wrt, str) else str(wrt)[:100]
-    wrt_input = name == "x" or re.fullmatch(r"x\d+", name) is not None
+    # x, x3 or, for a sequence, CONTRACT §6's x1[2] (feature 1 at step 2; x2_1 step first)
+    wrt_input = name == "x" or re.fullmatch(r"x\d+(\[\d+\]|_\d+)?", name) is not None
     if batch is not None and (
         isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH
     ):
@@ -258,6 +260,7 @@ def _verify_input(net: ScalarNet, name: str, expr: str, latex: bool) -> VerifyRe
     """dE/dx (``--wrt x``, column-vector notation) or dE/dx_j (``--wrt x1``): the gradient of
     one sample's loss with respect to the input, as an attack or a saliency map needs it."""
     inputs = [x.name for x in net.inputs]
+    name = next((x for x in inputs if step_first(x) == name), name)  # x2_1: x1[2]
     if name != "x" and name not in inputs:
         raise SpecError("--wrt", f"the input has {len(inputs)} elements: {', '.join(inputs)}")
     if not isinstance(expr, str):

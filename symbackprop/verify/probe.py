@@ -82,11 +82,13 @@ class ScalarNet:
         self.names |= {step_first(n): s for n, s in list(self.names.items()) if "[" in n}
         self.grads = {g.element: g for g in self.sd.gradients}
         defined = {n for n, _ in self.sd.definitions}  # dx_j when d has the input's gradient
-        self.input_grads = {
-            x.name: sym(element_name("dx", (j,)))
-            for j, x in enumerate(self.inputs)
-            if element_name("dx", (j,)) in defined
-        }
+        # dx's element of input x: by x's own index (a sequence's dx_1[2]), else flat (dx_5)
+        self.input_grads = {}
+        for j, (x, ix) in enumerate(zip(self.inputs, indices(d.shapes["x"]), strict=True)):
+            for g in (scalar_name(self.seqs, "dx", ix), element_name("dx", (j,))):
+                if g in defined:
+                    self.input_grads[x.name] = sym(g)
+                    break
         # a recurrent net's number of steps T: its sequences are indexed (h1[t-1]) in formulas
         recurrent = any(o.kind in ("rnn", "cell") for o in d.forward)
         self.steps = d.shapes["x"][0] if recurrent else None
