@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.derivation import Derivation
-from ...core.layers.normalization import ONE_ROW
+from ...core.layers.normalization import ONE_ROW, short_batch_error
 from ...spec.errors import SpecError
 from ..files import write_files
 from ..npyfiles import npz_data
@@ -318,7 +318,7 @@ class CModule(ValidationMixin):
         if errors:
             raise errors[0]
         if rc == -2:
-            raise ValueError(f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}")
+            raise short_batch_error(batch_size, n)
         if rc < 0:
             raise ValueError(
                 f"train: bad arguments (n={n}, epochs={epochs}, "

@@ -15,7 +15,7 @@ import torch
 
 from ...core import prng
 from ...core.derivation import Derivation
-from ...core.layers.normalization import ONE_ROW, short_batch
+from ...core.layers.normalization import short_batch, short_batch_error
 from ..numpy.loader import load_numpy
 from ..numpy.runtime import keep_best
 
@@ -148,7 +148,7 @@ class TorchTarget:
         self._set(state["model"], params)
         n = X.shape[0]
         if epochs > 0 and short_batch(n, batch_size, getattr(self.module, "MIN_ROWS", 1)):
-            raise ValueError(f"batch size {batch_size} leaves a batch of one row of {n}: {ONE_ROW}")
+            raise short_batch_error(batch_size, n)
         groups = state["optimizer"].param_groups
         base = [g["lr"] for g in groups]
         scheduler = self.module.make_scheduler(state["optimizer"])  # stepped once per epoch

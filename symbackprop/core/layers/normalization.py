@@ -193,5 +193,10 @@ def short_batch(rows: int, batch_size: int, min_rows: int) -> bool:
     return rows >= 1 and min(batch_size, last) < min_rows
 
 
+def short_batch_error(batch_size: int, rows: int) -> ValueError:
+    """The loaders' refusal of training ``rows`` rows in batches of ``batch_size`` (short_batch)."""
+    return ValueError(f"batch size {batch_size} leaves a batch of one row of {rows}: {ONE_ROW}")
+
+
 register(LayerKind("batch_norm", _parse("batch_norm"), _params, _forward, BATCH_NORM_TEXTBOOK))
 register(LayerKind("layer_norm", _parse("layer_norm"), _params, _forward, LAYER_NORM_TEXTBOOK))
