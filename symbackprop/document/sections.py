@@ -406,5 +406,14 @@ def render(d: Derivation, fmt: str = "text", mode: str = "auto", ev=None) -> str
     with names_of(d):
         if fmt == "json":
             return to_json(d, mode, ev)
-        secs = sections(d, mode, ev)
-        return FORMATS[fmt](d, secs)
+        return FORMATS[fmt](d, _last_sections(d, mode, ev))
+
+
+def _last_sections(d: Derivation, mode: str, ev) -> list[Section]:
+    """sections(d, mode, ev), the last ones kept on ``d`` (as instantiate keeps its expansion):
+    the formats only read them, and rendering a document in several formats (derive --pdf, a
+    notebook) then prints its formulas once. One entry, so it never grows."""
+    last = d.__dict__.get("_sections")
+    if last is None or last[0] != mode or last[1] is not ev:
+        last = d.__dict__["_sections"] = (mode, ev, sections(d, mode, ev))
+    return last[2]
