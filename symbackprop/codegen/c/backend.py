@@ -24,7 +24,7 @@ from ...spec.errors import SpecError
 from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
-from . import sbp_math
+from . import sbp_math, share
 from .conv_layout import layout as conv_layout, scratch as conv_scratch
 
 # In the order write_files renames them into place: the sources, which check the header's build
@@ -590,7 +590,7 @@ def context(program: Program) -> dict:
         for n, u in widths.items()
         if n not in ("x", "t")
     ]  # a per-sample scalar (lse) has `units` numbers: one per row of the output
-    return {
+    ctx = {
         "name": spec.name,
         "NAME": spec.name.upper(),
         "digest": spec.digest,
@@ -687,6 +687,9 @@ def context(program: Program) -> dict:
         "runtime_io_source": runtime_io_source(),
         "sbp": sbp_math.used([*forward, *evaluation, *updates, loss, *backward], f),
     }
+    ctx["shared"] = share.layout(ctx)  # NAME_SHARE: per-row tensors share memory by liveness
+    ctx["shared_access"] = share.accessors(ctx["shared"])
+    return ctx
 
 
 RUNTIME_IO = Path(__file__).with_name("runtime_io.c")
@@ -721,6 +724,8 @@ def files(program: Program) -> dict[str, str]:
         out.format(name=ctx["name"]): render(tpl, **ctx, build=_BUILD)
         for out, tpl in TEMPLATES.items()
     }
+    source = f"{ctx['name']}.c"  # its tensors read through the NAME_SHARE accessors
+    texts[source] = share.substitute(texts[source], ctx["shared"])
     return {name: text.replace(_BUILD, build_id(texts)) for name, text in texts.items()}
 
 
