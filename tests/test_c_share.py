@@ -122,12 +122,15 @@ def test_shared_bytes_equal_sizeof(stem, batch, tmp_path):
 
 def test_iris_adam_batch_16_lean_figure():
     """The README's figure: iris 4-8-3 Adam float32 at batch 16, lean, on the host: parameters,
-    state and workspace; the eight per-row tensors (42 numbers a row) in 27 a row."""
+    state and workspace; the eight per-row tensors (42 numbers a row) in 27 a row, and no
+    gradient buffer but the biases' (Adam inside the gradient products): at least 20% under
+    the peer's 3,344 B."""
     data = example("iris_softmax", dtype="float32")
     program = lower(symbackprop.derive(symbackprop.parse_spec(data)))
     assert context(program)["shared"]["units"] == 27
     m = memory(program, 16, 8, shuffle=False, wt_copy=False, one_chunk=True, share=True)
-    assert m["params_bytes"] + m["state_bytes"] + m["workspace_bytes"] == 2_860
+    ram = m["params_bytes"] + m["state_bytes"] + m["workspace_bytes"]
+    assert ram == 2_636 and ram <= 0.8 * 3_344
 
 
 @pytest.mark.parametrize(("label", "data"), NETS, ids=[n[0] for n in NETS])
@@ -150,3 +153,43 @@ def test_live_tensors_never_overlap(label, data):
                                                     shared["offsets"][n] + units[n])]  # fmt: skip
             assert len(cells) == len(set(cells)), (label, k, live)
     assert shared["units"] <= sum(units.values())
+
+
+RULES = [
+    {"type": "adam", "lr": 0.01, "weight_decay": 0.01},
+    {"type": "adamw", "lr": 0.01, "weight_decay": 0.01},
+    {"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.001},
+    {"type": "rmsprop", "lr": 0.01, "alpha": 0.9, "momentum": 0.5},
+]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r["type"] for r in RULES])
+def test_one_chunk_rules_with_state_update_inside_the_products(rule, tmp_path):
+    """NAME_ONE_CHUNK with a rule that has state (Adam, AdamW, SGD with momentum, RMSprop): the
+    workspace keeps the biases' gradients only, the weights are updated element by element
+    inside their gradient products; steps on batches of 1 to 8 rows (a frozen layer, a shared
+    bias) equal the NumPy module's (f64 1e-12), and the default build is unchanged."""
+    data = {"name": "rule", "inputs": 5, "seed": 2, "optimizer": rule, "layers": [
+        {"units": 6, "activation": "relu", "weight": {"trainable": False},
+         "bias": {"trainable": False}},
+        {"units": 4, "activation": "tanh", "bias": {"shape": "shared"}},
+        {"units": 3, "activation": "softmax"}], "loss": {"type": "cross_entropy"}}  # fmt: skip
+    spec = symbackprop.parse_spec(data)
+    program = lower(symbackprop.derive(spec))
+    fused = memory(program, 8, one_chunk=True)["workspace_bytes"]
+    assert memory(program, 8)["workspace_bytes"] - fused == 8 * (4 * 6 + 3 * 4)  # W's grads
+    for fname, text in render(spec, "c").items():
+        (tmp_path / fname).write_text(text)
+    c = load_c(tmp_path, cflags=["-DRULE_ONE_CHUNK", "-DRULE_CHUNK=8", "-DRULE_SHARE"])
+    py = numpy_module(symbackprop.derive(spec), tmp_path / "py")
+    rng = np.random.default_rng(4)
+    pc, pn = c.init_params(), py.init_params()
+    sc, sn = c.init_state(pc), py.init_state(pn)
+    for k in range(12):
+        x, t = rng.normal(size=(1 + k % 8, 5)), np.eye(3)[rng.integers(0, 3, 1 + k % 8)]
+        ec, en = c.step(pc, sc, x, t), py.step(pn, sn, x, t)
+        assert abs(ec - en) <= 1e-12 * abs(en), k
+    for k in pn:
+        np.testing.assert_allclose(pc[k], pn[k], rtol=1e-12, atol=1e-14, err_msg=k)
+    with pytest.raises(ValueError):  # a batch of more than a chunk: refused
+        c.train(pc, np.zeros((20, 5)), np.eye(3)[np.zeros(20, int)], epochs=1, batch_size=16)

@@ -653,10 +653,12 @@ def context(program: Program) -> dict:
         "evaluation_uses_n": any(o.get("uses_n") for o in evaluation),
         "updates": updates,
         "couples": bool(program.batch),
-        # a stateless linear rule whose gradients are all weight products and biases: with
-        # NAME_ONE_CHUNK its step keeps only the biases' gradients (bias_grads)
+        # a rule of each element alone (stateless and linear, or with state but no clipping by
+        # the norm of every gradient) whose gradients are all weight products and biases: with
+        # NAME_ONE_CHUNK its step keeps only the biases' gradients (bias_grads), each weight
+        # matrix updated inside its gradient product
         "bias_grads": [p for p in params if p["trainable"] and p["kind"] != "matrix"]
-        if program.update.linear is not None
+        if (program.update.linear is not None or not program.update.clip_norm)
         and all(
             o.op.kind in ("grad_weight", "grad_bias")
             for o in program.backward
