@@ -193,3 +193,33 @@ def test_one_chunk_rules_with_state_update_inside_the_products(rule, tmp_path):
         np.testing.assert_allclose(pc[k], pn[k], rtol=1e-12, atol=1e-14, err_msg=k)
     with pytest.raises(ValueError):  # a batch of more than a chunk: refused
         c.train(pc, np.zeros((20, 5)), np.eye(3)[np.zeros(20, int)], epochs=1, batch_size=16)
+
+
+SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all", "-Wall", "-Wextra", "-Werror", "-pedantic"]  # fmt: skip
+
+
+@pytest.mark.parametrize("stem", ["iris_softmax", "two_branch"])
+def test_lean_program_strict_and_sanitizer_clean(stem, tmp_path):
+    """The lean layout (shared block, Adam or momentum inside the products) builds with -Wall
+    -Wextra -Werror -pedantic, and the program trains and predicts clean under AddressSanitizer
+    and UBSan."""
+    import subprocess
+
+    from symbackprop.codegen.c.build import build_program
+
+    data = example(stem, train={"epochs": 3, "batch_size": 5, "shuffle": False})
+    spec = symbackprop.parse_spec(data)
+    for fname, text in render(spec, "c").items():
+        (tmp_path / fname).write_text(text)
+    NAME = spec.name.upper()
+    program = build_program(tmp_path, [*SANITIZE, *(f"-D{NAME}_{d}" for d in (*LEAN, "CHUNK=5"))])
+    X, T = data_for(spec, 13, np.random.default_rng(1))
+    good = tmp_path / "good.csv"
+    np.savetxt(good, np.hstack([X, T.argmax(axis=1)[:, None]]), delimiter=",", fmt="%.17g")
+    weights = tmp_path / "w.txt"
+    for cmd in (["train", good, "--out", weights], ["predict", weights, good]):
+        out = subprocess.run([str(a) for a in (program, *cmd)], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 0 and "Sanitizer" not in out.stderr, out.stderr
+    assert len(out.stdout.splitlines()) == 13
