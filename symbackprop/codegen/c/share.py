@@ -85,13 +85,13 @@ def layout(ctx: dict) -> dict:
 
 
 def accessors(shared: dict) -> list[dict]:
-    """Each shared tensor's macro name and its expression in the shared block (the same array
-    type as its own member: a pointer to rows of units, or to reals for per-sample scalars)."""
+    """Each shared tensor's macro name and its place in the shared block: the type of a pointer
+    to it (to rows of units, or to reals for per-sample scalars) and its offset a row."""
     out = []
     for a in shared["arrays"]:
-        at = f"ws->shared + CHUNK * {shared['offsets'][a['name']]}"
-        cast = "(real *)" if a["scalar"] else f"(real (*)[{a['units']}])"
-        out.append({"name": a["name"], "macro": f"WS_{a['name']}", "shared": f"({cast}({at}))"})
+        kind = "real *" if a["scalar"] else f"real (*)[{a['units']}]"
+        at = shared["offsets"][a["name"]]
+        out.append({"name": a["name"], "macro": f"WS_{a['name']}", "shared": f"{kind}, {at}"})
     return out
 
 
