@@ -256,7 +256,11 @@ def text(report: dict) -> str:
         + ")",
         f"  parameters        {r['params_bytes']:>10,} B",
         f"  gradients         {r['grads_bytes']:>10,} B (a grads struct; step keeps its own in "
-        "the workspace)",
+        + (
+            "the workspace, or the biases' alone under ONE_CHUNK)"
+            if r.get("lean")
+            else "the workspace)"
+        ),
         f"  optimizer state   {r['state_bytes']:>10,} B",
         f"  workspace         {r['workspace_bytes']:>10,} B",
         f"  RAM to train      {ram:>10,} B (parameters, state and workspace)",
