@@ -188,8 +188,10 @@ def test_c_files_deterministic_marked_and_small():
     # (emitted only for specs that ask for them) about 0.6 KB of the set; the matrix kernel's
     # runtime CPU dispatch (its AVX2 build and the choice, templates/c/mac_rows.c.j2) 1.7 KB; a
     # float32 device build without double (widen, pick, the acc type) and batch norm's one-row
-    # guards (MIN_ROWS) 0.2 KB: 61,678
-    assert wide["wide.c"] + wide["wide.h"] < 62_500 and sum(wide.values()) < 73_000, wide
+    # guards (MIN_ROWS) 0.2 KB: 61,678; NAME_SHARE's accessors (a macro a tensor, the shared
+    # block) and ONE_CHUNK's step for a rule with state (Adam's rows inside the products, the
+    # rule's constants one function, the biases' updates) 5 KB: 66,655
+    assert wide["wide.c"] + wide["wide.h"] < 67_500 and sum(wide.values()) < 78_000, wide
     for name in small:  # the emitted code does not grow with width: only the numbers change
         assert abs(wide[name] - small[name]) < 1000, (name, small[name], wide[name])
 
