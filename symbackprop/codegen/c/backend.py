@@ -24,7 +24,7 @@ from ...spec.errors import SpecError
 from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
-from . import sbp_math
+from . import fuse, sbp_math
 from .conv_layout import layout as conv_layout, scratch as conv_scratch
 
 # In the order write_files renames them into place: the sources, which check the header's build
@@ -590,7 +590,7 @@ def context(program: Program) -> dict:
         for n, u in widths.items()
         if n not in ("x", "t")
     ]  # a per-sample scalar (lse) has `units` numbers: one per row of the output
-    return {
+    ctx = {
         "name": spec.name,
         "NAME": spec.name.upper(),
         "digest": spec.digest,
@@ -686,6 +686,21 @@ def context(program: Program) -> dict:
         "schedule": c_expr(spec.optimizer.schedule) if spec.optimizer.schedule else "",
         "runtime_io_source": runtime_io_source(),
         "sbp": sbp_math.used([*forward, *evaluation, *updates, loss, *backward], f),
+    }
+    return _fused(ctx)
+
+
+def _fused(ctx: dict) -> dict:
+    """``ctx`` with the consecutive row ops of each chunk function in one pass (fuse.py); what
+    each pass must store: what the others, the loss and the templates read."""
+    after = {ctx["output"], ctx["logits"], *fuse.reads(ctx["loss_op"])}
+    after |= {v for o in ctx["updates"] for v in fuse.reads(o)}
+    backward = {v for o in ctx["backward"] for v in fuse.reads(o)}
+    return {
+        **ctx,
+        "forward": fuse.fuse_rows(ctx["forward"], after | backward),
+        "evaluation": fuse.fuse_rows(ctx["evaluation"], after | backward),
+        "backward": fuse.fuse_rows(ctx["backward"], after),
     }
 
 

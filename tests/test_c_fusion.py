@@ -1,0 +1,68 @@
+"""The C chunk functions' fused row passes (codegen/c/fuse.py): the same numbers, bit for bit, as
+the op-by-op loops they replace (the library built with fusion switched off is the reference),
+over training steps with batch norm, layer norm and dropout (p > 0 and p = 0), evaluation mode
+and the training-mode loss at other steps; and the passes a batch-norm + dropout layer takes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_normalization import spec
+
+from symbackprop.codegen.c import backend, c_module, fuse
+from symbackprop.codegen.program import lower
+from symbackprop.core.chain_rule import derive
+
+LAYERS = [{"units": 16, "activation": "relu"}, {"type": "batch_norm"},
+          {"type": "dropout", "p": 0.3}, {"units": 8, "activation": "tanh"},
+          {"type": "layer_norm"}, {"type": "dropout", "p": 0.0}, {"type": "batch_norm"},
+          {"type": "dropout", "p": 0.5}, {"units": 3, "activation": "softmax"}]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory):
+    """The float32 library with its row ops fused, and the same library op by op."""
+    d = derive(spec(LAYERS, {"type": "adam", "lr": 0.01}, dtype="float32", inputs=5))
+    fused = c_module(d, tmp_path_factory.mktemp("fused"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fuse, "fuse_rows", lambda ops, keep: ops)
+        plain = c_module(d, tmp_path_factory.mktemp("plain"))
+    return fused, plain
+
+
+def data(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)).astype(np.float32)
+    return x, np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+
+
+def test_fused_passes_equal_the_op_by_op_loops_bit_for_bit(libraries):
+    fused, plain = libraries
+    pf, pp = fused.init_params(), plain.init_params()
+    sf, sp = fused.init_state(pf), plain.init_state(pp)
+    for k in range(6):
+        x, t = data(4 + 3 * k, seed=k)
+        assert fused.step(pf, sf, x, t) == plain.step(pp, sp, x, t), k
+    for name in pp:  # weights, γ, β and the running buffers
+        np.testing.assert_array_equal(pf[name], pp[name], err_msg=name)
+    x, t = data(9, seed=11)
+    for step in (0, 5, 2**33):
+        assert fused.loss(pf, x, t, step=step) == plain.loss(pp, x, t, step=step)
+    gf, gp = (m.loss_and_grad(p, x, t, step=3)[1] for m, p in ((fused, pf), (plain, pp)))
+    for name in gp:
+        np.testing.assert_array_equal(gf[name], gp[name], err_msg=name)
+    np.testing.assert_array_equal(fused.forward(pf, x), plain.forward(pp, x))
+
+
+def test_a_batch_norm_dropout_layer_is_three_passes_forward_and_two_backward():
+    """relu, μ | x − μ, σ² | x̂, γx̂ + β, mask, product: γx̂ + β stays a local; backward the
+    mask's product with the four batch sums | the closed form with relu's derivative."""
+    layers = [{"units": 6, "activation": "relu"}, {"type": "batch_norm"},
+              {"type": "dropout", "p": 0.2}, {"units": 2, "activation": "softmax"}]  # fmt: skip
+    ctx = backend.context(lower(derive(spec(layers))))
+    passes = [[p["out"] for p in o["parts"]] for o in ctx["forward"] if o["kind"] == "fused"]
+    assert passes == [["a1", "mu2"], ["xc2", "v2"], ["xhat2", "a2", "m3", "a3"]]
+    last = next(o for o in ctx["forward"] if o["kind"] == "fused" and "a3" in o["outs"])
+    assert last["outs"] == ["xhat2", "m3", "a3"]  # a2 is read only in the pass
+    back = [[p["out"] for p in o["parts"]] for o in ctx["backward"] if o["kind"] == "fused"]
+    assert back == [["da2", "dg2", "db2", "sg2", "sgx2"], ["da1", "delta1"]]
