@@ -53,6 +53,17 @@ def _local(text: str, made: set[str]) -> str:
     return text
 
 
+def _same(q: dict, parts: list[dict]) -> str:
+    """The batch sum of the same terms as the gradient sum ``q``, else ''. A group holds a batch
+    sum only where the batch is one chunk, whose gradients start at 0: adding that sum once is
+    then adding its terms one by one (0 + s = s), the same number."""
+    if q["kind"] != "grad_reduce" or q["temps"]:
+        return ""
+    same = [p["out"] for p in parts if p["kind"] == "reduce" and not p["temps"]
+            and p["expr"] == q["expr"]]  # fmt: skip
+    return same[0] if same else ""
+
+
 def _fuse(group: list[dict], keep: set[str]) -> dict:
     """One context of kind ``fused`` for the ops of ``group`` (their parts, in order)."""
     parts = [p for o in group for p in (o["parts"] if o["kind"] == "sums" else [o])]
@@ -75,6 +86,8 @@ def _fuse(group: list[dict], keep: set[str]) -> dict:
             q["store"] = p["out"] in keep
             made.add(p["out"])
         out_parts.append(q)
+    for q in out_parts:  # Σ g and Σ g ⊙ x̂ are γ's and β's gradients: summed once (see _same)
+        q["same"] = _same(q, out_parts)
     ext = set().union(*(reads(p) for p in parts)) - made
     batch = set().union(*(p.get("batch_reads", ()) for p in parts))
     scalars = set().union(*(p.get("scalars", ()) for p in parts))

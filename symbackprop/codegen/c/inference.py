@@ -29,7 +29,7 @@ def _needed(forward: list[dict], output: str) -> list[dict]:
     """The forward ops ``output`` depends on, in their order."""
     wanted, kept = {output}, []
     for o in reversed(forward):
-        if o["out"] in wanted:
+        if o["out"] in wanted or wanted & set(o.get("outs", ())):  # outs: a fused pass's
             kept.append(o)
             wanted.update(o["args"])
     return kept[::-1]
