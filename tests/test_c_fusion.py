@@ -55,14 +55,20 @@ def test_fused_passes_equal_the_op_by_op_loops_bit_for_bit(libraries):
 
 
 def test_a_batch_norm_dropout_layer_is_three_passes_forward_and_two_backward():
-    """relu, μ | x − μ, σ² | x̂, γx̂ + β, mask, product: γx̂ + β stays a local; backward the
-    mask's product with the four batch sums | the closed form with relu's derivative."""
+    """relu, μ | relu again, x − μ, σ² | relu and x − μ again, x̂, γx̂ + β, mask, product: only
+    x̂, the mask and the output are stored; backward the mask's product with the four batch
+    sums | the product again, the closed form with relu's derivative: only δ is stored."""
     layers = [{"units": 6, "activation": "relu"}, {"type": "batch_norm"},
               {"type": "dropout", "p": 0.2}, {"units": 2, "activation": "softmax"}]  # fmt: skip
     ctx = backend.context(lower(derive(spec(layers))))
-    passes = [[p["out"] for p in o["parts"]] for o in ctx["forward"] if o["kind"] == "fused"]
-    assert passes == [["a1", "mu2"], ["xc2", "v2"], ["xhat2", "a2", "m3", "a3"]]
-    last = next(o for o in ctx["forward"] if o["kind"] == "fused" and "a3" in o["outs"])
-    assert last["outs"] == ["xhat2", "m3", "a3"]  # a2 is read only in the pass
-    back = [[p["out"] for p in o["parts"]] for o in ctx["backward"] if o["kind"] == "fused"]
-    assert back == [["da2", "dg2", "db2", "sg2", "sgx2"], ["da1", "delta1"]]
+    fwd = [o for o in ctx["forward"] if o["kind"] == "fused"]
+    assert [[p["out"] for p in o["parts"]] for o in fwd] == [
+        ["a1", "mu2"], ["a1", "xc2", "v2"], ["a1", "xc2", "xhat2", "a2", "m3", "a3"]]  # fmt: skip
+    assert [o["outs"] for o in fwd] == [[], [], ["xhat2", "m3", "a3"]]
+    back = [o for o in ctx["backward"] if o["kind"] == "fused"]
+    assert [[p["out"] for p in o["parts"]] for o in back] == [
+        ["da2", "dg2", "db2", "sg2", "sgx2"], ["da2", "da1", "delta1"]]  # fmt: skip
+    assert [o["outs"] for o in back] == [[], ["delta1"]]
+    # γ's and β's gradients are Σ g ⊙ x̂ and Σ g: added once after the rows
+    assert [(p["out"], p["same"]) for p in back[0]["parts"][1:]] == [
+        ("dg2", "sgx2"), ("db2", "sg2"), ("sg2", ""), ("sgx2", "")]  # fmt: skip

@@ -64,13 +64,19 @@ def _same(q: dict, parts: list[dict]) -> str:
     return same[0] if same else ""
 
 
-def _fuse(group: list[dict], keep: set[str]) -> dict:
-    """One context of kind ``fused`` for the ops of ``group`` (their parts, in order)."""
-    parts = [p for o in group for p in (o["parts"] if o["kind"] == "sums" else [o])]
+def _parts(o: dict) -> list[dict]:
+    return o["parts"] if o["kind"] == "sums" else [o]
+
+
+def _fuse(group: list[dict], keep: set[str], again: list[dict]) -> dict:
+    """One context of kind ``fused`` for the ops of ``group`` (their parts, in order), after the
+    maps ``again`` of earlier passes made again here from what they read (not stored here)."""
+    parts = [*again, *(p for o in group for p in _parts(o))]
     made: set[str] = set()
     out_parts = []
     for p in parts:
-        q = {"kind": p["kind"], "out": p["out"], "formula": p["formula"], "store": False}
+        formula = p["formula"] + (" (again, from what it reads)" if p in again else "")
+        q = {"kind": p["kind"], "out": p["out"], "formula": formula, "store": False}
         if p["kind"] == "mask":
             q.update(threshold=p["threshold"], p=p["p"], layer=p["attrs"]["layer"])
         else:
@@ -83,7 +89,7 @@ def _fuse(group: list[dict], keep: set[str]) -> dict:
         elif p["kind"] == "reduce":
             q["target"] = f"ws->{p['out']}"
         else:
-            q["store"] = p["out"] in keep
+            q["store"] = p["out"] in keep and p not in again
             made.add(p["out"])
         out_parts.append(q)
     for q in out_parts:  # Σ g and Σ g ⊙ x̂ are γ's and β's gradients: summed once (see _same)
@@ -120,14 +126,40 @@ def fuse_rows(ops: list[dict], keep: set[str]) -> list[dict]:
         else:
             run.append(o)
         made_sums |= {p["out"] for p in parts if p["kind"] == "reduce"}
+    fused = [run for run in runs if len(run) > 1]
+    maps = {p["out"]: p for run in fused for o in run for p in _parts(o) if p["kind"] == "map"}
+    alone = set().union(*(reads(run[0]) for run in runs if len(run) == 1))
+    again = {v for v, p in maps.items() if v not in keep | alone and _cheap(p)}
     out = []
     for k, run in enumerate(runs):
         if len(run) < 2:
             out += run
             continue
-        later = set().union(*(reads(o) for r in runs[k + 1 :] for o in r))
-        out.append(_fuse(run, keep | later))
+        later = set().union(*(reads(o) for r in runs[k + 1 :] for o in r)) - again
+        out.append(_fuse(run, keep | later, _again(run, again, maps)))
     return out
+
+
+def _cheap(p: dict) -> bool:
+    """A map whose value a later pass makes again rather than load: no call, no division
+    (relu, x − μ, a product by the mask)."""
+    code = " ".join([p["expr"], *(t["code"] for t in p["temps"])])
+    code = re.sub(r"\(\d[\d.]*F?/\d[\d.]*F?\)", "c", code)  # a constant: (5.0F/4.0F)
+    return not p["roots"] and not re.search(r"[\w)]\s*\(|/", code)
+
+
+def _again(run: list[dict], again: set[str], maps: dict) -> list[dict]:
+    """The maps of earlier passes that ``run`` makes again (those it reads, and what they read
+    of the same kind), in their order of the program."""
+    made = {p["out"] for o in run for p in _parts(o)}
+    want, todo = [], sorted(set().union(*(reads(p) for o in run for p in _parts(o))) & again - made)
+    while todo:
+        v = todo.pop()
+        if v not in want:
+            want.append(v)
+            todo += sorted(reads(maps[v]) & again - made)
+    order = list(maps)
+    return [maps[v] for v in sorted(want, key=order.index)]
 
 
 __all__ = ["fuse_rows", "reads"]
