@@ -5,6 +5,8 @@ and the training-mode loss at other steps; and the passes a batch-norm + dropout
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 from test_normalization import spec
@@ -72,3 +74,14 @@ def test_a_batch_norm_dropout_layer_is_three_passes_forward_and_two_backward():
     # γ's and β's gradients are Σ g ⊙ x̂ and Σ g: added once after the rows
     assert [(p["out"], p["same"]) for p in back[0]["parts"][1:]] == [
         ("dg2", "sgx2"), ("db2", "sg2"), ("sg2", ""), ("sgx2", "")]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_source_builds_strict(dtype, tmp_path):
+    """The fused passes compile under -Wall -Wextra -Werror -pedantic -Wdouble-promotion."""
+    d = derive(spec(LAYERS, dtype=dtype, inputs=5))
+    for name, text in backend.files(lower(d)).items():
+        (tmp_path / name).write_text(text)
+    flags = ["-std=c99", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-pedantic",
+             "-Wdouble-promotion"]  # fmt: skip
+    subprocess.run(["cc", *flags, str(tmp_path / "norm.c")], check=True, timeout=120)
