@@ -1,7 +1,8 @@
 """The C chunk functions' fused row passes (codegen/c/fuse.py): the same numbers, bit for bit, as
 the op-by-op loops they replace (the library built with fusion switched off is the reference),
-over training steps with batch norm, layer norm and dropout (p > 0 and p = 0), evaluation mode
-and the training-mode loss at other steps; and the passes a batch-norm + dropout layer takes."""
+over training steps with batch norm, layer norm and dropout (p > 0 and p = 0; after an
+activation, one loop over the chunk's numbers), evaluation mode and the training-mode loss at
+other steps; and the passes a batch-norm + dropout layer takes."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from symbackprop.core.chain_rule import derive
 
 LAYERS = [{"units": 16, "activation": "relu"}, {"type": "batch_norm"},
           {"type": "dropout", "p": 0.3}, {"units": 8, "activation": "tanh"},
-          {"type": "layer_norm"}, {"type": "dropout", "p": 0.0}, {"type": "batch_norm"},
-          {"type": "dropout", "p": 0.5}, {"units": 3, "activation": "softmax"}]  # fmt: skip
+          {"type": "dropout", "p": 0.4}, {"type": "layer_norm"}, {"type": "dropout", "p": 0.0},
+          {"type": "batch_norm"}, {"type": "dropout", "p": 0.5},
+          {"units": 3, "activation": "softmax"}]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -97,8 +97,12 @@ def _fuse(group: list[dict], keep: set[str], again: list[dict]) -> dict:
     ext = set().union(*(reads(p) for p in parts)) - made
     batch = set().union(*(p.get("batch_reads", ()) for p in parts))
     scalars = set().union(*(p.get("scalars", ()) for p in parts))
+    rowwise = bool(batch or scalars) or any(
+        p["kind"] != "mask" and (p["rowwise"] or p["roots"] or p["kind"] != "map") for p in parts
+    )
     return {
         "kind": "fused",
+        "rowwise": rowwise,  # else one loop over the chunk's m * width numbers
         "out": parts[-1]["out"],
         "outs": [q["out"] for q in out_parts if q.get("store")],
         "args": sorted(ext),
