@@ -1,8 +1,9 @@
 """The C chunk functions' fused row passes (codegen/c/fuse.py): the same numbers, bit for bit, as
 the op-by-op loops they replace (the library built with fusion switched off is the reference),
 over training steps with batch norm, layer norm and dropout (p > 0 and p = 0; after an
-activation, one loop over the chunk's numbers), evaluation mode and the training-mode loss at
-other steps; and the passes a batch-norm + dropout layer takes."""
+activation, one loop over the chunk's numbers; dropout before batch norm, whose product the
+later passes make again from the stored activation), evaluation mode and the training-mode loss
+at other steps; and the passes a batch-norm + dropout layer takes."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from symbackprop.codegen.program import lower
 from symbackprop.core.chain_rule import derive
 
 LAYERS = [{"units": 16, "activation": "relu"}, {"type": "batch_norm"},
-          {"type": "dropout", "p": 0.3}, {"units": 8, "activation": "tanh"},
-          {"type": "dropout", "p": 0.4}, {"type": "layer_norm"}, {"type": "dropout", "p": 0.0},
-          {"type": "batch_norm"}, {"type": "dropout", "p": 0.5},
-          {"units": 3, "activation": "softmax"}]  # fmt: skip
+          {"type": "dropout", "p": 0.3}, {"units": 8, "activation": "softplus"},
+          {"type": "dropout", "p": 0.4}, {"type": "batch_norm"}, {"type": "dropout", "p": 0.0},
+          {"type": "layer_norm"}, {"units": 6, "activation": "tanh"},
+          {"type": "dropout", "p": 0.5}, {"units": 3, "activation": "softmax"}]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,15 @@ def test_fused_source_builds_strict(dtype, tmp_path):
     flags = ["-std=c99", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-pedantic",
              "-Wdouble-promotion"]  # fmt: skip
     subprocess.run(["cc", *flags, str(tmp_path / "norm.c")], check=True, timeout=120)
+
+
+def test_a_value_a_remade_map_reads_is_stored():
+    """softplus, then dropout, then batch norm: the later passes make the dropout's product
+    again from softplus's output, which the backward pass does not read: it is stored."""
+    layers = [{"units": 6, "activation": "softplus"}, {"type": "dropout", "p": 0.2},
+              {"type": "batch_norm"}, {"units": 2, "activation": "softmax"}]  # fmt: skip
+    ctx = backend.context(lower(derive(spec(layers))))
+    fwd = [o for o in ctx["forward"] if o["kind"] == "fused"]
+    assert [[p["out"] for p in o["parts"]] for o in fwd][:2] == [
+        ["a1", "m2", "a2", "mu3"], ["a2", "xc3", "v3"]]  # fmt: skip
+    assert fwd[0]["outs"] == ["a1", "m2"]

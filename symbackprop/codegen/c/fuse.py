@@ -134,14 +134,23 @@ def fuse_rows(ops: list[dict], keep: set[str]) -> list[dict]:
     maps = {p["out"]: p for run in fused for o in run for p in _parts(o) if p["kind"] == "map"}
     alone = set().union(*(reads(run[0]) for run in runs if len(run) == 1))
     again = {v for v, p in maps.items() if v not in keep | alone and _cheap(p)}
+    remade = [_again(run, again, maps) if len(run) > 1 else [] for run in runs]
+    needs = [_needs(run, more) for run, more in zip(runs, remade, strict=True)]
     out = []
     for k, run in enumerate(runs):
         if len(run) < 2:
             out += run
             continue
-        later = set().union(*(reads(o) for r in runs[k + 1 :] for o in r)) - again
-        out.append(_fuse(run, keep | later, _again(run, again, maps)))
+        later = set().union(*needs[k + 1 :])  # what later passes load, their remade maps' too
+        out.append(_fuse(run, keep | later, remade[k]))
     return out
+
+
+def _needs(run: list[dict], remade: list[dict]) -> set[str]:
+    """What a run of ops reads from memory: what its parts and the maps it makes again read,
+    less what it makes."""
+    parts = [*remade, *(p for o in run for p in _parts(o))]
+    return set().union(*(reads(p) for p in parts)) - {p["out"] for p in parts}
 
 
 def _cheap(p: dict) -> bool:
