@@ -6,10 +6,11 @@ takes `steps` steps on one batch; only NAME_step's instructions are counted (--t
 and divided by the steps. The ratio is the normalized net's count over the plain net's.
 
 With --time R: instead, CPU seconds per step of the same harnesses (clock_gettime's process
-CPU time inside the program, no Python), R rounds of 0.3 s each, the two variants interleaved;
-medians.
+CPU time inside the program, no Python), R rounds of --sample seconds each (0.3), the two
+variants interleaved; medians, and minima (on a loaded machine many short samples, e.g.
+--time 101 --sample 0.03, and their minimum are steadier than a few long ones).
 
-Run: python benchmarks/norm_callgrind.py [--steps 3] [--keep DIR] [--time 9]
+Run: python benchmarks/norm_callgrind.py [--steps 3] [--keep DIR] [--time 9] [--sample 0.3]
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--keep", type=Path, help="write the generated code here")
     ap.add_argument("--time", type=int, default=0, help="time R interleaved rounds instead")
+    ap.add_argument("--sample", type=float, default=0.3, help="seconds of one timed round")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         if args.time:
-            return timed(folder, args.time)
+            return timed(folder, args.time, args.sample)
         print("| net / batch | dtype | plain instructions | batch norm + dropout | ratio |")
         print("|---|---|---:|---:|---:|")
         for widths, batch in CASES:
@@ -74,23 +76,25 @@ def main(argv=None) -> int:
     return 0
 
 
-def timed(folder: Path, rounds: int) -> int:
-    """Medians of interleaved CPU times per step, plain and normalized, for every case."""
-    print("| net / batch | dtype | plain µs | batch norm + dropout µs | ratio |")
-    print("|---|---|---:|---:|---:|")
+def timed(folder: Path, rounds: int, sample: float = 0.3) -> int:
+    """Medians (and minima) of interleaved CPU times per step, plain and normalized, for every
+    case."""
+    print("| net / batch | dtype | plain µs | batch norm + dropout µs | ratio | ratio of minima |")
+    print("|---|---|---:|---:|---:|---:|")
     for widths, batch in CASES:
         for dtype in ("float32", "float64"):
             exes = [harness(folder, spec(widths, batch, dtype, v)) for v in (False, True)]
             times: list[list[float]] = [[], []]
             for _ in range(rounds):
                 for k, exe in enumerate(exes):
-                    run = [str(exe), "1", str(batch), "0.3"]
+                    run = [str(exe), "1", str(batch), str(sample)]
                     out = subprocess.run(run, capture_output=True, text=True, check=True)
                     times[k].append(float(out.stdout))
             plain, norm = (statistics.median(t) * 1e6 for t in times)
+            least = min(times[1]) / min(times[0])
             net = "-".join(map(str, widths))
             print(f"| {net} / b{batch} | {dtype} | {plain:.1f} | {norm:.1f} | "
-                  f"{norm / plain:.2f}× |", flush=True)  # fmt: skip
+                  f"{norm / plain:.3f}× | {least:.3f}× |", flush=True)  # fmt: skip
     return 0
 
 

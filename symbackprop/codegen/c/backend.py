@@ -24,7 +24,7 @@ from ...spec.errors import SpecError
 from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
-from . import sbp_math, share
+from . import fuse, sbp_math, share
 from .conv_layout import layout as conv_layout, scratch as conv_scratch
 
 # In the order write_files renames them into place: the sources, which check the header's build
@@ -689,9 +689,25 @@ def context(program: Program) -> dict:
         "runtime_io_source": runtime_io_source(),
         "sbp": sbp_math.used([*forward, *evaluation, *updates, loss, *backward], f),
     }
-    ctx["shared"] = share.layout(ctx)  # NAME_SHARE: per-row tensors share memory by liveness
+    ctx = _fused(ctx)
+    # NAME_SHARE: per-row tensors share memory by liveness, over the fused passes' order
+    ctx["shared"] = share.layout(ctx)
     ctx["shared_access"] = share.accessors(ctx["shared"])
     return ctx
+
+
+def _fused(ctx: dict) -> dict:
+    """``ctx`` with the consecutive row ops of each chunk function in one pass (fuse.py); what
+    each pass must store: what the others, the loss and the templates read."""
+    after = {ctx["output"], ctx["logits"], *fuse.reads(ctx["loss_op"])}
+    after |= {v for o in ctx["updates"] for v in fuse.reads(o)}
+    backward = {v for o in ctx["backward"] for v in fuse.reads(o)}
+    return {
+        **ctx,
+        "forward": fuse.fuse_rows(ctx["forward"], after | backward),
+        "evaluation": fuse.fuse_rows(ctx["evaluation"], after | backward),
+        "backward": fuse.fuse_rows(ctx["backward"], after),
+    }
 
 
 RUNTIME_IO = Path(__file__).with_name("runtime_io.c")

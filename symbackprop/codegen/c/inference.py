@@ -29,7 +29,7 @@ def _needed(forward: list[dict], output: str) -> list[dict]:
     """The forward ops ``output`` depends on, in their order."""
     wanted, kept = {output}, []
     for o in reversed(forward):
-        if o["out"] in wanted:
+        if o["out"] in wanted or wanted & set(o.get("outs", ())):  # outs: a fused pass's
             kept.append(o)
             wanted.update(o["args"])
     return kept[::-1]
@@ -63,7 +63,7 @@ def files(program: Program, weights: dict[str, np.ndarray], trained: bool = Fals
 
     ctx = context(program)
     forward = _needed(ctx["forward"], ctx["output"])
-    made = {o["out"] for o in forward}
+    made = {o["out"] for o in forward} | {v for o in forward for v in o.get("outs", ())}
     arrays = [a for a in ctx["arrays"] if a["name"] in made]
     values = [{"name": p["name"], "init": _initializer(weights[p["name"]], ctx["dtype"])}
               for p in ctx["params"]]  # fmt: skip

@@ -36,6 +36,8 @@ def _touched(o: dict) -> set[str]:
         names |= {a for a in o.get(key) or () if isinstance(a, str)}
     for part in o["parts"] if o["kind"] == "sums" else ():  # batch norm's fused row sums
         names |= _touched(part)
+    if o["kind"] == "fused":  # a pass of row ops (fuse.py): what it reads and every value it
+        names |= {p["out"] for p in o["parts"]}  # makes, stored or not (at most: never less)
     return names
 
 
