@@ -22,7 +22,10 @@ from symbackprop.codegen.c.inference import inference_files
 from symbackprop.codegen.numpy import numpy_module
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
+# the examples and the normalization nets (evaluation mode: running statistics, no dropout)
+EXAMPLES = sorted(p for p in [*(ROOT / "examples").glob("*.yaml"),
+                              *(ROOT / "examples/normalization").glob("*.yaml")]
+                  if "sample" not in p.name)  # fmt: skip
 CC = os.environ.get("CC", "cc")
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion", "-pedantic"]
 FORBIDDEN = {"malloc", "calloc", "realloc", "free", "printf", "fprintf", "puts", "fopen",

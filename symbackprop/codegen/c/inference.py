@@ -1,10 +1,11 @@
 """The C target's inference export: ``<name>_infer.c/.h``, one forward pass for one sample.
 
-For a deployed device: no heap, no stdio, no training code; the weights (trained ones from a
-weight file, or the spec's initial ones) are ``static const`` data, so they live in flash. The
-forward ops are the library's own macros (templates/c/ops.c.j2, run for a chunk of one row), so
-every layer kind of the C target is in the export as soon as it has its macro; only the ops the
-output depends on are kept (not the loss's log-sum-exp).
+For a deployed device: no heap, no stdio, no training code, evaluation mode (batch norm's
+running statistics, dropout the identity, as the modules' ``forward``); the weights (trained
+ones from a weight file, or the spec's initial ones) are ``static const`` data, so they live in
+flash. The forward ops are the library's own macros (templates/c/ops.c.j2, run for a chunk of
+one row), so every layer kind of the C target is in the export as soon as it has its macro;
+only the ops the output depends on are kept (not the loss's log-sum-exp).
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def files(program: Program, weights: dict[str, np.ndarray], trained: bool = Fals
     from ..templating import render
 
     ctx = context(program)
-    forward = _needed(ctx["forward"], ctx["output"])
+    # a prediction is evaluation mode: batch norm's running statistics, no dropout
+    ops = ctx["evaluation"] if ctx["modes_differ"] else ctx["forward"]
+    forward = _needed(ops, ctx["output"])
     made = {o["out"] for o in forward} | {v for o in forward for v in o.get("outs", ())}
     arrays = [a for a in ctx["arrays"] if a["name"] in made]
     values = [{"name": p["name"], "init": _initializer(weights[p["name"]], ctx["dtype"])}
