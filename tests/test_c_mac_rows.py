@@ -2,9 +2,9 @@
 
 mac_rows(n, count, alpha, a, as, x, xs, y) adds sum_k alpha a[k as] x[k xs + 0..n) to y[0..n).
 The plain build sums four rows of x a pass (a * x + y rounded twice). On x86-64 with GCC the
-library's chunk functions and gemm are also compiled for AVX2 (target_clones; float's kernel is
-inlined there: the same text, the same numbers), and double has a second kernel (AVX2 + FMA,
-eight rows a pass) that the CPU picks at each call; ``<NAME>_NO_DISPATCH`` keeps the plain
+library's chunk functions and gemm are also compiled for AVX-512F and AVX2 (target_clones; float's
+kernel is inlined there: the same text, the same numbers), and double has a second kernel (AVX2 +
+FMA, eight rows a pass; built for AVX-512F too, the same bits) that the CPU picks at each call; ``<NAME>_NO_DISPATCH`` keeps the plain
 build. Each kernel build is checked against NumPy (float64 sums of the same inputs) over sizes
 that hit every remainder of its blocking: outputs n and rows count 1..9, 13, 17, 19, 33,
 strides with gaps, alpha 1 and not; in float64 (1e-12) and float32; under -Wall -Wextra -Werror
@@ -140,6 +140,14 @@ def fused_cpu() -> bool:
     return "avx2" in flags and "fma" in flags
 
 
+def avx512_cpu() -> bool:
+    """This machine runs the AVX-512F clones and double kernel (and the fused kernel)."""
+    try:
+        return fused_cpu() and "avx512f" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_kernel_equals_numpy_in_every_build(tmp_path, dtype):
     data = cases(dtype)
@@ -166,12 +174,45 @@ def test_dispatch_picks_the_avx2_kernel_and_the_define_the_plain_one(tmp_path, d
     plain = run(tmp_path, dtype, data, ["-DT_NO_DISPATCH"], "plain")
     avx2 = run(tmp_path, dtype, data, ["-mavx2", "-mfma"], "avx2")  # SBP_MAC_DISPATCH 2
     plain_forced = run(tmp_path, dtype, data, ["-DSBP_MAC_DISPATCH=0"], "plain_forced")
-    np.testing.assert_array_equal(default, avx2)  # the CPU picked the AVX2 kernel
+    # the CPU picked the AVX2 kernel, or the AVX-512 one (its text: the same numbers)
+    np.testing.assert_array_equal(default, avx2)
     np.testing.assert_array_equal(plain, plain_forced)  # the define kept the plain one
     if dtype == "float64":  # two paths: fused multiply-adds (rounded once) and not
         assert np.any(default != plain)
     else:  # float's AVX2 build is the library's clones: the kernel alone is the plain one
         np.testing.assert_array_equal(default, plain)
+
+
+PROBE = """#include <math.h>
+typedef double real;
+static int hit; /* set where mac_rows calls the AVX-512 kernel */
+{kernel}
+int main(void)
+{{
+    double y[8] = {{0}}, a[2] = {{1, 2}}, x[16] = {{0}};
+    mac_rows(8, 2, 1, a, 1, x, 8, y);
+    return hit ? 0 : 3;
+}}
+"""
+
+
+@pytest.mark.skipif(not avx512_cpu(), reason="the AVX-512 kernel needs a CPU with AVX-512F")
+def test_double_avx512_kernel_is_picked_and_equals_the_avx2_one(tmp_path):
+    """On an AVX-512F CPU the default build runs mac_rows_avx512 (forced off, by building for
+    AVX2 + FMA, SBP_MAC_DISPATCH 2, the AVX2 kernel runs): both give the same bits."""
+    data = cases("float64")
+    src = tmp_path / "probe.c"
+    kernel = environment().get_template("c/mac_rows.c.j2").render(real="double", NAME="T")
+    assert "mac_rows_avx512" in kernel
+    probe = kernel.replace("mac_rows_avx512(n, count", "hit = 1, mac_rows_avx512(n, count")
+    src.write_text(PROBE.format(kernel=probe))
+    subprocess.run(
+        [CC, *FLAGS, *STRICT, "-o", str(tmp_path / "probe"), str(src), "-lm"], check=True
+    )
+    assert subprocess.run([str(tmp_path / "probe")], timeout=60).returncode == 0
+    avx512 = run(tmp_path, "float64", data, [], "default")
+    avx2 = run(tmp_path, "float64", data, ["-mavx2", "-mfma"], "avx2")
+    np.testing.assert_array_equal(avx512, avx2)
 
 
 def dense_spec(dtype: str) -> dict:
@@ -233,7 +274,8 @@ def test_float32_library_clones_step_bit_for_bit_as_the_plain_build(tmp_path, ma
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         symbols = subprocess.run(["nm", str(obj)], capture_output=True, text=True).stdout
         for fn in ("forward_chunk", "backward_chunk", "gemm"):
-            assert (f" {fn}.avx2" in symbols) == (tag == "default"), (tag, fn)
+            for isa in ("avx2", "avx512f"):
+                assert (f" {fn}.{isa}" in symbols) == (tag == "default"), (tag, fn, isa)
     builds = {"default": load_c(tmp_path), "plain": load_c(tmp_path, plain)}
     rng = np.random.default_rng(2)
     shape = data["inputs"] if isinstance(data["inputs"], list) else [data["inputs"]]
