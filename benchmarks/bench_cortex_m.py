@@ -51,9 +51,10 @@ NETS = [
     ("digits CNN, Adam", example("digits_cnn")),
     ("sine LSTM 12x1-8-1, Adam", example("sine_lstm")),
 ]
-# (chunk, lean): lean = NET_NO_SHUFFLE, NET_WT_COPY=0 and NET_ONE_CHUNK (no copies of shuffled
-# rows, no transposed weights, SGD without a gradient buffer: a device training in file order
-# with batches of at most a chunk)
+# (chunk, lean): lean = NET_NO_SHUFFLE, NET_WT_COPY=0, NET_ONE_CHUNK and NET_SHARE (no copies of
+# shuffled rows, no transposed weights, no gradient buffer but the biases' for SGD and Adam,
+# tensors sharing memory by liveness: a device training in file order with batches of at most a
+# chunk)
 LAYOUTS = [(1, False), (1, True), (16, False), (16, True)]
 
 
@@ -77,7 +78,7 @@ def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
         f"-I{folder}",
         f"-DNET_CHUNK={rows}",
         "-DNET_NO_FILES",
-        *(("-DNET_NO_SHUFFLE", "-DNET_WT_COPY=0", "-DNET_ONE_CHUNK") if lean else ()),
+        *((f"-DNET_{d}" for d in LEAN) if lean else ()),
     )
     image = cm.build_firmware(
         [folder / "net.c", HERE / "cortex_m/steps.c"], folder / "b.elf", flags
@@ -86,7 +87,7 @@ def measure(data: dict, rows: int, folder: Path, lean: bool = False) -> dict:
     per_tick = 2 * LOOPS / calibration
     lib = cm.compile_object(folder / "net.c", folder / "net.o", flags[1:])
     return {
-        **memory(program, rows, 4, not lean, False if lean else None, one_chunk=lean),
+        **memory(program, rows, 4, not lean, False if lean else None, one_chunk=lean, share=lean),
         **macs(program),
         "library": cm.text_bytes(lib),
         # footprint --arch cortex-m4: what the library adds to an image, libm and libgcc included

@@ -1,5 +1,6 @@
 """One training step of a recurrent net, side by side: the generated C (via load_c, from Python)
-and NumPy, against PyTorch eager's nn.RNN / nn.GRU / nn.LSTM + nn.Linear + torch.optim, and the
+and NumPy, against PyTorch eager's nn.RNN / nn.GRU / nn.LSTM + nn.Linear + torch.optim (and JAX
+jit when installed: jax_rnn.py), and the
 derive time for T = 2 and T = 100 (the time axis is a loop: deriving must not grow with T).
 
 Net (issue 15's benchmark): T = 20 steps of 4 features, a recurrent layer of 32 units (`--kind`
@@ -7,10 +8,11 @@ rnn with tanh, gru or lstm), a softmax head of 3, cross-entropy, Adam, float32, 
 The C library is timed twice: as generated (the matrix kernel and chunk functions dispatched to
 AVX-512F or AVX2 at run time where the CPU has them) and built with ``<NAME>_NO_DISPATCH`` (the
 plain build, what the default flags gave before). The C steps run inside the library's ``train``
-loop on the batch laid end to end (the call's own cost taken off), the NumPy and PyTorch steps from
-Python; ``C step()`` is the ctypes ``step`` call (parameters copied in and out each call). Times are
-this thread's CPU time, the variants sampled in interleaved rounds (``--repeat``, each sample at
-least ``--min-time`` seconds), each number the median over the rounds.
+loop on the batch laid end to end (the call's own cost taken off), the NumPy and PyTorch steps
+from Python; ``C step()`` is the ctypes ``step`` call (parameters copied in and out each call).
+Times are this thread's CPU time (JAX's: the process's, as XLA computes in threads of its
+own), the variants sampled in interleaved rounds (``--repeat``, each sample at least
+``--min-time`` seconds), each number the median over the rounds.
 ``--callgrind`` adds the instructions of a C step (both builds; valgrind, a driver calling
 ``<name>_step``): a count the machine's load does not move.
 
@@ -27,9 +29,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import bench_math
+import jax_rnn
 import numpy as np
 import torch
 from bench_math import py_timer
@@ -114,6 +118,10 @@ def main(kind: str = "rnn") -> None:
             "generated NumPy": py_timer(lambda: py.step(pn, sn, x, t), args.min_time),
             "PyTorch eager": py_timer(torch_step, args.min_time),
         }
+        if jax_rnn.available():  # JAX jit (optional: pip install jax), held to NumPy's step first
+            jax_rnn.check(args.kind, py, x, t)
+            step = jax_rnn.jax_step(args.kind, py.init_params(), x, t)[0]
+            timers["JAX jit"] = py_timer(step, args.min_time, time.process_time)  # XLA's threads
         samples: dict[str, list[float]] = {k: [] for k in timers}
         for _ in range(args.repeat):
             for label, timer in timers.items():

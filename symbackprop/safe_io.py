@@ -18,6 +18,7 @@ it writes treat files alike; the C target's io.c follows the same rules:
 import contextlib
 import errno
 import os
+import re
 import stat
 
 MAX_FILE_BYTES = 1 << 30  # the generated programs read no larger file (data, weights, checkpoints)
@@ -118,3 +119,44 @@ def check_writable(path):
     fd, tmp = _temporary(target)
     os.close(fd)
     os.unlink(tmp)
+
+
+# ---- text files: lines, words and numbers (the weight-file and CSV grammar) ----
+
+_BLANKS = " \t\r\v\f"
+_BLANK_RUN = re.compile("[ \t\r\v\f]+")
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
+)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _text_lines(path):
+    """The lines of a text file (a weight file, checkpoint or CSV), split at "\n" only, without a
+    UTF-8 byte-order mark at its start (Windows editors write one); read as read_bytes reads:
+    bounded, never blocking, no NUL byte."""
+    try:
+        data = read_bytes(path, MAX_FILE_BYTES, text=True)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
+
+
+def _words(line):
+    """The words of a line, split at runs of blanks (spaces, tabs, \r, \v, \f)."""
+    return [w for w in _BLANK_RUN.split(line) if w]
+
+
+def _number(s):
+    """The float a decimal number s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    return float(s) if _DECIMAL.fullmatch(s) else None
+
+
+def _integer(s):
+    """The int a decimal integer s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    try:
+        return int(s) if _INTEGER.fullmatch(s) else None
+    except ValueError:  # more digits than int() converts: out of every range here
+        return None

@@ -187,3 +187,36 @@ def test_programs_and_cli_report_one_line(tmp_path):
     r = subprocess.run([str(exe), "train", str(csv), "--out", str(out), "--batch-size", "3",
                         "--quiet"], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert r.returncode == 0 and out.exists(), r.stderr
+
+
+@pytest.mark.parametrize("data", ONE_VALUE, ids=["features", "conv_1x1"])
+def test_derive_at_one_sample_is_refused_as_pytorch(data, tmp_path, capsys):
+    """`derive --at` runs one training step: a sample file of one row is refused (one line,
+    exit 2, nothing written) where PyTorch's training-mode batch norm raises, and two rows
+    work; a 2x2 map's channels have four values, and one row derives."""
+    from symbackprop.cli import main
+
+    spec_path, out = tmp_path / "net.yaml", tmp_path / "doc.txt"
+    spec_path.write_text(yaml.safe_dump(data))
+    x, t = rows(data, 2)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        torch_reference(data, module(data, "numpy", tmp_path).init_params()).train()(
+            torch.from_numpy(x[:1])
+        )
+    for n in (1, 2):
+        samples = tmp_path / f"s{n}.yaml"
+        rows_n = [{"x": a.tolist(), "t": b.tolist()} for a, b in zip(x[:n], t[:n], strict=True)]
+        samples.write_text(yaml.safe_dump(rows_n))
+        code = main(["derive", str(spec_path), "--at", str(samples), "-o", str(out)])
+        err = capsys.readouterr().err
+        if n == 1:
+            assert code == 2 and not out.exists(), err
+            assert err.startswith(f"error: {samples}: one sample, but batch_norm needs more")
+            assert err.count("\n") == 1, err
+        else:
+            assert code == 0 and "Worked example" in out.read_text(), err
+    several = conv_spec([2, 3, 3], 2)  # one row of a 2x2 map: PyTorch trains it, and so --at
+    spec_path.write_text(yaml.safe_dump(several))
+    x, t = rows(several, 1)
+    samples.write_text(yaml.safe_dump([{"x": x[0].tolist(), "t": t[0].tolist()}]))
+    assert main(["derive", str(spec_path), "--at", str(samples), "-o", str(out)]) == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+import mpmath
 import pytest
 import sympy as sp
 
@@ -251,15 +252,13 @@ def _equal(lhs, rhs, symbols):
             return True
     piecewise = diff.has(sp.Piecewise, sp.Heaviside, sp.Max)
     rng = random.Random(0)
-    shared, reduced = [], diff
-    if not piecewise:  # evaluated as a DAG: a tree walk repeats the shared parts
-        shared, (reduced,) = sp.cse(diff)
-    for _ in range(200 if piecewise else 20):
-        point = {s: sp.Float(rng.uniform(-2, 2), 30) for s in symbols}
-        for name, e in shared:
-            point[name] = sp.N(e.xreplace(point), 30)
-        if abs(sp.N(reduced.xreplace(point), 30)) > 1e-25:
-            return False
+    symbols = sorted(symbols, key=str)
+    # compiled to mpmath once, as a DAG (cse: a tree walk repeats the shared parts)
+    f = sp.lambdify(symbols, diff, "mpmath", cse=True)
+    with mpmath.workdps(30):
+        for _ in range(200 if piecewise else 20):
+            if abs(f(*(mpmath.mpf(rng.uniform(-2, 2)) for _ in symbols))) > 1e-25:
+                return False
     return True
 
 

@@ -62,10 +62,14 @@ def _sample(spec: Path) -> Path:
     )  # fmt: skip
 
 
-def _render(spec: Path, fmt: str, mode: str, at: bool) -> str:
+@cache
+def _at(spec: Path):
     d = _derivation(spec)
-    ev = d.at(load_samples(_sample(spec), d.spec)) if at else None
-    return d.render(fmt, mode, ev)
+    return d.at(load_samples(_sample(spec), d.spec))
+
+
+def _render(spec: Path, fmt: str, mode: str, at: bool) -> str:
+    return _derivation(spec).render(fmt, mode, _at(spec) if at else None)
 
 
 def _math_of_latex(doc: str) -> list[str]:

@@ -207,7 +207,7 @@ def test_truncated_bptt_prints_its_cuts_and_pastes_back():
     """bptt: 2 cuts Uᵀδ_{t+1} at t = 2: printed as a step override, read back as equivalent;
     the untruncated recurrence is refuted."""
     shown = verify(TRUNC, "U1", "0")
-    assert "\ndelta1[2] = da1[2] * ((a1[2] > 0))" in shown.correct_formula, shown.correct_formula
+    assert "\ndelta1[2] = da1[2] * (a1[2] > 0)" in shown.correct_formula, shown.correct_formula
     for expr, latex in ((shown.correct_formula, False), (shown.correct_formula_latex, True)):
         assert verify(TRUNC, "U1", expr, latex=latex).equivalent, expr
     full = "\n".join(ln for ln in shown.correct_formula.splitlines() if "delta1[2] =" not in ln)

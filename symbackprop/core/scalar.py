@@ -139,7 +139,18 @@ def _seed_factors(d: Derivation, ix: tuple[int, ...], el: _Names) -> tuple[Facto
 
 
 def instantiate(d: Derivation) -> ScalarDerivation:
-    """Expand ``d`` element by element (for small nets: printing and verification)."""
+    """Expand ``d`` element by element (for small nets: printing and verification).
+
+    Computed once per Derivation and kept on it (as ``functools.cached_property`` keeps a value
+    on a frozen dataclass): both are immutable, and a recurrent net's expansion takes seconds,
+    which every format of its document and every verify probe would otherwise pay again."""
+    cached = d.__dict__.get("_scalar")
+    if cached is None:
+        cached = d.__dict__["_scalar"] = _instantiate(d)
+    return cached
+
+
+def _instantiate(d: Derivation) -> ScalarDerivation:
     ctx = d.context
     el = _Names(ctx, sequences(d))
     read = {a for op in d.backward for a in op.args} | {

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.layers.normalization import ONE_ROW, min_training_rows
 from .errors import SpecError
 from .fields import _show
 from .files import HugeInt, read_data_file
@@ -147,6 +148,8 @@ def _is_int(v: Any) -> bool:
 def parse_samples(data: Any, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
     """X [n, *input shape] and T [n, *output shape] from parsed sample data."""
     x, t = _flat_samples(data, spec)
+    if x.shape[0] < min_training_rows(spec.layers):  # --at is one training step: as train
+        raise SpecError("", f"one sample, but {ONE_ROW}; give a batch of at least 2")
     return x.reshape(-1, *spec.input_shape), t.reshape(-1, *spec.output_shape)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import mpmath
@@ -144,13 +145,14 @@ def verify(
         raise SpecError("--batch", f"expected a batch size from 1 to {MAX_BATCH}, got {batch!r}")
     if batch is not None and wrt_input:
         raise SpecError("--batch", "the input's gradient is one sample's: drop --batch")
-    d = derive(spec.spec if isinstance(spec, Derivation) else spec, True, wrt_input)
+    spec = spec.spec if isinstance(spec, Derivation) else spec
+    d = _derivation(spec, wrt_input)
     if d.num_params * (batch or 1) > MAX_PARAMS:
         times = f" (times the batch of {batch})" if batch else ""
         raise SpecError("layers", f"verify works element by element, for nets of at most "
                         f"{MAX_PARAMS} parameters{times}; this one has {d.num_params}")  # fmt: skip
     with mpmath.workdps(DIGITS):
-        net = ScalarNet(d, batch=batch or 1)
+        net = _net(spec, wrt_input, batch or 1)
         if wrt_input:
             return _verify_input(net, name, expr, latex)
         result = _verify_param(net, name, expr, latex, batch is not None)
@@ -158,10 +160,24 @@ def verify(
             return replace(result, batch=batch)
         why = result.explanation
         if why is None and batch > 1:  # a mistake inside Σ_n: name it as for one sample
-            one = _verify_param(ScalarNet(d), name, expr, latex, True)
+            one = _verify_param(_net(spec, wrt_input, 1), name, expr, latex, True)
             why = None if one.equivalent else one.explanation
             why = why and f"in each sample's term: {why}"
         return replace(result, batch=batch, explanation=why)
+
+
+@lru_cache(maxsize=8)
+def _derivation(spec: Spec, wrt_input: bool) -> Derivation:
+    return derive(spec, True, wrt_input)
+
+
+@lru_cache(maxsize=8)
+def _net(spec: Spec, wrt_input: bool, batch: int) -> ScalarNet:
+    """The net's scalar instantiation and its probe values, kept for the next call: checking
+    a formula takes milliseconds, building the probe seconds, and a user (or a test) checks
+    several formulas of one net. Specs are immutable and the net only memoizes."""
+    with mpmath.workdps(DIGITS):
+        return ScalarNet(_derivation(spec, wrt_input), batch=batch)
 
 
 def _verify_param(net: ScalarNet, name: str, expr: str, latex: bool, batch: bool) -> VerifyResult:

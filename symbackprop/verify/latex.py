@@ -13,6 +13,7 @@ import re
 
 from ..spec.errors import SpecError
 from ..spec.expressions import FUNCTIONS, MAX_DEPTH, MAX_LENGTH
+from .latex_names import TRANSPOSE, NameSyntax
 from .latex_steps import TimeSyntax
 from .notation import DERIVABLE
 
@@ -32,14 +33,14 @@ _WRAPPERS = {r"\mathbf", r"\boldsymbol", r"\bm", r"\vec", r"\mathrm", r"\operato
 _MULS = {r"\cdot", r"\times", "*"}
 _MAPS = ("corr", "conv")  # a conv kernel's gradient: \operatorname{corr}(x, \delta), x \star \delta
 _HADAMARD = {r"\odot", r"\circ"}
-_TRANSPOSE = {"T", r"\top", r"\intercal"}
+
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _COMPARISONS = {">": ">", "<": "<", r"\gt": ">", r"\lt": "<", r"\geq": ">=", r"\ge": ">=",
                 r"\leq": "<=", r"\le": "<=", r"\geqslant": ">=", r"\leqslant": "<="}  # fmt: skip
 _ONE = {r"\mathbb", r"\mathbf", r"\mathds", r"\mathbbm", r"\boldsymbol", r"\mathrm"}
 
 
-class _Parser(TimeSyntax):
+class _Parser(NameSyntax, TimeSyntax):
     """Recursive descent over the token list, producing a parenthesized plain expression."""
 
     def __init__(self, text: str, matrix: bool, field: str):
@@ -164,10 +165,10 @@ class _Parser(TimeSyntax):
 
     def transpose_next(self) -> bool:
         """Consume ``T``, ``{T}``, ``\\top``, ``{\\top}`` after ``^`` if present."""
-        if self.peek() in _TRANSPOSE:
+        if self.peek() in TRANSPOSE:
             self.take()
             return True
-        if self.peek() == "{" and self.peek(1) in _TRANSPOSE and self.peek(2) == "}":
+        if self.peek() == "{" and self.peek(1) in TRANSPOSE and self.peek(2) == "}":
             self.i += 3
             return True
         return False
@@ -354,85 +355,6 @@ class _Parser(TimeSyntax):
                 f"too long once each derivative ' is written out (over {MAX_LENGTH} characters)"
             )
         return f"({out})**{exponent}" if exponent else out
-
-    def base(self) -> str:
-        tok = self.take()
-        if tok == r"\delta" or (len(tok) == 1 and tok.isalpha()):
-            return "delta" if tok == r"\delta" else tok
-        raise self.fail(f"expected a variable name, found '{tok}'")
-
-    def name(self, base: str) -> str:
-        """``a^{(2)}_1`` -> a2_1, ``W^{(2)}`` -> W2, ``x_1`` -> x1, ``a^{(1)T}`` -> (a1).T."""
-        layer, index, transpose = None, None, False
-        for _ in range(2):
-            if self.peek() == "^" and layer is None and self.peek(1) == "{" and self.peek(2) == "(":
-                self.i += 3
-                layer = self.take()
-                if not layer.isdigit():
-                    raise self.fail(f"expected a layer number in ^{{(l)}}, found '{layer}'")
-                self.take(")")
-                if self.peek() in _TRANSPOSE:
-                    self.take()
-                    transpose = True
-                self.take("}")
-            elif self.peek() == "_" and index is None:
-                self.take()
-                index = self.index()
-        if index == "n":  # the sample index of a batch: \mathbf{x}_n is sample n's x
-            index = None
-        if index and self.peek() == "[" and (self.peek(1) or "").isdigit() and self.peek(2) == "]":
-            index += f"[{self.toks[self.i + 1][0]}]"  # h^{(1)}_{1}[2]: unit 1 at step 2
-            self.i += 3
-        if index is not None and index.startswith("["):  # a sequence's step: h1[t-1]
-            text = f"{base}{layer or ''}{index}"
-            return self.transposed(text) if transpose else text
-        if base == "e" and layer is None and index is None:
-            return "exp(1)"
-        if base in ("w", "W", "u", "U") and layer and index:
-            if re.fullmatch(r"\d_\d", index):  # w^{(2)}_{1,2} is w2_12, as w^{(2)}_{12}
-                index = index.replace("_", "")
-            text = f"{base.lower()}{layer}_{index}"
-        elif layer and index:
-            text = f"{base}{layer}_{index}"
-        elif layer:
-            text = f"{base}{layer}"
-        else:
-            text = f"{base}{index or ''}"
-        return self.transposed(text) if transpose else text
-
-    def index(self) -> str:
-        if self.peek() in ("t", "T"):  # a sequence's step: h_t, h_T
-            return f"[{self.take()}]"
-        if self.peek() != "{":
-            return self.group()
-        if (step := self.step()) is not None:
-            return step
-        self.take()
-        parts: list[str] = []
-        comma = False
-        if self.peek() == "n" and self.peek(1) != "}":  # the sample index: a^{(2)}_{n1}
-            self.take()
-            comma = self.peek() == ","
-            if comma:
-                self.take()
-        step = ""
-        while self.peek() != "}":
-            tok = self.take()
-            if tok == ",":
-                comma = True
-                continue
-            if tok == "t" and self.peek() == "=" and (self.peek(1) or "").isdigit():
-                self.take("=")
-                step = f"[{self.take()}]"  # h^{(1)}_{1,t=2}: unit 1 at step 2, h1_1[2]
-                continue
-            if not tok.isdigit():
-                raise self.fail(f"an index must be digits, found '{tok}'")
-            parts.append(tok)
-        self.take("}")
-        if not parts:
-            raise self.fail("empty index")
-        split = len(parts) > 1 and (comma or any(len(p) > 1 for p in parts))
-        return ("_" if split else "").join(parts) + step
 
 
 _VALUE = r"(?:\d+|\((?:\d+|\(\d+, ?\d+\))(?:, ?(?:\d+|\(\d+, ?\d+\)))*\))"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..core.ir import Op
 from ..printing import latex as lx
@@ -46,11 +47,16 @@ def _at(expr: sp.Expr, seqs: set[str], at: str) -> tuple[str, str]:
 
 
 def _df(op: Op, h: str, at: str = "t") -> tuple[str, str]:
-    """f'(z_t) of an rnn step, written in its output h_t (tanh: 1 - h1[t]**2)."""
+    """f'(z_t) of an rnn step, written in its output h_t, as a factor of a product: in
+    parentheses when a sum (tanh: (1 - h1[t]**2)), bare when it binds tighter (relu's
+    indicator (h1[t] > 0), which prints its own)."""
     from ..core.ops.recurrent import HT
 
-    sym = sp.Symbol(h, real=True)
-    return _at(op.attr("df").xreplace({HT: sym}), {h}, at)
+    df = op.attr("df").xreplace({HT: sp.Symbol(h, real=True)})
+    txt, tex = _at(df, {h}, at)
+    if precedence(df) < PRECEDENCE["Mul"]:
+        txt, tex = f"({txt})", rf"\left({tex}\right)"
+    return txt, tex
 
 
 def line(o: Op, d, steps: int, seqs: set[str]) -> list[tuple[str, str]] | None:
@@ -63,17 +69,17 @@ def line(o: Op, d, steps: int, seqs: set[str]) -> list[tuple[str, str]] | None:
         u, h, g = a
         df, dftex = _df(o, h)
         d_ = o.out
-        rec = f"{d_}[t] = ({g}[t] + {u}.T @ {d_}[t+1]) * ({df})"
+        rec = f"{d_}[t] = ({g}[t] + {u}.T @ {d_}[t+1]) * {df}"
         tex = (rf"{_tex(d_, 't')} = \left({_tex(g, 't')} + \left({lx.latex_name(u)}\right)^T "
-               rf"{_tex(d_, 't+1')}\right) \odot \left({dftex}\right)")  # fmt: skip
+               rf"{_tex(d_, 't+1')}\right) \odot {dftex}")  # fmt: skip
         out = [(rec, tex)]
         k = o.attr("truncate", 0)
         for s in range(k, steps, k) if k else ():  # truncated BPTT: no Uᵀδ_{s+1} at a cut
             dfs, dfstex = _df(o, h, str(s))
             out.append(
                 (
-                    f"{d_}[{s}] = {g}[{s}] * ({dfs})",
-                    rf"{_tex(d_, str(s))} = {_tex(g, str(s))} \odot \left({dfstex}\right)",
+                    f"{d_}[{s}] = {g}[{s}] * {dfs}",
+                    rf"{_tex(d_, str(s))} = {_tex(g, str(s))} \odot {dfstex}",
                 )
             )
         return out

@@ -24,7 +24,7 @@ from ...spec.errors import SpecError
 from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
-from . import sbp_math
+from . import sbp_math, share
 from .conv_layout import layout as conv_layout, scratch as conv_scratch
 
 # In the order write_files renames them into place: the sources, which check the header's build
@@ -590,7 +590,7 @@ def context(program: Program) -> dict:
         for n, u in widths.items()
         if n not in ("x", "t")
     ]  # a per-sample scalar (lse) has `units` numbers: one per row of the output
-    return {
+    ctx = {
         "name": spec.name,
         "NAME": spec.name.upper(),
         "digest": spec.digest,
@@ -653,10 +653,12 @@ def context(program: Program) -> dict:
         "evaluation_uses_n": any(o.get("uses_n") for o in evaluation),
         "updates": updates,
         "couples": bool(program.batch),
-        # a stateless linear rule whose gradients are all weight products and biases: with
-        # NAME_ONE_CHUNK its step keeps only the biases' gradients (bias_grads)
+        # a rule of each element alone (stateless and linear, or with state but no clipping by
+        # the norm of every gradient) whose gradients are all weight products and biases: with
+        # NAME_ONE_CHUNK its step keeps only the biases' gradients (bias_grads), each weight
+        # matrix updated inside its gradient product
         "bias_grads": [p for p in params if p["trainable"] and p["kind"] != "matrix"]
-        if program.update.linear is not None
+        if (program.update.linear is not None or not program.update.clip_norm)
         and all(
             o.op.kind in ("grad_weight", "grad_bias")
             for o in program.backward
@@ -687,6 +689,9 @@ def context(program: Program) -> dict:
         "runtime_io_source": runtime_io_source(),
         "sbp": sbp_math.used([*forward, *evaluation, *updates, loss, *backward], f),
     }
+    ctx["shared"] = share.layout(ctx)  # NAME_SHARE: per-row tensors share memory by liveness
+    ctx["shared_access"] = share.accessors(ctx["shared"])
+    return ctx
 
 
 RUNTIME_IO = Path(__file__).with_name("runtime_io.c")
@@ -721,6 +726,8 @@ def files(program: Program) -> dict[str, str]:
         out.format(name=ctx["name"]): render(tpl, **ctx, build=_BUILD)
         for out, tpl in TEMPLATES.items()
     }
+    source = f"{ctx['name']}.c"  # its tensors read through the NAME_SHARE accessors
+    texts[source] = share.substitute(texts[source], ctx["shared"])
     return {name: text.replace(_BUILD, build_id(texts)) for name, text in texts.items()}
 
 

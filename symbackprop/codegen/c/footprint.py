@@ -103,12 +103,14 @@ def memory(
     shuffle: bool = True,
     wt_copy: bool | None = None,
     one_chunk: bool = False,
+    share: bool = False,
 ) -> dict[str, int]:
     """Bytes of params, grads, state and the workspace for ``batch`` rows (NAME_CHUNK);
     ``shuffle``: the workspace has room for a shuffled chunk's rows (not with NAME_NO_SHUFFLE,
     nor at one row); ``wt_copy``: it holds a transposed copy of each weight matrix (NAME_WT_COPY;
     None: the header's default, from WT_MIN_CHUNK rows); ``one_chunk``: NAME_ONE_CHUNK, which
-    for a stateless linear rule (SGD) keeps the biases' gradients only."""
+    for a stateless linear rule (SGD) keeps the biases' gradients only; ``share``: NAME_SHARE,
+    the per-row tensors in one block by liveness (share.py)."""
     ctx = context(program)
     real = 4 if ctx["dtype"] == "float32" else 8
     params = sum(p["size"] for p in ctx["params"]) * real
@@ -117,7 +119,11 @@ def memory(
     hyper = 8 * len(ctx["update"]["hyper"])
     state = _round(hyper + 8 + len(ctx["update"]["state"]) * grads, 8)
     rows = (ctx["inputs"] + ctx["outputs"]) * batch if shuffle and batch > 1 else 0
-    rows += sum(a["units"] * (1 if a["batch"] else batch) for a in ctx["arrays"])
+    if share:  # the per-batch tensors, then the shared block of the per-row ones
+        rows += sum(a["units"] for a in ctx["arrays"] if a["batch"])
+        rows += ctx["shared"]["units"] * batch
+    else:
+        rows += sum(a["units"] * (1 if a["batch"] else batch) for a in ctx["arrays"])
     if batch >= WT_MIN_CHUNK if wt_copy is None else wt_copy:
         rows += sum(w["rows"] * w["cols"] for w in ctx["transposes"])
     rows += sum(w["rows"] * w["cols"] for w in ctx["loop_transposes"])
@@ -215,15 +221,16 @@ def _linked_bytes(folder: Path, name: str, flags: tuple[str, ...]) -> int:
     return sizes[0] - sizes[1]
 
 
-LEAN = ("NO_SHUFFLE", "WT_COPY=0", "ONE_CHUNK")  # footprint --lean: the smallest layout
+LEAN = ("NO_SHUFFLE", "WT_COPY=0", "ONE_CHUNK", "SHARE")  # footprint --lean: the smallest
 
 
 def footprint(program: Program, batch: int = 1, arch: str = "host", lean: bool = False) -> dict:
     """The report: CONTRACT §9's keys, plus what they are about. ``lean``: built with LEAN's
-    defines (train in file order, W read in place, SGD with no gradient buffer)."""
+    defines (train in file order, W read in place, SGD with no gradient buffer, tensors sharing
+    memory by liveness)."""
     if batch < 1:
         raise SpecError("--batch", f"must be at least 1, got {batch}")
-    layout = {"shuffle": False, "wt_copy": False, "one_chunk": True} if lean else {}
+    layout = {"shuffle": False, "wt_copy": False, "one_chunk": True, "share": True} if lean else {}
     return {
         "name": program.spec.name,
         "dtype": program.spec.dtype,
@@ -249,7 +256,11 @@ def text(report: dict) -> str:
         + ")",
         f"  parameters        {r['params_bytes']:>10,} B",
         f"  gradients         {r['grads_bytes']:>10,} B (a grads struct; step keeps its own in "
-        "the workspace)",
+        + (
+            "the workspace, or the biases' alone under ONE_CHUNK)"
+            if r.get("lean")
+            else "the workspace)"
+        ),
         f"  optimizer state   {r['state_bytes']:>10,} B",
         f"  workspace         {r['workspace_bytes']:>10,} B",
         f"  RAM to train      {ram:>10,} B (parameters, state and workspace)",

@@ -12,12 +12,18 @@ is Python's ``math.sqrt`` (correctly rounded), not ``torch.sqrt``.
 
 import math
 import numbers
-import re
 
 import torch
 
 from symbackprop.core.prng import distribution  # its source follows this file's in the module
-from symbackprop.safe_io import MAX_FILE_BYTES, read_bytes, write_bytes
+from symbackprop.safe_io import (
+    _BLANKS,
+    _integer,
+    _number,
+    _text_lines,
+    _words,
+    write_bytes,
+)
 
 GAMMA = 0x9E3779B97F4A7C15
 MASK64 = (1 << 64) - 1
@@ -216,41 +222,6 @@ def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, 
 # ---- weight files, read and written as the NumPy module does it --------------------------------
 # Bytes, whatever the locale (latin-1 maps each byte to one character), no NUL byte, lines ending
 # at "\n" only (a "\r" is a blank), numbers as C's strtod reads them, less hex.
-_BLANKS = " \t\r\v\f"
-_BLANK_RUN = re.compile("[ \t\r\v\f]+")
-_DECIMAL = re.compile(
-    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
-)
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-def _text_lines(path):
-    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark (read as the
-    NumPy module reads it: bounded, never blocking, no NUL byte)."""
-    try:
-        data = read_bytes(path, MAX_FILE_BYTES, text=True)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
-
-
-def _words(line):
-    return [w for w in _BLANK_RUN.split(line) if w]
-
-
-def _number(s):
-    s = s.strip(_BLANKS)
-    return float(s) if _DECIMAL.fullmatch(s) else None
-
-
-def _integer(s):
-    s = s.strip(_BLANKS)
-    try:
-        return int(s) if _INTEGER.fullmatch(s) else None
-    except ValueError:  # more digits than int() converts: out of every range here
-        return None
-
-
 def read_weights(path, shapes):
     """{name: float64 tensor} for every name of ``shapes`` from a weight file (any target's)."""
     lines = [ln for ln in _text_lines(path) if ln.strip(_BLANKS) and not ln.startswith("#")]

@@ -9,9 +9,11 @@ backward step is derived from it, and the chain rule's generic walk runs BPTT as
 
 from __future__ import annotations
 
+from functools import cache
+
 from ...printing.names import latex_name
 from ...spec.fields import _bool, _Fields, _int
-from ..cells import CELLS, derive_cell, show, show_backward
+from ..cells import CELLS, Derived, derive_cell, show, show_backward
 from ..ir import Op, Param, Shape
 from ..ops.gated import cell_layout
 from .base import MAX_DIM, LayerKind, LayerSpec, Node, register
@@ -48,7 +50,11 @@ def _params(kind: str):
     return params
 
 
-_DERIVED = {name: derive_cell(cell) for name, cell in CELLS.items()}
+@cache
+def _derived(kind: str) -> Derived:
+    """The cell's derived backward step, on first use (deriving it costs SymPy work that every
+    command would otherwise pay at import, gated layer or not)."""
+    return derive_cell(CELLS[kind])
 
 
 def cell_op(
@@ -62,7 +68,7 @@ def cell_op(
 ) -> Op:
     """The ``cell`` op of a gru or lstm layer: args (W, U, b, br, input), b and br '' when
     absent; the cell, its derived backward step and the layout in its attrs."""
-    cell, derived = CELLS[kind], _DERIVED[kind]
+    cell, derived = CELLS[kind], _derived(kind)
     w, u, _, _, inp = args
     text, tex = show(cell, w, u, inp)
     btext, btex = show_backward(cell, derived, w, u, inp)
