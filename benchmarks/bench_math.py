@@ -5,7 +5,7 @@ cross-entropy and SGD at batch 32, generated C against PyTorch eager.
 Variants: the generated C as emitted (``C sbp``); the same file with the sbp_* calls sent back to
 libm (``C libm``: exp, log, tanh, and 1/(1 + exp(-u)) for the sigmoid, what the C target printed
 before); the file built with ``<NAME>_NO_DISPATCH`` (``C NO_DISPATCH``: the matrix kernel and the
-chunk functions without their AVX2 builds, what the default flags gave before); PyTorch eager
+chunk functions without their AVX-512F and AVX2 builds: plain C99); PyTorch eager
 (nn.Linear-free: F.linear, torch.tanh, F.cross_entropy, torch.optim.SGD, one thread). All start
 from the generated ``init_params()`` and step on the same batch (checked to agree after one step
 before timing). The C steps run inside the library's ``train`` loop on

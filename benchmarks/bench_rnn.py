@@ -5,8 +5,8 @@ derive time for T = 2 and T = 100 (the time axis is a loop: deriving must not gr
 
 Net (issue 15's benchmark): T = 20 steps of 4 features, a recurrent layer of 32 units (`--kind`
 rnn with tanh, gru or lstm), a softmax head of 3, cross-entropy, Adam, float32, batch 16.
-The C library is timed twice: as generated (the matrix kernel and chunk functions dispatched
-to AVX2 + FMA at run time where the CPU has them) and built with ``<NAME>_NO_DISPATCH`` (the
+The C library is timed twice: as generated (the matrix kernel and chunk functions dispatched to
+AVX-512F or AVX2 at run time where the CPU has them) and built with ``<NAME>_NO_DISPATCH`` (the
 plain build, what the default flags gave before). The C steps run inside the library's ``train``
 loop on the batch laid end to end (the call's own cost taken off), the NumPy and PyTorch steps
 from Python; ``C step()`` is the ctypes ``step`` call (parameters copied in and out each call).

@@ -1,19 +1,20 @@
 """The C target's matrix kernel (templates/c/mac_rows.c.j2) and its runtime CPU dispatch.
 
-mac_rows(n, count, alpha, a, as, x, xs, y) adds sum_k alpha a[k as] x[k xs + 0..n) to y[0..n).
-The plain build sums four rows of x a pass (a * x + y rounded twice). On x86-64 with GCC the
-library's chunk functions and gemm are also compiled for AVX2 (target_clones; float's kernel is
-inlined there: the same text, the same numbers), and double has a second kernel (AVX2 + FMA,
-eight rows a pass) that the CPU picks at each call; ``<NAME>_NO_DISPATCH`` keeps the plain
-build. Each kernel build is checked against NumPy (float64 sums of the same inputs) over sizes
-that hit every remainder of its blocking: outputs n and rows count 1..9, 13, 17, 19, 33,
-strides with gaps, alpha 1 and not; in float64 (1e-12) and float32; under -Wall -Wextra -Werror
--pedantic and the sanitizers. The dispatch tests show which path runs: in double the default
-build's numbers are bit for bit the forced-AVX2 build's (-mavx2 -mfma), the NO_DISPATCH build's
-the plain one's, and the two differ (rounded once, twice); a float32 library's default and
-NO_DISPATCH builds step bit for bit alike, and only the default has the AVX2 clones. Whole
-float64 libraries, dispatched and not, equal the NumPy target to 1e-12 over batch sizes 1..9,
-13, 17 (the rows loop around the kernel) for a dense net and an LSTM.
+mac_rows(n, count, alpha, a, as, x, xs, y) adds sum_k alpha a[k as] x[k xs + 0..n) to y[0..n). The
+plain build sums four rows of x a pass (a * x + y rounded twice). On x86-64 with GCC the library's
+chunk functions and gemm are also compiled for AVX-512F and AVX2 (target_clones; float's kernel is
+inlined there: the same text, the same numbers), and double has a second kernel (AVX2 + FMA, eight
+rows a pass; built for AVX-512F too, the same bits) that the CPU picks at each call, and gemm's
+four-row kernel (double with FMA: registers over all of count); ``<NAME>_NO_DISPATCH`` keeps the
+plain build. Each kernel build is checked against NumPy (float64 sums of the same inputs) over sizes
+that hit every remainder of its blocking: outputs n and rows count 1..9, 13, 17, 19, 33, strides
+with gaps, alpha 1 and not; in float64 (1e-12) and float32; under -Wall -Wextra -Werror -pedantic
+and the sanitizers. The dispatch tests show which path runs: in double the default build's numbers
+are bit for bit the forced-AVX2 build's (-mavx2 -mfma), the NO_DISPATCH build's the plain one's, and
+the two differ (rounded once, twice); a float32 library's default and NO_DISPATCH builds step bit
+for bit alike, and only the default has the AVX2 clones. Whole float64 libraries, dispatched and
+not, equal the NumPy target to 1e-12 over batch sizes 1..9, 13, 17 (the rows loop around the kernel)
+for a dense net and an LSTM.
 """
 
 from __future__ import annotations
@@ -140,6 +141,14 @@ def fused_cpu() -> bool:
     return "avx2" in flags and "fma" in flags
 
 
+def avx512_cpu() -> bool:
+    """This machine runs the AVX-512F clones and double kernel (and the fused kernel)."""
+    try:
+        return fused_cpu() and "avx512f" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_kernel_equals_numpy_in_every_build(tmp_path, dtype):
     data = cases(dtype)
@@ -166,12 +175,45 @@ def test_dispatch_picks_the_avx2_kernel_and_the_define_the_plain_one(tmp_path, d
     plain = run(tmp_path, dtype, data, ["-DT_NO_DISPATCH"], "plain")
     avx2 = run(tmp_path, dtype, data, ["-mavx2", "-mfma"], "avx2")  # SBP_MAC_DISPATCH 2
     plain_forced = run(tmp_path, dtype, data, ["-DSBP_MAC_DISPATCH=0"], "plain_forced")
-    np.testing.assert_array_equal(default, avx2)  # the CPU picked the AVX2 kernel
+    # the CPU picked the AVX2 kernel, or the AVX-512 one (its text: the same numbers)
+    np.testing.assert_array_equal(default, avx2)
     np.testing.assert_array_equal(plain, plain_forced)  # the define kept the plain one
     if dtype == "float64":  # two paths: fused multiply-adds (rounded once) and not
         assert np.any(default != plain)
     else:  # float's AVX2 build is the library's clones: the kernel alone is the plain one
         np.testing.assert_array_equal(default, plain)
+
+
+PROBE = """#include <math.h>
+typedef double real;
+static int hit; /* set where mac_rows calls the AVX-512 kernel */
+{kernel}
+int main(void)
+{{
+    double y[8] = {{0}}, a[2] = {{1, 2}}, x[16] = {{0}};
+    mac_rows(8, 2, 1, a, 1, x, 8, y);
+    return hit ? 0 : 3;
+}}
+"""
+
+
+@pytest.mark.skipif(not avx512_cpu(), reason="the AVX-512 kernel needs a CPU with AVX-512F")
+def test_double_avx512_kernel_is_picked_and_equals_the_avx2_one(tmp_path):
+    """On an AVX-512F CPU the default build runs mac_rows_avx512 (forced off, by building for
+    AVX2 + FMA, SBP_MAC_DISPATCH 2, the AVX2 kernel runs): both give the same bits."""
+    data = cases("float64")
+    src = tmp_path / "probe.c"
+    kernel = environment().get_template("c/mac_rows.c.j2").render(real="double", NAME="T")
+    assert "mac_rows_avx512" in kernel
+    probe = kernel.replace("mac_rows_avx512(n, count", "hit = 1, mac_rows_avx512(n, count")
+    src.write_text(PROBE.format(kernel=probe))
+    subprocess.run(
+        [CC, *FLAGS, *STRICT, "-o", str(tmp_path / "probe"), str(src), "-lm"], check=True
+    )
+    assert subprocess.run([str(tmp_path / "probe")], timeout=60).returncode == 0
+    avx512 = run(tmp_path, "float64", data, [], "default")
+    avx2 = run(tmp_path, "float64", data, ["-mavx2", "-mfma"], "avx2")
+    np.testing.assert_array_equal(avx512, avx2)
 
 
 def dense_spec(dtype: str) -> dict:
@@ -233,7 +275,8 @@ def test_float32_library_clones_step_bit_for_bit_as_the_plain_build(tmp_path, ma
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         symbols = subprocess.run(["nm", str(obj)], capture_output=True, text=True).stdout
         for fn in ("forward_chunk", "backward_chunk", "gemm"):
-            assert (f" {fn}.avx2" in symbols) == (tag == "default"), (tag, fn)
+            for isa in ("avx2", "avx512f"):
+                assert (f" {fn}.{isa}" in symbols) == (tag == "default"), (tag, fn, isa)
     builds = {"default": load_c(tmp_path), "plain": load_c(tmp_path, plain)}
     rng = np.random.default_rng(2)
     shape = data["inputs"] if isinstance(data["inputs"], list) else [data["inputs"]]
@@ -248,3 +291,73 @@ def test_float32_library_clones_step_bit_for_bit_as_the_plain_build(tmp_path, ma
     assert got["default"][0] == got["plain"][0]
     for k, v in got["plain"][1].items():
         np.testing.assert_array_equal(got["default"][1][k], v, err_msg=k)
+
+
+HARNESS4 = """
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+typedef double real;
+{kernel}
+/* stdin: cases "n count ar as xs ys alpha", then the a, x and y values (%la); stdout: y after
+ * mac_rows4 */
+int main(void)
+{{
+    int n, count;
+    long ar, as, xs, ys;
+    double alpha;
+    while (scanf("%d %d %ld %ld %ld %ld %la", &n, &count, &ar, &as, &xs, &ys, &alpha) == 7) {{
+        const long sizes[3] = {{4 * count, count * xs, 4 * ys}};
+        double *v[3];
+        for (int b = 0; b < 3; ++b) {{
+            v[b] = malloc(sizeof(double) * (size_t)sizes[b]);
+            for (long i = 0; i < sizes[b]; ++i)
+                if (scanf("%la", &v[b][i]) != 1) return 2;
+        }}
+        mac_rows4(n, count, alpha, v[0], ar, as, v[1], xs, v[2], ys);
+        for (long i = 0; i < 4 * ys; ++i) printf("%a\\n", v[2][i]);
+        for (int b = 0; b < 3; ++b) free(v[b]);
+    }}
+    return 0;
+}}
+"""
+
+
+def test_four_row_kernel_equals_numpy_in_every_build(tmp_path):
+    """mac_rows4 (gemm's four rows of C a pass in double): the AVX-512 (16 columns a block), AVX2
+    (8) and plain builds each equal NumPy to 1e-12 over widths hitting every block remainder,
+    with a's rows contiguous or interleaved (gemm's A and A^T), and leave y's gaps alone."""
+    rng = np.random.default_rng(4)
+    data, want = [], []
+    for n in [1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 64]:
+        for count in [1, 2, 5, 10, 32]:
+            ar, as_ = (count, 1) if (n + count) % 2 else (1, 4)
+            xs, ys = n + int(rng.integers(0, 3)), n + int(rng.integers(0, 3))
+            alpha = 1.0 if n % 3 else float(rng.uniform(0.25, 2))
+            a, x, y = (rng.normal(size=s) for s in (4 * count, count * xs, 4 * ys))
+            data.append((n, count, ar, as_, xs, ys, alpha, a, x, y))
+            rows = np.array([[a[r * ar + k * as_] for k in range(count)] for r in range(4)])
+            out = y.reshape(4, ys).copy()
+            out[:, :n] += alpha * rows @ x.reshape(count, xs)[:, :n]
+            want.append(out.ravel())
+    text = "".join(
+        f"{n} {c} {ar} {as_} {xs} {ys} {alpha.hex()}\n"
+        + "\n".join(" ".join(float(v).hex() for v in arr) for arr in (a, x, y))
+        + "\n"
+        for n, c, ar, as_, xs, ys, alpha, a, x, y in data
+    )
+    kernel = environment().get_template("c/mac_rows.c.j2").render(real="double", NAME="T")
+    source = tmp_path / "rows4.c"
+    source.write_text(HARNESS4.format(kernel=kernel))
+    builds = {"default": [], "plain": ["-DT_NO_DISPATCH"], "sanitized": SANITIZE}
+    if fused_cpu():
+        builds["avx2"] = ["-mavx2", "-mfma"]  # SBP_MAC_DISPATCH 2: the AVX2 kernels only
+    for tag, flags in builds.items():
+        exe = tmp_path / f"rows4_{tag}"
+        build = [CC, *FLAGS, *STRICT, *flags, "-o", str(exe), str(source), "-lm"]
+        subprocess.run(build, check=True, capture_output=True, text=True)
+        done = subprocess.run(
+            [str(exe)], input=text, capture_output=True, text=True, check=True, timeout=120
+        )
+        got = np.array([float.fromhex(v) for v in done.stdout.split()])
+        np.testing.assert_allclose(got, np.concatenate(want), rtol=1e-12, atol=1e-12, err_msg=tag)
