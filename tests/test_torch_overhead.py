@@ -110,3 +110,51 @@ def test_derived_op_equals_torchs_custom_op(tmp_path, monkeypatch):
     with torch.no_grad():  # torch's kernel: no autograd node, the same values
         for a, b in zip(tm.loss_op(X, T, *model._params()), ours, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_eager_call_skips_the_dispatcher_round_trip(tmp_path, monkeypatch):
+    """An eager call with grad wanted goes straight to the op's autograd Function (no
+    OpOverload call), with the same node, values and gradients bit for bit as the call through
+    the dispatcher; without grad, or under a __torch_function__ mode, the op goes through the
+    dispatcher as any custom op."""
+    import symbackprop
+    from symbackprop.codegen import generate
+    from symbackprop.codegen.torch.loader import load_torch
+
+    data = {"name": "hop", "inputs": 3, "dtype": "float64", "layers": [
+        {"units": 4, "activation": "relu"}, {"units": 2, "activation": "softmax"}],
+        "loss": {"type": "cross_entropy"}}  # fmt: skip
+    generate(symbackprop.derive(data), "torch", tmp_path, force=True)
+    tm = load_torch(tmp_path / "hop_torch.py")
+    model = tm.Model()
+    X = torch.randn(5, 3, dtype=torch.float64)
+    T = torch.eye(2, dtype=torch.float64)[torch.tensor([0, 1, 1, 0, 1])]
+    overload, calls = tm.loss_op._opoverload, []
+    through = type(overload).__call__
+
+    def spy(self, *args, **kwargs):
+        calls.append(self is overload)
+        return through(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(overload), "__call__", spy)
+    results = []
+    for call in (tm.loss_op, overload):  # our eager path, then the dispatcher's
+        model.zero_grad()
+        out = call(X, T, *model._params())
+        out[0].backward()
+        assert type(out[0].grad_fn).__name__.startswith("GeneratedBackwardFor_symbackprop")
+        results.append([o.detach() for o in out] + [p.grad for p in model._params()])
+    assert calls == [True]  # the second call only
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with torch.no_grad():
+        tm.loss_op(X, T, *model._params())
+    assert calls == [True] * 2
+
+    class Passthrough(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Passthrough():
+        out = tm.loss_op(X, T, *model._params())
+    assert len(calls) > 2 and all(calls) and out[0].grad_fn is not None

@@ -29,7 +29,7 @@ from symbackprop.codegen.torch import runtime
 from symbackprop.codegen.torch.loader import load_torch
 from symbackprop.core import prng
 from symbackprop.core.ir import N, vec
-from symbackprop.printing.torch import TorchCodePrinter
+from symbackprop.printing.torch import ReluStep, TorchCodePrinter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if "sample" not in p.name)
@@ -233,12 +233,37 @@ def test_relu_masks_read_the_saved_output():
     z, like autograd's threshold_backward (torch.compile would otherwise keep a bool mask)."""
     z = torch.tensor([-math.inf, -1.0, -0.0, 0.0, 5e-324, 2.0, math.inf, math.nan])
     assert torch.equal(z > 0, torch.clamp_min(z, 0) > 0)
+    # printed as a.sign().nan_to_num_() (ReluStep): the same numbers as NumPy's g * (z > 0)
+    a, g = torch.clamp_min(z, 0), torch.tensor([1.0, -2.0, 3.0, -1.0, 2.0, 0.5, math.nan, 4.0])
+    env = {"a2": a, "da2": g}
+    got = eval(TorchCodePrinter().doprint(sp.Symbol("da2") * ReluStep(sp.Symbol("a2"))), env)  # noqa: S307
+    np.testing.assert_array_equal(got.numpy(), g.numpy() * (z.numpy() > 0))
     text = render(symbackprop.load_spec(ROOT / "examples/two_branch.yaml"), "torch")
     code = text["two_branch_torch.py"]
     lines = [ln for ln in code.splitlines() if not ln.lstrip().startswith("#")]
-    assert "    delta2 = da2*(a2 > 0)" in lines and not any("(z2 > 0)" in ln for ln in lines)
+    assert "    delta2 = da2*a2.sign().nan_to_num_()" in lines
+    assert not any("z2" in ln and "delta2" in ln for ln in lines)
     assert "# delta2 = da2*(z2 > 0)    [H(z2) = H(a2)]" in code  # the formula, in the comment
     assert "z2" not in re.search(r"save_for_backward\((.*)\)", code).group(1)
+
+
+def test_logsumexp_is_numpys():
+    """The printed log-sum-exp (max(z) - max(log_softmax(z)), two kernels) equals the NumPy
+    target's max(z) + log(sum(exp(z - max(z)))) on wide, tied and huge rows, and torch's own."""
+    code = render(symbackprop.load_spec(ROOT / "examples/two_branch.yaml"), "torch")
+    lines = code["two_branch_torch.py"].splitlines()
+    line = next(ln for ln in lines if "lse = " in ln and not ln.lstrip().startswith("#"))
+    name, expr = (s.strip() for s in line.split("=", 1))
+    arg = re.match(r"(\w+)\.amax", expr).group(1)
+    z = torch.tensor([[0.0, 1.0, -2.0], [1000.0, -1000.0, 999.0], [-745.0, -745.0, -745.0],
+                      [1e-300, 0.0, -1e-300], [3.5, 3.5, 3.5]], dtype=torch.float64)  # fmt: skip
+    got = eval(expr, {"torch": torch, arg: z})  # noqa: S307 - our own printed code
+    zn = z.numpy()
+    m = zn.max(axis=-1, keepdims=True)
+    want = m + np.log(np.exp(zn - m).sum(axis=-1, keepdims=True))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-15, atol=0)
+    torch.testing.assert_close(got, torch.logsumexp(z, 1, keepdim=True), rtol=1e-15, atol=0)
+    assert name == "lse" and "torch.logsumexp" not in expr
 
 
 def test_operator_names_carry_a_hash_of_the_code():

@@ -19,6 +19,16 @@ def _is_step(factor: sp.Expr) -> bool:
     return isinstance(factor, sp.Heaviside) and factor.args[1:] == (0,)
 
 
+class ReluStep(sp.Function):
+    """Heaviside(a, 0) of a relu's output a = Max(0, z) (elementwise >= 0, or NaN): the mask
+    H(z) = H(a), printed as ``a.sign().nan_to_num_()``: 1 where a > 0, 0 where a is 0 or NaN
+    (sign(NaN) is NaN; ±0.0 gives ±0.0, a zero either way): the numbers of ``(a > 0)``, from two
+    plain kernels where comparing with the number 0 wraps it as a tensor and the bool mask
+    times a float tensor converts it (together about three times the instructions)."""
+
+    nargs = 1
+
+
 class TorchCodePrinter(TorchPrinter):
     """Strict printer for elementwise expressions on tensors (``import torch``).
 
@@ -67,6 +77,11 @@ class TorchCodePrinter(TorchPrinter):
         if not _is_step(expr):
             raise ValueError("only Heaviside(x, 0) is supported (H(0) = 0, as PyTorch's relu')")
         return f"_step({self._print(expr.args[0])})"
+
+    def _print_ReluStep(self, expr):
+        a = expr.args[0]
+        text = self._print(a) if isinstance(a, sp.Symbol) else f"({self._print(a)})"
+        return f"{text}.sign().nan_to_num_()"
 
     def _print_Mul(self, expr):
         steps = [f for f in expr.args if _is_step(f)]
@@ -137,4 +152,4 @@ class TorchCodePrinter(TorchPrinter):
         return super().doprint(numeric_constants(as_expr(expr)), assign_to)
 
 
-__all__ = ["TorchCodePrinter"]
+__all__ = ["ReluStep", "TorchCodePrinter"]

@@ -107,10 +107,12 @@ def relu_masks(program: Program) -> tuple[Lowered, ...]:
 
     The same mask (NaN and -0.0 included: neither is > 0 in either form), read from a tensor
     the backward keeps anyway for the next weight gradient, as autograd's threshold_backward
-    does. Under torch.compile the partitioner would otherwise keep the bool z > 0 from the
-    forward, and Inductor stores bools slowly on the CPU (on this machine, 20 times slower).
-    """
-    rules = {sp.Heaviside(z, 0): sp.Heaviside(a, 0) for z, a in _relu_outputs(program).items()}
+    does; H(a) is ReluStep(a), printed with cheaper kernels than the comparison (the same
+    numbers). Under torch.compile the partitioner would otherwise keep the bool z > 0 from the
+    forward, and Inductor stores bools slowly on the CPU (on this machine, 20 times slower)."""
+    from ...printing.torch import ReluStep  # imports torch's printer: only when rendering
+
+    rules = {sp.Heaviside(z, 0): ReluStep(a) for z, a in _relu_outputs(program).items()}
     out = []
     for o in program.backward:
         exprs = [e for e in (o.expr, *(e for _, e in o.temps)) if e is not None]

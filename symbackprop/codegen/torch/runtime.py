@@ -349,7 +349,6 @@ def derived_op(qualname, forward):
             methods = {"forward": staticmethod(setup_forward), "backward": staticmethod(backward)}
             function = type(name, (torch.autograd.Function,), methods)
             apply = super(torch.autograd.Function, function).apply  # the C++ apply
-            C = torch._C
 
             def kernel(keyset, *args, **kwargs):
                 if (not kwargs and op._setup_context_fn is not None
@@ -360,6 +359,26 @@ def derived_op(qualname, forward):
                 return fallback(keyset, *args, **kwargs)
 
             self._lib.impl(self._name, kernel, "Autograd", with_keyset=True)
+            self._apply = apply
+
+        def __call__(self, *args, **kwargs):
+            # An eager call that the dispatcher would send straight to the Autograd kernel
+            # above (no compiler, tracer, __torch_function__ override or mode, functorch
+            # transform; grad on and wanted) calls its C++ apply without the dispatcher's
+            # round trip through Python (OpOverload, boxing, the kernel): the same Function,
+            # the same autograd node. Any other call goes through the op as usual.
+            apply = self._apply
+            if (apply is not None and not kwargs and self._setup_context_fn is not None
+                    and self._backward_fn is not None and C.is_grad_enabled()
+                    and not torch.compiler.is_compiling() and C._get_tracing_state() is None
+                    and not C._has_torch_function_variadic(*args)
+                    and not C._are_functorch_transforms_active()
+                    and C._any_requires_grad(*args)):  # fmt: skip
+                return apply(*args)
+            return self._opoverload(*args, **kwargs)
+
+    C = torch._C
+    DerivedOp._apply = None
 
     namespace, name = qualname.split("::")
     schema = torch.library.infer_schema(forward, mutates_args=())
