@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x3b4e7adb37fc
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xce5204aa6b83
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -36,6 +36,24 @@ typedef adam_gelu_params Params;
 typedef adam_gelu_grads Grads;
 typedef adam_gelu_state State;
 typedef adam_gelu_workspace Work;
+/* Each per-row tensor of a chunk: its own member, or with ADAM_GELU_SHARE its place in the
+ * shared block (reals a row before it; tensors whose lifetimes overlap never meet there) */
+#ifdef ADAM_GELU_SHARE
+#define SHARED(v, type, at) ((type)(ws->shared + CHUNK * (at)))
+#else
+#define SHARED(v, type, at) ((ws)->v)
+#endif
+#define WS_z1 SHARED(z1, real (*)[6], 24)
+#define WS_a1 SHARED(a1, real (*)[6], 0)
+#define WS_z2 SHARED(z2, real (*)[6], 30)
+#define WS_a2 SHARED(a2, real (*)[6], 6)
+#define WS_z3 SHARED(z3, real (*)[3], 15)
+#define WS_a3 SHARED(a3, real (*)[3], 12)
+#define WS_delta3 SHARED(delta3, real (*)[3], 18)
+#define WS_da2 SHARED(da2, real (*)[6], 12)
+#define WS_delta2 SHARED(delta2, real (*)[6], 18)
+#define WS_da1 SHARED(da1, real (*)[6], 6)
+#define WS_delta1 SHARED(delta1, real (*)[6], 0)
 /* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
  * single-precision FPU has no double: no soft double on a device), else double */
 typedef float acc;
@@ -272,7 +290,7 @@ static inline float sbp_erff(float x)
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
 /* y[0..n) += sum_k alpha a[k as] x[k xs + 0..n), k < count; SBP_MAC_DISPATCH 1: builds for
- * AVX2 CPUs, picked at run time (ADAM_GELU_NO_DISPATCH: none) */
+ * AVX-512F and AVX2 CPUs, picked at run time (ADAM_GELU_NO_DISPATCH: none) */
 #ifndef SBP_MAC_DISPATCH
 #if defined(ADAM_GELU_NO_DISPATCH) || !defined(__x86_64__) || !defined(__GNUC__) || defined(__clang__) || __GNUC__ < 5
 #define SBP_MAC_DISPATCH 0
@@ -283,7 +301,7 @@ static inline float sbp_erff(float x)
 #endif
 #endif
 #if SBP_MAC_DISPATCH == 1 && defined(__GLIBC__) && defined(__ELF__) && __GNUC__ >= 6
-#define SBP_CLONES __attribute__((target_clones("avx2", "default")))
+#define SBP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SBP_CLONES
 #endif
@@ -310,6 +328,15 @@ static inline void mac_rows(int n, int count, real alpha, const real *a, long as
                             const real *restrict x, long xs, real *restrict y)
 {
     mac_rows_plain(n, count, alpha, a, as, x, xs, y);
+}
+
+/* rows y, y + ys, y + 2 ys, y + 3 ys of mac_rows, their a at a, a + ar, ...: in double with FMA
+ * one pass of the four-row kernel (SBP_ROWS4 1), else four passes of the plain kernel */
+#define SBP_ROWS4 0
+static inline void mac_rows4(int n, int count, real alpha, const real *a, long ar, long as,
+                             const real *restrict x, long xs, real *restrict y, long ys)
+{
+    for (int r = 0; r < 4; ++r) mac_rows_plain(n, count, alpha, a + r * ar, as, x, xs, y + r * ys);
 }
 
 #if !defined(ADAM_GELU_BLAS) && !ADAM_GELU_WT_COPY
@@ -364,7 +391,13 @@ static SBP_CLONES void gemm(int ta, int wt, long M, int N, long K, int kb, real 
         for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
     for (long k0 = 0; k0 < K; k0 += kb) {
         const int n = (int)(K - k0 < kb ? K - k0 : kb);
-        for (long i = 0; i < M; ++i)
+        long i = 0;
+#if SBP_ROWS4 /* double with FMA: four rows of C a pass */
+        for (; i + 4 <= M; i += 4)
+            mac_rows4(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? 1 : K, ta ? M : 1, B + k0 * N, N,
+                      C + i * N, N);
+#endif
+        for (; i < M; ++i)
             mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
@@ -416,13 +449,13 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 {
     /* z1 = W1 @ x + b1 */
     for (long r = 0; r < m; ++r)
-        for (int i = 0; i < 6; ++i) ws->z1[r][i] = params->b1[i];
-    gemm(0, 1, m, 6, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
+        for (int i = 0; i < 6; ++i) WS_z1[r][i] = params->b1[i];
+    gemm(0, 1, m, 6, 4, 4, 1, &ws->x[0][0], WT(W1), 1, &WS_z1[0][0]);
 
     /* a1 = z1*(1 + erf(z1*sqrt(2)/2))/2 */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z1 = ws->z1[0];
-        real *restrict a1 = ws->a1[0];
+        const real *restrict z1 = WS_z1[0];
+        real *restrict a1 = WS_a1[0];
         for (long i = 0; i < m * 6; ++i) {
             const real f1_0 = (1.0F/2.0F)*z1[i];
             a1[i] = f1_0*(1 + sbp_erff(1.4142135623730951F*f1_0));
@@ -431,13 +464,13 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 
     /* z2 = W2 @ a1 + b2 */
     for (long r = 0; r < m; ++r)
-        for (int i = 0; i < 6; ++i) ws->z2[r][i] = params->b2[i];
-    gemm(0, 1, m, 6, 6, 6, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
+        for (int i = 0; i < 6; ++i) WS_z2[r][i] = params->b2[i];
+    gemm(0, 1, m, 6, 6, 6, 1, &WS_a1[0][0], WT(W2), 1, &WS_z2[0][0]);
 
     /* a2 = z2/(1 + exp(-z2)) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z2 = ws->z2[0];
-        real *restrict a2 = ws->a2[0];
+        const real *restrict z2 = WS_z2[0];
+        real *restrict a2 = WS_a2[0];
         for (long i = 0; i < m * 6; ++i) {
             a2[i] = z2[i]*sbp_sigmoidf(z2[i]);
         }
@@ -445,13 +478,13 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 
     /* z3 = W3 @ a2 + b3 */
     for (long r = 0; r < m; ++r)
-        for (int i = 0; i < 3; ++i) ws->z3[r][i] = params->b3[i];
-    gemm(0, 1, m, 3, 6, 6, 1, &ws->a2[0][0], WT(W3), 1, &ws->z3[0][0]);
+        for (int i = 0; i < 3; ++i) WS_z3[r][i] = params->b3[i];
+    gemm(0, 1, m, 3, 6, 6, 1, &WS_a2[0][0], WT(W3), 1, &WS_z3[0][0]);
 
     /* a3 = z3 */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z3 = ws->z3[0];
-        real *restrict a3 = ws->a3[0];
+        const real *restrict z3 = WS_z3[0];
+        real *restrict a3 = WS_a3[0];
         for (long i = 0; i < m * 3; ++i) {
             a3[i] = z3[i];
         }
@@ -466,7 +499,7 @@ static acc loss_chunk(const Work *ws, long m, long n)
     (void)n;
     /* E = 1/(3*N) * sum_n sum_k (a3 - t)**2 */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict a3 = ws->a3[0];
+        const real *restrict a3 = WS_a3[0];
         const real *restrict t = ws->t[0];
         for (long i = 0; i < m * 3; ++i) {
             sum += (acc)(((a3[i] - t[i])*(a3[i] - t[i])));
@@ -476,14 +509,24 @@ static acc loss_chunk(const Work *ws, long m, long n)
     return sum;
 }
 
+#ifdef ADAM_GELU_ONE_CHUNK /* no gradient buffer: a fused step sums the biases' gradients here */
+#define BIAS_GRAD(b) (fz ? ws->g_##b : grads->b)
+#define STEP_GRADS(ws) NULL
+#else
 #define BIAS_GRAD(b) (grads->b)
 #define STEP_GRADS(ws) (&(ws)->grads)
+#endif
 
 /* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
 typedef struct {
     real alpha, beta;
     Params *params;
+    State *state; /* a rule with state (NAME_ONE_CHUNK): update_tensor on each row of W, */
+    const real *c; /* with this step's constants and count */
+    int64_t k;
 } fused;
+static void update_tensor(real *restrict P, const real *restrict G, real *restrict S_m, real *restrict S_v, long size,
+                          const real *c);
 
 /* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
  * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
@@ -499,32 +542,43 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     (void)fz;
     /* delta3 = (-2*t + 2*a3)/(3*N) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict a3 = ws->a3[0];
+        const real *restrict a3 = WS_a3[0];
         const real *restrict t = ws->t[0];
-        real *restrict delta3 = ws->delta3[0];
+        real *restrict delta3 = WS_delta3[0];
         for (long i = 0; i < m * 3; ++i) {
             delta3[i] = (1.0F/3.0F)*(-2*t[i] + 2*a3[i])/Nr;
         }
     }
 
     /* da2 = W3.T @ delta3 */
-    gemm(0, 0, m, 6, 3, 3, 1, &ws->delta3[0][0], &params->W3[0][0], 0, &ws->da2[0][0]);
+    gemm(0, 0, m, 6, 3, 3, 1, &WS_delta3[0][0], &params->W3[0][0], 0, &WS_da2[0][0]);
 
     /* dW3 = sum_n delta3_n @ a2_n.T */
-    gemm(1, 0, 3, 6, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta3[0][0], &ws->a2[0][0],
+    if (fz) { /* NAME_ONE_CHUNK: each row's gradient (on the stack), then the rule on it */
+        const real *restrict dd = &WS_delta3[0][0], *restrict xx = &WS_a2[0][0];
+        for (int i = 0; i < 3; ++i) {
+            real g[6] = {0};
+            for (long r = 0; r < m; ++r) {
+                const real d = dd[r * 3 + i];
+                for (int j = 0; j < 6; ++j) g[j] += d * xx[r * 6 + j];
+            }
+            update_tensor(fz->params->W3[i], g, fz->state->m.W3[i], fz->state->v.W3[i], 6, fz->c);
+        }
+    } else
+    gemm(1, 0, 3, 6, m, 256, fz ? fz->alpha * 1 : 1, &WS_delta3[0][0], &WS_a2[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W3[0][0] : &grads->W3[0][0]);
 
     /* db3 = sum_n delta3_n */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->delta3[r];
+        const real *restrict d = WS_delta3[r];
         for (int i = 0; i < 3; ++i) BIAS_GRAD(b3)[i] += d[i];
     }
 
     /* delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2)))) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict da2 = ws->da2[0];
-        const real *restrict z2 = ws->z2[0];
-        real *restrict delta2 = ws->delta2[0];
+        const real *restrict da2 = WS_da2[0];
+        const real *restrict z2 = WS_z2[0];
+        real *restrict delta2 = WS_delta2[0];
         for (long i = 0; i < m * 6; ++i) {
             const real b4_0 = sbp_sigmoidf(z2[i]);
             delta2[i] = da2[i]*(b4_0 + b4_0*z2[i]*sbp_sigmoidf(-z2[i]));
@@ -532,23 +586,34 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* da1 = W2.T @ delta2 */
-    gemm(0, 0, m, 6, 6, 6, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
+    gemm(0, 0, m, 6, 6, 6, 1, &WS_delta2[0][0], &params->W2[0][0], 0, &WS_da1[0][0]);
 
     /* dW2 = sum_n delta2_n @ a1_n.T */
-    gemm(1, 0, 6, 6, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
+    if (fz) { /* NAME_ONE_CHUNK: each row's gradient (on the stack), then the rule on it */
+        const real *restrict dd = &WS_delta2[0][0], *restrict xx = &WS_a1[0][0];
+        for (int i = 0; i < 6; ++i) {
+            real g[6] = {0};
+            for (long r = 0; r < m; ++r) {
+                const real d = dd[r * 6 + i];
+                for (int j = 0; j < 6; ++j) g[j] += d * xx[r * 6 + j];
+            }
+            update_tensor(fz->params->W2[i], g, fz->state->m.W2[i], fz->state->v.W2[i], 6, fz->c);
+        }
+    } else
+    gemm(1, 0, 6, 6, m, 256, fz ? fz->alpha * 1 : 1, &WS_delta2[0][0], &WS_a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->delta2[r];
+        const real *restrict d = WS_delta2[r];
         for (int i = 0; i < 6; ++i) BIAS_GRAD(b2)[i] += d[i];
     }
 
     /* delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi))) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict da1 = ws->da1[0];
-        const real *restrict z1 = ws->z1[0];
-        real *restrict delta1 = ws->delta1[0];
+        const real *restrict da1 = WS_da1[0];
+        const real *restrict z1 = WS_z1[0];
+        real *restrict delta1 = WS_delta1[0];
         for (long i = 0; i < m * 6; ++i) {
             const real b8_0 = 0.7071067811865476F*z1[i];
             delta1[i] = da1[i]*(1.0F/2.0F + (1.0F/2.0F)*sbp_erff(b8_0) + 0.5641895835477563F*b8_0*sbp_expf(-1.0F/2.0F*(z1[i]*z1[i])));
@@ -556,12 +621,23 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     }
 
     /* dW1 = sum_n delta1_n @ x_n.T */
-    gemm(1, 0, 6, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
+    if (fz) { /* NAME_ONE_CHUNK: each row's gradient (on the stack), then the rule on it */
+        const real *restrict dd = &WS_delta1[0][0], *restrict xx = &ws->x[0][0];
+        for (int i = 0; i < 6; ++i) {
+            real g[4] = {0};
+            for (long r = 0; r < m; ++r) {
+                const real d = dd[r * 6 + i];
+                for (int j = 0; j < 4; ++j) g[j] += d * xx[r * 4 + j];
+            }
+            update_tensor(fz->params->W1[i], g, fz->state->m.W1[i], fz->state->v.W1[i], 4, fz->c);
+        }
+    } else
+    gemm(1, 0, 6, 4, m, 256, fz ? fz->alpha * 1 : 1, &WS_delta1[0][0], &ws->x[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->delta1[r];
+        const real *restrict d = WS_delta1[r];
         for (int i = 0; i < 6; ++i) BIAS_GRAD(b1)[i] += d[i];
     }
 
@@ -602,7 +678,7 @@ void adam_gelu_forward(const Params *params, const real *X, long n, real *Y,
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, NULL, NULL, first, m);
         forward_chunk(params, ws, m);
-        memcpy(Y + first * OUTPUTS, ws->a3, (size_t)m * sizeof ws->a3[0]);
+        memcpy(Y + first * OUTPUTS, WS_a3, (size_t)m * sizeof WS_a3[0]);
     }
 }
 
@@ -661,7 +737,7 @@ static inline float ipowf(float b, int64_t k)
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
-static void update_tensor(real *restrict P, const real *restrict G,
+static SBP_CLONES void update_tensor(real *restrict P, const real *restrict G,
                           real *restrict S_m,
                           real *restrict S_v,
                           long size, const real *c)
@@ -700,10 +776,8 @@ static int64_t next_step(int64_t k)
     return k < INT64_MAX ? k + 1 : k;
 }
 
-
-/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them; conv kernels, of more axes, always here) */
-static void update(Params *params, State *state, const Grads *grads, int all)
+/* k = next_step(k), returned, and the rule's constants of this step in c (in real) */
+static int64_t step_constants(State *state, const Grads *grads, real *c)
 {
     const int64_t k = state->step = next_step(state->step);
 #ifdef ADAM_GELU_NO_FILES /* a device: in float, no soft double (about 1e-5 off torch's at first) */
@@ -723,16 +797,26 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double s2 = eta/(1 - ipow(beta1, k));
     const double s3 = 1.0F/sqrtf((float)(1 - ipow(beta2, k)));
 #endif
-    const real c[] = {
-        (real)(state->hyper.lambda),
-        (real)(state->hyper.beta1),
-        (real)(state->hyper.beta2),
-        (real)(state->hyper.epsilon),
-        (real)(s0),
-        (real)(s1),
-        (real)(s2),
-        (real)(s3),
-        0};
+    c[0] = (real)(state->hyper.lambda);
+    c[1] = (real)(state->hyper.beta1);
+    c[2] = (real)(state->hyper.beta2);
+    c[3] = (real)(state->hyper.epsilon);
+    c[4] = (real)(s0);
+    c[5] = (real)(s1);
+    c[6] = (real)(s2);
+    c[7] = (real)(s3);
+    (void)grads;
+    (void)c;
+    return k;
+}
+#ifndef ADAM_GELU_ONE_CHUNK
+
+/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
+ * gradient products did them; conv kernels, of more axes, always here) */
+static void update(Params *params, State *state, const Grads *grads, int all)
+{
+    real c[9];
+    const int64_t k = step_constants(state, grads, c);
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
@@ -742,6 +826,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
                           PARAMS[j].size, c);
 }
 
+#endif
 
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
@@ -757,9 +842,38 @@ static acc step_rows(Params *params, State *state, const real *X,
                      const real *T, const long *idx, long n, Work *ws)
 {
     acc E = (acc)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
+#ifdef ADAM_GELU_ONE_CHUNK
+    if (n <= CHUNK) { /* the rule applied inside the weight gradients' products: no buffer */
+        const int64_t step = state->step;
+        real c[9];
+        fused fz;
+        fz.alpha = 0;
+        fz.beta = 0;
+        fz.params = params;
+        fz.state = state;
+        fz.c = c;
+        fz.k = step_constants(state, NULL, c);
+        E = loss_and_grad_rows(params, X, T, idx, n, NULL, ws, &fz, step);
+        update_tensor(&params->b1[0], &ws->g_b1[0],
+                      &state->m.b1[0],
+                      &state->v.b1[0],
+                      6, c);
+        update_tensor(&params->b2[0], &ws->g_b2[0],
+                      &state->m.b2[0],
+                      &state->v.b2[0],
+                      6, c);
+        update_tensor(&params->b3[0], &ws->g_b3[0],
+                      &state->m.b3[0],
+                      &state->v.b3[0],
+                      3, c);
+        update_buffers(params, ws, n, E);
+    }
+#endif
+#ifndef ADAM_GELU_ONE_CHUNK
     E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
     update_buffers(params, ws, n, E);
+#endif
     return E;
 }
 
@@ -792,6 +906,9 @@ int adam_gelu_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef ADAM_GELU_ONE_CHUNK
+    if (batch_size > CHUNK) return -1; /* every batch one chunk */
+#endif
 #ifdef ADAM_GELU_NO_SHUFFLE /* the batches in file order: no order array at all */
     if (shuffle) return -1;
     (void)seed;

@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0x3b4e7adb37fc /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0xce5204aa6b83 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,7 +46,11 @@
  * below are left out) and ADAM_GELU_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * ADAM_GELU_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * ADAM_GELU_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the adam step updates each weight matrix inside
+ * its gradient product. ADAM_GELU_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef float adam_gelu_real; /* the spec's dtype: float32 */
 
@@ -95,6 +99,9 @@ typedef struct {
     adam_gelu_real xbuf[ADAM_GELU_CHUNK][ADAM_GELU_INPUTS]; /* a shuffled chunk's rows */
     adam_gelu_real tbuf[ADAM_GELU_CHUNK][ADAM_GELU_OUTPUTS];
 #endif
+#ifdef ADAM_GELU_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    adam_gelu_real shared[ADAM_GELU_CHUNK * 36];
+#else
     adam_gelu_real z1[ADAM_GELU_CHUNK][6];
     adam_gelu_real a1[ADAM_GELU_CHUNK][6];
     adam_gelu_real z2[ADAM_GELU_CHUNK][6];
@@ -106,12 +113,19 @@ typedef struct {
     adam_gelu_real delta2[ADAM_GELU_CHUNK][6];
     adam_gelu_real da1[ADAM_GELU_CHUNK][6];
     adam_gelu_real delta1[ADAM_GELU_CHUNK][6];
+#endif
 #if ADAM_GELU_WT_COPY /* weights transposed, for the matrix loops (unused with ADAM_GELU_BLAS) */
     adam_gelu_real W1T[4][6];
     adam_gelu_real W2T[6][6];
     adam_gelu_real W3T[6][3];
 #endif
+#ifdef ADAM_GELU_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    adam_gelu_real g_b1[6]; /* the gradient of b1 */
+    adam_gelu_real g_b2[6]; /* the gradient of b2 */
+    adam_gelu_real g_b3[3]; /* the gradient of b3 */
+#else
     adam_gelu_grads grads; /* of the last step */
+#endif
 } adam_gelu_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */

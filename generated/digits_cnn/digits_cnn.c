@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "digits_cnn.h"
-#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0x6473b83e2d47
+#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0xe20f1ac7ac57
 #error "digits_cnn.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -36,6 +36,29 @@ typedef digits_cnn_params Params;
 typedef digits_cnn_grads Grads;
 typedef digits_cnn_state State;
 typedef digits_cnn_workspace Work;
+/* Each per-row tensor of a chunk: its own member, or with DIGITS_CNN_SHARE its place in the
+ * shared block (reals a row before it; tensors whose lifetimes overlap never meet there) */
+#ifdef DIGITS_CNN_SHARE
+#define SHARED(v, type, at) ((type)(ws->shared + CHUNK * (at)))
+#else
+#define SHARED(v, type, at) ((ws)->v)
+#endif
+#define WS_z1 SHARED(z1, real (*)[512], 1024)
+#define WS_a1 SHARED(a1, real (*)[512], 0)
+#define WS_a2 SHARED(a2, real (*)[128], 2048)
+#define WS_z3 SHARED(z3, real (*)[256], 1792)
+#define WS_a3 SHARED(a3, real (*)[256], 512)
+#define WS_a4 SHARED(a4, real (*)[256], 768)
+#define WS_z5 SHARED(z5, real (*)[10], 522)
+#define WS_a5 SHARED(a5, real (*)[10], 512)
+#define WS_lse SHARED(lse, real *, 532)
+#define WS_delta5 SHARED(delta5, real (*)[10], 522)
+#define WS_da4 SHARED(da4, real (*)[256], 1536)
+#define WS_da3 SHARED(da3, real (*)[256], 512)
+#define WS_delta3 SHARED(delta3, real (*)[256], 768)
+#define WS_da2 SHARED(da2, real (*)[128], 1536)
+#define WS_da1 SHARED(da1, real (*)[512], 512)
+#define WS_delta1 SHARED(delta1, real (*)[512], 0)
 /* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
  * single-precision FPU has no double: no soft double on a device), else double */
 typedef double acc;
@@ -192,7 +215,7 @@ static inline double sbp_log(double x)
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
 /* y[0..n) += sum_k alpha a[k as] x[k xs + 0..n), k < count; SBP_MAC_DISPATCH 1: builds for
- * AVX2 + FMA CPUs, picked at run time (DIGITS_CNN_NO_DISPATCH: none) */
+ * AVX-512F and AVX2 (+ FMA) CPUs, picked at run time (DIGITS_CNN_NO_DISPATCH: none) */
 #ifndef SBP_MAC_DISPATCH
 #if defined(DIGITS_CNN_NO_DISPATCH) || !defined(__x86_64__) || !defined(__GNUC__) || defined(__clang__) || __GNUC__ < 5
 #define SBP_MAC_DISPATCH 0
@@ -203,7 +226,7 @@ static inline double sbp_log(double x)
 #endif
 #endif
 #if SBP_MAC_DISPATCH == 1 && defined(__GLIBC__) && defined(__ELF__) && __GNUC__ >= 6
-#define SBP_CLONES __attribute__((target_clones("avx2", "default")))
+#define SBP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SBP_CLONES
 #endif
@@ -227,42 +250,103 @@ static inline void mac_rows_plain(int n, int count, real alpha, const real *a, l
 }
 
 #if SBP_MAC_DISPATCH
-__attribute__((target("avx2,fma")))
-static inline void mac_rows_avx2(int n, int count, real alpha, const real *a, long as,
-                            const real *restrict x, long xs, real *restrict y)
-{
-    int k = 0;
-    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */
-        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs;
-        real c[8];
-        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as];
-        for (int i = 0; i < n; ++i) {
-            real u = c[0] * x0[i], v = c[4] * x4[i];
-            for (int j = 1; j < 4; ++j) {
-                u = fma(c[j], x0[j * xs + i], u);
-                v = fma(c[4 + j], x4[j * xs + i], v);
-            }
-            y[i] += u + v;
-        }
-    }
-    a += k * as; /* the rest */
-    x += k * xs;
-    for (; k < count; ++k, a += as, x += xs) {
-        const real ak = alpha * *a;
-        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]);
-    }
+#include <immintrin.h>
+/* the fused one-row kernel, one text for its two instances */
+#define SBP_FUSED_KERNEL(fn, isa) \
+__attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, long as, \
+                            const real *restrict x, long xs, real *restrict y) \
+{ \
+    int k = 0; \
+    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */ \
+        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs; \
+        real c[8]; \
+        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as]; \
+        for (int i = 0; i < n; ++i) { \
+            real u = c[0] * x0[i], v = c[4] * x4[i]; \
+            for (int j = 1; j < 4; ++j) { \
+                u = fma(c[j], x0[j * xs + i], u); \
+                v = fma(c[4 + j], x4[j * xs + i], v); \
+            } \
+            y[i] += u + v; \
+        } \
+    } \
+    a += k * as; /* the rest */ \
+    x += k * xs; \
+    for (; k < count; ++k, a += as, x += xs) { \
+        const real ak = alpha * *a; \
+        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]); \
+    } \
 }
-
+SBP_FUSED_KERNEL(mac_rows_avx2, "avx2,fma")
+/* four rows of y at once (double with FMA; intrinsics, as gcc keeps arrays of accumulators in
+ * scalars): 2 W columns of each row in registers over all of count (V: W doubles), two vectors
+ * a row (eight FMA chains), two loads of x and four broadcasts a k; the rest by the one-row ONE.
+ * The sums run over k in order (rounded once a term). One text, two instances. */
+#define SBP_ROWS4_KERNEL(fn, one, isa, V, P, W) \
+__attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, \
+    long ar, long as, const real *restrict x, long xs, real *restrict y, long ys) \
+{ \
+    int j = 0; \
+    for (; j + 2 * W <= n; j += 2 * W) { \
+        real *restrict y0 = y + j, *restrict y1 = y0 + ys, *restrict y2 = y1 + ys, *restrict y3 = y2 + ys; \
+        V c0 = P##loadu_pd(y0), c1 = P##loadu_pd(y1), c2 = P##loadu_pd(y2), c3 = P##loadu_pd(y3); \
+        V d0 = P##loadu_pd(y0 + W), d1 = P##loadu_pd(y1 + W), d2 = P##loadu_pd(y2 + W), d3 = P##loadu_pd(y3 + W); \
+        const real *ak = a, *restrict xk = x + j; \
+        for (int k = 0; k < count; ++k, ak += as, xk += xs) { \
+            const V u = P##loadu_pd(xk), v = P##loadu_pd(xk + W); \
+            V b = P##set1_pd(alpha * ak[0]); \
+            c0 = P##fmadd_pd(b, u, c0), d0 = P##fmadd_pd(b, v, d0), b = P##set1_pd(alpha * ak[ar]); \
+            c1 = P##fmadd_pd(b, u, c1), d1 = P##fmadd_pd(b, v, d1), b = P##set1_pd(alpha * ak[2 * ar]); \
+            c2 = P##fmadd_pd(b, u, c2), d2 = P##fmadd_pd(b, v, d2), b = P##set1_pd(alpha * ak[3 * ar]); \
+            c3 = P##fmadd_pd(b, u, c3), d3 = P##fmadd_pd(b, v, d3); \
+        } \
+        P##storeu_pd(y0, c0), P##storeu_pd(y1, c1), P##storeu_pd(y2, c2), P##storeu_pd(y3, c3); \
+        P##storeu_pd(y0 + W, d0), P##storeu_pd(y1 + W, d1), P##storeu_pd(y2 + W, d2), P##storeu_pd(y3 + W, d3); \
+    } \
+    if (j < n) \
+        for (int r = 0; r < 4; ++r) one(n - j, count, alpha, a + r * ar, as, x + j, xs, y + r * ys + j); \
+}
+SBP_ROWS4_KERNEL(mac_rows4_avx2, mac_rows_avx2, "avx2,fma", __m256d, _mm256_, 4)
+#endif
+#if SBP_MAC_DISPATCH == 1
+SBP_FUSED_KERNEL(mac_rows_avx512, "avx512f,fma")
+SBP_ROWS4_KERNEL(mac_rows4_avx512, mac_rows_avx512, "avx512f,fma", __m512d, _mm512_, 8)
 #endif
 static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
 {
+#if SBP_MAC_DISPATCH == 1
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+        mac_rows_avx512(n, count, alpha, a, as, x, xs, y);
+    else
+#endif
 #if SBP_MAC_DISPATCH
     if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
         mac_rows_avx2(n, count, alpha, a, as, x, xs, y);
     else
 #endif
         mac_rows_plain(n, count, alpha, a, as, x, xs, y);
+}
+
+/* rows y, y + ys, y + 2 ys, y + 3 ys of mac_rows, their a at a, a + ar, ...: in double with FMA
+ * one pass of the four-row kernel (SBP_ROWS4 1), else four passes of the plain kernel */
+#define SBP_ROWS4 SBP_MAC_DISPATCH
+static inline void mac_rows4(int n, int count, real alpha, const real *a, long ar, long as,
+                             const real *restrict x, long xs, real *restrict y, long ys)
+{
+#if SBP_MAC_DISPATCH == 1
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+        mac_rows4_avx512(n, count, alpha, a, ar, as, x, xs, y, ys);
+        return;
+    }
+#endif
+#if SBP_MAC_DISPATCH
+    if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        mac_rows4_avx2(n, count, alpha, a, ar, as, x, xs, y, ys);
+        return;
+    }
+#endif
+    for (int r = 0; r < 4; ++r) mac_rows_plain(n, count, alpha, a + r * ar, as, x, xs, y + r * ys);
 }
 
 #if !defined(DIGITS_CNN_BLAS) && !DIGITS_CNN_WT_COPY
@@ -317,7 +401,13 @@ static SBP_CLONES void gemm(int ta, int wt, long M, int N, long K, int kb, real 
         for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
     for (long k0 = 0; k0 < K; k0 += kb) {
         const int n = (int)(K - k0 < kb ? K - k0 : kb);
-        for (long i = 0; i < M; ++i)
+        long i = 0;
+#if SBP_ROWS4 /* double with FMA: four rows of C a pass */
+        for (; i + 4 <= M; i += 4)
+            mac_rows4(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? 1 : K, ta ? M : 1, B + k0 * N, N,
+                      C + i * N, N);
+#endif
+        for (; i < M; ++i)
             mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
@@ -398,7 +488,7 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
                         for (int oh = 0; oh < 8; ++oh)
                             for (int ow = 0; ow < 8; ++ow) row[oh * 8 + ow] = src[oh * 10 + ow * 1];
                     }
-            real *restrict y = &ws->z1[r][g * 512];
+            real *restrict y = &WS_z1[r][g * 512];
             for (int o = 0; o < 8; ++o)
                 for (int q = 0; q < 64; ++q) y[o * 64 + q] = params->b1[g * 8 + o];
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 8, 64, 9, 1, kern + g * 72, 9, cols, 64, 1, y, 64);
@@ -426,15 +516,15 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
                 for (int q = 0; q < 80; ++q)
                     yw[q] += (w0_0 * xc[q] + w0_1 * xc[q + 1] + w0_2 * xc[q + 2]) + (w1_0 * xc[q + 10] + w1_1 * xc[q + 11] + w1_2 * xc[q + 12]) + (w2_0 * xc[q + 20] + w2_1 * xc[q + 21] + w2_2 * xc[q + 22]);
             }
-            real *restrict y = &ws->z1[r][o * 64];
+            real *restrict y = &WS_z1[r][o * 64];
             for (int oh = 0; oh < 8; ++oh) memcpy(y + oh * 8, yw + oh * 10, 8 * sizeof(real));
         }
     }
 #endif
     /* a1 = max(0, z1) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z1 = ws->z1[0];
-        real *restrict a1 = ws->a1[0];
+        const real *restrict z1 = WS_z1[0];
+        real *restrict a1 = WS_a1[0];
         for (long i = 0; i < m * 512; ++i) {
             a1[i] = (z1[i] < 0 ? 0 : z1[i]);
         }
@@ -443,8 +533,8 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
     /* a2 = maxpool(a1, 2x2): the first maximum of each window (padding never wins) */
     for (long r = 0; r < m; ++r)
         for (int ch = 0; ch < 8; ++ch) {
-            const real *restrict xc = &ws->a1[r][ch * 64];
-            real *restrict y = &ws->a2[r][ch * 16];
+            const real *restrict xc = &WS_a1[r][ch * 64];
+            real *restrict y = &WS_a2[r][ch * 16];
             for (int oh = 0; oh < 4; ++oh)
                 for (int ow = 0; ow < 4; ++ow) {
                     real best = -INFINITY;
@@ -467,7 +557,7 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
         memset(xp, 0, 288 * sizeof(real));
         for (int ci = 0; ci < 8; ++ci)
             for (int h = 0; h < 4; ++h)
-                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, ws->a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
+                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, WS_a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
         for (int g = 0; g < 1; ++g) {
             for (int ci = 0; ci < 8; ++ci)
                 for (int kh = 0; kh < 3; ++kh)
@@ -477,7 +567,7 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
                         for (int oh = 0; oh < 4; ++oh)
                             for (int ow = 0; ow < 4; ++ow) row[oh * 4 + ow] = src[oh * 6 + ow * 1];
                     }
-            real *restrict y = &ws->z3[r][g * 256];
+            real *restrict y = &WS_z3[r][g * 256];
             for (int o = 0; o < 16; ++o)
                 for (int q = 0; q < 16; ++q) y[o * 16 + q] = params->b3[g * 16 + o];
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 16, 16, 72, 1, kern + g * 1152, 72, cols, 16, 1, y, 16);
@@ -490,7 +580,7 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
         memset(xp, 0, 290 * sizeof(real));
         for (int ci = 0; ci < 8; ++ci)
             for (int h = 0; h < 4; ++h)
-                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, ws->a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
+                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, WS_a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
         for (int o = 0; o < 16; ++o) {
             const int g = o / 16;
             (void)g;
@@ -505,31 +595,31 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
                 for (int q = 0; q < 24; ++q)
                     yw[q] += (w0_0 * xc[q] + w0_1 * xc[q + 1] + w0_2 * xc[q + 2]) + (w1_0 * xc[q + 6] + w1_1 * xc[q + 7] + w1_2 * xc[q + 8]) + (w2_0 * xc[q + 12] + w2_1 * xc[q + 13] + w2_2 * xc[q + 14]);
             }
-            real *restrict y = &ws->z3[r][o * 16];
+            real *restrict y = &WS_z3[r][o * 16];
             for (int oh = 0; oh < 4; ++oh) memcpy(y + oh * 4, yw + oh * 6, 4 * sizeof(real));
         }
     }
 #endif
     /* a3 = max(0, z3) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z3 = ws->z3[0];
-        real *restrict a3 = ws->a3[0];
+        const real *restrict z3 = WS_z3[0];
+        real *restrict a3 = WS_a3[0];
         for (long i = 0; i < m * 256; ++i) {
             a3[i] = (z3[i] < 0 ? 0 : z3[i]);
         }
     }
 
     /* a4 = flatten(a3): the same numbers */
-    memcpy(ws->a4, ws->a3, (size_t)m * sizeof ws->a4[0]);
+    memcpy(WS_a4, WS_a3, (size_t)m * sizeof WS_a4[0]);
     /* z5 = W5 @ a4 + b5 */
     for (long r = 0; r < m; ++r)
-        for (int i = 0; i < 10; ++i) ws->z5[r][i] = params->b5[i];
-    gemm(0, 1, m, 10, 256, 256, 1, &ws->a4[0][0], WT(W5), 1, &ws->z5[0][0]);
+        for (int i = 0; i < 10; ++i) WS_z5[r][i] = params->b5[i];
+    gemm(0, 1, m, 10, 256, 256, 1, &WS_a4[0][0], WT(W5), 1, &WS_z5[0][0]);
 
     /* a5 = softmax(z5), with the row maximum subtracted first */
     for (long r = 0; r < m; ++r) {
-        const real *restrict z = ws->z5[r];
-        real *restrict out = ws->a5[r];
+        const real *restrict z = WS_z5[r];
+        real *restrict out = WS_a5[r];
         real top = z[0], total = 0;
         for (int i = 1; i < 10; ++i) top = z[i] > top ? z[i] : top;
         for (int i = 0; i < 10; ++i) out[i] = sbp_exp(z[i] - top);
@@ -539,11 +629,11 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 
     /* lse = log(sum(exp(z5))) = mx + log(sum(exp(z5 - mx))), mx the row maximum */
     for (long r = 0; r < m; ++r) {
-        const real *restrict z = ws->z5[r];
+        const real *restrict z = WS_z5[r];
         real top = z[0], total = 0;
         for (int i = 1; i < 10; ++i) top = z[i] > top ? z[i] : top;
         for (int i = 0; i < 10; ++i) total += sbp_exp(z[i] - top);
-        ws->lse[r] = top + sbp_log(total);
+        WS_lse[r] = top + sbp_log(total);
     }
 
 }
@@ -556,8 +646,8 @@ static acc loss_chunk(const Work *ws, long m, long n)
     /* E = 1/N * sum_n sum_k t*(lse - z5) */
     for (long r = 0; r < m; ++r) {
         const real *restrict t = ws->t[r];
-        const real *restrict z5 = ws->z5[r];
-        const real lse = ws->lse[r];
+        const real *restrict z5 = WS_z5[r];
+        const real lse = WS_lse[r];
         for (int i = 0; i < 10; ++i) {
             sum += (acc)(t[i]*(lse - z5[i]));
         }
@@ -589,34 +679,34 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     (void)fz;
     /* delta5 = (a5 - t)/N */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict a5 = ws->a5[0];
+        const real *restrict a5 = WS_a5[0];
         const real *restrict t = ws->t[0];
-        real *restrict delta5 = ws->delta5[0];
+        real *restrict delta5 = WS_delta5[0];
         for (long i = 0; i < m * 10; ++i) {
             delta5[i] = (a5[i] - t[i])/Nr;
         }
     }
 
     /* da4 = W5.T @ delta5 */
-    gemm(0, 0, m, 256, 10, 10, 1, &ws->delta5[0][0], &params->W5[0][0], 0, &ws->da4[0][0]);
+    gemm(0, 0, m, 256, 10, 10, 1, &WS_delta5[0][0], &params->W5[0][0], 0, &WS_da4[0][0]);
 
     /* dW5 = sum_n delta5_n @ a4_n.T */
-    gemm(1, 0, 10, 256, m, 128, fz ? fz->alpha * 1 : 1, &ws->delta5[0][0], &ws->a4[0][0],
+    gemm(1, 0, 10, 256, m, 128, fz ? fz->alpha * 1 : 1, &WS_delta5[0][0], &WS_a4[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W5[0][0] : &grads->W5[0][0]);
 
     /* db5 = sum_n delta5_n */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->delta5[r];
+        const real *restrict d = WS_delta5[r];
         for (int i = 0; i < 10; ++i) BIAS_GRAD(b5)[i] += d[i];
     }
 
     /* da3 = reshape(da4, [16, 4, 4]): the same numbers */
-    memcpy(ws->da3, ws->da4, (size_t)m * sizeof ws->da3[0]);
+    memcpy(WS_da3, WS_da4, (size_t)m * sizeof WS_da3[0]);
     /* delta3 = da3*(z3 > 0) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict da3 = ws->da3[0];
-        const real *restrict z3 = ws->z3[0];
-        real *restrict delta3 = ws->delta3[0];
+        const real *restrict da3 = WS_da3[0];
+        const real *restrict z3 = WS_z3[0];
+        real *restrict delta3 = WS_delta3[0];
         for (long i = 0; i < m * 256; ++i) {
             const real delta3_c0 = (z3[i] > 0 ? 1 : 0);
             delta3[i] = delta3_c0*da3[i];
@@ -631,7 +721,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
         memset(xp, 0, 288 * sizeof(real));
         for (int ci = 0; ci < 8; ++ci)
             for (int h = 0; h < 4; ++h)
-                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, ws->a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
+                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, WS_a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
         for (int g = 0; g < 1; ++g) {
             for (int ci = 0; ci < 8; ++ci)
                 for (int kh = 0; kh < 3; ++kh)
@@ -641,7 +731,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                         for (int oh = 0; oh < 4; ++oh)
                             for (int ow = 0; ow < 4; ++ow) row[oh * 4 + ow] = src[oh * 6 + ow * 1];
                     }
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 16, 72, 16, 1, &ws->delta3[r][g * 256], 16, cols, 16, 1, dw + g * 1152, 72);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 16, 72, 16, 1, &WS_delta3[r][g * 256], 16, cols, 16, 1, dw + g * 1152, 72);
         }
     }
 #else
@@ -653,9 +743,9 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
             memset(xp, 0, 288 * sizeof(real));
             for (int ci = 0; ci < 8; ++ci)
                 for (int h = 0; h < 4; ++h)
-                    memcpy(xp + (ci * 6 + h + 1) * 6 + 1, ws->a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
+                    memcpy(xp + (ci * 6 + h + 1) * 6 + 1, WS_a2[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
             for (int o = 0; o < 16; ++o)
-                for (int q = 0; q < 16; ++q) dyT[q * 16 + o] = ws->delta3[r][o * 16 + q];
+                for (int q = 0; q < 16; ++q) dyT[q * 16 + o] = WS_delta3[r][o * 16 + q];
             for (int g = 0; g < 1; ++g)
                 for (int ci = 0; ci < 8; ++ci)
                     for (int kh = 0; kh < 3; ++kh)
@@ -675,7 +765,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     /* db3 = sum_n sum_p delta3_n[:, p] */
     for (long r = 0; r < m; ++r)
         for (int o = 0; o < 16; ++o) {
-            const real *restrict d = &ws->delta3[r][o * 16];
+            const real *restrict d = &WS_delta3[r][o * 16];
             real sum = 0;
             for (int p = 0; p < 16; ++p) sum += d[p];
             grads->b3[o] += sum;
@@ -687,7 +777,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
         real *restrict xp = ws->convbuf, *restrict cols = ws->convcols;
         memset(xp, 0, 288 * sizeof(real));
         for (int g = 0; g < 1; ++g) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 72, 16, 16, 1, kern + g * 1152, 72, &ws->delta3[r][g * 256], 16, 0, cols, 16);
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 72, 16, 16, 1, kern + g * 1152, 72, &WS_delta3[r][g * 256], 16, 0, cols, 16);
             for (int ci = 0; ci < 8; ++ci)
                 for (int kh = 0; kh < 3; ++kh)
                     for (int kw = 0; kw < 3; ++kw) {
@@ -697,8 +787,8 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                             for (int ow = 0; ow < 4; ++ow) dst[oh * 6 + ow * 1] += row[oh * 4 + ow];
                     }
         }
-        real *restrict dx = ws->da2[r];
-        memset(dx, 0, sizeof ws->da2[r]);
+        real *restrict dx = WS_da2[r];
+        memset(dx, 0, sizeof WS_da2[r]);
         for (int ci = 0; ci < 8; ++ci)
             for (int h = 0; h < 4; ++h)
                 memcpy(dx + (ci * 4 + h) * 4 + 0, xp + (ci * 6 + h + 1) * 6 + 1, 4 * sizeof(real));
@@ -710,7 +800,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
         memset(xp, 0, 578 * sizeof(real));
         for (int ci = 0; ci < 16; ++ci)
             for (int h = 0; h < 4; ++h)
-                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, ws->delta3[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
+                memcpy(xp + (ci * 6 + h + 1) * 6 + 1, WS_delta3[r] + (ci * 4 + h) * 4 + 0, 4 * sizeof(real));
         for (int o = 0; o < 8; ++o) {
             const int g = o / 8;
             (void)g;
@@ -725,18 +815,18 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                 for (int q = 0; q < 24; ++q)
                     yw[q] += (w0_0 * xc[q] + w0_1 * xc[q + 1] + w0_2 * xc[q + 2]) + (w1_0 * xc[q + 6] + w1_1 * xc[q + 7] + w1_2 * xc[q + 8]) + (w2_0 * xc[q + 12] + w2_1 * xc[q + 13] + w2_2 * xc[q + 14]);
             }
-            real *restrict y = &ws->da2[r][o * 16];
+            real *restrict y = &WS_da2[r][o * 16];
             for (int oh = 0; oh < 4; ++oh) memcpy(y + oh * 4, yw + oh * 6, 4 * sizeof(real));
         }
     }
 #endif
     /* da1 = da2 to the first maximum of each window of a1 (2x2) */
     for (long r = 0; r < m; ++r) {
-        memset(ws->da1[r], 0, sizeof ws->da1[r]);
+        memset(WS_da1[r], 0, sizeof WS_da1[r]);
         for (int ch = 0; ch < 8; ++ch) {
-            const real *restrict xc = &ws->a1[r][ch * 64];
-            const real *restrict dy = &ws->da2[r][ch * 16];
-            real *restrict dx = &ws->da1[r][ch * 64];
+            const real *restrict xc = &WS_a1[r][ch * 64];
+            const real *restrict dy = &WS_da2[r][ch * 16];
+            real *restrict dx = &WS_da1[r][ch * 64];
             for (int oh = 0; oh < 4; ++oh)
                 for (int ow = 0; ow < 4; ++ow) {
                     real best = -INFINITY;
@@ -758,9 +848,9 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     }
     /* delta1 = da1*(z1 > 0) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict da1 = ws->da1[0];
-        const real *restrict z1 = ws->z1[0];
-        real *restrict delta1 = ws->delta1[0];
+        const real *restrict da1 = WS_da1[0];
+        const real *restrict z1 = WS_z1[0];
+        real *restrict delta1 = WS_delta1[0];
         for (long i = 0; i < m * 512; ++i) {
             const real delta1_c0 = (z1[i] > 0 ? 1 : 0);
             delta1[i] = delta1_c0*da1[i];
@@ -785,7 +875,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                         for (int oh = 0; oh < 8; ++oh)
                             for (int ow = 0; ow < 8; ++ow) row[oh * 8 + ow] = src[oh * 10 + ow * 1];
                     }
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 8, 9, 64, 1, &ws->delta1[r][g * 512], 64, cols, 64, 1, dw + g * 72, 9);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 8, 9, 64, 1, &WS_delta1[r][g * 512], 64, cols, 64, 1, dw + g * 72, 9);
         }
     }
 #else
@@ -799,7 +889,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                 for (int h = 0; h < 8; ++h)
                     memcpy(xp + (ci * 10 + h + 1) * 10 + 1, ws->x[r] + (ci * 8 + h) * 8 + 0, 8 * sizeof(real));
             for (int o = 0; o < 8; ++o)
-                for (int q = 0; q < 64; ++q) dyT[q * 8 + o] = ws->delta1[r][o * 64 + q];
+                for (int q = 0; q < 64; ++q) dyT[q * 8 + o] = WS_delta1[r][o * 64 + q];
             for (int g = 0; g < 1; ++g)
                 for (int ci = 0; ci < 1; ++ci)
                     for (int kh = 0; kh < 3; ++kh)
@@ -819,7 +909,7 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     /* db1 = sum_n sum_p delta1_n[:, p] */
     for (long r = 0; r < m; ++r)
         for (int o = 0; o < 8; ++o) {
-            const real *restrict d = &ws->delta1[r][o * 64];
+            const real *restrict d = &WS_delta1[r][o * 64];
             real sum = 0;
             for (int p = 0; p < 64; ++p) sum += d[p];
             grads->b1[o] += sum;
@@ -863,7 +953,7 @@ void digits_cnn_forward(const Params *params, const real *X, long n, real *Y,
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, NULL, NULL, first, m);
         forward_chunk(params, ws, m);
-        memcpy(Y + first * OUTPUTS, ws->a5, (size_t)m * sizeof ws->a5[0]);
+        memcpy(Y + first * OUTPUTS, WS_a5, (size_t)m * sizeof WS_a5[0]);
     }
 }
 
@@ -922,7 +1012,7 @@ static inline float ipowf(float b, int64_t k)
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
-static void update_tensor(real *restrict P, const real *restrict G,
+static SBP_CLONES void update_tensor(real *restrict P, const real *restrict G,
                           real *restrict S_m,
                           real *restrict S_v,
                           long size, const real *c)
@@ -961,10 +1051,8 @@ static int64_t next_step(int64_t k)
     return k < INT64_MAX ? k + 1 : k;
 }
 
-
-/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them; conv kernels, of more axes, always here) */
-static void update(Params *params, State *state, const Grads *grads, int all)
+/* k = next_step(k), returned, and the rule's constants of this step in c (in real) */
+static int64_t step_constants(State *state, const Grads *grads, real *c)
 {
     const int64_t k = state->step = next_step(state->step);
     const double eta = state->hyper.eta;
@@ -974,16 +1062,25 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double s1 = 1 - beta2;
     const double s2 = eta/(1 - ipow(beta1, k));
     const double s3 = 1.0/sqrt(1 - ipow(beta2, k));
-    const real c[] = {
-        (real)(state->hyper.lambda),
-        (real)(state->hyper.beta1),
-        (real)(state->hyper.beta2),
-        (real)(state->hyper.epsilon),
-        (real)(s0),
-        (real)(s1),
-        (real)(s2),
-        (real)(s3),
-        0};
+    c[0] = (real)(state->hyper.lambda);
+    c[1] = (real)(state->hyper.beta1);
+    c[2] = (real)(state->hyper.beta2);
+    c[3] = (real)(state->hyper.epsilon);
+    c[4] = (real)(s0);
+    c[5] = (real)(s1);
+    c[6] = (real)(s2);
+    c[7] = (real)(s3);
+    (void)grads;
+    (void)c;
+    return k;
+}
+
+/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
+ * gradient products did them; conv kernels, of more axes, always here) */
+static void update(Params *params, State *state, const Grads *grads, int all)
+{
+    real c[9];
+    const int64_t k = step_constants(state, grads, c);
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
@@ -1103,7 +1200,7 @@ double digits_cnn_accuracy(const Params *params, const real *X, const real *T, l
             /* the argmax of the output equals the argmax of the target */
             int y = 0, t = 0;
             for (int i = 1; i < OUTPUTS; ++i) {
-                y = ws->a5[r][i] > ws->a5[r][y] ? i : y;
+                y = WS_a5[r][i] > WS_a5[r][y] ? i : y;
                 t = ws->t[r][i] > ws->t[r][t] ? i : t;
             }
             right += y == t;

@@ -12,7 +12,7 @@
  */
 #ifndef DIGITS_CNN_H
 #define DIGITS_CNN_H
-#define DIGITS_CNN_BUILD 0x6473b83e2d47 /* this set of files: the .c files check it */
+#define DIGITS_CNN_BUILD 0xe20f1ac7ac57 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -50,7 +50,8 @@
  * below are left out) and DIGITS_CNN_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * DIGITS_CNN_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). DIGITS_CNN_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double digits_cnn_real; /* the spec's dtype: float64 */
 
@@ -99,6 +100,9 @@ typedef struct {
     digits_cnn_real xbuf[DIGITS_CNN_CHUNK][DIGITS_CNN_INPUTS]; /* a shuffled chunk's rows */
     digits_cnn_real tbuf[DIGITS_CNN_CHUNK][DIGITS_CNN_OUTPUTS];
 #endif
+#ifdef DIGITS_CNN_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    digits_cnn_real shared[DIGITS_CNN_CHUNK * 2176];
+#else
     digits_cnn_real z1[DIGITS_CNN_CHUNK][512];
     digits_cnn_real a1[DIGITS_CNN_CHUNK][512];
     digits_cnn_real a2[DIGITS_CNN_CHUNK][128];
@@ -115,6 +119,7 @@ typedef struct {
     digits_cnn_real da2[DIGITS_CNN_CHUNK][128];
     digits_cnn_real da1[DIGITS_CNN_CHUNK][512];
     digits_cnn_real delta1[DIGITS_CNN_CHUNK][512];
+#endif
     digits_cnn_real convbuf[1696]; /* one sample's maps, padded (convolutions) */
 #ifdef DIGITS_CNN_BLAS
     digits_cnn_real convcols[1152]; /* im2col of one sample and group */

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0xa2f484c76231 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0x575a610b3e34 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +45,11 @@
  * below are left out) and IRIS_SOFTMAX_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * IRIS_SOFTMAX_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * IRIS_SOFTMAX_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the adam step updates each weight matrix inside
+ * its gradient product. IRIS_SOFTMAX_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double iris_softmax_real; /* the spec's dtype: float64 */
 
@@ -89,6 +93,9 @@ typedef struct {
     iris_softmax_real xbuf[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_INPUTS]; /* a shuffled chunk's rows */
     iris_softmax_real tbuf[IRIS_SOFTMAX_CHUNK][IRIS_SOFTMAX_OUTPUTS];
 #endif
+#ifdef IRIS_SOFTMAX_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    iris_softmax_real shared[IRIS_SOFTMAX_CHUNK * 27];
+#else
     iris_softmax_real z1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real a1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real z2[IRIS_SOFTMAX_CHUNK][3];
@@ -97,11 +104,17 @@ typedef struct {
     iris_softmax_real delta2[IRIS_SOFTMAX_CHUNK][3];
     iris_softmax_real da1[IRIS_SOFTMAX_CHUNK][8];
     iris_softmax_real delta1[IRIS_SOFTMAX_CHUNK][8];
+#endif
 #if IRIS_SOFTMAX_WT_COPY /* weights transposed, for the matrix loops (unused with IRIS_SOFTMAX_BLAS) */
     iris_softmax_real W1T[4][8];
     iris_softmax_real W2T[8][3];
 #endif
+#ifdef IRIS_SOFTMAX_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    iris_softmax_real g_b1[8]; /* the gradient of b1 */
+    iris_softmax_real g_b2[3]; /* the gradient of b2 */
+#else
     iris_softmax_grads grads; /* of the last step */
+#endif
 } iris_softmax_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */

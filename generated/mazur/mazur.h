@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0xace39fde8a2f /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0x0057475e5c98 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -48,7 +48,8 @@
  * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
  * MAZUR_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
  * holds no gradients but the biases': the sgd step updates each weight matrix inside
- * its gradient product. */
+ * its gradient product. MAZUR_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double mazur_real; /* the spec's dtype: float64 */
 
@@ -85,6 +86,9 @@ typedef struct {
     mazur_real xbuf[MAZUR_CHUNK][MAZUR_INPUTS]; /* a shuffled chunk's rows */
     mazur_real tbuf[MAZUR_CHUNK][MAZUR_OUTPUTS];
 #endif
+#ifdef MAZUR_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    mazur_real shared[MAZUR_CHUNK * 6];
+#else
     mazur_real z1[MAZUR_CHUNK][2];
     mazur_real a1[MAZUR_CHUNK][2];
     mazur_real z2[MAZUR_CHUNK][2];
@@ -92,6 +96,7 @@ typedef struct {
     mazur_real delta2[MAZUR_CHUNK][2];
     mazur_real da1[MAZUR_CHUNK][2];
     mazur_real delta1[MAZUR_CHUNK][2];
+#endif
 #if MAZUR_WT_COPY /* weights transposed, for the matrix loops (unused with MAZUR_BLAS) */
     mazur_real W1T[2][2];
     mazur_real W2T[2][2];

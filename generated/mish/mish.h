@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x82e7f0ca7a36 /* this set of files: the .c files check it */
+#define MISH_BUILD 0x57da4d49d986 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -48,7 +48,8 @@
  * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
  * MISH_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
  * holds no gradients but the biases': the sgd step updates each weight matrix inside
- * its gradient product. */
+ * its gradient product. MISH_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double mish_real; /* the spec's dtype: float64 */
 
@@ -87,6 +88,9 @@ typedef struct {
     mish_real xbuf[MISH_CHUNK][MISH_INPUTS]; /* a shuffled chunk's rows */
     mish_real tbuf[MISH_CHUNK][MISH_OUTPUTS];
 #endif
+#ifdef MISH_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    mish_real shared[MISH_CHUNK * 14];
+#else
     mish_real z1[MISH_CHUNK][4];
     mish_real a1[MISH_CHUNK][4];
     mish_real z2[MISH_CHUNK][2];
@@ -94,6 +98,7 @@ typedef struct {
     mish_real delta2[MISH_CHUNK][2];
     mish_real da1[MISH_CHUNK][4];
     mish_real delta1[MISH_CHUNK][4];
+#endif
 #if MISH_WT_COPY /* weights transposed, for the matrix loops (unused with MISH_BLAS) */
     mish_real W1T[3][4];
     mish_real W2T[4][2];

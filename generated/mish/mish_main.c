@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0x82e7f0ca7a36
+#if !defined(MISH_BUILD) || MISH_BUILD != 0x57da4d49d986
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 

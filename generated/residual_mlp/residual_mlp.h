@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x22cccc8cd312 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x1d0fb590aec7 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +47,11 @@
  * below are left out) and RESIDUAL_MLP_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * RESIDUAL_MLP_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * RESIDUAL_MLP_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the adam step updates each weight matrix inside
+ * its gradient product. RESIDUAL_MLP_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double residual_mlp_real; /* the spec's dtype: float64 */
 
@@ -95,6 +99,9 @@ typedef struct {
     residual_mlp_real xbuf[RESIDUAL_MLP_CHUNK][RESIDUAL_MLP_INPUTS]; /* a shuffled chunk's rows */
     residual_mlp_real tbuf[RESIDUAL_MLP_CHUNK][RESIDUAL_MLP_OUTPUTS];
 #endif
+#ifdef RESIDUAL_MLP_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    residual_mlp_real shared[RESIDUAL_MLP_CHUNK * 96];
+#else
     residual_mlp_real z1[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real a1[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real z2[RESIDUAL_MLP_CHUNK][16];
@@ -110,12 +117,19 @@ typedef struct {
     residual_mlp_real da1__via_z2[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real da1[RESIDUAL_MLP_CHUNK][16];
     residual_mlp_real delta1[RESIDUAL_MLP_CHUNK][16];
+#endif
 #if RESIDUAL_MLP_WT_COPY /* weights transposed, for the matrix loops (unused with RESIDUAL_MLP_BLAS) */
     residual_mlp_real W1T[4][16];
     residual_mlp_real W2T[16][16];
     residual_mlp_real W4T[16][3];
 #endif
+#ifdef RESIDUAL_MLP_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    residual_mlp_real g_b1[16]; /* the gradient of b1 */
+    residual_mlp_real g_b2[16]; /* the gradient of b2 */
+    residual_mlp_real g_b4[3]; /* the gradient of b4 */
+#else
     residual_mlp_grads grads; /* of the last step */
+#endif
 } residual_mlp_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */

@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0x5c0e96c718b8 /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0x2f2ef6f06435 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +45,11 @@
  * below are left out) and RMSPROP_CUSTOM_LOSS_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * RMSPROP_CUSTOM_LOSS_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * RMSPROP_CUSTOM_LOSS_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the rmsprop step updates each weight matrix inside
+ * its gradient product. RMSPROP_CUSTOM_LOSS_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double rmsprop_custom_loss_real; /* the spec's dtype: float64 */
 
@@ -90,6 +94,9 @@ typedef struct {
     rmsprop_custom_loss_real xbuf[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_INPUTS]; /* a shuffled chunk's rows */
     rmsprop_custom_loss_real tbuf[RMSPROP_CUSTOM_LOSS_CHUNK][RMSPROP_CUSTOM_LOSS_OUTPUTS];
 #endif
+#ifdef RMSPROP_CUSTOM_LOSS_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    rmsprop_custom_loss_real shared[RMSPROP_CUSTOM_LOSS_CHUNK * 10];
+#else
     rmsprop_custom_loss_real z1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real a1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real z2[RMSPROP_CUSTOM_LOSS_CHUNK][1];
@@ -97,11 +104,17 @@ typedef struct {
     rmsprop_custom_loss_real delta2[RMSPROP_CUSTOM_LOSS_CHUNK][1];
     rmsprop_custom_loss_real da1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
     rmsprop_custom_loss_real delta1[RMSPROP_CUSTOM_LOSS_CHUNK][3];
+#endif
 #if RMSPROP_CUSTOM_LOSS_WT_COPY /* weights transposed, for the matrix loops (unused with RMSPROP_CUSTOM_LOSS_BLAS) */
     rmsprop_custom_loss_real W1T[2][3];
     rmsprop_custom_loss_real W2T[3][1];
 #endif
+#ifdef RMSPROP_CUSTOM_LOSS_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    rmsprop_custom_loss_real g_b1[3]; /* the gradient of b1 */
+    rmsprop_custom_loss_real g_b2[1]; /* the gradient of b2 */
+#else
     rmsprop_custom_loss_grads grads; /* of the last step */
+#endif
 } rmsprop_custom_loss_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */

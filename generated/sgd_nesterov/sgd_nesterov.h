@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0xb10dae31dc5d /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xfa6edbeff578 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,7 +46,11 @@
  * below are left out) and SGD_NESTEROV_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * SGD_NESTEROV_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * SGD_NESTEROV_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the sgd step updates each weight matrix inside
+ * its gradient product. SGD_NESTEROV_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double sgd_nesterov_real; /* the spec's dtype: float64 */
 
@@ -90,6 +94,9 @@ typedef struct {
     sgd_nesterov_real xbuf[SGD_NESTEROV_CHUNK][SGD_NESTEROV_INPUTS]; /* a shuffled chunk's rows */
     sgd_nesterov_real tbuf[SGD_NESTEROV_CHUNK][SGD_NESTEROV_OUTPUTS];
 #endif
+#ifdef SGD_NESTEROV_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    sgd_nesterov_real shared[SGD_NESTEROV_CHUNK * 27];
+#else
     sgd_nesterov_real z1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real a1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real z2[SGD_NESTEROV_CHUNK][4];
@@ -101,12 +108,18 @@ typedef struct {
     sgd_nesterov_real delta2[SGD_NESTEROV_CHUNK][4];
     sgd_nesterov_real da1[SGD_NESTEROV_CHUNK][5];
     sgd_nesterov_real delta1[SGD_NESTEROV_CHUNK][5];
+#endif
 #if SGD_NESTEROV_WT_COPY /* weights transposed, for the matrix loops (unused with SGD_NESTEROV_BLAS) */
     sgd_nesterov_real W1T[3][5];
     sgd_nesterov_real W2T[5][4];
     sgd_nesterov_real W3T[4][2];
 #endif
+#ifdef SGD_NESTEROV_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    sgd_nesterov_real g_b1[5]; /* the gradient of b1 */
+    sgd_nesterov_real g_b2[1]; /* the gradient of b2 */
+#else
     sgd_nesterov_grads grads; /* of the last step */
+#endif
 } sgd_nesterov_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xb10dae31dc5d
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xfa6edbeff578
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_lstm.h"
-#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0x8bd05883b72a
+#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0x788a9eb6d7f2
 #error "sine_lstm.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -36,6 +36,25 @@ typedef sine_lstm_params Params;
 typedef sine_lstm_grads Grads;
 typedef sine_lstm_state State;
 typedef sine_lstm_workspace Work;
+/* Each per-row tensor of a chunk: its own member, or with SINE_LSTM_SHARE its place in the
+ * shared block (reals a row before it; tensors whose lifetimes overlap never meet there) */
+#ifdef SINE_LSTM_SHARE
+#define SHARED(v, type, at) ((type)(ws->shared + CHUNK * (at)))
+#else
+#define SHARED(v, type, at) ((ws)->v)
+#endif
+#define WS_s1 SHARED(s1, real (*)[672], 672)
+#define WS_h1 SHARED(h1, real (*)[96], 0)
+#define WS_a1 SHARED(a1, real (*)[8], 96)
+#define WS_z2 SHARED(z2, real (*)[1], 1)
+#define WS_a2 SHARED(a2, real (*)[1], 0)
+#define WS_delta2 SHARED(delta2, real (*)[1], 8)
+#define WS_da1 SHARED(da1, real (*)[8], 0)
+#define WS_dh1 SHARED(dh1, real (*)[96], 1344)
+#define WS_ds1 SHARED(ds1, real (*)[672], 0)
+#define WS_delta1 SHARED(delta1, real (*)[576], 1344)
+#define WS_dx1 SHARED(dx1, real (*)[384], 0)
+#define WS_hs1 SHARED(hs1, real (*)[96], 384)
 /* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
  * single-precision FPU has no double: no soft double on a device), else double */
 typedef double acc;
@@ -197,7 +216,7 @@ static inline double sbp_sigmoid(double x)
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
 /* y[0..n) += sum_k alpha a[k as] x[k xs + 0..n), k < count; SBP_MAC_DISPATCH 1: builds for
- * AVX2 + FMA CPUs, picked at run time (SINE_LSTM_NO_DISPATCH: none) */
+ * AVX-512F and AVX2 (+ FMA) CPUs, picked at run time (SINE_LSTM_NO_DISPATCH: none) */
 #ifndef SBP_MAC_DISPATCH
 #if defined(SINE_LSTM_NO_DISPATCH) || !defined(__x86_64__) || !defined(__GNUC__) || defined(__clang__) || __GNUC__ < 5
 #define SBP_MAC_DISPATCH 0
@@ -208,7 +227,7 @@ static inline double sbp_sigmoid(double x)
 #endif
 #endif
 #if SBP_MAC_DISPATCH == 1 && defined(__GLIBC__) && defined(__ELF__) && __GNUC__ >= 6
-#define SBP_CLONES __attribute__((target_clones("avx2", "default")))
+#define SBP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SBP_CLONES
 #endif
@@ -232,42 +251,103 @@ static inline void mac_rows_plain(int n, int count, real alpha, const real *a, l
 }
 
 #if SBP_MAC_DISPATCH
-__attribute__((target("avx2,fma")))
-static inline void mac_rows_avx2(int n, int count, real alpha, const real *a, long as,
-                            const real *restrict x, long xs, real *restrict y)
-{
-    int k = 0;
-    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */
-        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs;
-        real c[8];
-        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as];
-        for (int i = 0; i < n; ++i) {
-            real u = c[0] * x0[i], v = c[4] * x4[i];
-            for (int j = 1; j < 4; ++j) {
-                u = fma(c[j], x0[j * xs + i], u);
-                v = fma(c[4 + j], x4[j * xs + i], v);
-            }
-            y[i] += u + v;
-        }
-    }
-    a += k * as; /* the rest */
-    x += k * xs;
-    for (; k < count; ++k, a += as, x += xs) {
-        const real ak = alpha * *a;
-        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]);
-    }
+#include <immintrin.h>
+/* the fused one-row kernel, one text for its two instances */
+#define SBP_FUSED_KERNEL(fn, isa) \
+__attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, long as, \
+                            const real *restrict x, long xs, real *restrict y) \
+{ \
+    int k = 0; \
+    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */ \
+        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs; \
+        real c[8]; \
+        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as]; \
+        for (int i = 0; i < n; ++i) { \
+            real u = c[0] * x0[i], v = c[4] * x4[i]; \
+            for (int j = 1; j < 4; ++j) { \
+                u = fma(c[j], x0[j * xs + i], u); \
+                v = fma(c[4 + j], x4[j * xs + i], v); \
+            } \
+            y[i] += u + v; \
+        } \
+    } \
+    a += k * as; /* the rest */ \
+    x += k * xs; \
+    for (; k < count; ++k, a += as, x += xs) { \
+        const real ak = alpha * *a; \
+        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]); \
+    } \
 }
-
+SBP_FUSED_KERNEL(mac_rows_avx2, "avx2,fma")
+/* four rows of y at once (double with FMA; intrinsics, as gcc keeps arrays of accumulators in
+ * scalars): 2 W columns of each row in registers over all of count (V: W doubles), two vectors
+ * a row (eight FMA chains), two loads of x and four broadcasts a k; the rest by the one-row ONE.
+ * The sums run over k in order (rounded once a term). One text, two instances. */
+#define SBP_ROWS4_KERNEL(fn, one, isa, V, P, W) \
+__attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, \
+    long ar, long as, const real *restrict x, long xs, real *restrict y, long ys) \
+{ \
+    int j = 0; \
+    for (; j + 2 * W <= n; j += 2 * W) { \
+        real *restrict y0 = y + j, *restrict y1 = y0 + ys, *restrict y2 = y1 + ys, *restrict y3 = y2 + ys; \
+        V c0 = P##loadu_pd(y0), c1 = P##loadu_pd(y1), c2 = P##loadu_pd(y2), c3 = P##loadu_pd(y3); \
+        V d0 = P##loadu_pd(y0 + W), d1 = P##loadu_pd(y1 + W), d2 = P##loadu_pd(y2 + W), d3 = P##loadu_pd(y3 + W); \
+        const real *ak = a, *restrict xk = x + j; \
+        for (int k = 0; k < count; ++k, ak += as, xk += xs) { \
+            const V u = P##loadu_pd(xk), v = P##loadu_pd(xk + W); \
+            V b = P##set1_pd(alpha * ak[0]); \
+            c0 = P##fmadd_pd(b, u, c0), d0 = P##fmadd_pd(b, v, d0), b = P##set1_pd(alpha * ak[ar]); \
+            c1 = P##fmadd_pd(b, u, c1), d1 = P##fmadd_pd(b, v, d1), b = P##set1_pd(alpha * ak[2 * ar]); \
+            c2 = P##fmadd_pd(b, u, c2), d2 = P##fmadd_pd(b, v, d2), b = P##set1_pd(alpha * ak[3 * ar]); \
+            c3 = P##fmadd_pd(b, u, c3), d3 = P##fmadd_pd(b, v, d3); \
+        } \
+        P##storeu_pd(y0, c0), P##storeu_pd(y1, c1), P##storeu_pd(y2, c2), P##storeu_pd(y3, c3); \
+        P##storeu_pd(y0 + W, d0), P##storeu_pd(y1 + W, d1), P##storeu_pd(y2 + W, d2), P##storeu_pd(y3 + W, d3); \
+    } \
+    if (j < n) \
+        for (int r = 0; r < 4; ++r) one(n - j, count, alpha, a + r * ar, as, x + j, xs, y + r * ys + j); \
+}
+SBP_ROWS4_KERNEL(mac_rows4_avx2, mac_rows_avx2, "avx2,fma", __m256d, _mm256_, 4)
+#endif
+#if SBP_MAC_DISPATCH == 1
+SBP_FUSED_KERNEL(mac_rows_avx512, "avx512f,fma")
+SBP_ROWS4_KERNEL(mac_rows4_avx512, mac_rows_avx512, "avx512f,fma", __m512d, _mm512_, 8)
 #endif
 static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
 {
+#if SBP_MAC_DISPATCH == 1
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+        mac_rows_avx512(n, count, alpha, a, as, x, xs, y);
+    else
+#endif
 #if SBP_MAC_DISPATCH
     if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
         mac_rows_avx2(n, count, alpha, a, as, x, xs, y);
     else
 #endif
         mac_rows_plain(n, count, alpha, a, as, x, xs, y);
+}
+
+/* rows y, y + ys, y + 2 ys, y + 3 ys of mac_rows, their a at a, a + ar, ...: in double with FMA
+ * one pass of the four-row kernel (SBP_ROWS4 1), else four passes of the plain kernel */
+#define SBP_ROWS4 SBP_MAC_DISPATCH
+static inline void mac_rows4(int n, int count, real alpha, const real *a, long ar, long as,
+                             const real *restrict x, long xs, real *restrict y, long ys)
+{
+#if SBP_MAC_DISPATCH == 1
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+        mac_rows4_avx512(n, count, alpha, a, ar, as, x, xs, y, ys);
+        return;
+    }
+#endif
+#if SBP_MAC_DISPATCH
+    if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        mac_rows4_avx2(n, count, alpha, a, ar, as, x, xs, y, ys);
+        return;
+    }
+#endif
+    for (int r = 0; r < 4; ++r) mac_rows_plain(n, count, alpha, a + r * ar, as, x, xs, y + r * ys);
 }
 
 #if !defined(SINE_LSTM_BLAS) && !SINE_LSTM_WT_COPY
@@ -322,7 +402,13 @@ static SBP_CLONES void gemm(int ta, int wt, long M, int N, long K, int kb, real 
         for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
     for (long k0 = 0; k0 < K; k0 += kb) {
         const int n = (int)(K - k0 < kb ? K - k0 : kb);
-        for (long i = 0; i < M; ++i)
+        long i = 0;
+#if SBP_ROWS4 /* double with FMA: four rows of C a pass */
+        for (; i + 4 <= M; i += 4)
+            mac_rows4(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? 1 : K, ta ? M : 1, B + k0 * N, N,
+                      C + i * N, N);
+#endif
+        for (; i < M; ++i)
             mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
@@ -376,7 +462,7 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
     static const real zeros_s1[56]; /* the values before step 1 */
     for (long r = 0; r < m; ++r) {
         const real *restrict xs = ws->x[r];
-        real *restrict ss = ws->s1[r];
+        real *restrict ss = WS_s1[r];
         real *restrict xa = ws->k1T[0]; /* W x_t + b */
         real *restrict qa = xa + 32; /* U h_(t-1) + br */
         for (int t = 0; t < 12; ++t) {
@@ -422,20 +508,20 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
     /* h1 = s1[:, 48:56] */
     for (long r = 0; r < m; ++r)
         for (int j = 0; j < 12; ++j)
-            memcpy(&ws->h1[r][j * 8], &ws->s1[r][j * 56 + 48], 8 * sizeof(real));
+            memcpy(&WS_h1[r][j * 8], &WS_s1[r][j * 56 + 48], 8 * sizeof(real));
 
     /* a1 = h1_T */
     for (long r = 0; r < m; ++r)
-        memcpy(ws->a1[r], &ws->h1[r][(12 - 1) * 8], 8 * sizeof(real));
+        memcpy(WS_a1[r], &WS_h1[r][(12 - 1) * 8], 8 * sizeof(real));
     /* z2 = W2 @ a1 + b2 */
     for (long r = 0; r < m; ++r)
-        for (int i = 0; i < 1; ++i) ws->z2[r][i] = params->b2[i];
-    gemm(0, 1, m, 1, 8, 8, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
+        for (int i = 0; i < 1; ++i) WS_z2[r][i] = params->b2[i];
+    gemm(0, 1, m, 1, 8, 8, 1, &WS_a1[0][0], WT(W2), 1, &WS_z2[0][0]);
 
     /* a2 = z2 */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z2 = ws->z2[0];
-        real *restrict a2 = ws->a2[0];
+        const real *restrict z2 = WS_z2[0];
+        real *restrict a2 = WS_a2[0];
         for (long i = 0; i < m * 1; ++i) {
             a2[i] = z2[i];
         }
@@ -450,7 +536,7 @@ static acc loss_chunk(const Work *ws, long m, long n)
     (void)n;
     /* E = 1/N * sum_n sum_k (a2 - t)**2 */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict a2 = ws->a2[0];
+        const real *restrict a2 = WS_a2[0];
         const real *restrict t = ws->t[0];
         for (long i = 0; i < m * 1; ++i) {
             sum += (acc)(((a2[i] - t[i])*(a2[i] - t[i])));
@@ -483,44 +569,44 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     (void)fz;
     /* delta2 = (-2*t + 2*a2)/N */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict a2 = ws->a2[0];
+        const real *restrict a2 = WS_a2[0];
         const real *restrict t = ws->t[0];
-        real *restrict delta2 = ws->delta2[0];
+        real *restrict delta2 = WS_delta2[0];
         for (long i = 0; i < m * 1; ++i) {
             delta2[i] = (-2*t[i] + 2*a2[i])/Nr;
         }
     }
 
     /* da1 = W2.T @ delta2 */
-    gemm(0, 0, m, 8, 1, 1, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
+    gemm(0, 0, m, 8, 1, 1, 1, &WS_delta2[0][0], &params->W2[0][0], 0, &WS_da1[0][0]);
 
     /* dW2 = sum_n delta2_n @ a1_n.T */
-    gemm(1, 0, 1, 8, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
+    gemm(1, 0, 1, 8, m, 256, fz ? fz->alpha * 1 : 1, &WS_delta2[0][0], &WS_a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->delta2[r];
+        const real *restrict d = WS_delta2[r];
         for (int i = 0; i < 1; ++i) BIAS_GRAD(b2)[i] += d[i];
     }
 
     /* dh1_t = da1 at t = T, else 0 */
     for (long r = 0; r < m; ++r) {
-        memset(ws->dh1[r], 0, (12 - 1) * 8 * sizeof(real));
-        memcpy(&ws->dh1[r][(12 - 1) * 8], ws->da1[r], 8 * sizeof(real));
+        memset(WS_dh1[r], 0, (12 - 1) * 8 * sizeof(real));
+        memcpy(&WS_dh1[r][(12 - 1) * 8], WS_da1[r], 8 * sizeof(real));
     }
     /* ds1[:, 48:56] = dh1, 0 elsewhere */
     for (long r = 0; r < m; ++r) {
-        memset(ws->ds1[r], 0, 672 * sizeof(real));
+        memset(WS_ds1[r], 0, 672 * sizeof(real));
         for (int j = 0; j < 12; ++j)
-            memcpy(&ws->ds1[r][j * 56 + 48], &ws->dh1[r][j * 8], 8 * sizeof(real));
+            memcpy(&WS_ds1[r][j * 56 + 48], &WS_dh1[r][j * 8], 8 * sizeof(real));
     }
     /* delta1_t = [dx, direct d(state)]_t, t = 12..1, dh_(t+1) = direct dh + U1.T @ dq_(t+1), every d(state)_13 = 0: dxi_t = g_t*i_t*(1 - i_t)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxf_t = c_(t-1)*f_t*(1 - f_t)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxg_t = i_t*(1 - g_t**2)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxo_t = k_t*o_t*(1 - o_t)*(dh_(t+1) + dl/dh_t); dh_t (direct) = 0; dc_t (direct) = f_t*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)) */
     static const real zeros_delta1[56]; /* the values before step 1 */
     for (long r = 0; r < m; ++r) {
-        const real *restrict ss = ws->s1[r];
-        const real *restrict gs = ws->ds1[r];
-        real *restrict ds = ws->delta1[r];
+        const real *restrict ss = WS_s1[r];
+        const real *restrict gs = WS_ds1[r];
+        real *restrict ds = WS_delta1[r];
         for (int t = 12 - 1; t >= 0; --t) {
             real *restrict dt = ds + (long)t * 48;
             const real *restrict st = ss + (long)t * 56;
@@ -566,17 +652,17 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     /* dx1 = delta1[:, 0:32] */
     for (long r = 0; r < m; ++r)
         for (int j = 0; j < 12; ++j)
-            memcpy(&ws->dx1[r][j * 32], &ws->delta1[r][j * 48 + 0], 32 * sizeof(real));
+            memcpy(&WS_dx1[r][j * 32], &WS_delta1[r][j * 48 + 0], 32 * sizeof(real));
 
     /* hs1 = s1[:, 48:56] */
     for (long r = 0; r < m; ++r)
         for (int j = 0; j < 12; ++j)
-            memcpy(&ws->hs1[r][j * 8], &ws->s1[r][j * 56 + 48], 8 * sizeof(real));
+            memcpy(&WS_hs1[r][j * 8], &WS_s1[r][j * 56 + 48], 8 * sizeof(real));
 
     /* dW1 = sum_n sum_t dx1_t @ x_t.T: summed into grads (also the scratch of a fused step, then applied) */
     if (first || fz) memset(grads->W1, 0, sizeof grads->W1);
     for (long r = 0; r < m; ++r) {
-        const real *restrict gs = ws->dx1[r];
+        const real *restrict gs = WS_dx1[r];
         const real *restrict is = ws->x[r];
         /* row i of the gradient += sum_t g_(t,i) in_(t-0): four steps a pass over it */
         for (int i = 0; i < 32; ++i)
@@ -590,8 +676,8 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     /* dU1 = sum_n sum_t dx1_t @ hs1_(t-1).T: summed into grads (also the scratch of a fused step, then applied) */
     if (first || fz) memset(grads->U1, 0, sizeof grads->U1);
     for (long r = 0; r < m; ++r) {
-        const real *restrict gs = ws->dx1[r];
-        const real *restrict is = ws->hs1[r];
+        const real *restrict gs = WS_dx1[r];
+        const real *restrict is = WS_hs1[r];
         /* row i of the gradient += sum_t g_(t,i) in_(t-1): four steps a pass over it */
         for (int i = 0; i < 32; ++i)
             mac_rows(8, 12 - 1, 1, gs + 32 + i, 32, is, 8, grads->U1[i]);
@@ -603,14 +689,14 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
 
     /* db1 = sum_n sum_t dx1_t */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->dx1[r];
+        const real *restrict d = WS_dx1[r];
         for (int t = 0; t < 12; ++t)
             for (int i = 0; i < 32; ++i) grads->b1[i] += d[(long)t * 32 + i];
     }
 
     /* dbr1 = sum_n sum_t dx1_t */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->dx1[r];
+        const real *restrict d = WS_dx1[r];
         for (int t = 0; t < 12; ++t)
             for (int i = 0; i < 32; ++i) grads->br1[i] += d[(long)t * 32 + i];
     }
@@ -652,7 +738,7 @@ void sine_lstm_forward(const Params *params, const real *X, long n, real *Y,
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, NULL, NULL, first, m);
         forward_chunk(params, ws, m);
-        memcpy(Y + first * OUTPUTS, ws->a2, (size_t)m * sizeof ws->a2[0]);
+        memcpy(Y + first * OUTPUTS, WS_a2, (size_t)m * sizeof WS_a2[0]);
     }
 }
 
@@ -710,7 +796,7 @@ static inline float ipowf(float b, int64_t k)
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
-static void update_tensor(real *restrict P, const real *restrict G,
+static SBP_CLONES void update_tensor(real *restrict P, const real *restrict G,
                           real *restrict S_m,
                           real *restrict S_v,
                           long size, const real *c)
@@ -746,10 +832,8 @@ static int64_t next_step(int64_t k)
     return k < INT64_MAX ? k + 1 : k;
 }
 
-
-/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
- * gradient products did them; conv kernels, of more axes, always here) */
-static void update(Params *params, State *state, const Grads *grads, int all)
+/* k = next_step(k), returned, and the rule's constants of this step in c (in real) */
+static int64_t step_constants(State *state, const Grads *grads, real *c)
 {
     const int64_t k = state->step = next_step(state->step);
     const double eta = state->hyper.eta;
@@ -759,15 +843,24 @@ static void update(Params *params, State *state, const Grads *grads, int all)
     const double s1 = 1 - beta2;
     const double s2 = eta/(1 - ipow(beta1, k));
     const double s3 = 1.0/sqrt(1 - ipow(beta2, k));
-    const real c[] = {
-        (real)(state->hyper.beta1),
-        (real)(state->hyper.beta2),
-        (real)(state->hyper.epsilon),
-        (real)(s0),
-        (real)(s1),
-        (real)(s2),
-        (real)(s3),
-        0};
+    c[0] = (real)(state->hyper.beta1);
+    c[1] = (real)(state->hyper.beta2);
+    c[2] = (real)(state->hyper.epsilon);
+    c[3] = (real)(s0);
+    c[4] = (real)(s1);
+    c[5] = (real)(s2);
+    c[6] = (real)(s3);
+    (void)grads;
+    (void)c;
+    return k;
+}
+
+/* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
+ * gradient products did them; conv kernels, of more axes, always here) */
+static void update(Params *params, State *state, const Grads *grads, int all)
+{
+    real c[8];
+    const int64_t k = step_constants(state, grads, c);
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))

@@ -12,7 +12,7 @@
  */
 #ifndef SINE_LSTM_H
 #define SINE_LSTM_H
-#define SINE_LSTM_BUILD 0x8bd05883b72a /* this set of files: the .c files check it */
+#define SINE_LSTM_BUILD 0x788a9eb6d7f2 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +47,8 @@
  * below are left out) and SINE_LSTM_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * SINE_LSTM_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). SINE_LSTM_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double sine_lstm_real; /* the spec's dtype: float64 */
 
@@ -95,6 +96,9 @@ typedef struct {
     sine_lstm_real xbuf[SINE_LSTM_CHUNK][SINE_LSTM_INPUTS]; /* a shuffled chunk's rows */
     sine_lstm_real tbuf[SINE_LSTM_CHUNK][SINE_LSTM_OUTPUTS];
 #endif
+#ifdef SINE_LSTM_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    sine_lstm_real shared[SINE_LSTM_CHUNK * 1920];
+#else
     sine_lstm_real s1[SINE_LSTM_CHUNK][672];
     sine_lstm_real h1[SINE_LSTM_CHUNK][96];
     sine_lstm_real a1[SINE_LSTM_CHUNK][8];
@@ -107,6 +111,7 @@ typedef struct {
     sine_lstm_real delta1[SINE_LSTM_CHUNK][576];
     sine_lstm_real dx1[SINE_LSTM_CHUNK][384];
     sine_lstm_real hs1[SINE_LSTM_CHUNK][96];
+#endif
 #if SINE_LSTM_WT_COPY /* weights transposed, for the matrix loops (unused with SINE_LSTM_BLAS) */
     sine_lstm_real W2T[8][1];
 #endif

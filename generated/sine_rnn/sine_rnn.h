@@ -12,7 +12,7 @@
  */
 #ifndef SINE_RNN_H
 #define SINE_RNN_H
-#define SINE_RNN_BUILD 0xff137f8b6603 /* this set of files: the .c files check it */
+#define SINE_RNN_BUILD 0xf4efabc99c92 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +47,8 @@
  * below are left out) and SINE_RNN_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * SINE_RNN_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). SINE_RNN_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double sine_rnn_real; /* the spec's dtype: float64 */
 
@@ -95,6 +96,9 @@ typedef struct {
     sine_rnn_real xbuf[SINE_RNN_CHUNK][SINE_RNN_INPUTS]; /* a shuffled chunk's rows */
     sine_rnn_real tbuf[SINE_RNN_CHUNK][SINE_RNN_OUTPUTS];
 #endif
+#ifdef SINE_RNN_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    sine_rnn_real shared[SINE_RNN_CHUNK * 288];
+#else
     sine_rnn_real h1[SINE_RNN_CHUNK][96];
     sine_rnn_real a1[SINE_RNN_CHUNK][8];
     sine_rnn_real z2[SINE_RNN_CHUNK][1];
@@ -103,6 +107,7 @@ typedef struct {
     sine_rnn_real da1[SINE_RNN_CHUNK][8];
     sine_rnn_real dh1[SINE_RNN_CHUNK][96];
     sine_rnn_real delta1[SINE_RNN_CHUNK][96];
+#endif
 #if SINE_RNN_WT_COPY /* weights transposed, for the matrix loops (unused with SINE_RNN_BLAS) */
     sine_rnn_real W2T[8][1];
 #endif

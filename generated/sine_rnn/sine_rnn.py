@@ -474,6 +474,47 @@ def check_writable(path):
     os.close(fd)
     os.unlink(tmp)
 
+
+# ---- text files: lines, words and numbers (the weight-file and CSV grammar) ----
+
+_BLANKS = " \t\r\v\f"
+_BLANK_RUN = re.compile("[ \t\r\v\f]+")
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
+)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _text_lines(path):
+    """The lines of a text file (a weight file, checkpoint or CSV), split at "\n" only, without a
+    UTF-8 byte-order mark at its start (Windows editors write one); read as read_bytes reads:
+    bounded, never blocking, no NUL byte."""
+    try:
+        data = read_bytes(path, MAX_FILE_BYTES, text=True)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
+
+
+def _words(line):
+    """The words of a line, split at runs of blanks (spaces, tabs, \r, \v, \f)."""
+    return [w for w in _BLANK_RUN.split(line) if w]
+
+
+def _number(s):
+    """The float a decimal number s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    return float(s) if _DECIMAL.fullmatch(s) else None
+
+
+def _integer(s):
+    """The int a decimal integer s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    try:
+        return int(s) if _INTEGER.fullmatch(s) else None
+    except ValueError:  # more digits than int() converts: out of every range here
+        return None
+
 # ---- end of safe_io ---------------------------------------------------------------------------
 
 # ---- .npy and .npz files, headers checked before reading (symbackprop/codegen/npyfiles.py, verbatim) ----
@@ -880,44 +921,6 @@ def save(params, path):
 # at "\n" only (a "\r" is a blank, so "\r\n" works); numbers as C's strtod reads them, less hex:
 # Python's float() also takes "1_0" and non-ASCII blanks ("1\xa0"), so it only converts what
 # _DECIMAL has matched.
-_BLANKS = " \t\r\v\f"
-_BLANK_RUN = re.compile("[ \t\r\v\f]+")
-_DECIMAL = re.compile(
-    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
-)
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-def _text_lines(path):
-    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark at its start
-    (Windows editors write one)."""
-    try:
-        data = read_bytes(path, MAX_FILE_BYTES, text=True)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
-
-
-def _words(line):
-    """The words of a line, split at runs of blanks (spaces, tabs, \r, \v, \f)."""
-    return [w for w in _BLANK_RUN.split(line) if w]
-
-
-def _number(s):
-    """The float a decimal number s (blanks around it allowed) stands for, else None."""
-    s = s.strip(_BLANKS)
-    return float(s) if _DECIMAL.fullmatch(s) else None
-
-
-def _integer(s):
-    """The int a decimal integer s (blanks around it allowed) stands for, else None."""
-    s = s.strip(_BLANKS)
-    try:
-        return int(s) if _INTEGER.fullmatch(s) else None
-    except ValueError:  # more digits than int() converts: out of every range here
-        return None
-
-
 def _read_lines(path):
     """The lines of a weight file or checkpoint that are neither blank nor comments ('#' first)."""
     return [ln for ln in _text_lines(path) if ln.strip(_BLANKS) and not ln.startswith("#")]

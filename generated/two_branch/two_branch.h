@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0xb3e9554ab406 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0xe96f17a26a92 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +47,11 @@
  * below are left out) and TWO_BRANCH_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * TWO_BRANCH_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * TWO_BRANCH_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the sgd step updates each weight matrix inside
+ * its gradient product. TWO_BRANCH_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double two_branch_real; /* the spec's dtype: float64 */
 
@@ -92,6 +96,9 @@ typedef struct {
     two_branch_real xbuf[TWO_BRANCH_CHUNK][TWO_BRANCH_INPUTS]; /* a shuffled chunk's rows */
     two_branch_real tbuf[TWO_BRANCH_CHUNK][TWO_BRANCH_OUTPUTS];
 #endif
+#ifdef TWO_BRANCH_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    two_branch_real shared[TWO_BRANCH_CHUNK * 39];
+#else
     two_branch_real z1[TWO_BRANCH_CHUNK][6];
     two_branch_real a1[TWO_BRANCH_CHUNK][6];
     two_branch_real z2[TWO_BRANCH_CHUNK][6];
@@ -106,12 +113,19 @@ typedef struct {
     two_branch_real da2[TWO_BRANCH_CHUNK][6];
     two_branch_real delta2[TWO_BRANCH_CHUNK][6];
     two_branch_real delta1[TWO_BRANCH_CHUNK][6];
+#endif
 #if TWO_BRANCH_WT_COPY /* weights transposed, for the matrix loops (unused with TWO_BRANCH_BLAS) */
     two_branch_real W1T[4][6];
     two_branch_real W2T[4][6];
     two_branch_real W4T[12][3];
 #endif
+#ifdef TWO_BRANCH_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    two_branch_real g_b1[6]; /* the gradient of b1 */
+    two_branch_real g_b2[6]; /* the gradient of b2 */
+    two_branch_real g_b4[3]; /* the gradient of b4 */
+#else
     two_branch_grads grads; /* of the last step */
+#endif
 } two_branch_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */

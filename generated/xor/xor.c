@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0xe466fe47aa36
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xaf138f1b04d5
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -36,6 +36,20 @@ typedef xor_params Params;
 typedef xor_grads Grads;
 typedef xor_state State;
 typedef xor_workspace Work;
+/* Each per-row tensor of a chunk: its own member, or with XOR_SHARE its place in the
+ * shared block (reals a row before it; tensors whose lifetimes overlap never meet there) */
+#ifdef XOR_SHARE
+#define SHARED(v, type, at) ((type)(ws->shared + CHUNK * (at)))
+#else
+#define SHARED(v, type, at) ((ws)->v)
+#endif
+#define WS_z1 SHARED(z1, real (*)[4], 4)
+#define WS_a1 SHARED(a1, real (*)[4], 0)
+#define WS_z2 SHARED(z2, real (*)[1], 5)
+#define WS_a2 SHARED(a2, real (*)[1], 4)
+#define WS_delta2 SHARED(delta2, real (*)[1], 8)
+#define WS_da1 SHARED(da1, real (*)[4], 4)
+#define WS_delta1 SHARED(delta1, real (*)[4], 8)
 /* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
  * single-precision FPU has no double: no soft double on a device), else double */
 typedef double acc;
@@ -191,7 +205,7 @@ static inline double sbp_sigmoid(double x)
 /* ---- forward and backward over chunks of rows -------------------------------------------- */
 
 /* y[0..n) += sum_k alpha a[k as] x[k xs + 0..n), k < count; SBP_MAC_DISPATCH 1: builds for
- * AVX2 + FMA CPUs, picked at run time (XOR_NO_DISPATCH: none) */
+ * AVX-512F and AVX2 (+ FMA) CPUs, picked at run time (XOR_NO_DISPATCH: none) */
 #ifndef SBP_MAC_DISPATCH
 #if defined(XOR_NO_DISPATCH) || !defined(__x86_64__) || !defined(__GNUC__) || defined(__clang__) || __GNUC__ < 5
 #define SBP_MAC_DISPATCH 0
@@ -202,7 +216,7 @@ static inline double sbp_sigmoid(double x)
 #endif
 #endif
 #if SBP_MAC_DISPATCH == 1 && defined(__GLIBC__) && defined(__ELF__) && __GNUC__ >= 6
-#define SBP_CLONES __attribute__((target_clones("avx2", "default")))
+#define SBP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SBP_CLONES
 #endif
@@ -226,42 +240,103 @@ static inline void mac_rows_plain(int n, int count, real alpha, const real *a, l
 }
 
 #if SBP_MAC_DISPATCH
-__attribute__((target("avx2,fma")))
-static inline void mac_rows_avx2(int n, int count, real alpha, const real *a, long as,
-                            const real *restrict x, long xs, real *restrict y)
-{
-    int k = 0;
-    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */
-        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs;
-        real c[8];
-        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as];
-        for (int i = 0; i < n; ++i) {
-            real u = c[0] * x0[i], v = c[4] * x4[i];
-            for (int j = 1; j < 4; ++j) {
-                u = fma(c[j], x0[j * xs + i], u);
-                v = fma(c[4 + j], x4[j * xs + i], v);
-            }
-            y[i] += u + v;
-        }
-    }
-    a += k * as; /* the rest */
-    x += k * xs;
-    for (; k < count; ++k, a += as, x += xs) {
-        const real ak = alpha * *a;
-        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]);
-    }
+#include <immintrin.h>
+/* the fused one-row kernel, one text for its two instances */
+#define SBP_FUSED_KERNEL(fn, isa) \
+__attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, long as, \
+                            const real *restrict x, long xs, real *restrict y) \
+{ \
+    int k = 0; \
+    for (; k + 8 <= count; k += 8) { /* 2 chains of 4 rows */ \
+        const real *restrict x0 = x + k * xs, *restrict x4 = x0 + 4 * xs; \
+        real c[8]; \
+        for (int j = 0; j < 8; ++j) c[j] = alpha * a[(k + j) * as]; \
+        for (int i = 0; i < n; ++i) { \
+            real u = c[0] * x0[i], v = c[4] * x4[i]; \
+            for (int j = 1; j < 4; ++j) { \
+                u = fma(c[j], x0[j * xs + i], u); \
+                v = fma(c[4 + j], x4[j * xs + i], v); \
+            } \
+            y[i] += u + v; \
+        } \
+    } \
+    a += k * as; /* the rest */ \
+    x += k * xs; \
+    for (; k < count; ++k, a += as, x += xs) { \
+        const real ak = alpha * *a; \
+        for (int i = 0; i < n; ++i) y[i] = fma(ak, x[i], y[i]); \
+    } \
 }
-
+SBP_FUSED_KERNEL(mac_rows_avx2, "avx2,fma")
+/* four rows of y at once (double with FMA; intrinsics, as gcc keeps arrays of accumulators in
+ * scalars): 2 W columns of each row in registers over all of count (V: W doubles), two vectors
+ * a row (eight FMA chains), two loads of x and four broadcasts a k; the rest by the one-row ONE.
+ * The sums run over k in order (rounded once a term). One text, two instances. */
+#define SBP_ROWS4_KERNEL(fn, one, isa, V, P, W) \
+__attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, \
+    long ar, long as, const real *restrict x, long xs, real *restrict y, long ys) \
+{ \
+    int j = 0; \
+    for (; j + 2 * W <= n; j += 2 * W) { \
+        real *restrict y0 = y + j, *restrict y1 = y0 + ys, *restrict y2 = y1 + ys, *restrict y3 = y2 + ys; \
+        V c0 = P##loadu_pd(y0), c1 = P##loadu_pd(y1), c2 = P##loadu_pd(y2), c3 = P##loadu_pd(y3); \
+        V d0 = P##loadu_pd(y0 + W), d1 = P##loadu_pd(y1 + W), d2 = P##loadu_pd(y2 + W), d3 = P##loadu_pd(y3 + W); \
+        const real *ak = a, *restrict xk = x + j; \
+        for (int k = 0; k < count; ++k, ak += as, xk += xs) { \
+            const V u = P##loadu_pd(xk), v = P##loadu_pd(xk + W); \
+            V b = P##set1_pd(alpha * ak[0]); \
+            c0 = P##fmadd_pd(b, u, c0), d0 = P##fmadd_pd(b, v, d0), b = P##set1_pd(alpha * ak[ar]); \
+            c1 = P##fmadd_pd(b, u, c1), d1 = P##fmadd_pd(b, v, d1), b = P##set1_pd(alpha * ak[2 * ar]); \
+            c2 = P##fmadd_pd(b, u, c2), d2 = P##fmadd_pd(b, v, d2), b = P##set1_pd(alpha * ak[3 * ar]); \
+            c3 = P##fmadd_pd(b, u, c3), d3 = P##fmadd_pd(b, v, d3); \
+        } \
+        P##storeu_pd(y0, c0), P##storeu_pd(y1, c1), P##storeu_pd(y2, c2), P##storeu_pd(y3, c3); \
+        P##storeu_pd(y0 + W, d0), P##storeu_pd(y1 + W, d1), P##storeu_pd(y2 + W, d2), P##storeu_pd(y3 + W, d3); \
+    } \
+    if (j < n) \
+        for (int r = 0; r < 4; ++r) one(n - j, count, alpha, a + r * ar, as, x + j, xs, y + r * ys + j); \
+}
+SBP_ROWS4_KERNEL(mac_rows4_avx2, mac_rows_avx2, "avx2,fma", __m256d, _mm256_, 4)
+#endif
+#if SBP_MAC_DISPATCH == 1
+SBP_FUSED_KERNEL(mac_rows_avx512, "avx512f,fma")
+SBP_ROWS4_KERNEL(mac_rows4_avx512, mac_rows_avx512, "avx512f,fma", __m512d, _mm512_, 8)
 #endif
 static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
 {
+#if SBP_MAC_DISPATCH == 1
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+        mac_rows_avx512(n, count, alpha, a, as, x, xs, y);
+    else
+#endif
 #if SBP_MAC_DISPATCH
     if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
         mac_rows_avx2(n, count, alpha, a, as, x, xs, y);
     else
 #endif
         mac_rows_plain(n, count, alpha, a, as, x, xs, y);
+}
+
+/* rows y, y + ys, y + 2 ys, y + 3 ys of mac_rows, their a at a, a + ar, ...: in double with FMA
+ * one pass of the four-row kernel (SBP_ROWS4 1), else four passes of the plain kernel */
+#define SBP_ROWS4 SBP_MAC_DISPATCH
+static inline void mac_rows4(int n, int count, real alpha, const real *a, long ar, long as,
+                             const real *restrict x, long xs, real *restrict y, long ys)
+{
+#if SBP_MAC_DISPATCH == 1
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+        mac_rows4_avx512(n, count, alpha, a, ar, as, x, xs, y, ys);
+        return;
+    }
+#endif
+#if SBP_MAC_DISPATCH
+    if (SBP_MAC_DISPATCH == 2 || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        mac_rows4_avx2(n, count, alpha, a, ar, as, x, xs, y, ys);
+        return;
+    }
+#endif
+    for (int r = 0; r < 4; ++r) mac_rows_plain(n, count, alpha, a + r * ar, as, x, xs, y + r * ys);
 }
 
 #if !defined(XOR_BLAS) && !XOR_WT_COPY
@@ -316,7 +391,13 @@ static SBP_CLONES void gemm(int ta, int wt, long M, int N, long K, int kb, real 
         for (long e = 0; e < M * N; ++e) C[e] = beta == 0 ? 0 : beta * C[e];
     for (long k0 = 0; k0 < K; k0 += kb) {
         const int n = (int)(K - k0 < kb ? K - k0 : kb);
-        for (long i = 0; i < M; ++i)
+        long i = 0;
+#if SBP_ROWS4 /* double with FMA: four rows of C a pass */
+        for (; i + 4 <= M; i += 4)
+            mac_rows4(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? 1 : K, ta ? M : 1, B + k0 * N, N,
+                      C + i * N, N);
+#endif
+        for (; i < M; ++i)
             mac_rows(N, n, alpha, ta ? A + k0 * M + i : A + i * K + k0, ta ? M : 1, B + k0 * N, N, C + i * N);
     }
 #endif
@@ -366,13 +447,13 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 {
     /* z1 = W1 @ x + b1 */
     for (long r = 0; r < m; ++r)
-        for (int i = 0; i < 4; ++i) ws->z1[r][i] = params->b1[i];
-    gemm(0, 1, m, 4, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &ws->z1[0][0]);
+        for (int i = 0; i < 4; ++i) WS_z1[r][i] = params->b1[i];
+    gemm(0, 1, m, 4, 2, 2, 1, &ws->x[0][0], WT(W1), 1, &WS_z1[0][0]);
 
     /* a1 = tanh(z1) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z1 = ws->z1[0];
-        real *restrict a1 = ws->a1[0];
+        const real *restrict z1 = WS_z1[0];
+        real *restrict a1 = WS_a1[0];
         for (long i = 0; i < m * 4; ++i) {
             a1[i] = sbp_tanh(z1[i]);
         }
@@ -380,13 +461,13 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
 
     /* z2 = W2 @ a1 + b2 */
     for (long r = 0; r < m; ++r)
-        for (int i = 0; i < 1; ++i) ws->z2[r][i] = params->b2[i];
-    gemm(0, 1, m, 1, 4, 4, 1, &ws->a1[0][0], WT(W2), 1, &ws->z2[0][0]);
+        for (int i = 0; i < 1; ++i) WS_z2[r][i] = params->b2[i];
+    gemm(0, 1, m, 1, 4, 4, 1, &WS_a1[0][0], WT(W2), 1, &WS_z2[0][0]);
 
     /* a2 = 1/(1 + exp(-z2)) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict z2 = ws->z2[0];
-        real *restrict a2 = ws->a2[0];
+        const real *restrict z2 = WS_z2[0];
+        real *restrict a2 = WS_a2[0];
         for (long i = 0; i < m * 1; ++i) {
             a2[i] = sbp_sigmoid(z2[i]);
         }
@@ -402,7 +483,7 @@ static acc loss_chunk(const Work *ws, long m, long n)
     /* E = 1/N * sum_n sum_k -t*z2 + max(0, z2) + log(1 + exp(-abs(z2))) */
     { /* rows 0..m-1 are contiguous */
         const real *restrict t = ws->t[0];
-        const real *restrict z2 = ws->z2[0];
+        const real *restrict z2 = WS_z2[0];
         for (long i = 0; i < m * 1; ++i) {
             const real E_c0 = (z2[i] < 0 ? 0 : z2[i]);
             sum += (acc)(E_c0 - t[i]*z2[i] + (fmax(-fabs(z2[i]), 0) + log1p(sbp_exp(-fabs(-fabs(z2[i]))))));
@@ -412,14 +493,24 @@ static acc loss_chunk(const Work *ws, long m, long n)
     return sum;
 }
 
+#ifdef XOR_ONE_CHUNK /* no gradient buffer: a fused step sums the biases' gradients here */
+#define BIAS_GRAD(b) (fz ? ws->g_##b : grads->b)
+#define STEP_GRADS(ws) NULL
+#else
 #define BIAS_GRAD(b) (grads->b)
 #define STEP_GRADS(ws) (&(ws)->grads)
+#endif
 
 /* A stateless rule p <- beta p + alpha g, applied by the weight gradients' products */
 typedef struct {
     real alpha, beta;
     Params *params;
+    State *state; /* a rule with state (NAME_ONE_CHUNK): update_tensor on each row of W, */
+    const real *c; /* with this step's constants and count */
+    int64_t k;
 } fused;
+static void update_tensor(real *restrict P, const real *restrict G, real *restrict S_buf, long size,
+                          const real *c, int64_t k);
 
 /* The backward pass of one chunk. Weight gradients are summed over the chunks (first: the
  * first chunk of the batch); with fz, the product updates W itself: W = beta W + alpha dW. */
@@ -435,44 +526,66 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     (void)fz;
     /* delta2 = (a2 - t)/N */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict a2 = ws->a2[0];
+        const real *restrict a2 = WS_a2[0];
         const real *restrict t = ws->t[0];
-        real *restrict delta2 = ws->delta2[0];
+        real *restrict delta2 = WS_delta2[0];
         for (long i = 0; i < m * 1; ++i) {
             delta2[i] = (a2[i] - t[i])/Nr;
         }
     }
 
     /* da1 = W2.T @ delta2 */
-    gemm(0, 0, m, 4, 1, 1, 1, &ws->delta2[0][0], &params->W2[0][0], 0, &ws->da1[0][0]);
+    gemm(0, 0, m, 4, 1, 1, 1, &WS_delta2[0][0], &params->W2[0][0], 0, &WS_da1[0][0]);
 
     /* dW2 = sum_n delta2_n @ a1_n.T */
-    gemm(1, 0, 1, 4, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta2[0][0], &ws->a1[0][0],
+    if (fz) { /* NAME_ONE_CHUNK: each row's gradient (on the stack), then the rule on it */
+        const real *restrict dd = &WS_delta2[0][0], *restrict xx = &WS_a1[0][0];
+        for (int i = 0; i < 1; ++i) {
+            real g[4] = {0};
+            for (long r = 0; r < m; ++r) {
+                const real d = dd[r * 1 + i];
+                for (int j = 0; j < 4; ++j) g[j] += d * xx[r * 4 + j];
+            }
+            update_tensor(fz->params->W2[i], g, fz->state->buf.W2[i], 4, fz->c, fz->k);
+        }
+    } else
+    gemm(1, 0, 1, 4, m, 256, fz ? fz->alpha * 1 : 1, &WS_delta2[0][0], &WS_a1[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W2[0][0] : &grads->W2[0][0]);
 
     /* db2 = sum_n delta2_n */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->delta2[r];
+        const real *restrict d = WS_delta2[r];
         for (int i = 0; i < 1; ++i) BIAS_GRAD(b2)[i] += d[i];
     }
 
     /* delta1 = da1*(1 - a1**2) */
     { /* rows 0..m-1 are contiguous */
-        const real *restrict a1 = ws->a1[0];
-        const real *restrict da1 = ws->da1[0];
-        real *restrict delta1 = ws->delta1[0];
+        const real *restrict a1 = WS_a1[0];
+        const real *restrict da1 = WS_da1[0];
+        real *restrict delta1 = WS_delta1[0];
         for (long i = 0; i < m * 4; ++i) {
             delta1[i] = da1[i]*(1 - (a1[i]*a1[i]));
         }
     }
 
     /* dW1 = sum_n delta1_n @ x_n.T */
-    gemm(1, 0, 4, 2, m, 256, fz ? fz->alpha * 1 : 1, &ws->delta1[0][0], &ws->x[0][0],
+    if (fz) { /* NAME_ONE_CHUNK: each row's gradient (on the stack), then the rule on it */
+        const real *restrict dd = &WS_delta1[0][0], *restrict xx = &ws->x[0][0];
+        for (int i = 0; i < 4; ++i) {
+            real g[2] = {0};
+            for (long r = 0; r < m; ++r) {
+                const real d = dd[r * 4 + i];
+                for (int j = 0; j < 2; ++j) g[j] += d * xx[r * 2 + j];
+            }
+            update_tensor(fz->params->W1[i], g, fz->state->buf.W1[i], 2, fz->c, fz->k);
+        }
+    } else
+    gemm(1, 0, 4, 2, m, 256, fz ? fz->alpha * 1 : 1, &WS_delta1[0][0], &ws->x[0][0],
          fz ? fz->beta : !first, fz ? &fz->params->W1[0][0] : &grads->W1[0][0]);
 
     /* db1 = sum_n delta1_n */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = ws->delta1[r];
+        const real *restrict d = WS_delta1[r];
         for (int i = 0; i < 4; ++i) BIAS_GRAD(b1)[i] += d[i];
     }
 
@@ -512,7 +625,7 @@ void xor_forward(const Params *params, const real *X, long n, real *Y,
         const long m = n - first < CHUNK ? n - first : CHUNK;
         gather(ws, X, NULL, NULL, first, m);
         forward_chunk(params, ws, m);
-        memcpy(Y + first * OUTPUTS, ws->a2, (size_t)m * sizeof ws->a2[0]);
+        memcpy(Y + first * OUTPUTS, WS_a2, (size_t)m * sizeof WS_a2[0]);
     }
 }
 
@@ -568,7 +681,7 @@ static inline float ipowf(float b, int64_t k)
 }
 
 /* Every element of one tensor by the rule; c: this step's constants (in real), hoisted out */
-static void update_tensor(real *restrict P, const real *restrict G,
+static SBP_CLONES void update_tensor(real *restrict P, const real *restrict G,
                           real *restrict S_buf,
                           long size, const real *c, int64_t k)
 {
@@ -596,16 +709,24 @@ static int64_t next_step(int64_t k)
     return k < INT64_MAX ? k + 1 : k;
 }
 
+/* k = next_step(k), returned, and the rule's constants of this step in c (in real) */
+static int64_t step_constants(State *state, const Grads *grads, real *c)
+{
+    const int64_t k = state->step = next_step(state->step);
+    c[0] = (real)(state->hyper.eta);
+    c[1] = (real)(state->hyper.mu);
+    (void)grads;
+    (void)c;
+    return k;
+}
+#ifndef XOR_ONE_CHUNK
 
 /* k = next_step(k), then every trainable parameter (the weight matrices only if all: else the
  * gradient products did them; conv kernels, of more axes, always here) */
 static void update(Params *params, State *state, const Grads *grads, int all)
 {
-    const int64_t k = state->step = next_step(state->step);
-    const real c[] = {
-        (real)(state->hyper.eta),
-        (real)(state->hyper.mu),
-        0};
+    real c[3];
+    const int64_t k = step_constants(state, grads, c);
     (void)k;
     for (int j = 0; j < NUM_PARAMS; ++j)
         if (!FROZEN(j) && (all || PARAMS[j].ndim != 2))
@@ -614,6 +735,7 @@ static void update(Params *params, State *state, const Grads *grads, int all)
                           PARAMS[j].size, c, k);
 }
 
+#endif
 
 /* The running buffers' updates from the batch statistics of the step's forward pass (none
  * when the loss is NaN: the batch was not computed) */
@@ -629,9 +751,32 @@ static acc step_rows(Params *params, State *state, const real *X,
                      const real *T, const long *idx, long n, Work *ws)
 {
     acc E = (acc)NAN; /* ONE_CHUNK: no gradient buffer for a batch of several chunks */
+#ifdef XOR_ONE_CHUNK
+    if (n <= CHUNK) { /* the rule applied inside the weight gradients' products: no buffer */
+        const int64_t step = state->step;
+        real c[3];
+        fused fz;
+        fz.alpha = 0;
+        fz.beta = 0;
+        fz.params = params;
+        fz.state = state;
+        fz.c = c;
+        fz.k = step_constants(state, NULL, c);
+        E = loss_and_grad_rows(params, X, T, idx, n, NULL, ws, &fz, step);
+        update_tensor(&params->b1[0], &ws->g_b1[0],
+                      &state->buf.b1[0],
+                      4, c, fz.k);
+        update_tensor(&params->b2[0], &ws->g_b2[0],
+                      &state->buf.b2[0],
+                      1, c, fz.k);
+        update_buffers(params, ws, n, E);
+    }
+#endif
+#ifndef XOR_ONE_CHUNK
     E = loss_and_grad_rows(params, X, T, idx, n, &ws->grads, ws, NULL, state->step);
     update(params, state, &ws->grads, 1);
     update_buffers(params, ws, n, E);
+#endif
     return E;
 }
 
@@ -664,6 +809,9 @@ int xor_train_from(Params *params, State *state, const real *X,
     long *order;
     if (n < 1 || first_epoch < 0 || epochs < 0 || epochs > LONG_MAX - first_epoch || batch_size < 1)
         return -1;
+#ifdef XOR_ONE_CHUNK
+    if (batch_size > CHUNK) return -1; /* every batch one chunk */
+#endif
 #ifdef XOR_NO_SHUFFLE /* the batches in file order: no order array at all */
     if (shuffle) return -1;
     (void)seed;
@@ -722,7 +870,7 @@ double xor_accuracy(const Params *params, const real *X, const real *T, long n,
         forward_chunk(params, ws, m);
         for (long r = 0; r < m; ++r) {
             /* each output: logit > 0 equals target > 0.5 */
-            for (int i = 0; i < OUTPUTS; ++i) right += (ws->z2[r][i] > 0) == (ws->t[r][i] > (real)0.5);
+            for (int i = 0; i < OUTPUTS; ++i) right += (WS_z2[r][i] > 0) == (ws->t[r][i] > (real)0.5);
         }
     }
     return n < 1 ? (double)NAN : (double)right / ((double)n * OUTPUTS);

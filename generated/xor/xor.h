@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0xe466fe47aa36 /* this set of files: the .c files check it */
+#define XOR_BUILD 0xaf138f1b04d5 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +45,11 @@
  * below are left out) and XOR_MAX_ROWS (train's sample order is a static array of that
  * many rows, not malloc'd): with a fixed CHUNK the library then uses no heap. Defining
  * XOR_NO_SHUFFLE too (train refuses shuffle) leaves out the sample order and the
- * workspace's copies of shuffled rows (which CHUNK 1 never needs). */
+ * workspace's copies of shuffled rows (which CHUNK 1 never needs). With
+ * XOR_ONE_CHUNK, step and train refuse batches of more than CHUNK rows and the workspace
+ * holds no gradients but the biases': the sgd step updates each weight matrix inside
+ * its gradient product. XOR_SHARE puts the per-row tensors in one
+ * block where tensors whose lifetimes do not overlap share memory (the same results). */
 
 typedef double xor_real; /* the spec's dtype: float64 */
 
@@ -86,6 +90,9 @@ typedef struct {
     xor_real xbuf[XOR_CHUNK][XOR_INPUTS]; /* a shuffled chunk's rows */
     xor_real tbuf[XOR_CHUNK][XOR_OUTPUTS];
 #endif
+#ifdef XOR_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
+    xor_real shared[XOR_CHUNK * 12];
+#else
     xor_real z1[XOR_CHUNK][4];
     xor_real a1[XOR_CHUNK][4];
     xor_real z2[XOR_CHUNK][1];
@@ -93,11 +100,17 @@ typedef struct {
     xor_real delta2[XOR_CHUNK][1];
     xor_real da1[XOR_CHUNK][4];
     xor_real delta1[XOR_CHUNK][4];
+#endif
 #if XOR_WT_COPY /* weights transposed, for the matrix loops (unused with XOR_BLAS) */
     xor_real W1T[2][4];
     xor_real W2T[4][1];
 #endif
+#ifdef XOR_ONE_CHUNK /* the weight matrices are updated inside their gradient products */
+    xor_real g_b1[4]; /* the gradient of b1 */
+    xor_real g_b2[1]; /* the gradient of b2 */
+#else
     xor_grads grads; /* of the last step */
+#endif
 } xor_workspace;
 
 /* Called after every epoch by train; return nonzero to stop training. */

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0xe466fe47aa36
+#if !defined(XOR_BUILD) || XOR_BUILD != 0xaf138f1b04d5
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -150,6 +150,47 @@ def check_writable(path):
     os.close(fd)
     os.unlink(tmp)
 
+
+# ---- text files: lines, words and numbers (the weight-file and CSV grammar) ----
+
+_BLANKS = " \t\r\v\f"
+_BLANK_RUN = re.compile("[ \t\r\v\f]+")
+_DECIMAL = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
+)
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _text_lines(path):
+    """The lines of a text file (a weight file, checkpoint or CSV), split at "\n" only, without a
+    UTF-8 byte-order mark at its start (Windows editors write one); read as read_bytes reads:
+    bounded, never blocking, no NUL byte."""
+    try:
+        data = read_bytes(path, MAX_FILE_BYTES, text=True)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
+
+
+def _words(line):
+    """The words of a line, split at runs of blanks (spaces, tabs, \r, \v, \f)."""
+    return [w for w in _BLANK_RUN.split(line) if w]
+
+
+def _number(s):
+    """The float a decimal number s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    return float(s) if _DECIMAL.fullmatch(s) else None
+
+
+def _integer(s):
+    """The int a decimal integer s (blanks around it allowed) stands for, else None."""
+    s = s.strip(_BLANKS)
+    try:
+        return int(s) if _INTEGER.fullmatch(s) else None
+    except ValueError:  # more digits than int() converts: out of every range here
+        return None
+
 # ---- end of safe_io ---------------------------------------------------------------------------
 
 # ---- portable PRNG, weight files, helpers (symbackprop/codegen/torch/runtime.py, verbatim) -----
@@ -350,41 +391,6 @@ def init_tensor(scheme, shape, *, seed, k, fan_in, fan_out, low=-1.0, high=1.0, 
 # ---- weight files, read and written as the NumPy module does it --------------------------------
 # Bytes, whatever the locale (latin-1 maps each byte to one character), no NUL byte, lines ending
 # at "\n" only (a "\r" is a blank), numbers as C's strtod reads them, less hex.
-_BLANKS = " \t\r\v\f"
-_BLANK_RUN = re.compile("[ \t\r\v\f]+")
-_DECIMAL = re.compile(
-    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I
-)
-_INTEGER = re.compile(r"[+-]?[0-9]+")
-
-
-def _text_lines(path):
-    """The lines of a text file, split at "\n" only, without a UTF-8 byte-order mark (read as the
-    NumPy module reads it: bounded, never blocking, no NUL byte)."""
-    try:
-        data = read_bytes(path, MAX_FILE_BYTES, text=True)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    return data.decode("latin-1").removeprefix("\xef\xbb\xbf").split("\n")
-
-
-def _words(line):
-    return [w for w in _BLANK_RUN.split(line) if w]
-
-
-def _number(s):
-    s = s.strip(_BLANKS)
-    return float(s) if _DECIMAL.fullmatch(s) else None
-
-
-def _integer(s):
-    s = s.strip(_BLANKS)
-    try:
-        return int(s) if _INTEGER.fullmatch(s) else None
-    except ValueError:  # more digits than int() converts: out of every range here
-        return None
-
-
 def read_weights(path, shapes):
     """{name: float64 tensor} for every name of ``shapes`` from a weight file (any target's)."""
     lines = [ln for ln in _text_lines(path) if ln.strip(_BLANKS) and not ln.startswith("#")]
@@ -512,7 +518,6 @@ def derived_op(qualname, forward):
             methods = {"forward": staticmethod(setup_forward), "backward": staticmethod(backward)}
             function = type(name, (torch.autograd.Function,), methods)
             apply = super(torch.autograd.Function, function).apply  # the C++ apply
-            C = torch._C
 
             def kernel(keyset, *args, **kwargs):
                 if (not kwargs and op._setup_context_fn is not None
@@ -523,6 +528,26 @@ def derived_op(qualname, forward):
                 return fallback(keyset, *args, **kwargs)
 
             self._lib.impl(self._name, kernel, "Autograd", with_keyset=True)
+            self._apply = apply
+
+        def __call__(self, *args, **kwargs):
+            # An eager call that the dispatcher would send straight to the Autograd kernel
+            # above (no compiler, tracer, __torch_function__ override or mode, functorch
+            # transform; grad on and wanted) calls its C++ apply without the dispatcher's
+            # round trip through Python (OpOverload, boxing, the kernel): the same Function,
+            # the same autograd node. Any other call goes through the op as usual.
+            apply = self._apply
+            if (apply is not None and not kwargs and self._setup_context_fn is not None
+                    and self._backward_fn is not None and C.is_grad_enabled()
+                    and not torch.compiler.is_compiling() and C._get_tracing_state() is None
+                    and not C._has_torch_function_variadic(*args)
+                    and not C._are_functorch_transforms_active()
+                    and C._any_requires_grad(*args)):  # fmt: skip
+                return apply(*args)
+            return self._opoverload(*args, **kwargs)
+
+    C = torch._C
+    DerivedOp._apply = None
 
     namespace, name = qualname.split("::")
     schema = torch.library.infer_schema(forward, mutates_args=())
@@ -626,7 +651,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, a2)
 
 
-loss_op = derived_op(_free_name("xor_beb9175fd41b_loss"), _loss)
+loss_op = derived_op(_free_name("xor_b436a1a7ac3d_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -689,7 +714,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1)
 
 
-forward_op = derived_op(_free_name("xor_beb9175fd41b_forward"), _forward)
+forward_op = derived_op(_free_name("xor_b436a1a7ac3d_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
