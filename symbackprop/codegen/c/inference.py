@@ -63,9 +63,9 @@ def files(program: Program, weights: dict[str, np.ndarray], trained: bool = Fals
     from ..templating import render
 
     ctx = context(program)
-    # a prediction is evaluation mode: batch norm's running statistics, no dropout
-    ops = ctx["evaluation"] if ctx["modes_differ"] else ctx["forward"]
-    forward = _needed(ops, ctx["output"])
+    # a prediction is evaluation mode: batch norm's running statistics, no dropout (the
+    # forward ops themselves where the modes do not differ)
+    forward = _needed(ctx["evaluation"], ctx["output"])
     made = {o["out"] for o in forward} | {v for o in forward for v in o.get("outs", ())}
     arrays = [a for a in ctx["arrays"] if a["name"] in made]
     values = [{"name": p["name"], "init": _initializer(weights[p["name"]], ctx["dtype"])}

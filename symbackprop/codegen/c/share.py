@@ -57,11 +57,10 @@ def layout(ctx: dict) -> dict:
     arrays = [a for a in ctx["arrays"] if not a["batch"]]
     names = {a["name"] for a in arrays}
     ends = {ctx["output"], ctx["logits"]} - {None}
-    eval_ops = ctx["evaluation"] if ctx["modes_differ"] else ctx["forward"]
     train = [*ctx["forward"], ctx["loss_op"], *ctx["backward"], *ctx["updates"]]
-    sequences = [
+    sequences = [  # evaluation: the forward ops themselves where the modes do not differ
         [_touched(o) for o in train],
-        [_touched(o) for o in (*eval_ops, ctx["loss_op"])] + [set(ends)],
+        [_touched(o) for o in (*ctx["evaluation"], ctx["loss_op"])] + [set(ends)],
     ]
     spans = [_lifetimes(s, names) for s in sequences]
 
