@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_c_memory import SANITIZE
 from test_footprint import KEYS, sizes
 
 import symbackprop
 from symbackprop.codegen import lower, render
 from symbackprop.codegen.c import load_c
 from symbackprop.codegen.c.backend import context
-from symbackprop.codegen.c.footprint import memory
+from symbackprop.codegen.c.footprint import LEAN, memory
 from symbackprop.codegen.c.share import _lifetimes, _touched
 from symbackprop.codegen.numpy import numpy_module
 
@@ -30,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CC = os.environ.get("CC", "cc")
 pytestmark = pytest.mark.skipif(shutil.which(CC) is None and not os.environ.get("CI"),
                                 reason="no cc")  # fmt: skip
-LEAN = ["NO_SHUFFLE", "WT_COPY=0", "ONE_CHUNK", "SHARE"]
 
 
 def example(stem: str, **changes) -> dict:
@@ -194,8 +194,7 @@ def test_one_chunk_rules_with_state_update_inside_the_products(rule, tmp_path):
         c.train(pc, np.zeros((20, 5)), np.eye(3)[np.zeros(20, int)], epochs=1, batch_size=16)
 
 
-SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-            "-fno-sanitize-recover=all", "-Wall", "-Wextra", "-Werror", "-pedantic"]  # fmt: skip
+STRICT_SANITIZE = [*SANITIZE, "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 
 def test_lean_program_strict_and_sanitizer_clean(tmp_path):
@@ -211,7 +210,9 @@ def test_lean_program_strict_and_sanitizer_clean(tmp_path):
     for fname, text in render(spec, "c").items():
         (tmp_path / fname).write_text(text)
     NAME = spec.name.upper()
-    program = build_program(tmp_path, [*SANITIZE, *(f"-D{NAME}_{d}" for d in (*LEAN, "CHUNK=5"))])
+    program = build_program(
+        tmp_path, [*STRICT_SANITIZE, *(f"-D{NAME}_{d}" for d in (*LEAN, "CHUNK=5"))]
+    )
     X, T = data_for(spec, 13, np.random.default_rng(1))
     good = tmp_path / "good.csv"
     np.savetxt(good, np.hstack([X, T.argmax(axis=1)[:, None]]), delimiter=",", fmt="%.17g")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conv_reference import train
+from test_c_memory import SANITIZE
 
 import symbackprop
 from symbackprop.codegen.c import c_module
@@ -165,8 +166,6 @@ def test_impossible_shapes_are_spec_errors(layer, field, reason):
 # ---- the C target against the NumPy target, its strict build and its sanitizers -------------
 
 STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
-SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-            "-fno-sanitize-recover=all"]  # fmt: skip
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s["name"] for s in SPECS])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_c_memory import SANITIZE
 
 import symbackprop
 from symbackprop.codegen import render
@@ -25,8 +26,6 @@ from symbackprop.codegen.c.build import build_program
 from symbackprop.codegen.numpy import numpy_module
 
 STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
-SANITIZE = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-            "-fno-sanitize-recover=all"]  # fmt: skip
 
 
 def net(name, inputs, layers, loss="cross_entropy"):
