@@ -3,7 +3,8 @@ share memory, as the memory planners of TVM and TFLite Micro do.
 
 A chunk's tensors are written and read by ops in a fixed order: the forward ops (or evaluation
 mode's), the loss, the backward ops and the running buffers' updates, as the C library calls them
-(``backward_chunk``'s order after ``_weights_last`` and ``_fuse_sums``). A tensor lives from the
+(``backward_chunk``'s order after ``_weights_last`` and ``_fuse_sums``, with fuse.py's
+passes of row ops as single ops). A tensor lives from the
 first op that touches it to the last one, both included: an op never reads what another tensor
 writes in the same memory (no in-place hazard, and the op macros' ``restrict`` pointers stay
 true). Two tensors conflict when their lifetimes overlap in any of the call sequences; the
