@@ -3,15 +3,14 @@ share memory, as the memory planners of TVM and TFLite Micro do.
 
 A chunk's tensors are written and read by ops in a fixed order: the forward ops (or evaluation
 mode's), the loss, the backward ops and the running buffers' updates, as the C library calls them
-(``backward_chunk``'s order after ``_weights_last`` and ``_fuse_sums``, with fuse.py's
-passes of row ops as single ops). A tensor lives from the
-first op that touches it to the last one, both included: an op never reads what another tensor
-writes in the same memory (no in-place hazard, and the op macros' ``restrict`` pointers stay
-true). Two tensors conflict when their lifetimes overlap in any of the call sequences; the
-greedy-by-size offset assignment places each tensor, largest first, at the lowest offset where it
-overlaps no conflicting tensor already placed. Offsets are numbers a row, so the shared block is
-``CHUNK * units`` reals at any chunk. The output (and the logits) stay live to the end of the
-forward-only sequence, where forward, predict and accuracy read them.
+(``backward_chunk``'s order after ``_weights_last`` and ``_fuse_sums``, with fuse.py's passes of row
+ops as single ops). A tensor lives from the first op that touches it to the last one, both included:
+an op never reads what another tensor writes in the same memory (no in-place hazard, and the op
+macros' ``restrict`` pointers stay true). Two tensors conflict when their lifetimes overlap in any
+of the call sequences; the greedy-by-size offset assignment places each tensor, largest first, at
+the lowest offset where it overlaps no conflicting tensor already placed. Offsets are numbers a row,
+so the shared block is ``CHUNK * units`` reals at any chunk. The output (and the logits) stay live
+to the end of the forward-only sequence, where forward, predict and accuracy read them.
 
 Per-batch tensors (batch norm's statistics) keep their own members: their size does not grow with
 the chunk. The templates address every tensor as ``ws->NAME``; ``accessors`` gives the macros and
