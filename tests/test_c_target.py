@@ -192,8 +192,9 @@ def test_c_files_deterministic_marked_and_small():
     # block) and ONE_CHUNK's step for a rule with state (Adam's rows inside the products, the
     # rule's constants one function, the biases' updates) 5 KB: 66,655; in double, the AVX-512F
     # kernel and gemm's four-row FMA kernel (issue 15's tanh net; each fused kernel one text, C
-    # macros instanced per ISA) 3.9 KB: 70,597
-    assert wide["wide.c"] + wide["wide.h"] < 71_500 and sum(wide.values()) < 82_000, wide
+    # macros instanced per ISA) 3.9 KB: 70,597; that kernel's masked last columns (instead of
+    # four one-row passes) and its alpha applied once, 1.7 KB: 72,321
+    assert wide["wide.c"] + wide["wide.h"] < 73_000 and sum(wide.values()) < 83_500, wide
     for name in small:  # the emitted code does not grow with width: only the numbers change
         assert abs(wide[name] - small[name]) < 1000, (name, small[name], wide[name])
 

@@ -704,8 +704,8 @@ def _fused(ctx: dict) -> dict:
     backward = {v for o in ctx["backward"] for v in fuse.reads(o)}
     return {
         **ctx,
-        "forward": fuse.fuse_rows(ctx["forward"], after | backward),
-        "evaluation": fuse.fuse_rows(ctx["evaluation"], after | backward),
+        "forward": fuse.fuse_rows(fuse.softmax_lse(ctx["forward"]), after | backward),
+        "evaluation": fuse.fuse_rows(fuse.softmax_lse(ctx["evaluation"]), after | backward),
         "backward": fuse.fuse_rows(ctx["backward"], after),
     }
 

@@ -11,6 +11,10 @@ the mask and its product), its backward two. A value made in the group is read t
 local, and stored only when something outside the group reads it (γx̂ + β, the closed form's
 ∂ℓ/∂u are not). The same operations on the same numbers in the same order, the sums over the
 rows in the same order: the numbers are the same as op by op, bit for bit.
+
+A softmax and the loss's log-sum-exp of the same logits share one pass too (``softmax_lse``): both
+take the row maximum and sum the same exponentials in the same order, so the log-sum-exp is
+``top + log(total)`` of the softmax's own total, and the exponentials are computed once.
 """
 
 from __future__ import annotations
@@ -62,6 +66,23 @@ def _same(q: dict, parts: list[dict]) -> str:
     same = [p["out"] for p in parts if p["kind"] == "reduce" and not p["temps"]
             and p["expr"] == q["expr"]]  # fmt: skip
     return same[0] if same else ""
+
+
+def softmax_lse(ops: list[dict]) -> list[dict]:
+    """``ops`` with each log-sum-exp of a softmax's input (same rows and width) done by that
+    softmax, which then also writes it (its context's ``lse``)."""
+    out: list[dict] = []
+    soft: dict[str, int] = {}  # a softmax's input: its index in out
+    for o in ops:
+        k = soft.get(o["args"][0]) if o["kind"] == "logsumexp" else None
+        s = out[k] if k is not None else None
+        if s and s["units"] == o["in_units"] and s["m_rows"] == o["m_rows"] and "lse" not in s:
+            out[k] = {**s, "lse": o["out"]}
+            continue
+        if o["kind"] == "softmax":
+            soft[o["args"][0]] = len(out)
+        out.append(o)
+    return out
 
 
 def _parts(o: dict) -> list[dict]:

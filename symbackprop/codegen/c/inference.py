@@ -65,7 +65,8 @@ def files(program: Program, weights: dict[str, np.ndarray], trained: bool = Fals
     ctx = context(program)
     # a prediction is evaluation mode: batch norm's running statistics, no dropout (the
     # forward ops themselves where the modes do not differ)
-    forward = _needed(ctx["evaluation"], ctx["output"])
+    forward = [{**o, "lse": ""} if o.get("lse") else o  # no loss: a softmax only
+               for o in _needed(ctx["evaluation"], ctx["output"])]  # fmt: skip
     made = {o["out"] for o in forward} | {v for o in forward for v in o.get("outs", ())}
     arrays = [a for a in ctx["arrays"] if a["name"] in made]
     values = [{"name": p["name"], "init": _initializer(weights[p["name"]], ctx["dtype"])}

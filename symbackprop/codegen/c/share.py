@@ -32,6 +32,8 @@ _EXPRESSION_ONLY = ("map", "loss")  # their macros read only their expression's 
 def _touched(o: dict) -> set[str]:
     """Every name an op (or a fused run of sums) reads or writes."""
     names = {o["out"]} if o.get("out") else set()
+    if o.get("lse"):  # a softmax that also writes the log-sum-exp of its input (fuse.py)
+        names.add(o["lse"])
     for key in _READS[1:] if o["kind"] in _EXPRESSION_ONLY else _READS:
         names |= {a for a in o.get(key) or () if isinstance(a, str)}
     for part in o["parts"] if o["kind"] == "sums" else ():  # batch norm's fused row sums
