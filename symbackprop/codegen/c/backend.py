@@ -490,6 +490,20 @@ def _weights_last(ops: list[dict]) -> list[dict]:
     return out + pending
 
 
+def _equal_bias_sums(ops: list[dict]) -> list[dict]:
+    """A gated cell's two biases (b and br) have one gradient, Σ_n Σ_t dx_t: the second of two
+    sums of the same tensor (same scale) copies the first's result (``copy_of``, the first's
+    parameter) instead of a second pass over dx. The same numbers: both start at zero and get
+    the same additions in the same order."""
+    first: dict[tuple, str] = {}
+    for o in ops:
+        if o["kind"] == "grad_seq_bias":
+            key = (o["args"][0], o["scale"])
+            o["copy_of"] = first.get(key)
+            first.setdefault(key, o["args"][1])
+    return ops
+
+
 def _row_sum(o: dict) -> int | None:
     """The width of a sum over the batch's rows that may share its row loop with its neighbours
     (batch norm's backward: Σ g, Σ g ⊙ x̂ and the gradients of γ and β), else None."""
@@ -583,7 +597,7 @@ def context(program: Program) -> dict:
         ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
-    backward = _fuse_sums(backward)
+    backward = _fuse_sums(_equal_bias_sums(backward))
     scalars = _scalars(program)
     arrays = [
         {"name": n, "units": u, "scalar": n in scalars, "batch": n in program.batch}
