@@ -4,8 +4,9 @@ The cell's backward step reads ∂ℓ/∂(each saved value) from outside the cel
 tensor [T, K·units] that the chain rule builds as a ``pad``: the layer above's gradient (h's, or
 [T, units] with return_sequences) in h's block, zeros elsewhere. Built, it is a memset of K·units
 numbers a step and a copy, then K loads a unit of which K - 1 are zeros. Here, where the pad is
-read by that step only, the step reads the padded tensor itself and its zeros are zeros in the
-printed expressions (x + 0 is x: the same numbers); the pad and its array go.
+read by that step only (pad_folds), the step reads the padded tensor itself and the zero blocks
+are -0 constants (x + -0 is x, which the compiler folds away: the same numbers); the pad and its
+array go.
 
 Likewise the gradient sums over time (grad_seq_weight, grad_seq_bias) read the slices of the
 cell's saved values they need (δx_t of the BPTT output, h_t of the forward's) in place, with the
@@ -18,16 +19,21 @@ from __future__ import annotations
 from ..program import Program
 
 
+def _readers(program: Program) -> dict[str, list]:
+    """{tensor: the ops (of every pass) that read it}."""
+    readers: dict[str, list] = {}
+    for o in (*program.forward, *program.evaluation, *program.backward, program.loss,
+              *program.updates):  # fmt: skip
+        for a in o.op.args:
+            readers.setdefault(a, []).append(o.op)
+    return readers
+
+
 def pad_folds(program: Program) -> dict[str, dict]:
     """{a cell_bptt op's output: {"pad": the pad it no longer needs, "src": what the pad
     spreads, "width": src's numbers a step, "at": {statement: its offset in src's step}}} for
     each pad read only by a cell_bptt, along the value axis, in whole blocks of units."""
-    lowered = [*program.forward, *program.evaluation, *program.backward, program.loss,
-               *program.updates]  # fmt: skip
-    readers: dict[str, list] = {}
-    for o in lowered:
-        for a in o.op.args:
-            readers.setdefault(a, []).append(o.op)
+    readers = _readers(program)
     folds = {}
     for o in program.backward:
         op = o.op
@@ -50,12 +56,7 @@ def slice_folds(program: Program) -> dict[str, dict]:
     """{a slice's output: {"src": what it slices, "at": its offset in a step of src, "stride":
     src's numbers a step}} for each slice of a [T, K] tensor along its last axis that only the
     sums over time (grad_seq_weight, grad_seq_bias) read."""
-    lowered = [*program.forward, *program.evaluation, *program.backward, program.loss,
-               *program.updates]  # fmt: skip
-    readers: dict[str, list] = {}
-    for o in lowered:
-        for a in o.op.args:
-            readers.setdefault(a, []).append(o.op)
+    readers = _readers(program)
     folds = {}
     for o in (*program.forward, *program.backward):
         op = o.op
