@@ -20,6 +20,7 @@ from sequence_reference import (
     assert_follows_torch,
     assert_program_trains,
     builder,
+    generate,
     sequence_spec as _spec,
 )
 
@@ -96,6 +97,20 @@ def test_c_equals_numpy(optimizer, tmp_path):
                   {"type": "gru", "units": 3}, {"units": 2}], steps=6,
                  optimizer=optimizer)  # fmt: skip
     assert_c_equals_numpy(spec, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_c_bptt_reads_its_inputs_in_place(kind, tmp_path):
+    """A many-to-one cell's C: BPTT reads the head's gradient in place (no [T, K·units] pad of
+    zeros), the sums over time read δx_t and h_t in place (no copies), the LSTM's br gradient
+    is b's sums copied (the GRU's differs: r scales its n-gate part). The numbers: the C and
+    NumPy test above (the same cells, pads and slices) and the PyTorch ones."""
+    generate(_spec([{"type": kind, "units": 4}, {"units": 2}], steps=5), tmp_path)
+    header = (tmp_path / "seq.h").read_text()
+    assert " delta1[" in header and " s1[" in header
+    assert not any(f" {m}[" in header for m in ("ds1", "dx1", "hs1")), header
+    copied = "memcpy(grads->br1, grads->b1, sizeof grads->br1);" in (tmp_path / "seq.c").read_text()
+    assert copied == (kind == "lstm")
 
 
 @pytest.mark.parametrize("flags", [["-Wall", "-Wextra", "-Werror", "-pedantic"],

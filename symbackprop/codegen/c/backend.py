@@ -24,7 +24,7 @@ from ...spec.errors import SpecError
 from ..program import Lowered, Program
 from ..schedule import c_expr
 from ..support import CLIPPING, refuse_unimplemented
-from . import fuse, sbp_math, share
+from . import fuse, recurrent, sbp_math, share
 from .conv_layout import layout as conv_layout, scratch as conv_scratch
 
 # In the order write_files renames them into place: the sources, which check the header's build
@@ -212,8 +212,15 @@ def _scalars(program: Program) -> set[str]:
                        if shape == () and n not in program.batch and n != "E"}  # fmt: skip
 
 
-def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePrinter) -> dict:
-    """The plain context of one op."""
+def _op(
+    o: Lowered,
+    program: Program,
+    dtype: str,
+    widths: dict,
+    scalar: CCodePrinter,
+    folds: dict | None = None,
+) -> dict:
+    """The plain context of one op (folds: recurrent.pad_folds)."""
     op = o.op
     params = {p.name: p for p in program.params}
     shape = o.shape
@@ -307,18 +314,24 @@ def _op(o: Lowered, program: Program, dtype: str, widths: dict, scalar: CCodePri
         out["threshold"] = prng.dropout_threshold(float(op.attr("p")))
     elif op.kind in _SEQUENCE_OPS:
         _sequence_op(out, o, program, widths, dtype)
+        if op.kind in ("grad_seq_weight", "grad_seq_bias"):
+            _strides(out, folds or {})
     elif op.kind in ("cell", "cell_bptt"):
-        _cell_op(out, o, program, dtype)
+        _cell_op(out, o, program, dtype, (folds or {}).get(op.out))
     elif op.kind == "pad":
         out.update(_blocks(op, program))
     return out
 
 
-def _cell_op(out: dict, o: Lowered, program: Program, dtype: str) -> None:
+def _cell_op(out: dict, o: Lowered, program: Program, dtype: str, fold: dict | None) -> None:
     """A gated cell's loops: its statements (or backward step) printed as C on scalars, and
-    which of the cell's symbols each pass reads (only those are declared: -Wunused)."""
+    which of the cell's symbols each pass reads (only those are declared: -Wunused); the
+    backward step's outside gradients as ``ext_at`` (each statement's offset in a step of
+    ``ext_width`` numbers; those a fold (recurrent.pad_folds) leaves out are zeros)."""
     op = o.op
     printer = CCodePrinter(dtype)
+    stmts, units = op.attr("stmts"), op.attr("units")
+    at = fold["at"] if fold else {s: k * units for k, s in enumerate(stmts)}
     attrs = {}
     for k, v in op.attrs:
         if isinstance(v, tuple) and v and all(isinstance(e, sp.Basic) for e in v):
@@ -327,12 +340,29 @@ def _cell_op(out: dict, o: Lowered, program: Program, dtype: str) -> None:
             attrs[k] = v
     exprs = op.attr("fwd") if op.kind == "cell" else (*op.attr("bvals"), *op.attr("bouts"))
     attrs["reads"] = sorted({s.name for e in exprs for s in e.free_symbols})
+    attrs["ext_at"], attrs["ext_width"] = at, fold["width"] if fold else len(stmts) * units
+    if fold:
+        out["args"][2] = fold["src"]
     out["attrs"] = attrs
     seq = op.args[4] if op.kind == "cell" else op.args[1]
     out["steps"] = program.shapes[seq][0]
     if op.kind == "cell":
         out["fan_in"] = program.param(op.args[0]).shape[1]
         out["scratch"] = f"k{op.attr('layer')}"
+
+
+def _strides(out: dict, folds: dict) -> None:
+    """A sum over time's two tensors (g, and the input of a weight's): each one's offset in a
+    step and numbers a step, read in place from what a folded slice (recurrent.slice_folds)
+    slices."""
+    names = ("g", "in")[: 2 if out["kind"] == "grad_seq_weight" else 1]
+    widths = (out["rows"], out["cols"]) if out["kind"] == "grad_seq_weight" else (out["cols"],)
+    for k, (name, width) in enumerate(zip(names, widths, strict=True)):
+        fold = folds.get(out["args"][k])
+        if fold:
+            out["args"][k] = fold["src"]
+        out[f"{name}_at"] = fold["at"] if fold else 0
+        out[f"{name}_stride"] = fold["stride"] if fold else width
 
 
 def _blocks(op, program: Program) -> dict:
@@ -490,6 +520,20 @@ def _weights_last(ops: list[dict]) -> list[dict]:
     return out + pending
 
 
+def _equal_bias_sums(ops: list[dict]) -> list[dict]:
+    """A gated cell's two biases (b and br) have one gradient, Σ_n Σ_t dx_t: the second of two
+    sums of the same tensor (same scale) copies the first's result (``copy_of``, the first's
+    parameter) instead of a second pass over dx. The same numbers: both start at zero and get
+    the same additions in the same order."""
+    first: dict[tuple, str] = {}
+    for o in ops:
+        if o["kind"] == "grad_seq_bias":
+            key = (o["args"][0], o["g_at"], o["scale"])  # g_at: a folded slice's offset
+            o["copy_of"] = first.get(key)
+            first.setdefault(key, o["args"][1])
+    return ops
+
+
 def _row_sum(o: dict) -> int | None:
     """The width of a sum over the batch's rows that may share its row loop with its neighbours
     (batch norm's backward: Σ g, Σ g ⊙ x̂ and the gradients of γ and β), else None."""
@@ -562,15 +606,30 @@ def context(program: Program) -> dict:
     params = [_param(p, k, dtype) for k, p in enumerate(program.params)]
     widths: dict[str, int] = {"x": spec.inputs, "t": spec.outputs}
     buffers = {p.name for p in program.buffers}
+    folds = recurrent.pad_folds(program)
+    slices = recurrent.slice_folds(program)
+    folded = {f["pad"] for f in folds.values()} | set(slices)
     for o in (*program.forward, *program.evaluation, *program.backward):
-        if not o.op.kind.startswith("grad_") and o.op.out not in buffers:
+        if not o.op.kind.startswith("grad_") and o.op.out not in buffers | folded:
             widths[o.op.out] = math.prod(o.shape)
-    forward = [_op(o, program, dtype, widths, scalar) for o in program.forward]
-    evaluation = [_op(o, program, dtype, widths, scalar) for o in program.evaluation]
+    forward = [
+        _op(o, program, dtype, widths, scalar, slices)
+        for o in program.forward
+        if o.op.out not in folded
+    ]
+    evaluation = [
+        _op(o, program, dtype, widths, scalar) for o in program.evaluation if o.op.out not in folded
+    ]
     updates = [_op(o, program, dtype, widths, scalar) for o in program.updates]
     by_name = {p["name"]: p for p in params}
     loss = _op(program.loss, program, dtype, widths, scalar)
-    backward = _weights_last([_op(o, program, dtype, widths, scalar) for o in program.backward])
+    backward = _weights_last(
+        [
+            _op(o, program, dtype, widths, scalar, {**folds, **slices})
+            for o in program.backward
+            if o.op.out not in folded
+        ]
+    )
     for o in backward:
         if o["kind"] in (
             "grad_weight",
@@ -583,7 +642,7 @@ def context(program: Program) -> dict:
         ):
             o["param"] = by_name[o["args"][-1]]
             o["alpha"] = f"scale_{o['out']}" if o["scale"] else "1"
-    backward = _fuse_sums(backward)
+    backward = _fuse_sums(_equal_bias_sums(backward))
     scalars = _scalars(program)
     arrays = [
         {"name": n, "units": u, "scalar": n in scalars, "batch": n in program.batch}
