@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xce5204aa6b83
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x1d3b885c6613
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -270,12 +270,20 @@ static inline float sbp_expf_(float x, int full)
 }
 static inline float sbp_expf(float x) { return sbp_expf_(x, 1); }
 
-/* 1/(1 + e^-x) in float, as sbp_sigmoid */
+/* 1/(1 + e^-x) in float, as sbp_sigmoid with one division: e = e^-|x| (|x| <= 104) is 2^k e^r,
+ * e^r = 1 + r + r^2 P(r) (SLEEF's expf polynomial: no division), kept as e 2^64 (normal down to
+ * e^-104, so a result below 2^-126 rounds once, at the end); 1/s of the correction is 1 - q
+ * (x < 0) or q itself (x >= 0), its error second order */
 static inline float sbp_sigmoidf(float x)
 {
-    const float e = sbp_expf(-fabsf(x)), s = 1.0F + e, d = (1.0F - s) + e;
-    const float q = (x >= 0 ? 1.0F : e) / s;
-    return q - q * (d / s);
+    const float shift = 0x1.8p23F, a = fabsf(x), v = a > 104.0F ? -104.0F : -a; /* NaN stays NaN */
+    const float k = (v * 1.4426950216F + shift) - shift;
+    const float r = (v - k * 6.9314575195e-01F) - k * 1.4286067653e-06F, t = r * r;
+    const float p = ((((1.98527617612853646278381e-4F * r + 1.39304355252534151077271e-3F) * r + 8.33336077630519866943359e-3F) * r + 4.16664853692054748535156e-2F) * r + 1.66666671633720397949219e-1F) * r + 0.5F;
+    const float es = (1.0F + (r + t * p)) * sbp_float((sbp_bitsf(k + shift) - sbp_bitsf(shift) + 191) << 23);
+    const float e = es * 0x1p-64F, s = 1.0F + e, d = (1.0F - s) + e;
+    const float q = (x >= 0 ? 1.0F : es) / s, qn = x >= 0 ? q : q * 0x1p-64F;
+    return qn - qn * (d * (x >= 0 ? q : 1.0F - qn));
 }
 
 /* erf(x) in float: as sbp_erf, with one polynomial for 1 < |x| < 4 and 1 beyond */

@@ -12,7 +12,7 @@
  */
 #ifndef ADAM_GELU_H
 #define ADAM_GELU_H
-#define ADAM_GELU_BUILD 0xce5204aa6b83 /* this set of files: the .c files check it */
+#define ADAM_GELU_BUILD 0x1d3b885c6613 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "adam_gelu.h"
-#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0xce5204aa6b83
+#if !defined(ADAM_GELU_BUILD) || ADAM_GELU_BUILD != 0x1d3b885c6613
 #error "adam_gelu.h is from another run of symbackprop generate: generate again"
 #endif
 

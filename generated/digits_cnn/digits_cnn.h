@@ -12,7 +12,7 @@
  */
 #ifndef DIGITS_CNN_H
 #define DIGITS_CNN_H
-#define DIGITS_CNN_BUILD 0xe20f1ac7ac57 /* this set of files: the .c files check it */
+#define DIGITS_CNN_BUILD 0x51cdd4fada85 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "digits_cnn.h"
-#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0xe20f1ac7ac57
+#if !defined(DIGITS_CNN_BUILD) || DIGITS_CNN_BUILD != 0x51cdd4fada85
 #error "digits_cnn.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef IRIS_SOFTMAX_H
 #define IRIS_SOFTMAX_H
-#define IRIS_SOFTMAX_BUILD 0x575a610b3e34 /* this set of files: the .c files check it */
+#define IRIS_SOFTMAX_BUILD 0x7fe840a26c54 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "iris_softmax.h"
-#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x575a610b3e34
+#if !defined(IRIS_SOFTMAX_BUILD) || IRIS_SOFTMAX_BUILD != 0x7fe840a26c54
 #error "iris_softmax.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef MAZUR_H
 #define MAZUR_H
-#define MAZUR_BUILD 0x0057475e5c98 /* this set of files: the .c files check it */
+#define MAZUR_BUILD 0xbc9629c9577b /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "mazur.h"
-#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0x0057475e5c98
+#if !defined(MAZUR_BUILD) || MAZUR_BUILD != 0xbc9629c9577b
 #error "mazur.h is from another run of symbackprop generate: generate again"
 #endif
 

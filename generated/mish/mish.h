@@ -12,7 +12,7 @@
  */
 #ifndef MISH_H
 #define MISH_H
-#define MISH_BUILD 0x57da4d49d986 /* this set of files: the .c files check it */
+#define MISH_BUILD 0x8cad2c28fbdd /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "mish.h"
-#if !defined(MISH_BUILD) || MISH_BUILD != 0x57da4d49d986
+#if !defined(MISH_BUILD) || MISH_BUILD != 0x8cad2c28fbdd
 #error "mish.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef RESIDUAL_MLP_H
 #define RESIDUAL_MLP_H
-#define RESIDUAL_MLP_BUILD 0x1d0fb590aec7 /* this set of files: the .c files check it */
+#define RESIDUAL_MLP_BUILD 0x1eff9e161513 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "residual_mlp.h"
-#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x1d0fb590aec7
+#if !defined(RESIDUAL_MLP_BUILD) || RESIDUAL_MLP_BUILD != 0x1eff9e161513
 #error "residual_mlp.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef RMSPROP_CUSTOM_LOSS_H
 #define RMSPROP_CUSTOM_LOSS_H
-#define RMSPROP_CUSTOM_LOSS_BUILD 0x2f2ef6f06435 /* this set of files: the .c files check it */
+#define RMSPROP_CUSTOM_LOSS_BUILD 0xd4e1c49ed043 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "rmsprop_custom_loss.h"
-#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0x2f2ef6f06435
+#if !defined(RMSPROP_CUSTOM_LOSS_BUILD) || RMSPROP_CUSTOM_LOSS_BUILD != 0xd4e1c49ed043
 #error "rmsprop_custom_loss.h is from another run of symbackprop generate: generate again"
 #endif
 

@@ -12,7 +12,7 @@
  */
 #ifndef SGD_NESTEROV_H
 #define SGD_NESTEROV_H
-#define SGD_NESTEROV_BUILD 0xfa6edbeff578 /* this set of files: the .c files check it */
+#define SGD_NESTEROV_BUILD 0xc4698257d7f5 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

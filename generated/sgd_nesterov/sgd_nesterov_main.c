@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sgd_nesterov.h"
-#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xfa6edbeff578
+#if !defined(SGD_NESTEROV_BUILD) || SGD_NESTEROV_BUILD != 0xc4698257d7f5
 #error "sgd_nesterov.h is from another run of symbackprop generate: generate again"
 #endif
 

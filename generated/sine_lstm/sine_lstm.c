@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "sine_lstm.h"
-#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0x788a9eb6d7f2
+#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0xf7c2a2e5118a
 #error "sine_lstm.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -43,18 +43,15 @@ typedef sine_lstm_workspace Work;
 #else
 #define SHARED(v, type, at) ((ws)->v)
 #endif
-#define WS_s1 SHARED(s1, real (*)[672], 672)
-#define WS_h1 SHARED(h1, real (*)[96], 0)
-#define WS_a1 SHARED(a1, real (*)[8], 96)
-#define WS_z2 SHARED(z2, real (*)[1], 1)
-#define WS_a2 SHARED(a2, real (*)[1], 0)
-#define WS_delta2 SHARED(delta2, real (*)[1], 8)
-#define WS_da1 SHARED(da1, real (*)[8], 0)
-#define WS_dh1 SHARED(dh1, real (*)[96], 1344)
-#define WS_ds1 SHARED(ds1, real (*)[672], 0)
-#define WS_delta1 SHARED(delta1, real (*)[576], 1344)
-#define WS_dx1 SHARED(dx1, real (*)[384], 0)
-#define WS_hs1 SHARED(hs1, real (*)[96], 384)
+#define WS_s1 SHARED(s1, real (*)[672], 0)
+#define WS_h1 SHARED(h1, real (*)[96], 672)
+#define WS_a1 SHARED(a1, real (*)[8], 768)
+#define WS_z2 SHARED(z2, real (*)[1], 673)
+#define WS_a2 SHARED(a2, real (*)[1], 672)
+#define WS_delta2 SHARED(delta2, real (*)[1], 680)
+#define WS_da1 SHARED(da1, real (*)[8], 672)
+#define WS_dh1 SHARED(dh1, real (*)[96], 1248)
+#define WS_delta1 SHARED(delta1, real (*)[576], 672)
 /* The loss's sums and the optimizer's once-a-step numbers: float for a float32 spec (a
  * single-precision FPU has no double: no soft double on a device), else double */
 typedef double acc;
@@ -281,37 +278,65 @@ __attribute__((target(isa))) static inline void fn(int n, int count, real alpha,
 SBP_FUSED_KERNEL(mac_rows_avx2, "avx2,fma")
 /* four rows of y at once (double with FMA; intrinsics, as gcc keeps arrays of accumulators in
  * scalars): 2 W columns of each row in registers over all of count (V: W doubles), two vectors
- * a row (eight FMA chains), two loads of x and four broadcasts a k; the rest by the one-row ONE.
- * The sums run over k in order (rounded once a term). One text, two instances. */
-#define SBP_ROWS4_KERNEL(fn, one, isa, V, P, W) \
+ * a row (eight FMA chains), two loads of x and four broadcasts from memory a k (a broadcast from
+ * a register would share the FMAs' port); the last n mod 2W columns through masked loads and
+ * stores (MT, MK, ML, MS: the mask's type, the mask of r < W lanes, load, store). The sums run
+ * over k in order from 0 (rounded once a term), then y + alpha sum (rounded once). One text,
+ * two instances. */
+#define SBP_ROWS4_KERNEL(fn, isa, V, P, W, MT, MK, ML, MS) \
 __attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, \
     long ar, long as, const real *restrict x, long xs, real *restrict y, long ys) \
 { \
+    const V al = P##set1_pd(alpha); \
     int j = 0; \
     for (; j + 2 * W <= n; j += 2 * W) { \
         real *restrict y0 = y + j, *restrict y1 = y0 + ys, *restrict y2 = y1 + ys, *restrict y3 = y2 + ys; \
-        V c0 = P##loadu_pd(y0), c1 = P##loadu_pd(y1), c2 = P##loadu_pd(y2), c3 = P##loadu_pd(y3); \
-        V d0 = P##loadu_pd(y0 + W), d1 = P##loadu_pd(y1 + W), d2 = P##loadu_pd(y2 + W), d3 = P##loadu_pd(y3 + W); \
+        V c0 = P##setzero_pd(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0; \
         const real *ak = a, *restrict xk = x + j; \
         for (int k = 0; k < count; ++k, ak += as, xk += xs) { \
             const V u = P##loadu_pd(xk), v = P##loadu_pd(xk + W); \
-            V b = P##set1_pd(alpha * ak[0]); \
-            c0 = P##fmadd_pd(b, u, c0), d0 = P##fmadd_pd(b, v, d0), b = P##set1_pd(alpha * ak[ar]); \
-            c1 = P##fmadd_pd(b, u, c1), d1 = P##fmadd_pd(b, v, d1), b = P##set1_pd(alpha * ak[2 * ar]); \
-            c2 = P##fmadd_pd(b, u, c2), d2 = P##fmadd_pd(b, v, d2), b = P##set1_pd(alpha * ak[3 * ar]); \
+            V b = P##set1_pd(ak[0]); \
+            c0 = P##fmadd_pd(b, u, c0), d0 = P##fmadd_pd(b, v, d0), b = P##set1_pd(ak[ar]); \
+            c1 = P##fmadd_pd(b, u, c1), d1 = P##fmadd_pd(b, v, d1), b = P##set1_pd(ak[2 * ar]); \
+            c2 = P##fmadd_pd(b, u, c2), d2 = P##fmadd_pd(b, v, d2), b = P##set1_pd(ak[3 * ar]); \
             c3 = P##fmadd_pd(b, u, c3), d3 = P##fmadd_pd(b, v, d3); \
         } \
-        P##storeu_pd(y0, c0), P##storeu_pd(y1, c1), P##storeu_pd(y2, c2), P##storeu_pd(y3, c3); \
-        P##storeu_pd(y0 + W, d0), P##storeu_pd(y1 + W, d1), P##storeu_pd(y2 + W, d2), P##storeu_pd(y3 + W, d3); \
+        P##storeu_pd(y0, P##fmadd_pd(al, c0, P##loadu_pd(y0))); \
+        P##storeu_pd(y1, P##fmadd_pd(al, c1, P##loadu_pd(y1))); \
+        P##storeu_pd(y2, P##fmadd_pd(al, c2, P##loadu_pd(y2))); \
+        P##storeu_pd(y3, P##fmadd_pd(al, c3, P##loadu_pd(y3))); \
+        P##storeu_pd(y0 + W, P##fmadd_pd(al, d0, P##loadu_pd(y0 + W))); \
+        P##storeu_pd(y1 + W, P##fmadd_pd(al, d1, P##loadu_pd(y1 + W))); \
+        P##storeu_pd(y2 + W, P##fmadd_pd(al, d2, P##loadu_pd(y2 + W))); \
+        P##storeu_pd(y3 + W, P##fmadd_pd(al, d3, P##loadu_pd(y3 + W))); \
     } \
-    if (j < n) \
-        for (int r = 0; r < 4; ++r) one(n - j, count, alpha, a + r * ar, as, x + j, xs, y + r * ys + j); \
+    for (; j < n; j += W) { /* the rest: W columns or fewer a pass, masked */ \
+        const MT m = MK(n - j < W ? n - j : W); \
+        real *restrict y0 = y + j, *restrict y1 = y0 + ys, *restrict y2 = y1 + ys, *restrict y3 = y2 + ys; \
+        V c0 = P##setzero_pd(), c1 = c0, c2 = c0, c3 = c0; \
+        const real *ak = a, *restrict xk = x + j; \
+        for (int k = 0; k < count; ++k, ak += as, xk += xs) { \
+            const V u = ML(xk, m); \
+            c0 = P##fmadd_pd(P##set1_pd(ak[0]), u, c0), c1 = P##fmadd_pd(P##set1_pd(ak[ar]), u, c1); \
+            c2 = P##fmadd_pd(P##set1_pd(ak[2 * ar]), u, c2), c3 = P##fmadd_pd(P##set1_pd(ak[3 * ar]), u, c3); \
+        } \
+        MS(y0, m, P##fmadd_pd(al, c0, ML(y0, m))), MS(y1, m, P##fmadd_pd(al, c1, ML(y1, m))); \
+        MS(y2, m, P##fmadd_pd(al, c2, ML(y2, m))), MS(y3, m, P##fmadd_pd(al, c3, ML(y3, m))); \
+    } \
 }
-SBP_ROWS4_KERNEL(mac_rows4_avx2, mac_rows_avx2, "avx2,fma", __m256d, _mm256_, 4)
+#define SBP_M256_MASK(r) _mm256_cmpgt_epi64(_mm256_set1_epi64x(r), _mm256_setr_epi64x(0, 1, 2, 3))
+#define SBP_M256_LOAD(p, m) _mm256_maskload_pd(p, m)
+#define SBP_M256_STORE(p, m, v) _mm256_maskstore_pd(p, m, v)
+SBP_ROWS4_KERNEL(mac_rows4_avx2, "avx2,fma", __m256d, _mm256_, 4, __m256i, SBP_M256_MASK, SBP_M256_LOAD,
+                 SBP_M256_STORE)
 #endif
 #if SBP_MAC_DISPATCH == 1
 SBP_FUSED_KERNEL(mac_rows_avx512, "avx512f,fma")
-SBP_ROWS4_KERNEL(mac_rows4_avx512, mac_rows_avx512, "avx512f,fma", __m512d, _mm512_, 8)
+#define SBP_M512_MASK(r) ((__mmask8)((1u << (r)) - 1))
+#define SBP_M512_LOAD(p, m) _mm512_maskz_loadu_pd(m, p)
+#define SBP_M512_STORE(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+SBP_ROWS4_KERNEL(mac_rows4_avx512, "avx512f,fma", __m512d, _mm512_, 8, __mmask8, SBP_M512_MASK, SBP_M512_LOAD,
+                 SBP_M512_STORE)
 #endif
 static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
@@ -595,22 +620,16 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
         memset(WS_dh1[r], 0, (12 - 1) * 8 * sizeof(real));
         memcpy(&WS_dh1[r][(12 - 1) * 8], WS_da1[r], 8 * sizeof(real));
     }
-    /* ds1[:, 48:56] = dh1, 0 elsewhere */
-    for (long r = 0; r < m; ++r) {
-        memset(WS_ds1[r], 0, 672 * sizeof(real));
-        for (int j = 0; j < 12; ++j)
-            memcpy(&WS_ds1[r][j * 56 + 48], &WS_dh1[r][j * 8], 8 * sizeof(real));
-    }
     /* delta1_t = [dx, direct d(state)]_t, t = 12..1, dh_(t+1) = direct dh + U1.T @ dq_(t+1), every d(state)_13 = 0: dxi_t = g_t*i_t*(1 - i_t)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxf_t = c_(t-1)*f_t*(1 - f_t)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxg_t = i_t*(1 - g_t**2)*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)); dxo_t = k_t*o_t*(1 - o_t)*(dh_(t+1) + dl/dh_t); dh_t (direct) = 0; dc_t (direct) = f_t*(dc_(t+1) + o_t*(1 - k_t**2)*(dh_(t+1) + dl/dh_t)) */
     static const real zeros_delta1[56]; /* the values before step 1 */
     for (long r = 0; r < m; ++r) {
         const real *restrict ss = WS_s1[r];
-        const real *restrict gs = WS_ds1[r];
+        const real *restrict gs = WS_dh1[r];
         real *restrict ds = WS_delta1[r];
         for (int t = 12 - 1; t >= 0; --t) {
             real *restrict dt = ds + (long)t * 48;
             const real *restrict st = ss + (long)t * 56;
-            const real *restrict gt = gs + (long)t * 56;
+            const real *restrict gt = gs + (long)t * 8;
             if (t + 1 < 12) {
                 const real *restrict dn = dt + 48;
                 for (int e = 0; e < 16; ++e) dt[32 + e] = dn[32 + e];
@@ -626,17 +645,17 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
                 const real k_dc = dt[40 + j];
                 const real k_pc = sp[32 + j];
                 const real k_i = st[0 + j];
-                const real k_ei = gt[0 + j];
+                const real k_ei = (real)-0.0; /* nothing from outside: x + -0 is x, folded */
                 const real k_f = st[8 + j];
-                const real k_ef = gt[8 + j];
+                const real k_ef = (real)-0.0; /* nothing from outside: x + -0 is x, folded */
                 const real k_g = st[16 + j];
-                const real k_eg = gt[16 + j];
+                const real k_eg = (real)-0.0; /* nothing from outside: x + -0 is x, folded */
                 const real k_o = st[24 + j];
-                const real k_eo = gt[24 + j];
-                const real k_ec = gt[32 + j];
+                const real k_eo = (real)-0.0; /* nothing from outside: x + -0 is x, folded */
+                const real k_ec = (real)-0.0; /* nothing from outside: x + -0 is x, folded */
                 const real k_k = st[40 + j];
-                const real k_ek = gt[40 + j];
-                const real k_eh = gt[48 + j];
+                const real k_ek = (real)-0.0; /* nothing from outside: x + -0 is x, folded */
+                const real k_eh = gt[0 + j];
                 const real k_t0 = k_dh + k_eh;
                 const real k_t1 = k_dc + k_ec + (1 - (k_k*k_k))*(k_ek + k_o*k_t0);
                 dt[0 + j] = k_i*(1 - k_i)*(k_ei + k_g*k_t1);
@@ -649,24 +668,22 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
         }
     }
 
-    /* dx1 = delta1[:, 0:32] */
-    for (long r = 0; r < m; ++r)
-        for (int j = 0; j < 12; ++j)
-            memcpy(&WS_dx1[r][j * 32], &WS_delta1[r][j * 48 + 0], 32 * sizeof(real));
-
-    /* hs1 = s1[:, 48:56] */
-    for (long r = 0; r < m; ++r)
-        for (int j = 0; j < 12; ++j)
-            memcpy(&WS_hs1[r][j * 8], &WS_s1[r][j * 56 + 48], 8 * sizeof(real));
-
     /* dW1 = sum_n sum_t dx1_t @ x_t.T: summed into grads (also the scratch of a fused step, then applied) */
     if (first || fz) memset(grads->W1, 0, sizeof grads->W1);
-    for (long r = 0; r < m; ++r) {
-        const real *restrict gs = WS_dx1[r];
-        const real *restrict is = ws->x[r];
-        /* row i of the gradient += sum_t g_(t,i) in_(t-0): four steps a pass over it */
+    { /* a few columns: summed as the rows of the transpose (products 32 long, not 1; the same
+       * products summed in the same order), transposed in and back */
+        real gT[1][32];
         for (int i = 0; i < 32; ++i)
-            mac_rows(1, 12 - 0, 1, gs + 0 + i, 32, is, 1, grads->W1[i]);
+            for (int j = 0; j < 1; ++j) gT[j][i] = grads->W1[i][j];
+        for (long r = 0; r < m; ++r) {
+            const real *restrict gs = WS_delta1[r];
+            const real *restrict is = ws->x[r];
+            /* column j of the gradient += sum_t in_(t-0,j) g_t: four steps a pass over it */
+            for (int j = 0; j < 1; ++j)
+                mac_rows(32, 12 - 0, 1, is + j, 1, gs + 0, 48, gT[j]);
+        }
+        for (int i = 0; i < 32; ++i)
+            for (int j = 0; j < 1; ++j) grads->W1[i][j] = gT[j][i];
     }
     if (fz)
         for (int i = 0; i < 32; ++i)
@@ -676,11 +693,11 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
     /* dU1 = sum_n sum_t dx1_t @ hs1_(t-1).T: summed into grads (also the scratch of a fused step, then applied) */
     if (first || fz) memset(grads->U1, 0, sizeof grads->U1);
     for (long r = 0; r < m; ++r) {
-        const real *restrict gs = WS_dx1[r];
-        const real *restrict is = WS_hs1[r];
+        const real *restrict gs = WS_delta1[r];
+        const real *restrict is = WS_s1[r] + 48;
         /* row i of the gradient += sum_t g_(t,i) in_(t-1): four steps a pass over it */
         for (int i = 0; i < 32; ++i)
-            mac_rows(8, 12 - 1, 1, gs + 32 + i, 32, is, 8, grads->U1[i]);
+            mac_rows(8, 12 - 1, 1, gs + 48 + i, 48, is, 56, grads->U1[i]);
     }
     if (fz)
         for (int i = 0; i < 32; ++i)
@@ -689,17 +706,13 @@ static SBP_CLONES void backward_chunk(const Params *params, Grads *grads,
 
     /* db1 = sum_n sum_t dx1_t */
     for (long r = 0; r < m; ++r) {
-        const real *restrict d = WS_dx1[r];
+        const real *restrict d = WS_delta1[r];
         for (int t = 0; t < 12; ++t)
-            for (int i = 0; i < 32; ++i) grads->b1[i] += d[(long)t * 32 + i];
+            for (int i = 0; i < 32; ++i) grads->b1[i] += d[(long)t * 48 + i];
     }
 
-    /* dbr1 = sum_n sum_t dx1_t */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict d = WS_dx1[r];
-        for (int t = 0; t < 12; ++t)
-            for (int i = 0; i < 32; ++i) grads->br1[i] += d[(long)t * 32 + i];
-    }
+    /* dbr1 = sum_n sum_t dx1_t: the sums of db1 (the same tensor summed) */
+    memcpy(grads->br1, grads->b1, sizeof grads->br1);
 
 }
 

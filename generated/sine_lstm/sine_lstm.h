@@ -12,7 +12,7 @@
  */
 #ifndef SINE_LSTM_H
 #define SINE_LSTM_H
-#define SINE_LSTM_BUILD 0x788a9eb6d7f2 /* this set of files: the .c files check it */
+#define SINE_LSTM_BUILD 0xf7c2a2e5118a /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -97,7 +97,7 @@ typedef struct {
     sine_lstm_real tbuf[SINE_LSTM_CHUNK][SINE_LSTM_OUTPUTS];
 #endif
 #ifdef SINE_LSTM_SHARE /* tensors whose lifetimes do not overlap share memory (offsets in the .c) */
-    sine_lstm_real shared[SINE_LSTM_CHUNK * 1920];
+    sine_lstm_real shared[SINE_LSTM_CHUNK * 1344];
 #else
     sine_lstm_real s1[SINE_LSTM_CHUNK][672];
     sine_lstm_real h1[SINE_LSTM_CHUNK][96];
@@ -107,10 +107,7 @@ typedef struct {
     sine_lstm_real delta2[SINE_LSTM_CHUNK][1];
     sine_lstm_real da1[SINE_LSTM_CHUNK][8];
     sine_lstm_real dh1[SINE_LSTM_CHUNK][96];
-    sine_lstm_real ds1[SINE_LSTM_CHUNK][672];
     sine_lstm_real delta1[SINE_LSTM_CHUNK][576];
-    sine_lstm_real dx1[SINE_LSTM_CHUNK][384];
-    sine_lstm_real hs1[SINE_LSTM_CHUNK][96];
 #endif
 #if SINE_LSTM_WT_COPY /* weights transposed, for the matrix loops (unused with SINE_LSTM_BLAS) */
     sine_lstm_real W2T[8][1];

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sine_lstm.h"
-#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0x788a9eb6d7f2
+#if !defined(SINE_LSTM_BUILD) || SINE_LSTM_BUILD != 0xf7c2a2e5118a
 #error "sine_lstm.h is from another run of symbackprop generate: generate again"
 #endif
 

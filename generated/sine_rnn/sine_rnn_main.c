@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "sine_rnn.h"
-#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0xf4efabc99c92
+#if !defined(SINE_RNN_BUILD) || SINE_RNN_BUILD != 0xeddb837a928d
 #error "sine_rnn.h is from another run of symbackprop generate: generate again"
 #endif
 

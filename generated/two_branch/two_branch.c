@@ -10,7 +10,7 @@
 #define _XOPEN_SOURCE 700 /* for open, fstat, lstat and realpath */
 #endif
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xe96f17a26a92
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xc07ab894a598
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 
@@ -289,37 +289,65 @@ __attribute__((target(isa))) static inline void fn(int n, int count, real alpha,
 SBP_FUSED_KERNEL(mac_rows_avx2, "avx2,fma")
 /* four rows of y at once (double with FMA; intrinsics, as gcc keeps arrays of accumulators in
  * scalars): 2 W columns of each row in registers over all of count (V: W doubles), two vectors
- * a row (eight FMA chains), two loads of x and four broadcasts a k; the rest by the one-row ONE.
- * The sums run over k in order (rounded once a term). One text, two instances. */
-#define SBP_ROWS4_KERNEL(fn, one, isa, V, P, W) \
+ * a row (eight FMA chains), two loads of x and four broadcasts from memory a k (a broadcast from
+ * a register would share the FMAs' port); the last n mod 2W columns through masked loads and
+ * stores (MT, MK, ML, MS: the mask's type, the mask of r < W lanes, load, store). The sums run
+ * over k in order from 0 (rounded once a term), then y + alpha sum (rounded once). One text,
+ * two instances. */
+#define SBP_ROWS4_KERNEL(fn, isa, V, P, W, MT, MK, ML, MS) \
 __attribute__((target(isa))) static inline void fn(int n, int count, real alpha, const real *a, \
     long ar, long as, const real *restrict x, long xs, real *restrict y, long ys) \
 { \
+    const V al = P##set1_pd(alpha); \
     int j = 0; \
     for (; j + 2 * W <= n; j += 2 * W) { \
         real *restrict y0 = y + j, *restrict y1 = y0 + ys, *restrict y2 = y1 + ys, *restrict y3 = y2 + ys; \
-        V c0 = P##loadu_pd(y0), c1 = P##loadu_pd(y1), c2 = P##loadu_pd(y2), c3 = P##loadu_pd(y3); \
-        V d0 = P##loadu_pd(y0 + W), d1 = P##loadu_pd(y1 + W), d2 = P##loadu_pd(y2 + W), d3 = P##loadu_pd(y3 + W); \
+        V c0 = P##setzero_pd(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0; \
         const real *ak = a, *restrict xk = x + j; \
         for (int k = 0; k < count; ++k, ak += as, xk += xs) { \
             const V u = P##loadu_pd(xk), v = P##loadu_pd(xk + W); \
-            V b = P##set1_pd(alpha * ak[0]); \
-            c0 = P##fmadd_pd(b, u, c0), d0 = P##fmadd_pd(b, v, d0), b = P##set1_pd(alpha * ak[ar]); \
-            c1 = P##fmadd_pd(b, u, c1), d1 = P##fmadd_pd(b, v, d1), b = P##set1_pd(alpha * ak[2 * ar]); \
-            c2 = P##fmadd_pd(b, u, c2), d2 = P##fmadd_pd(b, v, d2), b = P##set1_pd(alpha * ak[3 * ar]); \
+            V b = P##set1_pd(ak[0]); \
+            c0 = P##fmadd_pd(b, u, c0), d0 = P##fmadd_pd(b, v, d0), b = P##set1_pd(ak[ar]); \
+            c1 = P##fmadd_pd(b, u, c1), d1 = P##fmadd_pd(b, v, d1), b = P##set1_pd(ak[2 * ar]); \
+            c2 = P##fmadd_pd(b, u, c2), d2 = P##fmadd_pd(b, v, d2), b = P##set1_pd(ak[3 * ar]); \
             c3 = P##fmadd_pd(b, u, c3), d3 = P##fmadd_pd(b, v, d3); \
         } \
-        P##storeu_pd(y0, c0), P##storeu_pd(y1, c1), P##storeu_pd(y2, c2), P##storeu_pd(y3, c3); \
-        P##storeu_pd(y0 + W, d0), P##storeu_pd(y1 + W, d1), P##storeu_pd(y2 + W, d2), P##storeu_pd(y3 + W, d3); \
+        P##storeu_pd(y0, P##fmadd_pd(al, c0, P##loadu_pd(y0))); \
+        P##storeu_pd(y1, P##fmadd_pd(al, c1, P##loadu_pd(y1))); \
+        P##storeu_pd(y2, P##fmadd_pd(al, c2, P##loadu_pd(y2))); \
+        P##storeu_pd(y3, P##fmadd_pd(al, c3, P##loadu_pd(y3))); \
+        P##storeu_pd(y0 + W, P##fmadd_pd(al, d0, P##loadu_pd(y0 + W))); \
+        P##storeu_pd(y1 + W, P##fmadd_pd(al, d1, P##loadu_pd(y1 + W))); \
+        P##storeu_pd(y2 + W, P##fmadd_pd(al, d2, P##loadu_pd(y2 + W))); \
+        P##storeu_pd(y3 + W, P##fmadd_pd(al, d3, P##loadu_pd(y3 + W))); \
     } \
-    if (j < n) \
-        for (int r = 0; r < 4; ++r) one(n - j, count, alpha, a + r * ar, as, x + j, xs, y + r * ys + j); \
+    for (; j < n; j += W) { /* the rest: W columns or fewer a pass, masked */ \
+        const MT m = MK(n - j < W ? n - j : W); \
+        real *restrict y0 = y + j, *restrict y1 = y0 + ys, *restrict y2 = y1 + ys, *restrict y3 = y2 + ys; \
+        V c0 = P##setzero_pd(), c1 = c0, c2 = c0, c3 = c0; \
+        const real *ak = a, *restrict xk = x + j; \
+        for (int k = 0; k < count; ++k, ak += as, xk += xs) { \
+            const V u = ML(xk, m); \
+            c0 = P##fmadd_pd(P##set1_pd(ak[0]), u, c0), c1 = P##fmadd_pd(P##set1_pd(ak[ar]), u, c1); \
+            c2 = P##fmadd_pd(P##set1_pd(ak[2 * ar]), u, c2), c3 = P##fmadd_pd(P##set1_pd(ak[3 * ar]), u, c3); \
+        } \
+        MS(y0, m, P##fmadd_pd(al, c0, ML(y0, m))), MS(y1, m, P##fmadd_pd(al, c1, ML(y1, m))); \
+        MS(y2, m, P##fmadd_pd(al, c2, ML(y2, m))), MS(y3, m, P##fmadd_pd(al, c3, ML(y3, m))); \
+    } \
 }
-SBP_ROWS4_KERNEL(mac_rows4_avx2, mac_rows_avx2, "avx2,fma", __m256d, _mm256_, 4)
+#define SBP_M256_MASK(r) _mm256_cmpgt_epi64(_mm256_set1_epi64x(r), _mm256_setr_epi64x(0, 1, 2, 3))
+#define SBP_M256_LOAD(p, m) _mm256_maskload_pd(p, m)
+#define SBP_M256_STORE(p, m, v) _mm256_maskstore_pd(p, m, v)
+SBP_ROWS4_KERNEL(mac_rows4_avx2, "avx2,fma", __m256d, _mm256_, 4, __m256i, SBP_M256_MASK, SBP_M256_LOAD,
+                 SBP_M256_STORE)
 #endif
 #if SBP_MAC_DISPATCH == 1
 SBP_FUSED_KERNEL(mac_rows_avx512, "avx512f,fma")
-SBP_ROWS4_KERNEL(mac_rows4_avx512, mac_rows_avx512, "avx512f,fma", __m512d, _mm512_, 8)
+#define SBP_M512_MASK(r) ((__mmask8)((1u << (r)) - 1))
+#define SBP_M512_LOAD(p, m) _mm512_maskz_loadu_pd(m, p)
+#define SBP_M512_STORE(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+SBP_ROWS4_KERNEL(mac_rows4_avx512, "avx512f,fma", __m512d, _mm512_, 8, __mmask8, SBP_M512_MASK, SBP_M512_LOAD,
+                 SBP_M512_STORE)
 #endif
 static inline void mac_rows(int n, int count, real alpha, const real *a, long as,
                             const real *restrict x, long xs, real *restrict y)
@@ -504,24 +532,30 @@ static SBP_CLONES void forward_chunk(const Params *params, Work *ws, long m)
         for (int i = 0; i < 3; ++i) WS_z4[r][i] = params->b4[i];
     gemm(0, 1, m, 3, 12, 12, 1, &WS_a3[0][0], WT(W4), 1, &WS_z4[0][0]);
 
-    /* a4 = softmax(z4), with the row maximum subtracted first */
+    /* a4 = softmax(z4), with the row maximum subtracted first; the exponentials in one pass over
+       the chunk's rows (vectors of whole width, not of each row's few numbers) */
     for (long r = 0; r < m; ++r) {
         const real *restrict z = WS_z4[r];
         real *restrict out = WS_a4[r];
-        real top = z[0], total = 0;
+        real top = z[0];
         for (int i = 1; i < 3; ++i) top = z[i] > top ? z[i] : top;
-        for (int i = 0; i < 3; ++i) out[i] = sbp_exp(z[i] - top);
+        for (int i = 0; i < 3; ++i) out[i] = z[i] - top;
+    }
+    {
+        real *restrict e = &WS_a4[0][0];
+        for (long i = 0; i < m * 3; ++i) e[i] = sbp_exp(e[i]);
+    }
+    for (long r = 0; r < m; ++r) {
+        real *restrict out = WS_a4[r];
+        real total = 0;
         for (int i = 0; i < 3; ++i) total += out[i];
         for (int i = 0; i < 3; ++i) out[i] /= total;
-    }
-
-    /* lse = log(sum(exp(z4))) = mx + log(sum(exp(z4 - mx))), mx the row maximum */
-    for (long r = 0; r < m; ++r) {
-        const real *restrict z = WS_z4[r];
-        real top = z[0], total = 0;
-        for (int i = 1; i < 3; ++i) top = z[i] > top ? z[i] : top;
-        for (int i = 0; i < 3; ++i) total += sbp_exp(z[i] - top);
-        WS_lse[r] = top + sbp_log(total);
+        { /* lse = log(sum(exp(z4))) of the row: its maximum again, this total */
+            const real *restrict z = WS_z4[r];
+            real top = z[0];
+            for (int i = 1; i < 3; ++i) top = z[i] > top ? z[i] : top;
+            WS_lse[r] = top + sbp_log(total);
+        }
     }
 
 }

@@ -12,7 +12,7 @@
  */
 #ifndef TWO_BRANCH_H
 #define TWO_BRANCH_H
-#define TWO_BRANCH_BUILD 0xe96f17a26a92 /* this set of files: the .c files check it */
+#define TWO_BRANCH_BUILD 0xc07ab894a598 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "two_branch.h"
-#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xe96f17a26a92
+#if !defined(TWO_BRANCH_BUILD) || TWO_BRANCH_BUILD != 0xc07ab894a598
 #error "two_branch.h is from another run of symbackprop generate: generate again"
 #endif
 

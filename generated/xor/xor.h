@@ -12,7 +12,7 @@
  */
 #ifndef XOR_H
 #define XOR_H
-#define XOR_BUILD 0xaf138f1b04d5 /* this set of files: the .c files check it */
+#define XOR_BUILD 0x7f5c8e6e42f4 /* this set of files: the .c files check it */
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * one line `error: ...` on bad input; 1 with one such line if training diverged.
  */
 #include "xor.h"
-#if !defined(XOR_BUILD) || XOR_BUILD != 0xaf138f1b04d5
+#if !defined(XOR_BUILD) || XOR_BUILD != 0x7f5c8e6e42f4
 #error "xor.h is from another run of symbackprop generate: generate again"
 #endif
 
