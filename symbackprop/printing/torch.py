@@ -38,6 +38,20 @@ class SoftmaxCrossEntropy(sp.Function):
     nargs = 3
 
 
+class MulInPlace(sp.Function):
+    """s * r written into s (``s.mul_(r)``): s is an intermediate that nothing reads after
+    (the torch backend's fuse.py decides), so the product needs no new tensor. Args (s, r)."""
+
+    nargs = 2
+
+
+class ReluInPlace(sp.Function):
+    """Max(0, z) written into z (``torch.relu_(z)``), for an intermediate z that nothing reads
+    after (fuse.py decides)."""
+
+    nargs = 1
+
+
 class TorchCodePrinter(TorchPrinter):
     """Strict printer for elementwise expressions on tensors (``import torch``).
 
@@ -92,6 +106,12 @@ class TorchCodePrinter(TorchPrinter):
         a = expr.args[0]
         text = self._print(a) if isinstance(a, sp.Symbol) else f"({self._print(a)})"
         return f"{text}.sign().nan_to_num_()"
+
+    def _print_MulInPlace(self, expr):
+        return f"{self._print(expr.args[0])}.mul_({self._print(expr.args[1])})"
+
+    def _print_ReluInPlace(self, expr):
+        return f"torch.relu_({self._print(expr.args[0])})"
 
     def _print_SoftmaxCrossEntropy(self, expr):
         z, t, mean = expr.args
@@ -169,4 +189,4 @@ class TorchCodePrinter(TorchPrinter):
         return super().doprint(numeric_constants(as_expr(expr)), assign_to)
 
 
-__all__ = ["ReluStep", "SoftmaxCrossEntropy", "TorchCodePrinter"]
+__all__ = ["MulInPlace", "ReluInPlace", "ReluStep", "SoftmaxCrossEntropy", "TorchCodePrinter"]

@@ -33,7 +33,7 @@ from ..numpy.backend import safe_io_source
 from ..program import Lowered, Program, lower
 from ..schedule import torch_class
 from ..support import CLIPPING, refuse_unimplemented
-from .fuse import relu_masks, seed_code, softmax_cross_entropy
+from .fuse import in_place, relu_masks, seed_code, softmax_cross_entropy
 
 TEMPLATE = "torch/module.py.j2"
 RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
@@ -255,6 +255,7 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
     ops = program.forward + loss
     forward = _needed(ops, {result} | {root(n) for n in reads})
     outputs = [result, *sorted({source(n) for n in reads} - set(inputs) - {result})]
+    forward = in_place(program, forward, set(outputs))
     saved = [n for n in (*inputs, *outputs) if n in {source(m) for m in reads}]
     prelude = [(n, source(n)) for n in reads if source(n) != n]
     grads = {o.op.args[-1]: o.op.out for o in program.backward if o.op.kind.startswith("grad_")}
@@ -268,7 +269,7 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
         return f"x.new_empty({_fake_shape(shapes[n])})"
 
     to_dict = _Ops(program, printer)
-    backward = [to_dict(o) for o in program.backward]
+    backward = [to_dict(o) for o in in_place(program, program.backward, set(grads.values()))]
     if kind == "loss" and backward and not backward[0]["rows"] and not backward[0]["const"]:
         code = seed_code(program.backward[0], printer)
         if code:

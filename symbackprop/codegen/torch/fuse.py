@@ -12,7 +12,9 @@ the group, keeping the numbers (to rounding) of the formulas they replace:
   one call), where nothing else reads lse;
 - the first backward op (the seed) r/N times the incoming dE as ``(r).mul_(grad)`` and a
   multiplication in place by 1/N, a cached scalar tensor in eager mode (``_inverse``): three
-  kernels and no new tensor, where ``(r)/N * grad`` makes two new tensors and a number argument.
+  kernels and no new tensor, where ``(r)/N * grad`` makes two new tensors and a number argument;
+- ``in_place``: a relu, or a product with the relu mask, written into its intermediate argument
+  where nothing reads that after (``torch.relu_(z)``, ``da.mul_(mask)``): one new tensor less.
 """
 
 from __future__ import annotations
@@ -113,6 +115,46 @@ def seed_code(o: Lowered, printer) -> str | None:
     return f"{head}.mul_(_inverse(grad, N))"
 
 
+_FRESH = {"affine", "map", "matvec_t", "softmax_backward"}  # kinds whose result is a new tensor
+
+
+def in_place(program: Program, ops: tuple[Lowered, ...], keep: set[str]) -> tuple[Lowered, ...]:
+    """The ops of one function (the forward or the backward of a custom op), with
+    Max(0, z) as ReluInPlace(z) and s * r (two factors) as MulInPlace(s, r) where z or s is an
+    intermediate of this function (made by an earlier op of a kind in _FRESH: a tensor of its
+    own, not a view or an alias) of the op's own shape that no later op reads and ``keep`` (what
+    the function returns) does not hold. The same numbers: the same one product or clamp."""
+    from ...printing.torch import MulInPlace, ReluInPlace  # imports torch: only when rendering
+
+    aliased = set()
+    for o in ops:
+        if o.op.kind == "map" and isinstance(o.expr, sp.Symbol):
+            aliased |= {o.op.out, o.expr.name}
+    local = {o.op.out for o in ops if o.op.kind in _FRESH} - aliased
+    out, read_after, live_after = [], set(keep), []
+    for o in reversed(ops):
+        live_after.append(set(read_after))
+        read_after |= _reads(o)
+    live_after.reverse()  # live_after[i]: the names read after op i, and keep
+    for o, live in zip(ops, live_after, strict=True):
+        e = o.expr
+        if o.op.kind == "map" and e is not None and not o.temps and o.op.out not in aliased:
+            same = [s for s in e.free_symbols if s.name in local and s.name not in live
+                    and program.shapes.get(s.name) == program.shapes.get(o.op.out)
+                    and s.name not in program.batch and o.op.out not in program.batch]  # fmt: skip
+            if isinstance(e, sp.Max) and len(e.args) == 2 and 0 in e.args:
+                z = e.args[1] if e.args[0] == 0 else e.args[0]
+                if z in same:
+                    o = dataclasses.replace(o, expr=ReluInPlace(z))
+            elif isinstance(e, sp.Mul) and len(e.args) == 2:
+                s = next((a for a in e.args if a in same), None)
+                if s is not None:
+                    rest = e.args[1] if e.args[0] == s else e.args[0]
+                    o = dataclasses.replace(o, expr=MulInPlace(s, rest))
+        out.append(o)
+    return tuple(out)
+
+
 def _reads(o: Lowered) -> set[str]:
     """The names an op reads: its args, and its expressions' free symbols."""
     names = set(o.op.args)
@@ -122,4 +164,4 @@ def _reads(o: Lowered) -> set[str]:
     return names
 
 
-__all__ = ["relu_masks", "seed_code", "softmax_cross_entropy"]
+__all__ = ["in_place", "relu_masks", "seed_code", "softmax_cross_entropy"]
