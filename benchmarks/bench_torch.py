@@ -20,6 +20,7 @@ Run: python benchmarks/bench_torch.py [--rounds 15] [--min-time 0.2] [--threads 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -190,7 +191,8 @@ def main() -> None:
     if args.quick:
         args.rounds, args.min_time = 3, 0.05
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, "
-          f"median of {args.rounds} interleaved rounds")  # fmt: skip
+          f"median of {args.rounds} interleaved rounds, load average "
+          f"{os.getloadavg()[0]:.2f} (1 min)")  # fmt: skip
     print(f"{'net / batch':<22} {'variant':<33} {'median us':>10} {'ratio':>6}")
     with tempfile.TemporaryDirectory(prefix="bench-torch-") as tmp:
         for widths, batch in CASES:
@@ -203,6 +205,7 @@ def main() -> None:
                     samples[name].append(timed(step, args.min_time))
             medians = {name: statistics.median(v) for name, v in samples.items()}
             label = f"{'-'.join(map(str, widths))} / b{batch}"
+            print(f"load average after {label}: {os.getloadavg()[0]:.2f}")
             for name, seconds in medians.items():
                 mode = "compiled" if name.endswith("compiled") else "eager"
                 ratio = seconds / medians[f"nn.Linear + autograd, {mode}"]

@@ -25,7 +25,7 @@ from symbackprop.cli import main
 from symbackprop.codegen import render
 from symbackprop.codegen.files import ours
 from symbackprop.codegen.numpy.loader import load_numpy
-from symbackprop.codegen.torch import runtime
+from symbackprop.codegen.torch import backend as torch_backend, runtime
 from symbackprop.codegen.torch.loader import load_torch
 from symbackprop.core import prng
 from symbackprop.core.ir import N, vec
@@ -97,7 +97,7 @@ Z, G, A = vec("z"), vec("g"), vec("a")
         (G * sp.Heaviside(Z, 0), "g*(z > 0)"),  # a bool mask inside a product
         (2 * G * sp.Heaviside(Z, 0) / N, "(2*g/N)*(z > 0)"),  # float first: never int * bool
         (sp.Heaviside(Z, 0) / N, "_step(z)/N"),  # no tensor factor: a float mask
-        (sp.Max(0, Z), "torch.clamp_min(z, 0)"),
+        (sp.Max(0, Z), "torch.relu(z)"),  # clamp_min(z, 0) without a number argument
         (sp.Min(Z, 6), "torch.clamp_max(z, 6)"),
         (sp.Max(Z, A), "torch.maximum(a, z)"),
         (sp.Max(Z, A, 0), "torch.clamp_min(torch.maximum(a, z), 0)"),
@@ -247,23 +247,40 @@ def test_relu_masks_read_the_saved_output():
     assert "z2" not in re.search(r"save_for_backward\((.*)\)", code).group(1)
 
 
-def test_logsumexp_is_numpys():
-    """The printed log-sum-exp (max(z) - max(log_softmax(z)), two kernels) equals the NumPy
-    target's max(z) + log(sum(exp(z - max(z)))) on wide, tied and huge rows, and torch's own."""
+@pytest.mark.parametrize("fused", [True, False], ids=["cross_entropy", "logsumexp"])
+def test_softmax_cross_entropy_is_numpys(fused, monkeypatch):
+    """E of a softmax classifier's cross-entropy, printed as torch's cross_entropy with
+    probability targets (fuse.py: where nothing else reads lse) or through the printed
+    log-sum-exp (max(z) - max(log_softmax(z)), two kernels), equals the NumPy target's
+    mean_n sum_k t (lse - z), lse = max(z) + log(sum(exp(z - max(z)))), on wide, tied and huge
+    rows; the log-sum-exp itself equals NumPy's and torch's."""
+    if not fused:
+        monkeypatch.setattr(torch_backend, "softmax_cross_entropy", lambda *_: None)
     code = render(symbackprop.load_spec(ROOT / "examples/two_branch.yaml"), "torch")
-    lines = code["two_branch_torch.py"].splitlines()
-    line = next(ln for ln in lines if "lse = " in ln and not ln.lstrip().startswith("#"))
-    name, expr = (s.strip() for s in line.split("=", 1))
-    arg = re.match(r"(\w+)\.amax", expr).group(1)
+    text = code["two_branch_torch.py"]
+    body = text[text.index("def _loss(") : text.index("loss_op = ")].splitlines()
+    lines = [ln.strip() for ln in body if ln.strip() and not ln.lstrip().startswith("#")]
+    e_line = next(ln for ln in lines if ln.startswith("E = "))
+    lse_line = next((ln for ln in lines if ln.startswith("lse = ")), None)
+    assert (lse_line is None) == fused and ("cross_entropy" in e_line) == fused
+    arg = re.search(r"cross_entropy\((\w+), t\)" if fused else r"(\w+)\.amax", e_line
+                    if fused else lse_line).group(1)  # fmt: skip
     z = torch.tensor([[0.0, 1.0, -2.0], [1000.0, -1000.0, 999.0], [-745.0, -745.0, -745.0],
                       [1e-300, 0.0, -1e-300], [3.5, 3.5, 3.5]], dtype=torch.float64)  # fmt: skip
-    got = eval(expr, {"torch": torch, arg: z})  # noqa: S307 - our own printed code
+    t = torch.tensor(np.random.default_rng(0).dirichlet(np.ones(3), size=5))
+    env = {"torch": torch, arg: z, "t": t, "N": 5}
     zn = z.numpy()
     m = zn.max(axis=-1, keepdims=True)
-    want = m + np.log(np.exp(zn - m).sum(axis=-1, keepdims=True))
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-15, atol=0)
-    torch.testing.assert_close(got, torch.logsumexp(z, 1, keepdim=True), rtol=1e-15, atol=0)
-    assert name == "lse" and "torch.logsumexp" not in expr
+    lse = m + np.log(np.exp(zn - m).sum(axis=-1, keepdims=True))
+    if not fused:
+        exec(lse_line, env)  # noqa: S102 - our own printed code
+        np.testing.assert_allclose(env["lse"].numpy(), lse, rtol=1e-15, atol=0)
+        torch.testing.assert_close(env["lse"], torch.logsumexp(z, 1, keepdim=True), rtol=1e-15,
+                                   atol=0)  # fmt: skip
+        assert "torch.logsumexp" not in lse_line
+    exec(e_line, env)  # noqa: S102
+    want = (t.numpy() * (lse - zn)).sum() / 5
+    np.testing.assert_allclose(env["E"].item(), want, rtol=1e-14, atol=0)
 
 
 def test_operator_names_carry_a_hash_of_the_code():

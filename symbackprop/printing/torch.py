@@ -29,6 +29,29 @@ class ReluStep(sp.Function):
     nargs = 1
 
 
+class SoftmaxCrossEntropy(sp.Function):
+    """Σ_n Σ_k t_nk (logsumexp(z_n) - z_nk) over a batch of logit rows z and target rows t,
+    divided by N (mean = 1) or not (mean = 0): printed as ``torch.nn.functional.cross_entropy``
+    with probability targets, one call for a log_softmax, a product and the sums (the torch
+    backend's fuse.py writes it for the loss). Args (z, t, mean)."""
+
+    nargs = 3
+
+
+class MulInPlace(sp.Function):
+    """s * r written into s (``s.mul_(r)``): s is an intermediate that nothing reads after
+    (the torch backend's fuse.py decides), so the product needs no new tensor. Args (s, r)."""
+
+    nargs = 2
+
+
+class ReluInPlace(sp.Function):
+    """Max(0, z) written into z (``torch.relu_(z)``), for an intermediate z that nothing reads
+    after (fuse.py decides)."""
+
+    nargs = 1
+
+
 class TorchCodePrinter(TorchPrinter):
     """Strict printer for elementwise expressions on tensors (``import torch``).
 
@@ -37,7 +60,8 @@ class TorchCodePrinter(TorchPrinter):
     float is float: relu'(0) = 0, and NaN * 0 stays NaN as in NumPy), elsewhere as
     ``_step(x)`` (a float mask); Max/Min with a number as ``torch.clamp_min``/``clamp_max``
     and of tensors as ``torch.maximum``/``minimum`` (SymPy's printer calls torch.max, a
-    reduction; all four propagate NaN like np.maximum); log(1 + exp(u)) as ``_log1pexp(u)``
+    reduction; all four propagate NaN like np.maximum), Max(0, x) as ``torch.relu`` (the same
+    clamp_min(x, 0), without a number argument); log(1 + exp(u)) as ``_log1pexp(u)``
     (= np.logaddexp(0, u): no overflow) and log(1 + u) as ``torch.log1p(u)``; Piecewise as
     nested ``torch.where`` whose number-only branches take the dtype of a tensor of the
     condition (torch.where of two Python floats would be float32); x**2 as ``x**2``,
@@ -83,6 +107,17 @@ class TorchCodePrinter(TorchPrinter):
         text = self._print(a) if isinstance(a, sp.Symbol) else f"({self._print(a)})"
         return f"{text}.sign().nan_to_num_()"
 
+    def _print_MulInPlace(self, expr):
+        return f"{self._print(expr.args[0])}.mul_({self._print(expr.args[1])})"
+
+    def _print_ReluInPlace(self, expr):
+        return f"torch.relu_({self._print(expr.args[0])})"
+
+    def _print_SoftmaxCrossEntropy(self, expr):
+        z, t, mean = expr.args
+        reduction = "" if mean else ', reduction="sum"'
+        return f"torch.nn.functional.cross_entropy({self._print(z)}, {self._print(t)}{reduction})"
+
     def _print_Mul(self, expr):
         steps = [f for f in expr.args if _is_step(f)]
         rest = [f for f in expr.args if not _is_step(f)]
@@ -102,6 +137,8 @@ class TorchCodePrinter(TorchPrinter):
     def _extremum(self, expr, pairwise: str, clamp: str) -> str:
         numbers = [a for a in expr.args if a.is_Number]
         tensors = [a for a in expr.args if not a.is_Number]
+        if isinstance(expr, sp.Max) and numbers == [0] and len(tensors) == 1:
+            return f"torch.relu({self._print(tensors[0])})"  # clamp_min(z, 0), no number
         out = self._print(tensors[0])
         for arg in tensors[1:]:
             out = f"{pairwise}({out}, {self._print(arg)})"
@@ -152,4 +189,4 @@ class TorchCodePrinter(TorchPrinter):
         return super().doprint(numeric_constants(as_expr(expr)), assign_to)
 
 
-__all__ = ["ReluStep", "TorchCodePrinter"]
+__all__ = ["MulInPlace", "ReluInPlace", "ReluStep", "SoftmaxCrossEntropy", "TorchCodePrinter"]

@@ -25,7 +25,6 @@ import sympy as sp
 
 from ...core import prng
 from ...core.chain_rule import derive
-from ...core.ir import vec
 from ...core.ops import kind
 from ...core.ops.base import full_shape
 from ...core.symbols import T, Y
@@ -34,6 +33,7 @@ from ..numpy.backend import safe_io_source
 from ..program import Lowered, Program, lower
 from ..schedule import torch_class
 from ..support import CLIPPING, refuse_unimplemented
+from .fuse import in_place, relu_masks, seed_code, softmax_cross_entropy
 
 TEMPLATE = "torch/module.py.j2"
 RUNTIME_START = "GAMMA = "  # runtime.py is included from this line on
@@ -90,47 +90,15 @@ def _needed(ops: tuple[Lowered, ...], wanted: set[str]) -> tuple[Lowered, ...]:
     return tuple(reversed(keep))
 
 
-def _relu_outputs(program: Program) -> dict[sp.Symbol, sp.Symbol]:
-    """z -> a for every forward map a = Max(0, z) of a tensor z."""
-    out = {}
-    for o in program.forward:
-        e = o.expr
-        if o.op.kind == "map" and isinstance(e, sp.Max) and len(e.args) == 2 and 0 in e.args:
-            z = next(arg for arg in e.args if arg != 0)
-            if isinstance(z, sp.Symbol):
-                out[z] = vec(o.op.out)
-    return out
-
-
-def relu_masks(program: Program) -> tuple[Lowered, ...]:
-    """The backward ops, with Heaviside(z, 0) read as Heaviside(a, 0) where a = Max(0, z).
-
-    The same mask (NaN and -0.0 included: neither is > 0 in either form), read from a tensor
-    the backward keeps anyway for the next weight gradient, as autograd's threshold_backward
-    does; H(a) is ReluStep(a), printed with cheaper kernels than the comparison (the same
-    numbers). Under torch.compile the partitioner would otherwise keep the bool z > 0 from the
-    forward, and Inductor stores bools slowly on the CPU (on this machine, 20 times slower)."""
-    from ...printing.torch import ReluStep  # imports torch's printer: only when rendering
-
-    rules = {sp.Heaviside(z, 0): ReluStep(a) for z, a in _relu_outputs(program).items()}
-    out = []
-    for o in program.backward:
-        exprs = [e for e in (o.expr, *(e for _, e in o.temps)) if e is not None]
-        used = [h for h in rules if any(e.has(h) for e in exprs)]
-        if used:
-            note = ", ".join(f"H({h.args[0]}) = H({rules[h].args[0]})" for h in used)
-            o = dataclasses.replace(o, expr=o.expr.xreplace(rules),
-                                    temps=tuple((t, e.xreplace(rules)) for t, e in o.temps),
-                                    formula=f"{o.formula}    [{note}]")  # fmt: skip
-        out.append(o)
-    return tuple(out)
-
-
 class _Ops:
     """Turns lowered ops into the plain dicts the op macros print."""
 
     def __init__(self, program: Program, printer):
         self.program, self.printer = program, printer
+
+    def _rows(self, name: str) -> bool:
+        """Whether a tensor is a matrix of rows: one vector per sample (torch.mm takes it)."""
+        return name not in self.program.batch and len(self.program.shapes.get(name, (0, 0))) == 1
 
     def __call__(self, o: Lowered) -> dict:
         op, printer = o.op, self.printer
@@ -156,6 +124,11 @@ class _Ops:
             "bias": f", {op.args[2]}" if op.kind == "affine" and op.args[2] else "",
             "formula": o.formula,
             "const": o.expr is not None and not arrays,
+            "seeded": False,
+            "mm": op.kind in ("matvec_t", "grad_weight")
+            and self._rows(op.args[1])
+            and (op.kind == "matvec_t" or self._rows(op.args[0])),
+            "reduced": o.expr is not None and o.expr.func.__name__ == "SoftmaxCrossEntropy",
             "like": op.args[0] if op.args else "x",
             "shared": shared,
             "attrs": {
@@ -275,9 +248,14 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
         return result if root(name) == root(result) else root(name)
 
     reads = sorted(backward_reads - {"t"}) if kind == "forward" else sorted(backward_reads)
-    ops = program.forward + ((program.loss,) if kind == "loss" else ())
+    loss = ()
+    if kind == "loss":
+        others = program.forward + program.backward + program.updates
+        loss = (softmax_cross_entropy(program, others) or program.loss,)
+    ops = program.forward + loss
     forward = _needed(ops, {result} | {root(n) for n in reads})
     outputs = [result, *sorted({source(n) for n in reads} - set(inputs) - {result})]
+    forward = in_place(program, forward, set(outputs))
     saved = [n for n in (*inputs, *outputs) if n in {source(m) for m in reads}]
     prelude = [(n, source(n)) for n in reads if source(n) != n]
     grads = {o.op.args[-1]: o.op.out for o in program.backward if o.op.kind.startswith("grad_")}
@@ -291,6 +269,11 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
         return f"x.new_empty({_fake_shape(shapes[n])})"
 
     to_dict = _Ops(program, printer)
+    backward = [to_dict(o) for o in in_place(program, program.backward, set(grads.values()))]
+    if kind == "loss" and backward and not backward[0]["rows"] and not backward[0]["const"]:
+        code = seed_code(program.backward[0], printer)
+        if code:
+            backward[0] |= {"expr": code, "seeded": True}
     return {
         "kind": kind,
         "inputs": inputs,
@@ -302,7 +285,7 @@ def _custom_op(program: Program, printer, kind: str) -> dict:
         "fake": [fake(n) for n in outputs],
         "saved": saved,
         "prelude": [{"name": n, "source": s} for n, s in prelude],
-        "backward": [to_dict(o) for o in program.backward],
+        "backward": backward,
         "seed": program.backward[0].op.out if kind == "loss" and program.backward else None,
         "underived": [str(i) for i, n in enumerate(inputs) if n not in grads],
         "underived_names": [f'{i}: "{n}"' for i, n in enumerate(inputs) if n not in grads],

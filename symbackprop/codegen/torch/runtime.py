@@ -270,6 +270,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
