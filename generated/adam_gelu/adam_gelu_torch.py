@@ -441,6 +441,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
@@ -660,7 +677,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, z1, z2, z3)
 
 
-loss_op = derived_op(_free_name("adam_gelu_3c21ab2cbc16_loss"), _loss)
+loss_op = derived_op(_free_name("adam_gelu_0b34c8361cdd_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -689,30 +706,29 @@ def _loss_backward(ctx, grad, *_):
     a3 = z3
     N = x.shape[0]
     # delta3 = (-2*t + 2*a3)/(3*N)
-    delta3 = (1/3)*(-2*t + 2*a3)/N
-    delta3 = delta3 * grad  # the incoming dE (1 for E.backward())
+    delta3 = (-2/3*t + (2/3)*a3).mul_(grad).mul_(_inverse(grad, N))
     # dW3 = sum_n delta3_n @ a2_n.T
-    dW3 = (delta3.t() @ a2)
+    dW3 = torch.mm(delta3.mT, a2)
     # db3 = sum_n delta3_n
-    db3 = delta3.sum(0)
+    db3 = torch.sum(delta3, 0)
     # da2 = W3.T @ delta3
-    da2 = delta3 @ W3
+    da2 = torch.mm(delta3, W3)
     # delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2))))
     b4_0 = 1/(1 + torch.exp(-z2))
     delta2 = da2*(b4_0 + b4_0*z2/(1 + torch.exp(z2)))
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi)))
     b8_0 = 0.7071067811865476*z1
     delta1 = da1*(1/2 + (1/2)*torch.erf(b8_0) + 0.5641895835477563*b8_0*torch.exp(-1/2*z1**2))
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, None, dW1, db1, dW2, db2, dW3, db3)
 
 
@@ -739,7 +755,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W3: Tens
     return (a3, a1, a2, z1, z2)
 
 
-forward_op = derived_op(_free_name("adam_gelu_3c21ab2cbc16_forward"), _forward)
+forward_op = derived_op(_free_name("adam_gelu_0b34c8361cdd_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -769,27 +785,27 @@ def _forward_backward(ctx, t, *_):
     # delta3 = t
     delta3 = t
     # dW3 = sum_n delta3_n @ a2_n.T
-    dW3 = (delta3.t() @ a2)
+    dW3 = torch.mm(delta3.mT, a2)
     # db3 = sum_n delta3_n
-    db3 = delta3.sum(0)
+    db3 = torch.sum(delta3, 0)
     # da2 = W3.T @ delta3
-    da2 = delta3 @ W3
+    da2 = torch.mm(delta3, W3)
     # delta2 = da2*(1/(1 + exp(-z2)) + z2/((1 + exp(z2))*(1 + exp(-z2))))
     b4_0 = 1/(1 + torch.exp(-z2))
     delta2 = da2*(b4_0 + b4_0*z2/(1 + torch.exp(z2)))
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*(1/2 + erf(z1*sqrt(2)/2)/2 + z1*sqrt(2)*exp(-z1**2/2)/(2*sqrt(pi)))
     b8_0 = 0.7071067811865476*z1
     delta1 = da1*(1/2 + (1/2)*torch.erf(b8_0) + 0.5641895835477563*b8_0*torch.exp(-1/2*z1**2))
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, dW1, db1, dW2, db2, dW3, db3)
 
 
@@ -821,9 +837,13 @@ class Model(nn.Module):
                 getattr(self, name).copy_(value)
 
     def _batch(self, *batch):
-        """The batch as tensors of the parameters' dtype and device."""
+        """The batch as tensors of the parameters' dtype and device: torch.as_tensor, whose
+        keyword arguments cost more than checking that a plain tensor is already one."""
         like = self._parameters["W1"]
-        return [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        dtype, device = like.dtype, like.device
+        out = [b if type(b) is Tensor and b.dtype is dtype and b.device == device
+               else torch.as_tensor(b, dtype=dtype, device=device) for b in batch]
+        return out
 
     def _params(self):
         """The parameters in PARAM_SHAPES order (read from _parameters: nn.Module.__getattr__
@@ -835,7 +855,7 @@ class Model(nn.Module):
         """The output Y for X [n, 4] -> [n, 3]; with targets T [n, 3], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
+            return loss_op(*self._batch(X, T), *self._params())[0]
         return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):

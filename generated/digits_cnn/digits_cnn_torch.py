@@ -442,6 +442,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
@@ -646,27 +663,25 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, 
     # z1 = conv(W1, x, padding 1x1) + b1
     z1 = torch.nn.functional.conv2d(x, W1, b1, (1, 1), (1, 1), (1, 1), 1)
     # a1 = max(0, z1)
-    a1 = torch.clamp_min(z1, 0)
+    a1 = torch.relu(z1)
     # a2 = maxpool(a1, 2x2)
     a2 = torch.nn.functional.max_pool2d(a1, (2, 2), (2, 2), (0, 0))
     # z3 = conv(W3, a2, padding 1x1) + b3
     z3 = torch.nn.functional.conv2d(a2, W3, b3, (1, 1), (1, 1), (1, 1), 1)
     # a3 = max(0, z3)
-    a3 = torch.clamp_min(z3, 0)
+    a3 = torch.relu(z3)
     # a4 = flatten(a3)
     a4 = a3.reshape(a3.shape[0], 256).clone()
     # z5 = W5 @ a4 + b5
     z5 = torch.nn.functional.linear(a4, W5, b5)
     # a5 = softmax(z5)
     a5 = torch.softmax(z5, 1)
-    # lse = log(sum(exp(z5)))
-    lse = z5.amax(1, keepdim=True) - torch.log_softmax(z5, 1).amax(1, keepdim=True)
-    # E = 1/N * sum_n sum_k t*(lse - z5)
-    E = (1/N) * torch.sum(t*(lse - z5))
+    # E = 1/N * sum_n sum_k t*(lse - z5)    [lse - z5 = -log_softmax(z5): torch's cross_entropy, mean]
+    E = torch.nn.functional.cross_entropy(z5, t)
     return (E, a1, a2, a3, a4, a5)
 
 
-loss_op = derived_op(_free_name("digits_cnn_0825c9b48cb7_loss"), _loss)
+loss_op = derived_op(_free_name("digits_cnn_45d2bdf371c0_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -694,14 +709,13 @@ def _loss_backward(ctx, grad, *_):
     x, t, W3, W5, a1, a2, a3, a4, a5 = ctx.saved_tensors
     N = x.shape[0]
     # delta5 = (a5 - t)/N
-    delta5 = (a5 - t)/N
-    delta5 = delta5 * grad  # the incoming dE (1 for E.backward())
+    delta5 = (a5 - t).mul_(grad).mul_(_inverse(grad, N))
     # dW5 = sum_n delta5_n @ a4_n.T
-    dW5 = (delta5.t() @ a4)
+    dW5 = torch.mm(delta5.mT, a4)
     # db5 = sum_n delta5_n
-    db5 = delta5.sum(0)
+    db5 = torch.sum(delta5, 0)
     # da4 = W5.T @ delta5
-    da4 = delta5 @ W5
+    da4 = torch.mm(delta5, W5)
     # da3 = reshape(da4, [16, 4, 4])
     da3 = da4.reshape(da4.shape[0], 16, 4, 4).clone()
     # delta3 = da3*(z3 > 0)    [H(z3) = H(a3)]
@@ -734,13 +748,13 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, W5: Tens
     # z1 = conv(W1, x, padding 1x1) + b1
     z1 = torch.nn.functional.conv2d(x, W1, b1, (1, 1), (1, 1), (1, 1), 1)
     # a1 = max(0, z1)
-    a1 = torch.clamp_min(z1, 0)
+    a1 = torch.relu(z1)
     # a2 = maxpool(a1, 2x2)
     a2 = torch.nn.functional.max_pool2d(a1, (2, 2), (2, 2), (0, 0))
     # z3 = conv(W3, a2, padding 1x1) + b3
     z3 = torch.nn.functional.conv2d(a2, W3, b3, (1, 1), (1, 1), (1, 1), 1)
     # a3 = max(0, z3)
-    a3 = torch.clamp_min(z3, 0)
+    a3 = torch.relu(z3)
     # a4 = flatten(a3)
     a4 = a3.reshape(a3.shape[0], 256).clone()
     # z5 = W5 @ a4 + b5
@@ -750,7 +764,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W3: Tensor, b3: Tensor, W5: Tens
     return (a5, a1, a2, a3, a4)
 
 
-forward_op = derived_op(_free_name("digits_cnn_0825c9b48cb7_forward"), _forward)
+forward_op = derived_op(_free_name("digits_cnn_45d2bdf371c0_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -782,11 +796,11 @@ def _forward_backward(ctx, t, *_):
     # delta5 = a5 * (da5 - sum_k(a5 * da5))
     delta5 = a5 * (da5 - (a5 * da5).sum(1, keepdim=True))
     # dW5 = sum_n delta5_n @ a4_n.T
-    dW5 = (delta5.t() @ a4)
+    dW5 = torch.mm(delta5.mT, a4)
     # db5 = sum_n delta5_n
-    db5 = delta5.sum(0)
+    db5 = torch.sum(delta5, 0)
     # da4 = W5.T @ delta5
-    da4 = delta5 @ W5
+    da4 = torch.mm(delta5, W5)
     # da3 = reshape(da4, [16, 4, 4])
     da3 = da4.reshape(da4.shape[0], 16, 4, 4).clone()
     # delta3 = da3*(z3 > 0)    [H(z3) = H(a3)]
@@ -837,9 +851,12 @@ class Model(nn.Module):
                 getattr(self, name).copy_(value)
 
     def _batch(self, *batch):
-        """The batch as tensors of the parameters' dtype and device."""
+        """The batch as tensors of the parameters' dtype and device: torch.as_tensor, whose
+        keyword arguments cost more than checking that a plain tensor is already one."""
         like = self._parameters["W1"]
-        out = [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        dtype, device = like.dtype, like.device
+        out = [b if type(b) is Tensor and b.dtype is dtype and b.device == device
+               else torch.as_tensor(b, dtype=dtype, device=device) for b in batch]
         out[0] = out[0].reshape(out[0].shape[0], *INPUT_SHAPE)  # rows of INPUTS numbers, or maps
         return out
 
@@ -853,7 +870,7 @@ class Model(nn.Module):
         """The output Y for X [n, 64] -> [n, 10]; with targets T [n, 10], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
+            return loss_op(*self._batch(X, T), *self._params())[0]
         return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):

@@ -439,6 +439,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
@@ -651,7 +668,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     return (E, a1, z1, z2)
 
 
-loss_op = derived_op(_free_name("mish_1b75b7a6107b_loss"), _loss)
+loss_op = derived_op(_free_name("mish_1b071ce4c5e3_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -680,21 +697,20 @@ def _loss_backward(ctx, grad, *_):
     a2 = z2
     N = x.shape[0]
     # delta2 = (-2*t + 2*a2)/(2*N)
-    delta2 = (1/2)*(-2*t + 2*a2)/N
-    delta2 = delta2 * grad  # the incoming dE (1 for E.backward())
+    delta2 = (a2 - t).mul_(grad).mul_(_inverse(grad, N))
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*(z1*(1 - tanh(log(1 + exp(z1)))**2)/(1 + exp(-z1)) + tanh(log(1 + exp(z1))))
     b4_0 = torch.tanh(_log1pexp(z1))
     delta1 = da1*(b4_0 + z1*(1 - b4_0**2)/(1 + torch.exp(-z1)))
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, None, dW1, db1, dW2, db2)
 
 
@@ -716,7 +732,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1, z1)
 
 
-forward_op = derived_op(_free_name("mish_1b75b7a6107b_forward"), _forward)
+forward_op = derived_op(_free_name("mish_1b071ce4c5e3_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -746,18 +762,18 @@ def _forward_backward(ctx, t, *_):
     # delta2 = t
     delta2 = t
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*(z1*(1 - tanh(log(1 + exp(z1)))**2)/(1 + exp(-z1)) + tanh(log(1 + exp(z1))))
     b4_0 = torch.tanh(_log1pexp(z1))
     delta1 = da1*(b4_0 + z1*(1 - b4_0**2)/(1 + torch.exp(-z1)))
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, dW1, db1, dW2, db2)
 
 
@@ -787,9 +803,13 @@ class Model(nn.Module):
                 getattr(self, name).copy_(value)
 
     def _batch(self, *batch):
-        """The batch as tensors of the parameters' dtype and device."""
+        """The batch as tensors of the parameters' dtype and device: torch.as_tensor, whose
+        keyword arguments cost more than checking that a plain tensor is already one."""
         like = self._parameters["W1"]
-        return [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        dtype, device = like.dtype, like.device
+        out = [b if type(b) is Tensor and b.dtype is dtype and b.device == device
+               else torch.as_tensor(b, dtype=dtype, device=device) for b in batch]
+        return out
 
     def _params(self):
         """The parameters in PARAM_SHAPES order (read from _parameters: nn.Module.__getattr__
@@ -801,7 +821,7 @@ class Model(nn.Module):
         """The output Y for X [n, 3] -> [n, 2]; with targets T [n, 2], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
+            return loss_op(*self._batch(X, T), *self._params())[0]
         return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):

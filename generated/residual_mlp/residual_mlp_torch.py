@@ -441,6 +441,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
@@ -645,11 +662,11 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
     # a1 = max(0, z1)
-    a1 = torch.clamp_min(z1, 0)
+    a1 = torch.relu_(z1)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
     # a2 = max(0, z2)
-    a2 = torch.clamp_min(z2, 0)
+    a2 = torch.relu_(z2)
     # z3 = a1 + a2
     z3 = a1 + a2
     # a3 = z3
@@ -658,14 +675,12 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     z4 = torch.nn.functional.linear(a3, W4, b4)
     # a4 = softmax(z4)
     a4 = torch.softmax(z4, 1)
-    # lse = log(sum(exp(z4)))
-    lse = z4.amax(1, keepdim=True) - torch.log_softmax(z4, 1).amax(1, keepdim=True)
-    # E = 1/N * sum_n sum_k t*(lse - z4)
-    E = (1/N) * torch.sum(t*(lse - z4))
+    # E = 1/N * sum_n sum_k t*(lse - z4)    [lse - z4 = -log_softmax(z4): torch's cross_entropy, mean]
+    E = torch.nn.functional.cross_entropy(z4, t)
     return (E, a1, a2, a4, z3)
 
 
-loss_op = derived_op(_free_name("residual_mlp_36a223ab2261_loss"), _loss)
+loss_op = derived_op(_free_name("residual_mlp_ec9303a9e14a_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -694,30 +709,29 @@ def _loss_backward(ctx, grad, *_):
     a3 = z3
     N = x.shape[0]
     # delta4 = (a4 - t)/N
-    delta4 = (a4 - t)/N
-    delta4 = delta4 * grad  # the incoming dE (1 for E.backward())
+    delta4 = (a4 - t).mul_(grad).mul_(_inverse(grad, N))
     # dW4 = sum_n delta4_n @ a3_n.T
-    dW4 = (delta4.t() @ a3)
+    dW4 = torch.mm(delta4.mT, a3)
     # db4 = sum_n delta4_n
-    db4 = delta4.sum(0)
+    db4 = torch.sum(delta4, 0)
     # da3 = W4.T @ delta4
-    da3 = delta4 @ W4
+    da3 = torch.mm(delta4, W4)
     # delta2 = da3*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da3*a2.sign().nan_to_num_()
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1__via_z2 = W2.T @ delta2
-    da1__via_z2 = delta2 @ W2
+    da1__via_z2 = torch.mm(delta2, W2)
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
     # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
-    delta1 = da1*a1.sign().nan_to_num_()
+    delta1 = da1.mul_(a1.sign().nan_to_num_())
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, None, dW1, db1, dW2, db2, dW4, db4)
 
 
@@ -731,11 +745,11 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     # z1 = W1 @ x + b1
     z1 = torch.nn.functional.linear(x, W1, b1)
     # a1 = max(0, z1)
-    a1 = torch.clamp_min(z1, 0)
+    a1 = torch.relu_(z1)
     # z2 = W2 @ a1 + b2
     z2 = torch.nn.functional.linear(a1, W2, b2)
     # a2 = max(0, z2)
-    a2 = torch.clamp_min(z2, 0)
+    a2 = torch.relu_(z2)
     # z3 = a1 + a2
     z3 = a1 + a2
     # a3 = z3
@@ -747,7 +761,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W4: Tens
     return (a4, a1, a2, z3)
 
 
-forward_op = derived_op(_free_name("residual_mlp_36a223ab2261_forward"), _forward)
+forward_op = derived_op(_free_name("residual_mlp_ec9303a9e14a_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -780,27 +794,27 @@ def _forward_backward(ctx, t, *_):
     # delta4 = a4 * (da4 - sum_k(a4 * da4))
     delta4 = a4 * (da4 - (a4 * da4).sum(1, keepdim=True))
     # dW4 = sum_n delta4_n @ a3_n.T
-    dW4 = (delta4.t() @ a3)
+    dW4 = torch.mm(delta4.mT, a3)
     # db4 = sum_n delta4_n
-    db4 = delta4.sum(0)
+    db4 = torch.sum(delta4, 0)
     # da3 = W4.T @ delta4
-    da3 = delta4 @ W4
+    da3 = torch.mm(delta4, W4)
     # delta2 = da3*(z2 > 0)    [H(z2) = H(a2)]
     delta2 = da3*a2.sign().nan_to_num_()
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1__via_z2 = W2.T @ delta2
-    da1__via_z2 = delta2 @ W2
+    da1__via_z2 = torch.mm(delta2, W2)
     # da1 = da1__via_z2 + da3
     da1 = da1__via_z2 + da3
     # delta1 = da1*(z1 > 0)    [H(z1) = H(a1)]
-    delta1 = da1*a1.sign().nan_to_num_()
+    delta1 = da1.mul_(a1.sign().nan_to_num_())
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, dW1, db1, dW2, db2, dW4, db4)
 
 
@@ -832,9 +846,13 @@ class Model(nn.Module):
                 getattr(self, name).copy_(value)
 
     def _batch(self, *batch):
-        """The batch as tensors of the parameters' dtype and device."""
+        """The batch as tensors of the parameters' dtype and device: torch.as_tensor, whose
+        keyword arguments cost more than checking that a plain tensor is already one."""
         like = self._parameters["W1"]
-        return [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        dtype, device = like.dtype, like.device
+        out = [b if type(b) is Tensor and b.dtype is dtype and b.device == device
+               else torch.as_tensor(b, dtype=dtype, device=device) for b in batch]
+        return out
 
     def _params(self):
         """The parameters in PARAM_SHAPES order (read from _parameters: nn.Module.__getattr__
@@ -846,7 +864,7 @@ class Model(nn.Module):
         """The output Y for X [n, 4] -> [n, 3]; with targets T [n, 3], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
+            return loss_op(*self._batch(X, T), *self._params())[0]
         return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):

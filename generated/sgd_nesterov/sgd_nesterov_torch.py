@@ -440,6 +440,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
@@ -657,7 +674,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, 
     return (E, a1, a2, z1, z2, z3)
 
 
-loss_op = derived_op(_free_name("sgd_nesterov_c910e8304c79_loss"), _loss)
+loss_op = derived_op(_free_name("sgd_nesterov_2b94b5d25b3c_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -686,26 +703,25 @@ def _loss_backward(ctx, grad, *_):
     a3 = z3
     N = x.shape[0]
     # delta3 = (a3 - t)/N
-    delta3 = (a3 - t)/N
-    delta3 = delta3 * grad  # the incoming dE (1 for E.backward())
+    delta3 = (a3 - t).mul_(grad).mul_(_inverse(grad, N))
     # dW3 = sum_n delta3_n @ a2_n.T
-    dW3 = (delta3.t() @ a2)
+    dW3 = torch.mm(delta3.mT, a2)
     # da2 = W3.T @ delta3
-    da2 = delta3 @ W3
+    da2 = torch.mm(delta3, W3)
     # delta2 = da2*{z2 > 0: 1; otherwise: exp(z2)/2}
-    delta2 = da2*torch.where((z2 > 0), 1, (1/2)*torch.exp(z2))
+    delta2 = da2.mul_(torch.where((z2 > 0), 1, (1/2)*torch.exp(z2)))
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n sum_i delta2_n,i
     db2 = delta2.sum()
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*{z1 > 0: 1; otherwise: 1/10}
-    delta1 = da1*torch.where((z1 > 0), z1.new_full((), 1), 1/10)
+    delta1 = da1.mul_(torch.where((z1 > 0), z1.new_full((), 1), 1/10))
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, None, dW1, db1, dW2, db2, dW3)
 
 
@@ -731,7 +747,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor, W3: Tens
     return (a3, a1, a2, z1, z2)
 
 
-forward_op = derived_op(_free_name("sgd_nesterov_c910e8304c79_forward"), _forward)
+forward_op = derived_op(_free_name("sgd_nesterov_2b94b5d25b3c_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -761,23 +777,23 @@ def _forward_backward(ctx, t, *_):
     # delta3 = t
     delta3 = t
     # dW3 = sum_n delta3_n @ a2_n.T
-    dW3 = (delta3.t() @ a2)
+    dW3 = torch.mm(delta3.mT, a2)
     # da2 = W3.T @ delta3
-    da2 = delta3 @ W3
+    da2 = torch.mm(delta3, W3)
     # delta2 = da2*{z2 > 0: 1; otherwise: exp(z2)/2}
-    delta2 = da2*torch.where((z2 > 0), 1, (1/2)*torch.exp(z2))
+    delta2 = da2.mul_(torch.where((z2 > 0), 1, (1/2)*torch.exp(z2)))
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n sum_i delta2_n,i
     db2 = delta2.sum()
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*{z1 > 0: 1; otherwise: 1/10}
-    delta1 = da1*torch.where((z1 > 0), z1.new_full((), 1), 1/10)
+    delta1 = da1.mul_(torch.where((z1 > 0), z1.new_full((), 1), 1/10))
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, dW1, db1, dW2, db2, dW3)
 
 
@@ -808,9 +824,13 @@ class Model(nn.Module):
                 getattr(self, name).copy_(value)
 
     def _batch(self, *batch):
-        """The batch as tensors of the parameters' dtype and device."""
+        """The batch as tensors of the parameters' dtype and device: torch.as_tensor, whose
+        keyword arguments cost more than checking that a plain tensor is already one."""
         like = self._parameters["W1"]
-        return [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        dtype, device = like.dtype, like.device
+        out = [b if type(b) is Tensor and b.dtype is dtype and b.device == device
+               else torch.as_tensor(b, dtype=dtype, device=device) for b in batch]
+        return out
 
     def _params(self):
         """The parameters in PARAM_SHAPES order (read from _parameters: nn.Module.__getattr__
@@ -822,7 +842,7 @@ class Model(nn.Module):
         """The output Y for X [n, 3] -> [n, 2]; with targets T [n, 2], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
+            return loss_op(*self._batch(X, T), *self._params())[0]
         return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):

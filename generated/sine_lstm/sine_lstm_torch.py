@@ -442,6 +442,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
@@ -678,7 +695,7 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, U1: Tensor, b1: Tensor, br1: Tensor,
     return (E, a1, s1, z2)
 
 
-loss_op = derived_op(_free_name("sine_lstm_1937a6147401_loss"), _loss)
+loss_op = derived_op(_free_name("sine_lstm_af5549830ef7_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -707,14 +724,13 @@ def _loss_backward(ctx, grad, *_):
     a2 = z2
     N = x.shape[0]
     # delta2 = (-2*t + 2*a2)/N
-    delta2 = (-2*t + 2*a2)/N
-    delta2 = delta2 * grad  # the incoming dE (1 for E.backward())
+    delta2 = (-2*t + 2*a2).mul_(grad).mul_(_inverse(grad, N))
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # dh1_t = da1 at t = T, else 0
     dh1 = da1.new_zeros(da1.shape[0], 12, da1.shape[1])
     dh1[:, -1] = da1
@@ -798,7 +814,7 @@ def _forward(x: Tensor, W1: Tensor, U1: Tensor, b1: Tensor, br1: Tensor, W2: Ten
     return (a2, a1, s1)
 
 
-forward_op = derived_op(_free_name("sine_lstm_1937a6147401_forward"), _forward)
+forward_op = derived_op(_free_name("sine_lstm_af5549830ef7_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -828,11 +844,11 @@ def _forward_backward(ctx, t, *_):
     # delta2 = t
     delta2 = t
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # dh1_t = da1 at t = T, else 0
     dh1 = da1.new_zeros(da1.shape[0], 12, da1.shape[1])
     dh1[:, -1] = da1
@@ -904,9 +920,12 @@ class Model(nn.Module):
                 getattr(self, name).copy_(value)
 
     def _batch(self, *batch):
-        """The batch as tensors of the parameters' dtype and device."""
+        """The batch as tensors of the parameters' dtype and device: torch.as_tensor, whose
+        keyword arguments cost more than checking that a plain tensor is already one."""
         like = self._parameters["W1"]
-        out = [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        dtype, device = like.dtype, like.device
+        out = [b if type(b) is Tensor and b.dtype is dtype and b.device == device
+               else torch.as_tensor(b, dtype=dtype, device=device) for b in batch]
         out[0] = out[0].reshape(out[0].shape[0], *INPUT_SHAPE)  # rows of INPUTS numbers, or maps
         return out
 
@@ -920,7 +939,7 @@ class Model(nn.Module):
         """The output Y for X [n, 12] -> [n, 1]; with targets T [n, 1], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
+            return loss_op(*self._batch(X, T), *self._params())[0]
         return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):

@@ -439,6 +439,23 @@ def _log1pexp(u):
     return torch.logaddexp(u.new_zeros(()), u)
 
 
+_INVERSES = {}  # n -> 1/n as a float64 CPU scalar tensor
+
+
+def _inverse(like, n):
+    """1/n, to multiply the tensor ``like`` by in place: a cached float64 CPU scalar tensor where
+    like is a plain tensor and n an int (eager mode: a tensor argument costs half what a Python
+    number does, which becomes a new tensor at every call; a CPU scalar multiplies a tensor on
+    any device, rounded to its dtype), else the Python number (torch.compile's fake tensors and
+    symbolic sizes)."""
+    if type(like) is not torch.Tensor or type(n) is not int:
+        return 1.0 / n
+    inverse = _INVERSES.get(n)
+    if inverse is None:
+        inverse = _INVERSES[n] = torch.tensor(1.0 / n, dtype=torch.float64, device="cpu")
+    return inverse
+
+
 def _linear_fill_defaults():
     """Make torch's fill-in of an op's default arguments linear in the op's arguments.
 
@@ -647,11 +664,11 @@ def _loss(x: Tensor, t: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) 
     # a2 = 1/(1 + exp(-z2))
     a2 = 1/(1 + torch.exp(-z2))
     # E = 1/N * sum_n sum_k -t*z2 + max(0, z2) + log(1 + exp(-abs(z2)))
-    E = (1/N) * torch.sum(-t*z2 + torch.clamp_min(z2, 0) + _log1pexp(-torch.abs(z2)))
+    E = (1/N) * torch.sum(-t*z2 + torch.relu(z2) + _log1pexp(-torch.abs(z2)))
     return (E, a1, a2)
 
 
-loss_op = derived_op(_free_name("xor_b436a1a7ac3d_loss"), _loss)
+loss_op = derived_op(_free_name("xor_b9ef3c0b37f9_loss"), _loss)
 _inline_when_compiled(loss_op, _loss)
 
 
@@ -679,20 +696,19 @@ def _loss_backward(ctx, grad, *_):
     x, t, W2, a1, a2 = ctx.saved_tensors
     N = x.shape[0]
     # delta2 = (a2 - t)/N
-    delta2 = (a2 - t)/N
-    delta2 = delta2 * grad  # the incoming dE (1 for E.backward())
+    delta2 = (a2 - t).mul_(grad).mul_(_inverse(grad, N))
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*(1 - a1**2)
-    delta1 = da1*(1 - a1**2)
+    delta1 = da1.mul_(1 - a1**2)
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, None, dW1, db1, dW2, db2)
 
 
@@ -714,7 +730,7 @@ def _forward(x: Tensor, W1: Tensor, b1: Tensor, W2: Tensor, b2: Tensor) -> tuple
     return (a2, a1)
 
 
-forward_op = derived_op(_free_name("xor_b436a1a7ac3d_forward"), _forward)
+forward_op = derived_op(_free_name("xor_b9ef3c0b37f9_forward"), _forward)
 _inline_when_compiled(forward_op, _forward)
 
 
@@ -744,17 +760,17 @@ def _forward_backward(ctx, t, *_):
     # delta2 = a2*t*(1 - a2)
     delta2 = a2*t*(1 - a2)
     # dW2 = sum_n delta2_n @ a1_n.T
-    dW2 = (delta2.t() @ a1)
+    dW2 = torch.mm(delta2.mT, a1)
     # db2 = sum_n delta2_n
-    db2 = delta2.sum(0)
+    db2 = torch.sum(delta2, 0)
     # da1 = W2.T @ delta2
-    da1 = delta2 @ W2
+    da1 = torch.mm(delta2, W2)
     # delta1 = da1*(1 - a1**2)
-    delta1 = da1*(1 - a1**2)
+    delta1 = da1.mul_(1 - a1**2)
     # dW1 = sum_n delta1_n @ x_n.T
-    dW1 = (delta1.t() @ x)
+    dW1 = torch.mm(delta1.mT, x)
     # db1 = sum_n delta1_n
-    db1 = delta1.sum(0)
+    db1 = torch.sum(delta1, 0)
     return (None, dW1, db1, dW2, db2)
 
 
@@ -784,9 +800,13 @@ class Model(nn.Module):
                 getattr(self, name).copy_(value)
 
     def _batch(self, *batch):
-        """The batch as tensors of the parameters' dtype and device."""
+        """The batch as tensors of the parameters' dtype and device: torch.as_tensor, whose
+        keyword arguments cost more than checking that a plain tensor is already one."""
         like = self._parameters["W1"]
-        return [torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in batch]
+        dtype, device = like.dtype, like.device
+        out = [b if type(b) is Tensor and b.dtype is dtype and b.device == device
+               else torch.as_tensor(b, dtype=dtype, device=device) for b in batch]
+        return out
 
     def _params(self):
         """The parameters in PARAM_SHAPES order (read from _parameters: nn.Module.__getattr__
@@ -798,7 +818,7 @@ class Model(nn.Module):
         """The output Y for X [n, 2] -> [n, 1]; with targets T [n, 1], the loss E
         instead (so DistributedDataParallel(model)(X, T).backward() trains)."""
         if T is not None:
-            return self.loss(X, T)
+            return loss_op(*self._batch(X, T), *self._params())[0]
         return forward_op(*self._batch(X), *self._params())[0]
 
     def loss(self, X, T):
