@@ -63,3 +63,20 @@ def test_kink_follows_pytorch(name):
     got = sp.lambdify((X, A), d.expr, "mpmath")(0, 0)
     alpha = dict(act.params).get("alpha", 0)
     assert got == alpha
+
+
+def test_softmax_jacobian_proof_proves_the_identity_and_refutes_a_wrong_one():
+    """losses.softmax_jacobian_proved reduces ∂softmax_i/∂z_j − a_i(δ_ij − a_j) to exactly 0; the
+    same reduction of a wrong Jacobian (a_i(1 − a_j) off the diagonal) is not 0."""
+    import sympy as sp
+
+    from symbackprop.core import losses
+
+    losses.softmax_jacobian_proved.cache_clear()
+    assert losses.softmax_jacobian_proved(3) and losses.softmax_jacobian_proved(2)
+    z = sp.symbols("z1:4", real=True)
+    s = [sp.exp(zi) / sum(sp.exp(zj) for zj in z) for zi in z]
+    wrong = sp.diff(s[0], z[1]) - s[0] * (1 - s[1])
+    assert sp.cancel(sp.together(wrong)) != 0
+    a = {zi: v for zi, v in zip(z, (0.3, -1.2, 2.0), strict=True)}  # and it is wrong at a point
+    assert abs(float(wrong.subs(a))) > 1e-3
