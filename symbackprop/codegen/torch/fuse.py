@@ -83,7 +83,7 @@ def softmax_cross_entropy(program: Program, ops: tuple[Lowered, ...]) -> Lowered
             continue
         if sp.expand(loss.expr - vec("t") * (vec(lse) - vec(z))) != 0:
             continue
-        scale = sp.sympify(loss.op.scale)
+        scale = loss.op.scale  # a SymPy expression already (the lowered op's c)
         mean = sp.simplify(scale * N)
         if mean.is_number:
             c, reduction = mean, "mean"
